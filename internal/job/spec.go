@@ -1,0 +1,398 @@
+package job
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Spec is what a user submits. It is stored verbatim with the job, so a
+// job can always be inspected (and resubmitted) exactly as it was asked for.
+type Spec struct {
+	Name    string            `json:"name,omitempty" yaml:"name,omitempty"`
+	Queue   string            `json:"queue,omitempty" yaml:"queue,omitempty"`
+	Command []string          `json:"command" yaml:"command"`
+	Shell   bool              `json:"shell,omitempty" yaml:"shell,omitempty"`
+	Env     map[string]string `json:"env,omitempty" yaml:"env,omitempty"`
+	// WorkDir is where the command runs: absolute, or relative to the job dir.
+	WorkDir   string       `json:"workdir,omitempty" yaml:"workdir,omitempty"`
+	Resources Resources    `json:"resources" yaml:"resources,omitempty"`
+	TimeLimit Duration     `json:"time_limit,omitempty" yaml:"time_limit,omitempty"`
+	Retry     RetryPolicy  `json:"retry" yaml:"retry,omitempty"`
+	Array     string       `json:"array,omitempty" yaml:"array,omitempty"`
+	DependsOn []Dependency `json:"depends_on,omitempty" yaml:"depends_on,omitempty"`
+	Inputs    []Input      `json:"inputs,omitempty" yaml:"inputs,omitempty"`
+	Outputs   []Output     `json:"outputs,omitempty" yaml:"outputs,omitempty"`
+	Tags      map[string]string `json:"tags,omitempty" yaml:"tags,omitempty"`
+}
+
+// Resources a job asks for on one node. CPUs may be fractional (0.5 = half
+// a core, as in Kubernetes); the scheduler accounts in thousandths.
+type Resources struct {
+	CPUs     float64 `json:"cpus" yaml:"cpus,omitempty"`
+	MemoryMB int64   `json:"memory_mb" yaml:"memory_mb,omitempty"`
+	GPUs     int     `json:"gpus" yaml:"gpus,omitempty"`
+}
+
+// MilliCPUs is the CPU request in thousandths of a core.
+func (r Resources) MilliCPUs() int64 { return int64(math.Round(r.CPUs * 1000)) }
+
+// RetryPolicy says how often and on what a failed attempt is retried.
+// With no conditions, any failure is retried (as AWS Batch does); with
+// conditions, a failure is retried only if one matches. Time-outs and
+// cancellations are never retried.
+type RetryPolicy struct {
+	Attempts    int      `json:"attempts" yaml:"attempts,omitempty"`
+	OnExitCodes []int    `json:"on_exit_codes,omitempty" yaml:"on_exit_codes,omitempty"`
+	OnSignals   []string `json:"on_signals,omitempty" yaml:"on_signals,omitempty"`
+	OnNodeLoss  bool     `json:"on_node_loss,omitempty" yaml:"on_node_loss,omitempty"`
+}
+
+// DependencyType follows Slurm's names.
+type DependencyType string
+
+const (
+	AfterOK    DependencyType = "afterok"
+	AfterAny   DependencyType = "afterany"
+	AfterNotOK DependencyType = "afternotok"
+)
+
+// Dependency makes a job wait for another one to end.
+type Dependency struct {
+	Type  DependencyType `json:"type" yaml:"type"`
+	JobID int64          `json:"job_id" yaml:"job_id"`
+}
+
+// Satisfied reports whether a dependency on a job that ended in state s
+// is met. ok=false with decided=true means it can never be met.
+func (d Dependency) Satisfied(s State) (ok, decided bool) {
+	if !s.Terminal() {
+		return false, false
+	}
+	switch d.Type {
+	case AfterOK:
+		return s == Succeeded, true
+	case AfterNotOK:
+		return s != Succeeded, true
+	default:
+		return true, true
+	}
+}
+
+// Input copies an object (or, for a URL ending in "/", every object under
+// a prefix) to Path inside the job dir before the command starts.
+type Input struct {
+	URL  string `json:"url" yaml:"url"`
+	Path string `json:"path" yaml:"path"`
+}
+
+// Output copies Path (a file or a directory) inside the job dir to URL
+// after the command succeeds.
+type Output struct {
+	Path string `json:"path" yaml:"path"`
+	URL  string `json:"url" yaml:"url"`
+}
+
+// Duration is a time.Duration that reads "90s", "1h30m" or a number of seconds.
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalJSON writes the duration as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	if d == 0 {
+		return []byte(`""`), nil
+	}
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration string or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	return d.set(v)
+}
+
+// UnmarshalYAML reads a duration string or a number of seconds.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var v any
+	if err := n.Decode(&v); err != nil {
+		return err
+	}
+	return d.set(v)
+}
+
+// MarshalYAML writes the duration as a Go duration string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+func (d *Duration) set(v any) error {
+	switch x := v.(type) {
+	case nil:
+		*d = 0
+	case float64:
+		*d = Duration(x * float64(time.Second))
+	case int:
+		*d = Duration(time.Duration(x) * time.Second)
+	case string:
+		if x == "" {
+			*d = 0
+			return nil
+		}
+		if secs, err := strconv.ParseFloat(x, 64); err == nil {
+			*d = Duration(secs * float64(time.Second))
+			return nil
+		}
+		p, err := time.ParseDuration(x)
+		if err != nil {
+			return fmt.Errorf("invalid duration %q (want e.g. 90s, 1h30m or seconds)", x)
+		}
+		*d = Duration(p)
+	default:
+		return fmt.Errorf("invalid duration %v", v)
+	}
+	return nil
+}
+
+// FieldError is a validation error that names the offending field, so the
+// API can report {"field": ...}.
+type FieldError struct {
+	Field   string
+	Message string
+}
+
+func (e *FieldError) Error() string {
+	if e.Field == "" {
+		return e.Message
+	}
+	return e.Field + ": " + e.Message
+}
+
+func fieldErr(field, format string, a ...any) error {
+	return &FieldError{Field: field, Message: fmt.Sprintf(format, a...)}
+}
+
+// MaxBodyBytes bounds a spec document (and so any API request body).
+const MaxBodyBytes = 1 << 20
+
+// ParseSpec reads a spec from JSON or YAML (JSON is YAML, but JSON errors
+// read better, so JSON-looking input goes through encoding/json). Unknown
+// fields are rejected: a misspelt field must not be silently ignored.
+func ParseSpec(data []byte) (*Spec, error) {
+	var s Spec
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return nil, fieldErr("", "empty job spec")
+	}
+	if trimmed[0] == '{' {
+		dec := json.NewDecoder(bytes.NewReader(trimmed))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&s); err != nil {
+			return nil, fieldErr("", "malformed job spec: %v", err)
+		}
+		if dec.More() {
+			return nil, fieldErr("", "malformed job spec: trailing data after the JSON object")
+		}
+		return &s, nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(trimmed))
+	dec.KnownFields(true)
+	if err := dec.Decode(&s); err != nil {
+		return nil, fieldErr("", "malformed job spec: %v", err)
+	}
+	return &s, nil
+}
+
+// Limits the validator needs from the outside world.
+type Limits struct {
+	// Largest node: a request above it can never run.
+	MaxNode Resources
+}
+
+// Bounds on user input, so that one spec cannot exhaust the server.
+const (
+	MaxArraySize   = 10000
+	MaxAttempts    = 10
+	MaxCommandArgs = 4096
+	MaxNameLen     = 128
+)
+
+var (
+	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// ValidName reports whether s is usable as a job or queue name.
+func ValidName(s string) bool { return len(s) <= MaxNameLen && nameRE.MatchString(s) }
+
+// Normalize fills defaults and checks the spec against itself and lim.
+// It returns the first problem found, naming the field.
+func (s *Spec) Normalize(lim Limits) error {
+	if s.Queue == "" {
+		s.Queue = "default"
+	}
+	if s.Name == "" && len(s.Command) > 0 {
+		s.Name = defaultName(s.Command[0])
+	}
+	if s.Name != "" && !ValidName(s.Name) {
+		return fieldErr("name", "%q is not a valid name (letters, digits, '.', '_', '-'; at most %d)", s.Name, MaxNameLen)
+	}
+	if len(s.Command) == 0 || s.Command[0] == "" {
+		return fieldErr("command", "a command is required")
+	}
+	if len(s.Command) > MaxCommandArgs {
+		return fieldErr("command", "at most %d arguments", MaxCommandArgs)
+	}
+	for i, a := range s.Command {
+		if strings.ContainsRune(a, 0) {
+			return fieldErr(fmt.Sprintf("command[%d]", i), "contains a NUL byte")
+		}
+	}
+	for k, v := range s.Env {
+		if !envKeyRE.MatchString(k) {
+			return fieldErr("env", "%q is not a valid variable name", k)
+		}
+		if strings.HasPrefix(k, "HPCML_") {
+			return fieldErr("env", "%q: HPCML_ variables are set by hpcml", k)
+		}
+		if strings.ContainsRune(v, 0) {
+			return fieldErr("env", "value of %q contains a NUL byte", k)
+		}
+	}
+	if s.WorkDir != "" && !filepath.IsAbs(s.WorkDir) && !filepath.IsLocal(s.WorkDir) {
+		return fieldErr("workdir", "%q escapes the job dir (use an absolute path or one inside the job dir)", s.WorkDir)
+	}
+	if err := s.Resources.normalize(lim.MaxNode); err != nil {
+		return err
+	}
+	if s.TimeLimit < 0 {
+		return fieldErr("time_limit", "must not be negative")
+	}
+	if err := s.Retry.normalize(); err != nil {
+		return err
+	}
+	if s.Array != "" {
+		if _, _, err := ParseArray(s.Array); err != nil {
+			return fieldErr("array", "%v", err)
+		}
+	}
+	for i, d := range s.DependsOn {
+		switch d.Type {
+		case AfterOK, AfterAny, AfterNotOK:
+		default:
+			return fieldErr(fmt.Sprintf("depends_on[%d].type", i), "%q is not one of afterok, afterany, afternotok", d.Type)
+		}
+		if d.JobID <= 0 {
+			return fieldErr(fmt.Sprintf("depends_on[%d].job_id", i), "must be a job id")
+		}
+	}
+	for i, in := range s.Inputs {
+		f := fmt.Sprintf("inputs[%d]", i)
+		if in.URL == "" {
+			return fieldErr(f+".url", "required")
+		}
+		if err := checkJobPath(in.Path); err != nil {
+			return fieldErr(f+".path", "%v", err)
+		}
+	}
+	for i, out := range s.Outputs {
+		f := fmt.Sprintf("outputs[%d]", i)
+		if out.URL == "" {
+			return fieldErr(f+".url", "required")
+		}
+		if err := checkJobPath(out.Path); err != nil {
+			return fieldErr(f+".path", "%v", err)
+		}
+	}
+	for k := range s.Tags {
+		if k == "" || len(k) > MaxNameLen {
+			return fieldErr("tags", "tag keys must be 1 to %d characters", MaxNameLen)
+		}
+	}
+	return nil
+}
+
+// checkJobPath confines a path to the job dir.
+func checkJobPath(p string) error {
+	if p == "" {
+		return errors.New("required")
+	}
+	if filepath.IsAbs(p) || !filepath.IsLocal(p) {
+		return fmt.Errorf("%q escapes the job dir (paths are relative to it)", p)
+	}
+	return nil
+}
+
+func (r *Resources) normalize(max Resources) error {
+	if r.CPUs == 0 {
+		r.CPUs = 1
+	}
+	if r.CPUs < 0 || math.IsNaN(r.CPUs) || math.IsInf(r.CPUs, 0) {
+		return fieldErr("resources.cpus", "must be positive")
+	}
+	if r.MilliCPUs() < 1 {
+		return fieldErr("resources.cpus", "at least 0.001")
+	}
+	if r.MemoryMB < 0 {
+		return fieldErr("resources.memory_mb", "must not be negative")
+	}
+	if r.GPUs < 0 {
+		return fieldErr("resources.gpus", "must not be negative")
+	}
+	if r.MilliCPUs() > max.MilliCPUs() {
+		return fieldErr("resources.cpus", "%g CPUs is more than the largest node has (%g)", r.CPUs, max.CPUs)
+	}
+	if r.MemoryMB > max.MemoryMB {
+		return fieldErr("resources.memory_mb", "%d MB is more than the largest node has (%d MB)", r.MemoryMB, max.MemoryMB)
+	}
+	if r.GPUs > max.GPUs {
+		return fieldErr("resources.gpus", "%d GPUs is more than the largest node has (%d)", r.GPUs, max.GPUs)
+	}
+	return nil
+}
+
+func (p *RetryPolicy) normalize() error {
+	if p.Attempts == 0 {
+		p.Attempts = 1
+	}
+	if p.Attempts < 1 || p.Attempts > MaxAttempts {
+		return fieldErr("retry.attempts", "must be between 1 and %d", MaxAttempts)
+	}
+	for i, s := range p.OnSignals {
+		n, ok := SignalNumber(s)
+		if !ok {
+			return fieldErr(fmt.Sprintf("retry.on_signals[%d]", i), "%q is not a known signal", s)
+		}
+		p.OnSignals[i] = SignalName(n)
+	}
+	return nil
+}
+
+// defaultName derives a job name from the program it runs.
+func defaultName(prog string) string {
+	base := filepath.Base(prog)
+	var b strings.Builder
+	for _, r := range base {
+		if r < 128 && (r == '.' || r == '_' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			b.WriteRune(r)
+		}
+	}
+	name := strings.TrimLeft(b.String(), "._-")
+	if name == "" {
+		return "job"
+	}
+	if len(name) > MaxNameLen {
+		name = name[:MaxNameLen]
+	}
+	return name
+}

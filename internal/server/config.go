@@ -1,0 +1,24 @@
+// Package server wires the control plane together: store, object storage,
+// backend, scheduler, API, dashboard and metrics.
+package server
+
+import "time"
+
+// Config is everything `hpcml server` can be told.
+type Config struct {
+	// DataDir holds the database, the token, job dirs and (by default) objects.
+	DataDir string
+	// Listen is the address to serve on; loopback by default.
+	Listen string
+	// Storage is the object store URL; default file://<DataDir>/objects.
+	Storage string
+	// CPUs and MemoryMB declare the local executor's capacity; zero means
+	// this machine's cores and memory.
+	CPUs     float64
+	MemoryMB int64
+	// KillGrace is how long a cancelled or timed-out job gets between
+	// SIGTERM and SIGKILL.
+	KillGrace time.Duration
+	// Ready, if set, is called with the base URL once the server listens.
+	Ready func(baseURL string)
+}
