@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/hpcml/hpcml/internal/cli"
+	"github.com/hpcml/hpcml/internal/server"
+	"github.com/spf13/cobra"
+)
+
+func runCLI() int {
+	return cli.Execute(cli.NewRoot(newServerCmd()))
+}
+
+func newServerCmd() *cobra.Command {
+	var cfg server.Config
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the hpcml control plane (API, dashboard, scheduler, local executor)",
+		Long: `Run the hpcml control plane on this machine.
+
+Metadata lives in <data-dir>/hpcml.db (SQLite), objects in --storage
+(default file://<data-dir>/objects), and the API token in <data-dir>/token.
+Jobs run under a per-job wrapper that outlives the server: stopping or
+killing the server does not stop running jobs, and a restart picks them up.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			cfg.Ready = func(base string) {
+				tokenPath := filepath.Join(cfg.DataDir, server.TokenFile)
+				fmt.Fprintf(cmd.OutOrStdout(), "hpcml server listening on %s\n", base)
+				if tok, err := os.ReadFile(tokenPath); err == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "Dashboard: %s/?token=%s\n", base, string(trimNL(tok)))
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "API token: %s (export HPCML_TOKEN=$(cat %s))\n", tokenPath, tokenPath)
+			}
+			return server.Run(ctx, cfg, log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", envOr("HPCML_DATA_DIR", server.DefaultDataDir), "where hpcml keeps its database, token, job dirs and default storage")
+	f.StringVar(&cfg.Listen, "listen", envOr("HPCML_LISTEN", server.DefaultListen), "address to serve the API and dashboard on (loopback by default)")
+	f.StringVar(&cfg.Storage, "storage", os.Getenv("HPCML_STORAGE"), "object storage URL (default file://<data-dir>/objects; or s3://bucket?endpoint=...&use_path_style=true&region=...)")
+	f.Float64Var(&cfg.CPUs, "cpus", 0, "CPUs the local executor may hand out (default: this machine's)")
+	f.Int64Var(&cfg.MemoryMB, "memory-mb", 0, "memory in MB the local executor may hand out (default: this machine's)")
+	f.DurationVar(&cfg.KillGrace, "kill-grace", server.DefaultKillGrace, "time between SIGTERM and SIGKILL when a job is cancelled or times out")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func trimNL(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}

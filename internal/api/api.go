@@ -1,0 +1,168 @@
+// Package api serves the REST API under /api/v1 (described by
+// openapi.yaml, which a test keeps in step with the routes), /healthz and
+// /metrics. Every route but /healthz needs the bearer token.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	_ "embed"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/sched"
+	"github.com/hpcml/hpcml/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+//go:embed openapi.yaml
+var openapiYAML []byte
+
+// Logs gives access to attempts' logs wherever they are.
+type Logs interface {
+	// LocalPath is the attempt's log file on this machine ("" if none).
+	LocalPath(jobID int64, attempt int, stream string) string
+	// OpenStored opens a log shipped to object storage.
+	OpenStored(ctx context.Context, key string) (io.ReadCloser, error)
+}
+
+// Config wires the API to the rest of the server.
+type Config struct {
+	Store     store.Store
+	Scheduler *sched.Scheduler
+	Logs      Logs
+	Token     string
+	Registry  *prometheus.Registry
+	Log       *slog.Logger
+}
+
+// Handler serves the API.
+type Handler struct {
+	cfg      Config
+	mux      *http.ServeMux
+	duration *prometheus.HistogramVec
+}
+
+// route is one served route; Routes() lists them for the spec test.
+type route struct {
+	method, path string
+	public       bool
+	h            func(http.ResponseWriter, *http.Request) error
+}
+
+// New builds the API handler.
+func New(cfg Config) *Handler {
+	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
+	h.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "hpcml_http_request_duration_seconds",
+		Help:    "API request durations by route pattern, method and status code.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14),
+	}, []string{"route", "method", "code"})
+	cfg.Registry.MustRegister(h.duration)
+	for _, r := range h.routes() {
+		h.mux.Handle(r.method+" "+r.path, h.wrap(r))
+	}
+	h.mux.Handle("GET /metrics", h.auth(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}), "/metrics"))
+	return h
+}
+
+func (h *Handler) routes() []route {
+	return []route{
+		{"GET", "/healthz", true, h.health},
+		{"GET", "/api/v1/openapi.yaml", false, h.openapi},
+		{"POST", "/api/v1/jobs", false, h.submitJob},
+		{"GET", "/api/v1/jobs", false, h.listJobs},
+		{"GET", "/api/v1/jobs/{id}", false, h.getJob},
+		{"POST", "/api/v1/jobs/{id}/cancel", false, h.cancelJob},
+		{"GET", "/api/v1/jobs/{id}/logs", false, h.jobLogs},
+		{"GET", "/api/v1/queues", false, h.listQueues},
+		{"POST", "/api/v1/queues", false, h.createQueue},
+		{"GET", "/api/v1/queues/{name}", false, h.getQueue},
+		{"GET", "/api/v1/capacity", false, h.capacity},
+	}
+}
+
+// Routes lists "METHOD /path" of every route served, /metrics included.
+func (h *Handler) Routes() []string {
+	var out []string
+	for _, r := range h.routes() {
+		out = append(out, r.method+" "+r.path)
+	}
+	return append(out, "GET /metrics")
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// ValidToken compares a presented token with the server's in constant time.
+func (h *Handler) ValidToken(tok string) bool {
+	return len(tok) > 0 && subtle.ConstantTimeCompare([]byte(tok), []byte(h.cfg.Token)) == 1
+}
+
+func (h *Handler) authorized(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && h.ValidToken(strings.TrimSpace(tok))
+}
+
+func (h *Handler) auth(next http.Handler, routeName string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: 200}
+		if !h.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="hpcml"`)
+			writeJSON(sw, http.StatusUnauthorized, errorBody{Error: errorDetail{Code: "unauthorized",
+				Message: "missing or invalid bearer token (see <data-dir>/token)"}})
+		} else {
+			next.ServeHTTP(sw, r)
+		}
+		h.duration.WithLabelValues(routeName, r.Method, strconv.Itoa(sw.status)).Observe(time.Since(start).Seconds())
+	})
+}
+
+func (h *Handler) wrap(rt route) http.Handler {
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, job.MaxBodyBytes)
+		if err := rt.h(w, r); err != nil {
+			writeError(w, h.cfg.Log, err)
+		}
+	})
+	if !rt.public {
+		return h.auth(inner, rt.path)
+	}
+	return inner
+}
+
+// statusWriter remembers the status for metrics and passes Flush on, so
+// that followed logs stream.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (h *Handler) health(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+func (h *Handler) openapi(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Write(openapiYAML)
+	return nil
+}

@@ -1,0 +1,144 @@
+// Package blob addresses object storage by URL. file:// and s3:// go
+// through the same gocloud.dev/blob code path; S3-compatible servers are
+// reached with s3://bucket?endpoint=...&use_path_style=true&region=...
+package blob
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"path/filepath"
+	"strings"
+
+	gcblob "gocloud.dev/blob"
+	_ "gocloud.dev/blob/fileblob" // file:// URLs
+	_ "gocloud.dev/blob/s3blob"   // s3:// URLs
+	"gocloud.dev/gcerrors"
+)
+
+// Bucket is an open bucket.
+type Bucket = gcblob.Bucket
+
+// Open opens a bucket URL such as file:///var/lib/hpcml/objects or
+// s3://data?endpoint=http://127.0.0.1:7070&use_path_style=true&region=us-east-1.
+// A file:// bucket directory is created if missing.
+func Open(ctx context.Context, bucketURL string) (*Bucket, error) {
+	u, err := url.Parse(bucketURL)
+	if err != nil {
+		return nil, fmt.Errorf("storage URL %q: %w", bucketURL, err)
+	}
+	switch u.Scheme {
+	case "file":
+		q := u.Query()
+		if q.Get("create_dir") == "" {
+			q.Set("create_dir", "true")
+		}
+		u.RawQuery = q.Encode()
+	case "s3":
+	default:
+		return nil, fmt.Errorf("storage URL %q: scheme must be file:// or s3://", bucketURL)
+	}
+	b, err := gcblob.OpenBucket(ctx, u.String())
+	if err != nil {
+		return nil, fmt.Errorf("open storage %s: %w", Redact(bucketURL), err)
+	}
+	return b, nil
+}
+
+// Location is an object (or, with a Key ending in "/" or empty, a prefix)
+// in a bucket.
+type Location struct {
+	Bucket string // bucket URL, with its query
+	Key    string
+}
+
+// IsPrefix reports whether the location names every object under a prefix.
+func (l Location) IsPrefix() bool { return l.Key == "" || strings.HasSuffix(l.Key, "/") }
+
+// String renders the location back as one URL.
+func (l Location) String() string {
+	u, err := url.Parse(l.Bucket)
+	if err != nil {
+		return l.Bucket + "/" + l.Key
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + l.Key
+	if u.Scheme == "s3" {
+		u.Path = "/" + l.Key
+	}
+	return Redact(u.String())
+}
+
+// Resolve turns a user's object URL into a Location. A URL without a
+// scheme is a key in the default bucket and must stay inside it.
+//
+//	results/run1.csv               -> default bucket, key results/run1.csv
+//	s3://data/in/x.csv?endpoint=.. -> bucket s3://data?endpoint=.., key in/x.csv
+//	file:///srv/data/x.csv         -> bucket file:///srv/data, key x.csv
+//	file:///srv/data/              -> bucket file:///srv/data, every object
+func Resolve(raw, defaultBucket string) (Location, error) {
+	if raw == "" {
+		return Location{}, errors.New("empty object URL")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return Location{}, fmt.Errorf("object URL %q: %w", raw, err)
+	}
+	switch u.Scheme {
+	case "":
+		key := raw
+		dir := strings.HasSuffix(key, "/")
+		if key = path.Clean(key); !filepath.IsLocal(key) || strings.HasPrefix(raw, "/") {
+			return Location{}, fmt.Errorf("object key %q escapes the storage root", raw)
+		}
+		if dir {
+			key += "/"
+		}
+		return Location{Bucket: defaultBucket, Key: key}, nil
+	case "s3":
+		if u.Host == "" {
+			return Location{}, fmt.Errorf("object URL %q: no bucket", raw)
+		}
+		key := strings.TrimPrefix(u.Path, "/")
+		u.Path = ""
+		return Location{Bucket: u.String(), Key: key}, nil
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return Location{}, fmt.Errorf("object URL %q: file URLs name a local path (file:///path)", raw)
+		}
+		if !path.IsAbs(u.Path) {
+			return Location{}, fmt.Errorf("object URL %q: path must be absolute", raw)
+		}
+		p := path.Clean(u.Path)
+		if strings.HasSuffix(u.Path, "/") {
+			u.Path = p
+			return Location{Bucket: u.String(), Key: ""}, nil
+		}
+		u.Path = path.Dir(p)
+		return Location{Bucket: u.String(), Key: path.Base(p)}, nil
+	default:
+		return Location{}, fmt.Errorf("object URL %q: scheme must be file:// or s3:// (or a key in the server's storage)", raw)
+	}
+}
+
+// IsNotFound reports whether err means the object does not exist.
+func IsNotFound(err error) bool { return gcerrors.Code(err) == gcerrors.NotFound }
+
+// Redact hides credentials that may sit in a URL's query.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	q := u.Query()
+	for k := range q {
+		lk := strings.ToLower(k)
+		if strings.Contains(lk, "secret") || strings.Contains(lk, "token") || strings.Contains(lk, "password") {
+			q.Set(k, "REDACTED")
+		}
+	}
+	u.RawQuery = q.Encode()
+	u.User = nil
+	return u.String()
+}

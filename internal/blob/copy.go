@@ -1,0 +1,200 @@
+package blob
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	gcblob "gocloud.dev/blob"
+)
+
+// Stager copies between object storage and a local directory tree that
+// must not be escaped (a job dir). Buckets are opened once and reused.
+type Stager struct {
+	DefaultBucket string
+	buckets       map[string]*Bucket
+}
+
+// NewStager returns a Stager resolving bare keys against defaultBucket.
+func NewStager(defaultBucket string) *Stager {
+	return &Stager{DefaultBucket: defaultBucket, buckets: map[string]*Bucket{}}
+}
+
+// Close closes every bucket the stager opened.
+func (s *Stager) Close() error {
+	var errs []error
+	for _, b := range s.buckets {
+		errs = append(errs, b.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Stager) bucket(ctx context.Context, u string) (*Bucket, error) {
+	if b, ok := s.buckets[u]; ok {
+		return b, nil
+	}
+	b, err := Open(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	s.buckets[u] = b
+	return b, nil
+}
+
+// Download copies the object (or every object under the prefix) at rawURL
+// to rel inside root. Files appear under their final name only when
+// complete. It returns the bytes copied.
+func (s *Stager) Download(ctx context.Context, rawURL string, root *os.Root, rel string) (int64, error) {
+	loc, err := Resolve(rawURL, s.DefaultBucket)
+	if err != nil {
+		return 0, err
+	}
+	b, err := s.bucket(ctx, loc.Bucket)
+	if err != nil {
+		return 0, err
+	}
+	if !loc.IsPrefix() {
+		return downloadOne(ctx, b, loc.Key, root, rel)
+	}
+	var total int64
+	it := b.List(&gcblob.ListOptions{Prefix: loc.Key})
+	found := false
+	for {
+		obj, err := it.Next(ctx)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return total, fmt.Errorf("list %s: %w", loc, err)
+		}
+		found = true
+		sub := strings.TrimPrefix(obj.Key, loc.Key)
+		if !filepath.IsLocal(sub) {
+			return total, fmt.Errorf("object %q would land outside %s", obj.Key, rel)
+		}
+		n, err := downloadOne(ctx, b, obj.Key, root, path.Join(rel, sub))
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("no objects under %s", loc)
+	}
+	return total, nil
+}
+
+func downloadOne(ctx context.Context, b *Bucket, key string, root *os.Root, rel string) (int64, error) {
+	r, err := b.NewReader(ctx, key, nil)
+	if err != nil {
+		if IsNotFound(err) {
+			return 0, fmt.Errorf("object %q does not exist", key)
+		}
+		return 0, fmt.Errorf("read %q: %w", key, err)
+	}
+	defer r.Close()
+	if dir := path.Dir(rel); dir != "." {
+		if err := root.MkdirAll(dir, 0o755); err != nil {
+			return 0, fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	tmp := rel + ".hpcml-partial"
+	f, err := root.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return 0, fmt.Errorf("create %s: %w", rel, err)
+	}
+	n, err := io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = root.Rename(tmp, rel)
+	}
+	if err != nil {
+		root.Remove(tmp)
+		return n, fmt.Errorf("download %q to %s: %w", key, rel, err)
+	}
+	return n, nil
+}
+
+// Upload copies rel inside root — a file, or a directory tree — to rawURL.
+// A directory goes under the URL as a prefix. Symlinks that leave root
+// are refused by os.Root.
+func (s *Stager) Upload(ctx context.Context, root *os.Root, rel, rawURL string) (int64, error) {
+	loc, err := Resolve(rawURL, s.DefaultBucket)
+	if err != nil {
+		return 0, err
+	}
+	b, err := s.bucket(ctx, loc.Bucket)
+	if err != nil {
+		return 0, err
+	}
+	info, err := root.Stat(rel)
+	if err != nil {
+		return 0, fmt.Errorf("output %s: %w", rel, err)
+	}
+	if !info.IsDir() {
+		key := loc.Key
+		if loc.IsPrefix() {
+			key += path.Base(rel)
+		}
+		return uploadOne(ctx, b, root, rel, key)
+	}
+	prefix := loc.Key
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	var total int64
+	err = fs.WalkDir(root.FS(), rel, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return fmt.Errorf("output %s is not a regular file", p)
+		}
+		sub, _ := filepath.Rel(rel, p)
+		n, err := uploadOne(ctx, b, root, p, prefix+filepath.ToSlash(sub))
+		total += n
+		return err
+	})
+	return total, err
+}
+
+func uploadOne(ctx context.Context, b *Bucket, root *os.Root, rel, key string) (int64, error) {
+	f, err := root.Open(rel)
+	if err != nil {
+		return 0, fmt.Errorf("output %s: %w", rel, err)
+	}
+	defer f.Close()
+	return UploadReader(ctx, b, key, f)
+}
+
+// UploadReader writes r to key; the object appears only if all of r was
+// written (the writer is aborted on error).
+func UploadReader(ctx context.Context, b *Bucket, key string, r io.Reader) (int64, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := b.NewWriter(wctx, key, nil)
+	if err != nil {
+		return 0, fmt.Errorf("write %q: %w", key, err)
+	}
+	n, err := io.Copy(w, r)
+	if err != nil {
+		cancel() // aborts the upload instead of committing a partial object
+		w.Close()
+		return n, fmt.Errorf("write %q: %w", key, err)
+	}
+	if err := w.Close(); err != nil {
+		return n, fmt.Errorf("write %q: %w", key, err)
+	}
+	return n, nil
+}

@@ -1,0 +1,186 @@
+// Package sched decides what runs where. One goroutine (the loop) owns
+// every active job in memory; API calls and backend reports reach it as
+// events. Each turn of the loop applies a batch of events, runs one
+// scheduling pass, writes every change in one transaction, and only then
+// launches or cancels anything — so the database always knows at least as
+// much as the machines, and a restart can reconcile the two.
+package sched
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hpcml/hpcml/internal/backend"
+	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/store"
+)
+
+// Errors the API maps to status codes.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+	ErrInvalid  = errors.New("invalid")
+)
+
+// Scheduler is the job controller.
+type Scheduler struct {
+	store   store.Store
+	backend backend.Backend
+	log     *slog.Logger
+	metrics *Metrics
+	inbox   *inbox
+
+	// Owned by the loop goroutine.
+	state *state
+
+	// changed is closed and replaced after every commit, to wake waiters.
+	changedMu sync.Mutex
+	changed   chan struct{}
+
+	snapshot atomic.Pointer[Snapshot]
+	started  atomic.Bool
+}
+
+// New returns a scheduler; call Run to start it. The backend must report
+// to the scheduler (it is a backend.Reporter).
+func New(st store.Store, log *slog.Logger, m *Metrics) *Scheduler {
+	s := &Scheduler{store: st, log: log, metrics: m, inbox: newInbox(), changed: make(chan struct{})}
+	s.snapshot.Store(&Snapshot{})
+	return s
+}
+
+// SetBackend attaches the backend (which needs the scheduler as its
+// Reporter, hence the two steps).
+func (s *Scheduler) SetBackend(b backend.Backend) { s.backend = b }
+
+// Limits are what submitted specs are checked against.
+func (s *Scheduler) Limits() job.Limits { return job.Limits{MaxNode: s.backend.Capacity()} }
+
+// Changed returns a channel closed at the next commit.
+func (s *Scheduler) Changed() <-chan struct{} {
+	s.changedMu.Lock()
+	defer s.changedMu.Unlock()
+	return s.changed
+}
+
+func (s *Scheduler) broadcast() {
+	s.changedMu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.changedMu.Unlock()
+}
+
+// Snapshot is a consistent view of the scheduler for metrics and the UI.
+type Snapshot struct {
+	Capacity job.Capacity
+	// Counts of runnable units (jobs and array tasks) by queue and state,
+	// terminal ones included.
+	Counts map[string]map[job.State]int
+}
+
+// Snapshot returns the latest view; never nil.
+func (s *Scheduler) Snapshot() *Snapshot { return s.snapshot.Load() }
+
+// Run recovers state from the store and backend, then schedules until ctx
+// ends.
+func (s *Scheduler) Run(ctx context.Context) error {
+	if s.backend == nil {
+		return errors.New("scheduler has no backend")
+	}
+	st, err := s.recover(ctx)
+	if err != nil {
+		return fmt.Errorf("recover scheduler state: %w", err)
+	}
+	s.state = st
+	s.started.Store(true)
+	s.turn(ctx, nil) // schedule what was waiting before the restart
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.inbox.signal:
+		case <-st.retryAt:
+			st.retryAt = nil
+		}
+		s.turn(ctx, s.inbox.drain())
+	}
+}
+
+// Submit validates spec, stores the job (and array tasks) and hands it to
+// the loop. The returned job is durable.
+func (s *Scheduler) Submit(ctx context.Context, spec *job.Spec) (*job.Job, error) {
+	if err := spec.Normalize(s.Limits()); err != nil {
+		return nil, err
+	}
+	if _, err := s.store.GetQueue(ctx, spec.Queue); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, &job.FieldError{Field: "queue", Message: fmt.Sprintf("queue %q does not exist", spec.Queue)}
+		}
+		return nil, err
+	}
+	if len(spec.DependsOn) > 0 {
+		ids := make([]int64, len(spec.DependsOn))
+		for i, d := range spec.DependsOn {
+			ids[i] = d.JobID
+		}
+		states, err := s.store.JobStates(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		for i, d := range spec.DependsOn {
+			if _, ok := states[d.JobID]; !ok {
+				return nil, &job.FieldError{Field: fmt.Sprintf("depends_on[%d].job_id", i),
+					Message: fmt.Sprintf("job %d does not exist", d.JobID)}
+			}
+		}
+	}
+	now := time.Now().UTC()
+	initial, reason := job.Runnable, ReasonResources
+	if len(spec.DependsOn) > 0 {
+		initial, reason = job.Pending, ReasonDependency
+	}
+	parent := &job.Job{Name: spec.Name, Queue: spec.Queue, State: initial, Reason: reason, SubmittedAt: now, Spec: *spec}
+	var tasks []*job.Job
+	if spec.Array != "" {
+		indices, _, _ := job.ParseArray(spec.Array) // validated by Normalize
+		parent.ArraySize = len(indices)
+		tasks = make([]*job.Job, len(indices))
+		for i, idx := range indices {
+			idx := idx
+			tasks[i] = &job.Job{Name: spec.Name, Queue: spec.Queue, State: initial, Reason: reason,
+				ArrayIndex: &idx, SubmittedAt: now, Spec: *spec}
+		}
+	}
+	if err := s.store.InsertJob(ctx, parent, tasks); err != nil {
+		return nil, fmt.Errorf("store job: %w", err)
+	}
+	if s.metrics != nil {
+		s.metrics.submitted.Add(float64(max(1, len(tasks))))
+	}
+	s.inbox.push(event{submitted: append([]*job.Job{parent}, tasks...)})
+	if parent.IsArrayParent() {
+		parent.ArrayCounts = map[job.State]int{initial: len(tasks)}
+	}
+	return parent, nil
+}
+
+// Cancel cancels a job (every task of an array job). It returns once the
+// cancellation is recorded; the job itself may take the grace period to stop.
+func (s *Scheduler) Cancel(ctx context.Context, id int64) error {
+	reply := make(chan error, 1)
+	s.inbox.push(event{cancel: id, cancelReply: reply})
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// QueuesChanged tells the loop to reload queue definitions.
+func (s *Scheduler) QueuesChanged() { s.inbox.push(event{queuesChanged: true}) }

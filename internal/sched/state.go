@@ -1,0 +1,342 @@
+package sched
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/store"
+)
+
+// Reasons shown for waiting jobs. They are stable strings, so that a job
+// waiting for long is not rewritten on every pass.
+const (
+	ReasonDependency = "waiting for dependencies"
+	ReasonResources  = "waiting for resources"
+	ReasonPriority   = "waiting behind higher-priority jobs of its queue"
+	ReasonQueueLimit = "queue at its max_running limit"
+	ReasonThrottle   = "array at its %N throttle"
+	ReasonCancelling = "cancelling"
+)
+
+// entry is an active job as the loop sees it.
+type entry struct {
+	j       *job.Job
+	attempt *job.Attempt // the current attempt, once there is one
+	// Array parents: tasks by state and how many hold resources.
+	tasks    map[job.State]int
+	active   int
+	throttle int
+}
+
+// state is everything the loop owns.
+type state struct {
+	jobs     map[int64]*entry
+	queues   map[string]*job.Queue
+	pending  map[int64]bool // jobs waiting for dependencies
+	runnable map[int64]bool
+	// waiters maps a job to the pending jobs that depend on it.
+	waiters map[int64][]int64
+	// ended caches the final state of jobs that left memory, for dependencies.
+	ended              map[int64]job.State
+	total              job.Resources
+	usedMilli, usedMem int64
+	usedGPUs           int
+	running            map[string]int // per queue: jobs holding resources
+	counts             map[string]map[job.State]int
+
+	dirty        map[int64]bool // jobs to write
+	dirtyAttempt map[int64]bool // and their current attempt
+	dirtyParents map[int64]bool // array parents to re-derive
+	recheck      map[int64]bool // pending jobs whose dependencies moved
+	// gone holds this turn's jobs that reached a terminal state (and so
+	// left jobs) until they are written.
+	gone     map[int64]*entry
+	launch   []*job.Job
+	cancels  []*job.Job
+	replies  []reply
+	schedule bool             // something may now fit
+	retryAt  <-chan time.Time // set after a failed commit
+}
+
+type reply struct {
+	ch  chan error
+	err error
+}
+
+func newState(total job.Resources) *state {
+	return &state{
+		jobs: map[int64]*entry{}, queues: map[string]*job.Queue{}, pending: map[int64]bool{}, runnable: map[int64]bool{},
+		waiters: map[int64][]int64{}, ended: map[int64]job.State{}, total: total, running: map[string]int{},
+		counts: map[string]map[job.State]int{}, dirty: map[int64]bool{}, dirtyAttempt: map[int64]bool{},
+		dirtyParents: map[int64]bool{}, recheck: map[int64]bool{}, gone: map[int64]*entry{},
+	}
+}
+
+// recover rebuilds the loop's state from the store and re-attaches the
+// backend to every attempt that was launched.
+func (s *Scheduler) recover(ctx context.Context) (*state, error) {
+	st := newState(s.backend.Capacity())
+	if err := s.loadQueues(ctx, st); err != nil {
+		return nil, err
+	}
+	counts, err := s.store.QueueCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st.counts = counts
+	active, err := s.store.ActiveJobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range active {
+		e := &entry{j: j}
+		if j.IsArrayParent() {
+			full, err := s.store.GetJob(ctx, j.ID)
+			if err != nil {
+				return nil, err
+			}
+			e.tasks = full.ArrayCounts
+			e.active = e.tasks[job.Starting] + e.tasks[job.Running]
+			_, e.throttle, _ = job.ParseArray(j.Spec.Array)
+			st.jobs[j.ID] = e
+			continue
+		}
+		if j.Attempt > 0 {
+			attempts, err := s.store.Attempts(ctx, j.ID)
+			if err != nil {
+				return nil, err
+			}
+			for i := range attempts {
+				if attempts[i].Number == j.Attempt {
+					e.attempt = &attempts[i]
+				}
+			}
+			if e.attempt == nil {
+				e.attempt = &job.Attempt{Number: j.Attempt, State: j.State}
+			}
+		}
+		st.jobs[j.ID] = e
+	}
+	for _, e := range st.jobs {
+		j := e.j
+		switch j.State {
+		case job.Pending:
+			st.pending[j.ID] = true
+			st.recheck[j.ID] = true
+		case job.Runnable:
+			st.runnable[j.ID] = true
+		case job.Starting, job.Running:
+			st.allocate(e)
+			if err := s.backend.Recover(ctx, j.ID, j.Attempt); err != nil {
+				return nil, err
+			}
+			if j.CancelRequested {
+				st.cancels = append(st.cancels, j)
+			}
+		}
+	}
+	st.schedule = true
+	s.publish(st)
+	return st, nil
+}
+
+func (s *Scheduler) loadQueues(ctx context.Context, st *state) error {
+	qs, err := s.store.ListQueues(ctx)
+	if err != nil {
+		return err
+	}
+	st.queues = map[string]*job.Queue{}
+	for _, q := range qs {
+		st.queues[q.Name] = q
+	}
+	return nil
+}
+
+func (st *state) parentOf(e *entry) *entry {
+	if e.j.ParentID == 0 {
+		return nil
+	}
+	return st.jobs[e.j.ParentID]
+}
+
+func (st *state) allocate(e *entry) {
+	r := e.j.Spec.Resources
+	st.usedMilli += r.MilliCPUs()
+	st.usedMem += r.MemoryMB
+	st.usedGPUs += r.GPUs
+	st.running[e.j.Queue]++
+	if p := st.parentOf(e); p != nil {
+		p.active++
+	}
+}
+
+func (st *state) release(e *entry) {
+	r := e.j.Spec.Resources
+	st.usedMilli -= r.MilliCPUs()
+	st.usedMem -= r.MemoryMB
+	st.usedGPUs -= r.GPUs
+	st.running[e.j.Queue]--
+	if p := st.parentOf(e); p != nil {
+		p.active--
+	}
+	st.schedule = true
+}
+
+func (st *state) fits(r job.Resources) bool {
+	return st.usedMilli+r.MilliCPUs() <= st.total.MilliCPUs() &&
+		st.usedMem+r.MemoryMB <= st.total.MemoryMB &&
+		st.usedGPUs+r.GPUs <= st.total.GPUs
+}
+
+// setState is the one place a job changes state: it checks the move,
+// keeps the counts and sets, and marks what must be written.
+func (st *state) setState(e *entry, to job.State, reason string) {
+	j := e.j
+	from := j.State
+	if from != to {
+		if !e.j.IsArrayParent() {
+			if err := job.CheckMove(from, to); err != nil {
+				panic(fmt.Sprintf("job %d: %v", j.ID, err)) // a scheduler bug, not a user error
+			}
+			st.count(j.Queue, from, -1)
+			st.count(j.Queue, to, +1)
+			if p := st.parentOf(e); p != nil {
+				p.tasks[from]--
+				p.tasks[to]++
+				st.dirtyParents[p.j.ID] = true
+			}
+		}
+		j.State = to
+		delete(st.pending, j.ID)
+		delete(st.runnable, j.ID)
+		switch to {
+		case job.Pending:
+			st.pending[j.ID] = true
+		case job.Runnable:
+			st.runnable[j.ID] = true
+			st.schedule = true
+		}
+		if to.Terminal() {
+			now := time.Now().UTC()
+			if j.EndedAt == nil {
+				j.EndedAt = &now
+			}
+			delete(st.jobs, j.ID)
+			st.gone[j.ID] = e
+			if len(st.ended) > maxEndedCache {
+				clear(st.ended) // the store answers for the rest
+			}
+			st.ended[j.ID] = to
+			for _, w := range st.waiters[j.ID] {
+				st.recheck[w] = true
+			}
+			delete(st.waiters, j.ID)
+		}
+	}
+	if j.Reason != reason || from != to {
+		j.Reason = reason
+		st.dirty[j.ID] = true
+	}
+}
+
+func (st *state) count(queue string, s job.State, d int) {
+	m := st.counts[queue]
+	if m == nil {
+		m = map[job.State]int{}
+		st.counts[queue] = m
+	}
+	m[s] += d
+}
+
+// deriveParent sets an array parent's state from its tasks' states.
+func (st *state) deriveParent(p *entry) {
+	t := p.tasks
+	total := 0
+	for _, n := range t {
+		total += n
+	}
+	var to job.State
+	reason := ""
+	switch {
+	case t[job.Succeeded] == total:
+		to = job.Succeeded
+	case t[job.Succeeded]+t[job.Failed]+t[job.Cancelled]+t[job.Timeout] == total:
+		if t[job.Failed]+t[job.Timeout] > 0 {
+			to = job.Failed
+			reason = fmt.Sprintf("%d of %d tasks failed", t[job.Failed]+t[job.Timeout], total)
+		} else {
+			to = job.Cancelled
+			reason = "cancelled by user"
+		}
+	case t[job.Running] > 0:
+		to = job.Running
+	case t[job.Starting] > 0:
+		to = job.Starting
+	case t[job.Runnable] > 0:
+		to, reason = job.Runnable, ReasonResources
+	default:
+		to, reason = job.Pending, ReasonDependency
+	}
+	if to == job.Running || to == job.Starting {
+		if p.j.StartedAt == nil {
+			now := time.Now().UTC()
+			p.j.StartedAt = &now
+			st.dirty[p.j.ID] = true
+		}
+	}
+	st.setState(p, to, reason)
+}
+
+// order sorts runnable jobs: higher queue priority first, then oldest.
+func (st *state) order() []*entry {
+	out := make([]*entry, 0, len(st.runnable))
+	for id := range st.runnable {
+		out = append(out, st.jobs[id])
+	}
+	slices.SortFunc(out, func(a, b *entry) int {
+		pa, pb := st.priority(a.j.Queue), st.priority(b.j.Queue)
+		if pa != pb {
+			return cmp.Compare(pb, pa)
+		}
+		return cmp.Compare(a.j.ID, b.j.ID)
+	})
+	return out
+}
+
+func (st *state) priority(queue string) int {
+	if q := st.queues[queue]; q != nil {
+		return q.Priority
+	}
+	return 0
+}
+
+// maxEndedCache bounds the memory of ended jobs' states.
+const maxEndedCache = 100_000
+
+func (st *state) lookup(id int64) *entry {
+	if e := st.jobs[id]; e != nil {
+		return e
+	}
+	return st.gone[id]
+}
+
+// changes lists what must be written.
+func (st *state) changes() []store.Change {
+	out := make([]store.Change, 0, len(st.dirty))
+	for id := range st.dirty {
+		e := st.lookup(id)
+		if e == nil {
+			continue
+		}
+		c := store.Change{Job: e.j}
+		if st.dirtyAttempt[id] {
+			c.Attempt = e.attempt
+		}
+		out = append(out, c)
+	}
+	return out
+}

@@ -1,0 +1,159 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hpcml/hpcml/internal/api"
+	"github.com/hpcml/hpcml/internal/backend/local"
+	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/sched"
+	"github.com/hpcml/hpcml/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Defaults of the user contract (ARCHITECTURE.md §3).
+const (
+	DefaultListen    = "127.0.0.1:8080"
+	DefaultDataDir   = ".hpcml"
+	DefaultKillGrace = 10 * time.Second
+)
+
+// Run starts the control plane and serves until ctx ends. Running jobs
+// keep running when it returns: their wrappers outlive the server.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if cfg.DataDir == "" {
+		cfg.DataDir = DefaultDataDir
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.KillGrace <= 0 {
+		cfg.KillGrace = DefaultKillGrace
+	}
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	if cfg.Storage == "" {
+		cfg.Storage = "file://" + filepath.Join(dataDir, "objects") + "?metadata=skip"
+	}
+	token, err := loadOrCreateToken(dataDir)
+	if err != nil {
+		return err
+	}
+	bucket, err := blob.Open(ctx, cfg.Storage)
+	if err != nil {
+		return err
+	}
+	defer bucket.Close()
+	if _, err := bucket.IsAccessible(ctx); err != nil {
+		return fmt.Errorf("storage %s is not reachable: %w", blob.Redact(cfg.Storage), err)
+	}
+
+	st, err := store.Open(ctx, filepath.Join(dataDir, "hpcml.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.CreateQueue(ctx, &job.Queue{Name: "default", Backend: "local"}); err != nil && !errors.Is(err, store.ErrExists) {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var sch *sched.Scheduler
+	sch = sched.New(st, log, sched.NewMetrics(reg, func() *sched.Snapshot { return sch.Snapshot() }))
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the hpcml binary: %w", err)
+	}
+	be, err := local.New(local.Config{
+		JobsDir:    filepath.Join(dataDir, "jobs"),
+		Executable: exe,
+		Storage:    cfg.Storage,
+		Capacity:   detectCapacity(cfg),
+		KillGrace:  cfg.KillGrace,
+		BaseEnv:    os.Environ(),
+	}, sch, log)
+	if err != nil {
+		return err
+	}
+	sch.SetBackend(be)
+
+	apiHandler := api.New(api.Config{
+		Store: st, Scheduler: sch, Token: token, Registry: reg, Log: log,
+		Logs: &logs{backend: be, bucket: bucket},
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/api/", apiHandler)
+	mux.Handle("/healthz", apiHandler)
+	mux.Handle("/metrics", apiHandler)
+	mux.Handle("/", newDashboard(st, sch, be, bucket, apiHandler, log))
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	schedDone := make(chan error, 1)
+	go func() { schedDone <- sch.Run(ctx) }()
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve(ln) }()
+
+	base := "http://" + ln.Addr().String()
+	log.Info("hpcml server ready", "url", base, "data_dir", dataDir, "storage", blob.Redact(cfg.Storage),
+		"cpus", be.Capacity().CPUs, "memory_mb", be.Capacity().MemoryMB)
+	if cfg.Ready != nil {
+		cfg.Ready(base)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-schedDone:
+		if runErr == nil {
+			runErr = errors.New("scheduler stopped")
+		}
+	case runErr = <-serveDone:
+	}
+	cancel()
+	shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	srv.Shutdown(shutCtx)
+	return runErr
+}
+
+// logs finds attempts' logs on this machine or in object storage.
+type logs struct {
+	backend *local.Backend
+	bucket  *blob.Bucket
+}
+
+func (l *logs) LocalPath(jobID int64, attempt int, stream string) string {
+	return l.backend.LogPath(jobID, attempt, stream)
+}
+
+func (l *logs) OpenStored(ctx context.Context, key string) (io.ReadCloser, error) {
+	if strings.Contains(key, "..") {
+		return nil, fmt.Errorf("bad log key %q", key)
+	}
+	return l.bucket.NewReader(ctx, key, nil)
+}

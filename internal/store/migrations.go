@@ -1,0 +1,56 @@
+package store
+
+// migrations are applied in order, each once, each in its own
+// transaction; the version applied last is recorded in schema_migrations.
+// Never edit a released migration: add a new one.
+var migrations = []string{
+	// 1: queues, jobs and attempts.
+	`CREATE TABLE queues (
+		name           TEXT PRIMARY KEY,
+		priority       INTEGER NOT NULL DEFAULT 0,
+		max_running    INTEGER NOT NULL DEFAULT 0,
+		price_cpu_hour REAL    NOT NULL DEFAULT 0,
+		price_gb_hour  REAL    NOT NULL DEFAULT 0,
+		backend        TEXT    NOT NULL DEFAULT 'local',
+		created_at     INTEGER NOT NULL
+	);
+	CREATE TABLE jobs (
+		id               INTEGER PRIMARY KEY AUTOINCREMENT,
+		name             TEXT    NOT NULL,
+		queue            TEXT    NOT NULL REFERENCES queues(name),
+		state            TEXT    NOT NULL,
+		reason           TEXT    NOT NULL DEFAULT '',
+		parent_id        INTEGER NOT NULL DEFAULT 0,
+		array_index      INTEGER,
+		array_size       INTEGER NOT NULL DEFAULT 0,
+		attempt          INTEGER NOT NULL DEFAULT 0,
+		exit_code        INTEGER,
+		signal           TEXT    NOT NULL DEFAULT '',
+		submitted_at     INTEGER NOT NULL,
+		started_at       INTEGER,
+		ended_at         INTEGER,
+		cpu_seconds      REAL    NOT NULL DEFAULT 0,
+		max_rss_bytes    INTEGER NOT NULL DEFAULT 0,
+		cost             REAL    NOT NULL DEFAULT 0,
+		cancel_requested INTEGER NOT NULL DEFAULT 0,
+		spec             TEXT    NOT NULL
+	);
+	CREATE INDEX jobs_parent ON jobs(parent_id, array_index);
+	CREATE INDEX jobs_state ON jobs(state);
+	CREATE INDEX jobs_queue ON jobs(queue, state);
+	CREATE TABLE attempts (
+		job_id        INTEGER NOT NULL REFERENCES jobs(id),
+		attempt       INTEGER NOT NULL,
+		state         TEXT    NOT NULL,
+		reason        TEXT    NOT NULL DEFAULT '',
+		started_at    INTEGER,
+		ended_at      INTEGER,
+		exit_code     INTEGER,
+		signal        TEXT    NOT NULL DEFAULT '',
+		cpu_seconds   REAL    NOT NULL DEFAULT 0,
+		max_rss_bytes INTEGER NOT NULL DEFAULT 0,
+		stdout_url    TEXT    NOT NULL DEFAULT '',
+		stderr_url    TEXT    NOT NULL DEFAULT '',
+		PRIMARY KEY (job_id, attempt)
+	);`,
+}

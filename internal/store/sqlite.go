@@ -1,0 +1,481 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/hpcml/hpcml/internal/job"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// SQLite is the Store on an SQLite file. Writes go through one connection
+// (SQLite has one writer; queueing in Go beats SQLite's sleep-and-retry
+// busy handler), reads through a pool that WAL lets run beside the writer.
+type SQLite struct {
+	w *sql.DB
+	r *sql.DB
+}
+
+var _ Store = (*SQLite)(nil)
+
+// Open opens (creating if needed) the database at path and migrates it.
+func Open(ctx context.Context, path string) (*SQLite, error) {
+	dsn := func(extra string) string {
+		q := url.Values{}
+		for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(1)"} {
+			q.Add("_pragma", p)
+		}
+		return "file:" + path + "?" + q.Encode() + extra
+	}
+	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	r, err := sql.Open("sqlite", dsn("&_pragma=query_only(1)"))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(max(4, runtime.NumCPU()))
+	s := &SQLite{w: w, r: r}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes both pools.
+func (s *SQLite) Close() error { return errors.Join(s.r.Close(), s.w.Close()) }
+
+func (s *SQLite) migrate(ctx context.Context) error {
+	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	var current int
+	if err := s.w.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if current > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this hpcml (%d): upgrade hpcml", current, len(migrations))
+	}
+	for v := current + 1; v <= len(migrations); v++ {
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, time.Now().UnixNano())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("apply migration %d: %w", v, err)
+		}
+	}
+	return nil
+}
+
+func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// --- queues ---
+
+const queueCols = `name, priority, max_running, price_cpu_hour, price_gb_hour, backend, created_at`
+
+func scanQueue(row interface{ Scan(...any) error }) (*job.Queue, error) {
+	var q job.Queue
+	var created int64
+	if err := row.Scan(&q.Name, &q.Priority, &q.MaxRunning, &q.PriceCPUHour, &q.PriceGBHour, &q.Backend, &created); err != nil {
+		return nil, err
+	}
+	q.CreatedAt = time.Unix(0, created).UTC()
+	return &q, nil
+}
+
+// CreateQueue inserts a queue; ErrExists if the name is taken.
+func (s *SQLite) CreateQueue(ctx context.Context, q *job.Queue) error {
+	if q.CreatedAt.IsZero() {
+		q.CreatedAt = time.Now().UTC()
+	}
+	res, err := s.w.ExecContext(ctx, `INSERT INTO queues(`+queueCols+`) VALUES (?,?,?,?,?,?,?) ON CONFLICT(name) DO NOTHING`,
+		q.Name, q.Priority, q.MaxRunning, q.PriceCPUHour, q.PriceGBHour, q.Backend, q.CreatedAt.UnixNano())
+	if err != nil {
+		return fmt.Errorf("create queue %s: %w", q.Name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("queue %s: %w", q.Name, ErrExists)
+	}
+	return nil
+}
+
+// GetQueue reads one queue.
+func (s *SQLite) GetQueue(ctx context.Context, name string) (*job.Queue, error) {
+	q, err := scanQueue(s.r.QueryRowContext(ctx, `SELECT `+queueCols+` FROM queues WHERE name = ?`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("queue %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get queue %s: %w", name, err)
+	}
+	return q, nil
+}
+
+// ListQueues lists queues by descending priority, then name.
+func (s *SQLite) ListQueues(ctx context.Context) ([]*job.Queue, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+queueCols+` FROM queues ORDER BY priority DESC, name`)
+	if err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	defer rows.Close()
+	var out []*job.Queue
+	for rows.Next() {
+		q, err := scanQueue(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list queues: %w", err)
+		}
+		out = append(out, q)
+	}
+	return out, rows.Err()
+}
+
+// QueueCounts counts runnable units (plain jobs and array tasks) by queue and state.
+func (s *SQLite) QueueCounts(ctx context.Context) (map[string]map[job.State]int, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT queue, state, COUNT(*) FROM jobs WHERE array_size = 0 GROUP BY queue, state`)
+	if err != nil {
+		return nil, fmt.Errorf("count jobs: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]map[job.State]int{}
+	for rows.Next() {
+		var q string
+		var st job.State
+		var n int
+		if err := rows.Scan(&q, &st, &n); err != nil {
+			return nil, err
+		}
+		if out[q] == nil {
+			out[q] = map[job.State]int{}
+		}
+		out[q][st] = n
+	}
+	return out, rows.Err()
+}
+
+// --- jobs ---
+
+const jobCols = `id, name, queue, state, reason, parent_id, array_index, array_size, attempt, exit_code, signal,
+	submitted_at, started_at, ended_at, cpu_seconds, max_rss_bytes, cost, cancel_requested, spec`
+
+func scanJob(row interface{ Scan(...any) error }) (*job.Job, error) {
+	var j job.Job
+	var idx, exit, started, ended sql.NullInt64
+	var submitted int64
+	var spec string
+	err := row.Scan(&j.ID, &j.Name, &j.Queue, &j.State, &j.Reason, &j.ParentID, &idx, &j.ArraySize, &j.Attempt,
+		&exit, &j.Signal, &submitted, &started, &ended, &j.CPUSeconds, &j.MaxRSSBytes, &j.Cost, &j.CancelRequested, &spec)
+	if err != nil {
+		return nil, err
+	}
+	if idx.Valid {
+		v := int(idx.Int64)
+		j.ArrayIndex = &v
+	}
+	if exit.Valid {
+		v := int(exit.Int64)
+		j.ExitCode = &v
+	}
+	j.SubmittedAt = time.Unix(0, submitted).UTC()
+	j.StartedAt = timePtr(started)
+	j.EndedAt = timePtr(ended)
+	if err := json.Unmarshal([]byte(spec), &j.Spec); err != nil {
+		return nil, fmt.Errorf("job %d: stored spec: %w", j.ID, err)
+	}
+	return &j, nil
+}
+
+func timePtr(n sql.NullInt64) *time.Time {
+	if !n.Valid {
+		return nil
+	}
+	t := time.Unix(0, n.Int64).UTC()
+	return &t
+}
+
+func nullTime(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+func nullInt(p *int) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// InsertJob stores j (and its array tasks) in one transaction; ids are
+// assigned in order, parent first, and the tasks get ParentID set.
+func (s *SQLite) InsertJob(ctx context.Context, j *job.Job, tasks []*job.Job) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO jobs(name, queue, state, reason, parent_id, array_index, array_size,
+			attempt, submitted_at, spec) VALUES (?,?,?,?,?,?,?,?,?,?)`)
+		if err != nil {
+			return fmt.Errorf("insert job: %w", err)
+		}
+		defer stmt.Close()
+		insert := func(x *job.Job) error {
+			spec, err := json.Marshal(x.Spec)
+			if err != nil {
+				return err
+			}
+			res, err := stmt.ExecContext(ctx, x.Name, x.Queue, x.State, x.Reason, x.ParentID, nullInt(x.ArrayIndex),
+				x.ArraySize, x.Attempt, x.SubmittedAt.UnixNano(), string(spec))
+			if err != nil {
+				return fmt.Errorf("insert job: %w", err)
+			}
+			x.ID, err = res.LastInsertId()
+			return err
+		}
+		if err := insert(j); err != nil {
+			return err
+		}
+		for _, t := range tasks {
+			t.ParentID = j.ID
+			if err := insert(t); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// GetJob reads one job with its attempts and, for an array, task counts.
+func (s *SQLite) GetJob(ctx context.Context, id int64) (*job.Job, error) {
+	return s.getJob(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = ?`, id)
+}
+
+// GetArrayTask reads task index of array job parent.
+func (s *SQLite) GetArrayTask(ctx context.Context, parent int64, index int) (*job.Job, error) {
+	return s.getJob(ctx, `SELECT `+jobCols+` FROM jobs WHERE parent_id = ? AND array_index = ?`, parent, index)
+}
+
+func (s *SQLite) getJob(ctx context.Context, query string, args ...any) (*job.Job, error) {
+	j, err := scanJob(s.r.QueryRowContext(ctx, query, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("job %v: %w", args[0], ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get job: %w", err)
+	}
+	if j.Attempts, err = s.Attempts(ctx, j.ID); err != nil {
+		return nil, err
+	}
+	if j.IsArrayParent() {
+		if err := s.fillArrayCounts(ctx, []*job.Job{j}); err != nil {
+			return nil, err
+		}
+	}
+	return j, nil
+}
+
+// ListJobs lists jobs matching f, newest first.
+func (s *SQLite) ListJobs(ctx context.Context, f JobFilter) ([]*job.Job, error) {
+	var where []string
+	var args []any
+	where = append(where, "parent_id = ?")
+	args = append(args, f.Parent)
+	if f.State != "" {
+		where = append(where, "state = ?")
+		args = append(args, f.State)
+	}
+	if f.Queue != "" {
+		where = append(where, "queue = ?")
+		args = append(args, f.Queue)
+	}
+	if f.Before > 0 {
+		where = append(where, "id < ?")
+		args = append(args, f.Before)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	order := "id DESC"
+	if f.Parent != 0 {
+		order = "array_index"
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT `+jobCols+` FROM jobs WHERE `+strings.Join(where, " AND ")+
+		` ORDER BY `+order+` LIMIT `+fmt.Sprint(limit), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	defer rows.Close()
+	var out, parents []*job.Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list jobs: %w", err)
+		}
+		out = append(out, j)
+		if j.IsArrayParent() {
+			parents = append(parents, j)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	if err := s.fillArrayCounts(ctx, parents); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *SQLite) fillArrayCounts(ctx context.Context, parents []*job.Job) error {
+	for _, p := range parents {
+		rows, err := s.r.QueryContext(ctx, `SELECT state, COUNT(*) FROM jobs WHERE parent_id = ? GROUP BY state`, p.ID)
+		if err != nil {
+			return fmt.Errorf("count array tasks of %d: %w", p.ID, err)
+		}
+		p.ArrayCounts = map[job.State]int{}
+		for rows.Next() {
+			var st job.State
+			var n int
+			if err := rows.Scan(&st, &n); err != nil {
+				rows.Close()
+				return err
+			}
+			p.ArrayCounts[st] = n
+		}
+		rows.Close()
+	}
+	return nil
+}
+
+// JobStates returns the state of each existing id.
+func (s *SQLite) JobStates(ctx context.Context, ids []int64) (map[int64]job.State, error) {
+	out := make(map[int64]job.State, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	ph := strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT id, state FROM jobs WHERE id IN (`+ph+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("job states: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var st job.State
+		if err := rows.Scan(&id, &st); err != nil {
+			return nil, err
+		}
+		out[id] = st
+	}
+	return out, rows.Err()
+}
+
+// ActiveJobs returns every non-terminal job, oldest first.
+func (s *SQLite) ActiveJobs(ctx context.Context) ([]*job.Job, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+jobCols+` FROM jobs WHERE state NOT IN ('SUCCEEDED','FAILED','CANCELLED','TIMEOUT') ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("active jobs: %w", err)
+	}
+	defer rows.Close()
+	var out []*job.Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("active jobs: %w", err)
+		}
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}
+
+// Attempts lists a job's attempts in order.
+func (s *SQLite) Attempts(ctx context.Context, id int64) ([]job.Attempt, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT attempt, state, reason, started_at, ended_at, exit_code, signal,
+		cpu_seconds, max_rss_bytes, stdout_url, stderr_url FROM attempts WHERE job_id = ? ORDER BY attempt`, id)
+	if err != nil {
+		return nil, fmt.Errorf("attempts of job %d: %w", id, err)
+	}
+	defer rows.Close()
+	var out []job.Attempt
+	for rows.Next() {
+		var a job.Attempt
+		var started, ended, exit sql.NullInt64
+		if err := rows.Scan(&a.Number, &a.State, &a.Reason, &started, &ended, &exit, &a.Signal, &a.CPUSeconds,
+			&a.MaxRSSBytes, &a.StdoutURL, &a.StderrURL); err != nil {
+			return nil, err
+		}
+		a.StartedAt, a.EndedAt = timePtr(started), timePtr(ended)
+		if exit.Valid {
+			v := int(exit.Int64)
+			a.ExitCode = &v
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// Apply writes changes in one transaction.
+func (s *SQLite) Apply(ctx context.Context, changes []Change) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		upJob, err := tx.PrepareContext(ctx, `UPDATE jobs SET state=?, reason=?, attempt=?, exit_code=?, signal=?,
+			started_at=?, ended_at=?, cpu_seconds=?, max_rss_bytes=?, cost=?, cancel_requested=? WHERE id=?`)
+		if err != nil {
+			return fmt.Errorf("apply changes: %w", err)
+		}
+		defer upJob.Close()
+		upAttempt, err := tx.PrepareContext(ctx, `INSERT INTO attempts(job_id, attempt, state, reason, started_at, ended_at,
+			exit_code, signal, cpu_seconds, max_rss_bytes, stdout_url, stderr_url) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+			ON CONFLICT(job_id, attempt) DO UPDATE SET state=excluded.state, reason=excluded.reason,
+			started_at=excluded.started_at, ended_at=excluded.ended_at, exit_code=excluded.exit_code, signal=excluded.signal,
+			cpu_seconds=excluded.cpu_seconds, max_rss_bytes=excluded.max_rss_bytes, stdout_url=excluded.stdout_url,
+			stderr_url=excluded.stderr_url`)
+		if err != nil {
+			return fmt.Errorf("apply changes: %w", err)
+		}
+		defer upAttempt.Close()
+		for _, c := range changes {
+			j := c.Job
+			if _, err := upJob.ExecContext(ctx, j.State, j.Reason, j.Attempt, nullInt(j.ExitCode), j.Signal,
+				nullTime(j.StartedAt), nullTime(j.EndedAt), j.CPUSeconds, j.MaxRSSBytes, j.Cost, j.CancelRequested, j.ID); err != nil {
+				return fmt.Errorf("update job %d: %w", j.ID, err)
+			}
+			if a := c.Attempt; a != nil {
+				if _, err := upAttempt.ExecContext(ctx, j.ID, a.Number, a.State, a.Reason, nullTime(a.StartedAt), nullTime(a.EndedAt),
+					nullInt(a.ExitCode), a.Signal, a.CPUSeconds, a.MaxRSSBytes, a.StdoutURL, a.StderrURL); err != nil {
+					return fmt.Errorf("update attempt %d of job %d: %w", a.Number, j.ID, err)
+				}
+			}
+		}
+		return nil
+	})
+}
