@@ -24,14 +24,14 @@ type Spec struct {
 	Shell   bool              `json:"shell,omitempty" yaml:"shell,omitempty"`
 	Env     map[string]string `json:"env,omitempty" yaml:"env,omitempty"`
 	// WorkDir is where the command runs: absolute, or relative to the job dir.
-	WorkDir   string       `json:"workdir,omitempty" yaml:"workdir,omitempty"`
-	Resources Resources    `json:"resources" yaml:"resources,omitempty"`
-	TimeLimit Duration     `json:"time_limit,omitempty" yaml:"time_limit,omitempty"`
-	Retry     RetryPolicy  `json:"retry" yaml:"retry,omitempty"`
-	Array     string       `json:"array,omitempty" yaml:"array,omitempty"`
-	DependsOn []Dependency `json:"depends_on,omitempty" yaml:"depends_on,omitempty"`
-	Inputs    []Input      `json:"inputs,omitempty" yaml:"inputs,omitempty"`
-	Outputs   []Output     `json:"outputs,omitempty" yaml:"outputs,omitempty"`
+	WorkDir   string            `json:"workdir,omitempty" yaml:"workdir,omitempty"`
+	Resources Resources         `json:"resources" yaml:"resources,omitempty"`
+	TimeLimit Duration          `json:"time_limit,omitempty" yaml:"time_limit,omitempty"`
+	Retry     RetryPolicy       `json:"retry" yaml:"retry,omitempty"`
+	Array     string            `json:"array,omitempty" yaml:"array,omitempty"`
+	DependsOn []Dependency      `json:"depends_on,omitempty" yaml:"depends_on,omitempty"`
+	Inputs    []Input           `json:"inputs,omitempty" yaml:"inputs,omitempty"`
+	Outputs   []Output          `json:"outputs,omitempty" yaml:"outputs,omitempty"`
 	Tags      map[string]string `json:"tags,omitempty" yaml:"tags,omitempty"`
 }
 

@@ -346,4 +346,3 @@ func (s *Scheduler) publish(st *state) {
 		Counts: counts,
 	})
 }
-
