@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/hpcml/hpcml/internal/job"
+)
+
+// parseMemoryMB reads a memory size as Slurm's --mem does: a plain number
+// is MB, and K, M, G, T (with or without B or iB) are binary units, so
+// "4G" is 4096 MB. Fractions round up to a whole MB: asking for a little
+// more is safe, a little less may get the job killed.
+func parseMemoryMB(s string) (int64, error) {
+	in := strings.TrimSpace(s)
+	i := 0
+	for i < len(in) && (in[i] >= '0' && in[i] <= '9' || in[i] == '.') {
+		i++
+	}
+	num, unit := in[:i], strings.ToLower(strings.TrimSpace(in[i:]))
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid memory size %q (want e.g. 512M, 4G, 1.5GiB or a number of MB)", s)
+	}
+	var factor float64
+	switch unit {
+	case "k", "kb", "kib":
+		factor = 1.0 / 1024
+	case "", "m", "mb", "mib":
+		factor = 1
+	case "g", "gb", "gib":
+		factor = 1024
+	case "t", "tb", "tib":
+		factor = 1024 * 1024
+	default:
+		return 0, fmt.Errorf("invalid memory size %q: unknown unit %q (use K, M, G or T)", s, in[i:])
+	}
+	mb := math.Ceil(v * factor)
+	if mb > 1<<40 {
+		return 0, fmt.Errorf("invalid memory size %q: too large", s)
+	}
+	return int64(mb), nil
+}
+
+// parseTimeLimit reads "1h30m", "90s" or a number of seconds, as a spec
+// file's time_limit does.
+func parseTimeLimit(s string) (job.Duration, error) {
+	var d job.Duration
+	if err := d.UnmarshalJSON([]byte(strconv.Quote(strings.TrimSpace(s)))); err != nil {
+		return 0, err
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("invalid time limit %q: must not be negative", s)
+	}
+	return d, nil
+}
+
+// parseEnv reads --env values: K=V, or a bare K to pass on this shell's
+// value of K (as `docker run -e K` does).
+func parseEnv(vals []string, lookup func(string) (string, bool)) (map[string]string, error) {
+	out := make(map[string]string, len(vals))
+	for _, kv := range vals {
+		k, v, ok := strings.Cut(kv, "=")
+		if k == "" {
+			return nil, fmt.Errorf("--env %q: want NAME=VALUE or NAME", kv)
+		}
+		if !ok {
+			if v, ok = lookup(k); !ok {
+				return nil, fmt.Errorf("--env %s: %s is not set in this shell (use %s=VALUE)", k, k, k)
+			}
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// parseTags reads --tag K=V values.
+func parseTags(vals []string) (map[string]string, error) {
+	out := make(map[string]string, len(vals))
+	for _, kv := range vals {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--tag %q: want KEY=VALUE", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// parseInputs reads --input URL=PATH. The split is at the last '=',
+// because URLs may carry '=' in their query ("s3://b/k?region=x") while
+// paths inside the job dir rarely do.
+func parseInputs(vals []string) ([]job.Input, error) {
+	out := make([]job.Input, 0, len(vals))
+	for _, v := range vals {
+		i := strings.LastIndexByte(v, '=')
+		if i <= 0 || i == len(v)-1 {
+			return nil, fmt.Errorf("--input %q: want URL=PATH (e.g. s3://bucket/data/=data)", v)
+		}
+		out = append(out, job.Input{URL: v[:i], Path: v[i+1:]})
+	}
+	return out, nil
+}
+
+// parseOutputs reads PATH=URL stage-out values, split at the first '='
+// for the same reason parseInputs splits at the last.
+func parseOutputs(vals []string) ([]job.Output, error) {
+	out := make([]job.Output, 0, len(vals))
+	for _, v := range vals {
+		p, u, ok := strings.Cut(v, "=")
+		if !ok || p == "" || u == "" {
+			return nil, fmt.Errorf("--output %q: want PATH=URL (e.g. results/=s3://bucket/run1/)", v)
+		}
+		out = append(out, job.Output{Path: p, URL: u})
+	}
+	return out, nil
+}
+
+// parseSignals checks --retry-signals names and writes them as "SIGKILL".
+func parseSignals(vals []string) ([]string, error) {
+	out := make([]string, 0, len(vals))
+	for _, v := range vals {
+		n, ok := job.SignalNumber(v)
+		if !ok {
+			return nil, fmt.Errorf("--retry-signals: %q is not a signal", v)
+		}
+		out = append(out, job.SignalName(n))
+	}
+	return out, nil
+}

@@ -1,0 +1,130 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hpcml/hpcml/internal/client"
+	"github.com/hpcml/hpcml/internal/job"
+)
+
+func newQueueCmd(o *rootOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "queue",
+		Short: "Create and inspect job queues",
+	}
+	cmd.AddCommand(newQueueCreateCmd(o), newQueueListCmd(o), newQueueGetCmd(o))
+	return cmd
+}
+
+func newQueueCreateCmd(o *rootOptions) *cobra.Command {
+	q := &job.Queue{}
+	cmd := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a queue",
+		Args:  cobra.ExactArgs(1),
+		RunE: o.action(func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
+			format, err := o.format(formatTable, formatJSON, formatYAML)
+			if err != nil {
+				return err
+			}
+			q.Name = args[0]
+			created, err := c.CreateQueue(ctx, q)
+			if err != nil {
+				return err
+			}
+			if format != formatTable {
+				return printDoc(cmd.OutOrStdout(), format, created)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Created queue %s\n", created.Name)
+			return nil
+		}),
+	}
+	fs := cmd.Flags()
+	fs.IntVar(&q.Priority, "priority", 0, "priority; jobs of higher-priority queues run first")
+	fs.IntVar(&q.MaxRunning, "max-running", 0, "at most this many of the queue's jobs run at once (0: no limit)")
+	fs.Float64Var(&q.PriceCPUHour, "price-cpu-hour", 0, "cost of one CPU core for an hour")
+	fs.Float64Var(&q.PriceGBHour, "price-gb-hour", 0, "cost of one GB of memory for an hour")
+	return cmd
+}
+
+func newQueueListCmd(o *rootOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List queues",
+		Args:    cobra.NoArgs,
+		RunE: o.action(func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
+			format, err := o.format(formatTable, formatJSON, formatYAML)
+			if err != nil {
+				return err
+			}
+			queues, err := c.ListQueues(ctx)
+			if err != nil {
+				return err
+			}
+			if format != formatTable {
+				if queues == nil {
+					queues = []*job.Queue{}
+				}
+				return printDoc(cmd.OutOrStdout(), format, queues)
+			}
+			now := o.now()
+			tw := newTable(cmd.OutOrStdout())
+			fmt.Fprintln(tw, "NAME\tPRIORITY\tMAX RUNNING\tCPU-HOUR\tGB-HOUR\tBACKEND\tCREATED")
+			for _, q := range queues {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%g\t%g\t%s\t%s\n", q.Name, q.Priority, maxRunningText(q.MaxRunning),
+					q.PriceCPUHour, q.PriceGBHour, dash(q.Backend), age(now, q.CreatedAt))
+			}
+			return tw.Flush()
+		}),
+	}
+}
+
+func newQueueGetCmd(o *rootOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show a queue and how many of its jobs are in each state",
+		Args:  cobra.ExactArgs(1),
+		RunE: o.action(func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
+			format, err := o.format(formatTable, formatJSON, formatYAML)
+			if err != nil {
+				return err
+			}
+			q, err := c.GetQueue(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if format != formatTable {
+				return printDoc(cmd.OutOrStdout(), format, q)
+			}
+			tw := newTable(cmd.OutOrStdout())
+			fmt.Fprintf(tw, "Name:\t%s\n", q.Name)
+			fmt.Fprintf(tw, "Priority:\t%d\n", q.Priority)
+			fmt.Fprintf(tw, "Max running:\t%s\n", maxRunningText(q.MaxRunning))
+			fmt.Fprintf(tw, "Price:\t%g per CPU-hour, %g per GB-hour\n", q.PriceCPUHour, q.PriceGBHour)
+			fmt.Fprintf(tw, "Backend:\t%s\n", dash(q.Backend))
+			fmt.Fprintf(tw, "Created:\t%s\n", dash(timeText(o.now(), &q.CreatedAt)))
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "\nJobs:")
+			tw = newTable(cmd.OutOrStdout())
+			fmt.Fprintln(tw, "STATE\tCOUNT")
+			for _, s := range job.States {
+				fmt.Fprintf(tw, "%s\t%d\n", s, q.Counts[s])
+			}
+			return tw.Flush()
+		}),
+	}
+}
+
+func maxRunningText(n int) string {
+	if n == 0 {
+		return "unlimited"
+	}
+	return strconv.Itoa(n)
+}
