@@ -1,18 +1,40 @@
 // Command hpcml is the whole platform in one binary: the control plane
-// (`hpcml server`), the CLI, and the in-job wrapper (`hpcml __wrap`).
+// (`hpcml server`), the CLI, and the node executor that runs jobs
+// (`hpcml __executor`, started by the server).
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
-	"github.com/hpcml/hpcml/internal/task"
+	"github.com/hpcml/hpcml/internal/backend/local"
 )
 
 func main() {
-	// The wrapper runs for every job attempt: dispatch it before building
-	// the CLI so that job start-up pays as little as possible.
-	if len(os.Args) == 3 && os.Args[1] == "__wrap" {
-		os.Exit(task.Wrap(os.Args[2]))
+	if len(os.Args) == 3 && os.Args[1] == "__executor" {
+		os.Exit(runExecutor(os.Args[2]))
 	}
 	os.Exit(runCLI())
+}
+
+func runExecutor(jobsDir string) int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	// SIGTERM/SIGINT end the executor, and with it (Pdeathsig) its jobs:
+	// that is a node going down. The server never sends them.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	err := local.ServeExecutor(ctx, jobsDir, log)
+	if errors.Is(err, local.ErrExecutorRunning) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "executor:", err)
+		return 1
+	}
+	return 0
 }

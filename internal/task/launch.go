@@ -1,9 +1,9 @@
-// Package task is the in-job wrapper: the hpcml binary run as
-// `hpcml __wrap DIR` for each attempt of a job. It stages inputs in, runs
-// the command in its own process group, enforces the time limit, handles
-// cancellation, stages outputs out, ships the logs and reports the result
-// in files of the attempt dir. It outlives the server, so a server killed
-// with -9 loses nothing: on restart it reads what the wrapper wrote.
+// Package task runs one attempt of a job on a node: it stages inputs in,
+// runs the command in its own process group, enforces the time limit,
+// handles cancellation, stages outputs out, ships the logs and records
+// every step in files of the attempt dir. It runs inside the node's
+// executor (see internal/backend/local), which outlives the server, so a
+// server killed with -9 loses nothing: on restart it reads the files.
 package task
 
 import (
@@ -20,8 +20,7 @@ import (
 // Files of an attempt dir. The wrapper writes each JSON file atomically.
 const (
 	LaunchFile  = "launch.json"  // what to run (written by the backend)
-	LockFile    = "lock"         // flock'ed by whoever owns the attempt
-	WrapperFile = "wrapper.json" // the wrapper's pid
+	ClaimFile   = "claim"        // created (O_EXCL) by whoever owns the attempt
 	StartedFile = "started.json" // the command has started
 	ExitFile    = "exit.json"    // the command has ended (before stage-out)
 	ResultFile  = "result.json"  // the attempt is over
@@ -30,17 +29,25 @@ const (
 	WorkDir     = "work" // the job dir the command sees as HPCML_JOB_DIR
 )
 
-// File descriptors the backend passes to the wrapper.
+// Owners that may claim an attempt dir.
 const (
-	LockFD   = 3 // the attempt lock, already held
-	StatusFD = 4 // optional pipe: one line per event
+	OwnerExecutor  = "executor"
+	OwnerAbandoned = "abandoned" // a restarted server gave up a launch that never ran
 )
 
-// Status lines written to the status pipe.
-const (
-	StatusStarted = "started"
-	StatusDone    = "done"
-)
+// Claim makes owner the one owner of an attempt: exactly one Claim on a
+// dir succeeds, whoever comes first.
+func Claim(dir, owner string) (bool, error) {
+	f, err := os.OpenFile(filepath.Join(dir, ClaimFile), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	_, err = f.WriteString(owner)
+	return true, errors.Join(err, f.Close())
+}
 
 // Launch is what the backend tells the wrapper to do.
 type Launch struct {
@@ -65,13 +72,10 @@ type Started struct {
 	At  time.Time `json:"at"`
 }
 
-// Wrapper is the content of WrapperFile.
-type Wrapper struct {
-	PID int `json:"pid"`
-}
-
 // WriteJSON writes v to dir/name atomically: a reader sees the old file,
-// or no file, or all of the new one, never part of it.
+// or no file, or all of the new one, never part of it. There is no fsync:
+// the files must survive a killed process, which the page cache does, and
+// the metadata store makes the same trade (synchronous=NORMAL).
 func WriteJSON(dir, name string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -82,9 +86,6 @@ func WriteJSON(dir, name string, v any) error {
 		return err
 	}
 	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}

@@ -1,20 +1,27 @@
-// Package local is the Backend that runs jobs on this machine. Each
-// attempt runs under its own wrapper process (`hpcml __wrap DIR`, see
-// internal/task) that outlives the server.
+// Package local is the Backend that runs jobs on this machine.
 //
-// Ownership of an attempt is an flock on DIR/lock: the backend takes it
-// before it forks the wrapper and hands it down as fd 3, so at every
-// instant either the server or the wrapper holds it. A restarted server
-// that can take the lock knows no wrapper is alive, and the files the
-// wrapper wrote tell how far it got; one that cannot take it re-attaches.
+// Attempts run inside the node's executor, a separate long-lived process
+// (`hpcml __executor DIR`) that the backend starts on demand and talks to
+// over a unix socket. Running jobs therefore outlive the server; a
+// restarted server re-attaches to them. Every step an attempt takes is
+// also written to its dir (see internal/task), so whatever is not running
+// any more can be read back from the files.
+//
+// Who owns an attempt is decided once, by an O_EXCL claim file: the
+// executor claims it before running it, and a restarted server that finds
+// an unclaimed launch claims it as abandoned before launching it again.
+// So a launch message delayed across a server crash can never run an
+// attempt twice.
 package local
 
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,9 +38,9 @@ import (
 
 // Config of the local backend.
 type Config struct {
-	// JobsDir holds one directory per job attempt.
+	// JobsDir holds one directory per job attempt, and the executor's socket.
 	JobsDir string
-	// Executable is the hpcml binary that wraps each attempt.
+	// Executable is the hpcml binary, started as the executor.
 	Executable string
 	// Storage is the bucket URL for logs, outputs and bare input keys.
 	Storage   string
@@ -43,17 +50,17 @@ type Config struct {
 	BaseEnv []string
 }
 
-// Backend runs attempts as local processes.
+// Backend runs attempts through the node's executor.
 type Backend struct {
 	cfg Config
 	rep backend.Reporter
 	log *slog.Logger
 
-	mu      sync.Mutex
-	wrapper map[attemptKey]int // live wrapper pids this process knows of
-	// cancelled remembers cancels that arrived before the wrapper's pid
-	// was known, so a launch racing a cancel still gets cancelled.
-	cancelled map[attemptKey]bool
+	mu       sync.Mutex
+	conn     net.Conn
+	enc      *json.Encoder
+	inflight map[attemptKey]bool // launched or attached, not yet reported done
+	closed   bool
 }
 
 type attemptKey struct {
@@ -68,7 +75,7 @@ func New(cfg Config, rep backend.Reporter, log *slog.Logger) (*Backend, error) {
 	if err := os.MkdirAll(cfg.JobsDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create jobs dir: %w", err)
 	}
-	return &Backend{cfg: cfg, rep: rep, log: log, wrapper: map[attemptKey]int{}, cancelled: map[attemptKey]bool{}}, nil
+	return &Backend{cfg: cfg, rep: rep, log: log, inflight: map[attemptKey]bool{}}, nil
 }
 
 // Name is "local".
@@ -77,60 +84,29 @@ func (b *Backend) Name() string { return "local" }
 // Capacity is the declared capacity of this machine.
 func (b *Backend) Capacity() job.Resources { return b.cfg.Capacity }
 
-// AttemptDir is where an attempt's files live.
-func (b *Backend) AttemptDir(jobID int64, attempt int) string {
-	return filepath.Join(b.cfg.JobsDir, strconv.FormatInt(jobID, 10), strconv.Itoa(attempt))
+func attemptDir(jobsDir string, id int64, attempt int) string {
+	return filepath.Join(jobsDir, strconv.FormatInt(id, 10), strconv.Itoa(attempt))
 }
 
-// Launch prepares the attempt dir and starts the wrapper.
+// AttemptDir is where an attempt's files live.
+func (b *Backend) AttemptDir(jobID int64, attempt int) string {
+	return attemptDir(b.cfg.JobsDir, jobID, attempt)
+}
+
+// Launch prepares the attempt dir and hands the attempt to the executor.
 func (b *Backend) Launch(ctx context.Context, j *job.Job) error {
 	dir := b.AttemptDir(j.ID, j.Attempt)
-	// A dir left by a launch that never started (see Recover) is reused.
+	// A dir left by a launch that was abandoned (see Recover) is reused.
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("clear attempt dir: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, task.WorkDir), 0o755); err != nil {
 		return fmt.Errorf("create attempt dir: %w", err)
 	}
-	l := b.launchSpec(j, dir)
-	if err := task.WriteJSON(dir, task.LaunchFile, l); err != nil {
+	if err := task.WriteJSON(dir, task.LaunchFile, b.launchSpec(j, dir)); err != nil {
 		return err
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, task.LockFile), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return fmt.Errorf("create lock: %w", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return fmt.Errorf("lock attempt dir: %w", err)
-	}
-	statusR, statusW, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("status pipe: %w", err)
-	}
-	logf, err := os.OpenFile(filepath.Join(dir, "wrapper.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		statusR.Close()
-		statusW.Close()
-		return fmt.Errorf("wrapper log: %w", err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(b.cfg.Executable, "__wrap", dir)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = []*os.File{lock, statusW} // fds 3 and 4
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	// Its own session: a Ctrl-C or kill of the server's process group
-	// must not reach running jobs.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	statusW.Close()
-	if err != nil {
-		statusR.Close()
-		return fmt.Errorf("start wrapper: %w", err)
-	}
-	b.track(attemptKey{j.ID, j.Attempt}, cmd.Process.Pid)
-	go b.watchChild(attemptKey{j.ID, j.Attempt}, dir, cmd, statusR)
-	return nil
+	return b.request(ctx, request{Op: opLaunch, JobID: j.ID, Attempt: j.Attempt}, true)
 }
 
 func (b *Backend) launchSpec(j *job.Job, dir string) task.Launch {
@@ -163,66 +139,202 @@ func (b *Backend) launchSpec(j *job.Job, dir string) task.Launch {
 	}
 }
 
-// track records a live wrapper and delivers a cancel that came early.
-func (b *Backend) track(key attemptKey, pid int) {
+// Recover re-attaches to an attempt launched by an earlier server.
+func (b *Backend) Recover(ctx context.Context, jobID int64, attempt int) error {
+	dir := b.AttemptDir(jobID, attempt)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		go b.rep.Finished(jobID, attempt, job.Result{NeverStarted: true, Error: "launch interrupted"})
+		return nil
+	}
+	abandoned, err := task.Claim(dir, task.OwnerAbandoned)
+	if err != nil {
+		return fmt.Errorf("recover job %d attempt %d: %w", jobID, attempt, err)
+	}
+	if abandoned {
+		// The executor never took it: nothing ran, so it may run again.
+		go b.rep.Finished(jobID, attempt, job.Result{NeverStarted: true, Error: "launch interrupted"})
+		return nil
+	}
+	return b.request(ctx, request{Op: opAttach, JobID: jobID, Attempt: attempt}, true)
+}
+
+// Cancel asks the executor to stop an attempt.
+func (b *Backend) Cancel(ctx context.Context, jobID int64, attempt int) error {
+	return b.request(ctx, request{Op: opCancel, JobID: jobID, Attempt: attempt}, false)
+}
+
+// Close tells the executor to exit once it is idle, and disconnects.
+// Running jobs go on.
+func (b *Backend) Close() error {
 	b.mu.Lock()
-	b.wrapper[key] = pid
-	early := b.cancelled[key]
-	b.mu.Unlock()
-	if early {
-		syscall.Kill(pid, syscall.SIGTERM)
+	defer b.mu.Unlock()
+	b.closed = true
+	if b.conn == nil {
+		return nil
+	}
+	b.enc.Encode(request{Op: opShutdownIfIdle})
+	return b.conn.Close()
+}
+
+// LogPath is the local file of an attempt's stream ("stdout" or "stderr").
+func (b *Backend) LogPath(jobID int64, attempt int, stream string) string {
+	name := task.StdoutFile
+	if stream == "stderr" {
+		name = task.StderrFile
+	}
+	return filepath.Join(b.AttemptDir(jobID, attempt), name)
+}
+
+// request sends req to the executor, connecting (and starting it) if
+// needed. Requests that track an attempt mark it in flight first, so a
+// lost connection re-attaches it.
+func (b *Backend) request(ctx context.Context, req request, track bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for try := 0; ; try++ {
+		if b.conn == nil {
+			if err := b.connectLocked(ctx); err != nil {
+				return err
+			}
+		}
+		// Tracked only now: connecting attaches what is in flight, and an
+		// attach ahead of this launch would be answered "unknown".
+		if track {
+			b.inflight[attemptKey{req.JobID, req.Attempt}] = true
+		}
+		err := b.enc.Encode(req)
+		if err == nil {
+			return nil
+		}
+		b.conn.Close()
+		b.conn = nil
+		if try == 1 {
+			return fmt.Errorf("talk to executor: %w", err)
+		}
 	}
 }
 
-// watchChild follows a wrapper this process started.
-func (b *Backend) watchChild(key attemptKey, dir string, cmd *exec.Cmd, status *os.File) {
-	defer status.Close()
-	sc := bufio.NewScanner(status)
-	for sc.Scan() {
-		if sc.Text() == task.StatusStarted {
-			var st task.Started
-			if ok, _ := task.ReadJSON(dir, task.StartedFile, &st); ok {
-				b.rep.Started(key.id, key.attempt, st.At)
+// connectLocked dials the executor, starting one if none answers, then
+// re-attaches every attempt in flight (their reports may have been lost
+// with the old connection).
+func (b *Backend) connectLocked(ctx context.Context) error {
+	if b.closed {
+		return errors.New("backend closed")
+	}
+	sock := filepath.Join(b.cfg.JobsDir, socketName)
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		if err := b.startExecutor(); err != nil {
+			return err
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			conn, err = net.Dial("unix", sock)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("executor did not come up (see %s): %w", filepath.Join(b.cfg.JobsDir, executorLog), err)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(10 * time.Millisecond):
 			}
 		}
 	}
-	cmd.Wait() // reap; the outcome is in the files
-	b.finish(key, dir)
+	b.conn, b.enc = conn, json.NewEncoder(conn)
+	go b.readEvents(conn)
+	for k := range b.inflight {
+		if err := b.enc.Encode(request{Op: opAttach, JobID: k.id, Attempt: k.attempt}); err != nil {
+			return fmt.Errorf("attach to executor: %w", err)
+		}
+	}
+	return nil
 }
 
-// finish reports the end of an attempt from what its wrapper wrote.
-func (b *Backend) finish(key attemptKey, dir string) {
+func (b *Backend) startExecutor() error {
+	logf, err := os.OpenFile(filepath.Join(b.cfg.JobsDir, executorLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("executor log: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(b.cfg.Executable, "__executor", b.cfg.JobsDir)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	// Its own session: a Ctrl-C or kill of the server's process group
+	// must not reach running jobs.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start executor: %w", err)
+	}
+	b.log.Info("started executor", "pid", cmd.Process.Pid)
+	go cmd.Wait() // reap it if it exits while we run
+	return nil
+}
+
+// readEvents turns the executor's events into reports until the
+// connection ends; then it reconnects, which re-attaches what is in flight.
+func (b *Backend) readEvents(conn net.Conn) {
+	dec := json.NewDecoder(bufio.NewReader(conn))
+	for {
+		var m message
+		if err := dec.Decode(&m); err != nil {
+			break
+		}
+		k := attemptKey{m.JobID, m.Attempt}
+		switch m.Event {
+		case evStarted:
+			b.rep.Started(m.JobID, m.Attempt, m.At)
+		case evDone, evUnknown:
+			b.mu.Lock()
+			tracked := b.inflight[k]
+			delete(b.inflight, k)
+			b.mu.Unlock()
+			if tracked {
+				b.rep.Finished(m.JobID, m.Attempt, readOutcome(b.AttemptDir(m.JobID, m.Attempt)))
+			}
+		}
+	}
 	b.mu.Lock()
-	delete(b.wrapper, key)
-	delete(b.cancelled, key)
-	b.mu.Unlock()
-	b.rep.Finished(key.id, key.attempt, readOutcome(dir))
+	defer b.mu.Unlock()
+	if b.conn != conn || b.closed {
+		return
+	}
+	b.conn = nil
+	if len(b.inflight) == 0 {
+		return
+	}
+	b.log.Warn("lost the executor; reconnecting", "in_flight", len(b.inflight))
+	if err := b.connectLocked(context.Background()); err != nil {
+		b.log.Error("reconnect to executor", "err", err)
+	}
 }
 
-// readOutcome reads how an attempt whose wrapper is gone ended.
+// readOutcome reads how an attempt that no executor runs any more ended.
 func readOutcome(dir string) job.Result {
 	var r job.Result
 	if ok, err := task.ReadJSON(dir, task.ResultFile, &r); ok && err == nil {
 		return r
 	}
 	if ok, err := task.ReadJSON(dir, task.ExitFile, &r); ok && err == nil {
-		// The command ended but the wrapper died while staging out.
+		// The command ended but the executor died while staging out.
 		r.NodeLost = true
-		r.Error = fmt.Sprintf("job wrapper lost after the command ended (%s)", describeExit(&r))
+		r.Error = fmt.Sprintf("executor lost after the command ended (%s)", describeExit(&r))
 		return r
 	}
 	var st task.Started
 	if ok, _ := task.ReadJSON(dir, task.StartedFile, &st); ok {
 		return job.Result{StartedAt: st.At, EndedAt: time.Now().UTC(), NodeLost: true,
-			Error: "job wrapper lost while the command ran"}
+			Error: "executor lost while the command ran"}
 	}
-	var w task.Wrapper
-	if ok, _ := task.ReadJSON(dir, task.WrapperFile, &w); ok {
+	owner, _ := os.ReadFile(filepath.Join(dir, task.ClaimFile))
+	if string(owner) == task.OwnerExecutor {
 		// It was staging in: nothing of the command ran, but staging may
 		// have had effects, so this counts as a lost node, not a relaunch.
-		return job.Result{EndedAt: time.Now().UTC(), NodeLost: true, Error: "job wrapper lost before the command started"}
+		return job.Result{EndedAt: time.Now().UTC(), NodeLost: true, Error: "executor lost before the command started"}
 	}
-	return job.Result{NeverStarted: true, Error: "launch interrupted before the wrapper ran"}
+	return job.Result{NeverStarted: true, Error: "launch interrupted"}
 }
 
 func describeExit(r *job.Result) string {
@@ -233,78 +345,4 @@ func describeExit(r *job.Result) string {
 		return fmt.Sprintf("exit code %d", *r.ExitCode)
 	}
 	return "unknown status"
-}
-
-// Recover re-attaches to an attempt started by an earlier server.
-func (b *Backend) Recover(ctx context.Context, jobID int64, attempt int) error {
-	key := attemptKey{jobID, attempt}
-	dir := b.AttemptDir(jobID, attempt)
-	lock, err := os.OpenFile(filepath.Join(dir, task.LockFile), os.O_RDWR, 0)
-	if errors.Is(err, os.ErrNotExist) {
-		// The server died before the launch got this far.
-		go b.rep.Finished(jobID, attempt, job.Result{NeverStarted: true, Error: "launch interrupted"})
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("recover job %d attempt %d: %w", jobID, attempt, err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
-		// Nobody holds it: the wrapper is gone (or never ran).
-		lock.Close()
-		go b.finish(key, dir)
-		return nil
-	}
-	var w task.Wrapper
-	if ok, _ := task.ReadJSON(dir, task.WrapperFile, &w); ok {
-		b.track(key, w.PID)
-	}
-	var st task.Started
-	if ok, _ := task.ReadJSON(dir, task.StartedFile, &st); ok {
-		b.rep.Started(jobID, attempt, st.At)
-	}
-	go func() {
-		// Blocks until the wrapper exits and the kernel drops its lock.
-		defer lock.Close()
-		for {
-			err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH)
-			if err != syscall.EINTR {
-				break
-			}
-		}
-		if st.PID == 0 {
-			if ok, _ := task.ReadJSON(dir, task.StartedFile, &st); ok {
-				b.rep.Started(jobID, attempt, st.At)
-			}
-		}
-		b.finish(key, dir)
-	}()
-	return nil
-}
-
-// Cancel signals the attempt's wrapper, which terminates the command's
-// process group and reports the attempt as cancelled.
-func (b *Backend) Cancel(ctx context.Context, jobID int64, attempt int) error {
-	key := attemptKey{jobID, attempt}
-	b.mu.Lock()
-	pid, ok := b.wrapper[key]
-	if !ok {
-		b.cancelled[key] = true // delivered by track once the pid is known
-	}
-	b.mu.Unlock()
-	if !ok {
-		return nil
-	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("cancel job %d: %w", jobID, err)
-	}
-	return nil
-}
-
-// LogPath is the local file of an attempt's stream ("stdout" or "stderr").
-func (b *Backend) LogPath(jobID int64, attempt int, stream string) string {
-	name := task.StdoutFile
-	if stream == "stderr" {
-		name = task.StderrFile
-	}
-	return filepath.Join(b.AttemptDir(jobID, attempt), name)
 }

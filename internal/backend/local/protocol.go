@@ -1,0 +1,43 @@
+package local
+
+import "time"
+
+// The server and the node's executor talk over a unix socket in the jobs
+// dir, one JSON object per line. Requests name attempts by job id and
+// attempt number only; the executor derives the dir itself, so a client
+// cannot point it at an arbitrary path.
+const (
+	socketName   = "executor.sock"
+	executorLock = "executor.lock"
+	executorLog  = "executor.log"
+)
+
+// Requests.
+const (
+	opLaunch         = "launch"           // run the attempt whose launch.json is written
+	opCancel         = "cancel"           // cancel a running attempt
+	opAttach         = "attach"           // is this attempt running? (after a server restart)
+	opShutdownIfIdle = "shutdown_if_idle" // exit as soon as nothing runs and nobody is connected
+)
+
+// Events. started and done go to every client; running and unknown answer
+// the client that asked.
+const (
+	evStarted = "started"
+	evDone    = "done"
+	evRunning = "running" // attached: started/done will follow
+	evUnknown = "unknown" // not running here: its files tell how it ended
+)
+
+type request struct {
+	Op      string `json:"op"`
+	JobID   int64  `json:"id,omitempty"`
+	Attempt int    `json:"attempt,omitempty"`
+}
+
+type message struct {
+	Event   string    `json:"event"`
+	JobID   int64     `json:"id"`
+	Attempt int       `json:"attempt"`
+	At      time.Time `json:"at,omitzero"`
+}

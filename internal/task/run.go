@@ -1,0 +1,261 @@
+package task
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/job"
+)
+
+// Events an attempt reports while it runs.
+const (
+	EventStarted = "started" // the command is running
+	EventDone    = "done"    // ResultFile is written
+)
+
+// Run carries out the attempt in dir to its end: stage in, run, stage
+// out, ship logs, write ResultFile. Closing cancel cancels it (SIGTERM to
+// the command's group, SIGKILL after the grace period). notify is called
+// with each event. The job's own outcome is in ResultFile; an error means
+// the attempt dir itself was unusable.
+func Run(dir string, cancel <-chan struct{}, notify func(event string), log *slog.Logger) error {
+	r := &runner{dir: dir, cancel: cancel, notify: notify, log: log}
+	if ok, err := ReadJSON(dir, LaunchFile, &r.launch); !ok || err != nil {
+		return fmt.Errorf("read %s: %v", LaunchFile, err)
+	}
+	res := &job.Result{StartedAt: time.Now().UTC()}
+	r.execute(res)
+	r.shipLogs(res)
+	res.EndedAt = time.Now().UTC()
+	if err := WriteJSON(dir, ResultFile, res); err != nil {
+		return err
+	}
+	notify(EventDone)
+	return nil
+}
+
+type runner struct {
+	dir    string
+	cancel <-chan struct{}
+	notify func(string)
+	log    *slog.Logger
+	launch Launch
+}
+
+func (r *runner) cancelled() bool {
+	select {
+	case <-r.cancel:
+		return true
+	default:
+		return false
+	}
+}
+
+// execute stages in, runs the command and stages out, recording the
+// outcome in res.
+func (r *runner) execute(res *job.Result) {
+	l := &r.launch
+	workDir := filepath.Join(r.dir, WorkDir)
+	if err := os.MkdirAll(workDir, 0o755); err != nil {
+		res.Error = "create job dir: " + err.Error()
+		return
+	}
+	root, err := os.OpenRoot(workDir)
+	if err != nil {
+		res.Error = "open job dir: " + err.Error()
+		return
+	}
+	defer root.Close()
+	var stager *blob.Stager
+	if len(l.Inputs)+len(l.Outputs) > 0 {
+		stager = blob.NewStager(l.Storage)
+		defer stager.Close()
+	}
+	if len(l.Inputs) > 0 {
+		// A cancel while staging stops the staging.
+		ctx, stop := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-r.cancel:
+				stop()
+			case <-ctx.Done():
+			}
+		}()
+		for _, in := range l.Inputs {
+			if _, err := stager.Download(ctx, in.URL, root, in.Path); err != nil {
+				if !r.cancelled() {
+					res.Error = "stage-in: " + err.Error()
+				}
+				break
+			}
+		}
+		stop()
+		if res.Error != "" {
+			return
+		}
+	}
+	if r.cancelled() {
+		res.Cancelled = true
+		return
+	}
+	if !r.runCommand(res) {
+		return
+	}
+	for _, out := range l.Outputs {
+		if _, err := stager.Upload(context.Background(), root, out.Path, out.URL); err != nil {
+			res.Error = "stage-out: " + err.Error()
+			return
+		}
+	}
+}
+
+// runCommand runs the command to its end; true if it exited 0.
+func (r *runner) runCommand(res *job.Result) bool {
+	l := &r.launch
+	stdout, err := os.OpenFile(filepath.Join(r.dir, StdoutFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		res.Error = "open stdout log: " + err.Error()
+		return false
+	}
+	defer stdout.Close()
+	stderr, err := os.OpenFile(filepath.Join(r.dir, StderrFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		res.Error = "open stderr log: " + err.Error()
+		return false
+	}
+	defer stderr.Close()
+
+	cmd := exec.Command(l.Argv[0], l.Argv[1:]...)
+	cmd.Env = l.Env
+	cmd.Dir = l.WorkDir
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	// Its own process group, so cancel and time-out reach every process
+	// the command started; Pdeathsig so that a command cannot outlive an
+	// executor killed with -9 (nobody could then collect its exit status).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		res.Error = startError(l.Argv[0], err)
+		return false
+	}
+	started := time.Now().UTC()
+	res.StartedAt = started
+	if err := WriteJSON(r.dir, StartedFile, Started{PID: cmd.Process.Pid, At: started}); err != nil {
+		r.log.Warn("record start", "err", err)
+	}
+	r.notify(EventStarted)
+
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var limit <-chan time.Time
+	if l.TimeLimit > 0 {
+		t := time.NewTimer(time.Duration(l.TimeLimit))
+		defer t.Stop()
+		limit = t.C
+	}
+	cancel := r.cancel
+	pgid := cmd.Process.Pid
+	var waitErr error
+	var kill <-chan time.Time
+loop:
+	for {
+		select {
+		case waitErr = <-done:
+			break loop
+		case <-limit:
+			limit, cancel = nil, nil
+			res.TimedOut = true
+			kill = r.terminate(pgid)
+		case <-cancel:
+			limit, cancel = nil, nil
+			res.Cancelled = true
+			kill = r.terminate(pgid)
+		case <-kill:
+			syscall.Kill(-pgid, syscall.SIGKILL)
+			kill = nil
+		}
+	}
+	// Whatever the command left running in its group ends with it, as under Slurm.
+	syscall.Kill(-pgid, syscall.SIGKILL)
+
+	st := cmd.ProcessState
+	if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
+		res.CPUSeconds = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
+		res.MaxRSSBytes = ru.Maxrss * 1024
+	}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		res.Signal = job.SignalName(ws.Signal())
+	} else {
+		code := st.ExitCode()
+		res.ExitCode = &code
+	}
+	if waitErr != nil && res.ExitCode == nil && res.Signal == "" {
+		res.Error = "wait: " + waitErr.Error()
+	}
+	res.EndedAt = time.Now().UTC()
+	if err := WriteJSON(r.dir, ExitFile, res); err != nil {
+		r.log.Warn("record exit", "err", err)
+	}
+	return !res.Cancelled && !res.TimedOut && res.Signal == "" && res.ExitCode != nil && *res.ExitCode == 0
+}
+
+// terminate sends SIGTERM to the group and returns when to send SIGKILL.
+func (r *runner) terminate(pgid int) <-chan time.Time {
+	syscall.Kill(-pgid, syscall.SIGTERM)
+	return time.After(time.Duration(r.launch.KillGrace))
+}
+
+func startError(prog string, err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) && pe.Op == "chdir" {
+		return fmt.Sprintf("working directory %s: %v", pe.Path, pe.Err)
+	}
+	return fmt.Sprintf("cannot run %s: %v", prog, err)
+}
+
+func tvSeconds(tv syscall.Timeval) float64 { return float64(tv.Sec) + float64(tv.Usec)/1e6 }
+
+// shipLogs copies the logs to object storage, so they outlive the node.
+// A failure is logged, not fatal: the local copy stays.
+func (r *runner) shipLogs(res *job.Result) {
+	l := &r.launch
+	if l.Storage == "" || l.LogPrefix == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	b, err := blob.Open(ctx, l.Storage)
+	if err != nil {
+		r.log.Warn("ship logs", "err", err)
+		return
+	}
+	defer b.Close()
+	for _, s := range []struct {
+		file string
+		url  *string
+	}{{StdoutFile, &res.StdoutURL}, {StderrFile, &res.StderrURL}} {
+		f, err := os.Open(filepath.Join(r.dir, s.file))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			r.log.Warn("ship logs", "err", err)
+			continue
+		}
+		key := l.LogPrefix + s.file
+		_, err = blob.UploadReader(ctx, b, key, f)
+		f.Close()
+		if err != nil {
+			r.log.Warn("ship logs", "err", err)
+			continue
+		}
+		*s.url = key
+	}
+}
