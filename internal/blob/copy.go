@@ -10,41 +10,63 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	gcblob "gocloud.dev/blob"
 )
 
-// Stager copies between object storage and a local directory tree that
-// must not be escaped (a job dir). Buckets are opened once and reused.
-type Stager struct {
-	DefaultBucket string
-	buckets       map[string]*Bucket
+// Cache keeps buckets open by URL, so that work repeated per job (log
+// shipping, staging) does not pay for opening a bucket each time. It is
+// safe for concurrent use.
+type Cache struct {
+	mu      sync.Mutex
+	buckets map[string]*Bucket
 }
 
-// NewStager returns a Stager resolving bare keys against defaultBucket.
-func NewStager(defaultBucket string) *Stager {
-	return &Stager{DefaultBucket: defaultBucket, buckets: map[string]*Bucket{}}
+// NewCache returns an empty cache.
+func NewCache() *Cache { return &Cache{buckets: map[string]*Bucket{}} }
+
+// Open returns the bucket for url, opening it on first use.
+func (c *Cache) Open(ctx context.Context, url string) (*Bucket, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b, ok := c.buckets[url]; ok {
+		return b, nil
+	}
+	b, err := Open(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	c.buckets[url] = b
+	return b, nil
 }
 
-// Close closes every bucket the stager opened.
-func (s *Stager) Close() error {
+// Close closes every bucket.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var errs []error
-	for _, b := range s.buckets {
+	for u, b := range c.buckets {
 		errs = append(errs, b.Close())
+		delete(c.buckets, u)
 	}
 	return errors.Join(errs...)
 }
 
+// Stager copies between object storage and a local directory tree that
+// must not be escaped (a job dir).
+type Stager struct {
+	DefaultBucket string
+	buckets       *Cache
+}
+
+// NewStager returns a Stager resolving bare keys against defaultBucket.
+func NewStager(defaultBucket string, buckets *Cache) *Stager {
+	return &Stager{DefaultBucket: defaultBucket, buckets: buckets}
+}
+
 func (s *Stager) bucket(ctx context.Context, u string) (*Bucket, error) {
-	if b, ok := s.buckets[u]; ok {
-		return b, nil
-	}
-	b, err := Open(ctx, u)
-	if err != nil {
-		return nil, err
-	}
-	s.buckets[u] = b
-	return b, nil
+	return s.buckets.Open(ctx, u)
 }
 
 // Download copies the object (or every object under the prefix) at rawURL

@@ -18,36 +18,54 @@ import (
 // Events an attempt reports while it runs.
 const (
 	EventStarted = "started" // the command is running
-	EventDone    = "done"    // ResultFile is written
+	EventDone    = "done"    // the status file holds the final result
 )
 
-// Run carries out the attempt in dir to its end: stage in, run, stage
-// out, ship logs, write ResultFile. Closing cancel cancels it (SIGTERM to
+// Env is what attempts on a node share.
+type Env struct {
+	Buckets *blob.Cache
+	Log     *slog.Logger
+}
+
+// Run claims the attempt in dir for the executor and, if the claim
+// succeeds, carries it out to its end: stage in, run, stage
+// out, ship logs, record the result in the status file. Closing cancel cancels it (SIGTERM to
 // the command's group, SIGKILL after the grace period). notify is called
-// with each event. The job's own outcome is in ResultFile; an error means
-// the attempt dir itself was unusable.
-func Run(dir string, cancel <-chan struct{}, notify func(event string), log *slog.Logger) error {
-	r := &runner{dir: dir, cancel: cancel, notify: notify, log: log}
-	if ok, err := ReadJSON(dir, LaunchFile, &r.launch); !ok || err != nil {
-		return fmt.Errorf("read %s: %v", LaunchFile, err)
+// with each event. The job's own outcome is in the status file; an error
+// means the attempt dir itself was unusable.
+// ErrClaimed: the attempt belongs to someone else already.
+var ErrClaimed = errors.New("attempt already claimed")
+
+func Run(env Env, dir string, l *Launch, cancel <-chan struct{}, notify func(event string)) error {
+	r := &runner{dir: dir, cancel: cancel, notify: notify, log: env.Log, buckets: env.Buckets, launch: *l}
+	status, ok, err := Claim(dir, OwnerExecutor)
+	if err != nil {
+		return err
 	}
+	if !ok {
+		return ErrClaimed
+	}
+	r.status = status
+	defer r.status.Close()
 	res := &job.Result{StartedAt: time.Now().UTC()}
 	r.execute(res)
 	r.shipLogs(res)
 	res.EndedAt = time.Now().UTC()
-	if err := WriteJSON(dir, ResultFile, res); err != nil {
-		return err
+	if err := r.status.append(Record{Stage: StageDone, At: res.EndedAt, Result: res}); err != nil {
+		return fmt.Errorf("record result: %w", err)
 	}
 	notify(EventDone)
 	return nil
 }
 
 type runner struct {
-	dir    string
-	cancel <-chan struct{}
-	notify func(string)
-	log    *slog.Logger
-	launch Launch
+	dir     string
+	cancel  <-chan struct{}
+	notify  func(string)
+	log     *slog.Logger
+	buckets *blob.Cache
+	launch  Launch
+	status  *statusLog
 }
 
 func (r *runner) cancelled() bool {
@@ -76,8 +94,7 @@ func (r *runner) execute(res *job.Result) {
 	defer root.Close()
 	var stager *blob.Stager
 	if len(l.Inputs)+len(l.Outputs) > 0 {
-		stager = blob.NewStager(l.Storage)
-		defer stager.Close()
+		stager = blob.NewStager(l.Storage, r.buckets)
 	}
 	if len(l.Inputs) > 0 {
 		// A cancel while staging stops the staging.
@@ -147,7 +164,7 @@ func (r *runner) runCommand(res *job.Result) bool {
 	}
 	started := time.Now().UTC()
 	res.StartedAt = started
-	if err := WriteJSON(r.dir, StartedFile, Started{PID: cmd.Process.Pid, At: started}); err != nil {
+	if err := r.status.append(Record{Stage: StageStarted, At: started, PID: cmd.Process.Pid}); err != nil {
 		r.log.Warn("record start", "err", err)
 	}
 	r.notify(EventStarted)
@@ -200,7 +217,7 @@ loop:
 		res.Error = "wait: " + waitErr.Error()
 	}
 	res.EndedAt = time.Now().UTC()
-	if err := WriteJSON(r.dir, ExitFile, res); err != nil {
+	if err := r.status.append(Record{Stage: StageExited, At: res.EndedAt, Result: res}); err != nil {
 		r.log.Warn("record exit", "err", err)
 	}
 	return !res.Cancelled && !res.TimedOut && res.Signal == "" && res.ExitCode != nil && *res.ExitCode == 0
@@ -223,7 +240,8 @@ func startError(prog string, err error) string {
 func tvSeconds(tv syscall.Timeval) float64 { return float64(tv.Sec) + float64(tv.Usec)/1e6 }
 
 // shipLogs copies the logs to object storage, so they outlive the node.
-// A failure is logged, not fatal: the local copy stays.
+// Empty logs are not shipped. A failure is logged, not fatal: the local
+// copy stays.
 func (r *runner) shipLogs(res *job.Result) {
 	l := &r.launch
 	if l.Storage == "" || l.LogPrefix == "" {
@@ -231,12 +249,11 @@ func (r *runner) shipLogs(res *job.Result) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	b, err := blob.Open(ctx, l.Storage)
+	b, err := r.buckets.Open(ctx, l.Storage)
 	if err != nil {
 		r.log.Warn("ship logs", "err", err)
 		return
 	}
-	defer b.Close()
 	for _, s := range []struct {
 		file string
 		url  *string
@@ -247,6 +264,10 @@ func (r *runner) shipLogs(res *job.Result) {
 		}
 		if err != nil {
 			r.log.Warn("ship logs", "err", err)
+			continue
+		}
+		if info, err := f.Stat(); err == nil && info.Size() == 0 {
+			f.Close()
 			continue
 		}
 		key := l.LogPrefix + s.file

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/task"
 )
 
@@ -37,6 +38,7 @@ type Executor struct {
 	conns    map[*clientConn]bool
 	idleFrom time.Time
 	grace    time.Duration
+	buckets  *blob.Cache
 }
 
 type run struct {
@@ -73,7 +75,8 @@ func ServeExecutor(ctx context.Context, jobsDir string, log *slog.Logger) error 
 	os.Chmod(sock, 0o600)
 
 	e := &Executor{jobsDir: jobsDir, log: log, running: map[attemptKey]*run{}, conns: map[*clientConn]bool{},
-		idleFrom: time.Now(), grace: idleExit}
+		idleFrom: time.Now(), grace: idleExit, buckets: blob.NewCache()}
+	defer e.buckets.Close()
 	go func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
@@ -172,7 +175,7 @@ func (e *Executor) handle(cc *clientConn, req request) {
 	k := attemptKey{req.JobID, req.Attempt}
 	switch req.Op {
 	case opLaunch:
-		e.launch(cc, k)
+		e.launch(cc, k, req.Launch)
 	case opCancel:
 		e.mu.Lock()
 		if r := e.running[k]; r != nil && !r.cancelled {
@@ -210,47 +213,40 @@ func (e *Executor) handle(cc *clientConn, req request) {
 // launch claims and starts an attempt. A launch of an attempt already
 // claimed runs nothing: if it runs here the client hears from it anyway;
 // if not, the client is told to read its files.
-func (e *Executor) launch(cc *clientConn, k attemptKey) {
-	dir := e.dir(k)
+func (e *Executor) launch(cc *clientConn, k attemptKey, l *task.Launch) {
 	e.mu.Lock()
-	_, dup := e.running[k]
-	e.mu.Unlock()
-	if dup {
-		return
-	}
-	ok, err := task.Claim(dir, task.OwnerExecutor)
-	if err != nil || !ok {
-		if err != nil {
-			e.log.Warn("claim attempt", "job", k.id, "attempt", k.attempt, "err", err)
-		}
-		e.mu.Lock()
-		e.send(cc, message{Event: evUnknown, JobID: k.id, Attempt: k.attempt})
+	if _, dup := e.running[k]; dup || l == nil {
 		e.mu.Unlock()
 		return
 	}
 	r := &run{cancel: make(chan struct{})}
-	e.mu.Lock()
 	e.running[k] = r
 	e.mu.Unlock()
 	go func() {
 		notify := func(ev string) {
+			if ev != task.EventStarted {
+				return // done is sent below, after the attempt leaves the running set
+			}
 			m := message{Event: ev, JobID: k.id, Attempt: k.attempt, At: time.Now().UTC()}
-			if ev == task.EventStarted {
-				e.mu.Lock()
-				r.startedAt = m.At
-				e.mu.Unlock()
-			}
-			if ev == task.EventDone {
-				return // sent below, after the attempt leaves the running set
-			}
+			e.mu.Lock()
+			r.startedAt = m.At
+			e.mu.Unlock()
 			e.broadcast(m)
 		}
-		if err := task.Run(dir, r.cancel, notify, e.log.With("job", k.id, "attempt", k.attempt)); err != nil {
-			e.log.Error("attempt failed to run", "job", k.id, "attempt", k.attempt, "err", err)
-		}
+		env := task.Env{Buckets: e.buckets, Log: e.log.With("job", k.id, "attempt", k.attempt)}
+		err := task.Run(env, e.dir(k), l, r.cancel, notify)
 		e.mu.Lock()
 		delete(e.running, k)
 		e.mu.Unlock()
+		switch {
+		case errors.Is(err, task.ErrClaimed):
+			e.mu.Lock()
+			e.send(cc, message{Event: evUnknown, JobID: k.id, Attempt: k.attempt})
+			e.mu.Unlock()
+			return
+		case err != nil:
+			e.log.Error("attempt failed to run", "job", k.id, "attempt", k.attempt, "err", err)
+		}
 		e.broadcast(message{Event: evDone, JobID: k.id, Attempt: k.attempt, At: time.Now().UTC()})
 	}()
 }

@@ -7,8 +7,8 @@
 // also written to its dir (see internal/task), so whatever is not running
 // any more can be read back from the files.
 //
-// Who owns an attempt is decided once, by an O_EXCL claim file: the
-// executor claims it before running it, and a restarted server that finds
+// Who owns an attempt is decided once, by creating its status file with
+// O_EXCL: the executor claims it before running it, and a restarted server that finds
 // an unclaimed launch claims it as abandoned before launching it again.
 // So a launch message delayed across a server crash can never run an
 // attempt twice.
@@ -84,8 +84,9 @@ func (b *Backend) Name() string { return "local" }
 // Capacity is the declared capacity of this machine.
 func (b *Backend) Capacity() job.Resources { return b.cfg.Capacity }
 
+// attemptDir is flat (jobs/<id>.<attempt>): one mkdir per attempt.
 func attemptDir(jobsDir string, id int64, attempt int) string {
-	return filepath.Join(jobsDir, strconv.FormatInt(id, 10), strconv.Itoa(attempt))
+	return filepath.Join(jobsDir, strconv.FormatInt(id, 10)+"."+strconv.Itoa(attempt))
 }
 
 // AttemptDir is where an attempt's files live.
@@ -103,10 +104,8 @@ func (b *Backend) Launch(ctx context.Context, j *job.Job) error {
 	if err := os.MkdirAll(filepath.Join(dir, task.WorkDir), 0o755); err != nil {
 		return fmt.Errorf("create attempt dir: %w", err)
 	}
-	if err := task.WriteJSON(dir, task.LaunchFile, b.launchSpec(j, dir)); err != nil {
-		return err
-	}
-	return b.request(ctx, request{Op: opLaunch, JobID: j.ID, Attempt: j.Attempt}, true)
+	l := b.launchSpec(j, dir)
+	return b.request(ctx, request{Op: opLaunch, JobID: j.ID, Attempt: j.Attempt, Launch: &l}, true)
 }
 
 func (b *Backend) launchSpec(j *job.Job, dir string) task.Launch {
@@ -146,11 +145,12 @@ func (b *Backend) Recover(ctx context.Context, jobID int64, attempt int) error {
 		go b.rep.Finished(jobID, attempt, job.Result{NeverStarted: true, Error: "launch interrupted"})
 		return nil
 	}
-	abandoned, err := task.Claim(dir, task.OwnerAbandoned)
+	status, abandoned, err := task.Claim(dir, task.OwnerAbandoned)
 	if err != nil {
 		return fmt.Errorf("recover job %d attempt %d: %w", jobID, attempt, err)
 	}
 	if abandoned {
+		status.Close()
 		// The executor never took it: nothing ran, so it may run again.
 		go b.rep.Finished(jobID, attempt, job.Result{NeverStarted: true, Error: "launch interrupted"})
 		return nil
@@ -313,23 +313,22 @@ func (b *Backend) readEvents(conn net.Conn) {
 
 // readOutcome reads how an attempt that no executor runs any more ended.
 func readOutcome(dir string) job.Result {
-	var r job.Result
-	if ok, err := task.ReadJSON(dir, task.ResultFile, &r); ok && err == nil {
-		return r
-	}
-	if ok, err := task.ReadJSON(dir, task.ExitFile, &r); ok && err == nil {
+	st, err := task.ReadStatus(dir)
+	switch {
+	case err != nil:
+		return job.Result{EndedAt: time.Now().UTC(), NodeLost: true, Error: "read attempt status: " + err.Error()}
+	case st.Done != nil && st.Done.Result != nil:
+		return *st.Done.Result
+	case st.Exited != nil && st.Exited.Result != nil:
 		// The command ended but the executor died while staging out.
+		r := *st.Exited.Result
 		r.NodeLost = true
 		r.Error = fmt.Sprintf("executor lost after the command ended (%s)", describeExit(&r))
 		return r
-	}
-	var st task.Started
-	if ok, _ := task.ReadJSON(dir, task.StartedFile, &st); ok {
-		return job.Result{StartedAt: st.At, EndedAt: time.Now().UTC(), NodeLost: true,
+	case st.Started != nil:
+		return job.Result{StartedAt: st.Started.At, EndedAt: time.Now().UTC(), NodeLost: true,
 			Error: "executor lost while the command ran"}
-	}
-	owner, _ := os.ReadFile(filepath.Join(dir, task.ClaimFile))
-	if string(owner) == task.OwnerExecutor {
+	case st.Owner == task.OwnerExecutor:
 		// It was staging in: nothing of the command ran, but staging may
 		// have had effects, so this counts as a lost node, not a relaunch.
 		return job.Result{EndedAt: time.Now().UTC(), NodeLost: true, Error: "executor lost before the command started"}

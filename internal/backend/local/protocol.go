@@ -1,6 +1,10 @@
 package local
 
-import "time"
+import (
+	"time"
+
+	"github.com/hpcml/hpcml/internal/task"
+)
 
 // The server and the node's executor talk over a unix socket in the jobs
 // dir, one JSON object per line. Requests name attempts by job id and
@@ -14,7 +18,7 @@ const (
 
 // Requests.
 const (
-	opLaunch         = "launch"           // run the attempt whose launch.json is written
+	opLaunch         = "launch"           // run an attempt (its dir exists, unclaimed)
 	opCancel         = "cancel"           // cancel a running attempt
 	opAttach         = "attach"           // is this attempt running? (after a server restart)
 	opShutdownIfIdle = "shutdown_if_idle" // exit as soon as nothing runs and nobody is connected
@@ -30,9 +34,10 @@ const (
 )
 
 type request struct {
-	Op      string `json:"op"`
-	JobID   int64  `json:"id,omitempty"`
-	Attempt int    `json:"attempt,omitempty"`
+	Op      string       `json:"op"`
+	JobID   int64        `json:"id,omitempty"`
+	Attempt int          `json:"attempt,omitempty"`
+	Launch  *task.Launch `json:"launch,omitempty"` // with opLaunch
 }
 
 type message struct {

@@ -1,0 +1,106 @@
+package task
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hpcml/hpcml/internal/job"
+)
+
+// Stages recorded in the status file, in the order they happen.
+const (
+	StageClaimed = "claimed" // first record: who owns the attempt (Owner)
+	StageStarted = "started" // the command is running
+	StageExited  = "exited"  // the command ended; outputs and logs not yet shipped
+	StageDone    = "done"    // the attempt is over; Result is final
+)
+
+// Record is one line of the status file.
+type Record struct {
+	Stage  string      `json:"stage"`
+	At     time.Time   `json:"at"`
+	Owner  string      `json:"owner,omitempty"`
+	PID    int         `json:"pid,omitempty"`
+	Result *job.Result `json:"result,omitempty"`
+}
+
+// statusLog appends records. Each record is one write(2) of a whole
+// line ending in a newline; readers ignore a last line without one, so a
+// process killed mid-write leaves nothing half-read.
+type statusLog struct{ f *os.File }
+
+// Claim makes owner the one owner of an attempt: exactly one Claim on a
+// dir succeeds, whoever comes first. The winner gets the status log.
+func Claim(dir, owner string) (*statusLog, bool, error) {
+	f, err := os.OpenFile(filepath.Join(dir, StatusFile), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("claim attempt: %w", err)
+	}
+	s := &statusLog{f: f}
+	if err := s.append(Record{Stage: StageClaimed, At: time.Now().UTC(), Owner: owner}); err != nil {
+		f.Close()
+		return nil, false, fmt.Errorf("claim attempt: %w", err)
+	}
+	return s, true, nil
+}
+
+func (s *statusLog) append(r Record) error {
+	line, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = s.f.Write(append(line, '\n'))
+	return err
+}
+
+func (s *statusLog) Close() error { return s.f.Close() }
+
+// Status is what the status file says of an attempt.
+type Status struct {
+	Owner   string  // who claimed it; "" if nobody yet
+	Started *Record // the command started
+	Exited  *Record // the command ended
+	Done    *Record // the attempt is over
+}
+
+// ReadStatus reads an attempt's status file; a missing file is an empty
+// status.
+func ReadStatus(dir string) (Status, error) {
+	var st Status
+	data, err := os.ReadFile(filepath.Join(dir, StatusFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break // a torn last line: not written yet
+		}
+		var r Record
+		if err := json.Unmarshal(data[:i], &r); err == nil {
+			switch r.Stage {
+			case StageClaimed:
+				st.Owner = r.Owner
+			case StageStarted:
+				st.Started = &r
+			case StageExited:
+				st.Exited = &r
+			case StageDone:
+				st.Done = &r
+			}
+		}
+		data = data[i+1:]
+	}
+	return st, nil
+}
