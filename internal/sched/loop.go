@@ -284,6 +284,9 @@ func (s *Scheduler) depState(ctx context.Context, st *state, id int64) (job.Stat
 // rest of that queue waits too, so small jobs cannot starve a big one.
 func (s *Scheduler) schedulePass(st *state) {
 	st.schedule = false
+	if st.usedMilli >= st.total.MilliCPUs() {
+		return // full: every job asks for some CPU, so nothing can start
+	}
 	blocked := map[string]bool{}
 	for _, e := range st.order() {
 		j := e.j

@@ -297,21 +297,17 @@ func (st *state) order() []*entry {
 	for id := range st.runnable {
 		out = append(out, st.jobs[id])
 	}
+	prio := make(map[string]int, len(st.queues))
+	for name, q := range st.queues {
+		prio[name] = q.Priority
+	}
 	slices.SortFunc(out, func(a, b *entry) int {
-		pa, pb := st.priority(a.j.Queue), st.priority(b.j.Queue)
-		if pa != pb {
+		if pa, pb := prio[a.j.Queue], prio[b.j.Queue]; pa != pb {
 			return cmp.Compare(pb, pa)
 		}
 		return cmp.Compare(a.j.ID, b.j.ID)
 	})
 	return out
-}
-
-func (st *state) priority(queue string) int {
-	if q := st.queues[queue]; q != nil {
-		return q.Priority
-	}
-	return 0
 }
 
 // maxEndedCache bounds the memory of ended jobs' states.

@@ -21,6 +21,8 @@ import (
 type SQLite struct {
 	w *sql.DB
 	r *sql.DB
+	// Statements of the hot write path, prepared once.
+	upJob, upAttempt *sql.Stmt
 }
 
 var _ Store = (*SQLite)(nil)
@@ -50,11 +52,25 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 		s.Close()
 		return nil, err
 	}
+	if s.upJob, err = w.PrepareContext(ctx, updateJobSQL); err == nil {
+		s.upAttempt, err = w.PrepareContext(ctx, upsertAttemptSQL)
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("prepare statements: %w", err)
+	}
 	return s, nil
 }
 
 // Close closes both pools.
-func (s *SQLite) Close() error { return errors.Join(s.r.Close(), s.w.Close()) }
+func (s *SQLite) Close() error {
+	for _, st := range []*sql.Stmt{s.upJob, s.upAttempt} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	return errors.Join(s.r.Close(), s.w.Close())
+}
 
 func (s *SQLite) migrate(ctx context.Context) error {
 	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
@@ -441,28 +457,23 @@ func (s *SQLite) Attempts(ctx context.Context, id int64) ([]job.Attempt, error) 
 	return out, rows.Err()
 }
 
+const updateJobSQL = `UPDATE jobs SET state=?, reason=?, attempt=?, exit_code=?, signal=?,
+	started_at=?, ended_at=?, cpu_seconds=?, max_rss_bytes=?, cost=?, cancel_requested=? WHERE id=?`
+
+const upsertAttemptSQL = `INSERT INTO attempts(job_id, attempt, state, reason, started_at, ended_at,
+	exit_code, signal, cpu_seconds, max_rss_bytes, stdout_url, stderr_url) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+	ON CONFLICT(job_id, attempt) DO UPDATE SET state=excluded.state, reason=excluded.reason,
+	started_at=excluded.started_at, ended_at=excluded.ended_at, exit_code=excluded.exit_code, signal=excluded.signal,
+	cpu_seconds=excluded.cpu_seconds, max_rss_bytes=excluded.max_rss_bytes, stdout_url=excluded.stdout_url,
+	stderr_url=excluded.stderr_url`
+
 // Apply writes changes in one transaction.
 func (s *SQLite) Apply(ctx context.Context, changes []Change) error {
 	if len(changes) == 0 {
 		return nil
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		upJob, err := tx.PrepareContext(ctx, `UPDATE jobs SET state=?, reason=?, attempt=?, exit_code=?, signal=?,
-			started_at=?, ended_at=?, cpu_seconds=?, max_rss_bytes=?, cost=?, cancel_requested=? WHERE id=?`)
-		if err != nil {
-			return fmt.Errorf("apply changes: %w", err)
-		}
-		defer upJob.Close()
-		upAttempt, err := tx.PrepareContext(ctx, `INSERT INTO attempts(job_id, attempt, state, reason, started_at, ended_at,
-			exit_code, signal, cpu_seconds, max_rss_bytes, stdout_url, stderr_url) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
-			ON CONFLICT(job_id, attempt) DO UPDATE SET state=excluded.state, reason=excluded.reason,
-			started_at=excluded.started_at, ended_at=excluded.ended_at, exit_code=excluded.exit_code, signal=excluded.signal,
-			cpu_seconds=excluded.cpu_seconds, max_rss_bytes=excluded.max_rss_bytes, stdout_url=excluded.stdout_url,
-			stderr_url=excluded.stderr_url`)
-		if err != nil {
-			return fmt.Errorf("apply changes: %w", err)
-		}
-		defer upAttempt.Close()
+		upJob, upAttempt := tx.StmtContext(ctx, s.upJob), tx.StmtContext(ctx, s.upAttempt)
 		for _, c := range changes {
 			j := c.Job
 			if _, err := upJob.ExecContext(ctx, j.State, j.Reason, j.Attempt, nullInt(j.ExitCode), j.Signal,

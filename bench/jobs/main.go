@@ -1,0 +1,164 @@
+// Command jobs benchmarks end-to-end job throughput and submit-to-start
+// latency: it starts an hpcml server on a scratch data dir, submits N
+// trivial jobs (`true`) through the REST API with C concurrent clients,
+// waits for all of them, and reads the timings back from the job records.
+// With -slurm it runs the same load through plain `sbatch --wrap true` on
+// the Slurm cluster at hand, in the same run, for the ratio.
+//
+//	go run ./bench/jobs -n 1000 -c 8
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hpcml/hpcml/internal/client"
+	"github.com/hpcml/hpcml/internal/job"
+)
+
+type result struct {
+	Tool       string  `json:"tool"`
+	Jobs       int     `json:"jobs"`
+	CPUs       float64 `json:"cpus_per_job"`
+	WallSec    float64 `json:"wall_seconds"`
+	JobsPerSec float64 `json:"jobs_per_second"`
+	P50ms      float64 `json:"submit_to_start_p50_ms"`
+	P99ms      float64 `json:"submit_to_start_p99_ms"`
+}
+
+func main() {
+	n := flag.Int("n", 1000, "jobs to run")
+	conc := flag.Int("c", 8, "concurrent submitting clients")
+	cpus := flag.Float64("cpus", 1, "CPUs each job asks for")
+	bin := flag.String("hpcml", "", "hpcml binary (default: build it)")
+	jsonOut := flag.Bool("json", false, "print results as JSON")
+	flag.Parse()
+	ctx := context.Background()
+
+	exe := *bin
+	if exe == "" {
+		exe = filepath.Join(os.TempDir(), "hpcml-bench")
+		build := exec.Command("go", "build", "-o", exe, "./cmd/hpcml")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			log.Fatalf("build hpcml: %v", err)
+		}
+	}
+	res, err := runHPCML(ctx, exe, *n, *conc, *cpus)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if *jsonOut {
+		json.NewEncoder(os.Stdout).Encode(res)
+		return
+	}
+	fmt.Printf("%-8s %6s %6s %9s %9s %9s %9s\n", "tool", "jobs", "cpus", "wall_s", "jobs/s", "p50_ms", "p99_ms")
+	fmt.Printf("%-8s %6d %6g %9.2f %9.1f %9.2f %9.2f\n", res.Tool, res.Jobs, res.CPUs, res.WallSec, res.JobsPerSec, res.P50ms, res.P99ms)
+}
+
+func runHPCML(ctx context.Context, exe string, n, conc int, cpus float64) (*result, error) {
+	dir, err := os.MkdirTemp("", "hpcml-bench-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	addr := "127.0.0.1:18181"
+	srv := exec.Command(exe, "server", "--data-dir", dir, "--listen", addr, "--log-level", "warn")
+	srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
+	if err := srv.Start(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		srv.Process.Signal(os.Interrupt)
+		srv.Wait()
+	}()
+	var c *client.Client
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		tok, err := os.ReadFile(filepath.Join(dir, "token"))
+		if err == nil {
+			c = client.New("http://"+addr, strings.TrimSpace(string(tok)))
+			if c.Health(ctx) == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("server did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Warm up: the first job starts the node executor.
+	warm, err := c.SubmitJob(ctx, &job.Spec{Command: []string{"true"}})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.WaitJob(ctx, fmt.Sprint(warm.ID)); err != nil {
+		return nil, err
+	}
+
+	ids := make([]int64, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, conc)
+	start := time.Now()
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				j, err := c.SubmitJob(ctx, &job.Spec{Command: []string{"true"}, Resources: job.Resources{CPUs: cpus}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				ids[i] = j.ID
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return nil, fmt.Errorf("submit: %w", err)
+	default:
+	}
+	var lat []float64
+	var lastEnd time.Time
+	for _, id := range ids {
+		j, err := c.WaitJob(ctx, fmt.Sprint(id))
+		if err != nil {
+			return nil, err
+		}
+		if j.State != job.Succeeded || j.StartedAt == nil || j.EndedAt == nil {
+			return nil, fmt.Errorf("job %d ended %s: %s", id, j.State, j.Reason)
+		}
+		lat = append(lat, j.StartedAt.Sub(j.SubmittedAt).Seconds()*1000)
+		if j.EndedAt.After(lastEnd) {
+			lastEnd = *j.EndedAt
+		}
+	}
+	wall := lastEnd.Sub(start).Seconds()
+	slices.Sort(lat)
+	return &result{Tool: "hpcml", Jobs: n, CPUs: cpus, WallSec: wall, JobsPerSec: float64(n) / wall,
+		P50ms: pct(lat, 0.50), P99ms: pct(lat, 0.99)}, nil
+}
+
+func pct(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
+}
