@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"path/filepath"
 	"regexp"
@@ -200,7 +201,9 @@ func ParseSpec(data []byte) (*Spec, error) {
 		if err := dec.Decode(&s); err != nil {
 			return nil, fieldErr("", "malformed job spec: %v", err)
 		}
-		if dec.More() {
+		// Token, not More: More reports false for a stray '}' or ']', which
+		// would let `{...}}` through.
+		if _, err := dec.Token(); err != io.EOF {
 			return nil, fieldErr("", "malformed job spec: trailing data after the JSON object")
 		}
 		return &s, nil
@@ -210,7 +213,19 @@ func ParseSpec(data []byte) (*Spec, error) {
 	if err := dec.Decode(&s); err != nil {
 		return nil, fieldErr("", "malformed job spec: %v", err)
 	}
-	return &s, nil
+	// A second document would otherwise be silently dropped: a spec must
+	// be one document, as a JSON spec must be one object. (An empty one,
+	// from a trailing "---", says nothing and is allowed.)
+	for {
+		var extra any
+		err := dec.Decode(&extra)
+		if err == io.EOF {
+			return &s, nil
+		}
+		if err != nil || extra != nil {
+			return nil, fieldErr("", "malformed job spec: trailing data after the YAML document")
+		}
+	}
 }
 
 // Limits the validator needs from the outside world.
