@@ -140,19 +140,25 @@ func (h *Handler) jobLogs(w http.ResponseWriter, r *http.Request) error {
 	if stream != "stdout" && stream != "stderr" {
 		return badRequest("invalid", "stream must be stdout or stderr")
 	}
+	if j.IsArrayParent() {
+		return badRequest("invalid", fmt.Sprintf("job %d is an array: ask for a task's logs, e.g. %d_0", j.ID, j.ID))
+	}
+	follow := q.Get("follow") == "true" || q.Get("follow") == "1"
+	if follow && q.Get("attempt") == "" {
+		// `job submit` then `job logs -f` must not race the job's start.
+		if j, err = h.awaitLog(r, stream); err != nil || j == nil {
+			return err
+		}
+	}
 	attempt := j.Attempt
 	if v := q.Get("attempt"); v != "" {
 		if attempt, err = strconv.Atoi(v); err != nil || attempt < 1 || attempt > j.Attempt {
 			return badRequest("invalid", fmt.Sprintf("job %s has no attempt %s", j.DisplayID(), v))
 		}
 	}
-	if j.IsArrayParent() {
-		return badRequest("invalid", fmt.Sprintf("job %d is an array: ask for a task's logs, e.g. %d_0", j.ID, j.ID))
-	}
 	if attempt == 0 {
 		return notFound(fmt.Sprintf("job %s has not started yet (%s)", j.DisplayID(), j.State))
 	}
-	follow := q.Get("follow") == "true" || q.Get("follow") == "1"
 	if path := h.cfg.Logs.LocalPath(j.ID, attempt, stream); path != "" {
 		f, err := os.Open(path)
 		if err == nil {
@@ -184,6 +190,37 @@ func (h *Handler) jobLogs(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, err = io.Copy(w, rc)
 	return ignoreClientGone(err)
+}
+
+// awaitLog waits until the job's latest attempt has a log file on this
+// machine or the job has ended, and returns the job as it then is (nil if
+// the client went away first).
+func (h *Handler) awaitLog(r *http.Request, stream string) (*job.Job, error) {
+	for {
+		changed := h.cfg.Scheduler.Changed() // before reading, so no change is missed
+		j, err := h.lookup(r)
+		if err != nil {
+			return nil, err
+		}
+		if j.State.Terminal() {
+			return j, nil
+		}
+		if j.Attempt > 0 {
+			if path := h.cfg.Logs.LocalPath(j.ID, j.Attempt, stream); path != "" {
+				if _, err := os.Stat(path); err == nil {
+					return j, nil
+				}
+			}
+		}
+		// The log file appears while the job is STARTING, which is not a
+		// state change; hence the poll beside the change notification.
+		select {
+		case <-changed:
+		case <-time.After(followPoll):
+		case <-r.Context().Done():
+			return nil, nil
+		}
+	}
 }
 
 // copyLog writes the file and, when following, keeps writing what the job

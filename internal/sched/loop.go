@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/store"
 )
 
 // turn is one iteration of the loop: apply, schedule, commit, act.
@@ -45,6 +46,7 @@ func (s *Scheduler) turn(ctx context.Context, events []event) {
 	clear(st.dirty)
 	clear(st.dirtyAttempt)
 	clear(st.gone)
+	st.superseded = st.superseded[:0]
 	for _, j := range st.launch {
 		s.launch(ctx, j)
 	}
@@ -315,6 +317,12 @@ func (st *state) throttled(e *entry) bool {
 // start moves a job to STARTING on a new attempt and queues its launch.
 func (s *Scheduler) start(st *state, e *entry) {
 	j := e.j
+	if e.attempt != nil && st.dirtyAttempt[j.ID] {
+		// The previous attempt ended in this turn (a retry) and is not
+		// written yet: keep a copy of its final record for the commit.
+		prev := *e.attempt
+		st.superseded = append(st.superseded, store.Change{Job: j, Attempt: &prev})
+	}
 	j.Attempt++
 	e.attempt = &job.Attempt{Number: j.Attempt, State: job.Starting}
 	st.dirtyAttempt[j.ID] = true

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hpcml/hpcml/internal/backend"
+	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/store"
 )
@@ -117,6 +118,19 @@ func (s *Scheduler) Submit(ctx context.Context, spec *job.Spec) (*job.Job, error
 	if err := spec.Normalize(s.Limits()); err != nil {
 		return nil, err
 	}
+	// Object URLs are checked now rather than by the job's wrapper: an
+	// output key escaping the storage root would otherwise be found out
+	// only after the job had done its work.
+	for i, in := range spec.Inputs {
+		if _, err := blob.Resolve(in.URL, ""); err != nil {
+			return nil, &job.FieldError{Field: fmt.Sprintf("inputs[%d].url", i), Message: err.Error()}
+		}
+	}
+	for i, out := range spec.Outputs {
+		if _, err := blob.Resolve(out.URL, ""); err != nil {
+			return nil, &job.FieldError{Field: fmt.Sprintf("outputs[%d].url", i), Message: err.Error()}
+		}
+	}
 	if _, err := s.store.GetQueue(ctx, spec.Queue); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, &job.FieldError{Field: "queue", Message: fmt.Sprintf("queue %q does not exist", spec.Queue)}
@@ -162,11 +176,14 @@ func (s *Scheduler) Submit(ctx context.Context, spec *job.Spec) (*job.Job, error
 	if s.metrics != nil {
 		s.metrics.submitted.Add(float64(max(1, len(tasks))))
 	}
+	// The loop owns the jobs from now on: the caller gets a copy, so that
+	// encoding it races with nothing the loop changes.
+	out := *parent
 	s.inbox.push(event{submitted: append([]*job.Job{parent}, tasks...)})
-	if parent.IsArrayParent() {
-		parent.ArrayCounts = map[job.State]int{initial: len(tasks)}
+	if out.IsArrayParent() {
+		out.ArrayCounts = map[job.State]int{initial: len(tasks)}
 	}
-	return parent, nil
+	return &out, nil
 }
 
 // Cancel cancels a job (every task of an array job). It returns once the

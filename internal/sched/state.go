@@ -54,8 +54,12 @@ type state struct {
 	recheck      map[int64]bool // pending jobs whose dependencies moved
 	// gone holds this turn's jobs that reached a terminal state (and so
 	// left jobs) until they are written.
-	gone     map[int64]*entry
-	launch   []*job.Job
+	gone map[int64]*entry
+	// superseded holds attempts that ended this turn and were replaced by
+	// a new attempt of the same job (a retry started in the same pass)
+	// before being written; without it their final record would be lost.
+	superseded []store.Change
+	launch     []*job.Job
 	cancels  []*job.Job
 	replies  []reply
 	schedule bool             // something may now fit
@@ -213,12 +217,18 @@ func (st *state) setState(e *entry, to job.State, reason string) {
 		j.State = to
 		delete(st.pending, j.ID)
 		delete(st.runnable, j.ID)
-		switch to {
-		case job.Pending:
-			st.pending[j.ID] = true
-		case job.Runnable:
-			st.runnable[j.ID] = true
-			st.schedule = true
+		// An array parent only mirrors its tasks: it must never join the
+		// sets the scheduler starts jobs from, or it would be launched
+		// itself (running the command once more and dropping its
+		// throttle) when its tasks derive it back to RUNNABLE.
+		if !j.IsArrayParent() {
+			switch to {
+			case job.Pending:
+				st.pending[j.ID] = true
+			case job.Runnable:
+				st.runnable[j.ID] = true
+				st.schedule = true
+			}
 		}
 		if to.Terminal() {
 			now := time.Now().UTC()
@@ -322,7 +332,8 @@ func (st *state) lookup(id int64) *entry {
 
 // changes lists what must be written.
 func (st *state) changes() []store.Change {
-	out := make([]store.Change, 0, len(st.dirty))
+	out := make([]store.Change, 0, len(st.superseded)+len(st.dirty))
+	out = append(out, st.superseded...) // first: a newer attempt's row may follow
 	for id := range st.dirty {
 		e := st.lookup(id)
 		if e == nil {

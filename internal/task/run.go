@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -150,7 +151,22 @@ func (r *runner) runCommand(res *job.Result) bool {
 	}
 	defer stderr.Close()
 
-	cmd := exec.Command(l.Argv[0], l.Argv[1:]...)
+	// Checked here because a chdir failure in the child is reported as
+	// "fork/exec <program>: no such file", which blames the program.
+	if info, err := os.Stat(l.WorkDir); err != nil {
+		res.Error = fmt.Sprintf("working directory %s: %v", l.WorkDir, errors.Unwrap(err))
+		return false
+	} else if !info.IsDir() {
+		res.Error = fmt.Sprintf("working directory %s: not a directory", l.WorkDir)
+		return false
+	}
+	prog, err := lookPath(l.Argv[0], l.Env)
+	if err != nil {
+		res.Error = startError(l.Argv[0], err)
+		return false
+	}
+	cmd := exec.Command(prog, l.Argv[1:]...)
+	cmd.Args[0] = l.Argv[0] // the program sees the name it was asked by
 	cmd.Env = l.Env
 	cmd.Dir = l.WorkDir
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -227,6 +243,32 @@ loop:
 func (r *runner) terminate(pgid int) <-chan time.Time {
 	syscall.Kill(-pgid, syscall.SIGTERM)
 	return time.After(time.Duration(r.launch.KillGrace))
+}
+
+// lookPath finds prog in the PATH of the job's environment, not the
+// executor's (which exec.Command would use): a job that sets PATH in its
+// env must find its programs there. As with exec.LookPath, relative PATH
+// entries are not searched (they would resolve against the job dir).
+func lookPath(prog string, env []string) (string, error) {
+	if strings.Contains(prog, "/") {
+		return prog, nil
+	}
+	path := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v // the last one wins, as in the environment exec builds
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if !filepath.IsAbs(dir) {
+			continue
+		}
+		p := filepath.Join(dir, prog)
+		if info, err := os.Stat(p); err == nil && info.Mode().IsRegular() && info.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", &exec.Error{Name: prog, Err: exec.ErrNotFound}
 }
 
 func startError(prog string, err error) string {
