@@ -60,10 +60,10 @@ type state struct {
 	// before being written; without it their final record would be lost.
 	superseded []store.Change
 	launch     []*job.Job
-	cancels  []*job.Job
-	replies  []reply
-	schedule bool             // something may now fit
-	retryAt  <-chan time.Time // set after a failed commit
+	cancels    []*job.Job
+	replies    []reply
+	schedule   bool             // something may now fit
+	retryAt    <-chan time.Time // set after a failed commit
 }
 
 type reply struct {
