@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hpcml/hpcml/internal/api"
@@ -49,6 +50,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	unlock, err := lockDataDir(dataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if cfg.Storage == "" {
 		cfg.Storage = "file://" + filepath.Join(dataDir, "objects") + "?metadata=skip"
 	}
@@ -103,7 +109,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Handle("/api/", apiHandler)
 	mux.Handle("/healthz", apiHandler)
 	mux.Handle("/metrics", apiHandler)
-	mux.Handle("/", newDashboard(st, sch, be, bucket, apiHandler, log))
+	mux.Handle("/", newDashboard(st, sch, be, bucket, apiHandler, token, log))
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -138,6 +144,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
 	srv.Shutdown(shutCtx)
+	be.Close() // the executor exits once its jobs are done; they are not stopped
 	return runErr
 }
 
@@ -156,4 +163,18 @@ func (l *logs) OpenStored(ctx context.Context, key string) (io.ReadCloser, error
 		return nil, fmt.Errorf("bad log key %q", key)
 	}
 	return l.bucket.NewReader(ctx, key, nil)
+}
+
+// lockDataDir makes sure one server at a time uses a data dir: two
+// schedulers on one database would run jobs twice.
+func lockDataDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "server.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another hpcml server", dir)
+	}
+	return func() { f.Close() }, nil
 }
