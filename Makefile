@@ -1,0 +1,38 @@
+# hpcml — see README.md. `make run` starts the platform, `make test` tests it.
+GO       ?= go
+BIN      := bin/hpcml
+DATA_DIR ?= .hpcml
+LISTEN   ?= 127.0.0.1:8080
+
+.PHONY: all build run test test-deps vet fmt bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/hpcml
+
+# Starts the control plane on embedded defaults (SQLite, file:// storage,
+# local executor) and prints the dashboard URL.
+run: build
+	$(BIN) server --data-dir $(DATA_DIR) --listen $(LISTEN)
+
+test-deps:
+	./scripts/test-deps.sh
+
+vet:
+	@test -z "$$(gofmt -l cmd internal web bench)" || { echo "gofmt needed:"; gofmt -l cmd internal web bench; exit 1; }
+	$(GO) vet ./...
+
+# Installs what the tests need (Chromium), then vets and runs every test.
+test: test-deps vet
+	$(GO) test -count=1 -timeout 20m ./...
+
+# Job throughput and submit-to-start latency; see docs/benchmarks.md.
+bench: build
+	$(GO) run ./bench/jobs -hpcml $(BIN)
+
+fmt:
+	gofmt -w cmd internal web bench
+
+clean:
+	rm -rf bin
