@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/subtle"
 	_ "embed"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -69,6 +70,10 @@ func New(cfg Config) *Handler {
 		h.mux.Handle(r.method+" "+r.path, h.wrap(r))
 	}
 	h.mux.Handle("GET /metrics", h.auth(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}), "/metrics"))
+	// Anything else under /api/ gets the JSON error shape, not the mux's text.
+	h.mux.Handle("/api/", h.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, cfg.Log, notFound(fmt.Sprintf("no route %s %s (see /api/v1/openapi.yaml)", r.Method, r.URL.Path)))
+	}), "/api/"))
 	return h
 }
 

@@ -64,5 +64,7 @@ func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // commands like "a > b" stay readable; this is not HTML
+	enc.Encode(v)
 }

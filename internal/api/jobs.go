@@ -68,7 +68,7 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) lookup(r *http.Request) (*job.Job, error) {
 	id, index, isTask, err := job.ParseID(r.PathValue("id"))
 	if err != nil {
-		return nil, notFound(err.Error())
+		return nil, badRequest("invalid", err.Error())
 	}
 	if isTask {
 		return h.cfg.Store.GetArrayTask(r.Context(), id, index)

@@ -73,6 +73,7 @@ func (s *Stager) bucket(ctx context.Context, u string) (*Bucket, error) {
 // to rel inside root. Files appear under their final name only when
 // complete. It returns the bytes copied.
 func (s *Stager) Download(ctx context.Context, rawURL string, root *os.Root, rel string) (int64, error) {
+	rel = filepath.Clean(rel) // "data/" names the directory "data"
 	loc, err := Resolve(rawURL, s.DefaultBucket)
 	if err != nil {
 		return 0, err
@@ -149,6 +150,7 @@ func downloadOne(ctx context.Context, b *Bucket, key string, root *os.Root, rel 
 // A directory goes under the URL as a prefix. Symlinks that leave root
 // are refused by os.Root.
 func (s *Stager) Upload(ctx context.Context, root *os.Root, rel, rawURL string) (int64, error) {
+	rel = filepath.Clean(rel) // "out/" names the directory "out"
 	loc, err := Resolve(rawURL, s.DefaultBucket)
 	if err != nil {
 		return 0, err
