@@ -19,7 +19,7 @@ func runCLI() int {
 
 func newServerCmd() *cobra.Command {
 	var cfg server.Config
-	var logLevel string
+	var logLevel, backendName string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the hpcml control plane (API, dashboard, scheduler, local executor)",
@@ -31,6 +31,9 @@ Jobs run under a per-job wrapper that outlives the server: stopping or
 killing the server does not stop running jobs, and a restart picks them up.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if backendName != "local" {
+				return fmt.Errorf("--backend %q: only the local backend is available in this version", backendName)
+			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
@@ -56,6 +59,7 @@ killing the server does not stop running jobs, and a restart picks them up.`,
 	f.Float64Var(&cfg.CPUs, "cpus", 0, "CPUs the local executor may hand out (default: this machine's)")
 	f.Int64Var(&cfg.MemoryMB, "memory-mb", 0, "memory in MB the local executor may hand out (default: this machine's)")
 	f.DurationVar(&cfg.KillGrace, "kill-grace", server.DefaultKillGrace, "time between SIGTERM and SIGKILL when a job is cancelled or times out")
+	f.StringVar(&backendName, "backend", "local", "backend of the default queue (local)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }
