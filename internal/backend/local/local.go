@@ -292,7 +292,15 @@ func (b *Backend) readEvents(conn net.Conn) {
 			delete(b.inflight, k)
 			b.mu.Unlock()
 			if tracked {
-				b.rep.Finished(m.JobID, m.Attempt, readOutcome(b.AttemptDir(m.JobID, m.Attempt)))
+				dir := b.AttemptDir(m.JobID, m.Attempt)
+				r := readOutcome(dir)
+				if r.NodeLost && r.Error == errLostRunning {
+					// Before the job may be retried: nothing of this attempt may go on.
+					if n := killStrays(dir); n > 0 {
+						b.log.Warn("killed processes left by a lost attempt", "job", m.JobID, "attempt", m.Attempt, "processes", n)
+					}
+				}
+				b.rep.Finished(m.JobID, m.Attempt, r)
 			}
 		}
 	}
@@ -311,6 +319,8 @@ func (b *Backend) readEvents(conn net.Conn) {
 	}
 }
 
+const errLostRunning = "executor lost while the command ran"
+
 // readOutcome reads how an attempt that no executor runs any more ended.
 func readOutcome(dir string) job.Result {
 	st, err := task.ReadStatus(dir)
@@ -326,8 +336,7 @@ func readOutcome(dir string) job.Result {
 		r.Error = fmt.Sprintf("executor lost after the command ended (%s)", describeExit(&r))
 		return r
 	case st.Started != nil:
-		return job.Result{StartedAt: st.Started.At, EndedAt: time.Now().UTC(), NodeLost: true,
-			Error: "executor lost while the command ran"}
+		return job.Result{StartedAt: st.Started.At, EndedAt: time.Now().UTC(), NodeLost: true, Error: errLostRunning}
 	case st.Owner == task.OwnerExecutor:
 		// It was staging in: nothing of the command ran, but staging may
 		// have had effects, so this counts as a lost node, not a relaunch.
