@@ -11,6 +11,7 @@ type event struct {
 	submitted []*job.Job
 
 	started  bool
+	launched bool // the backend took the attempt, or failed to
 	finished *job.Result
 	jobID    int64
 	attempt  int

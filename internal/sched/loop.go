@@ -70,7 +70,10 @@ func (s *Scheduler) turn(ctx context.Context, events []event) {
 func (s *Scheduler) launch(ctx context.Context, j *job.Job) {
 	cp := *j
 	go func() {
-		if err := s.backend.Launch(ctx, &cp); err != nil {
+		err := s.backend.Launch(ctx, &cp)
+		// Before Finished, so that the loop sees them in this order.
+		s.inbox.push(event{launched: true, jobID: cp.ID, attempt: cp.Attempt})
+		if err != nil {
 			s.Finished(cp.ID, cp.Attempt, job.Result{EndedAt: time.Now().UTC(), Error: "launch: " + err.Error()})
 		}
 	}()
@@ -110,6 +113,15 @@ func (s *Scheduler) apply(ctx context.Context, st *state, ev event) {
 		st.setState(e, job.Running, e.j.Reason)
 		if s.metrics != nil && e.j.Attempt == 1 {
 			s.metrics.submitToStart.Observe(at.Sub(e.j.SubmittedAt).Seconds())
+		}
+	case ev.launched:
+		e := st.jobs[ev.jobID]
+		if e == nil || e.j.Attempt != ev.attempt || !e.launching {
+			return
+		}
+		e.launching = false
+		if e.j.CancelRequested && e.j.State.Active() {
+			st.cancels = append(st.cancels, e.j) // held back while launching
 		}
 	case ev.finished != nil:
 		e := st.jobs[ev.jobID]
@@ -212,7 +224,9 @@ func (s *Scheduler) cancelOne(st *state, e *entry) {
 	case j.State.Active() && !j.CancelRequested:
 		j.CancelRequested = true
 		st.setState(e, j.State, ReasonCancelling)
-		st.cancels = append(st.cancels, j)
+		if !e.launching { // else sent once the backend has the attempt
+			st.cancels = append(st.cancels, j)
+		}
 	}
 }
 
@@ -329,6 +343,7 @@ func (s *Scheduler) start(st *state, e *entry) {
 	j.ExitCode, j.Signal = nil, ""
 	st.setState(e, job.Starting, "")
 	st.allocate(e)
+	e.launching = true
 	st.launch = append(st.launch, j)
 }
 

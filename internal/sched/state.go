@@ -30,6 +30,11 @@ type entry struct {
 	tasks    map[job.State]int
 	active   int
 	throttle int
+
+	// launching: the attempt is being handed to the backend; a cancel
+	// must wait for that (see the launched event), or it would overtake
+	// the launch and be lost.
+	launching bool
 }
 
 // state is everything the loop owns.
