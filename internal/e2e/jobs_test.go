@@ -314,7 +314,7 @@ func TestDependencies(t *testing.T) {
 	b := s.wait(chained, 10*time.Second)
 	expectState(t, b, job.Succeeded)
 	a := s.wait(succeeding, 10*time.Second)
-	if !b.Attempts[0].StartedAt.After(*a.Attempts[0].EndedAt) {
+	if b.Attempts[0].StartedAt.Add(clockSlack).Before(*a.Attempts[0].EndedAt) {
 		t.Fatalf("B started at %s, before A ended at %s", b.Attempts[0].StartedAt, a.Attempts[0].EndedAt)
 	}
 
@@ -387,6 +387,22 @@ func TestCancel(t *testing.T) {
 		}
 		s.Client.CancelJob(ctxFor(t, 5*time.Second), id(blocker))
 		expectState(t, s.wait(blocker, 5*time.Second), job.Cancelled)
+	})
+
+	t.Run("while launching", func(t *testing.T) {
+		// 40 tasks start at once, so their launches queue up on the way to
+		// the executor; cancels that overtake a launch must not be lost.
+		s := s.with(t)
+		spec := job.Spec{Command: []string{"sleep", "30"}, Array: "0-39", Resources: job.Resources{CPUs: 0.01}}
+		p := s.submit(spec)
+		if _, err := s.Client.CancelJob(ctxFor(t, 5*time.Second), id(p)); err != nil {
+			t.Fatal(err)
+		}
+		p = s.wait(p, 10*time.Second)
+		expectState(t, p, job.Cancelled)
+		if p.ArrayCounts[job.Cancelled] != 40 {
+			t.Fatalf("array_counts = %v", p.ArrayCounts)
+		}
 	})
 
 	t.Run("finished", func(t *testing.T) {

@@ -1,0 +1,192 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hpcml/hpcml/internal/client"
+	"github.com/hpcml/hpcml/internal/job"
+)
+
+// recordRun is a shell prefix that appends "<job id> <attempt>" to runs:
+// the file then says how often each job's command really ran.
+func recordRun(runs string) string {
+	return `echo "$HPCML_JOB_ID $HPCML_ATTEMPT" >> ` + runs + `; `
+}
+
+func readRuns(t *testing.T, runs string) []string {
+	t.Helper()
+	b, err := os.ReadFile(runs)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) == 1 && lines[0] == "" {
+		return nil
+	}
+	slices.Sort(lines)
+	return lines
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not %s after %s", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCrashWhileRunning kills the server with -9 while jobs run, lets the
+// jobs finish while nobody watches, and restarts it: every job gets its
+// true outcome, timings and logs, and each ran exactly once.
+func TestCrashWhileRunning(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--cpus", "3")
+	runs := filepath.Join(t.TempDir(), "runs")
+	jobs := []*job.Job{
+		s.submit(sh(recordRun(runs) + "echo before; sleep 3; echo after")),
+		s.submit(sh(recordRun(runs) + "sleep 3")),
+		s.submit(sh(recordRun(runs) + "sleep 2; exit 7")),
+	}
+	for _, j := range jobs {
+		s.waitRunning(j)
+	}
+	waitUntil(t, 5*time.Second, "all recorded", func() bool { return len(readRuns(t, runs)) == 3 })
+
+	s.Kill9()
+	if len(s.ExecutorPIDs()) == 0 {
+		t.Fatal("the executor died with the server")
+	}
+	// The jobs go on without the server, and end while it is down.
+	waitUntil(t, 10*time.Second, "finished while the server is down", func() bool { return len(s.jobPIDs()) == 0 })
+	restartAt := time.Now()
+	s.Restart()
+
+	want := []job.State{job.Succeeded, job.Succeeded, job.Failed}
+	for i, j := range jobs {
+		j = s.wait(j, 10*time.Second)
+		expectState(t, j, want[i])
+		if j.Attempt != 1 || len(j.Attempts) != 1 {
+			t.Fatalf("job %d ran %d attempts: %+v", j.ID, j.Attempt, j.Attempts)
+		}
+		a := j.Attempts[0]
+		// True timings: from the command's start to its end, not to the
+		// restart. (Wall clock, which this VM may step by a few ms.)
+		if d := a.EndedAt.Sub(*a.StartedAt); d < 1900*time.Millisecond || d > 4*time.Second || !a.EndedAt.Before(restartAt) {
+			t.Fatalf("job %d ran %s by its record, ending at %s (restart at %s): %+v", j.ID, d, a.EndedAt, restartAt, a)
+		}
+		jobs[i] = j
+	}
+	if j := jobs[2]; j.ExitCode == nil || *j.ExitCode != 7 || j.Reason != "exit code 7" {
+		t.Fatalf("job that exited 7 while the server was down: exit %v reason %q", j.ExitCode, j.Reason)
+	}
+	if got := s.logs(id(jobs[0]), client.LogOptions{}); got != "before\nafter\n" {
+		t.Fatalf("logs across the crash = %q", got)
+	}
+	var want1 []string
+	for _, j := range jobs {
+		want1 = append(want1, fmt.Sprintf("%d 1", j.ID))
+	}
+	slices.Sort(want1)
+	if got := readRuns(t, runs); !slices.Equal(got, want1) {
+		t.Fatalf("runs = %q, want each job once: %q", got, want1)
+	}
+}
+
+// TestCrashWhileQueued kills the server with -9 twice while most of 20
+// jobs wait for the single CPU: after the restarts all 20 run, once each.
+func TestCrashWhileQueued(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--cpus", "1")
+	runs := filepath.Join(t.TempDir(), "runs")
+	var jobs []*job.Job
+	for range 20 {
+		jobs = append(jobs, s.submit(sh(recordRun(runs)+"sleep 0.1")))
+	}
+	for range 2 {
+		time.Sleep(300 * time.Millisecond)
+		s.Kill9()
+		s.Restart()
+	}
+	var want []string
+	for _, j := range jobs {
+		j = s.wait(j, 15*time.Second)
+		expectState(t, j, job.Succeeded)
+		want = append(want, fmt.Sprintf("%d %d", j.ID, j.Attempt))
+		if j.Attempt != 1 {
+			t.Errorf("job %d is on attempt %d", j.ID, j.Attempt)
+		}
+	}
+	slices.Sort(want)
+	if got := readRuns(t, runs); !slices.Equal(got, want) {
+		t.Fatalf("runs (%d) = %q\nwant (%d) %q", len(got), got, len(want), want)
+	}
+}
+
+// TestCrashDuringSubmitStorm kills the server while it is launching as
+// fast as it can: whatever was accepted runs exactly once.
+func TestCrashDuringSubmitStorm(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	runs := filepath.Join(t.TempDir(), "runs")
+	var jobs []*job.Job
+	for range 30 {
+		jobs = append(jobs, s.submit(sh(recordRun(runs))))
+	}
+	s.Kill9()
+	s.Restart()
+	for _, j := range jobs {
+		expectState(t, s.wait(j, 15*time.Second), job.Succeeded)
+	}
+	got := readRuns(t, runs)
+	if len(got) != len(jobs) || len(slices.Compact(slices.Clone(got))) != len(jobs) {
+		t.Fatalf("%d jobs, %d runs: %q", len(jobs), len(got), got)
+	}
+}
+
+// TestNodeLost kills the node executor with -9 under running jobs.
+func TestNodeLost(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	runs := filepath.Join(t.TempDir(), "runs")
+
+	lost := s.waitRunning(s.submit(job.Spec{Command: []string{"sleep", "30"}}))
+	spec := sh(recordRun(runs) + `if [ "$HPCML_ATTEMPT" = 1 ]; then sleep 30; fi; echo done`)
+	spec.Retry = job.RetryPolicy{Attempts: 2, OnNodeLoss: true}
+	retried := s.waitRunning(s.submit(spec))
+	waitUntil(t, 5*time.Second, "recorded", func() bool { return len(readRuns(t, runs)) == 1 })
+
+	s.KillExecutor()
+
+	j := s.wait(lost, 10*time.Second)
+	expectState(t, j, job.Failed)
+	if !strings.HasPrefix(j.Reason, "node lost") {
+		t.Fatalf("reason = %q", j.Reason)
+	}
+	j = s.wait(retried, 10*time.Second)
+	expectState(t, j, job.Succeeded)
+	if j.Attempt != 2 || j.Attempts[0].State != job.Failed || !strings.HasPrefix(j.Attempts[0].Reason, "node lost") {
+		t.Fatalf("retried job: attempt %d, attempts %+v", j.Attempt, j.Attempts)
+	}
+	if got := s.logs(id(j), client.LogOptions{}); got != "done\n" {
+		t.Fatalf("attempt 2 printed %q", got)
+	}
+	want := []string{fmt.Sprintf("%d 1", j.ID), fmt.Sprintf("%d 2", j.ID)}
+	if got := readRuns(t, runs); !slices.Equal(got, want) {
+		t.Fatalf("runs = %q, want %q", got, want)
+	}
+	// Nothing of the lost attempts goes on running beside the retry.
+	waitUntil(t, 3*time.Second, "rid of the lost attempts' processes", func() bool { return len(s.jobPIDs()) == 0 })
+	// A new executor took over.
+	if len(s.ExecutorPIDs()) != 1 {
+		t.Fatalf("executors: %v", s.ExecutorPIDs())
+	}
+}

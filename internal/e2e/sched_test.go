@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hpcml/hpcml/internal/client"
+	"github.com/hpcml/hpcml/internal/job"
+)
+
+func TestQueueLimitAndCost(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	ctx := ctxFor(t, 20*time.Second)
+	// 3600 per CPU-hour is 1 per CPU-second; 1800 per GB-hour is 0.5 per GB-second.
+	q, err := s.Client.CreateQueue(ctx, &job.Queue{Name: "serial", MaxRunning: 1, PriceCPUHour: 3600, PriceGBHour: 1800})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Backend != "local" || q.CreatedAt.IsZero() {
+		t.Fatalf("created queue = %+v", q)
+	}
+	var jobs []*job.Job
+	for range 3 {
+		spec := job.Spec{Command: []string{"sleep", "0.3"}, Queue: "serial", Resources: job.Resources{CPUs: 0.5, MemoryMB: 2048}}
+		jobs = append(jobs, s.submit(spec))
+	}
+	for i, j := range jobs {
+		jobs[i] = s.wait(j, 10*time.Second)
+		expectState(t, jobs[i], job.Succeeded)
+	}
+	if n := maxOverlap(attemptIntervals(t, jobs...)); n != 1 {
+		t.Fatalf("%d jobs of a max_running=1 queue ran at once", n)
+	}
+	for _, j := range jobs {
+		a := j.Attempts[0]
+		secs := a.EndedAt.Sub(*a.StartedAt).Seconds()
+		want := secs * (0.5*1 + 2*0.5) // cpus × price + GB × price, per second
+		if j.Cost <= 0 || math.Abs(j.Cost-want) > 0.01*want {
+			t.Fatalf("job %d cost %v, want %v for %.3fs", j.ID, j.Cost, want, secs)
+		}
+		if secs < 0.3-clockSlack.Seconds() {
+			t.Fatalf("sleep 0.3 ran %.3fs", secs)
+		}
+	}
+	got, err := s.Client.GetQueue(ctx, "serial")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Counts[job.Succeeded] != 3 || got.MaxRunning != 1 || got.PriceCPUHour != 3600 {
+		t.Fatalf("queue = %+v", got)
+	}
+
+	// Bad queues change nothing.
+	for _, bad := range []struct {
+		q      job.Queue
+		status int
+		field  string
+	}{
+		{job.Queue{Name: "serial"}, 409, ""},
+		{job.Queue{Name: "has space"}, 400, "name"},
+		{job.Queue{Name: "neg", PriceCPUHour: -1}, 400, "price_cpu_hour"},
+		{job.Queue{Name: "neg", MaxRunning: -1}, 400, "max_running"},
+		{job.Queue{Name: "slurmq", Backend: "slurm"}, 400, "backend"},
+	} {
+		_, err := s.Client.CreateQueue(ctx, &bad.q)
+		if ae := apiError(t, err, bad.status); ae.Field != bad.field {
+			t.Errorf("queue %+v: field %q, want %q", bad.q, ae.Field, bad.field)
+		}
+	}
+	qs, err := s.Client.ListQueues(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(qs) != 2 {
+		t.Fatalf("queues after refused creations: %+v", qs)
+	}
+	if _, err := s.Client.GetQueue(ctx, "nope"); !client.IsNotFound(err) {
+		t.Fatalf("unknown queue: %v", err)
+	}
+}
+
+func TestPriority(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--cpus", "1")
+	ctx := ctxFor(t, 20*time.Second)
+	for _, q := range []*job.Queue{{Name: "hi", Priority: 10}, {Name: "lo", Priority: 0}} {
+		if _, err := s.Client.CreateQueue(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blocker := s.waitRunning(s.submit(job.Spec{Command: []string{"sleep", "0.5"}}))
+	lo := s.submit(job.Spec{Command: []string{"true"}, Queue: "lo"})
+	hi := s.submit(job.Spec{Command: []string{"sleep", "0.1"}, Queue: "hi"})
+	// Both wait for the one CPU, and say so.
+	if cur, _ := s.Client.GetJob(ctx, id(lo)); cur.State != job.Runnable || !strings.Contains(cur.Reason, "waiting") {
+		t.Fatalf("lo while the CPU is taken: %s %q", cur.State, cur.Reason)
+	}
+	blocker = s.wait(blocker, 10*time.Second)
+	lo, hi = s.wait(lo, 10*time.Second), s.wait(hi, 10*time.Second)
+	for _, j := range []*job.Job{blocker, lo, hi} {
+		expectState(t, j, job.Succeeded)
+	}
+	hiStart, loStart := *hi.Attempts[0].StartedAt, *lo.Attempts[0].StartedAt
+	if !hiStart.Before(loStart) {
+		t.Fatalf("older low-priority job started at %s, before the high-priority one at %s", loStart, hiStart)
+	}
+	if hiStart.Add(clockSlack).Before(*blocker.Attempts[0].EndedAt) || loStart.Add(clockSlack).Before(*hi.Attempts[0].EndedAt) {
+		t.Fatal("jobs overlapped on a 1-CPU server")
+	}
+}
+
+func TestCapacityNeverOversubscribed(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--cpus", "2", "--memory-mb", "1000")
+	ctx := ctxFor(t, 20*time.Second)
+	c, err := s.Client.Capacity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Total.CPUs != 2 || c.Total.MemoryMB != 1000 {
+		t.Fatalf("capacity = %+v", c)
+	}
+	var jobs []*job.Job
+	for range 6 {
+		jobs = append(jobs, s.submit(job.Spec{Command: []string{"sleep", "0.3"}, Resources: job.Resources{CPUs: 1}}))
+	}
+	// Memory counts too: two 600 MB jobs cannot share 1000 MB.
+	for range 2 {
+		jobs = append(jobs, s.submit(job.Spec{Command: []string{"sleep", "0.2"}, Resources: job.Resources{CPUs: 0.1, MemoryMB: 600}}))
+	}
+	for i, j := range jobs {
+		jobs[i] = s.wait(j, 15*time.Second)
+		expectState(t, jobs[i], job.Succeeded)
+	}
+	if n := maxOverlap(attemptIntervals(t, jobs[:6]...)); n > 2 {
+		t.Fatalf("%d one-CPU jobs ran at once on 2 CPUs", n)
+	}
+	if n := maxOverlap(attemptIntervals(t, jobs[6:]...)); n > 1 {
+		t.Fatalf("two 600 MB jobs ran at once in 1000 MB")
+	}
+	if c, _ := s.Client.Capacity(ctx); c.Used.CPUs != 0 || c.Running != 0 {
+		t.Fatalf("capacity still held after every job ended: %+v", c)
+	}
+
+	// More than the node has is refused at submit, and nothing is stored.
+	before := s.jobCount()
+	for _, bad := range []struct {
+		r     job.Resources
+		field string
+	}{
+		{job.Resources{CPUs: 3}, "resources.cpus"},
+		{job.Resources{CPUs: -1}, "resources.cpus"},
+		{job.Resources{CPUs: 1, MemoryMB: 1001}, "resources.memory_mb"},
+		{job.Resources{CPUs: 1, GPUs: 1}, "resources.gpus"},
+	} {
+		_, err := s.Client.SubmitJob(ctx, &job.Spec{Command: []string{"true"}, Resources: bad.r})
+		ae := apiError(t, err, 400)
+		if ae.Field != bad.field || ae.Message == "" {
+			t.Errorf("resources %+v: %+v", bad.r, ae)
+		}
+	}
+	// A raw body too, so that the 400 is seen as a caller would.
+	status, _, body := s.raw("POST", "/api/v1/jobs", s.Token, []byte(`{"command":["true"],"resources":{"cpus":3}}`))
+	if status != 400 || !strings.Contains(string(body), `"field":"resources.cpus"`) {
+		t.Fatalf("cpus=3: %d %s", status, body)
+	}
+	if after := s.jobCount(); after != before {
+		t.Fatalf("refused jobs were stored: %d -> %d", before, after)
+	}
+}
