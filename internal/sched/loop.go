@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hpcml/hpcml/internal/job"
@@ -96,8 +97,7 @@ func (s *Scheduler) apply(ctx context.Context, st *state, ev event) {
 				st.pending[j.ID] = true
 				st.recheck[j.ID] = true
 			} else {
-				st.runnable[j.ID] = true
-				st.schedule = true
+				st.makeRunnable(e)
 			}
 		}
 	case ev.started:
@@ -136,6 +136,7 @@ func (s *Scheduler) apply(ctx context.Context, st *state, ev event) {
 		if err := s.loadQueues(ctx, st); err != nil {
 			s.log.Error("reload queues", "err", err)
 		}
+		st.reprioritise()
 		st.schedule = true
 	}
 }
@@ -304,7 +305,8 @@ func (s *Scheduler) schedulePass(st *state) {
 		return // full: every job asks for some CPU, so nothing can start
 	}
 	blocked := map[string]bool{}
-	for _, e := range st.order() {
+	// A copy: starting a job takes it out of the run queue.
+	for _, e := range slices.Clone(st.runq.items) {
 		j := e.j
 		q := st.queues[j.Queue]
 		switch {

@@ -1,10 +1,8 @@
 package sched
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/hpcml/hpcml/internal/job"
@@ -26,6 +24,7 @@ const (
 type entry struct {
 	j       *job.Job
 	attempt *job.Attempt // the current attempt, once there is one
+	prio    int          // its queue's priority, the first sort key of the run queue
 	// Array parents: tasks by state and how many hold resources.
 	tasks    map[job.State]int
 	active   int
@@ -39,10 +38,10 @@ type entry struct {
 
 // state is everything the loop owns.
 type state struct {
-	jobs     map[int64]*entry
-	queues   map[string]*job.Queue
-	pending  map[int64]bool // jobs waiting for dependencies
-	runnable map[int64]bool
+	jobs    map[int64]*entry
+	queues  map[string]*job.Queue
+	pending map[int64]bool // jobs waiting for dependencies
+	runq    runQueue
 	// waiters maps a job to the pending jobs that depend on it.
 	waiters map[int64][]int64
 	// ended caches the final state of jobs that left memory, for dependencies.
@@ -78,7 +77,7 @@ type reply struct {
 
 func newState(total job.Resources) *state {
 	return &state{
-		jobs: map[int64]*entry{}, queues: map[string]*job.Queue{}, pending: map[int64]bool{}, runnable: map[int64]bool{},
+		jobs: map[int64]*entry{}, queues: map[string]*job.Queue{}, pending: map[int64]bool{},
 		waiters: map[int64][]int64{}, ended: map[int64]job.State{}, total: total, running: map[string]int{},
 		counts: map[string]map[job.State]int{}, dirty: map[int64]bool{}, dirtyAttempt: map[int64]bool{},
 		dirtyParents: map[int64]bool{}, recheck: map[int64]bool{}, gone: map[int64]*entry{},
@@ -137,7 +136,7 @@ func (s *Scheduler) recover(ctx context.Context) (*state, error) {
 			st.pending[j.ID] = true
 			st.recheck[j.ID] = true
 		case job.Runnable:
-			st.runnable[j.ID] = true
+			st.makeRunnable(e)
 		case job.Starting, job.Running:
 			st.allocate(e)
 			if err := s.backend.Recover(ctx, j.ID, j.Attempt); err != nil {
@@ -219,9 +218,11 @@ func (st *state) setState(e *entry, to job.State, reason string) {
 				st.dirtyParents[p.j.ID] = true
 			}
 		}
+		if from == job.Runnable && !j.IsArrayParent() {
+			st.runq.remove(e) // before the state changes: the key must still match
+		}
 		j.State = to
 		delete(st.pending, j.ID)
-		delete(st.runnable, j.ID)
 		// An array parent only mirrors its tasks: it must never join the
 		// sets the scheduler starts jobs from, or it would be launched
 		// itself (running the command once more and dropping its
@@ -231,8 +232,7 @@ func (st *state) setState(e *entry, to job.State, reason string) {
 			case job.Pending:
 				st.pending[j.ID] = true
 			case job.Runnable:
-				st.runnable[j.ID] = true
-				st.schedule = true
+				st.makeRunnable(e)
 			}
 		}
 		if to.Terminal() {
@@ -306,23 +306,23 @@ func (st *state) deriveParent(p *entry) {
 	st.setState(p, to, reason)
 }
 
-// order sorts runnable jobs: higher queue priority first, then oldest.
-func (st *state) order() []*entry {
-	out := make([]*entry, 0, len(st.runnable))
-	for id := range st.runnable {
-		out = append(out, st.jobs[id])
+// makeRunnable puts e in the run queue.
+func (st *state) makeRunnable(e *entry) {
+	if q := st.queues[e.j.Queue]; q != nil {
+		e.prio = q.Priority
 	}
-	prio := make(map[string]int, len(st.queues))
-	for name, q := range st.queues {
-		prio[name] = q.Priority
-	}
-	slices.SortFunc(out, func(a, b *entry) int {
-		if pa, pb := prio[a.j.Queue], prio[b.j.Queue]; pa != pb {
-			return cmp.Compare(pb, pa)
+	st.runq.add(e)
+	st.schedule = true
+}
+
+// reprioritise refreshes the run queue after queue definitions changed.
+func (st *state) reprioritise() {
+	for _, e := range st.runq.items {
+		if q := st.queues[e.j.Queue]; q != nil {
+			e.prio = q.Priority
 		}
-		return cmp.Compare(a.j.ID, b.j.ID)
-	})
-	return out
+	}
+	st.runq.resort()
 }
 
 // maxEndedCache bounds the memory of ended jobs' states.
