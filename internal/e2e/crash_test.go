@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -189,4 +190,71 @@ func TestNodeLost(t *testing.T) {
 	if len(s.ExecutorPIDs()) != 1 {
 		t.Fatalf("executors: %v", s.ExecutorPIDs())
 	}
+}
+
+// TestSubmitDuringRestart submits jobs while a restarted server is still
+// recovering (a big backlog makes recovery take a while): every accepted
+// job runs exactly once.
+func TestSubmitDuringRestart(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	runs := filepath.Join(t.TempDir(), "runs")
+	blocker := s.submit(job.Spec{Command: []string{"sleep", "30"}})
+	backlog := job.Spec{Command: []string{"true"}, Array: "0-4999", DependsOn: []job.Dependency{{Type: job.AfterOK, JobID: blocker.ID}}}
+	s.submit(backlog)
+
+	s.Kill9()
+	s.RestartNoWait()
+	var (
+		mu       sync.Mutex
+		accepted []*job.Job
+		wg       sync.WaitGroup
+	)
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				mu.Lock()
+				enough := len(accepted) >= 40 // the race is at start-up; the rest only take time
+				mu.Unlock()
+				if enough {
+					return
+				}
+				j, err := s.Client.SubmitJob(ctxFor(t, 5*time.Second), &job.Spec{Command: []string{recordRun(runs)}, Shell: true})
+				if err != nil {
+					time.Sleep(time.Millisecond) // not listening yet
+					continue
+				}
+				mu.Lock()
+				accepted = append(accepted, j)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(accepted) == 0 {
+		t.Fatal("no submission was accepted")
+	}
+	var want []string
+	for _, j := range accepted {
+		j = s.wait(j, 15*time.Second)
+		expectState(t, j, job.Succeeded)
+		want = append(want, fmt.Sprintf("%d 1", j.ID))
+	}
+	slices.Sort(want)
+	if got := readRuns(t, runs); !slices.Equal(got, want) {
+		t.Fatalf("%d jobs accepted, %d runs; runs of more than once: %v", len(want), len(got), dups(got))
+	}
+}
+
+func dups(lines []string) []string {
+	var out []string
+	for i := 1; i < len(lines); i++ {
+		if lines[i] == lines[i-1] {
+			out = append(out, lines[i])
+		}
+	}
+	return out
 }

@@ -186,6 +186,27 @@ func (s *server) Restart() {
 	}
 }
 
+// RestartNoWait starts the server again without waiting for it to answer,
+// so that requests can race its start-up.
+func (s *server) RestartNoWait() {
+	s.t.Helper()
+	logf, err := os.OpenFile(filepath.Join(s.DataDir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer logf.Close()
+	args := append([]string{"server", "--data-dir", s.DataDir, "--listen", s.addr, "--log-level", "debug"}, s.args...)
+	cmd := exec.Command(binary, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.cmd = cmd
+	exit := make(chan struct{})
+	s.exit = exit
+	go func() { cmd.Wait(); close(exit) }()
+}
+
 // Stop stops the server: SIGTERM, then SIGKILL if it has not exited in 5s.
 func (s *server) Stop() {
 	if s.cmd == nil {

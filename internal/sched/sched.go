@@ -45,19 +45,27 @@ type Scheduler struct {
 
 	snapshot atomic.Pointer[Snapshot]
 	started  atomic.Bool
+	// recovered is closed once Run has read the store: Submit waits for
+	// it, so that a job is either recovered or submitted, never both
+	// (both would put two entries for one job in the loop).
+	recovered chan struct{}
 }
 
 // New returns a scheduler; call Run to start it. The backend must report
 // to the scheduler (it is a backend.Reporter).
 func New(st store.Store, log *slog.Logger, m *Metrics) *Scheduler {
-	s := &Scheduler{store: st, log: log, metrics: m, inbox: newInbox(), changed: make(chan struct{})}
+	s := &Scheduler{store: st, log: log, metrics: m, inbox: newInbox(), changed: make(chan struct{}), recovered: make(chan struct{})}
 	s.snapshot.Store(&Snapshot{})
 	return s
 }
 
 // SetBackend attaches the backend (which needs the scheduler as its
 // Reporter, hence the two steps).
-func (s *Scheduler) SetBackend(b backend.Backend) { s.backend = b }
+func (s *Scheduler) SetBackend(b backend.Backend) {
+	s.backend = b
+	// Until Run publishes, readers see the capacity rather than zero.
+	s.snapshot.Store(&Snapshot{Capacity: job.Capacity{Total: b.Capacity()}})
+}
 
 // Limits are what submitted specs are checked against.
 func (s *Scheduler) Limits() job.Limits { return job.Limits{MaxNode: s.backend.Capacity()} }
@@ -99,6 +107,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	s.state = st
 	s.started.Store(true)
+	close(s.recovered)
 	s.turn(ctx, nil) // schedule what was waiting before the restart
 	for {
 		select {
@@ -117,6 +126,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 func (s *Scheduler) Submit(ctx context.Context, spec *job.Spec) (*job.Job, error) {
 	if err := spec.Normalize(s.Limits()); err != nil {
 		return nil, err
+	}
+	select {
+	case <-s.recovered:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	// Object URLs are checked now rather than by the job's wrapper: an
 	// output key escaping the storage root would otherwise be found out
