@@ -67,7 +67,16 @@ func TestCrashWhileRunning(t *testing.T) {
 		t.Fatal("the executor died with the server")
 	}
 	// The jobs go on without the server, and end while it is down.
-	waitUntil(t, 10*time.Second, "finished while the server is down", func() bool { return len(s.jobPIDs()) == 0 })
+	waitUntil(t, 10*time.Second, "finished while the server is down", func() bool {
+		// The attempt's own record of its end (status.jsonl, see internal/task).
+		for _, j := range jobs {
+			b, _ := os.ReadFile(filepath.Join(s.jobsDir(), fmt.Sprintf("%d.1", j.ID), "status.jsonl"))
+			if !strings.Contains(string(b), `"stage":"done"`) {
+				return false
+			}
+		}
+		return len(s.jobPIDs()) == 0
+	})
 	restartAt := time.Now()
 	s.Restart()
 

@@ -257,7 +257,11 @@ func (s *Spec) Normalize(lim Limits) error {
 		s.Queue = "default"
 	}
 	if s.Name == "" && len(s.Command) > 0 {
-		s.Name = defaultName(s.Command[0])
+		prog := s.Command[0]
+		if f := strings.Fields(prog); s.Shell && len(f) > 0 {
+			prog = f[0] // a script: its first word, not all of it squashed
+		}
+		s.Name = defaultName(prog)
 	}
 	if s.Name != "" && !ValidName(s.Name) {
 		return fieldErr("name", "%q is not a valid name (letters, digits, '.', '_', '-'; at most %d)", s.Name, MaxNameLen)

@@ -104,6 +104,11 @@ func TestNormalizeDefaults(t *testing.T) {
 	if !reflect.DeepEqual(s.Retry.OnSignals, []string{"SIGKILL", "SIGTERM"}) {
 		t.Fatalf("signals not canonical: %v", s.Retry.OnSignals)
 	}
+	// A shell script is named after its first word.
+	s = &Spec{Command: []string{"python3 train.py; echo done"}, Shell: true}
+	if err := s.Normalize(testLimits); err != nil || s.Name != "python3" {
+		t.Fatalf("shell job name = %q, err %v", s.Name, err)
+	}
 	// A name made only of odd characters still gets a usable default.
 	s = &Spec{Command: []string{"./+++"}}
 	if err := s.Normalize(testLimits); err != nil || s.Name != "job" {
