@@ -66,6 +66,16 @@ func TestJobLifecycle(t *testing.T) {
 		}
 	})
 
+	t.Run("CPU time", func(t *testing.T) {
+		s := s.with(t)
+		// The shell's children count too (their usage reaches it on wait).
+		j := s.wait(s.submit(sh(`i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; /bin/true`)), 15*time.Second)
+		expectState(t, j, job.Succeeded)
+		if j.CPUSeconds < 0.05 || j.Attempts[0].CPUSeconds != j.CPUSeconds {
+			t.Fatalf("cpu_seconds = %v (attempt %v) for a busy loop", j.CPUSeconds, j.Attempts[0].CPUSeconds)
+		}
+	})
+
 	t.Run("missing program", func(t *testing.T) {
 		s := s.with(t)
 		for _, argv := range [][]string{{"/nonexistent/prog"}, {"hpcml-no-such-command"}} {
