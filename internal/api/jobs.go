@@ -88,25 +88,34 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) error {
 		}
 		wait = min(d, maxWait)
 	}
-	deadline := time.After(wait)
-	for {
-		changed := h.cfg.Scheduler.Changed() // before reading, so no change is missed
-		j, err := h.lookup(r)
-		if err != nil {
-			return err
-		}
-		if wait == 0 || j.State.Terminal() {
+	j, err := h.lookup(r)
+	if err != nil || wait == 0 || j.State.Terminal() {
+		if err == nil {
 			writeJSON(w, http.StatusOK, j)
-			return nil
 		}
-		select {
-		case <-changed:
-		case <-deadline:
-			wait = 0
-		case <-r.Context().Done():
-			return nil
-		}
+		return err
 	}
+	ended, release := h.cfg.Scheduler.EndSignal(j.ID)
+	defer release()
+	// Read again now that the signal is registered: the job may have
+	// ended in between.
+	if j, err = h.lookup(r); err != nil || j.State.Terminal() {
+		if err == nil {
+			writeJSON(w, http.StatusOK, j)
+		}
+		return err
+	}
+	select {
+	case <-ended:
+	case <-time.After(wait):
+	case <-r.Context().Done():
+		return nil
+	}
+	if j, err = h.lookup(r); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, j)
+	return nil
 }
 
 func (h *Handler) cancelJob(w http.ResponseWriter, r *http.Request) error {

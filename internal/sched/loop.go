@@ -46,6 +46,13 @@ func (s *Scheduler) turn(ctx context.Context, events []event) {
 	}
 	clear(st.dirty)
 	clear(st.dirtyAttempt)
+	ended := make([]int64, 0, len(st.gone))
+	for id, e := range st.gone {
+		ended = append(ended, id)
+		if s.metrics != nil && !e.j.IsArrayParent() {
+			s.metrics.finished.WithLabelValues(string(e.j.State)).Inc()
+		}
+	}
 	clear(st.gone)
 	st.superseded = st.superseded[:0]
 	for _, j := range st.launch {
@@ -63,6 +70,7 @@ func (s *Scheduler) turn(ctx context.Context, events []event) {
 	}
 	st.replies = st.replies[:0]
 	s.publish(st)
+	s.ended.notify(ended)
 	s.broadcast()
 }
 
@@ -184,9 +192,6 @@ func (s *Scheduler) finish(st *state, e *entry, r *job.Result) {
 	if !j.CancelRequested && j.Spec.Retry.ShouldRetry(j.Attempt, r) {
 		st.setState(e, job.Runnable, fmt.Sprintf("retrying: attempt %d of %d failed (%s)", j.Attempt, j.Spec.Retry.Attempts, reason))
 		return
-	}
-	if s.metrics != nil {
-		s.metrics.finished.WithLabelValues(string(state)).Inc()
 	}
 	st.setState(e, state, reason)
 }

@@ -42,6 +42,8 @@ type Scheduler struct {
 	// changed is closed and replaced after every commit, to wake waiters.
 	changedMu sync.Mutex
 	changed   chan struct{}
+	// ended wakes those waiting for particular jobs to end.
+	ended endWaiters
 
 	snapshot atomic.Pointer[Snapshot]
 	started  atomic.Bool
