@@ -326,6 +326,12 @@ func (s *Scheduler) schedulePass(st *state) {
 			blocked[j.Queue] = true
 		default:
 			s.start(st, e)
+			if st.usedMilli >= st.total.MilliCPUs() {
+				// Full. The jobs not visited keep the reason of the last pass
+				// that reached them, which is cheaper than visiting thousands
+				// of waiting jobs every time one slot frees.
+				return
+			}
 		}
 	}
 }
