@@ -166,6 +166,9 @@ func (h *Handler) jobLogs(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if attempt == 0 {
+		if j.State.Terminal() {
+			return notFound(fmt.Sprintf("job %s never started: %s (%s)", j.DisplayID(), j.State, j.Reason))
+		}
 		return notFound(fmt.Sprintf("job %s has not started yet (%s)", j.DisplayID(), j.State))
 	}
 	if path := h.cfg.Logs.LocalPath(j.ID, attempt, stream); path != "" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,7 +86,7 @@ func printJob(w io.Writer, now time.Time, j *job.Job) error {
 		kv("Max RSS", bytesText(j.MaxRSSBytes))
 	}
 	if j.Cost > 0 {
-		kv("Cost", fmt.Sprintf("%.4f", j.Cost))
+		kv("Cost", strconv.FormatFloat(j.Cost, 'g', 4, 64)) // small costs must not read 0.0000
 	}
 
 	cmdline := quoteArgs(s.Command)

@@ -205,7 +205,7 @@ func (s *Scheduler) cancel(ctx context.Context, st *state, id int64) error {
 			return err
 		}
 		if sst, ok := states[id]; ok {
-			return fmt.Errorf("job %d already ended (%s): %w", id, sst, ErrConflict)
+			return conflict(fmt.Sprintf("job %d already ended (%s)", id, sst))
 		}
 		return fmt.Errorf("job %d: %w", id, ErrNotFound)
 	}

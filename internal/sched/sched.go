@@ -25,8 +25,13 @@ import (
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
-	ErrInvalid  = errors.New("invalid")
 )
+
+// conflict is an ErrConflict that reads as its own message.
+type conflict string
+
+func (c conflict) Error() string        { return string(c) }
+func (c conflict) Is(target error) bool { return target == ErrConflict }
 
 // Scheduler is the job controller.
 type Scheduler struct {

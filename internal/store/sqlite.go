@@ -285,18 +285,18 @@ func (s *SQLite) InsertJob(ctx context.Context, j *job.Job, tasks []*job.Job) er
 
 // GetJob reads one job with its attempts and, for an array, task counts.
 func (s *SQLite) GetJob(ctx context.Context, id int64) (*job.Job, error) {
-	return s.getJob(ctx, `SELECT `+jobCols+` FROM jobs WHERE id = ?`, id)
+	return s.getJob(ctx, fmt.Sprint(id), `SELECT `+jobCols+` FROM jobs WHERE id = ?`, id)
 }
 
 // GetArrayTask reads task index of array job parent.
 func (s *SQLite) GetArrayTask(ctx context.Context, parent int64, index int) (*job.Job, error) {
-	return s.getJob(ctx, `SELECT `+jobCols+` FROM jobs WHERE parent_id = ? AND array_index = ?`, parent, index)
+	return s.getJob(ctx, fmt.Sprintf("%d_%d", parent, index), `SELECT `+jobCols+` FROM jobs WHERE parent_id = ? AND array_index = ?`, parent, index)
 }
 
-func (s *SQLite) getJob(ctx context.Context, query string, args ...any) (*job.Job, error) {
+func (s *SQLite) getJob(ctx context.Context, what, query string, args ...any) (*job.Job, error) {
 	j, err := scanJob(s.r.QueryRowContext(ctx, query, args...))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("job %v: %w", args[0], ErrNotFound)
+		return nil, fmt.Errorf("job %s: %w", what, ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get job: %w", err)
