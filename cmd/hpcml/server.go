@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/hpcml/hpcml/internal/cli"
 	"github.com/hpcml/hpcml/internal/server"
@@ -59,6 +60,7 @@ killing the server does not stop running jobs, and a restart picks them up.`,
 	f.Float64Var(&cfg.CPUs, "cpus", 0, "CPUs the local executor may hand out (default: this machine's)")
 	f.Int64Var(&cfg.MemoryMB, "memory-mb", 0, "memory in MB the local executor may hand out (default: this machine's)")
 	f.DurationVar(&cfg.KillGrace, "kill-grace", server.DefaultKillGrace, "time between SIGTERM and SIGKILL when a job is cancelled or times out")
+	f.DurationVar(&cfg.KeepJobDirs, "keep-job-dirs", 7*24*time.Hour, "how long to keep an ended job's dir (scratch files, local logs); logs stay in storage; 0 keeps them forever")
 	f.StringVar(&backendName, "backend", "local", "backend of the default queue (local)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd

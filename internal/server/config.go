@@ -19,6 +19,10 @@ type Config struct {
 	// KillGrace is how long a cancelled or timed-out job gets between
 	// SIGTERM and SIGKILL.
 	KillGrace time.Duration
+	// KeepJobDirs is how long an ended attempt's dir (its scratch files
+	// and local logs) is kept; its logs live on in object storage. Zero
+	// keeps them forever.
+	KeepJobDirs time.Duration
 	// Ready, if set, is called with the base URL once the server listens.
 	Ready func(baseURL string)
 }

@@ -119,6 +119,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go be.RunJanitor(ctx, cfg.KeepJobDirs)
 	schedDone := make(chan error, 1)
 	go func() { schedDone <- sch.Run(ctx) }()
 	serveDone := make(chan error, 1)
