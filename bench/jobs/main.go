@@ -49,6 +49,7 @@ func main() {
 	cpus := flag.Float64("cpus", 1, "CPUs each job asks for")
 	bin := flag.String("hpcml", "", "hpcml binary (default: build it)")
 	jsonOut := flag.Bool("json", false, "print results as JSON")
+	scratchBase := flag.String("scratch", "", "put job dirs (--scratch-dir) under this dir, e.g. /dev/shm; default: in the data dir")
 	runs := flag.Int("runs", 1, "repeat the whole measurement; the last line is the median run (by jobs/s)")
 	flag.Parse()
 	ctx := context.Background()
@@ -69,7 +70,7 @@ func main() {
 	}()
 	var all []*result
 	for i := 0; i < *runs; i++ {
-		res, err := runHPCML(ctx, exe, *n, *idle, *conc, *cpus)
+		res, err := runHPCML(ctx, exe, *scratchBase, *n, *idle, *conc, *cpus)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -102,7 +103,7 @@ func printResult(res *result, header bool) {
 		res.JobsPerSec, res.P50ms, res.P99ms, res.IdleP50ms, res.IdleP99ms)
 }
 
-func runHPCML(ctx context.Context, exe string, n, idle, conc int, cpus float64) (*result, error) {
+func runHPCML(ctx context.Context, exe, scratchBase string, n, idle, conc int, cpus float64) (*result, error) {
 	dir, err := os.MkdirTemp("", "hpcml-bench-*")
 	if err != nil {
 		return nil, err
@@ -112,7 +113,16 @@ func runHPCML(ctx context.Context, exe string, n, idle, conc int, cpus float64) 
 	// allocate, and the next run must not pay for this one's cleanup.
 	scratch = append(scratch, dir)
 	addr := "127.0.0.1:18181"
-	srv := exec.Command(exe, "server", "--data-dir", dir, "--listen", addr, "--log-level", "warn")
+	args := []string{"server", "--data-dir", dir, "--listen", addr, "--log-level", "warn"}
+	if scratchBase != "" {
+		sd, err := os.MkdirTemp(scratchBase, "hpcml-bench-jobs-*")
+		if err != nil {
+			return nil, err
+		}
+		scratch = append(scratch, sd)
+		args = append(args, "--scratch-dir", sd)
+	}
+	srv := exec.Command(exe, args...)
 	srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
 	if err := srv.Start(); err != nil {
 		return nil, err

@@ -56,6 +56,7 @@ killing the server does not stop running jobs, and a restart picks them up.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", envOr("HPCML_DATA_DIR", server.DefaultDataDir), "where hpcml keeps its database, token, job dirs and default storage")
 	f.StringVar(&cfg.Listen, "listen", envOr("HPCML_LISTEN", server.DefaultListen), "address to serve the API and dashboard on (loopback by default)")
+	f.StringVar(&cfg.ScratchDir, "scratch-dir", os.Getenv("HPCML_SCRATCH_DIR"), "where job dirs live (default <data-dir>/jobs); node-local fast storage such as tmpfs speeds up short jobs")
 	f.StringVar(&cfg.Storage, "storage", os.Getenv("HPCML_STORAGE"), "object storage URL (default file://<data-dir>/objects; or s3://bucket?endpoint=...&use_path_style=true&region=...)")
 	f.Float64Var(&cfg.CPUs, "cpus", 0, "CPUs the local executor may hand out (default: this machine's)")
 	f.Int64Var(&cfg.MemoryMB, "memory-mb", 0, "memory in MB the local executor may hand out (default: this machine's)")

@@ -10,6 +10,10 @@ type Config struct {
 	DataDir string
 	// Listen is the address to serve on; loopback by default.
 	Listen string
+	// ScratchDir holds the job dirs and the node executor's socket;
+	// default <DataDir>/jobs. Node-local fast storage (tmpfs, NVMe) is
+	// the usual choice on clusters, as Slurm's TmpFS.
+	ScratchDir string
 	// Storage is the object store URL; default file://<DataDir>/objects.
 	Storage string
 	// CPUs and MemoryMB declare the local executor's capacity; zero means

@@ -58,6 +58,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.Storage == "" {
 		cfg.Storage = "file://" + filepath.Join(dataDir, "objects") + "?metadata=skip"
 	}
+	scratchDir := filepath.Join(dataDir, "jobs")
+	if cfg.ScratchDir != "" {
+		if scratchDir, err = filepath.Abs(cfg.ScratchDir); err != nil {
+			return err
+		}
+	}
 	token, err := loadOrCreateToken(dataDir)
 	if err != nil {
 		return err
@@ -89,7 +95,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("find the hpcml binary: %w", err)
 	}
 	be, err := local.New(local.Config{
-		JobsDir:    filepath.Join(dataDir, "jobs"),
+		JobsDir:    scratchDir,
 		Executable: exe,
 		Storage:    cfg.Storage,
 		Capacity:   detectCapacity(cfg),
