@@ -29,8 +29,9 @@ type Backend interface {
 	Launch(ctx context.Context, j *job.Job) error
 	// Cancel asks a launched attempt to stop (SIGTERM, then SIGKILL).
 	Cancel(ctx context.Context, jobID int64, attempt int) error
-	// Recover re-attaches to an attempt launched by an earlier server
-	// process; it will be reported Finished exactly once, at once if it
-	// ended while nobody watched.
-	Recover(ctx context.Context, jobID int64, attempt int) error
+	// Recover re-attaches to attempt j.Attempt of j, launched by an earlier
+	// server process and recorded as j.State (STARTING or RUNNING); it will
+	// be reported Finished exactly once, at once if it ended while nobody
+	// watched.
+	Recover(ctx context.Context, j *job.Job) error
 }

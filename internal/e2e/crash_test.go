@@ -267,3 +267,51 @@ func dups(lines []string) []string {
 	}
 	return out
 }
+
+// TestCrashWithArrayJob kills the server while an array job runs under a
+// throttle, restarts it while tasks are still running, and checks that
+// every task ran exactly once, the throttle held across the restart, and
+// the parent ended SUCCEEDED (an array parent must never be recovered,
+// queued or launched as if it were a job itself).
+func TestCrashWithArrayJob(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--cpus", "4")
+	runs := filepath.Join(t.TempDir(), "runs")
+	parent := s.submit(job.Spec{Name: "arr", Command: []string{recordRun(runs) + "sleep 1"}, Shell: true, Array: "0-5%2"})
+	waitUntil(t, 10*time.Second, "two tasks running", func() bool { return len(readRuns(t, runs)) >= 2 })
+
+	s.Kill9()
+	s.Restart()
+	done := s.wait(parent, 30*time.Second)
+	expectState(t, done, job.Succeeded)
+	if got := done.ArrayCounts[job.Succeeded]; got != 6 {
+		t.Errorf("array counts %v, want 6 SUCCEEDED", done.ArrayCounts)
+	}
+	lines := readRuns(t, runs)
+	if len(lines) != 6 {
+		t.Errorf("tasks ran %d times, want 6 (one each): %q", len(lines), lines)
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, fmt.Sprintf("%d_", parent.ID)) || !strings.HasSuffix(l, " 1") {
+			t.Errorf("run %q: want a task id %d_N on attempt 1", l, parent.ID)
+		}
+	}
+	tasks, err := s.Client.ListJobs(ctxFor(t, 5*time.Second), client.ListOptions{Parent: parent.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var full []*job.Job
+	for _, tk := range tasks {
+		full = append(full, s.waitID(tk.DisplayID(), 5*time.Second))
+	}
+	if n := maxOverlap(attemptIntervals(t, full...)); n > 2 {
+		t.Errorf("%d tasks ran at once across the restart, throttle is 2", n)
+	}
+	capacity, err := s.Client.Capacity(ctxFor(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if capacity.Used.CPUs != 0 {
+		t.Errorf("capacity still held after the array ended: %+v", capacity.Used)
+	}
+}

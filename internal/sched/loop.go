@@ -102,7 +102,6 @@ func (s *Scheduler) apply(ctx context.Context, st *state, ev event) {
 			st.jobs[j.ID] = e
 			st.count(j.Queue, j.State, +1)
 			if j.State == job.Pending {
-				st.pending[j.ID] = true
 				st.recheck[j.ID] = true
 			} else {
 				st.makeRunnable(e)

@@ -40,7 +40,6 @@ type entry struct {
 type state struct {
 	jobs    map[int64]*entry
 	queues  map[string]*job.Queue
-	pending map[int64]bool // jobs waiting for dependencies
 	runq    runQueue
 	// waiters maps a job to the pending jobs that depend on it.
 	waiters map[int64][]int64
@@ -77,7 +76,7 @@ type reply struct {
 
 func newState(total job.Resources) *state {
 	return &state{
-		jobs: map[int64]*entry{}, queues: map[string]*job.Queue{}, pending: map[int64]bool{},
+		jobs: map[int64]*entry{}, queues: map[string]*job.Queue{},
 		waiters: map[int64][]int64{}, ended: map[int64]job.State{}, total: total, running: map[string]int{},
 		counts: map[string]map[job.State]int{}, dirty: map[int64]bool{}, dirtyAttempt: map[int64]bool{},
 		dirtyParents: map[int64]bool{}, recheck: map[int64]bool{}, gone: map[int64]*entry{},
@@ -108,7 +107,7 @@ func (s *Scheduler) recover(ctx context.Context) (*state, error) {
 				return nil, err
 			}
 			e.tasks = full.ArrayCounts
-			e.active = e.tasks[job.Starting] + e.tasks[job.Running]
+			// e.active is counted below, as each task's allocation is restored.
 			_, e.throttle, _ = job.ParseArray(j.Spec.Array)
 			st.jobs[j.ID] = e
 			continue
@@ -131,15 +130,17 @@ func (s *Scheduler) recover(ctx context.Context) (*state, error) {
 	}
 	for _, e := range st.jobs {
 		j := e.j
+		if j.IsArrayParent() {
+			continue // it only mirrors its tasks: never queued, launched or recovered itself
+		}
 		switch j.State {
 		case job.Pending:
-			st.pending[j.ID] = true
 			st.recheck[j.ID] = true
 		case job.Runnable:
 			st.makeRunnable(e)
 		case job.Starting, job.Running:
 			st.allocate(e)
-			if err := s.backend.Recover(ctx, j.ID, j.Attempt); err != nil {
+			if err := s.backend.Recover(ctx, j); err != nil {
 				return nil, err
 			}
 			if j.CancelRequested {
@@ -222,15 +223,12 @@ func (st *state) setState(e *entry, to job.State, reason string) {
 			st.runq.remove(e) // before the state changes: the key must still match
 		}
 		j.State = to
-		delete(st.pending, j.ID)
 		// An array parent only mirrors its tasks: it must never join the
 		// sets the scheduler starts jobs from, or it would be launched
 		// itself (running the command once more and dropping its
 		// throttle) when its tasks derive it back to RUNNABLE.
 		if !j.IsArrayParent() {
 			switch to {
-			case job.Pending:
-				st.pending[j.ID] = true
 			case job.Runnable:
 				st.makeRunnable(e)
 			}

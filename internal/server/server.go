@@ -125,7 +125,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go be.RunJanitor(ctx, cfg.KeepJobDirs)
+	go be.RunJanitor(ctx, cfg.KeepJobDirs, func(ctx context.Context, id int64, attempt int) bool {
+		j, err := st.GetJob(ctx, id)
+		return err == nil && (j.Attempt > attempt || j.State.Terminal())
+	})
 	schedDone := make(chan error, 1)
 	go func() { schedDone <- sch.Run(ctx) }()
 	serveDone := make(chan error, 1)

@@ -139,9 +139,18 @@ func (b *Backend) launchSpec(j *job.Job, dir string) task.Launch {
 }
 
 // Recover re-attaches to an attempt launched by an earlier server.
-func (b *Backend) Recover(ctx context.Context, jobID int64, attempt int) error {
+func (b *Backend) Recover(ctx context.Context, j *job.Job) error {
+	jobID, attempt := j.ID, j.Attempt
 	dir := b.AttemptDir(jobID, attempt)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if j.State == job.Running {
+			// It ran, and its dir is gone with its journal (a wiped
+			// scratch dir): a lost node, not a launch to repeat.
+			go b.rep.Finished(jobID, attempt, job.Result{NodeLost: true, EndedAt: time.Now().UTC(),
+				Error: "job dir vanished while the job ran"})
+			return nil
+		}
+		// The server died before the launch created it: nothing ran.
 		go b.rep.Finished(jobID, attempt, job.Result{NeverStarted: true, Error: "launch interrupted"})
 		return nil
 	}
