@@ -28,7 +28,7 @@ func newServerCmd() *cobra.Command {
 
 Metadata lives in <data-dir>/hpcml.db (SQLite), objects in --storage
 (default file://<data-dir>/objects), and the API token in <data-dir>/token.
-Jobs run under a per-job wrapper that outlives the server: stopping or
+Jobs run in the node executor, a process that outlives the server: stopping or
 killing the server does not stop running jobs, and a restart picks them up.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

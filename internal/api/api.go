@@ -70,8 +70,23 @@ func New(cfg Config) *Handler {
 		h.mux.Handle(r.method+" "+r.path, h.wrap(r))
 	}
 	h.mux.Handle("GET /metrics", h.auth(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}), "/metrics"))
-	// Anything else under /api/ gets the JSON error shape, not the mux's text.
+	// Anything else under /api/ gets the JSON error shape, not the mux's
+	// text: 405 (with Allow) for a known path, 404 otherwise.
+	paths := http.NewServeMux()
+	allow := map[string][]string{}
+	for _, r := range h.routes() {
+		if allow[r.path] == nil {
+			paths.Handle(r.path, http.NotFoundHandler())
+		}
+		allow[r.path] = append(allow[r.path], r.method)
+	}
 	h.mux.Handle("/api/", h.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := paths.Handler(r); allow[pattern] != nil {
+			w.Header().Set("Allow", strings.Join(allow[pattern], ", "))
+			writeError(w, cfg.Log, &apiError{http.StatusMethodNotAllowed, "method_not_allowed",
+				fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow[pattern], ", ")), ""})
+			return
+		}
 		writeError(w, cfg.Log, notFound(fmt.Sprintf("no route %s %s (see /api/v1/openapi.yaml)", r.Method, r.URL.Path)))
 	}), "/api/"))
 	return h

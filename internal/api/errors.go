@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -54,6 +55,9 @@ func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
 		status, d.Code = http.StatusNotFound, "not_found"
 	case errors.Is(err, store.ErrExists), errors.Is(err, sched.ErrConflict):
 		status, d.Code = http.StatusConflict, "conflict"
+	case errors.Is(err, context.Canceled):
+		// The client went away; there is nobody to tell.
+		return
 	default:
 		log.Error("request failed", "err", err)
 		d.Message = "internal error: " + err.Error()

@@ -314,6 +314,9 @@ func (h *Handler) createQueue(w http.ResponseWriter, r *http.Request) error {
 		}
 		return badRequest("invalid", "malformed queue: "+err.Error())
 	}
+	if dec.More() {
+		return badRequest("invalid", "malformed queue: trailing data after the JSON object")
+	}
 	q.CreatedAt, q.Counts = time.Time{}, nil
 	if err := q.Validate(); err != nil {
 		return err

@@ -70,7 +70,7 @@ const (
 	logTail = 64 << 10
 	// defaultLimit and maxLimit bound the job list.
 	defaultLimit = 200
-	maxLimit     = 2000
+	maxLimit     = 1000 // the store returns at most 1000 per page
 	// arrayTaskLimit bounds the tasks listed on an array parent's page.
 	arrayTaskLimit = 500
 	// maxCountLookups bounds the GetJob calls made to count the tasks of

@@ -88,6 +88,13 @@ func TestBadInput(t *testing.T) {
 		{name: "malformed queue", method: "POST", path: "/api/v1/queues", token: s.Token, body: []byte(`{"name":`), status: 400},
 		{name: "queue unknown field", method: "POST", path: "/api/v1/queues", token: s.Token,
 			body: []byte(`{"name":"q","priorty":3}`), status: 400, message: "priorty"},
+		{name: "queue with trailing data", method: "POST", path: "/api/v1/queues", token: s.Token,
+			body: []byte(`{"name":"q2"}{"name":"q3"}`), status: 400, message: "trailing data"},
+		{name: "wrong method on a known path", method: "PUT", path: "/api/v1/jobs", token: s.Token,
+			body: []byte(`{}`), status: 405, code: "method_not_allowed", message: "GET"},
+		{name: "array too large to store", method: "POST", path: "/api/v1/jobs", token: s.Token,
+			body:   []byte(`{"command":["true"],"array":"0-9999","env":{"X":"` + strings.Repeat("x", 8000) + `"}}`),
+			status: 400, field: "array", message: "MiB"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,6 +121,9 @@ func TestBadInput(t *testing.T) {
 			}
 			if status == 401 && hdr.Get("WWW-Authenticate") == "" {
 				t.Error("401 without WWW-Authenticate")
+			}
+			if status == 405 && !strings.Contains(hdr.Get("Allow"), "POST") {
+				t.Errorf("405 with Allow %q, want the path's methods", hdr.Get("Allow"))
 			}
 		})
 	}

@@ -198,6 +198,10 @@ func (s *Scheduler) finish(st *state, e *entry, r *job.Result) {
 // cancel handles a user's cancel of id.
 func (s *Scheduler) cancel(ctx context.Context, st *state, id int64) error {
 	e := st.jobs[id]
+	if g := st.gone[id]; e == nil && g != nil {
+		// Ended in this very turn, not yet written.
+		return conflict(fmt.Sprintf("job %d already ended (%s)", id, g.j.State))
+	}
 	if e == nil {
 		states, err := s.store.JobStates(ctx, []int64{id})
 		if err != nil {
@@ -240,17 +244,20 @@ func (s *Scheduler) resolveDependencies(ctx context.Context, st *state) {
 	if len(st.recheck) == 0 {
 		return
 	}
+	var retry []int64
 	for id := range st.recheck {
 		e := st.jobs[id]
 		if e == nil || e.j.State != job.Pending {
 			continue
 		}
-		ok, failed, waitingOn := true, "", int64(0)
+		ok, failed, waitingOn, storeErr := true, "", int64(0), false
 		for _, d := range e.j.Spec.DependsOn {
 			depState, err := s.depState(ctx, st, d.JobID)
 			if err != nil {
+				// Not parked on the dependency (which may have ended
+				// already): checked again on the next turn.
 				s.log.Error("read dependency state", "job", id, "dependency", d.JobID, "err", err)
-				ok, waitingOn = false, d.JobID
+				ok, storeErr = false, true
 				continue
 			}
 			sat, decided := d.Satisfied(depState)
@@ -269,12 +276,17 @@ func (s *Scheduler) resolveDependencies(ctx context.Context, st *state) {
 			st.setState(e, job.Failed, failed)
 		case ok:
 			st.setState(e, job.Runnable, ReasonResources)
+		case storeErr:
+			retry = append(retry, id)
 		default:
 			// Wait for the undecided dependency; its end rechecks this job.
 			st.waiters[waitingOn] = append(st.waiters[waitingOn], id)
 		}
 	}
 	clear(st.recheck)
+	for _, id := range retry {
+		st.recheck[id] = true
+	}
 }
 
 func (s *Scheduler) depState(ctx context.Context, st *state, id int64) (job.State, error) {

@@ -38,9 +38,9 @@ type entry struct {
 
 // state is everything the loop owns.
 type state struct {
-	jobs    map[int64]*entry
-	queues  map[string]*job.Queue
-	runq    runQueue
+	jobs   map[int64]*entry
+	queues map[string]*job.Queue
+	runq   runQueue
 	// waiters maps a job to the pending jobs that depend on it.
 	waiters map[int64][]int64
 	// ended caches the final state of jobs that left memory, for dependencies.

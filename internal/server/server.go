@@ -32,7 +32,7 @@ const (
 )
 
 // Run starts the control plane and serves until ctx ends. Running jobs
-// keep running when it returns: their wrappers outlive the server.
+// keep running when it returns: the node executor outlives the server.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.DataDir == "" {
 		cfg.DataDir = DefaultDataDir
