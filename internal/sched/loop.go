@@ -91,21 +91,14 @@ func (s *Scheduler) launch(ctx context.Context, j *job.Job) {
 func (s *Scheduler) apply(ctx context.Context, st *state, ev event) {
 	switch {
 	case ev.submitted != nil:
-		for _, j := range ev.submitted {
+		for _, j := range ev.submitted { // the parent of an array comes first
 			e := &entry{j: j}
 			if j.IsArrayParent() {
 				e.tasks = map[job.State]int{j.State: j.ArraySize}
-				_, e.throttle, _ = job.ParseArray(j.Spec.Array)
-				st.jobs[j.ID] = e
-				continue
-			}
-			st.jobs[j.ID] = e
-			st.count(j.Queue, j.State, +1)
-			if j.State == job.Pending {
-				st.recheck[j.ID] = true
 			} else {
-				st.makeRunnable(e)
+				st.count(j.Queue, j.State, +1)
 			}
+			st.track(e)
 		}
 	case ev.started:
 		e := st.jobs[ev.jobID]

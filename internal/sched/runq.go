@@ -34,5 +34,3 @@ func (q *runQueue) remove(e *entry) {
 
 // resort re-establishes the order after priorities changed.
 func (q *runQueue) resort() { slices.SortFunc(q.items, compareEntries) }
-
-func (q *runQueue) len() int { return len(q.items) }

@@ -99,6 +99,9 @@ func (s *Scheduler) recover(ctx context.Context) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Parents first: tracking a task that holds an attempt counts it
+	// against its parent's throttle.
+	var parents, others []*entry
 	for _, j := range active {
 		e := &entry{j: j}
 		if j.IsArrayParent() {
@@ -107,9 +110,7 @@ func (s *Scheduler) recover(ctx context.Context) (*state, error) {
 				return nil, err
 			}
 			e.tasks = full.ArrayCounts
-			// e.active is counted below, as each task's allocation is restored.
-			_, e.throttle, _ = job.ParseArray(j.Spec.Array)
-			st.jobs[j.ID] = e
+			parents = append(parents, e)
 			continue
 		}
 		if j.Attempt > 0 {
@@ -126,26 +127,20 @@ func (s *Scheduler) recover(ctx context.Context) (*state, error) {
 				e.attempt = &job.Attempt{Number: j.Attempt, State: j.State}
 			}
 		}
-		st.jobs[j.ID] = e
+		others = append(others, e)
 	}
-	for _, e := range st.jobs {
-		j := e.j
-		if j.IsArrayParent() {
-			continue // it only mirrors its tasks: never queued, launched or recovered itself
+	for _, e := range parents {
+		st.track(e)
+	}
+	for _, e := range others {
+		if !st.track(e) {
+			continue
 		}
-		switch j.State {
-		case job.Pending:
-			st.recheck[j.ID] = true
-		case job.Runnable:
-			st.makeRunnable(e)
-		case job.Starting, job.Running:
-			st.allocate(e)
-			if err := s.backend.Recover(ctx, j); err != nil {
-				return nil, err
-			}
-			if j.CancelRequested {
-				st.cancels = append(st.cancels, j)
-			}
+		if err := s.backend.Recover(ctx, e.j); err != nil {
+			return nil, err
+		}
+		if e.j.CancelRequested {
+			st.cancels = append(st.cancels, e.j)
 		}
 	}
 	st.schedule = true
@@ -163,6 +158,34 @@ func (s *Scheduler) loadQueues(ctx context.Context, st *state) error {
 		st.queues[q.Name] = q
 	}
 	return nil
+}
+
+// track takes an active job into the loop's state according to its
+// state: the one way in, for submitted and recovered jobs alike. An array
+// parent only mirrors its tasks: it is never queued, launched or
+// recovered itself, and must be tracked before its tasks. track reports
+// whether the job holds an attempt (STARTING or RUNNING), whose resources
+// it then counts as used.
+func (st *state) track(e *entry) (holdsAttempt bool) {
+	j := e.j
+	st.jobs[j.ID] = e
+	if j.IsArrayParent() {
+		if e.tasks == nil {
+			e.tasks = map[job.State]int{}
+		}
+		_, e.throttle, _ = job.ParseArray(j.Spec.Array)
+		return false
+	}
+	switch j.State {
+	case job.Pending:
+		st.recheck[j.ID] = true
+	case job.Runnable:
+		st.makeRunnable(e)
+	case job.Starting, job.Running:
+		st.allocate(e)
+		return true
+	}
+	return false
 }
 
 func (st *state) parentOf(e *entry) *entry {
