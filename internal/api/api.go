@@ -4,11 +4,9 @@
 package api
 
 import (
-	"context"
 	"crypto/subtle"
 	_ "embed"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/joblog"
 	"github.com/hpcml/hpcml/internal/sched"
 	"github.com/hpcml/hpcml/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,19 +24,11 @@ import (
 //go:embed openapi.yaml
 var openapiYAML []byte
 
-// Logs gives access to attempts' logs wherever they are.
-type Logs interface {
-	// LocalPath is the attempt's log file on this machine ("" if none).
-	LocalPath(jobID int64, attempt int, stream string) string
-	// OpenStored opens a log shipped to object storage.
-	OpenStored(ctx context.Context, key string) (io.ReadCloser, error)
-}
-
 // Config wires the API to the rest of the server.
 type Config struct {
 	Store     store.Store
 	Scheduler *sched.Scheduler
-	Logs      Logs
+	Logs      *joblog.Source
 	Token     string
 	Registry  *prometheus.Registry
 	Log       *slog.Logger

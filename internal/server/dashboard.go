@@ -4,23 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"os"
 
 	"github.com/hpcml/hpcml/internal/api"
-	"github.com/hpcml/hpcml/internal/backend/local"
-	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/dashboard"
 	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/joblog"
 	"github.com/hpcml/hpcml/internal/sched"
 	"github.com/hpcml/hpcml/internal/store"
 )
 
 // newDashboard mounts the web dashboard on the server's own state.
-func newDashboard(st store.Store, sch *sched.Scheduler, be *local.Backend, bucket *blob.Bucket, a *api.Handler, token string, log *slog.Logger) http.Handler {
-	src := &dashSource{store: st, sched: sch, backend: be, bucket: bucket}
+func newDashboard(st store.Store, sch *sched.Scheduler, logs *joblog.Source, a *api.Handler, token string, log *slog.Logger) http.Handler {
+	src := &dashSource{store: st, sched: sch, logs: logs}
 	return dashboard.New(src, &dashAuth{api: a, key: []byte(token)}, log)
 }
 
@@ -36,10 +33,9 @@ func (d *dashAuth) SessionKey() []byte         { return d.key }
 
 // dashSource is what the dashboard reads.
 type dashSource struct {
-	store   store.Store
-	sched   *sched.Scheduler
-	backend *local.Backend
-	bucket  *blob.Bucket
+	store store.Store
+	sched *sched.Scheduler
+	logs  *joblog.Source
 }
 
 func notFound(err error) error {
@@ -83,8 +79,7 @@ func (d *dashSource) Capacity(ctx context.Context) (job.Capacity, error) {
 	return d.sched.Snapshot().Capacity, nil
 }
 
-// Log reads the tail of an attempt's log: the local file while the node
-// has it, else the copy shipped to object storage.
+// Log reads the tail of an attempt's log.
 func (d *dashSource) Log(ctx context.Context, id string, attempt int, stream string, maxBytes int64) ([]byte, error) {
 	j, err := d.GetJob(ctx, id)
 	if err != nil {
@@ -96,35 +91,5 @@ func (d *dashSource) Log(ctx context.Context, id string, attempt int, stream str
 	if attempt <= 0 {
 		return nil, nil
 	}
-	if f, err := os.Open(d.backend.LogPath(j.ID, attempt, stream)); err == nil {
-		defer f.Close()
-		if info, err := f.Stat(); err == nil && info.Size() > maxBytes {
-			f.Seek(info.Size()-maxBytes, io.SeekStart)
-		}
-		return io.ReadAll(io.LimitReader(f, maxBytes))
-	}
-	for _, a := range j.Attempts {
-		if a.Number != attempt {
-			continue
-		}
-		key := a.StdoutURL
-		if stream == "stderr" {
-			key = a.StderrURL
-		}
-		if key == "" {
-			return nil, nil
-		}
-		attrs, err := d.bucket.Attributes(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		off := max(0, attrs.Size-maxBytes)
-		r, err := d.bucket.NewRangeReader(ctx, key, off, maxBytes, nil)
-		if err != nil {
-			return nil, err
-		}
-		defer r.Close()
-		return io.ReadAll(r)
-	}
-	return nil, nil
+	return d.logs.Tail(ctx, j, attempt, stream, maxBytes)
 }

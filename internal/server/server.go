@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/hpcml/hpcml/internal/backend/local"
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/joblog"
 	"github.com/hpcml/hpcml/internal/sched"
 	"github.com/hpcml/hpcml/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -107,15 +106,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	sch.SetBackend(be)
 
+	logs := &joblog.Source{LocalPath: be.LogPath, Bucket: bucket}
 	apiHandler := api.New(api.Config{
 		Store: st, Scheduler: sch, Token: token, Registry: reg, Log: log,
-		Logs: &logs{backend: be, bucket: bucket},
+		Logs: logs,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/api/", apiHandler)
 	mux.Handle("/healthz", apiHandler)
 	mux.Handle("/metrics", apiHandler)
-	mux.Handle("/", newDashboard(st, sch, be, bucket, apiHandler, token, log))
+	mux.Handle("/", newDashboard(st, sch, logs, apiHandler, token, log))
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -156,23 +156,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	srv.Shutdown(shutCtx)
 	be.Close() // the executor exits once its jobs are done; they are not stopped
 	return runErr
-}
-
-// logs finds attempts' logs on this machine or in object storage.
-type logs struct {
-	backend *local.Backend
-	bucket  *blob.Bucket
-}
-
-func (l *logs) LocalPath(jobID int64, attempt int, stream string) string {
-	return l.backend.LogPath(jobID, attempt, stream)
-}
-
-func (l *logs) OpenStored(ctx context.Context, key string) (io.ReadCloser, error) {
-	if strings.Contains(key, "..") {
-		return nil, fmt.Errorf("bad log key %q", key)
-	}
-	return l.bucket.NewReader(ctx, key, nil)
 }
 
 // lockDataDir makes sure one server at a time uses a data dir: two
