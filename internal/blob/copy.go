@@ -54,20 +54,33 @@ func (c *Cache) Close() error {
 }
 
 // Stager copies between object storage and a local directory tree that
-// must not be escaped (a job dir).
+// must not be escaped (a job dir). The default bucket comes from a cache
+// shared by every attempt (it is the same bucket for all of them); any
+// other bucket a job names is opened for this Stager only and closed by
+// Close, so that a long-lived executor does not keep open one bucket per
+// URL any job ever named.
 type Stager struct {
 	DefaultBucket string
-	buckets       *Cache
+	shared        *Cache
+	own           *Cache
 }
 
-// NewStager returns a Stager resolving bare keys against defaultBucket.
-func NewStager(defaultBucket string, buckets *Cache) *Stager {
-	return &Stager{DefaultBucket: defaultBucket, buckets: buckets}
+// NewStager returns a Stager resolving bare keys against defaultBucket,
+// which it takes from shared. Close it when done.
+func NewStager(defaultBucket string, shared *Cache) *Stager {
+	return &Stager{DefaultBucket: defaultBucket, shared: shared, own: NewCache()}
 }
 
 func (s *Stager) bucket(ctx context.Context, u string) (*Bucket, error) {
-	return s.buckets.Open(ctx, u)
+	if u == s.DefaultBucket {
+		return s.shared.Open(ctx, u)
+	}
+	return s.own.Open(ctx, u)
 }
+
+// Close closes the buckets this Stager opened for itself (not the shared
+// default bucket).
+func (s *Stager) Close() error { return s.own.Close() }
 
 // Download copies the object (or every object under the prefix) at rawURL
 // to rel inside root. Files appear under their final name only when
@@ -95,6 +108,12 @@ func (s *Stager) Download(ctx context.Context, rawURL string, root *os.Root, rel
 		}
 		if err != nil {
 			return total, fmt.Errorf("list %s: %w", loc, err)
+		}
+		if strings.HasSuffix(obj.Key, "/") && obj.Size == 0 {
+			// A "folder marker" (what S3 consoles create for an empty
+			// folder): a directory, not a file; the files under it
+			// create their directories themselves.
+			continue
 		}
 		found = true
 		sub := strings.TrimPrefix(obj.Key, loc.Key)
@@ -147,8 +166,12 @@ func downloadOne(ctx context.Context, b *Bucket, key string, root *os.Root, rel 
 }
 
 // Upload copies rel inside root — a file, or a directory tree — to rawURL.
-// A directory goes under the URL as a prefix. Symlinks that leave root
-// are refused by os.Root.
+// A directory goes under the URL as a prefix. Symlinks are followed as
+// long as they stay inside root, for a single file as for the files of a
+// directory; one that leads outside is refused (os.Root refuses escapes).
+// A symlink to a directory inside a directory tree is not followed (it
+// could loop): what it points to is uploaded under its real name, if it
+// is part of the output.
 func (s *Stager) Upload(ctx context.Context, root *os.Root, rel, rawURL string) (int64, error) {
 	rel = filepath.Clean(rel) // "out/" names the directory "out"
 	loc, err := Resolve(rawURL, s.DefaultBucket)
@@ -164,6 +187,9 @@ func (s *Stager) Upload(ctx context.Context, root *os.Root, rel, rawURL string) 
 		return 0, fmt.Errorf("output %s: %w", rel, err)
 	}
 	if !info.IsDir() {
+		if !info.Mode().IsRegular() {
+			return 0, fmt.Errorf("output %s is not a regular file", rel)
+		}
 		key := loc.Key
 		if loc.IsPrefix() {
 			key += path.Base(rel)
@@ -182,7 +208,20 @@ func (s *Stager) Upload(ctx context.Context, root *os.Root, rel, rawURL string) 
 		if d.IsDir() {
 			return nil
 		}
-		if !d.Type().IsRegular() {
+		if d.Type()&fs.ModeSymlink != 0 {
+			// Stat through root follows the link, and fails if it
+			// leads outside the job dir.
+			info, err := root.Stat(p)
+			if err != nil {
+				return fmt.Errorf("output %s: %w", p, err)
+			}
+			if info.IsDir() {
+				return nil
+			}
+			if !info.Mode().IsRegular() {
+				return fmt.Errorf("output %s is not a regular file", p)
+			}
+		} else if !d.Type().IsRegular() {
 			return fmt.Errorf("output %s is not a regular file", p)
 		}
 		sub, _ := filepath.Rel(rel, p)

@@ -16,27 +16,31 @@ import (
 	"github.com/hpcml/hpcml/internal/job"
 )
 
-// Events an attempt reports while it runs.
+// Events an attempt reports while it runs. Its end is not an event: Run
+// returns.
 const (
+	EventClaimed = "claimed" // the claim succeeded: the attempt is this executor's
 	EventStarted = "started" // the command is running
-	EventDone    = "done"    // the status file holds the final result
 )
 
 // Env is what attempts on a node share.
 type Env struct {
+	// Buckets holds the default storage bucket (logs, bare keys); other
+	// buckets a job names are opened per attempt and closed at its end.
 	Buckets *blob.Cache
 	Log     *slog.Logger
 }
+
+// ErrClaimed: the attempt belongs to someone else already.
+var ErrClaimed = errors.New("attempt already claimed")
 
 // Run claims the attempt in dir for the executor and, if the claim
 // succeeds, carries it out to its end: stage in, run, stage
 // out, ship logs, record the result in the status file. Closing cancel cancels it (SIGTERM to
 // the command's group, SIGKILL after the grace period). notify is called
 // with each event. The job's own outcome is in the status file; an error
-// means the attempt dir itself was unusable.
-// ErrClaimed: the attempt belongs to someone else already.
-var ErrClaimed = errors.New("attempt already claimed")
-
+// means the attempt dir itself was unusable, ErrClaimed that the attempt
+// was not this executor's to run.
 func Run(env Env, dir string, l *Launch, cancel <-chan struct{}, notify func(event string)) error {
 	r := &runner{dir: dir, cancel: cancel, notify: notify, log: env.Log, buckets: env.Buckets, launch: *l}
 	status, ok, err := Claim(dir, OwnerExecutor)
@@ -48,6 +52,7 @@ func Run(env Env, dir string, l *Launch, cancel <-chan struct{}, notify func(eve
 	}
 	r.status = status
 	defer r.status.Close()
+	notify(EventClaimed)
 	res := &job.Result{StartedAt: time.Now().UTC()}
 	r.execute(res)
 	r.shipLogs(res)
@@ -55,7 +60,6 @@ func Run(env Env, dir string, l *Launch, cancel <-chan struct{}, notify func(eve
 	if err := r.status.append(Record{Stage: StageDone, At: res.EndedAt, Result: res}); err != nil {
 		return fmt.Errorf("record result: %w", err)
 	}
-	notify(EventDone)
 	return nil
 }
 
@@ -96,6 +100,7 @@ func (r *runner) execute(res *job.Result) {
 	var stager *blob.Stager
 	if len(l.Inputs)+len(l.Outputs) > 0 {
 		stager = blob.NewStager(l.Storage, r.buckets)
+		defer stager.Close() // the buckets this attempt alone named
 	}
 	if len(l.Inputs) > 0 {
 		// A cancel while staging stops the staging.

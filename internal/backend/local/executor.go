@@ -38,13 +38,23 @@ type Executor struct {
 	conns    map[*clientConn]bool
 	idleFrom time.Time
 	grace    time.Duration
-	buckets  *blob.Cache
+	// closing: the executor decided to exit; connections accepted from
+	// then on are refused, so none can hand it work it would drop.
+	closing bool
+	// buckets holds only the default storage bucket of the attempts (the
+	// server's --storage): other buckets are opened per attempt.
+	buckets *blob.Cache
 }
 
 type run struct {
 	cancel    chan struct{}
 	cancelled bool
+	claimed   bool // task.Run claimed the attempt: it runs here
 	startedAt time.Time
+	// requester is the latest client that asked for this attempt before
+	// it was claimed; it is the one told if the claim fails (the earlier
+	// ones are, at best, a server that has since restarted).
+	requester *clientConn
 }
 
 // clientConn is one connected server; writes go through a buffered
@@ -57,6 +67,9 @@ type clientConn struct {
 // ServeExecutor runs the executor for jobsDir until ctx ends or it has
 // been idle long enough.
 func ServeExecutor(ctx context.Context, jobsDir string, log *slog.Logger) error {
+	if err := checkJobsDir(jobsDir); err != nil {
+		return err
+	}
 	lock, err := os.OpenFile(filepath.Join(jobsDir, executorLock), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("executor lock: %w", err)
@@ -67,7 +80,11 @@ func ServeExecutor(ctx context.Context, jobsDir string, log *slog.Logger) error 
 	}
 	sock := filepath.Join(jobsDir, socketName)
 	os.Remove(sock) // left by an executor that died; we hold the lock, so it is stale
+	// Created under a umask that leaves it to us alone: a chmod after
+	// Listen would leave a window in which anyone could connect.
+	old := syscall.Umask(0o077)
 	ln, err := net.Listen("unix", sock)
+	syscall.Umask(old)
 	if err != nil {
 		return fmt.Errorf("executor socket: %w", err)
 	}
@@ -83,10 +100,13 @@ func ServeExecutor(ctx context.Context, jobsDir string, log *slog.Logger) error 
 		for {
 			select {
 			case <-ctx.Done():
+				e.mu.Lock()
+				e.closing = true
+				e.mu.Unlock()
 				ln.Close()
 				return
 			case <-t.C:
-				if e.idleFor() {
+				if e.exitIfIdle() {
 					ln.Close()
 					return
 				}
@@ -99,29 +119,77 @@ func ServeExecutor(ctx context.Context, jobsDir string, log *slog.Logger) error 
 		if err != nil {
 			break
 		}
-		go e.serveConn(c)
+		// Registered here, not in serveConn, so that the idle check can
+		// never miss a connection that is about to hand over work.
+		if cc := e.register(c); cc != nil {
+			go e.serveConn(cc)
+		}
 	}
-	// Let attempts still running finish before exiting (only reached idle,
-	// or on ctx end, where the caller wants out anyway).
+	// On idle exit nothing runs. On ctx end (SIGTERM: the node goes down)
+	// attempts still running are not waited for: their commands die with
+	// this process (Pdeathsig) and the server reads them as a lost node.
+	e.mu.Lock()
+	for cc := range e.conns {
+		cc.c.Close()
+	}
+	e.mu.Unlock()
 	log.Info("executor exiting")
 	return nil
 }
 
-func (e *Executor) idleFor() bool {
+// register adds a connection just accepted, or closes it if the
+// executor is exiting (the client then reconnects, and starts a new
+// executor).
+func (e *Executor) register(c net.Conn) *clientConn {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closing {
+		c.Close()
+		return nil
+	}
+	cc := &clientConn{c: c, out: make(chan message, 4096)}
+	e.conns[cc] = true
+	// A server (re)connected: the shutdown_if_idle a previous one sent on
+	// its way out no longer holds.
+	e.grace = idleExit
+	return cc
+}
+
+// exitIfIdle reports whether the executor has been idle long enough, and
+// if so marks it closing in the same critical section, so that no
+// connection can slip in between the check and the decision.
+func (e *Executor) exitIfIdle() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if len(e.running) > 0 || len(e.conns) > 0 {
 		e.idleFrom = time.Now()
 		return false
 	}
-	return time.Since(e.idleFrom) >= e.grace
+	if time.Since(e.idleFrom) < e.grace {
+		return false
+	}
+	e.closing = true
+	return true
 }
 
-func (e *Executor) serveConn(c net.Conn) {
-	cc := &clientConn{c: c, out: make(chan message, 4096)}
-	e.mu.Lock()
-	e.conns[cc] = true
-	e.mu.Unlock()
+// checkJobsDir refuses a jobs dir that others may write to: they could
+// replace the socket, or the attempt dirs the executor runs commands in.
+func checkJobsDir(dir string) error {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("jobs dir: %w", err)
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("jobs dir %s is not a directory", dir)
+	}
+	if info.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("jobs dir %s is writable by group or others (mode %v); make it private (chmod 700)", dir, info.Mode().Perm())
+	}
+	return nil
+}
+
+func (e *Executor) serveConn(cc *clientConn) {
+	c := cc.c
 	go func() {
 		w := bufio.NewWriter(c)
 		enc := json.NewEncoder(w)
@@ -152,8 +220,13 @@ func (e *Executor) serveConn(c net.Conn) {
 }
 
 // send queues m for one client; a client too slow to drain 4096 events
-// is dropped (it will reconnect and attach).
+// is dropped (it will reconnect and attach). A client no longer connected
+// is skipped: its channel is closed (an attempt may outlive the
+// connection that launched it). Callers hold e.mu.
 func (e *Executor) send(cc *clientConn, m message) {
+	if !e.conns[cc] {
+		return
+	}
 	select {
 	case cc.out <- m:
 	default:
@@ -185,53 +258,68 @@ func (e *Executor) handle(cc *clientConn, req request) {
 		e.mu.Unlock()
 	case opAttach:
 		e.mu.Lock()
-		r := e.running[k]
-		var started time.Time
-		if r != nil {
-			started = r.startedAt
-		}
-		e.mu.Unlock()
-		if r == nil {
-			e.mu.Lock()
+		if r := e.running[k]; r != nil {
+			e.answerRunning(cc, k, r)
+		} else {
 			e.send(cc, message{Event: evUnknown, JobID: k.id, Attempt: k.attempt})
-			e.mu.Unlock()
-			return
-		}
-		e.mu.Lock()
-		e.send(cc, message{Event: evRunning, JobID: k.id, Attempt: k.attempt})
-		if !started.IsZero() {
-			e.send(cc, message{Event: evStarted, JobID: k.id, Attempt: k.attempt, At: started})
 		}
 		e.mu.Unlock()
 	case opShutdownIfIdle:
 		e.mu.Lock()
-		e.grace = 0
+		// Ignored while another client is connected: that is a newer
+		// server, which still wants the executor.
+		if len(e.conns) == 1 {
+			e.grace = 0
+		}
 		e.mu.Unlock()
 	}
 }
 
+// answerRunning tells cc that the attempt of r runs here (and since
+// when, if its command started); started and done reach cc with every
+// other client. Before the claim, cc becomes the requester, the one told
+// if the claim fails. Callers hold e.mu.
+func (e *Executor) answerRunning(cc *clientConn, k attemptKey, r *run) {
+	if !r.claimed {
+		r.requester = cc
+	}
+	e.send(cc, message{Event: evRunning, JobID: k.id, Attempt: k.attempt})
+	if !r.startedAt.IsZero() {
+		e.send(cc, message{Event: evStarted, JobID: k.id, Attempt: k.attempt, At: r.startedAt})
+	}
+}
+
 // launch claims and starts an attempt. A launch of an attempt already
-// claimed runs nothing: if it runs here the client hears from it anyway;
-// if not, the client is told to read its files.
+// claimed runs nothing: if it runs here the client is told so, as by
+// attach; if not, the client is told to read its files.
 func (e *Executor) launch(cc *clientConn, k attemptKey, l *task.Launch) {
 	e.mu.Lock()
-	if _, dup := e.running[k]; dup || l == nil {
+	if r := e.running[k]; r != nil {
+		e.answerRunning(cc, k, r)
 		e.mu.Unlock()
 		return
 	}
-	r := &run{cancel: make(chan struct{})}
+	if l == nil {
+		e.mu.Unlock()
+		return
+	}
+	r := &run{cancel: make(chan struct{}), requester: cc}
 	e.running[k] = r
 	e.mu.Unlock()
 	go func() {
 		notify := func(ev string) {
-			if ev != task.EventStarted {
-				return // done is sent below, after the attempt leaves the running set
+			switch ev {
+			case task.EventClaimed:
+				e.mu.Lock()
+				r.claimed = true
+				e.mu.Unlock()
+			case task.EventStarted:
+				m := message{Event: ev, JobID: k.id, Attempt: k.attempt, At: time.Now().UTC()}
+				e.mu.Lock()
+				r.startedAt = m.At
+				e.mu.Unlock()
+				e.broadcast(m)
 			}
-			m := message{Event: ev, JobID: k.id, Attempt: k.attempt, At: time.Now().UTC()}
-			e.mu.Lock()
-			r.startedAt = m.At
-			e.mu.Unlock()
-			e.broadcast(m)
 		}
 		env := task.Env{Buckets: e.buckets, Log: e.log.With("job", k.id, "attempt", k.attempt)}
 		err := task.Run(env, e.dir(k), l, r.cancel, notify)
@@ -241,7 +329,7 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, l *task.Launch) {
 		switch {
 		case errors.Is(err, task.ErrClaimed):
 			e.mu.Lock()
-			e.send(cc, message{Event: evUnknown, JobID: k.id, Attempt: k.attempt})
+			e.send(r.requester, message{Event: evUnknown, JobID: k.id, Attempt: k.attempt})
 			e.mu.Unlock()
 			return
 		case err != nil:

@@ -75,6 +75,10 @@ func New(cfg Config, rep backend.Reporter, log *slog.Logger) (*Backend, error) {
 	if err := os.MkdirAll(cfg.JobsDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create jobs dir: %w", err)
 	}
+	// The executor would refuse it; say so now rather than at each launch.
+	if err := checkJobsDir(cfg.JobsDir); err != nil {
+		return nil, err
+	}
 	return &Backend{cfg: cfg, rep: rep, log: log, inflight: map[attemptKey]bool{}}, nil
 }
 
@@ -233,11 +237,18 @@ func (b *Backend) connectLocked(ctx context.Context) error {
 	sock := filepath.Join(b.cfg.JobsDir, socketName)
 	conn, err := net.Dial("unix", sock)
 	if err != nil {
-		if err := b.startExecutor(); err != nil {
-			return err
-		}
 		deadline := time.Now().Add(10 * time.Second)
+		var started time.Time
 		for {
+			// Started again while the socket does not answer: the one
+			// started before may have met an executor that was exiting
+			// (still holding the lock), and given up.
+			if time.Since(started) >= 500*time.Millisecond {
+				if err := b.startExecutor(); err != nil {
+					return err
+				}
+				started = time.Now()
+			}
 			conn, err = net.Dial("unix", sock)
 			if err == nil {
 				break
@@ -270,7 +281,7 @@ func (b *Backend) startExecutor() error {
 	defer logf.Close()
 	cmd := exec.Command(b.cfg.Executable, "__executor", b.cfg.JobsDir)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.Env = executorEnv(os.Environ())
 	// Its own session: a Ctrl-C or kill of the server's process group
 	// must not reach running jobs.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -280,6 +291,21 @@ func (b *Backend) startExecutor() error {
 	b.log.Info("started executor", "pid", cmd.Process.Pid)
 	go cmd.Wait() // reap it if it exits while we run
 	return nil
+}
+
+// executorEnv is the server's environment minus hpcml's own variables:
+// staging and log shipping need what the storage SDKs read (AWS_*, HOME
+// and its config files, proxies), but HPCML_TOKEN must never reach the
+// executor, nor through it a job.
+func executorEnv(environ []string) []string {
+	env := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		if strings.HasPrefix(kv, "HPCML_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
 }
 
 // readEvents turns the executor's events into reports until the
