@@ -23,7 +23,7 @@ vet:
 	@test -z "$$(gofmt -l cmd internal web bench)" || { echo "gofmt needed:"; gofmt -l cmd internal web bench; exit 1; }
 	$(GO) vet ./...
 
-# Installs what the tests need (Chromium), then vets and runs every test.
+# Installs what the tests need (Chromium, versitygw), then vets and runs every test.
 test: test-deps vet
 	$(GO) test -count=1 -timeout 20m ./...
 

@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a Debian 12 machine, if it is missing:
-# Chromium for the dashboard's browser tests. Idempotent and quiet when
-# everything is there already.
+# Chromium for the dashboard's browser tests, and versitygw (an
+# S3-compatible server, Apache-2.0) for the object-storage tests.
+# Idempotent and quiet when everything is there already.
 set -euo pipefail
+
+# versitygw is a Go program: built from the module proxy into GOPATH/bin,
+# where the tests look for it (about 2 minutes the first time).
+VERSITYGW_VERSION=v1.8.0
+gobin="$(go env GOPATH)/bin"
+if ! command -v versitygw >/dev/null 2>&1 && [ ! -x "$gobin/versitygw" ]; then
+  echo "test-deps: installing versitygw $VERSITYGW_VERSION into $gobin" >&2
+  GOBIN="$gobin" go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+fi
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)

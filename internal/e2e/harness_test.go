@@ -73,6 +73,7 @@ type server struct {
 
 	addr string
 	args []string
+	env  []string // added to the server's environment
 	cmd  *exec.Cmd
 	exit chan struct{} // closed when cmd has been waited for
 }
@@ -82,7 +83,14 @@ type server struct {
 // executor and any job it left running when the test ends.
 func startServer(t *testing.T, extraArgs ...string) *server {
 	t.Helper()
-	s := &server{t: t, DataDir: t.TempDir(), args: extraArgs}
+	return startServerEnv(t, nil, extraArgs...)
+}
+
+// startServerEnv is startServer with variables added to the server's
+// environment (KEY=VALUE).
+func startServerEnv(t *testing.T, env []string, extraArgs ...string) *server {
+	t.Helper()
+	s := &server{t: t, DataDir: t.TempDir(), args: extraArgs, env: env}
 	// Registered after TempDir, so it runs before the dir is removed.
 	t.Cleanup(s.cleanup)
 	s.start()
@@ -129,7 +137,7 @@ func (s *server) startOnce() bool {
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// A token in the server's environment must never reach a job.
-	cmd.Env = append(os.Environ(), "HPCML_TOKEN=server-env-secret-must-not-leak")
+	cmd.Env = append(append(os.Environ(), "HPCML_TOKEN=server-env-secret-must-not-leak"), s.env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
