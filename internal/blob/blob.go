@@ -23,20 +23,15 @@ type Bucket = gcblob.Bucket
 
 // Open opens a bucket URL such as file:///var/lib/hpcml/objects or
 // s3://data?endpoint=http://127.0.0.1:7070&use_path_style=true&region=us-east-1.
-// A file:// bucket directory is created if missing.
+// A file:// bucket's directory must exist, unless the URL says
+// create_dir=true (see WithCreateDir).
 func Open(ctx context.Context, bucketURL string) (*Bucket, error) {
 	u, err := url.Parse(bucketURL)
 	if err != nil {
 		return nil, fmt.Errorf("storage URL %q: %w", bucketURL, err)
 	}
 	switch u.Scheme {
-	case "file":
-		q := u.Query()
-		if q.Get("create_dir") == "" {
-			q.Set("create_dir", "true")
-		}
-		u.RawQuery = q.Encode()
-	case "s3":
+	case "file", "s3":
 	default:
 		return nil, fmt.Errorf("storage URL %q: scheme must be file:// or s3://", bucketURL)
 	}
@@ -45,6 +40,20 @@ func Open(ctx context.Context, bucketURL string) (*Bucket, error) {
 		return nil, fmt.Errorf("open storage %s: %w", Redact(bucketURL), err)
 	}
 	return b, nil
+}
+
+// WithCreateDir makes a file:// bucket URL create its directory when
+// opened: right for the server's own storage and for output targets,
+// wrong for inputs (reading file:///nope/x must not create /nope).
+func WithCreateDir(bucketURL string) string {
+	u, err := url.Parse(bucketURL)
+	if err != nil || u.Scheme != "file" || u.Query().Get("create_dir") != "" {
+		return bucketURL
+	}
+	q := u.Query()
+	q.Set("create_dir", "true")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // Location is an object (or, with a Key ending in "/" or empty, a prefix)

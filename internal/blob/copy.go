@@ -178,7 +178,11 @@ func (s *Stager) Upload(ctx context.Context, root *os.Root, rel, rawURL string) 
 	if err != nil {
 		return 0, err
 	}
-	b, err := s.bucket(ctx, loc.Bucket)
+	bucketURL := loc.Bucket
+	if bucketURL != s.DefaultBucket {
+		bucketURL = WithCreateDir(bucketURL) // an output may go to a new directory
+	}
+	b, err := s.bucket(ctx, bucketURL)
 	if err != nil {
 		return 0, err
 	}

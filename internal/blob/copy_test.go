@@ -174,3 +174,32 @@ func keys[V any](m map[string]V) []string {
 	sort.Strings(ks)
 	return ks
 }
+
+// Reading from a file:// directory that does not exist fails and creates
+// nothing; writing an output to one creates it.
+func TestFileURLsCreateDirectoriesOnlyForOutputs(t *testing.T) {
+	ctx := context.Background()
+	base := t.TempDir()
+	dir, root := openRoot(t)
+	s := NewStager("file://"+filepath.Join(base, "default"), NewCache())
+	defer s.Close()
+
+	missing := filepath.Join(base, "nope")
+	if _, err := s.Download(ctx, "file://"+missing+"/x.txt", root, "x.txt"); err == nil {
+		t.Fatal("download from a missing directory succeeded")
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("a failed download created %s (%v)", missing, err)
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "out.txt"), []byte("result"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(base, "new", "results")
+	if _, err := s.Upload(ctx, root, "out.txt", "file://"+target+"/"); err != nil {
+		t.Fatalf("upload to a new directory: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(target, "out.txt")); err != nil || string(b) != "result" {
+		t.Errorf("uploaded file: %q, %v", b, err)
+	}
+}

@@ -57,6 +57,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.Storage == "" {
 		cfg.Storage = "file://" + filepath.Join(dataDir, "objects") + "?metadata=skip"
 	}
+	cfg.Storage = blob.WithCreateDir(cfg.Storage) // the server's own storage is made if missing
 	scratchDir := filepath.Join(dataDir, "jobs")
 	if cfg.ScratchDir != "" {
 		if scratchDir, err = filepath.Abs(cfg.ScratchDir); err != nil {
