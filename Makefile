@@ -4,7 +4,7 @@ BIN      := bin/hpcml
 DATA_DIR ?= .hpcml
 LISTEN   ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-deps vet fmt bench clean
+.PHONY: all build run test test-deps vet fmt bench bench-slurm clean
 
 all: build
 
@@ -30,6 +30,12 @@ test: test-deps vet
 # Job throughput and submit-to-start latency; see docs/benchmarks.md.
 bench: build
 	$(GO) run ./bench/jobs -hpcml $(BIN)
+
+# The same, with plain sbatch on a one-node local Slurm as the peer.
+bench-slurm: build
+	./scripts/slurm-dev-cluster.sh up 1
+	SLURM_CONF=$${HPCML_SLURM_DIR:-/tmp/hpcml-slurm}/slurm.conf $(GO) run ./bench/jobs -hpcml $(BIN) -slurm -n 300 -idle 20; \
+	  rc=$$?; ./scripts/slurm-dev-cluster.sh down; exit $$rc
 
 fmt:
 	gofmt -w cmd internal web bench

@@ -50,6 +50,7 @@ func main() {
 	bin := flag.String("hpcml", "", "hpcml binary (default: build it)")
 	jsonOut := flag.Bool("json", false, "print results as JSON")
 	scratchBase := flag.String("scratch", "", "put job dirs (--scratch-dir) under this dir, e.g. /dev/shm; default: in the data dir")
+	slurm := flag.Bool("slurm", false, "also run the load through plain sbatch on the cluster at $SLURM_CONF, in the same invocation")
 	runs := flag.Int("runs", 1, "repeat the whole measurement; the last line is the median run (by jobs/s)")
 	flag.Parse()
 	ctx := context.Background()
@@ -63,55 +64,79 @@ func main() {
 			log.Fatalf("build hpcml: %v", err)
 		}
 	}
-	defer func() {
-		for _, d := range scratch {
-			os.RemoveAll(d)
+	b := &bench{}
+	defer b.cleanup()
+	measure := func(tool string, run func() (*result, error)) *result {
+		var all []*result
+		for i := 0; i < *runs; i++ {
+			res, err := run()
+			if err != nil {
+				log.Fatalf("%s: %v", tool, err)
+			}
+			all = append(all, res)
+			if !*jsonOut {
+				printResult(res, false)
+			}
 		}
-	}()
-	var all []*result
-	for i := 0; i < *runs; i++ {
-		res, err := runHPCML(ctx, exe, *scratchBase, *n, *idle, *conc, *cpus)
-		if err != nil {
-			log.Fatal(err)
+		slices.SortFunc(all, func(a, b *result) int { return cmp.Compare(a.JobsPerSec, b.JobsPerSec) })
+		median := *all[len(all)/2]
+		if *runs > 1 && !*jsonOut {
+			median.Tool = tool + "-median"
+			printResult(&median, false)
+			median.Tool = tool
 		}
-		all = append(all, res)
-		if !*jsonOut {
-			printResult(res, i == 0)
-		}
+		return &median
 	}
-	slices.SortFunc(all, func(a, b *result) int { return cmp.Compare(a.JobsPerSec, b.JobsPerSec) })
-	median := all[len(all)/2]
+	if !*jsonOut {
+		printResult(nil, true)
+	}
+	results := []*result{measure("hpcml", func() (*result, error) {
+		return b.runHPCML(ctx, exe, *scratchBase, *n, *idle, *conc, *cpus)
+	})}
+	if *slurm {
+		results = append(results, measure("slurm", func() (*result, error) {
+			return b.runSlurm(ctx, *n, min(*idle, 20), *conc, *cpus)
+		}))
+	}
 	if *jsonOut {
-		json.NewEncoder(os.Stdout).Encode(median)
+		json.NewEncoder(os.Stdout).Encode(results)
 		return
 	}
-	if *runs > 1 {
-		median.Tool = "median"
-		printResult(median, false)
+	if len(results) == 2 && results[1].JobsPerSec > 0 {
+		fmt.Printf("hpcml/slurm: throughput %.1fx, idle submit-to-start p50 %.1fx lower\n",
+			results[0].JobsPerSec/results[1].JobsPerSec, results[1].IdleP50ms/results[0].IdleP50ms)
 	}
 }
-
-// scratch lists the runs' data dirs, removed at exit.
-var scratch []string
 
 func printResult(res *result, header bool) {
 	if header {
-		fmt.Printf("%-8s %6s %6s %8s %8s %14s %14s %13s %13s\n", "tool", "jobs", "cpus", "wall_s", "jobs/s",
+		fmt.Printf("%-13s %6s %6s %8s %8s %14s %14s %13s %13s\n", "tool", "jobs", "cpus", "wall_s", "jobs/s",
 			"burst_p50_ms", "burst_p99_ms", "idle_p50_ms", "idle_p99_ms")
 	}
-	fmt.Printf("%-8s %6d %6g %8.2f %8.1f %14.2f %14.2f %13.2f %13.2f\n", res.Tool, res.Jobs, res.CPUs, res.WallSec,
+	if res == nil {
+		return
+	}
+	fmt.Printf("%-13s %6d %6g %8.2f %8.1f %14.2f %14.2f %13.2f %13.2f\n", res.Tool, res.Jobs, res.CPUs, res.WallSec,
 		res.JobsPerSec, res.P50ms, res.P99ms, res.IdleP50ms, res.IdleP99ms)
 }
 
-func runHPCML(ctx context.Context, exe, scratchBase string, n, idle, conc int, cpus float64) (*result, error) {
+// bench remembers the scratch dirs of its runs, removed only at exit: on
+// ext4 without a journal, files created right after many deletions are
+// slow to allocate, and a run must not pay for the previous one's cleanup.
+type bench struct{ scratch []string }
+
+func (b *bench) cleanup() {
+	for _, d := range b.scratch {
+		os.RemoveAll(d)
+	}
+}
+
+func (b *bench) runHPCML(ctx context.Context, exe, scratchBase string, n, idle, conc int, cpus float64) (*result, error) {
 	dir, err := os.MkdirTemp("", "hpcml-bench-*")
 	if err != nil {
 		return nil, err
 	}
-	// Removed when the process ends, not after this run: on ext4 without a
-	// journal, files created right after many deletions are slow to
-	// allocate, and the next run must not pay for this one's cleanup.
-	scratch = append(scratch, dir)
+	b.scratch = append(b.scratch, dir)
 	addr := "127.0.0.1:18181"
 	args := []string{"server", "--data-dir", dir, "--listen", addr, "--log-level", "warn"}
 	if scratchBase != "" {
@@ -119,7 +144,7 @@ func runHPCML(ctx context.Context, exe, scratchBase string, n, idle, conc int, c
 		if err != nil {
 			return nil, err
 		}
-		scratch = append(scratch, sd)
+		b.scratch = append(b.scratch, sd)
 		args = append(args, "--scratch-dir", sd)
 	}
 	srv := exec.Command(exe, args...)

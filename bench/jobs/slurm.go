@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// runSlurm runs the same load through plain sbatch on the Slurm cluster
+// that SLURM_CONF points at (scripts/slurm-dev-cluster.sh up 1 gives one
+// node with this machine's CPUs, the capacity hpcml's local backend has).
+// Each job records when it started (`date +%s.%N`), so submit-to-start is
+// measured from sbatch's call to the command's first instruction; Slurm's
+// own StartTime has one-second resolution.
+func (b *bench) runSlurm(ctx context.Context, n, idle, conc int, cpus float64) (*result, error) {
+	if os.Getenv("SLURM_CONF") == "" {
+		return nil, fmt.Errorf("SLURM_CONF is not set: start a cluster with scripts/slurm-dev-cluster.sh up 1 and eval its env")
+	}
+	dir, err := os.MkdirTemp("", "hpcml-bench-slurm-*")
+	if err != nil {
+		return nil, err
+	}
+	b.scratch = append(b.scratch, dir)
+	ncpu := max(1, int(cpus+0.999)) // Slurm allocates whole CPUs
+	submit := func() (string, time.Time, error) {
+		at := time.Now()
+		out, err := exec.CommandContext(ctx, "sbatch", "--parsable", "--cpus-per-task", strconv.Itoa(ncpu),
+			"-o", filepath.Join(dir, "%j.out"), "--wrap", "date +%s.%N").Output()
+		if err != nil {
+			return "", at, fmt.Errorf("sbatch: %w", err)
+		}
+		return strings.TrimSpace(strings.Split(string(out), ";")[0]), at, nil
+	}
+	startedAt := func(id string) (time.Time, error) {
+		b, err := os.ReadFile(filepath.Join(dir, id+".out"))
+		if err != nil {
+			return time.Time{}, err
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("job %s output %q: %w", id, b, err)
+		}
+		return time.Unix(0, int64(f*1e9)), nil
+	}
+	waitAll := func() error {
+		for {
+			out, err := exec.CommandContext(ctx, "squeue", "-h", "-o", "%i", "-t", "PD,R,CF,CG").Output()
+			if err != nil {
+				return fmt.Errorf("squeue: %w", err)
+			}
+			if strings.TrimSpace(string(out)) == "" {
+				return nil
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	var idleLat []float64
+	for i := 0; i < idle; i++ {
+		id, at, err := submit()
+		if err != nil {
+			return nil, err
+		}
+		if err := waitAll(); err != nil {
+			return nil, err
+		}
+		st, err := startedAt(id)
+		if err != nil {
+			return nil, err
+		}
+		idleLat = append(idleLat, st.Sub(at).Seconds()*1000)
+	}
+	slices.Sort(idleLat)
+
+	ids := make([]string, n)
+	subAt := make([]time.Time, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, conc)
+	start := time.Now()
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				id, at, err := submit()
+				if err != nil {
+					errs <- err
+					return
+				}
+				ids[i], subAt[i] = id, at
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return nil, err
+	default:
+	}
+	if err := waitAll(); err != nil {
+		return nil, err
+	}
+	end := time.Now()
+	var lat []float64
+	for i, id := range ids {
+		st, err := startedAt(id)
+		if err != nil {
+			return nil, err
+		}
+		lat = append(lat, st.Sub(subAt[i]).Seconds()*1000)
+	}
+	slices.Sort(lat)
+	wall := end.Sub(start).Seconds()
+	return &result{Tool: "slurm", Jobs: n, CPUs: float64(ncpu), WallSec: wall, JobsPerSec: float64(n) / wall,
+		P50ms: pct(lat, 0.50), P99ms: pct(lat, 0.99), IdleP50ms: pct(idleLat, 0.50), IdleP99ms: pct(idleLat, 0.99)}, nil
+}
