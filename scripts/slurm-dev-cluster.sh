@@ -48,8 +48,16 @@ start_munge() {
   if munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
     return # a munged is already serving
   fi
-  runuser -u munge -- munged --pid-file="$state/munged.pid"
-  for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && return; sleep 0.1; done
+  # munged runs as munge and cannot write into $state: its pid file goes
+  # to /run/munge and is copied, so that `down` stops only this munged.
+  runuser -u munge -- munged --pid-file=/run/munge/hpcml-munged.pid
+  for _ in $(seq 50); do
+    if munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
+      cp /run/munge/hpcml-munged.pid "$state/munged.pid"
+      return
+    fi
+    sleep 0.1
+  done
   log "munged did not come up"; exit 1
 }
 
