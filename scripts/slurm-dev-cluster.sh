@@ -122,7 +122,8 @@ up() {
     sleep 0.2
   done
   # slurmrestd refuses root; JWT over TCP on loopback.
-  SLURM_JWT=daemon runuser -u nobody -- env SLURM_CONF="$conf" SLURM_JWT=daemon \
+  # setpriv execs slurmrestd itself, so the recorded PID is slurmrestd's.
+  SLURM_CONF="$conf" SLURM_JWT=daemon setpriv --reuid=nobody --regid=nogroup --clear-groups \
     slurmrestd -s openapi/v0.0.38,openapi/v0.0.37,openapi/v0.0.36 "127.0.0.1:$restd_port" \
     > "$state/slurmrestd.log" 2>&1 &
   echo $! > "$state/slurmrestd.pid"
