@@ -17,7 +17,7 @@ import (
 func TestOpenAndTailPreferTheNodeThenStorage(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	bucket, err := blob.Open(ctx, "file://"+filepath.Join(dir, "objects"))
+	bucket, err := blob.Open(ctx, blob.WithCreateDir("file://"+filepath.Join(dir, "objects")))
 	if err != nil {
 		t.Fatal(err)
 	}
