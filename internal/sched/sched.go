@@ -55,6 +55,9 @@ type Scheduler struct {
 	ended endWaiters
 
 	snapshot atomic.Pointer[Snapshot]
+	// queueNames are the queues the loop has loaded (queues are never
+	// deleted, so a name in it always exists).
+	queueNames atomic.Pointer[map[string]bool]
 	started  atomic.Bool
 	// recovered is closed once Run has read the store: Submit waits for
 	// it, so that a job is either recovered or submitted, never both
@@ -156,11 +159,15 @@ func (s *Scheduler) Submit(ctx context.Context, spec *job.Spec) (*job.Job, error
 			return nil, &job.FieldError{Field: fmt.Sprintf("outputs[%d].url", i), Message: err.Error()}
 		}
 	}
-	if _, err := s.store.GetQueue(ctx, spec.Queue); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, &job.FieldError{Field: "queue", Message: fmt.Sprintf("queue %q does not exist", spec.Queue)}
+	// The loop's queue names spare the submit path a store read; a queue
+	// created a moment ago may not be among them yet, so ask the store then.
+	if known := s.queueNames.Load(); known == nil || !(*known)[spec.Queue] {
+		if _, err := s.store.GetQueue(ctx, spec.Queue); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, &job.FieldError{Field: "queue", Message: fmt.Sprintf("queue %q does not exist", spec.Queue)}
+			}
+			return nil, err
 		}
-		return nil, err
 	}
 	if len(spec.DependsOn) > 0 {
 		ids := make([]int64, len(spec.DependsOn))

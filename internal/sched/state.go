@@ -154,9 +154,12 @@ func (s *Scheduler) loadQueues(ctx context.Context, st *state) error {
 		return err
 	}
 	st.queues = map[string]*job.Queue{}
+	names := make(map[string]bool, len(qs))
 	for _, q := range qs {
 		st.queues[q.Name] = q
+		names[q.Name] = true
 	}
+	s.queueNames.Store(&names)
 	return nil
 }
 

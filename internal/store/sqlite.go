@@ -22,7 +22,7 @@ type SQLite struct {
 	w *sql.DB
 	r *sql.DB
 	// Statements of the hot write path, prepared once.
-	upJob, upAttempt *sql.Stmt
+	insJob, upJob, upAttempt *sql.Stmt
 }
 
 var _ Store = (*SQLite)(nil)
@@ -52,8 +52,10 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 		s.Close()
 		return nil, err
 	}
-	if s.upJob, err = w.PrepareContext(ctx, updateJobSQL); err == nil {
-		s.upAttempt, err = w.PrepareContext(ctx, upsertAttemptSQL)
+	if s.insJob, err = w.PrepareContext(ctx, insertJobSQL); err == nil {
+		if s.upJob, err = w.PrepareContext(ctx, updateJobSQL); err == nil {
+			s.upAttempt, err = w.PrepareContext(ctx, upsertAttemptSQL)
+		}
 	}
 	if err != nil {
 		s.Close()
@@ -64,7 +66,7 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 
 // Close closes both pools.
 func (s *SQLite) Close() error {
-	for _, st := range []*sql.Stmt{s.upJob, s.upAttempt} {
+	for _, st := range []*sql.Stmt{s.insJob, s.upJob, s.upAttempt} {
 		if st != nil {
 			st.Close()
 		}
@@ -251,12 +253,7 @@ func nullInt(p *int) any {
 // assigned in order, parent first, and the tasks get ParentID set.
 func (s *SQLite) InsertJob(ctx context.Context, j *job.Job, tasks []*job.Job) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO jobs(name, queue, state, reason, parent_id, array_index, array_size,
-			attempt, submitted_at, spec) VALUES (?,?,?,?,?,?,?,?,?,?)`)
-		if err != nil {
-			return fmt.Errorf("insert job: %w", err)
-		}
-		defer stmt.Close()
+		stmt := tx.StmtContext(ctx, s.insJob)
 		insert := func(x *job.Job) error {
 			spec, err := json.Marshal(x.Spec)
 			if err != nil {
@@ -456,6 +453,9 @@ func (s *SQLite) Attempts(ctx context.Context, id int64) ([]job.Attempt, error) 
 	}
 	return out, rows.Err()
 }
+
+const insertJobSQL = `INSERT INTO jobs(name, queue, state, reason, parent_id, array_index, array_size,
+	attempt, submitted_at, spec) VALUES (?,?,?,?,?,?,?,?,?,?)`
 
 const updateJobSQL = `UPDATE jobs SET state=?, reason=?, attempt=?, exit_code=?, signal=?,
 	started_at=?, ended_at=?, cpu_seconds=?, max_rss_bytes=?, cost=?, cancel_requested=? WHERE id=?`
