@@ -58,7 +58,7 @@ type Scheduler struct {
 	// queueNames are the queues the loop has loaded (queues are never
 	// deleted, so a name in it always exists).
 	queueNames atomic.Pointer[map[string]bool]
-	started  atomic.Bool
+	started    atomic.Bool
 	// recovered is closed once Run has read the store: Submit waits for
 	// it, so that a job is either recovered or submitted, never both
 	// (both would put two entries for one job in the loop).
