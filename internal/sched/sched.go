@@ -58,7 +58,6 @@ type Scheduler struct {
 	// queueNames are the queues the loop has loaded (queues are never
 	// deleted, so a name in it always exists).
 	queueNames atomic.Pointer[map[string]bool]
-	started    atomic.Bool
 	// recovered is closed once Run has read the store: Submit waits for
 	// it, so that a job is either recovered or submitted, never both
 	// (both would put two entries for one job in the loop).
@@ -120,7 +119,6 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		return fmt.Errorf("recover scheduler state: %w", err)
 	}
 	s.state = st
-	s.started.Store(true)
 	close(s.recovered)
 	s.turn(ctx, nil) // schedule what was waiting before the restart
 	for {
