@@ -19,7 +19,6 @@ import (
 // Events an attempt reports while it runs. Its end is not an event: Run
 // returns.
 const (
-	EventClaimed = "claimed" // the claim succeeded: the attempt is this executor's
 	EventStarted = "started" // the command is running
 )
 
@@ -31,28 +30,15 @@ type Env struct {
 	Log     *slog.Logger
 }
 
-// ErrClaimed: the attempt belongs to someone else already.
-var ErrClaimed = errors.New("attempt already claimed")
-
-// Run claims the attempt in dir for the executor and, if the claim
-// succeeds, carries it out to its end: stage in, run, stage
-// out, ship logs, record the result in the status file. Closing cancel cancels it (SIGTERM to
-// the command's group, SIGKILL after the grace period). notify is called
-// with each event. The job's own outcome is in the status file; an error
-// means the attempt dir itself was unusable, ErrClaimed that the attempt
-// was not this executor's to run.
-func Run(env Env, dir string, l *Launch, cancel <-chan struct{}, notify func(event string)) error {
-	r := &runner{dir: dir, cancel: cancel, notify: notify, log: env.Log, buckets: env.Buckets, launch: *l}
-	status, ok, err := Claim(dir, OwnerExecutor)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return ErrClaimed
-	}
-	r.status = status
+// Run carries out the attempt in dir, which the caller has claimed (its
+// journal is the claim's), to its end: stage in, run, stage out, ship
+// logs, record the result in the journal, which Run closes. Closing
+// cancel cancels it (SIGTERM to the command's group, SIGKILL after the
+// grace period). notify is called with each event. The job's own outcome
+// is in the journal; an error means the attempt dir itself was unusable.
+func Run(env Env, journal *Journal, dir string, l *Launch, cancel <-chan struct{}, notify func(event string)) error {
+	r := &runner{dir: dir, cancel: cancel, notify: notify, log: env.Log, buckets: env.Buckets, launch: *l, status: journal}
 	defer r.status.Close()
-	notify(EventClaimed)
 	res := &job.Result{StartedAt: time.Now().UTC()}
 	r.execute(res)
 	r.shipLogs(res)
@@ -70,7 +56,7 @@ type runner struct {
 	log     *slog.Logger
 	buckets *blob.Cache
 	launch  Launch
-	status  *statusLog
+	status  *Journal
 }
 
 func (r *runner) cancelled() bool {

@@ -1,7 +1,6 @@
 package task
 
 import (
-	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -20,20 +19,23 @@ func TestRunEventsAndClaim(t *testing.T) {
 	env := Env{Buckets: blob.NewCache(), Log: slog.New(slog.DiscardHandler)}
 	defer env.Buckets.Close()
 	l := &Launch{Argv: []string{"true"}, Env: []string{"PATH=/usr/bin:/bin"}, WorkDir: work}
+	journal, ok, err := Claim(dir, OwnerExecutor)
+	if err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
 	var events []string
-	if err := Run(env, dir, l, make(chan struct{}), func(ev string) { events = append(events, ev) }); err != nil {
+	if err := Run(env, journal, dir, l, make(chan struct{}), func(ev string) { events = append(events, ev) }); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(events, []string{EventClaimed, EventStarted}) {
+	if !slices.Equal(events, []string{EventStarted}) {
 		t.Fatalf("events %v", events)
 	}
 	st, err := ReadStatus(dir)
 	if err != nil || st.Owner != OwnerExecutor || st.Done == nil || st.Done.Result.ExitCode == nil || *st.Done.Result.ExitCode != 0 {
 		t.Fatalf("status %+v %v", st, err)
 	}
-	// Claimed already: nothing runs, nothing is reported.
-	events = nil
-	if err := Run(env, dir, l, make(chan struct{}), func(ev string) { events = append(events, ev) }); !errors.Is(err, ErrClaimed) || len(events) > 0 {
-		t.Fatalf("second run: %v, events %v", err, events)
+	// Claimed already: a second claim fails, whoever makes it.
+	if _, ok, err := Claim(dir, OwnerAbandoned); ok || err != nil {
+		t.Fatalf("second claim: %v %v", ok, err)
 	}
 }

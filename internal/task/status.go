@@ -29,14 +29,15 @@ type Record struct {
 	Result *job.Result `json:"result,omitempty"`
 }
 
-// statusLog appends records. Each record is one write(2) of a whole
-// line ending in a newline; readers ignore a last line without one, so a
-// process killed mid-write leaves nothing half-read.
-type statusLog struct{ f *os.File }
+// Journal appends an attempt's records to its status file. Each record
+// is one write(2) of a whole line ending in a newline; readers ignore a
+// last line without one, so a process killed mid-write leaves nothing
+// half-read.
+type Journal struct{ f *os.File }
 
 // Claim makes owner the one owner of an attempt: exactly one Claim on a
 // dir succeeds, whoever comes first. The winner gets the status log.
-func Claim(dir, owner string) (*statusLog, bool, error) {
+func Claim(dir, owner string) (*Journal, bool, error) {
 	f, err := os.OpenFile(filepath.Join(dir, StatusFile), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
 	if errors.Is(err, os.ErrExist) {
 		return nil, false, nil
@@ -44,7 +45,7 @@ func Claim(dir, owner string) (*statusLog, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("claim attempt: %w", err)
 	}
-	s := &statusLog{f: f}
+	s := &Journal{f: f}
 	if err := s.append(Record{Stage: StageClaimed, At: time.Now().UTC(), Owner: owner}); err != nil {
 		f.Close()
 		return nil, false, fmt.Errorf("claim attempt: %w", err)
@@ -52,7 +53,7 @@ func Claim(dir, owner string) (*statusLog, bool, error) {
 	return s, true, nil
 }
 
-func (s *statusLog) append(r Record) error {
+func (s *Journal) append(r Record) error {
 	line, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -61,7 +62,7 @@ func (s *statusLog) append(r Record) error {
 	return err
 }
 
-func (s *statusLog) Close() error { return s.f.Close() }
+func (s *Journal) Close() error { return s.f.Close() }
 
 // Status is what the status file says of an attempt.
 type Status struct {

@@ -46,15 +46,11 @@ type Executor struct {
 	buckets *blob.Cache
 }
 
+// run is an attempt this executor has claimed and runs.
 type run struct {
 	cancel    chan struct{}
 	cancelled bool
-	claimed   bool // task.Run claimed the attempt: it runs here
 	startedAt time.Time
-	// requester is the latest client that asked for this attempt before
-	// it was claimed; it is the one told if the claim fails (the earlier
-	// ones are, at best, a server that has since restarted).
-	requester *clientConn
 }
 
 // clientConn is one connected server; writes go through a buffered
@@ -277,21 +273,23 @@ func (e *Executor) handle(cc *clientConn, req request) {
 
 // answerRunning tells cc that the attempt of r runs here (and since
 // when, if its command started); started and done reach cc with every
-// other client. Before the claim, cc becomes the requester, the one told
-// if the claim fails. Callers hold e.mu.
+// other client. Callers hold e.mu.
 func (e *Executor) answerRunning(cc *clientConn, k attemptKey, r *run) {
-	if !r.claimed {
-		r.requester = cc
-	}
 	e.send(cc, message{Event: evRunning, JobID: k.id, Attempt: k.attempt})
 	if !r.startedAt.IsZero() {
 		e.send(cc, message{Event: evStarted, JobID: k.id, Attempt: k.attempt, At: r.startedAt})
 	}
 }
 
-// launch claims and starts an attempt. A launch of an attempt already
-// claimed runs nothing: if it runs here the client is told so, as by
-// attach; if not, the client is told to read its files.
+// launch claims and starts an attempt. The claim is made here, before
+// the next request of any client is read, so that "this executor has
+// read the launch" and "the attempt is claimed" are one event: a server
+// that restarted and claimed the attempt as abandoned first makes a late
+// launch of the old server run nothing, and once the executor has
+// claimed it, the new server's claim fails and it attaches. A launch of
+// an attempt that runs here is answered as an attach; one whose claim
+// fails (someone else's, or its dir is gone) runs nothing and the client
+// is told to read the attempt's files.
 func (e *Executor) launch(cc *clientConn, k attemptKey, l *task.Launch) {
 	e.mu.Lock()
 	if r := e.running[k]; r != nil {
@@ -299,42 +297,42 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, l *task.Launch) {
 		e.mu.Unlock()
 		return
 	}
+	e.mu.Unlock()
 	if l == nil {
+		return
+	}
+	journal, ok, err := task.Claim(e.dir(k), task.OwnerExecutor)
+	if err != nil || !ok {
+		if err != nil {
+			e.log.Warn("claim attempt", "job", k.id, "attempt", k.attempt, "err", err)
+		}
+		e.mu.Lock()
+		e.send(cc, message{Event: evUnknown, JobID: k.id, Attempt: k.attempt})
 		e.mu.Unlock()
 		return
 	}
-	r := &run{cancel: make(chan struct{}), requester: cc}
+	r := &run{cancel: make(chan struct{})}
+	e.mu.Lock()
 	e.running[k] = r
 	e.mu.Unlock()
 	go func() {
 		notify := func(ev string) {
-			switch ev {
-			case task.EventClaimed:
-				e.mu.Lock()
-				r.claimed = true
-				e.mu.Unlock()
-			case task.EventStarted:
-				m := message{Event: ev, JobID: k.id, Attempt: k.attempt, At: time.Now().UTC()}
-				e.mu.Lock()
-				r.startedAt = m.At
-				e.mu.Unlock()
-				e.broadcast(m)
+			if ev != task.EventStarted {
+				return
 			}
+			m := message{Event: ev, JobID: k.id, Attempt: k.attempt, At: time.Now().UTC()}
+			e.mu.Lock()
+			r.startedAt = m.At
+			e.mu.Unlock()
+			e.broadcast(m)
 		}
 		env := task.Env{Buckets: e.buckets, Log: e.log.With("job", k.id, "attempt", k.attempt)}
-		err := task.Run(env, e.dir(k), l, r.cancel, notify)
+		if err := task.Run(env, journal, e.dir(k), l, r.cancel, notify); err != nil {
+			e.log.Error("attempt failed to run", "job", k.id, "attempt", k.attempt, "err", err)
+		}
 		e.mu.Lock()
 		delete(e.running, k)
 		e.mu.Unlock()
-		switch {
-		case errors.Is(err, task.ErrClaimed):
-			e.mu.Lock()
-			e.send(r.requester, message{Event: evUnknown, JobID: k.id, Attempt: k.attempt})
-			e.mu.Unlock()
-			return
-		case err != nil:
-			e.log.Error("attempt failed to run", "job", k.id, "attempt", k.attempt, "err", err)
-		}
 		e.broadcast(message{Event: evDone, JobID: k.id, Attempt: k.attempt, At: time.Now().UTC()})
 	}()
 }

@@ -186,26 +186,48 @@ func TestDuplicateLaunch(t *testing.T) {
 	k := attemptKey{1, 1}
 	l := &task.Launch{JobID: 1, Attempt: 1, Argv: []string{"true"}}
 
-	// Registered, not claimed yet: the newer requester is the one told
-	// if the claim fails.
-	r := &run{cancel: make(chan struct{}), requester: old}
+	// Running here (claimed) and started: a second launch is answered
+	// like an attach and runs nothing.
+	r := &run{cancel: make(chan struct{}), startedAt: time.Now()}
 	e.running[k] = r
 	e.launch(cur, k, l)
-	if r.requester != cur {
-		t.Fatal("a duplicate launch did not become the requester")
+	if got := queued(cur); len(got) != 2 || got[0] != evRunning || got[1] != evStarted {
+		t.Fatalf("events %v, want [running started]", got)
 	}
-	if got := queued(cur); len(got) != 1 || got[0] != evRunning {
-		t.Fatalf("events %v, want [running]", got)
+	if got := queued(old); len(got) != 0 {
+		t.Fatalf("the other client was told %v", got)
+	}
+}
+
+// A launch whose claim fails runs nothing and tells only its sender to
+// read the files; the claim is made before the launch returns, so a
+// server's later claim of the same attempt as abandoned fails.
+func TestLaunchClaimsBeforeReturning(t *testing.T) {
+	e := newTestExecutor(t)
+	cc := e.testConn(t)
+	k := attemptKey{2, 1}
+	dir := e.dir(k)
+	if err := os.MkdirAll(filepath.Join(dir, task.WorkDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l := &task.Launch{JobID: 2, Attempt: 1, Argv: []string{"sleep", "0.2"}, Env: []string{"PATH=/usr/bin:/bin"},
+		WorkDir: filepath.Join(dir, task.WorkDir)}
+	e.launch(cc, k, l)
+	if _, abandoned, err := task.Claim(dir, task.OwnerAbandoned); err != nil || abandoned {
+		t.Fatalf("the attempt could still be abandoned after the launch returned (%v)", err)
 	}
 
-	// Claimed and started: answered like an attach.
-	r.claimed, r.startedAt = true, time.Now()
-	e.launch(old, k, l)
-	if r.requester != cur {
-		t.Fatal("a launch after the claim changed the requester")
+	gone := attemptKey{3, 1} // its dir does not exist
+	e.launch(cc, gone, l)
+	e.mu.Lock()
+	_, running := e.running[gone]
+	e.mu.Unlock()
+	if running {
+		t.Fatal("an attempt without a dir is running")
 	}
-	if got := queued(old); len(got) != 2 || got[0] != evRunning || got[1] != evStarted {
-		t.Fatalf("events %v, want [running started]", got)
+	evs := queued(cc)
+	if len(evs) == 0 || evs[len(evs)-1] != evUnknown {
+		t.Fatalf("events %v, want unknown last", evs)
 	}
 }
 
