@@ -229,6 +229,18 @@ func TestLaunchClaimsBeforeReturning(t *testing.T) {
 	if len(evs) == 0 || evs[len(evs)-1] != evUnknown {
 		t.Fatalf("events %v, want unknown last", evs)
 	}
+	// Let the claimed attempt finish before its dir is removed.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		e.mu.Lock()
+		_, running := e.running[k]
+		e.mu.Unlock()
+		if !running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the attempt did not end")
+		}
+	}
 }
 
 func TestSendToClosedConnIsNoop(t *testing.T) {
