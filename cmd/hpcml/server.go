@@ -32,6 +32,12 @@ Jobs run in the node executor, a process that outlives the server: stopping or
 killing the server does not stop running jobs, and a restart picks them up.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cfg.KillGrace <= 0 {
+				return fmt.Errorf("--kill-grace must be positive (got %s)", cfg.KillGrace)
+			}
+			if cfg.KeepJobDirs < 0 {
+				return fmt.Errorf("--keep-job-dirs must not be negative (0 keeps job dirs forever)")
+			}
 			if backendName != "local" {
 				return fmt.Errorf("--backend %q: only the local backend is available in this version", backendName)
 			}
