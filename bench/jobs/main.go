@@ -120,6 +120,37 @@ func printResult(res *result, header bool) {
 		res.JobsPerSec, res.P50ms, res.P99ms, res.IdleP50ms, res.IdleP99ms)
 }
 
+// inParallel calls fn(0..n-1) from conc goroutines and returns the first
+// error (the goroutine that met it stops; the others finish their work).
+func inParallel(n, conc int, fn func(i int) error) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, conc)
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				if err := fn(int(i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
 // bench remembers the scratch dirs of its runs, removed only at exit: on
 // ext4 without a journal, files created right after many deletions are
 // slow to allocate, and a run must not pay for the previous one's cleanup.
@@ -197,33 +228,16 @@ func (b *bench) runHPCML(ctx context.Context, exe, scratchBase string, n, idle, 
 	slices.Sort(idleLat)
 
 	ids := make([]int64, n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, conc)
 	start := time.Now()
-	for w := 0; w < conc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					return
-				}
-				j, err := c.SubmitJob(ctx, &job.Spec{Command: []string{"true"}, Resources: job.Resources{CPUs: cpus}})
-				if err != nil {
-					errs <- err
-					return
-				}
-				ids[i] = j.ID
-			}
-		}()
-	}
-	wg.Wait()
-	select {
-	case err := <-errs:
+	err = inParallel(n, conc, func(i int) error {
+		j, err := c.SubmitJob(ctx, &job.Spec{Command: []string{"true"}, Resources: job.Resources{CPUs: cpus}})
+		if err == nil {
+			ids[i] = j.ID
+		}
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("submit: %w", err)
-	default:
 	}
 	var lat []float64
 	var lastEnd time.Time

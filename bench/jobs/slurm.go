@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -82,33 +80,14 @@ func (b *bench) runSlurm(ctx context.Context, n, idle, conc int, cpus float64) (
 
 	ids := make([]string, n)
 	subAt := make([]time.Time, n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, conc)
 	start := time.Now()
-	for w := 0; w < conc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					return
-				}
-				id, at, err := submit()
-				if err != nil {
-					errs <- err
-					return
-				}
-				ids[i], subAt[i] = id, at
-			}
-		}()
-	}
-	wg.Wait()
-	select {
-	case err := <-errs:
+	err = inParallel(n, conc, func(i int) error {
+		id, at, err := submit()
+		ids[i], subAt[i] = id, at
+		return err
+	})
+	if err != nil {
 		return nil, err
-	default:
 	}
 	if err := waitAll(); err != nil {
 		return nil, err
