@@ -29,12 +29,12 @@ test: test-deps vet
 
 # Job throughput and submit-to-start latency; see docs/benchmarks.md.
 bench: build
-	$(GO) run ./bench/jobs -hpcml $(BIN)
+	$(GO) run ./bench/jobs -hpcml $(BIN) -runs 3 -array 2000
 
 # The same, with plain sbatch on a one-node local Slurm as the peer.
 bench-slurm: build
 	./scripts/slurm-dev-cluster.sh up 1
-	SLURM_CONF=$${HPCML_SLURM_DIR:-/tmp/hpcml-slurm}/slurm.conf $(GO) run ./bench/jobs -hpcml $(BIN) -slurm -n 300 -idle 20; \
+	SLURM_CONF=$${HPCML_SLURM_DIR:-/tmp/hpcml-slurm}/slurm.conf $(GO) run ./bench/jobs -hpcml $(BIN) -slurm -n 300 -idle 20 -array 300; \
 	  rc=$$?; ./scripts/slurm-dev-cluster.sh down; exit $$rc
 
 fmt:

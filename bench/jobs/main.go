@@ -40,6 +40,9 @@ type result struct {
 	// Submit-to-start of jobs submitted one at a time to an idle system.
 	IdleP50ms float64 `json:"idle_submit_to_start_p50_ms"`
 	IdleP99ms float64 `json:"idle_submit_to_start_p99_ms"`
+	// One array job of Jobs tasks: tasks per second from its submission
+	// to its last task's end.
+	ArrayPerSec float64 `json:"array_tasks_per_second,omitempty"`
 }
 
 func main() {
@@ -50,6 +53,7 @@ func main() {
 	bin := flag.String("hpcml", "", "hpcml binary (default: build it)")
 	jsonOut := flag.Bool("json", false, "print results as JSON")
 	scratchBase := flag.String("scratch", "", "put job dirs (--scratch-dir) under this dir, e.g. /dev/shm; default: in the data dir")
+	arrayN := flag.Int("array", 0, "also run one array job of this many tasks and report tasks/s")
 	slurm := flag.Bool("slurm", false, "also run the load through plain sbatch on the cluster at $SLURM_CONF, in the same invocation")
 	runs := flag.Int("runs", 1, "repeat the whole measurement; the last line is the median run (by jobs/s)")
 	flag.Parse()
@@ -91,11 +95,11 @@ func main() {
 		printResult(nil, true)
 	}
 	results := []*result{measure("hpcml", func() (*result, error) {
-		return b.runHPCML(ctx, exe, *scratchBase, *n, *idle, *conc, *cpus)
+		return b.runHPCML(ctx, exe, *scratchBase, *n, *idle, *conc, *cpus, *arrayN)
 	})}
 	if *slurm {
 		results = append(results, measure("slurm", func() (*result, error) {
-			return b.runSlurm(ctx, *n, min(*idle, 20), *conc, *cpus)
+			return b.runSlurm(ctx, *n, min(*idle, 20), *conc, *cpus, *arrayN)
 		}))
 	}
 	if *jsonOut {
@@ -103,8 +107,12 @@ func main() {
 		return
 	}
 	if len(results) == 2 && results[1].JobsPerSec > 0 {
-		fmt.Printf("hpcml/slurm: throughput %.1fx, idle submit-to-start p50 %.1fx lower\n",
+		fmt.Printf("hpcml/slurm: throughput %.1fx, idle submit-to-start p50 %.1fx lower",
 			results[0].JobsPerSec/results[1].JobsPerSec, results[1].IdleP50ms/results[0].IdleP50ms)
+		if results[1].ArrayPerSec > 0 {
+			fmt.Printf(", array tasks/s %.1fx", results[0].ArrayPerSec/results[1].ArrayPerSec)
+		}
+		fmt.Println()
 	}
 }
 
@@ -116,8 +124,12 @@ func printResult(res *result, header bool) {
 	if res == nil {
 		return
 	}
-	fmt.Printf("%-13s %6d %6g %8.2f %8.1f %14.2f %14.2f %13.2f %13.2f\n", res.Tool, res.Jobs, res.CPUs, res.WallSec,
+	fmt.Printf("%-13s %6d %6g %8.2f %8.1f %14.2f %14.2f %13.2f %13.2f", res.Tool, res.Jobs, res.CPUs, res.WallSec,
 		res.JobsPerSec, res.P50ms, res.P99ms, res.IdleP50ms, res.IdleP99ms)
+	if res.ArrayPerSec > 0 {
+		fmt.Printf("   array: %.1f tasks/s", res.ArrayPerSec)
+	}
+	fmt.Println()
 }
 
 // inParallel calls fn(0..n-1) from conc goroutines and returns the first
@@ -162,7 +174,7 @@ func (b *bench) cleanup() {
 	}
 }
 
-func (b *bench) runHPCML(ctx context.Context, exe, scratchBase string, n, idle, conc int, cpus float64) (*result, error) {
+func (b *bench) runHPCML(ctx context.Context, exe, scratchBase string, n, idle, conc int, cpus float64, arrayN int) (*result, error) {
 	dir, err := os.MkdirTemp("", "hpcml-bench-*")
 	if err != nil {
 		return nil, err
@@ -256,8 +268,24 @@ func (b *bench) runHPCML(ctx context.Context, exe, scratchBase string, n, idle, 
 	}
 	wall := lastEnd.Sub(start).Seconds()
 	slices.Sort(lat)
-	return &result{Tool: "hpcml", Jobs: n, CPUs: cpus, WallSec: wall, JobsPerSec: float64(n) / wall,
-		P50ms: pct(lat, 0.50), P99ms: pct(lat, 0.99), IdleP50ms: pct(idleLat, 0.50), IdleP99ms: pct(idleLat, 0.99)}, nil
+	res := &result{Tool: "hpcml", Jobs: n, CPUs: cpus, WallSec: wall, JobsPerSec: float64(n) / wall,
+		P50ms: pct(lat, 0.50), P99ms: pct(lat, 0.99), IdleP50ms: pct(idleLat, 0.50), IdleP99ms: pct(idleLat, 0.99)}
+	if arrayN > 0 {
+		arr, err := c.SubmitJob(ctx, &job.Spec{Command: []string{"true"}, Resources: job.Resources{CPUs: cpus},
+			Array: fmt.Sprintf("0-%d", arrayN-1)})
+		if err != nil {
+			return nil, fmt.Errorf("submit array: %w", err)
+		}
+		done, err := c.WaitJob(ctx, fmt.Sprint(arr.ID))
+		if err != nil {
+			return nil, err
+		}
+		if done.State != job.Succeeded || done.EndedAt == nil {
+			return nil, fmt.Errorf("array %d ended %s: %s", arr.ID, done.State, done.Reason)
+		}
+		res.ArrayPerSec = float64(arrayN) / done.EndedAt.Sub(done.SubmittedAt).Seconds()
+	}
+	return res, nil
 }
 
 func pct(sorted []float64, p float64) float64 {

@@ -18,7 +18,7 @@ import (
 // Each job records when it started (`date +%s.%N`), so submit-to-start is
 // measured from sbatch's call to the command's first instruction; Slurm's
 // own StartTime has one-second resolution.
-func (b *bench) runSlurm(ctx context.Context, n, idle, conc int, cpus float64) (*result, error) {
+func (b *bench) runSlurm(ctx context.Context, n, idle, conc int, cpus float64, arrayN int) (*result, error) {
 	if os.Getenv("SLURM_CONF") == "" {
 		return nil, fmt.Errorf("SLURM_CONF is not set: start a cluster with scripts/slurm-dev-cluster.sh up 1 and eval its env")
 	}
@@ -103,6 +103,18 @@ func (b *bench) runSlurm(ctx context.Context, n, idle, conc int, cpus float64) (
 	}
 	slices.Sort(lat)
 	wall := end.Sub(start).Seconds()
-	return &result{Tool: "slurm", Jobs: n, CPUs: float64(ncpu), WallSec: wall, JobsPerSec: float64(n) / wall,
-		P50ms: pct(lat, 0.50), P99ms: pct(lat, 0.99), IdleP50ms: pct(idleLat, 0.50), IdleP99ms: pct(idleLat, 0.99)}, nil
+	res := &result{Tool: "slurm", Jobs: n, CPUs: float64(ncpu), WallSec: wall, JobsPerSec: float64(n) / wall,
+		P50ms: pct(lat, 0.50), P99ms: pct(lat, 0.99), IdleP50ms: pct(idleLat, 0.50), IdleP99ms: pct(idleLat, 0.99)}
+	if arrayN > 0 {
+		at := time.Now()
+		if err := exec.CommandContext(ctx, "sbatch", "--parsable", "--cpus-per-task", strconv.Itoa(ncpu),
+			"--array", fmt.Sprintf("0-%d", arrayN-1), "-o", "/dev/null", "--wrap", "true").Run(); err != nil {
+			return nil, fmt.Errorf("sbatch --array: %w", err)
+		}
+		if err := waitAll(); err != nil {
+			return nil, err
+		}
+		res.ArrayPerSec = float64(arrayN) / time.Since(at).Seconds()
+	}
+	return res, nil
 }
