@@ -8,7 +8,6 @@ package sched
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,9 +26,6 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
 )
-
-// maxArrayBytes bounds the spec bytes one array submission stores.
-const maxArrayBytes = 64 << 20
 
 // conflict is an ErrConflict that reads as its own message.
 type conflict string
@@ -192,12 +188,6 @@ func (s *Scheduler) Submit(ctx context.Context, spec *job.Spec) (*job.Job, error
 	var tasks []*job.Job
 	if spec.Array != "" {
 		indices, _, _ := job.ParseArray(spec.Array) // validated by Normalize
-		// Every task stores the spec: bound what one submission may write.
-		if b, _ := json.Marshal(spec); len(b)*len(indices) > maxArrayBytes {
-			return nil, &job.FieldError{Field: "array", Message: fmt.Sprintf(
-				"%d tasks of a %d-byte spec would store more than %d MiB; use fewer tasks or a smaller spec (e.g. inputs instead of long env values)",
-				len(indices), len(b), maxArrayBytes>>20)}
-		}
 		parent.ArraySize = len(indices)
 		tasks = make([]*job.Job, len(indices))
 		for i, idx := range indices {

@@ -197,8 +197,13 @@ func (s *SQLite) QueueCounts(ctx context.Context) (map[string]map[job.State]int,
 
 // --- jobs ---
 
-const jobCols = `id, name, queue, state, reason, parent_id, array_index, array_size, attempt, exit_code, signal,
-	submitted_at, started_at, ended_at, cpu_seconds, max_rss_bytes, cost, cancel_requested, spec`
+// jobCols and jobFrom read jobs; an array task stores no spec of its own
+// (spec = ”), it shares its parent's.
+const jobCols = `j.id, j.name, j.queue, j.state, j.reason, j.parent_id, j.array_index, j.array_size, j.attempt,
+	j.exit_code, j.signal, j.submitted_at, j.started_at, j.ended_at, j.cpu_seconds, j.max_rss_bytes, j.cost,
+	j.cancel_requested, CASE WHEN j.spec = '' THEN p.spec ELSE j.spec END`
+
+const jobFrom = `jobs j LEFT JOIN jobs p ON j.spec = '' AND p.id = j.parent_id`
 
 func scanJob(row interface{ Scan(...any) error }) (*job.Job, error) {
 	var j job.Job
@@ -255,9 +260,12 @@ func (s *SQLite) InsertJob(ctx context.Context, j *job.Job, tasks []*job.Job) er
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		stmt := tx.StmtContext(ctx, s.insJob)
 		insert := func(x *job.Job) error {
-			spec, err := json.Marshal(x.Spec)
-			if err != nil {
-				return err
+			var spec []byte // an array task shares its parent's (see jobFrom)
+			if x.ParentID == 0 {
+				var err error
+				if spec, err = json.Marshal(x.Spec); err != nil {
+					return err
+				}
 			}
 			res, err := stmt.ExecContext(ctx, x.Name, x.Queue, x.State, x.Reason, x.ParentID, nullInt(x.ArrayIndex),
 				x.ArraySize, x.Attempt, x.SubmittedAt.UnixNano(), string(spec))
@@ -282,12 +290,12 @@ func (s *SQLite) InsertJob(ctx context.Context, j *job.Job, tasks []*job.Job) er
 
 // GetJob reads one job with its attempts and, for an array, task counts.
 func (s *SQLite) GetJob(ctx context.Context, id int64) (*job.Job, error) {
-	return s.getJob(ctx, fmt.Sprint(id), `SELECT `+jobCols+` FROM jobs WHERE id = ?`, id)
+	return s.getJob(ctx, fmt.Sprint(id), `SELECT `+jobCols+` FROM `+jobFrom+` WHERE j.id = ?`, id)
 }
 
 // GetArrayTask reads task index of array job parent.
 func (s *SQLite) GetArrayTask(ctx context.Context, parent int64, index int) (*job.Job, error) {
-	return s.getJob(ctx, fmt.Sprintf("%d_%d", parent, index), `SELECT `+jobCols+` FROM jobs WHERE parent_id = ? AND array_index = ?`, parent, index)
+	return s.getJob(ctx, fmt.Sprintf("%d_%d", parent, index), `SELECT `+jobCols+` FROM `+jobFrom+` WHERE j.parent_id = ? AND j.array_index = ?`, parent, index)
 }
 
 func (s *SQLite) getJob(ctx context.Context, what, query string, args ...any) (*job.Job, error) {
@@ -313,18 +321,18 @@ func (s *SQLite) getJob(ctx context.Context, what, query string, args ...any) (*
 func (s *SQLite) ListJobs(ctx context.Context, f JobFilter) ([]*job.Job, error) {
 	var where []string
 	var args []any
-	where = append(where, "parent_id = ?")
+	where = append(where, "j.parent_id = ?")
 	args = append(args, f.Parent)
 	if f.State != "" {
-		where = append(where, "state = ?")
+		where = append(where, "j.state = ?")
 		args = append(args, f.State)
 	}
 	if f.Queue != "" {
-		where = append(where, "queue = ?")
+		where = append(where, "j.queue = ?")
 		args = append(args, f.Queue)
 	}
 	if f.Before > 0 {
-		where = append(where, "id < ?")
+		where = append(where, "j.id < ?")
 		args = append(args, f.Before)
 	}
 	limit := f.Limit
@@ -332,11 +340,11 @@ func (s *SQLite) ListJobs(ctx context.Context, f JobFilter) ([]*job.Job, error) 
 		limit = 100
 	}
 	limit = min(limit, 1000)
-	order := "id DESC"
+	order := "j.id DESC"
 	if f.Parent != 0 {
-		order = "array_index"
+		order = "j.array_index"
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT `+jobCols+` FROM jobs WHERE `+strings.Join(where, " AND ")+
+	rows, err := s.r.QueryContext(ctx, `SELECT `+jobCols+` FROM `+jobFrom+` WHERE `+strings.Join(where, " AND ")+
 		` ORDER BY `+order+` LIMIT `+fmt.Sprint(limit), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
@@ -412,7 +420,7 @@ func (s *SQLite) JobStates(ctx context.Context, ids []int64) (map[int64]job.Stat
 
 // ActiveJobs returns every non-terminal job, oldest first.
 func (s *SQLite) ActiveJobs(ctx context.Context) ([]*job.Job, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+jobCols+` FROM jobs WHERE state NOT IN ('SUCCEEDED','FAILED','CANCELLED','TIMEOUT') ORDER BY id`)
+	rows, err := s.r.QueryContext(ctx, `SELECT `+jobCols+` FROM `+jobFrom+` WHERE j.state NOT IN ('SUCCEEDED','FAILED','CANCELLED','TIMEOUT') ORDER BY j.id`)
 	if err != nil {
 		return nil, fmt.Errorf("active jobs: %w", err)
 	}

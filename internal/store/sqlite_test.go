@@ -177,6 +177,27 @@ func TestInsertJobAndArrays(t *testing.T) {
 	if tk.ID != tasks[2].ID || *tk.ArrayIndex != 2 || tk.DisplayID() != "2_2" {
 		t.Fatalf("GetArrayTask = %+v", tk)
 	}
+	// A task stores no spec of its own: it reads its parent's, in every query.
+	if tk.Spec.Array != "0-2" || len(tk.Spec.Command) == 0 {
+		t.Fatalf("task spec %+v, want the parent's", tk.Spec)
+	}
+	listed, err := s.ListJobs(ctx, JobFilter{Parent: parent.ID})
+	if err != nil || len(listed) != 3 || listed[0].Spec.Array != "0-2" {
+		t.Fatalf("listed tasks %v, %v", listed, err)
+	}
+	active, err := s.ActiveJobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range active {
+		if a.ParentID == parent.ID && a.Spec.Array != "0-2" {
+			t.Fatalf("active task %d has spec %+v", a.ID, a.Spec)
+		}
+	}
+	var stored string
+	if err := s.r.QueryRowContext(ctx, `SELECT spec FROM jobs WHERE id = ?`, tk.ID).Scan(&stored); err != nil || stored != "" {
+		t.Fatalf("a task stored its own spec: %q, %v", stored, err)
+	}
 	if _, err := s.GetArrayTask(ctx, parent.ID, 9); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing task: %v", err)
 	}
