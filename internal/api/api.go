@@ -95,6 +95,7 @@ func (h *Handler) routes() []route {
 		{"GET", "/api/v1/queues", false, h.listQueues},
 		{"POST", "/api/v1/queues", false, h.createQueue},
 		{"GET", "/api/v1/queues/{name}", false, h.getQueue},
+		{"PATCH", "/api/v1/queues/{name}", false, h.updateQueue},
 		{"GET", "/api/v1/capacity", false, h.capacity},
 	}
 }

@@ -167,6 +167,37 @@ func (h *Handler) getQueue(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+func (h *Handler) updateQueue(w http.ResponseWriter, r *http.Request) error {
+	var p job.QueuePatch
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return badRequest("invalid", "malformed queue update (priority, max_running, price_cpu_hour, price_gb_hour): "+err.Error())
+	}
+	if dec.More() {
+		return badRequest("invalid", "malformed queue update: trailing data after the JSON object")
+	}
+	q, err := h.cfg.Store.GetQueue(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	p.Apply(q)
+	if err := q.Validate(); err != nil {
+		return err
+	}
+	if err := h.cfg.Store.UpdateQueue(r.Context(), q); err != nil {
+		return err
+	}
+	h.cfg.Scheduler.QueuesChanged()
+	q.Counts = h.cfg.Scheduler.Snapshot().Counts[q.Name]
+	writeJSON(w, http.StatusOK, q)
+	return nil
+}
+
 func (h *Handler) createQueue(w http.ResponseWriter, r *http.Request) error {
 	var q job.Queue
 	dec := json.NewDecoder(r.Body)

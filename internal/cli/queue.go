@@ -16,7 +16,7 @@ func newQueueCmd(o *rootOptions) *cobra.Command {
 		Use:   "queue",
 		Short: "Create and inspect job queues",
 	}
-	cmd.AddCommand(newQueueCreateCmd(o), newQueueListCmd(o), newQueueGetCmd(o))
+	cmd.AddCommand(newQueueCreateCmd(o), newQueueUpdateCmd(o), newQueueListCmd(o), newQueueGetCmd(o))
 	return cmd
 }
 
@@ -127,4 +127,58 @@ func maxRunningText(n int) string {
 		return "unlimited"
 	}
 	return strconv.Itoa(n)
+}
+
+func newQueueUpdateCmd(o *rootOptions) *cobra.Command {
+	var priority, maxRunning int
+	var priceCPU, priceGB float64
+	cmd := &cobra.Command{
+		Use:   "update NAME",
+		Short: "Change a queue's priority, max running jobs or prices",
+		Long: `Change a queue's settings; the flags not given stay as they are.
+Waiting jobs are scheduled under the new settings at once; the cost of
+running jobs is reckoned at the prices in force when they end.`,
+		Example: `  hpcml queue update urgent --priority 20
+  hpcml queue update default --max-running 4 --price-cpu-hour 0.04`,
+		Args: cobra.ExactArgs(1),
+		RunE: o.action(func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
+			format, err := o.format(formatTable, formatJSON, formatYAML)
+			if err != nil {
+				return err
+			}
+			var p job.QueuePatch
+			fs := cmd.Flags()
+			if fs.Changed("priority") {
+				p.Priority = &priority
+			}
+			if fs.Changed("max-running") {
+				p.MaxRunning = &maxRunning
+			}
+			if fs.Changed("price-cpu-hour") {
+				p.PriceCPUHour = &priceCPU
+			}
+			if fs.Changed("price-gb-hour") {
+				p.PriceGBHour = &priceGB
+			}
+			if p == (job.QueuePatch{}) {
+				return fmt.Errorf("nothing to change: give --priority, --max-running, --price-cpu-hour or --price-gb-hour")
+			}
+			q, err := c.UpdateQueue(ctx, args[0], p)
+			if err != nil {
+				return err
+			}
+			if format != formatTable {
+				return printDoc(cmd.OutOrStdout(), format, q)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Updated queue %s: priority %d, max running %d, %g per CPU-hour, %g per GB-hour\n",
+				q.Name, q.Priority, q.MaxRunning, q.PriceCPUHour, q.PriceGBHour)
+			return nil
+		}),
+	}
+	fs := cmd.Flags()
+	fs.IntVar(&priority, "priority", 0, "priority; jobs of higher-priority queues run first")
+	fs.IntVar(&maxRunning, "max-running", 0, "at most this many of the queue's jobs run at once (0: no limit)")
+	fs.Float64Var(&priceCPU, "price-cpu-hour", 0, "cost of one CPU core for an hour")
+	fs.Float64Var(&priceGB, "price-gb-hour", 0, "cost of one GB of memory for an hour")
+	return cmd
 }

@@ -18,6 +18,18 @@ func (c *Client) CreateQueue(ctx context.Context, q *job.Queue) (*job.Queue, err
 	return &out, nil
 }
 
+// UpdateQueue changes some settings of a queue and returns it as it now is.
+func (c *Client) UpdateQueue(ctx context.Context, name string, p job.QueuePatch) (*job.Queue, error) {
+	if name == "" {
+		return nil, fmt.Errorf("update queue: no queue name")
+	}
+	var out job.Queue
+	if err := c.do(ctx, http.MethodPatch, "/api/v1/queues/"+url.PathEscape(name), nil, p, &out, 0); err != nil {
+		return nil, fmt.Errorf("update queue %s: %w", name, err)
+	}
+	return &out, nil
+}
+
 // GetQueue returns a queue with its job counts by state.
 func (c *Client) GetQueue(ctx context.Context, name string) (*job.Queue, error) {
 	if name == "" {

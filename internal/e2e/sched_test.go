@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"math"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -169,5 +171,68 @@ func TestCapacityNeverOversubscribed(t *testing.T) {
 	}
 	if after := s.jobCount(); after != before {
 		t.Fatalf("refused jobs were stored: %d -> %d", before, after)
+	}
+}
+
+// TestQueueUpdate changes a queue's settings through the API and CLI
+// client: the change is stored, takes effect for waiting jobs at once,
+// and bad updates are refused without changing anything.
+func TestQueueUpdate(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--cpus", "2")
+	ctx := ctxFor(t, 30*time.Second)
+	if _, err := s.Client.CreateQueue(ctx, &job.Queue{Name: "batch", MaxRunning: 1}); err != nil {
+		t.Fatal(err)
+	}
+	first := s.submit(job.Spec{Queue: "batch", Command: []string{"sleep", "3"}})
+	second := s.submit(job.Spec{Queue: "batch", Command: []string{"sleep", "3"}})
+	s.waitRunning(first)
+	s.waitFor(id(second), 5*time.Second, "held by the queue limit", func(j *job.Job) bool {
+		return j.State == job.Runnable && strings.Contains(j.Reason, "max_running")
+	})
+
+	two, price := 2, 0.5
+	q, err := s.Client.UpdateQueue(ctx, "batch", job.QueuePatch{MaxRunning: &two, PriceCPUHour: &price})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.MaxRunning != 2 || q.PriceCPUHour != 0.5 || q.Priority != 0 {
+		t.Fatalf("updated queue %+v", q)
+	}
+	s.waitRunning(second) // the waiting job starts under the new limit
+
+	for _, tt := range []struct {
+		name, path, body string
+		status           int
+		field            string
+	}{
+		{"unknown field", "/api/v1/queues/batch", `{"backend":"slurm"}`, 400, ""},
+		{"negative limit", "/api/v1/queues/batch", `{"max_running":-1}`, 400, "max_running"},
+		{"unknown queue", "/api/v1/queues/nope", `{"priority":1}`, 404, ""},
+	} {
+		status, _, body := s.raw("PATCH", tt.path, s.Token, []byte(tt.body))
+		if status != tt.status || (tt.field != "" && !strings.Contains(string(body), `"field":"`+tt.field+`"`)) {
+			t.Errorf("%s: %d %s", tt.name, status, body)
+		}
+	}
+	if got, err := s.Client.GetQueue(ctx, "batch"); err != nil || got.MaxRunning != 2 || got.PriceCPUHour != 0.5 {
+		t.Fatalf("after refused updates: %+v, %v", got, err)
+	}
+
+	// The CLI: only the flags given change.
+	cli := func(args ...string) (string, error) {
+		cmd := exec.Command(binary, append(args, "--server", s.URL)...)
+		cmd.Env = append(os.Environ(), "HPCML_TOKEN="+s.Token)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := cli("queue", "update", "batch", "--priority", "7"); err != nil || !strings.Contains(out, "priority 7") {
+		t.Fatalf("queue update: %v: %s", err, out)
+	}
+	if got, _ := s.Client.GetQueue(ctx, "batch"); got.Priority != 7 || got.MaxRunning != 2 || got.PriceCPUHour != 0.5 {
+		t.Fatalf("after the CLI update: %+v", got)
+	}
+	if out, err := cli("queue", "update", "batch"); err == nil || !strings.Contains(out, "nothing to change") {
+		t.Fatalf("queue update without flags: %v: %s", err, out)
 	}
 }

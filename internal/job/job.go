@@ -120,6 +120,30 @@ func (q *Queue) Validate() error {
 	return nil
 }
 
+// QueuePatch changes some settings of a queue; nil fields stay as they are.
+type QueuePatch struct {
+	Priority     *int     `json:"priority,omitempty"`
+	MaxRunning   *int     `json:"max_running,omitempty"`
+	PriceCPUHour *float64 `json:"price_cpu_hour,omitempty"`
+	PriceGBHour  *float64 `json:"price_gb_hour,omitempty"`
+}
+
+// Apply writes the patch's fields into q.
+func (p QueuePatch) Apply(q *Queue) {
+	if p.Priority != nil {
+		q.Priority = *p.Priority
+	}
+	if p.MaxRunning != nil {
+		q.MaxRunning = *p.MaxRunning
+	}
+	if p.PriceCPUHour != nil {
+		q.PriceCPUHour = *p.PriceCPUHour
+	}
+	if p.PriceGBHour != nil {
+		q.PriceGBHour = *p.PriceGBHour
+	}
+}
+
 // Cost of holding r for d at the queue's prices: allocation is billed,
 // as on a cloud, not what the job happened to use.
 func (q *Queue) Cost(r Resources, d time.Duration) float64 {

@@ -142,6 +142,19 @@ func (s *SQLite) CreateQueue(ctx context.Context, q *job.Queue) error {
 	return nil
 }
 
+// UpdateQueue writes a queue's mutable settings.
+func (s *SQLite) UpdateQueue(ctx context.Context, q *job.Queue) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE queues SET priority = ?, max_running = ?, price_cpu_hour = ?, price_gb_hour = ? WHERE name = ?`,
+		q.Priority, q.MaxRunning, q.PriceCPUHour, q.PriceGBHour, q.Name)
+	if err != nil {
+		return fmt.Errorf("update queue %s: %w", q.Name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("queue %s: %w", q.Name, ErrNotFound)
+	}
+	return nil
+}
+
 // GetQueue reads one queue.
 func (s *SQLite) GetQueue(ctx context.Context, name string) (*job.Queue, error) {
 	q, err := scanQueue(s.r.QueryRowContext(ctx, `SELECT `+queueCols+` FROM queues WHERE name = ?`, name))

@@ -37,6 +37,9 @@ type Change struct {
 type Store interface {
 	CreateQueue(ctx context.Context, q *job.Queue) error
 	GetQueue(ctx context.Context, name string) (*job.Queue, error)
+	// UpdateQueue writes q's priority, limit and prices; ErrNotFound if
+	// there is no queue of that name.
+	UpdateQueue(ctx context.Context, q *job.Queue) error
 	ListQueues(ctx context.Context) ([]*job.Queue, error)
 	// QueueCounts counts non-parent jobs by queue and state.
 	QueueCounts(ctx context.Context) (map[string]map[job.State]int, error)
