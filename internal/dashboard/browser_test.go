@@ -184,8 +184,10 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("refresh did not resume when the tab showed again")
 	}
 
-	// Clicking a row opens the job's page.
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`tr[data-id="3"] td.when`))); err != nil {
+	// Clicking a row opens the job's page. The click is dispatched in the
+	// page: the live refresh may replace the table between a node lookup
+	// over the devtools protocol and a click on it.
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`document.querySelector('tr[data-id="3"] td.when').click()`)); err != nil {
 		t.Fatal(err)
 	}
 	waitJS(t, ctx, "job 3's page", `location.pathname === "/jobs/3" && !!document.querySelector("#logs")`, 5*time.Second)
@@ -196,7 +198,7 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 	// The stderr tab shows stderr.
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`[data-tab="stderr"]`))); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`document.querySelector('[data-tab="stderr"]').click()`)); err != nil {
 		t.Fatal(err)
 	}
 	waitJS(t, ctx, "the stderr tab", `!document.getElementById("log-stderr").hidden && document.getElementById("log-stdout").hidden`, 2*time.Second)
