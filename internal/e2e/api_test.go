@@ -186,11 +186,17 @@ func TestMetrics(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
 	expectState(t, s.wait(s.submit(job.Spec{Command: []string{"true"}}), 10*time.Second), job.Succeeded)
-	status, _, body := s.raw("GET", "/metrics", s.Token, nil)
-	if status != 200 {
-		t.Fatalf("/metrics: %d", status)
-	}
-	text := string(body)
+	// The gauges read the scheduler's snapshot, published just after the
+	// commit the job's state is read from: wait for it to catch up.
+	var text string
+	waitUntil(t, 5*time.Second, "metrics caught up", func() bool {
+		status, _, body := s.raw("GET", "/metrics", s.Token, nil)
+		if status != 200 {
+			t.Fatalf("/metrics: %d", status)
+		}
+		text = string(body)
+		return strings.Contains(text, `hpcml_jobs{queue="default",state="SUCCEEDED"} 1`)
+	})
 	for _, want := range []string{
 		`hpcml_jobs{queue="default",state="SUCCEEDED"} 1`,
 		`hpcml_jobs{queue="default",state="RUNNING"} 0`,

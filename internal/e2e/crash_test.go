@@ -307,11 +307,8 @@ func TestCrashWithArrayJob(t *testing.T) {
 	if n := maxOverlap(attemptIntervals(t, full...)); n > 2 {
 		t.Errorf("%d tasks ran at once across the restart, throttle is 2", n)
 	}
-	capacity, err := s.Client.Capacity(ctxFor(t, 5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if capacity.Used.CPUs != 0 {
-		t.Errorf("capacity still held after the array ended: %+v", capacity.Used)
-	}
+	waitUntil(t, 5*time.Second, "capacity released after the array ended", func() bool {
+		capacity, err := s.Client.Capacity(ctxFor(t, 5*time.Second))
+		return err == nil && capacity.Used.CPUs == 0
+	})
 }

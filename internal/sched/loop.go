@@ -54,6 +54,7 @@ func (s *Scheduler) turn(ctx context.Context, events []event) {
 		}
 	}
 	clear(st.gone)
+	s.publish(st) // at once, so readers of the store and of the snapshot agree as soon as possible
 	st.superseded = st.superseded[:0]
 	for _, j := range st.launch {
 		s.launch(ctx, j)
@@ -69,7 +70,6 @@ func (s *Scheduler) turn(ctx context.Context, events []event) {
 		r.ch <- r.err
 	}
 	st.replies = st.replies[:0]
-	s.publish(st)
 	s.ended.notify(ended)
 	s.broadcast()
 }
