@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/hpcml/hpcml/internal/client"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +218,33 @@ func TestMetrics(t *testing.T) {
 		if strings.HasPrefix(line, "hpcml_http_request_duration_seconds_bucket") && strings.Contains(line, `route="/api/v1/jobs/1"`) {
 			t.Errorf("request metrics are labelled by raw path (unbounded cardinality): %s", line)
 		}
+	}
+}
+
+// TestTokenFile: the token is created at first start with mode 0600 and
+// kept across restarts, so clients configured once stay valid.
+func TestTokenFile(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	path := filepath.Join(s.DataDir, "token")
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := info.Mode().Perm(); perm != 0o600 {
+		t.Errorf("token file mode %v, want 0600", perm)
+	}
+	before := s.Token
+	s.Kill9()
+	s.Restart()
+	after := strings.TrimSpace(readFile(t, path))
+	if after != before {
+		t.Fatalf("token changed across a restart")
+	}
+	if err := s.Client.Health(ctxFor(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Client.ListJobs(ctxFor(t, 5*time.Second), client.ListOptions{}); err != nil {
+		t.Fatalf("the old token no longer works: %v", err)
 	}
 }
