@@ -34,10 +34,27 @@ type Spec struct {
 	Inputs    []Input           `json:"inputs,omitempty" yaml:"inputs,omitempty"`
 	Outputs   []Output          `json:"outputs,omitempty" yaml:"outputs,omitempty"`
 	Tags      map[string]string `json:"tags,omitempty" yaml:"tags,omitempty"`
+
+	// A job is Nodes × TasksPerNode tasks (ranks) of the same command,
+	// started together and ended together, as Slurm's --nodes and
+	// --ntasks-per-node; both default to 1, which is a plain job.
+	// Resources are per task (cpus) and per node (memory_mb, gpus): see
+	// Allocation.
+	Nodes        int `json:"nodes,omitempty" yaml:"nodes,omitempty"`
+	TasksPerNode int `json:"tasks_per_node,omitempty" yaml:"tasks_per_node,omitempty"`
+	// Type is how the tasks are started: "" starts them as plain
+	// processes that learn their rank from HPCML_RANK; TypeMPI starts
+	// them as one MPI world (mpirun here, srun --mpi=pmix under Slurm).
+	Type string `json:"type,omitempty" yaml:"type,omitempty"`
 }
 
-// Resources a job asks for on one node. CPUs may be fractional (0.5 = half
-// a core, as in Kubernetes); the scheduler accounts in thousandths.
+// TypeMPI is the Spec.Type of an MPI job.
+const TypeMPI = "mpi"
+
+// Resources a job asks for. CPUs are per task and may be fractional (0.5 =
+// half a core, as in Kubernetes; the scheduler accounts in thousandths);
+// MemoryMB and GPUs are per node. These are Slurm's --cpus-per-task, --mem
+// and --gres=gpu:N; for a one-task job, per task and per node are the same.
 type Resources struct {
 	CPUs     float64 `json:"cpus" yaml:"cpus,omitempty"`
 	MemoryMB int64   `json:"memory_mb" yaml:"memory_mb,omitempty"`
@@ -232,6 +249,12 @@ func ParseSpec(data []byte) (*Spec, error) {
 type Limits struct {
 	// Largest node: a request above it can never run.
 	MaxNode Resources
+	// MaxNodes bounds a job's nodes; 0 when unknown (no bound is checked).
+	MaxNodes int
+	// SingleNode: every task of a job runs on this one node (the local
+	// backend), so the job's whole Allocation must fit MaxNode, however
+	// many nodes it asks for.
+	SingleNode bool
 }
 
 // Bounds on user input, so that one spec cannot exhaust the server.
@@ -240,6 +263,10 @@ const (
 	MaxAttempts    = 10
 	MaxCommandArgs = 4096
 	MaxNameLen     = 128
+	// A job's nodes and tasks per node: far above any cluster's needs,
+	// low enough that their product cannot overflow anything.
+	MaxJobNodes     = 1024
+	MaxTasksPerNode = 1024
 )
 
 var (
@@ -291,7 +318,13 @@ func (s *Spec) Normalize(lim Limits) error {
 	if s.WorkDir != "" && !filepath.IsAbs(s.WorkDir) && !filepath.IsLocal(s.WorkDir) {
 		return fieldErr("workdir", "%q escapes the job dir (use an absolute path or one inside the job dir)", s.WorkDir)
 	}
-	if err := s.Resources.normalize(lim.MaxNode); err != nil {
+	if err := s.normalizeTasks(); err != nil {
+		return err
+	}
+	if err := s.Resources.normalize(); err != nil {
+		return err
+	}
+	if err := s.checkFits(lim); err != nil {
 		return err
 	}
 	if s.TimeLimit < 0 {
@@ -352,7 +385,9 @@ func checkJobPath(p string) error {
 	return nil
 }
 
-func (r *Resources) normalize(max Resources) error {
+// normalize fills the default and checks the request against itself;
+// whether it fits a node is checkFits'.
+func (r *Resources) normalize() error {
 	if r.CPUs == 0 {
 		r.CPUs = 1
 	}
@@ -367,15 +402,6 @@ func (r *Resources) normalize(max Resources) error {
 	}
 	if r.GPUs < 0 {
 		return fieldErr("resources.gpus", "must not be negative")
-	}
-	if r.MilliCPUs() > max.MilliCPUs() {
-		return fieldErr("resources.cpus", "%g CPUs is more than the largest node has (%g)", r.CPUs, max.CPUs)
-	}
-	if r.MemoryMB > max.MemoryMB {
-		return fieldErr("resources.memory_mb", "%d MB is more than the largest node has (%d MB)", r.MemoryMB, max.MemoryMB)
-	}
-	if r.GPUs > max.GPUs {
-		return fieldErr("resources.gpus", "%d GPUs is more than the largest node has (%d)", r.GPUs, max.GPUs)
 	}
 	return nil
 }

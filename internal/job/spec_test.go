@@ -286,3 +286,117 @@ func TestSignalNumber(t *testing.T) {
 		}
 	}
 }
+
+func TestTasksAndAllocation(t *testing.T) {
+	tests := []struct {
+		name  string
+		spec  Spec
+		tasks int
+		want  Resources
+	}{
+		{"plain job", Spec{Resources: Resources{CPUs: 2, MemoryMB: 100, GPUs: 1}}, 1, Resources{CPUs: 2, MemoryMB: 100, GPUs: 1}},
+		{"zeros are one", Spec{Nodes: 0, TasksPerNode: 0, Resources: Resources{CPUs: 1}}, 1, Resources{CPUs: 1}},
+		{"cpus per task, memory and gpus per node",
+			Spec{Nodes: 2, TasksPerNode: 3, Resources: Resources{CPUs: 0.5, MemoryMB: 1000, GPUs: 2}},
+			6, Resources{CPUs: 3, MemoryMB: 2000, GPUs: 4}},
+		// Thousandths, as the scheduler counts: 3 × 0.333 = 0.999.
+		{"thousandths", Spec{TasksPerNode: 3, Resources: Resources{CPUs: 1.0 / 3}}, 3, Resources{CPUs: 0.999}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.spec.Tasks(); got != tt.tasks {
+				t.Errorf("Tasks = %d, want %d", got, tt.tasks)
+			}
+			if got := tt.spec.Allocation(); got != tt.want {
+				t.Errorf("Allocation = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNormalizeTasks(t *testing.T) {
+	local := Limits{MaxNode: Resources{CPUs: 2, MemoryMB: 1024}, SingleNode: true}
+	cluster := Limits{MaxNode: Resources{CPUs: 4, MemoryMB: 1024, GPUs: 2}, MaxNodes: 3}
+	unknown := Limits{MaxNode: Resources{CPUs: 4, MemoryMB: 1024}}
+	tests := []struct {
+		name  string
+		lim   Limits
+		edit  func(*Spec)
+		field string // "" = accepted
+		msg   string // in the error
+	}{
+		{"defaults", local, func(s *Spec) {}, "", ""},
+		{"mpi", local, func(s *Spec) { s.Type = TypeMPI }, "", ""},
+		{"bad type", local, func(s *Spec) { s.Type = "foo" }, "type", `"foo" is not a job type (mpi)`},
+		{"type is case-sensitive", local, func(s *Spec) { s.Type = "MPI" }, "type", "not a job type"},
+		{"negative nodes", local, func(s *Spec) { s.Nodes = -1 }, "nodes", "between 1 and 1024"},
+		{"too many nodes", cluster, func(s *Spec) { s.Nodes = MaxJobNodes + 1 }, "nodes", "between 1 and 1024"},
+		{"negative tasks per node", local, func(s *Spec) { s.TasksPerNode = -2 }, "tasks_per_node", "between 1 and 1024"},
+		{"too many tasks per node", local, func(s *Spec) { s.TasksPerNode = MaxTasksPerNode + 1 }, "tasks_per_node", "between 1 and 1024"},
+		{"array of multi-task jobs", local, func(s *Spec) { s.Array = "0-3"; s.TasksPerNode = 2; s.Resources.CPUs = 0.5 }, "", ""},
+
+		// Local: every task runs on the one machine.
+		{"local: 4 × 0.5 cpus fits 2", local, func(s *Spec) { s.Nodes, s.TasksPerNode, s.Resources.CPUs = 2, 2, 0.5 }, "", ""},
+		{"local: 4 × 1 cpus does not fit 2", local, func(s *Spec) { s.Nodes, s.TasksPerNode = 2, 2 }, "resources.cpus",
+			"needs 4 CPUs in total (2 nodes × 2 tasks × 1 cpus); every task runs on this one node, which has 2: ask for fewer cpus per task, e.g. 0.5"},
+		{"local: too many tasks for any cpus", local, func(s *Spec) { s.Nodes, s.TasksPerNode, s.Resources.CPUs = 1024, 1024, 0.001 }, "resources.cpus",
+			"ask for fewer tasks"},
+		{"local: memory is per node", local, func(s *Spec) { s.Nodes, s.Resources.CPUs, s.Resources.MemoryMB = 2, 0.5, 600 }, "resources.memory_mb",
+			"needs 1200 MB in total (2 nodes × 600 MB)"},
+		{"local: memory per node fits", local, func(s *Spec) { s.Nodes, s.Resources.CPUs, s.Resources.MemoryMB = 2, 0.5, 512 }, "", ""},
+		{"local: one task above the node", local, func(s *Spec) { s.TasksPerNode, s.Resources.CPUs = 2, 3 }, "resources.cpus", "3 CPUs per task"},
+		{"local: huge memory cannot wrap", local, func(s *Spec) { s.Nodes, s.Resources.CPUs, s.Resources.MemoryMB = 2, 0.5, 1<<62 }, "resources.memory_mb", ""},
+		{"local: node count is not bounded by MaxNodes", Limits{MaxNode: local.MaxNode, SingleNode: true, MaxNodes: 1},
+			func(s *Spec) { s.Nodes, s.Resources.CPUs = 4, 0.5 }, "", ""},
+
+		// Cluster: per node, and the node count.
+		{"cluster: 3 nodes × 4 cpus", cluster, func(s *Spec) { s.Nodes, s.TasksPerNode = 3, 4 }, "", ""},
+		{"cluster: more nodes than there are", cluster, func(s *Spec) { s.Nodes = 4 }, "nodes", "4 nodes is more than there are (3)"},
+		{"cluster: unknown node count", unknown, func(s *Spec) { s.Nodes = 100 }, "", ""},
+		{"cluster: tasks of a node above it", cluster, func(s *Spec) { s.TasksPerNode, s.Resources.CPUs = 3, 1.5 }, "resources.cpus",
+			"needs 4.5 CPUs per node (3 tasks × 1.5 cpus); the largest node has 4"},
+		{"cluster: gpus per node", cluster, func(s *Spec) { s.Nodes, s.Resources.GPUs = 3, 2 }, "", ""},
+		{"cluster: gpus above a node", cluster, func(s *Spec) { s.Nodes, s.Resources.GPUs = 2, 3 }, "resources.gpus", "3 GPUs"},
+		{"cluster: memory above a node", cluster, func(s *Spec) { s.Nodes, s.Resources.MemoryMB = 2, 2000 }, "resources.memory_mb", "2000 MB"},
+		// A one-task job keeps the plain message.
+		{"single task above the node", cluster, func(s *Spec) { s.Resources.CPUs = 5 }, "resources.cpus",
+			"5 CPUs is more than the largest node has (4)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &Spec{Command: []string{"true"}}
+			tt.edit(s)
+			err := s.Normalize(tt.lim)
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("Normalize = %v, want it accepted", err)
+				}
+				if s.Nodes < 1 || s.TasksPerNode < 1 {
+					t.Fatalf("layout not defaulted: %d × %d", s.Nodes, s.TasksPerNode)
+				}
+				return
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != tt.field {
+				t.Fatalf("Normalize = %v, want a FieldError on %s", err, tt.field)
+			}
+			if !strings.Contains(fe.Message, tt.msg) {
+				t.Fatalf("message %q does not say %q", fe.Message, tt.msg)
+			}
+		})
+	}
+}
+
+func TestParseSpecTasks(t *testing.T) {
+	s, err := ParseSpec([]byte("command: [./solver]\ntype: mpi\nnodes: 2\ntasks_per_node: 4\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Type != TypeMPI || s.Nodes != 2 || s.TasksPerNode != 4 || s.Tasks() != 8 {
+		t.Fatalf("parsed %+v", s)
+	}
+	s, err = ParseSpec([]byte(`{"command":["x"],"type":"mpi","nodes":3,"tasks_per_node":2}`))
+	if err != nil || s.Type != TypeMPI || s.Tasks() != 6 {
+		t.Fatalf("parsed %+v, %v", s, err)
+	}
+}
