@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/hpcml/hpcml/internal/backend"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/sched"
 	"github.com/hpcml/hpcml/internal/store"
@@ -55,6 +56,8 @@ func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
 		status, d.Code = http.StatusNotFound, "not_found"
 	case errors.Is(err, store.ErrExists), errors.Is(err, sched.ErrConflict):
 		status, d.Code = http.StatusConflict, "conflict"
+	case errors.Is(err, backend.ErrUnavailable):
+		status, d.Code = http.StatusServiceUnavailable, "unavailable"
 	case errors.Is(err, context.Canceled):
 		// The client went away; there is nobody to tell.
 		return

@@ -176,7 +176,7 @@ func (h *Handler) updateQueue(w http.ResponseWriter, r *http.Request) error {
 		if errors.As(err, &mbe) {
 			return err
 		}
-		return badRequest("invalid", "malformed queue update (priority, max_running, price_cpu_hour, price_gb_hour): "+err.Error())
+		return badRequest("invalid", "malformed queue update (priority, max_running, price_cpu_hour, price_gb_hour, partition, account, qos): "+err.Error())
 	}
 	if dec.More() {
 		return badRequest("invalid", "malformed queue update: trailing data after the JSON object")
@@ -187,6 +187,9 @@ func (h *Handler) updateQueue(w http.ResponseWriter, r *http.Request) error {
 	}
 	p.Apply(q)
 	if err := q.Validate(); err != nil {
+		return err
+	}
+	if err := h.cfg.Scheduler.CheckQueue(r.Context(), q); err != nil {
 		return err
 	}
 	if err := h.cfg.Store.UpdateQueue(r.Context(), q); err != nil {
@@ -214,6 +217,9 @@ func (h *Handler) createQueue(w http.ResponseWriter, r *http.Request) error {
 	}
 	q.CreatedAt, q.Counts = time.Time{}, nil
 	if err := q.Validate(); err != nil {
+		return err
+	}
+	if err := h.cfg.Scheduler.CheckQueue(r.Context(), &q); err != nil {
 		return err
 	}
 	if err := h.cfg.Store.CreateQueue(r.Context(), &q); err != nil {

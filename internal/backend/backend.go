@@ -5,14 +5,24 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/hpcml/hpcml/internal/job"
 )
 
+// ErrUnavailable marks a launch that failed because the backend cannot be
+// reached (a Slurm controller that is down): nothing was submitted, and
+// the scheduler holds the backend's jobs back and tries again later rather
+// than failing them.
+var ErrUnavailable = errors.New("backend unavailable")
+
 // Reporter receives what happens to launched attempts. Calls may come
 // from any goroutine and must not block for long.
 type Reporter interface {
+	// Queued: the attempt waits in the backend's own queue (Slurm's PD
+	// state); id is the backend's name for it, reason why it waits.
+	Queued(jobID int64, attempt int, id, reason string)
 	// Started: the command of the attempt is running.
 	Started(jobID int64, attempt int, at time.Time)
 	// Finished: the attempt is over, for good or ill.
@@ -21,12 +31,23 @@ type Reporter interface {
 
 // Backend runs attempts of jobs.
 type Backend interface {
+	// Name is what queues choose the backend by (job.BackendLocal, ...).
 	Name() string
-	// Capacity is what the backend may run at once (one node for local).
+	// Capacity is what the scheduler may place on the backend at once.
+	// Zero means the backend queues work itself (Slurm): the scheduler
+	// then hands every runnable job over at once, and leaves the %N
+	// throttle of arrays to the backend too.
 	Capacity() job.Resources
-	// Launch starts attempt j.Attempt of j. When it returns nil the attempt
-	// is owned by the backend and will be reported Finished exactly once.
-	Launch(ctx context.Context, j *job.Job) error
+	// Limits are what one job of queue q may ask for.
+	Limits(ctx context.Context, q *job.Queue) (job.Limits, error)
+	// CheckQueue reports whether q can send jobs here (for Slurm: its
+	// partition, account and QOS exist); the error is for the user.
+	CheckQueue(ctx context.Context, q *job.Queue) error
+	// Launch starts attempt j.Attempt of j, a job of queue q. When it
+	// returns nil the attempt is owned by the backend and will be
+	// reported Finished exactly once. An error wrapping ErrUnavailable
+	// means nothing was launched and it may be tried again.
+	Launch(ctx context.Context, j *job.Job, q *job.Queue) error
 	// Cancel asks a launched attempt to stop (SIGTERM, then SIGKILL).
 	Cancel(ctx context.Context, jobID int64, attempt int) error
 	// Recover re-attaches to attempt j.Attempt of j, launched by an earlier
@@ -34,4 +55,11 @@ type Backend interface {
 	// be reported Finished exactly once, at once if it ended while nobody
 	// watched.
 	Recover(ctx context.Context, j *job.Job) error
+}
+
+// BatchLauncher is a Backend that launches several attempts of one queue
+// at once better than one by one (Slurm submits the tasks of an array
+// job as one array). errs[i] is the outcome of jobs[i].
+type BatchLauncher interface {
+	LaunchBatch(ctx context.Context, jobs []*job.Job, q *job.Queue) (errs []error)
 }

@@ -2,6 +2,7 @@ package job
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,9 @@ type Job struct {
 	Cost        float64 `json:"cost"`
 
 	CancelRequested bool `json:"cancel_requested,omitempty"`
+	// Interruptions counts attempts lost to the machine rather than the
+	// job: a node failure or a preemption.
+	Interruptions int `json:"interruptions,omitempty"`
 
 	Spec     Spec      `json:"spec"`
 	Attempts []Attempt `json:"attempts,omitempty"`
@@ -81,18 +85,26 @@ type Attempt struct {
 	// Logs name the stored stdout/stderr objects once the attempt ended.
 	StdoutURL string `json:"stdout_url,omitempty"`
 	StderrURL string `json:"stderr_url,omitempty"`
+	// BackendID is the attempt's id in its backend ("slurm:1234_5").
+	BackendID string `json:"backend_id,omitempty"`
+	// Interrupted: the attempt was lost to a node failure or preemption.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // Queue is where jobs wait; it sets their priority, how many may run at
 // once and what a resource-hour costs.
 type Queue struct {
-	Name         string    `json:"name"`
-	Priority     int       `json:"priority"`
-	MaxRunning   int       `json:"max_running"`
-	PriceCPUHour float64   `json:"price_cpu_hour"`
-	PriceGBHour  float64   `json:"price_gb_hour"`
-	Backend      string    `json:"backend"`
-	CreatedAt    time.Time `json:"created_at"`
+	Name         string  `json:"name"`
+	Priority     int     `json:"priority"`
+	MaxRunning   int     `json:"max_running"`
+	PriceCPUHour float64 `json:"price_cpu_hour"`
+	PriceGBHour  float64 `json:"price_gb_hour"`
+	Backend      string  `json:"backend"`
+	// Slurm queues: where their jobs go (empty: the cluster's defaults).
+	Partition string    `json:"partition,omitempty"`
+	Account   string    `json:"account,omitempty"`
+	QOS       string    `json:"qos,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 	// Counts are the queue's jobs by state (filled by queue get).
 	Counts map[State]int `json:"counts,omitempty"`
 }
@@ -112,13 +124,39 @@ func (q *Queue) Validate() error {
 		return fieldErr("price_gb_hour", "must not be negative")
 	}
 	if q.Backend == "" {
-		q.Backend = "local"
+		q.Backend = BackendLocal
 	}
-	if q.Backend != "local" {
-		return fieldErr("backend", "%q is not an available backend (local)", q.Backend)
+	switch q.Backend {
+	case BackendLocal:
+		for field, v := range map[string]string{"partition": q.Partition, "account": q.Account, "qos": q.QOS} {
+			if v != "" {
+				return fieldErr(field, "only a slurm queue has a %s", field)
+			}
+		}
+	case BackendSlurm:
+		for field, v := range map[string]string{"partition": q.Partition, "account": q.Account, "qos": q.QOS} {
+			if v != "" && !slurmNameRE.MatchString(v) {
+				return fieldErr(field, "%q is not a valid Slurm %s name", v, field)
+			}
+		}
+	default:
+		return fieldErr("backend", "%q is not a backend (local, slurm)", q.Backend)
 	}
 	return nil
 }
+
+// DefaultQueue is where a job without a queue goes; it always exists.
+const DefaultQueue = "default"
+
+// Backend names a queue may choose.
+const (
+	BackendLocal = "local"
+	BackendSlurm = "slurm"
+)
+
+// slurmNameRE bounds partition, account and QOS names to what Slurm
+// itself accepts in practice, so that nothing odd reaches its commands.
+var slurmNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}$`)
 
 // QueuePatch changes some settings of a queue; nil fields stay as they are.
 type QueuePatch struct {
@@ -126,6 +164,9 @@ type QueuePatch struct {
 	MaxRunning   *int     `json:"max_running,omitempty"`
 	PriceCPUHour *float64 `json:"price_cpu_hour,omitempty"`
 	PriceGBHour  *float64 `json:"price_gb_hour,omitempty"`
+	Partition    *string  `json:"partition,omitempty"`
+	Account      *string  `json:"account,omitempty"`
+	QOS          *string  `json:"qos,omitempty"`
 }
 
 // Apply writes the patch's fields into q.
@@ -141,6 +182,15 @@ func (p QueuePatch) Apply(q *Queue) {
 	}
 	if p.PriceGBHour != nil {
 		q.PriceGBHour = *p.PriceGBHour
+	}
+	if p.Partition != nil {
+		q.Partition = *p.Partition
+	}
+	if p.Account != nil {
+		q.Account = *p.Account
+	}
+	if p.QOS != nil {
+		q.QOS = *p.QOS
 	}
 }
 

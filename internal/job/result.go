@@ -21,6 +21,10 @@ type Result struct {
 	Error string `json:"error,omitempty"`
 	// NodeLost: the wrapper died without reporting (the node went away).
 	NodeLost bool `json:"node_lost,omitempty"`
+	// Interrupted: the machine took the attempt away (node failure,
+	// preemption); it counts in the job's interruptions and is retried
+	// like a lost node.
+	Interrupted bool `json:"interrupted,omitempty"`
 	// NeverStarted: the wrapper was lost before it ran anything, so the
 	// attempt may be launched again without running anything twice.
 	NeverStarted bool   `json:"never_started,omitempty"`

@@ -10,12 +10,16 @@ import (
 type event struct {
 	submitted []*job.Job
 
-	started  bool
-	launched bool // the backend took the attempt, or failed to
-	finished *job.Result
-	jobID    int64
-	attempt  int
-	at       time.Time
+	started   bool
+	launched  bool  // the backend took the attempt, or failed to
+	launchErr error // why it failed to
+	queued    bool  // the attempt waits in the backend's queue
+	backendID string
+	reason    string
+	finished  *job.Result
+	jobID     int64
+	attempt   int
+	at        time.Time
 
 	cancel      int64
 	cancelReply chan error
@@ -26,6 +30,11 @@ type event struct {
 // Started implements backend.Reporter.
 func (s *Scheduler) Started(jobID int64, attempt int, at time.Time) {
 	s.inbox.push(event{started: true, jobID: jobID, attempt: attempt, at: at})
+}
+
+// Queued implements backend.Reporter.
+func (s *Scheduler) Queued(jobID int64, attempt int, id, reason string) {
+	s.inbox.push(event{queued: true, jobID: jobID, attempt: attempt, backendID: id, reason: reason})
 }
 
 // Finished implements backend.Reporter.

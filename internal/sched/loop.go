@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/hpcml/hpcml/internal/backend"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/store"
 )
@@ -56,13 +57,11 @@ func (s *Scheduler) turn(ctx context.Context, events []event) {
 	clear(st.gone)
 	s.publish(st) // at once, so readers of the store and of the snapshot agree as soon as possible
 	st.superseded = st.superseded[:0]
-	for _, j := range st.launch {
-		s.launch(ctx, j)
-	}
+	s.launchAll(ctx, st, st.launch)
 	st.launch = st.launch[:0]
-	for _, j := range st.cancels {
-		if err := s.backend.Cancel(ctx, j.ID, j.Attempt); err != nil {
-			s.log.Warn("cancel job", "job", j.ID, "err", err)
+	for _, e := range st.cancels {
+		if err := e.pool.b.Cancel(ctx, e.j.ID, e.j.Attempt); err != nil {
+			s.log.Warn("cancel job", "job", e.j.ID, "err", err)
 		}
 	}
 	st.cancels = st.cancels[:0]
@@ -74,18 +73,47 @@ func (s *Scheduler) turn(ctx context.Context, events []event) {
 	s.broadcast()
 }
 
-// launch hands one attempt to the backend. Launching is slow (a process
-// start), so it runs beside the loop; a failure comes back as an event.
-func (s *Scheduler) launch(ctx context.Context, j *job.Job) {
-	cp := *j
-	go func() {
-		err := s.backend.Launch(ctx, &cp)
-		// Before Finished, so that the loop sees them in this order.
-		s.inbox.push(event{launched: true, jobID: cp.ID, attempt: cp.Attempt})
-		if err != nil {
-			s.Finished(cp.ID, cp.Attempt, job.Result{EndedAt: time.Now().UTC(), Error: "launch: " + err.Error()})
+// launchAll hands attempts to their backends. Launching is slow (a
+// process start, an sbatch), so it runs beside the loop; the outcome of
+// each comes back as a launched event. Attempts of one queue on a
+// backend that launches in batches (Slurm arrays) go together.
+func (s *Scheduler) launchAll(ctx context.Context, st *state, entries []*entry) {
+	type group struct {
+		p    *pool
+		q    *job.Queue
+		jobs []*job.Job
+	}
+	var groups []*group
+	byQueue := map[string]*group{}
+	for _, e := range entries {
+		cp := *e.j // the loop goes on changing e.j
+		q := st.queues[cp.Queue]
+		if _, batch := e.pool.b.(backend.BatchLauncher); !batch {
+			groups = append(groups, &group{p: e.pool, q: q, jobs: []*job.Job{&cp}})
+			continue
 		}
-	}()
+		g := byQueue[cp.Queue]
+		if g == nil {
+			g = &group{p: e.pool, q: q}
+			byQueue[cp.Queue] = g
+			groups = append(groups, g)
+		}
+		g.jobs = append(g.jobs, &cp)
+	}
+	for _, g := range groups {
+		qcp := *g.q
+		go func() {
+			var errs []error
+			if bl, ok := g.p.b.(backend.BatchLauncher); ok {
+				errs = bl.LaunchBatch(ctx, g.jobs, &qcp)
+			} else {
+				errs = []error{g.p.b.Launch(ctx, g.jobs[0], &qcp)}
+			}
+			for i, j := range g.jobs {
+				s.inbox.push(event{launched: true, jobID: j.ID, attempt: j.Attempt, launchErr: errs[i]})
+			}
+		}()
+	}
 }
 
 func (s *Scheduler) apply(ctx context.Context, st *state, ev event) {
@@ -120,9 +148,18 @@ func (s *Scheduler) apply(ctx context.Context, st *state, ev event) {
 			return
 		}
 		e.launching = false
-		if e.j.CancelRequested && e.j.State.Active() {
-			st.cancels = append(st.cancels, e.j) // held back while launching
+		s.launched(st, e, ev.launchErr)
+	case ev.queued:
+		e := st.jobs[ev.jobID]
+		if e == nil || e.j.Attempt != ev.attempt || e.j.State != job.Starting {
+			return
 		}
+		if e.attempt.BackendID != ev.backendID {
+			e.attempt.BackendID = ev.backendID
+			st.dirtyAttempt[e.j.ID] = true
+			st.dirty[e.j.ID] = true
+		}
+		st.setState(e, job.Starting, ev.reason)
 	case ev.finished != nil:
 		e := st.jobs[ev.jobID]
 		if e == nil || e.j.Attempt != ev.attempt || !e.j.State.Active() {
@@ -138,6 +175,29 @@ func (s *Scheduler) apply(ctx context.Context, st *state, ev event) {
 		}
 		st.reprioritise()
 		st.schedule = true
+	}
+}
+
+// launched applies the outcome of handing an attempt to its backend.
+func (s *Scheduler) launched(st *state, e *entry, err error) {
+	j := e.j
+	switch {
+	case err == nil:
+		e.pool.markUp()
+		if j.CancelRequested && j.State.Active() {
+			st.cancels = append(st.cancels, e) // held back while launching
+		}
+	case errors.Is(err, backend.ErrUnavailable) && !j.CancelRequested:
+		// Nothing was submitted: the same attempt waits for the backend.
+		e.pool.markDown(time.Now(), err.Error())
+		st.release(e)
+		e.attempt.State, e.attempt.Reason = job.Runnable, "not launched: "+err.Error()
+		st.dirtyAttempt[j.ID] = true
+		j.Attempt--
+		st.setState(e, job.Runnable, err.Error())
+	default:
+		now := time.Now().UTC()
+		s.finish(st, e, &job.Result{EndedAt: now, Error: "launch: " + err.Error(), NeverStarted: errors.Is(err, backend.ErrUnavailable)})
 	}
 }
 
@@ -178,6 +238,10 @@ func (s *Scheduler) finish(st *state, e *entry, r *job.Result) {
 	a.ExitCode, a.Signal = r.ExitCode, r.Signal
 	a.CPUSeconds, a.MaxRSSBytes = r.CPUSeconds, r.MaxRSSBytes
 	a.StdoutURL, a.StderrURL = r.StdoutURL, r.StderrURL
+	if r.Interrupted {
+		a.Interrupted = true
+		j.Interruptions++
+	}
 	j.ExitCode, j.Signal = r.ExitCode, r.Signal
 	j.CPUSeconds += r.CPUSeconds
 	j.MaxRSSBytes = max(j.MaxRSSBytes, r.MaxRSSBytes)
@@ -227,7 +291,7 @@ func (s *Scheduler) cancelOne(st *state, e *entry) {
 		j.CancelRequested = true
 		st.setState(e, j.State, ReasonCancelling)
 		if !e.launching { // else sent once the backend has the attempt
-			st.cancels = append(st.cancels, j)
+			st.cancels = append(st.cancels, e)
 		}
 	}
 }
@@ -304,18 +368,34 @@ func (s *Scheduler) depState(ctx context.Context, st *state, id int64) (job.Stat
 	return sst, nil
 }
 
-// schedulePass starts runnable jobs in priority order while they fit,
-// never beyond the declared capacity, a queue's max_running or an
-// array's throttle. When a queue's first waiting job does not fit, the
-// rest of that queue waits too, so small jobs cannot starve a big one.
+// schedulePass starts runnable jobs, pool by pool, in priority order
+// while they fit, never beyond a bounded pool's capacity, a queue's
+// max_running or (on bounded pools) an array's throttle. When a queue's
+// first waiting job does not fit, the rest of that queue waits too, so
+// small jobs cannot starve a big one. An unbounded pool (Slurm) gets
+// every runnable job: its own scheduler decides the rest.
 func (s *Scheduler) schedulePass(st *state) {
 	st.schedule = false
-	if st.usedMilli >= st.total.MilliCPUs() {
-		return // full: every job asks for some CPU, so nothing can start
+	now := time.Now()
+	for _, p := range st.pools {
+		if p.down(now) {
+			for _, e := range p.runq.items {
+				st.setState(e, job.Runnable, p.downReason)
+			}
+			st.wakeAt(p.downUntil)
+			continue
+		}
+		if p.full() {
+			continue
+		}
+		s.schedulePool(st, p)
 	}
+}
+
+func (s *Scheduler) schedulePool(st *state, p *pool) {
 	blocked := map[string]bool{}
 	// A copy: starting a job takes it out of the run queue.
-	for _, e := range slices.Clone(st.runq.items) {
+	for _, e := range slices.Clone(p.runq.items) {
 		j := e.j
 		q := st.queues[j.Queue]
 		switch {
@@ -323,14 +403,14 @@ func (s *Scheduler) schedulePass(st *state) {
 			st.setState(e, job.Runnable, ReasonPriority)
 		case q != nil && q.MaxRunning > 0 && st.running[j.Queue] >= q.MaxRunning:
 			st.setState(e, job.Runnable, ReasonQueueLimit)
-		case st.throttled(e):
+		case p.bounded && st.throttled(e):
 			st.setState(e, job.Runnable, ReasonThrottle)
-		case !st.fits(j.Spec.Resources):
+		case !p.fits(j.Spec.Allocation()):
 			st.setState(e, job.Runnable, ReasonResources)
 			blocked[j.Queue] = true
 		default:
 			s.start(st, e)
-			if st.usedMilli >= st.total.MilliCPUs() {
+			if p.full() {
 				// Full. The jobs not visited keep the reason of the last pass
 				// that reached them, which is cheaper than visiting thousands
 				// of waiting jobs every time one slot frees.
@@ -361,7 +441,7 @@ func (s *Scheduler) start(st *state, e *entry) {
 	st.setState(e, job.Starting, "")
 	st.allocate(e)
 	e.launching = true
-	st.launch = append(st.launch, j)
+	st.launch = append(st.launch, e)
 }
 
 // publish stores a snapshot for readers outside the loop.
@@ -380,10 +460,21 @@ func (s *Scheduler) publish(st *state) {
 	for _, n := range st.running {
 		running += n
 	}
+	var total job.Resources
+	var usedMilli, usedMem int64
+	var usedGPUs int
+	for _, p := range st.pools {
+		if p.bounded {
+			total.CPUs += p.total.CPUs
+			total.MemoryMB += p.total.MemoryMB
+			total.GPUs += p.total.GPUs
+			usedMilli, usedMem, usedGPUs = usedMilli+p.usedMilli, usedMem+p.usedMem, usedGPUs+p.usedGPUs
+		}
+	}
 	s.snapshot.Store(&Snapshot{
 		Capacity: job.Capacity{
-			Total:   st.total,
-			Used:    job.Resources{CPUs: float64(st.usedMilli) / 1000, MemoryMB: st.usedMem, GPUs: st.usedGPUs},
+			Total:   total,
+			Used:    job.Resources{CPUs: float64(usedMilli) / 1000, MemoryMB: usedMem, GPUs: usedGPUs},
 			Running: running,
 		},
 		Counts: counts,

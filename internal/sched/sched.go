@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,11 +37,11 @@ func (c conflict) Is(target error) bool { return target == ErrConflict }
 
 // Scheduler is the job controller.
 type Scheduler struct {
-	store   store.Store
-	backend backend.Backend
-	log     *slog.Logger
-	metrics *Metrics
-	inbox   *inbox
+	store    store.Store
+	backends map[string]backend.Backend // by name
+	log      *slog.Logger
+	metrics  *Metrics
+	inbox    *inbox
 
 	// Owned by the loop goroutine.
 	state *state
@@ -51,9 +53,9 @@ type Scheduler struct {
 	ended endWaiters
 
 	snapshot atomic.Pointer[Snapshot]
-	// queueNames are the queues the loop has loaded (queues are never
-	// deleted, so a name in it always exists).
-	queueNames atomic.Pointer[map[string]bool]
+	// queueDefs are copies of the queues the loop has loaded (queues are
+	// never deleted, so a name in it always exists).
+	queueDefs atomic.Pointer[map[string]job.Queue]
 	// recovered is closed once Run has read the store: Submit waits for
 	// it, so that a job is either recovered or submitted, never both
 	// (both would put two entries for one job in the loop).
@@ -63,21 +65,70 @@ type Scheduler struct {
 // New returns a scheduler; call Run to start it. The backend must report
 // to the scheduler (it is a backend.Reporter).
 func New(st store.Store, log *slog.Logger, m *Metrics) *Scheduler {
-	s := &Scheduler{store: st, log: log, metrics: m, inbox: newInbox(), changed: make(chan struct{}), recovered: make(chan struct{})}
+	s := &Scheduler{store: st, log: log, metrics: m, inbox: newInbox(), changed: make(chan struct{}), recovered: make(chan struct{}),
+		backends: map[string]backend.Backend{}}
 	s.snapshot.Store(&Snapshot{})
 	return s
 }
 
-// SetBackend attaches the backend (which needs the scheduler as its
-// Reporter, hence the two steps).
-func (s *Scheduler) SetBackend(b backend.Backend) {
-	s.backend = b
+// AddBackend attaches a backend (which needs the scheduler as its
+// Reporter, hence the two steps). Call before Run.
+func (s *Scheduler) AddBackend(b backend.Backend) {
+	s.backends[b.Name()] = b
 	// Until Run publishes, readers see the capacity rather than zero.
-	s.snapshot.Store(&Snapshot{Capacity: job.Capacity{Total: b.Capacity()}})
+	var total job.Resources
+	for _, b := range s.backends {
+		c := b.Capacity()
+		total.CPUs, total.MemoryMB, total.GPUs = total.CPUs+c.CPUs, total.MemoryMB+c.MemoryMB, total.GPUs+c.GPUs
+	}
+	s.snapshot.Store(&Snapshot{Capacity: job.Capacity{Total: total}})
 }
 
-// Limits are what submitted specs are checked against.
-func (s *Scheduler) Limits() job.Limits { return job.Limits{MaxNode: s.backend.Capacity()} }
+// Backends names the backends this scheduler runs.
+func (s *Scheduler) Backends() []string {
+	names := make([]string, 0, len(s.backends))
+	for n := range s.backends {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// CheckQueue reports whether q can be used on this server: its backend
+// runs here and accepts it. The error names the field at fault.
+func (s *Scheduler) CheckQueue(ctx context.Context, q *job.Queue) error {
+	b := s.backends[q.Backend]
+	if b == nil {
+		return &job.FieldError{Field: "backend", Message: fmt.Sprintf("backend %q is not configured on this server (it runs: %s)",
+			q.Backend, strings.Join(s.Backends(), ", "))}
+	}
+	return b.CheckQueue(ctx, q)
+}
+
+// queue reads a queue definition. The loop's copies spare the submit path
+// a store read; a queue created a moment ago may not be among them yet,
+// so the store is asked then.
+func (s *Scheduler) queue(ctx context.Context, name string) (*job.Queue, error) {
+	if known := s.queueDefs.Load(); known != nil {
+		if q, ok := (*known)[name]; ok {
+			return &q, nil
+		}
+	}
+	q, err := s.store.GetQueue(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &job.FieldError{Field: "queue", Message: fmt.Sprintf("queue %q does not exist", name)}
+	}
+	return q, err
+}
+
+// limits are what a job of queue q may ask for.
+func (s *Scheduler) limits(ctx context.Context, q *job.Queue) (job.Limits, error) {
+	b := s.backends[q.Backend]
+	if b == nil {
+		return job.Limits{}, nil // the job waits, RUNNABLE, saying why
+	}
+	return b.Limits(ctx, q)
+}
 
 // Changed returns a channel closed at the next commit.
 func (s *Scheduler) Changed() <-chan struct{} {
@@ -107,7 +158,7 @@ func (s *Scheduler) Snapshot() *Snapshot { return s.snapshot.Load() }
 // Run recovers state from the store and backend, then schedules until ctx
 // ends.
 func (s *Scheduler) Run(ctx context.Context) error {
-	if s.backend == nil {
+	if len(s.backends) == 0 {
 		return errors.New("scheduler has no backend")
 	}
 	st, err := s.recover(ctx)
@@ -124,6 +175,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		case <-s.inbox.signal:
 		case <-st.retryAt:
 			st.retryAt = nil
+		case <-st.wake:
+			st.wake = nil
+			st.schedule = true
 		}
 		s.turn(ctx, s.inbox.drain())
 	}
@@ -132,7 +186,18 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // Submit validates spec, stores the job (and array tasks) and hands it to
 // the loop. The returned job is durable.
 func (s *Scheduler) Submit(ctx context.Context, spec *job.Spec) (*job.Job, error) {
-	if err := spec.Normalize(s.Limits()); err != nil {
+	if spec.Queue == "" {
+		spec.Queue = job.DefaultQueue
+	}
+	q, err := s.queue(ctx, spec.Queue)
+	if err != nil {
+		return nil, err
+	}
+	lim, err := s.limits(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Normalize(lim); err != nil {
 		return nil, err
 	}
 	select {
@@ -151,16 +216,6 @@ func (s *Scheduler) Submit(ctx context.Context, spec *job.Spec) (*job.Job, error
 	for i, out := range spec.Outputs {
 		if _, err := blob.Resolve(out.URL, ""); err != nil {
 			return nil, &job.FieldError{Field: fmt.Sprintf("outputs[%d].url", i), Message: err.Error()}
-		}
-	}
-	// The loop's queue names spare the submit path a store read; a queue
-	// created a moment ago may not be among them yet, so ask the store then.
-	if known := s.queueNames.Load(); known == nil || !(*known)[spec.Queue] {
-		if _, err := s.store.GetQueue(ctx, spec.Queue); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return nil, &job.FieldError{Field: "queue", Message: fmt.Sprintf("queue %q does not exist", spec.Queue)}
-			}
-			return nil, err
 		}
 	}
 	if len(spec.DependsOn) > 0 {

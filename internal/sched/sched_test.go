@@ -28,9 +28,13 @@ type launched struct {
 	attempt int
 }
 
-func (f *fakeBackend) Name() string            { return "fake" }
+func (f *fakeBackend) Name() string            { return job.BackendLocal }
 func (f *fakeBackend) Capacity() job.Resources { return f.capacity }
-func (f *fakeBackend) Launch(ctx context.Context, j *job.Job) error {
+func (f *fakeBackend) Limits(context.Context, *job.Queue) (job.Limits, error) {
+	return job.Limits{MaxNode: f.capacity, SingleNode: true}, nil
+}
+func (f *fakeBackend) CheckQueue(context.Context, *job.Queue) error { return nil }
+func (f *fakeBackend) Launch(ctx context.Context, j *job.Job, q *job.Queue) error {
 	f.launched <- launched{j.ID, j.Attempt}
 	return nil
 }
@@ -63,7 +67,7 @@ func newHarness(t *testing.T, cpus float64, queues ...*job.Queue) *harness {
 	}
 	be := &fakeBackend{capacity: job.Resources{CPUs: cpus, MemoryMB: 1024}, launched: make(chan launched, 100)}
 	s := New(st, slog.New(slog.DiscardHandler), nil)
-	s.SetBackend(be)
+	s.AddBackend(be)
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; st.Close() })

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hpcml/hpcml/internal/backend"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/store"
 )
@@ -18,6 +19,7 @@ const (
 	ReasonQueueLimit = "queue at its max_running limit"
 	ReasonThrottle   = "array at its %N throttle"
 	ReasonCancelling = "cancelling"
+	ReasonNoBackend  = "its queue's backend is not configured on this server"
 )
 
 // entry is an active job as the loop sees it.
@@ -25,6 +27,7 @@ type entry struct {
 	j       *job.Job
 	attempt *job.Attempt // the current attempt, once there is one
 	prio    int          // its queue's priority, the first sort key of the run queue
+	pool    *pool        // where its queue sends it
 	// Array parents: tasks by state and how many hold resources.
 	tasks    map[job.State]int
 	active   int
@@ -40,16 +43,13 @@ type entry struct {
 type state struct {
 	jobs   map[int64]*entry
 	queues map[string]*job.Queue
-	runq   runQueue
+	pools  map[string]*pool // by backend name
 	// waiters maps a job to the pending jobs that depend on it.
 	waiters map[int64][]int64
 	// ended caches the final state of jobs that left memory, for dependencies.
-	ended              map[int64]job.State
-	total              job.Resources
-	usedMilli, usedMem int64
-	usedGPUs           int
-	running            map[string]int // per queue: jobs holding resources
-	counts             map[string]map[job.State]int
+	ended   map[int64]job.State
+	running map[string]int // per queue: jobs holding resources
+	counts  map[string]map[job.State]int
 
 	dirty        map[int64]bool // jobs to write
 	dirtyAttempt map[int64]bool // and their current attempt
@@ -62,11 +62,14 @@ type state struct {
 	// a new attempt of the same job (a retry started in the same pass)
 	// before being written; without it their final record would be lost.
 	superseded []store.Change
-	launch     []*job.Job
-	cancels    []*job.Job
+	launch     []*entry
+	cancels    []*entry
 	replies    []reply
 	schedule   bool             // something may now fit
 	retryAt    <-chan time.Time // set after a failed commit
+	// wake schedules a pass at wakeTime (a backend's backoff ending).
+	wake     <-chan time.Time
+	wakeTime time.Time
 }
 
 type reply struct {
@@ -74,10 +77,14 @@ type reply struct {
 	err error
 }
 
-func newState(total job.Resources) *state {
+func newState(backends map[string]backend.Backend) *state {
+	pools := make(map[string]*pool, len(backends))
+	for name, b := range backends {
+		pools[name] = newPool(b)
+	}
 	return &state{
-		jobs: map[int64]*entry{}, queues: map[string]*job.Queue{},
-		waiters: map[int64][]int64{}, ended: map[int64]job.State{}, total: total, running: map[string]int{},
+		jobs: map[int64]*entry{}, queues: map[string]*job.Queue{}, pools: pools,
+		waiters: map[int64][]int64{}, ended: map[int64]job.State{}, running: map[string]int{},
 		counts: map[string]map[job.State]int{}, dirty: map[int64]bool{}, dirtyAttempt: map[int64]bool{},
 		dirtyParents: map[int64]bool{}, recheck: map[int64]bool{}, gone: map[int64]*entry{},
 	}
@@ -86,7 +93,7 @@ func newState(total job.Resources) *state {
 // recover rebuilds the loop's state from the store and re-attaches the
 // backend to every attempt that was launched.
 func (s *Scheduler) recover(ctx context.Context) (*state, error) {
-	st := newState(s.backend.Capacity())
+	st := newState(s.backends)
 	if err := s.loadQueues(ctx, st); err != nil {
 		return nil, err
 	}
@@ -136,11 +143,15 @@ func (s *Scheduler) recover(ctx context.Context) (*state, error) {
 		if !st.track(e) {
 			continue
 		}
-		if err := s.backend.Recover(ctx, e.j); err != nil {
+		if e.pool == nil {
+			return nil, fmt.Errorf("job %d of queue %s holds an attempt on backend %q, which this server does not run",
+				e.j.ID, e.j.Queue, st.queues[e.j.Queue].Backend)
+		}
+		if err := e.pool.b.Recover(ctx, e.j); err != nil {
 			return nil, err
 		}
 		if e.j.CancelRequested {
-			st.cancels = append(st.cancels, e.j)
+			st.cancels = append(st.cancels, e)
 		}
 	}
 	st.schedule = true
@@ -154,12 +165,12 @@ func (s *Scheduler) loadQueues(ctx context.Context, st *state) error {
 		return err
 	}
 	st.queues = map[string]*job.Queue{}
-	names := make(map[string]bool, len(qs))
+	defs := make(map[string]job.Queue, len(qs))
 	for _, q := range qs {
 		st.queues[q.Name] = q
-		names[q.Name] = true
+		defs[q.Name] = *q
 	}
-	s.queueNames.Store(&names)
+	s.queueDefs.Store(&defs)
 	return nil
 }
 
@@ -172,6 +183,9 @@ func (s *Scheduler) loadQueues(ctx context.Context, st *state) error {
 func (st *state) track(e *entry) (holdsAttempt bool) {
 	j := e.j
 	st.jobs[j.ID] = e
+	if q := st.queues[j.Queue]; q != nil {
+		e.pool = st.pools[q.Backend]
+	}
 	if j.IsArrayParent() {
 		if e.tasks == nil {
 			e.tasks = map[job.State]int{}
@@ -199,10 +213,9 @@ func (st *state) parentOf(e *entry) *entry {
 }
 
 func (st *state) allocate(e *entry) {
-	r := e.j.Spec.Resources
-	st.usedMilli += r.MilliCPUs()
-	st.usedMem += r.MemoryMB
-	st.usedGPUs += r.GPUs
+	if e.pool != nil {
+		e.pool.hold(e.j.Spec.Allocation(), +1)
+	}
 	st.running[e.j.Queue]++
 	if p := st.parentOf(e); p != nil {
 		p.active++
@@ -210,10 +223,9 @@ func (st *state) allocate(e *entry) {
 }
 
 func (st *state) release(e *entry) {
-	r := e.j.Spec.Resources
-	st.usedMilli -= r.MilliCPUs()
-	st.usedMem -= r.MemoryMB
-	st.usedGPUs -= r.GPUs
+	if e.pool != nil {
+		e.pool.hold(e.j.Spec.Allocation(), -1)
+	}
 	st.running[e.j.Queue]--
 	if p := st.parentOf(e); p != nil {
 		p.active--
@@ -221,17 +233,17 @@ func (st *state) release(e *entry) {
 	st.schedule = true
 }
 
-func (st *state) fits(r job.Resources) bool {
-	return st.usedMilli+r.MilliCPUs() <= st.total.MilliCPUs() &&
-		st.usedMem+r.MemoryMB <= st.total.MemoryMB &&
-		st.usedGPUs+r.GPUs <= st.total.GPUs
-}
-
 // setState is the one place a job changes state: it checks the move,
 // keeps the counts and sets, and marks what must be written.
 func (st *state) setState(e *entry, to job.State, reason string) {
 	j := e.j
 	from := j.State
+	if to == job.Runnable && e.pool == nil && !j.IsArrayParent() {
+		reason = ReasonNoBackend
+		if q := st.queues[j.Queue]; q != nil {
+			reason = fmt.Sprintf("queue %s sends jobs to backend %q, which this server does not run", q.Name, q.Backend)
+		}
+	}
 	if from != to {
 		if !e.j.IsArrayParent() {
 			if err := job.CheckMove(from, to); err != nil {
@@ -245,8 +257,8 @@ func (st *state) setState(e *entry, to job.State, reason string) {
 				st.dirtyParents[p.j.ID] = true
 			}
 		}
-		if from == job.Runnable && !j.IsArrayParent() {
-			st.runq.remove(e) // before the state changes: the key must still match
+		if from == job.Runnable && !j.IsArrayParent() && e.pool != nil {
+			e.pool.runq.remove(e) // before the state changes: the key must still match
 		}
 		j.State = to
 		// An array parent only mirrors its tasks: it must never join the
@@ -279,6 +291,13 @@ func (st *state) setState(e *entry, to job.State, reason string) {
 	if j.Reason != reason || from != to {
 		j.Reason = reason
 		st.dirty[j.ID] = true
+	}
+}
+
+// wakeAt makes the loop run a scheduling pass at t (or earlier).
+func (st *state) wakeAt(t time.Time) {
+	if st.wake == nil || t.Before(st.wakeTime) {
+		st.wake, st.wakeTime = time.After(time.Until(t)), t
 	}
 }
 
@@ -330,23 +349,29 @@ func (st *state) deriveParent(p *entry) {
 	st.setState(p, to, reason)
 }
 
-// makeRunnable puts e in the run queue.
+// makeRunnable puts e in its pool's run queue. A job whose queue's
+// backend this server does not run stays RUNNABLE, saying so.
 func (st *state) makeRunnable(e *entry) {
 	if q := st.queues[e.j.Queue]; q != nil {
 		e.prio = q.Priority
 	}
-	st.runq.add(e)
+	if e.pool == nil {
+		return // setState gives the reason
+	}
+	e.pool.runq.add(e)
 	st.schedule = true
 }
 
-// reprioritise refreshes the run queue after queue definitions changed.
+// reprioritise refreshes the run queues after queue definitions changed.
 func (st *state) reprioritise() {
-	for _, e := range st.runq.items {
-		if q := st.queues[e.j.Queue]; q != nil {
-			e.prio = q.Priority
+	for _, p := range st.pools {
+		for _, e := range p.runq.items {
+			if q := st.queues[e.j.Queue]; q != nil {
+				e.prio = q.Priority
+			}
 		}
+		p.runq.resort()
 	}
-	st.runq.resort()
 }
 
 // maxEndedCache bounds the memory of ended jobs' states.

@@ -105,7 +105,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	sch.SetBackend(be)
+	sch.AddBackend(be)
 
 	logs := &joblog.Source{LocalPath: be.LogPath, Bucket: bucket}
 	apiHandler := api.New(api.Config{

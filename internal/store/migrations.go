@@ -53,4 +53,12 @@ var migrations = []string{
 		stderr_url    TEXT    NOT NULL DEFAULT '',
 		PRIMARY KEY (job_id, attempt)
 	);`,
+	// 2: Slurm: where a queue's jobs go, which Slurm job ran an attempt,
+	// and interruptions (node failure, preemption) in a job's history.
+	`ALTER TABLE queues ADD COLUMN partition TEXT NOT NULL DEFAULT '';
+	ALTER TABLE queues ADD COLUMN account TEXT NOT NULL DEFAULT '';
+	ALTER TABLE queues ADD COLUMN qos TEXT NOT NULL DEFAULT '';
+	ALTER TABLE attempts ADD COLUMN backend_id TEXT NOT NULL DEFAULT '';
+	ALTER TABLE attempts ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE jobs ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0;`,
 }

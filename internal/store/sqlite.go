@@ -114,12 +114,12 @@ func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 
 // --- queues ---
 
-const queueCols = `name, priority, max_running, price_cpu_hour, price_gb_hour, backend, created_at`
+const queueCols = `name, priority, max_running, price_cpu_hour, price_gb_hour, backend, created_at, partition, account, qos`
 
 func scanQueue(row interface{ Scan(...any) error }) (*job.Queue, error) {
 	var q job.Queue
 	var created int64
-	if err := row.Scan(&q.Name, &q.Priority, &q.MaxRunning, &q.PriceCPUHour, &q.PriceGBHour, &q.Backend, &created); err != nil {
+	if err := row.Scan(&q.Name, &q.Priority, &q.MaxRunning, &q.PriceCPUHour, &q.PriceGBHour, &q.Backend, &created, &q.Partition, &q.Account, &q.QOS); err != nil {
 		return nil, err
 	}
 	q.CreatedAt = time.Unix(0, created).UTC()
@@ -131,8 +131,8 @@ func (s *SQLite) CreateQueue(ctx context.Context, q *job.Queue) error {
 	if q.CreatedAt.IsZero() {
 		q.CreatedAt = time.Now().UTC()
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO queues(`+queueCols+`) VALUES (?,?,?,?,?,?,?) ON CONFLICT(name) DO NOTHING`,
-		q.Name, q.Priority, q.MaxRunning, q.PriceCPUHour, q.PriceGBHour, q.Backend, q.CreatedAt.UnixNano())
+	res, err := s.w.ExecContext(ctx, `INSERT INTO queues(`+queueCols+`) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(name) DO NOTHING`,
+		q.Name, q.Priority, q.MaxRunning, q.PriceCPUHour, q.PriceGBHour, q.Backend, q.CreatedAt.UnixNano(), q.Partition, q.Account, q.QOS)
 	if err != nil {
 		return fmt.Errorf("create queue %s: %w", q.Name, err)
 	}
@@ -144,8 +144,8 @@ func (s *SQLite) CreateQueue(ctx context.Context, q *job.Queue) error {
 
 // UpdateQueue writes a queue's mutable settings.
 func (s *SQLite) UpdateQueue(ctx context.Context, q *job.Queue) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE queues SET priority = ?, max_running = ?, price_cpu_hour = ?, price_gb_hour = ? WHERE name = ?`,
-		q.Priority, q.MaxRunning, q.PriceCPUHour, q.PriceGBHour, q.Name)
+	res, err := s.w.ExecContext(ctx, `UPDATE queues SET priority = ?, max_running = ?, price_cpu_hour = ?, price_gb_hour = ?, backend = ?, partition = ?, account = ?, qos = ? WHERE name = ?`,
+		q.Priority, q.MaxRunning, q.PriceCPUHour, q.PriceGBHour, q.Backend, q.Partition, q.Account, q.QOS, q.Name)
 	if err != nil {
 		return fmt.Errorf("update queue %s: %w", q.Name, err)
 	}
@@ -214,7 +214,7 @@ func (s *SQLite) QueueCounts(ctx context.Context) (map[string]map[job.State]int,
 // (spec = ”), it shares its parent's.
 const jobCols = `j.id, j.name, j.queue, j.state, j.reason, j.parent_id, j.array_index, j.array_size, j.attempt,
 	j.exit_code, j.signal, j.submitted_at, j.started_at, j.ended_at, j.cpu_seconds, j.max_rss_bytes, j.cost,
-	j.cancel_requested, CASE WHEN j.spec = '' THEN p.spec ELSE j.spec END`
+	j.cancel_requested, j.interruptions, CASE WHEN j.spec = '' THEN p.spec ELSE j.spec END`
 
 const jobFrom = `jobs j LEFT JOIN jobs p ON j.spec = '' AND p.id = j.parent_id`
 
@@ -224,7 +224,7 @@ func scanJob(row interface{ Scan(...any) error }) (*job.Job, error) {
 	var submitted int64
 	var spec string
 	err := row.Scan(&j.ID, &j.Name, &j.Queue, &j.State, &j.Reason, &j.ParentID, &idx, &j.ArraySize, &j.Attempt,
-		&exit, &j.Signal, &submitted, &started, &ended, &j.CPUSeconds, &j.MaxRSSBytes, &j.Cost, &j.CancelRequested, &spec)
+		&exit, &j.Signal, &submitted, &started, &ended, &j.CPUSeconds, &j.MaxRSSBytes, &j.Cost, &j.CancelRequested, &j.Interruptions, &spec)
 	if err != nil {
 		return nil, err
 	}
@@ -452,7 +452,7 @@ func (s *SQLite) ActiveJobs(ctx context.Context) ([]*job.Job, error) {
 // Attempts lists a job's attempts in order.
 func (s *SQLite) Attempts(ctx context.Context, id int64) ([]job.Attempt, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT attempt, state, reason, started_at, ended_at, exit_code, signal,
-		cpu_seconds, max_rss_bytes, stdout_url, stderr_url FROM attempts WHERE job_id = ? ORDER BY attempt`, id)
+		cpu_seconds, max_rss_bytes, stdout_url, stderr_url, backend_id, interrupted FROM attempts WHERE job_id = ? ORDER BY attempt`, id)
 	if err != nil {
 		return nil, fmt.Errorf("attempts of job %d: %w", id, err)
 	}
@@ -462,7 +462,7 @@ func (s *SQLite) Attempts(ctx context.Context, id int64) ([]job.Attempt, error) 
 		var a job.Attempt
 		var started, ended, exit sql.NullInt64
 		if err := rows.Scan(&a.Number, &a.State, &a.Reason, &started, &ended, &exit, &a.Signal, &a.CPUSeconds,
-			&a.MaxRSSBytes, &a.StdoutURL, &a.StderrURL); err != nil {
+			&a.MaxRSSBytes, &a.StdoutURL, &a.StderrURL, &a.BackendID, &a.Interrupted); err != nil {
 			return nil, err
 		}
 		a.StartedAt, a.EndedAt = timePtr(started), timePtr(ended)
@@ -479,14 +479,14 @@ const insertJobSQL = `INSERT INTO jobs(name, queue, state, reason, parent_id, ar
 	attempt, submitted_at, spec) VALUES (?,?,?,?,?,?,?,?,?,?)`
 
 const updateJobSQL = `UPDATE jobs SET state=?, reason=?, attempt=?, exit_code=?, signal=?,
-	started_at=?, ended_at=?, cpu_seconds=?, max_rss_bytes=?, cost=?, cancel_requested=? WHERE id=?`
+	started_at=?, ended_at=?, cpu_seconds=?, max_rss_bytes=?, cost=?, cancel_requested=?, interruptions=? WHERE id=?`
 
 const upsertAttemptSQL = `INSERT INTO attempts(job_id, attempt, state, reason, started_at, ended_at,
-	exit_code, signal, cpu_seconds, max_rss_bytes, stdout_url, stderr_url) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+	exit_code, signal, cpu_seconds, max_rss_bytes, stdout_url, stderr_url, backend_id, interrupted) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 	ON CONFLICT(job_id, attempt) DO UPDATE SET state=excluded.state, reason=excluded.reason,
 	started_at=excluded.started_at, ended_at=excluded.ended_at, exit_code=excluded.exit_code, signal=excluded.signal,
 	cpu_seconds=excluded.cpu_seconds, max_rss_bytes=excluded.max_rss_bytes, stdout_url=excluded.stdout_url,
-	stderr_url=excluded.stderr_url`
+	stderr_url=excluded.stderr_url, backend_id=excluded.backend_id, interrupted=excluded.interrupted`
 
 // Apply writes changes in one transaction.
 func (s *SQLite) Apply(ctx context.Context, changes []Change) error {
@@ -498,12 +498,12 @@ func (s *SQLite) Apply(ctx context.Context, changes []Change) error {
 		for _, c := range changes {
 			j := c.Job
 			if _, err := upJob.ExecContext(ctx, j.State, j.Reason, j.Attempt, nullInt(j.ExitCode), j.Signal,
-				nullTime(j.StartedAt), nullTime(j.EndedAt), j.CPUSeconds, j.MaxRSSBytes, j.Cost, j.CancelRequested, j.ID); err != nil {
+				nullTime(j.StartedAt), nullTime(j.EndedAt), j.CPUSeconds, j.MaxRSSBytes, j.Cost, j.CancelRequested, j.Interruptions, j.ID); err != nil {
 				return fmt.Errorf("update job %d: %w", j.ID, err)
 			}
 			if a := c.Attempt; a != nil {
 				if _, err := upAttempt.ExecContext(ctx, j.ID, a.Number, a.State, a.Reason, nullTime(a.StartedAt), nullTime(a.EndedAt),
-					nullInt(a.ExitCode), a.Signal, a.CPUSeconds, a.MaxRSSBytes, a.StdoutURL, a.StderrURL); err != nil {
+					nullInt(a.ExitCode), a.Signal, a.CPUSeconds, a.MaxRSSBytes, a.StdoutURL, a.StderrURL, a.BackendID, a.Interrupted); err != nil {
 					return fmt.Errorf("update attempt %d of job %d: %w", a.Number, j.ID, err)
 				}
 			}

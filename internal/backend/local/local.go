@@ -99,7 +99,7 @@ func (b *Backend) AttemptDir(jobID int64, attempt int) string {
 }
 
 // Launch prepares the attempt dir and hands the attempt to the executor.
-func (b *Backend) Launch(ctx context.Context, j *job.Job) error {
+func (b *Backend) Launch(ctx context.Context, j *job.Job, _ *job.Queue) error {
 	dir := b.AttemptDir(j.ID, j.Attempt)
 	// A dir left by a launch that was abandoned (see Recover) is reused.
 	if err := os.RemoveAll(dir); err != nil {
