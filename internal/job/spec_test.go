@@ -218,7 +218,12 @@ func TestQueueValidate(t *testing.T) {
 		{Queue{Name: "q", MaxRunning: -1}, "max_running"},
 		{Queue{Name: "q", PriceCPUHour: -1}, "price_cpu_hour"},
 		{Queue{Name: "q", PriceGBHour: -0.5}, "price_gb_hour"},
-		{Queue{Name: "q", Backend: "slurm"}, "backend"},
+		{Queue{Name: "q", Backend: "k8s"}, "backend"},
+		{Queue{Name: "q", Backend: "slurm"}, ""},
+		{Queue{Name: "q", Backend: "slurm", Partition: "debug", Account: "lab1", QOS: "normal"}, ""},
+		{Queue{Name: "q", Backend: "slurm", Partition: "a b"}, "partition"},
+		{Queue{Name: "q", Backend: "slurm", Account: "$(x)"}, "account"},
+		{Queue{Name: "q", Partition: "debug"}, "partition"},
 	}
 	for _, tt := range tests {
 		err := tt.q.Validate()
