@@ -1,6 +1,7 @@
 // Command hpcml is the whole platform in one binary: the control plane
-// (`hpcml server`), the CLI, and the node executor that runs jobs
-// (`hpcml __executor`, started by the server).
+// (`hpcml server`), the CLI, the node executor that runs jobs
+// (`hpcml __executor`, started by the server), and each task of a job of
+// several tasks (`hpcml __rank`, started by the job's wrapper).
 package main
 
 import (
@@ -13,11 +14,17 @@ import (
 	"syscall"
 
 	"github.com/hpcml/hpcml/internal/backend/local"
+	"github.com/hpcml/hpcml/internal/task"
 )
 
 func main() {
 	if len(os.Args) == 3 && os.Args[1] == "__executor" {
 		os.Exit(runExecutor(os.Args[2]))
+	}
+	// Before cobra: everything after "--" is the job's command, and the
+	// CLI's start-up (config, flags) is no business of a task's.
+	if len(os.Args) >= 2 && os.Args[1] == task.RankCommand {
+		os.Exit(task.RankMain(os.Args[2:]))
 	}
 	os.Exit(runCLI())
 }

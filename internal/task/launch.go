@@ -43,4 +43,34 @@ type Launch struct {
 	// where the logs go in it ("jobs/42/1/").
 	Storage   string `json:"storage"`
 	LogPrefix string `json:"log_prefix"`
+	// Ranks: how many copies of Argv run, and how they are started. The
+	// zero value is one plain process, as for any job of one task.
+	Ranks Ranks `json:"ranks,omitzero"`
 }
+
+// Launchers of a job of several tasks.
+const (
+	// LauncherLocal: every task runs on this machine, under mpirun for
+	// MPI jobs, else under hpcml's own fan-out (`hpcml __rank --fanout`).
+	LauncherLocal = "local"
+	// LauncherSlurm: the wrapper runs in the batch step of a Slurm
+	// allocation, on its first node, and starts the tasks with srun.
+	LauncherSlurm = "slurm"
+)
+
+// Ranks is the task layout of an attempt (job.Spec's nodes,
+// tasks_per_node and type) and who starts the tasks.
+type Ranks struct {
+	Nodes        int    `json:"nodes,omitempty"`
+	TasksPerNode int    `json:"tasks_per_node,omitempty"`
+	MPI          bool   `json:"mpi,omitempty"`
+	Launcher     string `json:"launcher,omitempty"`
+}
+
+// Tasks is how many copies of the command run: at least 1.
+func (r Ranks) Tasks() int { return max(r.Nodes, 1) * max(r.TasksPerNode, 1) }
+
+// Multi reports whether the command is started through a launcher
+// (mpirun, srun or the fan-out) rather than run directly. An MPI job of
+// one task still is: it needs mpirun, or srun --mpi, to set up its world.
+func (r Ranks) Multi() bool { return r.Tasks() > 1 || r.MPI }

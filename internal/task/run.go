@@ -37,7 +37,7 @@ type Env struct {
 // grace period). notify is called with each event. The job's own outcome
 // is in the journal; an error means the attempt dir itself was unusable.
 func Run(env Env, journal *Journal, dir string, l *Launch, cancel <-chan struct{}, notify func(event string)) error {
-	r := &runner{dir: dir, cancel: cancel, notify: notify, log: env.Log, buckets: env.Buckets, launch: *l, status: journal}
+	r := &runner{dir: dir, cancel: cancel, notify: notify, log: env.Log, buckets: env.Buckets, launch: *l, status: journal, host: osHost()}
 	defer r.status.Close()
 	res := &job.Result{StartedAt: time.Now().UTC()}
 	r.execute(res)
@@ -57,6 +57,7 @@ type runner struct {
 	buckets *blob.Cache
 	launch  Launch
 	status  *Journal
+	host    host // what starting the tasks of a job of several tasks needs
 }
 
 func (r *runner) cancelled() bool {
@@ -156,9 +157,19 @@ func (r *runner) runCommand(res *job.Result) bool {
 		res.Error = startError(l.Argv[0], err)
 		return false
 	}
-	cmd := exec.Command(prog, l.Argv[1:]...)
-	cmd.Args[0] = l.Argv[0] // the program sees the name it was asked by
-	cmd.Env = l.Env
+	argv, env := l.Argv, l.Env
+	if l.Ranks.Multi() {
+		// Every task is started by a launcher (mpirun, srun, the fan-out),
+		// which this process runs in place of the command.
+		if argv, env, err = rankCommand(context.Background(), l, r.host); err != nil {
+			res.Error = "start tasks: " + err.Error()
+			return false
+		}
+		prog = argv[0]
+	}
+	cmd := exec.Command(prog, argv[1:]...)
+	cmd.Args[0] = argv[0] // the program sees the name it was asked by
+	cmd.Env = env
 	cmd.Dir = l.WorkDir
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	// Its own process group, so cancel and time-out reach every process

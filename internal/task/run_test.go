@@ -1,13 +1,16 @@
 package task
 
 import (
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/job"
 )
 
 func TestRunEventsAndClaim(t *testing.T) {
@@ -37,5 +40,89 @@ func TestRunEventsAndClaim(t *testing.T) {
 	// Claimed already: a second claim fails, whoever makes it.
 	if _, ok, err := Claim(dir, OwnerAbandoned); ok || err != nil {
 		t.Fatalf("second claim: %v %v", ok, err)
+	}
+}
+
+// runAttempt runs l to its end in a fresh attempt dir and returns its
+// result and stdout.
+func runAttempt(t *testing.T, l *Launch) (*job.Result, string) {
+	t.Helper()
+	dir := t.TempDir()
+	l.WorkDir = filepath.Join(dir, WorkDir)
+	if err := os.MkdirAll(l.WorkDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := Env{Buckets: blob.NewCache(), Log: slog.New(slog.DiscardHandler)}
+	defer env.Buckets.Close()
+	journal, ok, err := Claim(dir, OwnerExecutor)
+	if err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	if err := Run(env, journal, dir, l, make(chan struct{}), func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadStatus(dir)
+	if err != nil || st.Done == nil || st.Done.Result == nil {
+		t.Fatalf("status %+v %v", st, err)
+	}
+	return st.Done.Result, readFile(t, filepath.Join(dir, StdoutFile))
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// A job of several tasks goes through the fan-out of this (test) binary:
+// every rank runs, sees the job-wide variables, and the first failure is
+// the attempt's exit code.
+func TestRunFanout(t *testing.T) {
+	res, out := runAttempt(t, &Launch{
+		Argv:  []string{"/bin/sh", "-c", `echo "rank=$HPCML_RANK size=$HPCML_WORLD_SIZE hosts=$HPCML_HOSTS"`},
+		Env:   []string{"PATH=/usr/bin:/bin"},
+		Ranks: Ranks{Nodes: 2, TasksPerNode: 1, Launcher: LauncherLocal},
+	})
+	if res.ExitCode == nil || *res.ExitCode != 0 || res.Error != "" {
+		t.Fatalf("result %+v", res)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	slices.Sort(lines)
+	if want := []string{"rank=0 size=2 hosts=localhost,localhost", "rank=1 size=2 hosts=localhost,localhost"}; !slices.Equal(lines, want) {
+		t.Fatalf("output %q, want %q", lines, want)
+	}
+
+	res, _ = runAttempt(t, &Launch{
+		Argv:  []string{"/bin/sh", "-c", `[ "$HPCML_RANK" = 2 ] && exit 3; sleep 30`},
+		Env:   []string{"PATH=/usr/bin:/bin"},
+		Ranks: Ranks{TasksPerNode: 3, Launcher: LauncherLocal},
+	})
+	if res.ExitCode == nil || *res.ExitCode != 3 {
+		t.Fatalf("result %+v, want exit code 3", res)
+	}
+}
+
+func TestRunRanksErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		l    Launch
+		want string
+	}{
+		{"no mpirun", Launch{Argv: []string{"/bin/true"}, Env: []string{"PATH=/nonexistent"},
+			Ranks: Ranks{Nodes: 2, MPI: true, Launcher: LauncherLocal}}, "start tasks: type mpi needs mpirun (Open MPI) on the node"},
+		// Found before any launcher starts, with the plain job's message.
+		{"no program", Launch{Argv: []string{"no-such-program-hpcml"}, Env: []string{"PATH=/usr/bin:/bin"},
+			Ranks: Ranks{Nodes: 2, Launcher: LauncherLocal}}, "cannot run no-such-program-hpcml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, _ := runAttempt(t, &tt.l)
+			if !strings.Contains(res.Error, tt.want) || res.ExitCode != nil {
+				t.Fatalf("result %+v, want error %q", res, tt.want)
+			}
+		})
 	}
 }

@@ -139,6 +139,8 @@ func (b *Backend) launchSpec(j *job.Job, dir string) task.Launch {
 		Outputs:   s.Outputs,
 		Storage:   b.cfg.Storage,
 		LogPrefix: fmt.Sprintf("jobs/%d/%d/", j.ID, j.Attempt),
+		// Every task runs here; the scheduler made room for all of them.
+		Ranks: task.Ranks{Nodes: s.Nodes, TasksPerNode: s.TasksPerNode, MPI: s.Type == job.TypeMPI, Launcher: task.LauncherLocal},
 	}
 }
 
