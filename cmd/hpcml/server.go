@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hpcml/hpcml/internal/cli"
+	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/server"
 	"github.com/spf13/cobra"
 )
@@ -29,7 +30,11 @@ func newServerCmd() *cobra.Command {
 Metadata lives in <data-dir>/hpcml.db (SQLite), objects in --storage
 (default file://<data-dir>/objects), and the API token in <data-dir>/token.
 Jobs run in the node executor, a process that outlives the server: stopping or
-killing the server does not stop running jobs, and a restart picks them up.`,
+killing the server does not stop running jobs, and a restart picks them up.
+
+Queues with backend slurm submit their jobs to a Slurm cluster through
+sbatch (available when Slurm's client commands are installed here);
+--backend slurm makes the default queue one of them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cfg.KillGrace <= 0 {
@@ -38,9 +43,10 @@ killing the server does not stop running jobs, and a restart picks them up.`,
 			if cfg.KeepJobDirs < 0 {
 				return fmt.Errorf("--keep-job-dirs must not be negative (0 keeps job dirs forever)")
 			}
-			if backendName != "local" {
-				return fmt.Errorf("--backend %q: only the local backend is available in this version", backendName)
+			if backendName != job.BackendLocal && backendName != job.BackendSlurm {
+				return fmt.Errorf("--backend %q: want local or slurm", backendName)
 			}
+			cfg.Backend = backendName
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
@@ -68,7 +74,9 @@ killing the server does not stop running jobs, and a restart picks them up.`,
 	f.Int64Var(&cfg.MemoryMB, "memory-mb", 0, "memory in MB the local executor may hand out (default: this machine's)")
 	f.DurationVar(&cfg.KillGrace, "kill-grace", server.DefaultKillGrace, "time between SIGTERM and SIGKILL when a job is cancelled or times out")
 	f.DurationVar(&cfg.KeepJobDirs, "keep-job-dirs", 7*24*time.Hour, "how long to keep an ended job's dir (scratch files, local logs); logs stay in storage; 0 keeps them forever")
-	f.StringVar(&backendName, "backend", "local", "backend of the default queue (local)")
+	f.StringVar(&backendName, "backend", job.BackendLocal, "backend of the default queue: local or slurm")
+	f.StringVar(&cfg.Slurm.Dir, "slurm-dir", "", "where Slurm jobs' attempt dirs live (default <data-dir>/slurm); must be shared with the nodes at the same path")
+	f.StringVar(&cfg.Slurm.Bin, "slurm-bin", "", "directory of sbatch, squeue, scontrol and scancel (default: from PATH)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }

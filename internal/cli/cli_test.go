@@ -198,6 +198,10 @@ func TestJobGet(t *testing.T) {
 		}
 	}
 
+	if strings.Contains(r.stdout, "Tasks:") {
+		t.Errorf("a plain job shows tasks:\n%s", r.stdout)
+	}
+
 	r = runCLI(t, serverEnv(srv), "job", "get", "1", "-o", "yaml")
 	var doc map[string]any
 	if err := yaml.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != 0 {
@@ -214,6 +218,30 @@ func TestJobGet(t *testing.T) {
 	r = runCLI(t, serverEnv(srv), "job", "get", "9")
 	if r.code != 1 || r.stderr != "error: get job 9: job 9 does not exist\n" {
 		t.Errorf("missing job: %+v", r)
+	}
+}
+
+func TestJobGetTasks(t *testing.T) {
+	srv := clienttest.NewServer(t)
+	r := runCLI(t, serverEnv(srv), "job", "submit", "--mpi", "--nodes", "2", "--tasks-per-node", "2", "--cpus", "0.5",
+		"--memory", "1G", "--", "./solver")
+	if r.code != 0 {
+		t.Fatalf("%+v", r)
+	}
+	r = runCLI(t, serverEnv(srv), "job", "get", "1")
+	for _, want := range []string{
+		"Resources:  cpus=0.5 memory=1.0 GiB\n",
+		"Tasks:      4 (2 nodes × 2 per node), mpi; in total cpus=2 memory=2.0 GiB\n",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("job get lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = runCLI(t, serverEnv(srv), "job", "get", "1", "-o", "json")
+	for _, want := range []string{`"nodes": 2`, `"tasks_per_node": 2`, `"type": "mpi"`} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("job get -o json lacks %s:\n%s", want, r.stdout)
+		}
 	}
 }
 

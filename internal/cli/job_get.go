@@ -96,6 +96,7 @@ func printJob(w io.Writer, now time.Time, j *job.Job) error {
 	kv("Command", cmdline)
 	kv("Workdir", s.WorkDir)
 	kv("Resources", resourcesText(s.Resources))
+	kv("Tasks", tasksText(s))
 	if s.TimeLimit > 0 {
 		kv("Time limit", s.TimeLimit.String())
 	}
@@ -162,6 +163,20 @@ func resourcesText(r job.Resources) string {
 		parts = append(parts, fmt.Sprintf("gpus=%d", r.GPUs))
 	}
 	return strings.Join(parts, " ")
+}
+
+// tasksText describes a job of several tasks, or an MPI job ("" for a
+// plain job of one task): its layout, and in total what it holds, since
+// --cpus is per task.
+func tasksText(s *job.Spec) string {
+	if s.Tasks() == 1 && s.Type == "" {
+		return ""
+	}
+	t := fmt.Sprintf("%d (%d nodes × %d per node)", s.Tasks(), max(s.Nodes, 1), max(s.TasksPerNode, 1))
+	if s.Type != "" {
+		t += ", " + s.Type
+	}
+	return t + "; in total " + resourcesText(s.Allocation())
 }
 
 func retryText(p job.RetryPolicy) string {

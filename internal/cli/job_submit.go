@@ -29,6 +29,7 @@ or directory in the job dir to copy to storage after the job succeeds.`,
 		Example: `  hpcml job submit -- echo hello
   hpcml job submit --cpus 2 --memory 4G --time 1h --wait -- python train.py
   hpcml job submit --array 0-99%10 -- ./process.sh
+  hpcml job submit --mpi --nodes 2 --tasks-per-node 4 --cpus 1 -- ./solver
   hpcml job submit --dependency afterok:12 --input s3://data/x.csv=x.csv -o out/=s3://results/ -- ./run
   hpcml job submit -f job.yaml --queue gpu`,
 		RunE: o.action(func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {

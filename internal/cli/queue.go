@@ -48,6 +48,10 @@ func newQueueCreateCmd(o *rootOptions) *cobra.Command {
 	fs.IntVar(&q.MaxRunning, "max-running", 0, "at most this many of the queue's jobs run at once (0: no limit)")
 	fs.Float64Var(&q.PriceCPUHour, "price-cpu-hour", 0, "cost of one CPU core for an hour")
 	fs.Float64Var(&q.PriceGBHour, "price-gb-hour", 0, "cost of one GB of memory for an hour")
+	fs.StringVar(&q.Backend, "backend", job.BackendLocal, "where the queue's jobs run: local or slurm")
+	fs.StringVar(&q.Partition, "partition", "", "slurm queues: the Slurm partition (default: the cluster's default)")
+	fs.StringVar(&q.Account, "account", "", "slurm queues: the Slurm account to charge")
+	fs.StringVar(&q.QOS, "qos", "", "slurm queues: the Slurm quality of service")
 	return cmd
 }
 
@@ -107,6 +111,11 @@ func newQueueGetCmd(o *rootOptions) *cobra.Command {
 			fmt.Fprintf(tw, "Max running:\t%s\n", maxRunningText(q.MaxRunning))
 			fmt.Fprintf(tw, "Price:\t%g per CPU-hour, %g per GB-hour\n", q.PriceCPUHour, q.PriceGBHour)
 			fmt.Fprintf(tw, "Backend:\t%s\n", dash(q.Backend))
+			if q.Backend == job.BackendSlurm {
+				fmt.Fprintf(tw, "Partition:\t%s\n", dash(q.Partition))
+				fmt.Fprintf(tw, "Account:\t%s\n", dash(q.Account))
+				fmt.Fprintf(tw, "QOS:\t%s\n", dash(q.QOS))
+			}
 			fmt.Fprintf(tw, "Created:\t%s\n", dash(timeText(o.now(), &q.CreatedAt)))
 			if err := tw.Flush(); err != nil {
 				return err
@@ -132,6 +141,7 @@ func maxRunningText(n int) string {
 func newQueueUpdateCmd(o *rootOptions) *cobra.Command {
 	var priority, maxRunning int
 	var priceCPU, priceGB float64
+	var partition, account, qos string
 	cmd := &cobra.Command{
 		Use:   "update NAME",
 		Short: "Change a queue's priority, max running jobs or prices",
@@ -160,8 +170,17 @@ running jobs is reckoned at the prices in force when they end.`,
 			if fs.Changed("price-gb-hour") {
 				p.PriceGBHour = &priceGB
 			}
+			if fs.Changed("partition") {
+				p.Partition = &partition
+			}
+			if fs.Changed("account") {
+				p.Account = &account
+			}
+			if fs.Changed("qos") {
+				p.QOS = &qos
+			}
 			if p == (job.QueuePatch{}) {
-				return fmt.Errorf("nothing to change: give --priority, --max-running, --price-cpu-hour or --price-gb-hour")
+				return fmt.Errorf("nothing to change: give --priority, --max-running, --price-cpu-hour, --price-gb-hour, --partition, --account or --qos")
 			}
 			q, err := c.UpdateQueue(ctx, args[0], p)
 			if err != nil {
@@ -180,5 +199,8 @@ running jobs is reckoned at the prices in force when they end.`,
 	fs.IntVar(&maxRunning, "max-running", 0, "at most this many of the queue's jobs run at once (0: no limit)")
 	fs.Float64Var(&priceCPU, "price-cpu-hour", 0, "cost of one CPU core for an hour")
 	fs.Float64Var(&priceGB, "price-gb-hour", 0, "cost of one GB of memory for an hour")
+	fs.StringVar(&partition, "partition", "", "slurm queues: the Slurm partition for jobs submitted from now on")
+	fs.StringVar(&account, "account", "", "slurm queues: the Slurm account")
+	fs.StringVar(&qos, "qos", "", "slurm queues: the Slurm quality of service")
 	return cmd
 }

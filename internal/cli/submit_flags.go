@@ -25,6 +25,10 @@ type submitFlags struct {
 	gpus   int
 	time   string
 
+	nodes        int
+	tasksPerNode int
+	mpi          bool
+
 	attempts       int
 	retryExitCodes []int
 	retrySignals   []string
@@ -53,6 +57,9 @@ func (f *submitFlags) register(fs *pflag.FlagSet, o *rootOptions) {
 	fs.StringVar(&f.memory, "memory", "", "memory: 512M, 4G, 1.5GiB, or a number of MB")
 	fs.IntVar(&f.gpus, "gpus", 0, "GPUs")
 	fs.StringVar(&f.time, "time", "", "time limit: 90s, 1h30m, or a number of seconds")
+	fs.IntVar(&f.nodes, "nodes", 0, "nodes the job's tasks run on (default 1; on the local backend every node is this machine)")
+	fs.IntVar(&f.tasksPerNode, "tasks-per-node", 0, "tasks (ranks) per node (default 1); --cpus is per task, --memory and --gpus per node")
+	fs.BoolVar(&f.mpi, "mpi", false, "start the tasks as one MPI world (mpirun here, srun --mpi=pmix under Slurm)")
 	fs.IntVar(&f.attempts, "attempts", 0, "total attempts, including the first (1 = no retry)")
 	fs.IntSliceVar(&f.retryExitCodes, "retry-exit-codes", nil, "retry only on these exit codes (e.g. 1,2)")
 	fs.StringSliceVar(&f.retrySignals, "retry-signals", nil, "retry only when killed by these signals (e.g. SIGKILL)")
@@ -116,6 +123,9 @@ func (f *submitFlags) spec(fs *pflag.FlagSet, command []string, stdin io.Reader,
 		}
 		spec.TimeLimit = d
 	}
+	if err := f.applyTasks(fs, spec); err != nil {
+		return nil, err
+	}
 	if err := f.applyRetry(fs, &spec.Retry); err != nil {
 		return nil, err
 	}
@@ -173,6 +183,28 @@ func (f *submitFlags) spec(fs *pflag.FlagSet, command []string, stdin io.Reader,
 		return nil, errors.New("no command: give it after -- (hpcml job submit [flags] -- CMD ARGS...) or in a spec file (-f)")
 	}
 	return spec, nil
+}
+
+func (f *submitFlags) applyTasks(fs *pflag.FlagSet, spec *job.Spec) error {
+	if fs.Changed("nodes") {
+		if f.nodes < 1 || f.nodes > job.MaxJobNodes {
+			return fmt.Errorf("--nodes %d: must be between 1 and %d", f.nodes, job.MaxJobNodes)
+		}
+		spec.Nodes = f.nodes
+	}
+	if fs.Changed("tasks-per-node") {
+		if f.tasksPerNode < 1 || f.tasksPerNode > job.MaxTasksPerNode {
+			return fmt.Errorf("--tasks-per-node %d: must be between 1 and %d", f.tasksPerNode, job.MaxTasksPerNode)
+		}
+		spec.TasksPerNode = f.tasksPerNode
+	}
+	if fs.Changed("mpi") {
+		spec.Type = ""
+		if f.mpi {
+			spec.Type = job.TypeMPI
+		}
+	}
+	return nil
 }
 
 func (f *submitFlags) applyRetry(fs *pflag.FlagSet, r *job.RetryPolicy) error {

@@ -134,6 +134,11 @@ func TestSubmitFlagsToSpec(t *testing.T) {
 			},
 		},
 		{
+			name: "tasks",
+			args: []string{"--mpi", "--nodes", "2", "--tasks-per-node", "3", "--cpus", "0.5", "--", "./solver"},
+			want: job.Spec{Command: []string{"./solver"}, Nodes: 2, TasksPerNode: 3, Type: job.TypeMPI, Resources: job.Resources{CPUs: 0.5}},
+		},
+		{
 			name: "time limit in seconds",
 			args: []string{"--time", "90", "--", "x"},
 			want: job.Spec{Command: []string{"x"}, TimeLimit: job.Duration(90 * time.Second)},
@@ -163,6 +168,10 @@ func TestSubmitFlagErrors(t *testing.T) {
 		{[]string{"--time", "-5s", "--", "x"}, "negative"},
 		{[]string{"--cpus", "0", "--", "x"}, "--cpus"},
 		{[]string{"--attempts", "0", "--", "x"}, "--attempts"},
+		{[]string{"--nodes", "0", "--", "x"}, "--nodes 0: must be between 1 and 1024"},
+		{[]string{"--nodes", "1025", "--", "x"}, "--nodes"},
+		{[]string{"--tasks-per-node", "-1", "--", "x"}, "--tasks-per-node -1: must be between 1 and 1024"},
+		{[]string{"--mpi=maybe", "--", "x"}, "invalid argument"},
 		{[]string{"--array", "5-1", "--", "x"}, "--array"},
 		{[]string{"--array", "0-9%0", "--", "x"}, "throttle"},
 		{[]string{"--dependency", "after:1", "--", "x"}, "afterok, afterany or afternotok"},
@@ -256,6 +265,11 @@ func TestFlagsOverrideSpecFile(t *testing.T) {
 				s.Resources.MemoryMB = 0
 				s.Name = ""
 			},
+		},
+		{
+			name: "task flags",
+			args: []string{"-f", file, "--nodes", "3", "--tasks-per-node", "2", "--mpi"},
+			edit: func(s *job.Spec) { s.Nodes, s.TasksPerNode, s.Type = 3, 2, job.TypeMPI },
 		},
 		{
 			name: "-o json leaves the file's outputs alone",

@@ -27,6 +27,24 @@ type Config struct {
 	// and local logs) is kept; its logs live on in object storage. Zero
 	// keeps them forever.
 	KeepJobDirs time.Duration
+	// Backend is the default queue's backend (job.BackendLocal by default).
+	Backend string
+	// Slurm configures the Slurm backend, which runs when Slurm's client
+	// commands are installed (and must, with Backend "slurm").
+	Slurm SlurmConfig
 	// Ready, if set, is called with the base URL once the server listens.
 	Ready func(baseURL string)
+}
+
+// SlurmConfig is where the Slurm backend keeps attempts and finds Slurm.
+type SlurmConfig struct {
+	// Dir holds Slurm attempts' dirs; the nodes must see it at the same
+	// path (a shared file system). Default <DataDir>/slurm.
+	Dir string
+	// Bin is the directory of sbatch, squeue, scontrol and scancel
+	// (default: found on PATH).
+	Bin string
+	// Poll is how often attempts' journals are read, QueuePoll how often
+	// squeue is asked (defaults 250ms and 2s).
+	Poll, QueuePoll time.Duration
 }

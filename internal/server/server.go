@@ -15,7 +15,6 @@ import (
 	"github.com/hpcml/hpcml/internal/api"
 	"github.com/hpcml/hpcml/internal/backend/local"
 	"github.com/hpcml/hpcml/internal/blob"
-	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/joblog"
 	"github.com/hpcml/hpcml/internal/sched"
 	"github.com/hpcml/hpcml/internal/store"
@@ -82,7 +81,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
-	if err := st.CreateQueue(ctx, &job.Queue{Name: "default", Backend: "local"}); err != nil && !errors.Is(err, store.ErrExists) {
+	if err := ensureDefaultQueue(ctx, st, cfg.Backend); err != nil {
 		return err
 	}
 
@@ -106,8 +105,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	sch.AddBackend(be)
+	slurmBackend, err := newSlurmBackend(cfg, dataDir, exe, sch, log)
+	if err != nil {
+		return err
+	}
+	logPath := be.LogPath
+	if slurmBackend != nil {
+		sch.AddBackend(slurmBackend)
+		logPath = func(jobID int64, attempt int, stream string) string {
+			// Job ids are unique across backends: a Slurm attempt's dir
+			// exists, a local one's does not.
+			if p := slurmBackend.LogPath(jobID, attempt, stream); fileExists(p) {
+				return p
+			}
+			return be.LogPath(jobID, attempt, stream)
+		}
+	}
 
-	logs := &joblog.Source{LocalPath: be.LogPath, Bucket: bucket}
+	logs := &joblog.Source{LocalPath: logPath, Bucket: bucket}
 	apiHandler := api.New(api.Config{
 		Store: st, Scheduler: sch, Token: token, Registry: reg, Log: log,
 		Logs: logs,
@@ -134,6 +149,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		j, err := st.GetJob(ctx, id)
 		return err == nil && (j.Attempt > attempt || j.State.Terminal())
 	})
+	if slurmBackend != nil {
+		go slurmBackend.Run(ctx)
+	}
 	schedDone := make(chan error, 1)
 	go func() { schedDone <- sch.Run(ctx) }()
 	serveDone := make(chan error, 1)
