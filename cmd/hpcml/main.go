@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/hpcml/hpcml/internal/backend/local"
+	"github.com/hpcml/hpcml/internal/backend/slurm"
 	"github.com/hpcml/hpcml/internal/task"
 )
 
@@ -23,6 +24,9 @@ func main() {
 	}
 	// Before cobra: everything after "--" is the job's command, and the
 	// CLI's start-up (config, flags) is no business of a task's.
+	if len(os.Args) >= 2 && os.Args[1] == "__slurm-task" {
+		os.Exit(slurm.RunWrapper(os.Args[2:], slog.New(slog.NewTextHandler(os.Stderr, nil))))
+	}
 	if len(os.Args) >= 2 && os.Args[1] == task.RankCommand {
 		os.Exit(task.RankMain(os.Args[2:]))
 	}
