@@ -51,8 +51,12 @@ func (s *Spec) normalizeTasks() error {
 
 // checkFits refuses a job that could never run: one that needs more than
 // the largest node has, or (SingleNode) more in total than the one node.
-// Resources and the task layout are normalized already.
+// Resources and the task layout are normalized already. Zero Limits
+// know nothing and refuse nothing.
 func (s *Spec) checkFits(lim Limits) error {
+	if lim == (Limits{}) {
+		return nil // nothing is known (a cluster that cannot be asked): its scheduler judges
+	}
 	r, node := s.Resources, lim.MaxNode
 	per := ""
 	if s.Tasks() > 1 {

@@ -138,7 +138,7 @@ func (s *Scheduler) apply(ctx context.Context, st *state, ev event) {
 		e.attempt.StartedAt = &at
 		e.attempt.State = job.Running
 		st.dirtyAttempt[e.j.ID] = true
-		st.setState(e, job.Running, e.j.Reason)
+		st.setState(e, job.Running, runningReason(e.j))
 		if s.metrics != nil && e.j.Attempt == 1 {
 			s.metrics.submitToStart.Observe(at.Sub(e.j.SubmittedAt).Seconds())
 		}
@@ -438,7 +438,8 @@ func (s *Scheduler) start(st *state, e *entry) {
 	e.attempt = &job.Attempt{Number: j.Attempt, State: job.Starting}
 	st.dirtyAttempt[j.ID] = true
 	j.ExitCode, j.Signal = nil, ""
-	st.setState(e, job.Starting, "")
+	// A backend that was unreachable says so until a launch gets through.
+	st.setState(e, job.Starting, e.pool.downReason)
 	st.allocate(e)
 	e.launching = true
 	st.launch = append(st.launch, e)
@@ -479,4 +480,13 @@ func (s *Scheduler) publish(st *state) {
 		},
 		Counts: counts,
 	})
+}
+
+// runningReason: once running, a job's waiting reason is over; only a
+// pending cancel is still worth saying.
+func runningReason(j *job.Job) string {
+	if j.CancelRequested {
+		return ReasonCancelling
+	}
+	return ""
 }

@@ -102,7 +102,7 @@ func New(cfg Config, rep backend.Reporter, log *slog.Logger) (*Backend, error) {
 		cfg.QueuePoll = 2 * time.Second
 	}
 	if cfg.CommandTimeout <= 0 {
-		cfg.CommandTimeout = 30 * time.Second
+		cfg.CommandTimeout = 10 * time.Second
 	}
 	// Paths go into the batch script: refuse what quoting would have to
 	// bend over backwards for.
@@ -151,7 +151,11 @@ func (b *Backend) Name() string { return job.BackendSlurm }
 func (b *Backend) Capacity() job.Resources { return job.Resources{} }
 
 // limitsTTL: node shapes change rarely; submissions must not each ask.
-const limitsTTL = 30 * time.Second
+const (
+	limitsTTL     = 30 * time.Second
+	limitsRetry   = 5 * time.Second // after a failed read
+	limitsTimeout = 3 * time.Second
+)
 
 // Limits are the largest node of q's partition and its node count. When
 // the controller cannot be reached nothing is known and nothing is
@@ -163,13 +167,18 @@ func (b *Backend) Limits(ctx context.Context, q *job.Queue) (job.Limits, error) 
 	if ok && time.Since(c.at) < limitsTTL {
 		return c.lim, nil
 	}
+	// A submission waits for this: a controller that does not answer
+	// soon is taken as down, and asked again only after a while.
+	ctx, cancel := context.WithTimeout(ctx, limitsTimeout)
+	defer cancel()
 	lim, err := b.readLimits(ctx, q.Partition)
+	at := time.Now()
 	if err != nil {
-		b.log.Warn("read slurm partition limits", "partition", q.Partition, "err", err)
-		return job.Limits{}, nil
+		b.log.Warn("read slurm partition limits; not checking submissions against them for now", "partition", q.Partition, "err", err)
+		lim, at = job.Limits{}, at.Add(limitsRetry-limitsTTL)
 	}
 	b.mu.Lock()
-	b.limits[q.Partition] = cachedLimits{lim: lim, at: time.Now()}
+	b.limits[q.Partition] = cachedLimits{lim: lim, at: at}
 	b.mu.Unlock()
 	return lim, nil
 }
