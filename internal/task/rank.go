@@ -71,6 +71,9 @@ func RankMain(args []string) int {
 	}
 	err = syscall.Exec(prog, argv, env)
 	fmt.Fprintf(os.Stderr, "hpcml __rank: cannot run %s: %v\n", argv[0], err)
+	if errors.Is(err, syscall.ENOENT) {
+		return exitNotFound
+	}
 	return exitCannot
 }
 

@@ -159,6 +159,12 @@ func (r *runner) runCommand(res *job.Result) bool {
 	}
 	argv, env := l.Argv, l.Env
 	if l.Ranks.Multi() {
+		// Checked here, as exec checks a plain job's: else every task
+		// would fail on its own with a bare exit code.
+		if err := checkProgram(prog, l.WorkDir); err != nil {
+			res.Error = startError(l.Argv[0], err)
+			return false
+		}
 		// Every task is started by a launcher (mpirun, srun, the fan-out),
 		// which this process runs in place of the command.
 		if argv, env, err = rankCommand(context.Background(), l, r.host); err != nil {
@@ -271,6 +277,23 @@ func lookPath(prog string, env []string) (string, error) {
 		}
 	}
 	return "", &exec.Error{Name: prog, Err: exec.ErrNotFound}
+}
+
+// checkProgram reports whether prog (a path found by lookPath, or
+// relative to workDir) is an executable file.
+func checkProgram(prog, workDir string) error {
+	p := prog
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(workDir, p)
+	}
+	info, err := os.Stat(p)
+	if err != nil {
+		return &os.PathError{Op: "exec", Path: prog, Err: errors.Unwrap(err)}
+	}
+	if !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
+		return &os.PathError{Op: "exec", Path: prog, Err: syscall.EACCES}
+	}
+	return nil
 }
 
 func startError(prog string, err error) string {

@@ -106,6 +106,10 @@ func TestRunFanout(t *testing.T) {
 }
 
 func TestRunRanksErrors(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data.txt")
+	if err := os.WriteFile(data, []byte("not a program"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		l    Launch
@@ -116,6 +120,10 @@ func TestRunRanksErrors(t *testing.T) {
 		// Found before any launcher starts, with the plain job's message.
 		{"no program", Launch{Argv: []string{"no-such-program-hpcml"}, Env: []string{"PATH=/usr/bin:/bin"},
 			Ranks: Ranks{Nodes: 2, Launcher: LauncherLocal}}, "cannot run no-such-program-hpcml"},
+		{"no program in the job dir", Launch{Argv: []string{"./solver"}, Env: []string{"PATH=/usr/bin:/bin"},
+			Ranks: Ranks{Nodes: 2, MPI: true, Launcher: LauncherLocal}}, "cannot run ./solver: exec ./solver: no such file or directory"},
+		{"not executable", Launch{Argv: []string{data}, Env: []string{"PATH=/usr/bin:/bin"},
+			Ranks: Ranks{Nodes: 2, Launcher: LauncherLocal}}, "cannot run " + data + ": exec " + data + ": permission denied"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
