@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a Debian 12 machine, if it is missing:
-# Chromium for the dashboard's browser tests, and versitygw (an
-# S3-compatible server, Apache-2.0) for the object-storage tests.
+# Chromium for the dashboard's browser tests, versitygw (an S3-compatible
+# server, Apache-2.0) for the object-storage tests, and Open MPI (mpirun,
+# and mpicc to build the MPI test program) for the MPI job tests.
 # Idempotent and quiet when everything is there already.
 set -euo pipefail
 
@@ -16,6 +17,7 @@ fi
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v mpicc >/dev/null 2>&1 || need+=(openmpi-bin libopenmpi-dev)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
