@@ -198,8 +198,8 @@ func TestJobGet(t *testing.T) {
 		}
 	}
 
-	if strings.Contains(r.stdout, "Tasks:") {
-		t.Errorf("a plain job shows tasks:\n%s", r.stdout)
+	if strings.Contains(r.stdout, "Ranks:") {
+		t.Errorf("a plain job shows ranks:\n%s", r.stdout)
 	}
 
 	r = runCLI(t, serverEnv(srv), "job", "get", "1", "-o", "yaml")
@@ -231,7 +231,7 @@ func TestJobGetTasks(t *testing.T) {
 	r = runCLI(t, serverEnv(srv), "job", "get", "1")
 	for _, want := range []string{
 		"Resources:  cpus=0.5 memory=1.0 GiB\n",
-		"Tasks:      4 (2 nodes × 2 per node), mpi; in total cpus=2 memory=2.0 GiB\n",
+		"Ranks:      4 (2 nodes × 2 per node), mpi; in total cpus=2 memory=2.0 GiB\n",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("job get lacks %q:\n%s", want, r.stdout)

@@ -96,7 +96,7 @@ func printJob(w io.Writer, now time.Time, j *job.Job) error {
 	kv("Command", cmdline)
 	kv("Workdir", s.WorkDir)
 	kv("Resources", resourcesText(s.Resources))
-	kv("Tasks", tasksText(s))
+	kv("Ranks", ranksText(s)) // "Tasks" is an array's task counts
 	if s.TimeLimit > 0 {
 		kv("Time limit", s.TimeLimit.String())
 	}
@@ -165,10 +165,10 @@ func resourcesText(r job.Resources) string {
 	return strings.Join(parts, " ")
 }
 
-// tasksText describes a job of several tasks, or an MPI job ("" for a
+// ranksText describes a job of several tasks, or an MPI job ("" for a
 // plain job of one task): its layout, and in total what it holds, since
 // --cpus is per task.
-func tasksText(s *job.Spec) string {
+func ranksText(s *job.Spec) string {
 	if s.Tasks() == 1 && s.Type == "" {
 		return ""
 	}
