@@ -2,6 +2,7 @@
 # A local Slurm cluster for development, tests and benchmarks: N emulated
 # nodes (multiple slurmd on this host), munge, and slurmrestd with JWT.
 #
+#   scripts/slurm-dev-cluster.sh install      install the Debian packages only
 #   scripts/slurm-dev-cluster.sh up [NODES]   install (Debian packages) and start; default 2 nodes
 #   scripts/slurm-dev-cluster.sh down         stop what `up` started, by PID
 #   scripts/slurm-dev-cluster.sh env          print the environment for the Slurm commands
@@ -9,6 +10,9 @@
 #
 # Everything lives in $HPCML_SLURM_DIR (default /tmp/hpcml-slurm); the
 # commands need SLURM_CONF=$HPCML_SLURM_DIR/slurm.conf (see `env`).
+# Ports: $HPCML_SLURMCTLD_PORT (16817), $HPCML_SLURMD_PORT (17001, one
+# per node from there) and $HPCML_SLURMRESTD_PORT (16820), so that a test
+# cluster can run beside a development one.
 # It runs without systemd or cgroups (proctrack/linuxproc, task/none),
 # as root, and needs no accounting daemon (sacct does not work: use
 # scontrol, which keeps ended jobs for an hour).
@@ -18,6 +22,7 @@ state=${HPCML_SLURM_DIR:-/tmp/hpcml-slurm}
 conf=$state/slurm.conf
 restd_port=${HPCML_SLURMRESTD_PORT:-16820}
 ctld_port=${HPCML_SLURMCTLD_PORT:-16817}
+slurmd_port=${HPCML_SLURMD_PORT:-17001}
 
 log() { printf 'slurm-dev-cluster: %s\n' "$*" >&2; }
 
@@ -97,7 +102,7 @@ MailProg=/bin/true
 ReturnToService=2
 MpiDefault=none
 TmpFS=$state/tmp/%n
-NodeName=n[1-$nodes] NodeHostname=localhost NodeAddr=127.0.0.1 Port=17001-$((17000 + nodes)) CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=n[1-$nodes] NodeHostname=localhost NodeAddr=127.0.0.1 Port=$slurmd_port-$((slurmd_port + nodes - 1)) CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 }
@@ -141,9 +146,10 @@ down() {
 }
 
 case "${1:-}" in
+  install) install ;;
   up) up "${2:-2}" ;;
   down) down ;;
   env) echo "export SLURM_CONF=$conf" ;;
   status) SLURM_CONF=$conf sinfo -N ;;
-  *) echo "usage: $0 up [NODES] | down | env | status" >&2; exit 2 ;;
+  *) echo "usage: $0 install | up [NODES] | down | env | status" >&2; exit 2 ;;
 esac

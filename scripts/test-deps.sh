@@ -2,7 +2,9 @@
 # Installs what the tests need on a Debian 12 machine, if it is missing:
 # Chromium for the dashboard's browser tests, versitygw (an S3-compatible
 # server, Apache-2.0) for the object-storage tests, and Open MPI (mpirun,
-# and mpicc to build the MPI test program) for the MPI job tests.
+# and mpicc to build the MPI test program) for the MPI job tests, and
+# Slurm with munge for the Slurm backend's tests (which start their own
+# cluster with scripts/slurm-dev-cluster.sh).
 # Idempotent and quiet when everything is there already.
 set -euo pipefail
 
@@ -19,14 +21,16 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v mpicc >/dev/null 2>&1 || need+=(openmpi-bin libopenmpi-dev)
 
-if [ ${#need[@]} -eq 0 ]; then
-  exit 0
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test-deps: need ${need[*]}; run as root or install them: apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+  echo "test-deps: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "test-deps: need ${need[*]}; run as root or install them: apt-get install ${need[*]}" >&2
-  exit 1
-fi
-echo "test-deps: installing ${need[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+
+# Slurm, munge and slurmrestd: the dev cluster script knows the packages.
+"$(dirname "$0")/slurm-dev-cluster.sh" install

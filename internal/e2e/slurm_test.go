@@ -1,0 +1,345 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hpcml/hpcml/internal/client"
+	"github.com/hpcml/hpcml/internal/job"
+)
+
+// slurmCluster is a Slurm of two emulated nodes that the test started
+// (scripts/slurm-dev-cluster.sh) on its own state dir and ports, and
+// stops by PID at its end.
+type slurmCluster struct {
+	t      *testing.T
+	script string
+	dir    string
+	env    []string // SLURM_CONF and the script's settings
+}
+
+func startSlurm(t *testing.T) *slurmCluster {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(filepath.Dir(strings.TrimSpace(string(out))), "scripts", "slurm-dev-cluster.sh")
+	// Short: slurmd's sockets live under it.
+	dir, err := os.MkdirTemp("", "hpcml-slurm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := freePortRun(t, 2)
+	c := &slurmCluster{t: t, script: script, dir: dir, env: []string{
+		"HPCML_SLURM_DIR=" + dir,
+		"HPCML_SLURMCTLD_PORT=" + strconv.Itoa(freePortRun(t, 1)),
+		"HPCML_SLURMD_PORT=" + strconv.Itoa(base),
+		"HPCML_SLURMRESTD_PORT=" + strconv.Itoa(freePortRun(t, 1)),
+		"SLURM_CONF=" + filepath.Join(dir, "slurm.conf"),
+	}}
+	t.Cleanup(c.stop)
+	if out, err := c.command(c.script, "up", "2").CombinedOutput(); err != nil {
+		t.Fatalf("start the slurm dev cluster: %v\n%s", err, out)
+	}
+	return c
+}
+
+// freePortRun finds n consecutive free loopback ports and returns the first.
+func freePortRun(t *testing.T, n int) int {
+	t.Helper()
+	for try := 0; try < 100; try++ {
+		first := 20000 + int(time.Now().UnixNano()%20000)
+		ok := true
+		for p := first; p < first+n && ok; p++ {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			ln.Close()
+		}
+		if ok {
+			return first
+		}
+	}
+	t.Fatal("no free ports")
+	return 0
+}
+
+func (c *slurmCluster) command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), c.env...)
+	return cmd
+}
+
+// run runs a Slurm command on this cluster and returns its output.
+func (c *slurmCluster) run(name string, args ...string) string {
+	c.t.Helper()
+	out, err := c.command(name, args...).CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return string(out)
+}
+
+func (c *slurmCluster) stop() {
+	c.command("scancel", "--user=root").Run()
+	if out, err := c.command(c.script, "down").CombinedOutput(); err != nil {
+		c.t.Errorf("stop the slurm dev cluster: %v\n%s", err, out)
+	}
+	if c.t.Failed() {
+		if b, err := os.ReadFile(filepath.Join(c.dir, "slurmctld.log")); err == nil {
+			c.t.Logf("slurmctld log:\n%s", tail(b, 30))
+		}
+	}
+	os.RemoveAll(c.dir)
+}
+
+// stopController kills slurmctld (by the PID it recorded): the cluster's
+// controller is down, its nodes and jobs are not.
+func (c *slurmCluster) stopController() {
+	c.t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.dir, "slurmctld.pid"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	syscall.Kill(pid, syscall.SIGTERM)
+	waitUntil(c.t, 15*time.Second, "slurmctld stopped", func() bool { return syscall.Kill(pid, 0) != nil })
+}
+
+func (c *slurmCluster) startController() {
+	c.t.Helper()
+	c.run("slurmctld", "-f", filepath.Join(c.dir, "slurm.conf"))
+}
+
+// slurmJobs lists the Slurm jobs whose comment names an hpcml attempt
+// ("<id>.<attempt>") of job id, by Slurm job id.
+func (c *slurmCluster) slurmJobs(jobID int64) []string {
+	c.t.Helper()
+	out := c.run("squeue", "--noheader", "--states=all", "--format=%F|%k")
+	seen := map[string]bool{}
+	var ids []string
+	suffix := fmt.Sprintf(":%d.", jobID)
+	for _, line := range strings.Split(out, "\n") {
+		id, comment, ok := strings.Cut(line, "|")
+		if ok && strings.HasPrefix(comment, "hpcml:") && strings.Contains(comment, suffix) && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// TestSlurm runs jobs through hpcml on a real two-node Slurm cluster: the
+// server submits with sbatch, the hpcml binary wraps each job on the
+// node, squeue and the attempt journals report back.
+func TestSlurm(t *testing.T) {
+	c := startSlurm(t)
+	s := startServerEnv(t, c.env, "--backend", "slurm")
+	ctx := ctxFor(t, 10*time.Minute)
+	shared := t.TempDir() // the nodes are this host: a shared file system
+
+	t.Run("plain", func(t *testing.T) {
+		j := s.wait(s.submit(sh("echo hello from $SLURM_JOB_ID; echo to stderr >&2")), time.Minute)
+		expectState(t, j, job.Succeeded)
+		a := j.Attempts[0]
+		if !strings.HasPrefix(a.BackendID, "slurm:") {
+			t.Fatalf("attempt backend id %q, want slurm:<id>", a.BackendID)
+		}
+		slurmID := strings.TrimPrefix(a.BackendID, "slurm:")
+		if got := s.logs(id(j), client.LogOptions{}); got != "hello from "+slurmID+"\n" {
+			t.Fatalf("stdout %q, want the Slurm job id %s", got, slurmID)
+		}
+		if ids := c.slurmJobs(j.ID); len(ids) != 1 || ids[0] != slurmID {
+			t.Fatalf("slurm jobs tagged with job %d: %v, want [%s]", j.ID, ids, slurmID)
+		}
+		if a.StdoutURL == "" || a.StderrURL == "" {
+			t.Fatalf("logs not shipped to storage: %+v", a)
+		}
+	})
+
+	t.Run("array with throttle", func(t *testing.T) {
+		spec := sh(`echo $HPCML_ARRAY_INDEX $SLURM_ARRAY_TASK_ID; sleep 1`)
+		spec.Array = "0-9%2"
+		p := s.wait(s.submit(spec), 2*time.Minute)
+		expectState(t, p, job.Succeeded)
+		var tasks []*job.Job
+		for i := 0; i < 10; i++ {
+			tj, err := s.Client.GetJob(ctx, fmt.Sprintf("%d_%d", p.ID, i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			expectState(t, tj, job.Succeeded)
+			if got, want := s.logs(id(tj), client.LogOptions{}), fmt.Sprintf("%d %d\n", i, i); got != want {
+				t.Fatalf("task %d printed %q, want %q (hpcml index and Slurm task id)", i, got, want)
+			}
+			tasks = append(tasks, tj)
+		}
+		if n := maxOverlap(attemptIntervals(t, tasks...)); n > 2 {
+			t.Fatalf("%d tasks ran at once, throttle is 2", n)
+		}
+		// One Slurm array for the ten tasks, not ten jobs.
+		arrays := map[string]bool{}
+		for _, tj := range tasks {
+			base, _, _ := strings.Cut(strings.TrimPrefix(tj.Attempts[0].BackendID, "slurm:"), "_")
+			arrays[base] = true
+		}
+		if len(arrays) != 1 {
+			t.Fatalf("tasks ran as Slurm jobs %v, want one array", arrays)
+		}
+	})
+
+	t.Run("afterok chain whose first job fails", func(t *testing.T) {
+		marker := filepath.Join(shared, "second-ran")
+		first := s.submit(sh("exit 3"))
+		second := sh("touch " + marker)
+		second.DependsOn = []job.Dependency{{Type: job.AfterOK, JobID: first.ID}}
+		sj := s.submit(second)
+		f := s.wait(first, time.Minute)
+		expectState(t, f, job.Failed)
+		if f.ExitCode == nil || *f.ExitCode != 3 {
+			t.Fatalf("first job exit code %v, want 3", f.ExitCode)
+		}
+		got := s.wait(sj, time.Minute)
+		expectState(t, got, job.Failed)
+		if !strings.Contains(got.Reason, "never be satisfied") {
+			t.Fatalf("second job reason %q", got.Reason)
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Fatal("the dependent job ran")
+		}
+		if ids := c.slurmJobs(sj.ID); len(ids) != 0 {
+			t.Fatalf("the dependent job was submitted to Slurm as %v", ids)
+		}
+	})
+
+	t.Run("MPI over two nodes", func(t *testing.T) {
+		prog := buildMPIProgram(t)
+		spec := job.Spec{Command: []string{prog}, Type: job.TypeMPI, Nodes: 2, TasksPerNode: 2,
+			Env: map[string]string{"OMPI_MCA_btl": "self,tcp"}}
+		j := s.wait(s.submit(spec), 2*time.Minute)
+		if j.State != job.Succeeded {
+			t.Fatalf("MPI job %s (%s); stderr:\n%s", j.State, j.Reason, s.logs(id(j), client.LogOptions{Stream: "stderr"}))
+		}
+		if got := s.logs(id(j), client.LogOptions{}); got != "6\n" {
+			t.Fatalf("MPI all-reduce of the ranks printed %q, want 6", got)
+		}
+	})
+
+	t.Run("rank variables without MPI", func(t *testing.T) {
+		spec := sh(`echo "$HPCML_RANK $HPCML_LOCAL_RANK $HPCML_NODE_RANK $HPCML_WORLD_SIZE $HPCML_MASTER_ADDR $HPCML_MASTER_PORT $HPCML_HOSTS"`)
+		spec.Nodes, spec.TasksPerNode = 2, 2
+		j := s.wait(s.submit(spec), time.Minute)
+		expectState(t, j, job.Succeeded)
+		lines := strings.Split(strings.TrimSpace(s.logs(id(j), client.LogOptions{})), "\n")
+		if len(lines) != 4 {
+			t.Fatalf("want 4 ranks' lines, got %q", lines)
+		}
+		ranks := map[string]bool{}
+		for _, l := range lines {
+			f := strings.Fields(l)
+			if len(f) != 7 {
+				t.Fatalf("rank line %q lacks variables", l)
+			}
+			ranks[f[0]] = true
+			if f[3] != "4" || f[4] == "" || f[5] == "0" || f[6] != "n1,n2" {
+				t.Fatalf("rank line %q: want world 4, a master address and port, hosts n1,n2", l)
+			}
+			if f[1] != "0" && f[1] != "1" || f[2] != "0" && f[2] != "1" {
+				t.Fatalf("rank line %q: local and node ranks must be 0 or 1", l)
+			}
+		}
+		if len(ranks) != 4 || !ranks["0"] || !ranks["3"] {
+			t.Fatalf("ranks %v, want 0..3", ranks)
+		}
+	})
+
+	t.Run("cancel", func(t *testing.T) {
+		j := s.waitRunning(s.submit(sh("sleep 300")))
+		if _, err := s.Client.CancelJob(ctx, id(j)); err != nil {
+			t.Fatal(err)
+		}
+		got := s.wait(j, time.Minute)
+		expectState(t, got, job.Cancelled)
+		slurmID := strings.TrimPrefix(got.Attempts[0].BackendID, "slurm:")
+		waitUntil(t, 30*time.Second, "slurm job cancelled", func() bool {
+			return strings.Contains(c.run("squeue", "--noheader", "--states=all", "--jobs="+slurmID, "--format=%T"), "CANCELLED")
+		})
+	})
+
+	t.Run("time limit", func(t *testing.T) {
+		spec := sh("sleep 300")
+		spec.TimeLimit = job.Duration(2 * time.Second)
+		got := s.wait(s.submit(spec), time.Minute)
+		expectState(t, got, job.Timeout)
+	})
+
+	t.Run("server killed while a job runs", func(t *testing.T) {
+		runs := filepath.Join(shared, "runs")
+		j := s.waitRunning(s.submit(sh("echo start >> " + runs + "; sleep 4; echo end >> " + runs)))
+		s.Kill9()
+		s.Restart()
+		got := s.wait(j, time.Minute)
+		expectState(t, got, job.Succeeded)
+		b, _ := os.ReadFile(runs)
+		if string(b) != "start\nend\n" {
+			t.Fatalf("the job ran %q, want once, to its end", b)
+		}
+		if ids := c.slurmJobs(j.ID); len(ids) != 1 {
+			t.Fatalf("job %d was submitted to Slurm as %v, want exactly once", j.ID, ids)
+		}
+	})
+
+	t.Run("bad input", func(t *testing.T) {
+		_, err := s.Client.CreateQueue(ctx, &job.Queue{Name: "nopart", Backend: job.BackendSlurm, Partition: "nope"})
+		if ae := apiError(t, err, 400); ae.Field != "partition" {
+			t.Fatalf("queue with a missing partition: field %q", ae.Field)
+		}
+		if _, err := s.Client.GetQueue(ctx, "nopart"); err == nil {
+			t.Fatal("the queue was created anyway")
+		}
+		before := s.jobCount()
+		for _, tt := range []struct {
+			spec  job.Spec
+			field string
+		}{
+			{job.Spec{Command: []string{"true"}, Resources: job.Resources{CPUs: 64}}, "resources.cpus"},
+			{job.Spec{Command: []string{"true"}, Nodes: 3}, "nodes"},
+			{job.Spec{Command: []string{"true"}, Resources: job.Resources{MemoryMB: 1 << 30}}, "resources.memory_mb"},
+			{job.Spec{Command: []string{"true"}, DependsOn: []job.Dependency{{Type: job.AfterOK, JobID: 999999}}}, "depends_on[0].job_id"},
+			{job.Spec{Command: []string{"true"}, DependsOn: []job.Dependency{{Type: "after-lunch", JobID: 1}}}, "depends_on[0].type"},
+		} {
+			_, err := s.Client.SubmitJob(ctx, &tt.spec)
+			if ae := apiError(t, err, 400); ae.Field != tt.field {
+				t.Fatalf("spec %+v: field %q (%s), want %s", tt.spec, ae.Field, ae.Message, tt.field)
+			}
+		}
+		if after := s.jobCount(); after != before {
+			t.Fatalf("bad submissions stored jobs: %d -> %d", before, after)
+		}
+	})
+
+	t.Run("controller down", func(t *testing.T) {
+		c.stopController()
+		j := s.submit(sh("echo back"))
+		s.waitFor(id(j), time.Minute, "waiting for the controller", func(j *job.Job) bool {
+			return (j.State == job.Runnable || j.State == job.Starting) && strings.Contains(j.Reason, "unreachable")
+		})
+		c.startController()
+		got := s.wait(j, 2*time.Minute)
+		expectState(t, got, job.Succeeded)
+		if ids := c.slurmJobs(j.ID); len(ids) != 1 {
+			t.Fatalf("job %d was submitted to Slurm as %v, want exactly once", j.ID, ids)
+		}
+	})
+}
