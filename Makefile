@@ -4,7 +4,7 @@ BIN      := bin/hpcml
 DATA_DIR ?= .hpcml
 LISTEN   ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-deps vet fmt bench bench-slurm clean
+.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend clean
 
 all: build
 
@@ -35,6 +35,12 @@ bench: build
 bench-slurm: build
 	./scripts/slurm-dev-cluster.sh up 1
 	SLURM_CONF=$${HPCML_SLURM_DIR:-/tmp/hpcml-slurm}/slurm.conf $(GO) run ./bench/jobs -hpcml $(BIN) -slurm -n 300 -idle 20 -array 300; \
+	  rc=$$?; ./scripts/slurm-dev-cluster.sh down; exit $$rc
+
+# hpcml's Slurm backend against plain sbatch on a two-node local Slurm.
+bench-slurm-backend: build
+	./scripts/slurm-dev-cluster.sh up 2
+	SLURM_CONF=$${HPCML_SLURM_DIR:-/tmp/hpcml-slurm}/slurm.conf $(GO) run ./bench/slurm -hpcml $(BIN) -n 100 -runs 3; \
 	  rc=$$?; ./scripts/slurm-dev-cluster.sh down; exit $$rc
 
 fmt:

@@ -20,10 +20,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/hpcml/hpcml/bench/internal/load"
 	"github.com/hpcml/hpcml/internal/client"
 	"github.com/hpcml/hpcml/internal/job"
 )
@@ -132,37 +131,6 @@ func printResult(res *result, header bool) {
 	fmt.Println()
 }
 
-// inParallel calls fn(0..n-1) from conc goroutines and returns the first
-// error (the goroutine that met it stops; the others finish their work).
-func inParallel(n, conc int, fn func(i int) error) error {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, conc)
-	for w := 0; w < conc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					return
-				}
-				if err := fn(int(i)); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		return nil
-	}
-}
-
 // bench remembers the scratch dirs of its runs, removed only at exit: on
 // ext4 without a journal, files created right after many deletions are
 // slow to allocate, and a run must not pay for the previous one's cleanup.
@@ -241,7 +209,7 @@ func (b *bench) runHPCML(ctx context.Context, exe, scratchBase string, n, idle, 
 
 	ids := make([]int64, n)
 	start := time.Now()
-	err = inParallel(n, conc, func(i int) error {
+	err = load.InParallel(n, conc, func(i int) error {
 		j, err := c.SubmitJob(ctx, &job.Spec{Command: []string{"true"}, Resources: job.Resources{CPUs: cpus}})
 		if err == nil {
 			ids[i] = j.ID
@@ -269,7 +237,7 @@ func (b *bench) runHPCML(ctx context.Context, exe, scratchBase string, n, idle, 
 	wall := lastEnd.Sub(start).Seconds()
 	slices.Sort(lat)
 	res := &result{Tool: "hpcml", Jobs: n, CPUs: cpus, WallSec: wall, JobsPerSec: float64(n) / wall,
-		P50ms: pct(lat, 0.50), P99ms: pct(lat, 0.99), IdleP50ms: pct(idleLat, 0.50), IdleP99ms: pct(idleLat, 0.99)}
+		P50ms: load.Pct(lat, 0.50), P99ms: load.Pct(lat, 0.99), IdleP50ms: load.Pct(idleLat, 0.50), IdleP99ms: load.Pct(idleLat, 0.99)}
 	if arrayN > 0 {
 		arr, err := c.SubmitJob(ctx, &job.Spec{Command: []string{"true"}, Resources: job.Resources{CPUs: cpus},
 			Array: fmt.Sprintf("0-%d", arrayN-1)})
@@ -286,11 +254,4 @@ func (b *bench) runHPCML(ctx context.Context, exe, scratchBase string, n, idle, 
 		res.ArrayPerSec = float64(arrayN) / done.EndedAt.Sub(done.SubmittedAt).Seconds()
 	}
 	return res, nil
-}
-
-func pct(sorted []float64, p float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
 }

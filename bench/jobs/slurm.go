@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+
 	"fmt"
+	"github.com/hpcml/hpcml/bench/internal/load"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,7 +83,7 @@ func (b *bench) runSlurm(ctx context.Context, n, idle, conc int, cpus float64, a
 	ids := make([]string, n)
 	subAt := make([]time.Time, n)
 	start := time.Now()
-	err = inParallel(n, conc, func(i int) error {
+	err = load.InParallel(n, conc, func(i int) error {
 		id, at, err := submit()
 		ids[i], subAt[i] = id, at
 		return err
@@ -104,7 +106,7 @@ func (b *bench) runSlurm(ctx context.Context, n, idle, conc int, cpus float64, a
 	slices.Sort(lat)
 	wall := end.Sub(start).Seconds()
 	res := &result{Tool: "slurm", Jobs: n, CPUs: float64(ncpu), WallSec: wall, JobsPerSec: float64(n) / wall,
-		P50ms: pct(lat, 0.50), P99ms: pct(lat, 0.99), IdleP50ms: pct(idleLat, 0.50), IdleP99ms: pct(idleLat, 0.99)}
+		P50ms: load.Pct(lat, 0.50), P99ms: load.Pct(lat, 0.99), IdleP50ms: load.Pct(idleLat, 0.50), IdleP99ms: load.Pct(idleLat, 0.99)}
 	if arrayN > 0 {
 		at := time.Now()
 		if err := exec.CommandContext(ctx, "sbatch", "--parsable", "--cpus-per-task", strconv.Itoa(ncpu),
