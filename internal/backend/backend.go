@@ -17,6 +17,11 @@ import (
 // than failing them.
 var ErrUnavailable = errors.New("backend unavailable")
 
+// ErrDependencyGone: a launch asked the backend to hold the job until a
+// dependency ends, and the backend no longer runs that dependency (it
+// ended meanwhile). Nothing was launched; the scheduler decides anew.
+var ErrDependencyGone = errors.New("dependency no longer on the backend")
+
 // Reporter receives what happens to launched attempts. Calls may come
 // from any goroutine and must not block for long.
 type Reporter interface {
@@ -47,6 +52,9 @@ type Backend interface {
 	// returns nil the attempt is owned by the backend and will be
 	// reported Finished exactly once. An error wrapping ErrUnavailable
 	// means nothing was launched and it may be tried again.
+	// j.Spec.DependsOn holds only dependencies still undecided, which
+	// the scheduler hands over only to a DependencyHolder; for other
+	// backends it is empty (the scheduler waited for them).
 	Launch(ctx context.Context, j *job.Job, q *job.Queue) error
 	// Cancel asks a launched attempt to stop (SIGTERM, then SIGKILL).
 	Cancel(ctx context.Context, jobID int64, attempt int) error
@@ -62,4 +70,13 @@ type Backend interface {
 // job as one array). errs[i] is the outcome of jobs[i].
 type BatchLauncher interface {
 	LaunchBatch(ctx context.Context, jobs []*job.Job, q *job.Queue) (errs []error)
+}
+
+// DependencyHolder is a Backend that can hold a job until attempts it
+// runs itself have ended (Slurm's --dependency), so that a chain moves on
+// without a round trip through the server. The scheduler launches a job
+// early only when each undecided dependency is a job running on the same
+// backend whose current attempt is its last (no retry can replace it).
+type DependencyHolder interface {
+	HoldsDependencies() bool
 }

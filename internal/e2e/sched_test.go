@@ -68,7 +68,7 @@ func TestQueueLimitAndCost(t *testing.T) {
 		{job.Queue{Name: "has space"}, 400, "name"},
 		{job.Queue{Name: "neg", PriceCPUHour: -1}, 400, "price_cpu_hour"},
 		{job.Queue{Name: "neg", MaxRunning: -1}, 400, "max_running"},
-		{job.Queue{Name: "slurmq", Backend: "slurm"}, 400, "backend"},
+		{job.Queue{Name: "k8sq", Backend: "k8s"}, 400, "backend"},
 	} {
 		_, err := s.Client.CreateQueue(ctx, &bad.q)
 		if ae := apiError(t, err, bad.status); ae.Field != bad.field {

@@ -200,11 +200,25 @@ func TestSlurm(t *testing.T) {
 	})
 
 	t.Run("afterok chain whose first job fails", func(t *testing.T) {
+		// The second job is submitted while the first runs on Slurm: it is
+		// handed to Slurm at once, held there with --dependency=afterok,
+		// and dropped when the first fails.
 		marker := filepath.Join(shared, "second-ran")
-		first := s.submit(sh("exit 3"))
+		first := s.waitRunning(s.submit(sh("sleep 2; exit 3")))
 		second := sh("touch " + marker)
 		second.DependsOn = []job.Dependency{{Type: job.AfterOK, JobID: first.ID}}
 		sj := s.submit(second)
+		held := s.waitFor(id(sj), 30*time.Second, "held by Slurm", func(j *job.Job) bool {
+			return j.State == job.Starting && len(j.Attempts) == 1 && j.Attempts[0].BackendID != ""
+		})
+		firstSlurm := strings.TrimPrefix(first.Attempts[0].BackendID, "slurm:")
+		if first.Attempts[0].BackendID == "" {
+			firstSlurm = strings.TrimPrefix(s.waitID(id(first), time.Minute).Attempts[0].BackendID, "slurm:")
+		}
+		heldSlurm := strings.TrimPrefix(held.Attempts[0].BackendID, "slurm:")
+		if dep := c.run("squeue", "--noheader", "--states=all", "--jobs="+heldSlurm, "--format=%E"); !strings.Contains(dep, "afterok:"+firstSlurm) {
+			t.Fatalf("held job's Slurm dependency %q, want afterok:%s", dep, firstSlurm)
+		}
 		f := s.wait(first, time.Minute)
 		expectState(t, f, job.Failed)
 		if f.ExitCode == nil || *f.ExitCode != 3 {
@@ -218,8 +232,34 @@ func TestSlurm(t *testing.T) {
 		if _, err := os.Stat(marker); err == nil {
 			t.Fatal("the dependent job ran")
 		}
-		if ids := c.slurmJobs(sj.ID); len(ids) != 0 {
-			t.Fatalf("the dependent job was submitted to Slurm as %v", ids)
+		waitUntil(t, 30*time.Second, "held Slurm job cancelled", func() bool {
+			return strings.Contains(c.run("squeue", "--noheader", "--states=all", "--jobs="+heldSlurm, "--format=%T"), "CANCELLED")
+		})
+
+		// A dependency that has ended already is decided by hpcml: the
+		// dependent is never submitted.
+		third := sh("touch " + marker)
+		third.DependsOn = []job.Dependency{{Type: job.AfterOK, JobID: first.ID}}
+		tj := s.wait(s.submit(third), time.Minute)
+		expectState(t, tj, job.Failed)
+		if ids := c.slurmJobs(tj.ID); len(ids) != 0 {
+			t.Fatalf("a job whose dependency had failed was submitted to Slurm as %v", ids)
+		}
+	})
+
+	t.Run("afterok chain held by Slurm", func(t *testing.T) {
+		out := filepath.Join(shared, "chain")
+		first := s.waitRunning(s.submit(sh("sleep 1; echo first >> " + out)))
+		second := sh("echo second >> " + out)
+		second.DependsOn = []job.Dependency{{Type: job.AfterOK, JobID: first.ID}}
+		sj := s.submit(second)
+		s.waitFor(id(sj), 30*time.Second, "held by Slurm", func(j *job.Job) bool {
+			return j.State == job.Starting && strings.Contains(j.Reason, "dependenc")
+		})
+		expectState(t, s.wait(first, time.Minute), job.Succeeded)
+		expectState(t, s.wait(sj, time.Minute), job.Succeeded)
+		if b, _ := os.ReadFile(out); string(b) != "first\nsecond\n" {
+			t.Fatalf("chain ran %q, want first then second", b)
 		}
 	})
 

@@ -79,9 +79,9 @@ func TestRetryPolicyShouldRetry(t *testing.T) {
 func TestStateMachine(t *testing.T) {
 	allowed := map[[2]State]bool{}
 	for _, m := range [][2]State{
-		{Pending, Runnable}, {Pending, Failed}, {Pending, Cancelled},
+		{Pending, Runnable}, {Pending, Starting}, {Pending, Failed}, {Pending, Cancelled},
 		{Runnable, Starting}, {Runnable, Cancelled}, {Runnable, Failed},
-		{Starting, Running}, {Starting, Runnable}, {Starting, Succeeded}, {Starting, Failed}, {Starting, Cancelled}, {Starting, Timeout},
+		{Starting, Running}, {Starting, Runnable}, {Starting, Pending}, {Starting, Succeeded}, {Starting, Failed}, {Starting, Cancelled}, {Starting, Timeout},
 		{Running, Runnable}, {Running, Succeeded}, {Running, Failed}, {Running, Cancelled}, {Running, Timeout},
 	} {
 		allowed[m] = true

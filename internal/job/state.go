@@ -52,11 +52,14 @@ func (s State) Valid() bool {
 
 // transitions lists, for each state, the states it may move to. A retry
 // moves a failed attempt back to RUNNABLE without passing through FAILED,
-// so STARTING and RUNNING may go back to RUNNABLE.
+// so STARTING and RUNNING may go back to RUNNABLE. A backend that holds
+// jobs until their dependencies end (Slurm's --dependency) takes a job
+// straight from PENDING; if a dependency ended before it could, the job
+// goes back to PENDING.
 var transitions = map[State][]State{
-	Pending:  {Runnable, Failed, Cancelled},
+	Pending:  {Runnable, Starting, Failed, Cancelled},
 	Runnable: {Starting, Cancelled, Failed},
-	Starting: {Running, Runnable, Succeeded, Failed, Cancelled, Timeout},
+	Starting: {Running, Runnable, Pending, Succeeded, Failed, Cancelled, Timeout},
 	Running:  {Runnable, Succeeded, Failed, Cancelled, Timeout},
 }
 

@@ -87,6 +87,8 @@ func (s *Scheduler) launchAll(ctx context.Context, st *state, entries []*entry) 
 	byQueue := map[string]*group{}
 	for _, e := range entries {
 		cp := *e.j // the loop goes on changing e.j
+		// The backend sees only the dependencies it must hold the job on.
+		cp.Spec.DependsOn = e.heldOn
 		q := st.queues[cp.Queue]
 		if _, batch := e.pool.b.(backend.BatchLauncher); !batch {
 			groups = append(groups, &group{p: e.pool, q: q, jobs: []*job.Job{&cp}})
@@ -184,9 +186,19 @@ func (s *Scheduler) launched(st *state, e *entry, err error) {
 	switch {
 	case err == nil:
 		e.pool.markUp()
-		if j.CancelRequested && j.State.Active() {
+		if (j.CancelRequested || e.failWith != "") && j.State.Active() {
 			st.cancels = append(st.cancels, e) // held back while launching
 		}
+	case errors.Is(err, backend.ErrDependencyGone) && !j.CancelRequested:
+		// A dependency ended before the backend could hold the job on it:
+		// nothing was launched; decide again, on the dependency's outcome.
+		st.release(e)
+		e.attempt.State, e.attempt.Reason = job.Pending, "not launched: "+err.Error()
+		st.dirtyAttempt[j.ID] = true
+		j.Attempt--
+		e.early, e.heldOn, e.failWith = false, nil, ""
+		st.setState(e, job.Pending, ReasonDependency)
+		st.recheck[j.ID] = true
 	case errors.Is(err, backend.ErrUnavailable) && !j.CancelRequested:
 		// Nothing was submitted: the same attempt waits for the backend.
 		e.pool.markDown(time.Now(), err.Error())
@@ -206,7 +218,7 @@ func (s *Scheduler) finish(st *state, e *entry, r *job.Result) {
 	j, a := e.j, e.attempt
 	st.release(e)
 	st.dirtyAttempt[j.ID] = true
-	if r.NeverStarted && !j.CancelRequested {
+	if r.NeverStarted && !j.CancelRequested && e.failWith == "" {
 		// Nothing ran: launch the same attempt again.
 		a.State, a.Reason = job.Runnable, "relaunched: "+r.Error
 		j.Attempt--
@@ -216,6 +228,8 @@ func (s *Scheduler) finish(st *state, e *entry, r *job.Result) {
 	state, reason := r.Outcome()
 	if j.CancelRequested && (state != job.Succeeded || r.NeverStarted) {
 		state, reason = job.Cancelled, "cancelled by user"
+	} else if e.failWith != "" && (state != job.Succeeded || r.NeverStarted) {
+		state, reason = job.Failed, e.failWith
 	}
 	if r.StartedAt.IsZero() && a.StartedAt != nil {
 		r.StartedAt = *a.StartedAt
@@ -226,7 +240,7 @@ func (s *Scheduler) finish(st *state, e *entry, r *job.Result) {
 			ended := r.EndedAt
 			a.EndedAt = &ended
 			if q := st.queues[j.Queue]; q != nil {
-				j.Cost += q.Cost(j.Spec.Resources, r.EndedAt.Sub(r.StartedAt))
+				j.Cost += q.Cost(j.Spec.Allocation(), r.EndedAt.Sub(r.StartedAt))
 			}
 		}
 	}
@@ -245,7 +259,7 @@ func (s *Scheduler) finish(st *state, e *entry, r *job.Result) {
 	j.ExitCode, j.Signal = r.ExitCode, r.Signal
 	j.CPUSeconds += r.CPUSeconds
 	j.MaxRSSBytes = max(j.MaxRSSBytes, r.MaxRSSBytes)
-	if !j.CancelRequested && j.Spec.Retry.ShouldRetry(j.Attempt, r) {
+	if !j.CancelRequested && e.failWith == "" && j.Spec.Retry.ShouldRetry(j.Attempt, r) {
 		st.setState(e, job.Runnable, fmt.Sprintf("retrying: attempt %d of %d failed (%s)", j.Attempt, j.Spec.Retry.Attempts, reason))
 		return
 	}
@@ -304,10 +318,17 @@ func (s *Scheduler) resolveDependencies(ctx context.Context, st *state) {
 	var retry []int64
 	for id := range st.recheck {
 		e := st.jobs[id]
-		if e == nil || e.j.State != job.Pending {
+		if e == nil {
 			continue
 		}
-		ok, failed, waitingOn, storeErr := true, "", int64(0), false
+		// held: launched before its dependencies ended, to a backend that
+		// holds it until they do.
+		held := e.early && e.j.State.Active()
+		if e.j.State != job.Pending && !held {
+			continue
+		}
+		ok, failed, storeErr := true, "", false
+		var undecided []job.Dependency
 		for _, d := range e.j.Spec.DependsOn {
 			depState, err := s.depState(ctx, st, d.JobID)
 			if err != nil {
@@ -320,7 +341,7 @@ func (s *Scheduler) resolveDependencies(ctx context.Context, st *state) {
 			sat, decided := d.Satisfied(depState)
 			if !decided {
 				ok = false
-				waitingOn = d.JobID
+				undecided = append(undecided, d)
 				continue
 			}
 			if !sat {
@@ -329,20 +350,76 @@ func (s *Scheduler) resolveDependencies(ctx context.Context, st *state) {
 			}
 		}
 		switch {
+		case failed != "" && held:
+			s.failHeld(st, e, failed)
 		case failed != "":
 			st.setState(e, job.Failed, failed)
-		case ok:
+		case ok && !held:
 			st.setState(e, job.Runnable, ReasonResources)
+		case ok:
+			// The backend runs it now, by itself.
 		case storeErr:
 			retry = append(retry, id)
 		default:
-			// Wait for the undecided dependency; its end rechecks this job.
-			st.waiters[waitingOn] = append(st.waiters[waitingOn], id)
+			if !held && st.canHold(e, undecided) {
+				s.startHeld(st, e, undecided)
+			}
+			// Wait for an undecided dependency; its end rechecks this job.
+			w := undecided[len(undecided)-1].JobID
+			st.waiters[w] = append(st.waiters[w], id)
 		}
 	}
 	clear(st.recheck)
 	for _, id := range retry {
 		st.recheck[id] = true
+	}
+}
+
+// canHold reports whether e, waiting for undecided, can be handed to its
+// backend now, to be held there until they end: the backend does that
+// (Slurm's --dependency), and each undecided dependency is a job running
+// on it whose current attempt is its last (a retry would be a new
+// backend job that the held one does not wait for).
+func (st *state) canHold(e *entry, undecided []job.Dependency) bool {
+	p := e.pool
+	if p == nil || p.down(time.Now()) {
+		return false
+	}
+	if h, ok := p.b.(backend.DependencyHolder); !ok || !h.HoldsDependencies() {
+		return false
+	}
+	if q := st.queues[e.j.Queue]; q != nil && q.MaxRunning > 0 && st.running[q.Name] >= q.MaxRunning {
+		return false
+	}
+	for _, d := range undecided {
+		de := st.jobs[d.JobID]
+		if de == nil || de.pool != p || de.j.IsArrayParent() || !de.j.State.Active() || de.launching ||
+			de.attempt == nil || de.attempt.BackendID == "" || de.j.CancelRequested || de.failWith != "" ||
+			de.j.Spec.Retry.Attempts > de.j.Attempt {
+			return false
+		}
+	}
+	return true
+}
+
+// startHeld launches e before its dependencies have ended; its backend
+// holds it until they do.
+func (s *Scheduler) startHeld(st *state, e *entry, undecided []job.Dependency) {
+	e.early, e.heldOn = true, undecided
+	s.start(st, e)
+	st.setState(e, job.Starting, ReasonDependency+" (held by "+e.pool.b.Name()+")")
+}
+
+// failHeld ends a held job whose dependency can never be satisfied: the
+// backend is told to drop it, and its end is recorded as this failure.
+func (s *Scheduler) failHeld(st *state, e *entry, reason string) {
+	if e.failWith != "" {
+		return
+	}
+	e.failWith = reason
+	st.setState(e, e.j.State, reason)
+	if !e.launching { // else sent once the backend has it
+		st.cancels = append(st.cancels, e)
 	}
 }
 

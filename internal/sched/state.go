@@ -37,6 +37,13 @@ type entry struct {
 	// must wait for that (see the launched event), or it would overtake
 	// the launch and be lost.
 	launching bool
+
+	// early: launched before its dependencies ended, to a backend that
+	// holds it on heldOn (see canHold); failWith, once a dependency can
+	// never be satisfied, is the failure its end is recorded as.
+	early    bool
+	heldOn   []job.Dependency
+	failWith string
 }
 
 // state is everything the loop owns.
@@ -200,6 +207,12 @@ func (st *state) track(e *entry) (holdsAttempt bool) {
 		st.makeRunnable(e)
 	case job.Starting, job.Running:
 		st.allocate(e)
+		if len(j.Spec.DependsOn) > 0 {
+			// It may have been launched early, held by its backend on
+			// dependencies that ended while nobody watched: see again.
+			e.early = true
+			st.recheck[j.ID] = true
+		}
 		return true
 	}
 	return false

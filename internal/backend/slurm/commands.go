@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -37,6 +38,9 @@ func (c *commands) run(ctx context.Context, stdin []byte, name string, args ...s
 		prog = filepath.Join(c.bin, name)
 	}
 	cmd := exec.CommandContext(ctx, prog, args...)
+	// A site's sbatch may be a wrapper script whose children hold the
+	// pipes open after the timeout killed it: stop waiting for them.
+	cmd.WaitDelay = time.Second
 	cmd.Env = c.env
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
@@ -52,7 +56,7 @@ func (c *commands) run(ctx context.Context, stdin []byte, name string, args ...s
 		msg = strings.TrimSpace(stdout.String())
 	}
 	msg = strings.TrimPrefix(msg, name+": error: ")
-	if errors.Is(err, exec.ErrNotFound) {
+	if errors.Is(err, exec.ErrNotFound) || cmd.ProcessState == nil && errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s is not installed on this machine (is Slurm's client installed and on PATH?): %w", name, backend.ErrUnavailable)
 	}
 	if ctx.Err() != nil {

@@ -88,8 +88,9 @@ type cachedLimits struct {
 }
 
 var (
-	_ backend.Backend       = (*Backend)(nil)
-	_ backend.BatchLauncher = (*Backend)(nil)
+	_ backend.Backend          = (*Backend)(nil)
+	_ backend.BatchLauncher    = (*Backend)(nil)
+	_ backend.DependencyHolder = (*Backend)(nil)
 )
 
 // New returns a Slurm backend reporting to rep. Run must be started for
@@ -104,11 +105,11 @@ func New(cfg Config, rep backend.Reporter, log *slog.Logger) (*Backend, error) {
 	if cfg.CommandTimeout <= 0 {
 		cfg.CommandTimeout = 10 * time.Second
 	}
-	// Paths go into the batch script: refuse what quoting would have to
-	// bend over backwards for.
+	// Paths go into the batch script and --output (where Slurm expands
+	// % and \\): refuse what quoting would have to bend over backwards for.
 	for _, p := range []string{cfg.Dir, cfg.Executable} {
-		if !filepath.IsAbs(p) || strings.ContainsAny(p, "'\n\x00") {
-			return nil, fmt.Errorf("slurm backend: %q must be an absolute path without quotes or newlines", p)
+		if !filepath.IsAbs(p) || strings.ContainsAny(p, "'\n\x00%\\") {
+			return nil, fmt.Errorf("slurm backend: %q must be an absolute path without quotes, newlines, %% or \\", p)
 		}
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, arraysDir), 0o755); err != nil {

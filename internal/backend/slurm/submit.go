@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpcml/hpcml/internal/backend"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/task"
 )
@@ -84,8 +85,12 @@ func (b *Backend) submitOne(ctx context.Context, j *job.Job, q *job.Queue) error
 	if err := b.prepare(j, dir); err != nil {
 		return err
 	}
+	deps, err := b.dependencies(j.Spec.DependsOn)
+	if err != nil {
+		return err
+	}
 	script := batchScript(b.cfg.Executable, dir, false)
-	args := b.sbatchArgs(j, q, attemptKey, "", filepath.Join(dir, slurmOut))
+	args := b.sbatchArgs(j, q, attemptKey, "", filepath.Join(dir, slurmOut), deps)
 	id, err := b.sbatch(ctx, script, args)
 	if err != nil {
 		return err
@@ -112,6 +117,10 @@ func (b *Backend) submitArray(ctx context.Context, tasks []*job.Job, q *job.Queu
 		}
 		return err
 	}
+	deps, err := b.dependencies(first.Spec.DependsOn)
+	if err != nil {
+		return err
+	}
 	manifest := map[string]string{}
 	indices := make([]int, len(tasks))
 	for i, t := range tasks {
@@ -135,7 +144,7 @@ func (b *Backend) submitArray(ctx context.Context, tasks []*job.Job, q *job.Queu
 		spec += "%" + strconv.Itoa(throttle)
 	}
 	script := batchScript(b.cfg.Executable, sub, true)
-	args := b.sbatchArgs(first, q, subKey, spec, filepath.Join(sub, "slurm-%a.out"))
+	args := b.sbatchArgs(first, q, subKey, spec, filepath.Join(sub, "slurm-%a.out"), deps)
 	id, err := b.sbatch(ctx, script, args)
 	if err != nil {
 		return err
@@ -217,8 +226,45 @@ func (b *Backend) sbatch(ctx context.Context, script []byte, args []string) (str
 	return id, nil
 }
 
-// sbatchArgs maps a job's spec and its queue to sbatch options.
-func (b *Backend) sbatchArgs(j *job.Job, q *job.Queue, attemptKey, array, output string) []string {
+// HoldsDependencies: Slurm holds a job until the jobs it depends on end
+// (--dependency), so a chain of Slurm jobs moves on without the server.
+func (b *Backend) HoldsDependencies() bool { return true }
+
+// dependencies maps hpcml dependencies on attempts this backend runs to
+// Slurm's --dependency value ("afterok:12:13_4,afterany:15").
+func (b *Backend) dependencies(deps []job.Dependency) (string, error) {
+	if len(deps) == 0 {
+		return "", nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	byType := map[job.DependencyType][]string{}
+	var types []job.DependencyType
+	for _, d := range deps {
+		id := ""
+		for k, a := range b.inflight {
+			if k.id == d.JobID && a.slurmID != "" {
+				id = a.slurmID
+			}
+		}
+		if id == "" {
+			return "", fmt.Errorf("job %d: %w", d.JobID, backend.ErrDependencyGone)
+		}
+		if byType[d.Type] == nil {
+			types = append(types, d.Type)
+		}
+		byType[d.Type] = append(byType[d.Type], id)
+	}
+	parts := make([]string, len(types))
+	for i, t := range types {
+		parts[i] = string(t) + ":" + strings.Join(byType[t], ":")
+	}
+	return strings.Join(parts, ","), nil
+}
+
+// sbatchArgs maps a job's spec and its queue to sbatch options; deps is
+// the --dependency value, if any.
+func (b *Backend) sbatchArgs(j *job.Job, q *job.Queue, attemptKey, array, output, deps string) []string {
 	s := &j.Spec
 	args := []string{
 		"--parsable",
@@ -255,6 +301,9 @@ func (b *Backend) sbatchArgs(j *job.Job, q *job.Queue, attemptKey, array, output
 	}
 	if array != "" {
 		args = append(args, "--array="+array)
+	}
+	if deps != "" {
+		args = append(args, "--dependency="+deps)
 	}
 	return args
 }

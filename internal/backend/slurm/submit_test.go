@@ -1,14 +1,18 @@
 package slurm
 
 import (
+	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hpcml/hpcml/internal/backend"
 	"github.com/hpcml/hpcml/internal/job"
 )
 
@@ -217,7 +221,7 @@ func TestSbatchArgs(t *testing.T) {
 			j := &job.Job{ID: 42, Name: "train-model", Attempt: 1, Spec: tt.spec}
 			q := tt.queue
 			out := filepath.Join(dir, "42.1", slurmOut)
-			args := b.sbatchArgs(j, &q, "42.1", tt.array, out)
+			args := b.sbatchArgs(j, &q, "42.1", tt.array, out, "")
 			m := argsOf(args)
 			for k, vs := range m {
 				if len(vs) > 1 {
@@ -264,7 +268,7 @@ func TestSbatchTimeBackstop(t *testing.T) {
 		b := newTestBackend(t, Config{KillGrace: grace})
 		for _, limit := range []time.Duration{time.Second, 59 * time.Minute, 36 * time.Hour} {
 			j := &job.Job{ID: 1, Attempt: 1, Spec: job.Spec{TimeLimit: job.Duration(limit)}}
-			m := argsOf(b.sbatchArgs(j, &job.Queue{}, "1.1", "", "/x/slurm.out"))
+			m := argsOf(b.sbatchArgs(j, &job.Queue{}, "1.1", "", "/x/slurm.out", ""))
 			got := m["--time"]
 			if len(got) != 1 {
 				t.Fatalf("--time = %q", got)
@@ -273,5 +277,35 @@ func TestSbatchTimeBackstop(t *testing.T) {
 				t.Errorf("grace %v, limit %v: --time=%s, want %s", grace, limit, got[0], want)
 			}
 		}
+	}
+}
+
+// TestDependencies maps hpcml dependencies on attempts the backend runs to
+// Slurm's --dependency, and refuses one it does not run.
+func TestDependencies(t *testing.T) {
+	b, err := New(Config{Dir: t.TempDir(), Executable: "/usr/bin/true"}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.inflight[key{7, 1}] = &attempt{key: key{7, 1}, slurmID: "100"}
+	b.inflight[key{8, 2}] = &attempt{key: key{8, 2}, slurmID: "101_3"}
+	b.inflight[key{9, 1}] = &attempt{key: key{9, 1}, slurmID: "102"}
+	got, err := b.dependencies([]job.Dependency{{Type: job.AfterOK, JobID: 7}, {Type: job.AfterAny, JobID: 9}, {Type: job.AfterOK, JobID: 8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "afterok:100:101_3,afterany:102"; got != want {
+		t.Fatalf("--dependency=%s, want %s", got, want)
+	}
+	if got, err := b.dependencies(nil); got != "" || err != nil {
+		t.Fatalf("no dependencies: %q, %v", got, err)
+	}
+	if _, err := b.dependencies([]job.Dependency{{Type: job.AfterOK, JobID: 99}}); !errors.Is(err, backend.ErrDependencyGone) {
+		t.Fatalf("dependency on a job the backend does not run: %v, want ErrDependencyGone", err)
+	}
+	j := &job.Job{ID: 10, Name: "n", Attempt: 1}
+	args := b.sbatchArgs(j, &job.Queue{}, "10.1", "", "/x", "afterok:100")
+	if !slices.Contains(args, "--dependency=afterok:100") {
+		t.Fatalf("args %q lack --dependency", args)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -23,7 +24,7 @@ import (
 // the process exit status; the attempt's own outcome is in its journal.
 func RunWrapper(args []string, log *slog.Logger) int {
 	array := len(args) == 2 && args[0] == "--array"
-	if !(len(args) == 1 || array) {
+	if !(len(args) == 1 && args[0] != "--array" || array) {
 		fmt.Fprintln(os.Stderr, "usage: hpcml __slurm-task [--array] DIR")
 		return 2
 	}
@@ -97,12 +98,15 @@ func arrayTaskDir(sub, index string) (string, error) {
 		return "", err
 	}
 	name, ok := m[index]
-	if !ok || strings.ContainsAny(name, "/\x00") || name == ".." {
+	if !ok || !attemptDirRE.MatchString(name) {
 		return "", fmt.Errorf("array task %s is not in %s", index, filepath.Join(sub, tasksFile))
 	}
 	// Attempt dirs are siblings of the arrays dir.
 	return filepath.Join(filepath.Dir(filepath.Dir(sub)), name), nil
 }
+
+// attemptDirRE is the name of an attempt dir: "<job id>.<attempt>".
+var attemptDirRE = regexp.MustCompile(`^[0-9]+\.[0-9]+$`)
 
 func readTaskMap(sub string) (map[string]string, error) {
 	data, err := os.ReadFile(filepath.Join(sub, tasksFile))
