@@ -72,6 +72,12 @@ func printJob(w io.Writer, now time.Time, j *job.Job) error {
 		if j.ExitCode != nil || j.Signal != "" {
 			kv("Exit", exitText(j.ExitCode, j.Signal))
 		}
+		if j.Interruptions > 0 {
+			kv("Interruptions", fmt.Sprintf("%d (node failure or preemption)", j.Interruptions))
+		}
+		if n := len(j.Attempts); n > 0 && j.Attempts[n-1].BackendID != "" {
+			kv("Backend ID", j.Attempts[n-1].BackendID)
+		}
 	}
 	kv("Submitted", timeText(now, &j.SubmittedAt))
 	kv("Started", timeText(now, j.StartedAt))

@@ -340,6 +340,29 @@ func TestSlurm(t *testing.T) {
 		}
 	})
 
+	t.Run("node failure is an interruption, retried", func(t *testing.T) {
+		spec := sh("echo attempt $HPCML_ATTEMPT; sleep 30")
+		spec.Retry = job.RetryPolicy{Attempts: 2, OnNodeLoss: true}
+		j := s.waitRunning(s.submit(spec))
+		slurmID := strings.TrimPrefix(j.Attempts[0].BackendID, "slurm:")
+		node := strings.TrimSpace(c.run("squeue", "--noheader", "--jobs="+slurmID, "--format=%N"))
+		c.run("scontrol", "update", "nodename="+node, "state=down", "reason=hpcml-e2e")
+		t.Cleanup(func() {
+			c.command("scontrol", "update", "nodename="+node, "state=resume").Run()
+		})
+		got := s.waitFor(id(j), time.Minute, "on its second attempt", func(j *job.Job) bool {
+			return j.Attempt == 2 && j.State.Active()
+		})
+		a := got.Attempts[0]
+		if !a.Interrupted || got.Interruptions != 1 || !strings.Contains(a.Reason, "node fail") {
+			t.Fatalf("first attempt %+v, job interruptions %d: want an interruption by node failure", a, got.Interruptions)
+		}
+		if _, err := s.Client.CancelJob(ctx, id(j)); err != nil {
+			t.Fatal(err)
+		}
+		expectState(t, s.wait(j, time.Minute), job.Cancelled)
+	})
+
 	t.Run("bad input", func(t *testing.T) {
 		_, err := s.Client.CreateQueue(ctx, &job.Queue{Name: "nopart", Backend: job.BackendSlurm, Partition: "nope"})
 		if ae := apiError(t, err, 400); ae.Field != "partition" {

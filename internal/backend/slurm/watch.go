@@ -171,11 +171,19 @@ func (b *Backend) readJournal(a *attempt, size int64) {
 	b.mu.Lock()
 	asked := a.cancelRequested
 	b.mu.Unlock()
-	if r.Cancelled && !asked {
-		a.held = &r // Slurm's state says why; see pollSlurm
+	if !asked && stoppedFromOutside(&r) {
+		a.held = &r // Slurm's state says why; see settle
 		return
 	}
 	b.finish(a, r)
+}
+
+// stoppedFromOutside: the wrapper was told to stop, or the command was
+// killed with SIGTERM or SIGKILL, without hpcml asking — Slurm stopping
+// the job (time limit, node failure, preemption, an admin's scancel), or
+// the command's own doing. Slurm's final state tells which.
+func stoppedFromOutside(r *job.Result) bool {
+	return r.Cancelled || r.Signal == "SIGTERM" || r.Signal == "SIGKILL"
 }
 
 func (b *Backend) finish(a *attempt, r job.Result) {
@@ -285,19 +293,7 @@ func (b *Backend) settle(ctx context.Context, a *attempt, slurmID string, row *s
 		end.Reason = "slurm no longer knows the job"
 	}
 	if a.held != nil {
-		r := *a.held
-		switch normState(end.State) {
-		case "TIMEOUT", "DEADLINE":
-			r.Cancelled, r.TimedOut = false, true
-		case "PREEMPTED", "NODE_FAIL", "BOOT_FAIL":
-			r.Cancelled, r.NodeLost, r.Interrupted = false, true, true
-			r.Error = fmt.Sprintf("slurm job %s: %s", slurmID, strings.ToLower(normState(end.State)))
-		default:
-			if !asked {
-				r.Error = fmt.Sprintf("slurm job %s was cancelled outside hpcml", slurmID)
-			}
-		}
-		b.finish(a, r)
+		b.finish(a, heldResult(*a.held, slurmID, end, asked))
 		return
 	}
 	r := end.result(slurmID, a.claimed, a.startedAt)
@@ -305,6 +301,26 @@ func (b *Backend) settle(ctx context.Context, a *attempt, slurmID string, row *s
 		r.Error = ""
 	}
 	b.finish(a, r)
+}
+
+// heldResult is the end of an attempt whose wrapper recorded a stop from
+// outside (see stoppedFromOutside), told by Slurm's final state.
+func heldResult(r job.Result, slurmID string, end slurmEnd, asked bool) job.Result {
+	switch normState(end.State) {
+	case "TIMEOUT", "DEADLINE":
+		r.Cancelled, r.TimedOut = false, true
+	case "PREEMPTED", "NODE_FAIL", "BOOT_FAIL":
+		r.Cancelled, r.NodeLost, r.Interrupted = false, true, true
+		r.Error = fmt.Sprintf("slurm job %s: %s", slurmID, strings.ToLower(strings.ReplaceAll(normState(end.State), "_", " ")))
+	case "CANCELLED":
+		if !asked {
+			r.Cancelled = true
+			r.Error = fmt.Sprintf("slurm job %s was cancelled outside hpcml", slurmID)
+		}
+	}
+	// Otherwise (COMPLETED, FAILED) the command stopped itself: the
+	// journal's word stands.
+	return r
 }
 
 // squeue lists the rows of the given Slurm jobs (array tasks one by one).
