@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hpcml/hpcml/internal/api"
+	"github.com/hpcml/hpcml/internal/backend/attemptdir"
 	"github.com/hpcml/hpcml/internal/backend/local"
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/joblog"
@@ -145,10 +146,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go be.RunJanitor(ctx, cfg.KeepJobDirs, func(ctx context.Context, id int64, attempt int) bool {
+	ended := func(ctx context.Context, id int64, attempt int) bool {
 		j, err := st.GetJob(ctx, id)
 		return err == nil && (j.Attempt > attempt || j.State.Terminal())
-	})
+	}
+	go (&attemptdir.Janitor{Root: scratchDir, Keep: cfg.KeepJobDirs, Ended: ended, Log: log}).Run(ctx)
+	if slurmBackend != nil {
+		go slurmBackend.Janitor(cfg.KeepJobDirs, ended).Run(ctx)
+	}
 	if slurmBackend != nil {
 		go slurmBackend.Run(ctx)
 	}

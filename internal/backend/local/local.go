@@ -25,13 +25,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hpcml/hpcml/internal/backend"
+	"github.com/hpcml/hpcml/internal/backend/attemptdir"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/task"
 )
@@ -88,9 +88,8 @@ func (b *Backend) Name() string { return "local" }
 // Capacity is the declared capacity of this machine.
 func (b *Backend) Capacity() job.Resources { return b.cfg.Capacity }
 
-// attemptDir is flat (jobs/<id>.<attempt>): one mkdir per attempt.
 func attemptDir(jobsDir string, id int64, attempt int) string {
-	return filepath.Join(jobsDir, strconv.FormatInt(id, 10)+"."+strconv.Itoa(attempt))
+	return attemptdir.Path(jobsDir, id, attempt)
 }
 
 // AttemptDir is where an attempt's files live.

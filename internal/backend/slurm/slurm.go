@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/hpcml/hpcml/internal/backend"
+	"github.com/hpcml/hpcml/internal/backend/attemptdir"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/task"
 )
@@ -270,7 +271,21 @@ func (b *Backend) CheckQueue(ctx context.Context, q *job.Queue) error {
 
 // AttemptDir is where an attempt's files live.
 func (b *Backend) AttemptDir(jobID int64, attempt int) string {
-	return filepath.Join(b.cfg.Dir, strconv.FormatInt(jobID, 10)+"."+strconv.Itoa(attempt))
+	return attemptdir.Path(b.cfg.Dir, jobID, attempt)
+}
+
+// Janitor removes old attempt dirs of ended attempts and, beside them,
+// the task maps of array submissions (read only when a task starts).
+func (b *Backend) Janitor(keep time.Duration, ended attemptdir.EndedFunc) *attemptdir.Janitor {
+	return &attemptdir.Janitor{Root: b.cfg.Dir, Keep: keep, Ended: ended, Log: b.log, Also: func(cutoff time.Time) {
+		arrays := filepath.Join(b.cfg.Dir, arraysDir)
+		entries, _ := os.ReadDir(arrays)
+		for _, e := range entries {
+			if d := filepath.Join(arrays, e.Name()); attemptdir.LastTouched(d).Before(cutoff) {
+				os.RemoveAll(d)
+			}
+		}
+	}}
 }
 
 // writeFileAtomic writes a small file whole or not at all.

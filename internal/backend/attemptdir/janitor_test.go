@@ -1,4 +1,4 @@
-package local
+package attemptdir
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 func TestSweepRemovesOnlyOldAttemptsTheStoreSaysEnded(t *testing.T) {
 	jobs := t.TempDir()
-	b := &Backend{cfg: Config{JobsDir: jobs}, log: slog.New(slog.DiscardHandler)}
+
 	old := time.Now().Add(-48 * time.Hour)
 	type dir struct {
 		old, ended, survive bool
@@ -39,16 +39,17 @@ func TestSweepRemovesOnlyOldAttemptsTheStoreSaysEnded(t *testing.T) {
 			}
 		}
 	}
-	// The executor's files beside the attempt dirs must be left alone.
-	if err := os.WriteFile(filepath.Join(jobs, executorLog), []byte("x"), 0o600); err != nil {
+	// A backend's files beside the attempt dirs must be left alone.
+	if err := os.WriteFile(filepath.Join(jobs, "executor.log"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ended := func(_ context.Context, id int64, attempt int) bool {
-		name := filepath.Base(attemptDir("", id, attempt))
+		name := filepath.Base(Path("", id, attempt))
 		return dirs[name].ended
 	}
 
-	if n := b.sweep(context.Background(), time.Now().Add(-24*time.Hour), ended); n != 2 {
+	j := &Janitor{Root: jobs, Keep: 24 * time.Hour, Ended: ended, Log: slog.New(slog.DiscardHandler)}
+	if n := j.Sweep(context.Background(), time.Now().Add(-24*time.Hour)); n != 2 {
 		t.Errorf("removed %d dirs, want 2", n)
 	}
 	for name, d := range dirs {
@@ -57,7 +58,7 @@ func TestSweepRemovesOnlyOldAttemptsTheStoreSaysEnded(t *testing.T) {
 			t.Errorf("%s: exists=%v, want %v", name, exists, d.survive)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(jobs, executorLog)); err != nil {
+	if _, err := os.Stat(filepath.Join(jobs, "executor.log")); err != nil {
 		t.Errorf("executor log removed: %v", err)
 	}
 }
