@@ -189,8 +189,12 @@ func (h *Handler) updateQueue(w http.ResponseWriter, r *http.Request) error {
 	if err := q.Validate(); err != nil {
 		return err
 	}
-	if err := h.cfg.Scheduler.CheckQueue(r.Context(), q); err != nil {
-		return err
+	// Only a change of where jobs go needs the backend's word: a price
+	// change must not fail because a Slurm controller is down.
+	if p.Partition != nil || p.Account != nil || p.QOS != nil {
+		if err := h.cfg.Scheduler.CheckQueue(r.Context(), q); err != nil {
+			return err
+		}
 	}
 	if err := h.cfg.Store.UpdateQueue(r.Context(), q); err != nil {
 		return err
