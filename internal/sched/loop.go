@@ -196,7 +196,9 @@ func (s *Scheduler) launched(st *state, e *entry, err error) {
 		e.attempt.State, e.attempt.Reason = job.Pending, "not launched: "+err.Error()
 		st.dirtyAttempt[j.ID] = true
 		j.Attempt--
-		e.early, e.heldOn, e.failWith = false, nil, ""
+		// Not held again: the backend's word may run ahead of the
+		// dependency's end reaching the loop, and a retry now would spin.
+		e.early, e.heldOn, e.failWith, e.noHold = false, nil, "", true
 		st.setState(e, job.Pending, ReasonDependency)
 		st.recheck[j.ID] = true
 	case errors.Is(err, backend.ErrUnavailable) && !j.CancelRequested:
@@ -382,7 +384,7 @@ func (s *Scheduler) resolveDependencies(ctx context.Context, st *state) {
 // backend job that the held one does not wait for).
 func (st *state) canHold(e *entry, undecided []job.Dependency) bool {
 	p := e.pool
-	if p == nil || p.down(time.Now()) {
+	if p == nil || e.noHold || p.down(time.Now()) {
 		return false
 	}
 	if h, ok := p.b.(backend.DependencyHolder); !ok || !h.HoldsDependencies() {

@@ -44,6 +44,7 @@ type entry struct {
 	early    bool
 	heldOn   []job.Dependency
 	failWith string
+	noHold   bool // the backend refused to hold it once: wait here instead
 }
 
 // state is everything the loop owns.
