@@ -407,6 +407,7 @@ func TestJobPage(t *testing.T) {
 		"flaky-eval", `class="badge st-failed">FAILED<`, "SIGKILL", "Traceback: boom",
 		`data-terminal`, "attempt 2", "up to 2 attempts on any failure",
 		`data-tab="stderr" aria-selected="true"`, `class="shown"`,
+		"slurm:77", ">interrupted<", // where attempt 1 ran, and how it was lost
 	)
 	mustNotContain(t, "a finished job's page", res.Body, `data-refresh="/ui/jobs/3`)
 

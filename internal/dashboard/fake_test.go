@@ -66,7 +66,8 @@ func newFakeSource() *fakeSource {
 			SubmittedAt: now.Add(-15 * time.Minute), StartedAt: ago(14 * time.Minute), EndedAt: ago(10 * time.Minute), Cost: 0.011,
 			Spec: job.Spec{Name: "flaky-eval", Command: []string{"sh", "-c", "exit 1"}, Resources: res, Retry: job.RetryPolicy{Attempts: 2}},
 			Attempts: []job.Attempt{
-				{Number: 1, State: job.Failed, Reason: "exit code 1", StartedAt: ago(14 * time.Minute), EndedAt: ago(13 * time.Minute), ExitCode: ptr(1), CPUSeconds: 3},
+				{Number: 1, State: job.Failed, Reason: "node lost: slurm job 77: node fail", StartedAt: ago(14 * time.Minute), EndedAt: ago(13 * time.Minute), ExitCode: ptr(1), CPUSeconds: 3,
+					BackendID: "slurm:77", Interrupted: true},
 				{Number: 2, State: job.Failed, Reason: "killed by SIGKILL", StartedAt: ago(12 * time.Minute), EndedAt: ago(10 * time.Minute), Signal: "SIGKILL", CPUSeconds: 4},
 			}},
 		{ID: 4, Name: "sweep", Queue: "default", State: job.Running, ArraySize: 4,

@@ -434,6 +434,10 @@ type attemptRow struct {
 	Cost     string
 	LogsHref string
 	Shown    bool // its log is the one on the page
+	// Where it ran: the backend's id for it ("slurm:1234"), and whether a
+	// node failure or preemption took it away.
+	BackendID   string
+	Interrupted bool
 }
 
 type jobView struct {
@@ -541,8 +545,9 @@ func (h *handler) jobData(r *http.Request, withLogs bool) (*jobView, error) {
 			Started: absTimePtr(a.StartedAt), Ended: absTimePtr(a.EndedAt), Duration: dash,
 			Exit: exitString(a.ExitCode, a.Signal), ExitBad: exitBad(a.ExitCode, a.Signal),
 			CPU: dash, MaxRSS: dash, Cost: dash,
-			LogsHref: fmt.Sprintf("/jobs/%s?attempt=%d#logs", j.DisplayID(), a.Number),
-			Shown:    a.Number == shown,
+			LogsHref:  fmt.Sprintf("/jobs/%s?attempt=%d#logs", j.DisplayID(), a.Number),
+			Shown:     a.Number == shown,
+			BackendID: a.BackendID, Interrupted: a.Interrupted,
 		}
 		if a.StartedAt != nil {
 			end := now
