@@ -144,7 +144,7 @@ func newQueueUpdateCmd(o *rootOptions) *cobra.Command {
 	var partition, account, qos string
 	cmd := &cobra.Command{
 		Use:   "update NAME",
-		Short: "Change a queue's priority, max running jobs or prices",
+		Short: "Change a queue's priority, max running jobs, prices or Slurm partition/account/qos",
 		Long: `Change a queue's settings; the flags not given stay as they are.
 Waiting jobs are scheduled under the new settings at once; the cost of
 running jobs is reckoned at the prices in force when they end.`,
