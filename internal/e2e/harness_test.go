@@ -97,6 +97,15 @@ func startServerEnv(t *testing.T, env []string, extraArgs ...string) *server {
 	return s
 }
 
+// use makes the server's helpers report to t (a subtest, run while the
+// parent waits) until the returned func is called: a helper failing a
+// parent test from a subtest would panic.
+func (s *server) use(t *testing.T) func() {
+	prev := s.t
+	s.t = t
+	return func() { s.t = prev }
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

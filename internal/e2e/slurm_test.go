@@ -75,6 +75,14 @@ func freePortRun(t *testing.T, n int) int {
 	return 0
 }
 
+// use makes the cluster's helpers report to t (a subtest) until the
+// returned func is called.
+func (c *slurmCluster) use(t *testing.T) func() {
+	prev := c.t
+	c.t = t
+	return func() { c.t = prev }
+}
+
 func (c *slurmCluster) command(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), c.env...)
@@ -150,6 +158,8 @@ func TestSlurm(t *testing.T) {
 	shared := t.TempDir() // the nodes are this host: a shared file system
 
 	t.Run("plain", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
 		j := s.wait(s.submit(sh("echo hello from $SLURM_JOB_ID; echo to stderr >&2")), time.Minute)
 		expectState(t, j, job.Succeeded)
 		a := j.Attempts[0]
@@ -169,6 +179,8 @@ func TestSlurm(t *testing.T) {
 	})
 
 	t.Run("array with throttle", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
 		spec := sh(`echo $HPCML_ARRAY_INDEX $SLURM_ARRAY_TASK_ID; sleep 1`)
 		spec.Array = "0-9%2"
 		p := s.wait(s.submit(spec), 2*time.Minute)
@@ -200,11 +212,13 @@ func TestSlurm(t *testing.T) {
 	})
 
 	t.Run("afterok chain whose first job fails", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
 		// The second job is submitted while the first runs on Slurm: it is
 		// handed to Slurm at once, held there with --dependency=afterok,
 		// and dropped when the first fails.
 		marker := filepath.Join(shared, "second-ran")
-		first := s.waitRunning(s.submit(sh("sleep 2; exit 3")))
+		first := s.waitRunning(s.submit(sh("sleep 4; exit 3")))
 		second := sh("touch " + marker)
 		second.DependsOn = []job.Dependency{{Type: job.AfterOK, JobID: first.ID}}
 		sj := s.submit(second)
@@ -248,8 +262,10 @@ func TestSlurm(t *testing.T) {
 	})
 
 	t.Run("afterok chain held by Slurm", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
 		out := filepath.Join(shared, "chain")
-		first := s.waitRunning(s.submit(sh("sleep 1; echo first >> " + out)))
+		first := s.waitRunning(s.submit(sh("sleep 4; echo first >> " + out)))
 		second := sh("echo second >> " + out)
 		second.DependsOn = []job.Dependency{{Type: job.AfterOK, JobID: first.ID}}
 		sj := s.submit(second)
@@ -264,6 +280,8 @@ func TestSlurm(t *testing.T) {
 	})
 
 	t.Run("MPI over two nodes", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
 		prog := buildMPIProgram(t)
 		spec := job.Spec{Command: []string{prog}, Type: job.TypeMPI, Nodes: 2, TasksPerNode: 2,
 			Env: map[string]string{"OMPI_MCA_btl": "self,tcp"}}
@@ -277,6 +295,8 @@ func TestSlurm(t *testing.T) {
 	})
 
 	t.Run("rank variables without MPI", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
 		spec := sh(`echo "$HPCML_RANK $HPCML_LOCAL_RANK $HPCML_NODE_RANK $HPCML_WORLD_SIZE $HPCML_MASTER_ADDR $HPCML_MASTER_PORT $HPCML_HOSTS"`)
 		spec.Nodes, spec.TasksPerNode = 2, 2
 		j := s.wait(s.submit(spec), time.Minute)
@@ -305,6 +325,8 @@ func TestSlurm(t *testing.T) {
 	})
 
 	t.Run("cancel", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
 		j := s.waitRunning(s.submit(sh("sleep 300")))
 		if _, err := s.Client.CancelJob(ctx, id(j)); err != nil {
 			t.Fatal(err)
@@ -318,6 +340,8 @@ func TestSlurm(t *testing.T) {
 	})
 
 	t.Run("time limit", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
 		spec := sh("sleep 300")
 		spec.TimeLimit = job.Duration(2 * time.Second)
 		got := s.wait(s.submit(spec), time.Minute)
@@ -325,6 +349,8 @@ func TestSlurm(t *testing.T) {
 	})
 
 	t.Run("server killed while a job runs", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
 		runs := filepath.Join(shared, "runs")
 		j := s.waitRunning(s.submit(sh("echo start >> " + runs + "; sleep 4; echo end >> " + runs)))
 		s.Kill9()
@@ -341,6 +367,8 @@ func TestSlurm(t *testing.T) {
 	})
 
 	t.Run("node failure is an interruption, retried", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
 		spec := sh("echo attempt $HPCML_ATTEMPT; sleep 30")
 		spec.Retry = job.RetryPolicy{Attempts: 2, OnNodeLoss: true}
 		j := s.waitRunning(s.submit(spec))
@@ -364,6 +392,8 @@ func TestSlurm(t *testing.T) {
 	})
 
 	t.Run("bad input", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
 		_, err := s.Client.CreateQueue(ctx, &job.Queue{Name: "nopart", Backend: job.BackendSlurm, Partition: "nope"})
 		if ae := apiError(t, err, 400); ae.Field != "partition" {
 			t.Fatalf("queue with a missing partition: field %q", ae.Field)
@@ -393,6 +423,8 @@ func TestSlurm(t *testing.T) {
 	})
 
 	t.Run("controller down", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
 		c.stopController()
 		j := s.submit(sh("echo back"))
 		s.waitFor(id(j), time.Minute, "waiting for the controller", func(j *job.Job) bool {
