@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hpcml/hpcml/internal/api"
-	"github.com/hpcml/hpcml/internal/backend/attemptdir"
 	"github.com/hpcml/hpcml/internal/backend/local"
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/joblog"
@@ -150,7 +149,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		j, err := st.GetJob(ctx, id)
 		return err == nil && (j.Attempt > attempt || j.State.Terminal())
 	}
-	go (&attemptdir.Janitor{Root: scratchDir, Keep: cfg.KeepJobDirs, Ended: ended, Log: log}).Run(ctx)
+	go be.Janitor(cfg.KeepJobDirs, ended).Run(ctx)
 	if slurmBackend != nil {
 		go slurmBackend.Janitor(cfg.KeepJobDirs, ended).Run(ctx)
 	}
