@@ -51,11 +51,6 @@ func (h *Handler) jobLogs(w http.ResponseWriter, r *http.Request) error {
 		return notFound(fmt.Sprintf("job %s has not started yet (%s)", j.DisplayID(), j.State))
 	}
 	rc, live, err := h.cfg.Logs.Open(r.Context(), j, attempt, stream)
-	if errors.Is(err, joblog.ErrNoOutput) {
-		// Started, and silent so far (or for good): an empty log.
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		return nil
-	}
 	if errors.Is(err, joblog.ErrNoLog) {
 		return notFound(err.Error())
 	}

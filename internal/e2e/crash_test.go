@@ -12,7 +12,6 @@ import (
 
 	"github.com/hpcml/hpcml/internal/client"
 	"github.com/hpcml/hpcml/internal/job"
-	"github.com/hpcml/hpcml/internal/task"
 )
 
 // recordRun is a shell prefix that appends "<job id> <attempt>" to runs:
@@ -71,7 +70,7 @@ func TestCrashWhileRunning(t *testing.T) {
 	waitUntil(t, 10*time.Second, "finished while the server is down", func() bool {
 		// The attempt's own record of its end (status.jsonl, see internal/task).
 		for _, j := range jobs {
-			b, _ := os.ReadFile(task.Flat(filepath.Join(s.jobsDir(), fmt.Sprintf("%d.1", j.ID))).Status)
+			b, _ := os.ReadFile(filepath.Join(s.jobsDir(), fmt.Sprintf("%d.1", j.ID), "status.jsonl"))
 			if !strings.Contains(string(b), `"stage":"done"`) {
 				return false
 			}

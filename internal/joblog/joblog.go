@@ -18,10 +18,6 @@ import (
 // ErrNoLog: the attempt has no such log (yet, or any more).
 var ErrNoLog = errors.New("no log")
 
-// ErrNoOutput: the attempt wrote nothing to the stream (log files are
-// made with the first byte, and empty logs are not shipped). An ErrNoLog.
-var ErrNoOutput = fmt.Errorf("%w: nothing written", ErrNoLog)
-
 // Streams a job writes.
 const (
 	Stdout = "stdout"
@@ -60,7 +56,7 @@ func (s *Source) Open(ctx context.Context, j *job.Job, attempt int, stream strin
 	}
 	key := storedKey(j, attempt, stream)
 	if key == "" {
-		return nil, false, fmt.Errorf("%w to the %s of job %s attempt %d", ErrNoOutput, stream, j.DisplayID(), attempt)
+		return nil, false, fmt.Errorf("%w: %s of job %s attempt %d", ErrNoLog, stream, j.DisplayID(), attempt)
 	}
 	rc, err := s.Bucket.NewReader(ctx, key, nil)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hpcml/hpcml/internal/api"
+	"github.com/hpcml/hpcml/internal/backend/attemptdir"
 	"github.com/hpcml/hpcml/internal/backend/local"
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/joblog"
@@ -149,7 +150,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		j, err := st.GetJob(ctx, id)
 		return err == nil && (j.Attempt > attempt || j.State.Terminal())
 	}
-	go be.Janitor(cfg.KeepJobDirs, ended).Run(ctx)
+	go (&attemptdir.Janitor{Root: scratchDir, Keep: cfg.KeepJobDirs, Ended: ended, Log: log}).Run(ctx)
 	if slurmBackend != nil {
 		go slurmBackend.Janitor(cfg.KeepJobDirs, ended).Run(ctx)
 	}

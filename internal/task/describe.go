@@ -19,15 +19,16 @@ type Site struct {
 	Launcher string
 }
 
-// Describe is the Launch of attempt j.Attempt of j whose job dir is
-// workDir: the same on every backend, so that a job behaves the same
-// wherever it runs.
-func Describe(j *job.Job, workDir string, site Site) Launch {
+// Describe is the Launch of attempt j.Attempt of j in attempt dir dir:
+// the same on every backend, so that a job behaves the same wherever it
+// runs.
+func Describe(j *job.Job, dir string, site Site) Launch {
 	s := &j.Spec
 	argv := s.Command
 	if s.Shell {
 		argv = []string{"/bin/sh", "-c", strings.Join(s.Command, " ")}
 	}
+	workDir := filepath.Join(dir, WorkDir)
 	cwd := workDir
 	if s.WorkDir != "" {
 		if filepath.IsAbs(s.WorkDir) {

@@ -7,13 +7,11 @@
 package task
 
 import (
-	"path/filepath"
-
 	"github.com/hpcml/hpcml/internal/job"
 )
 
-// Names of an attempt's files (see Layout). Few on purpose: creating
-// files is most of what a trivial job costs the node.
+// Files of an attempt dir. Few on purpose: creating files is most of
+// what a trivial job costs the node.
 const (
 	// StatusFile is the attempt's progress, one JSON record per line,
 	// appended. Creating it (O_EXCL) is also how an attempt is claimed.
@@ -22,32 +20,6 @@ const (
 	StderrFile = "stderr.log"
 	WorkDir    = "work" // the job dir the command sees as HPCML_JOB_DIR
 )
-
-// Layout is where the files of one attempt are.
-type Layout struct {
-	Work   string // the job dir: the command's cwd and HPCML_JOB_DIR
-	Status string // the journal; creating it claims the attempt
-	// Stdout and Stderr are created when the command first writes to
-	// them: a silent job creates no log file.
-	Stdout, Stderr string
-}
-
-// Nested lays an attempt out inside dir (dir/work, dir/status.jsonl,
-// ...), beside whatever else a backend keeps there (Slurm's launch).
-func Nested(dir string) Layout {
-	return Layout{Work: filepath.Join(dir, WorkDir), Status: filepath.Join(dir, StatusFile),
-		Stdout: filepath.Join(dir, StdoutFile), Stderr: filepath.Join(dir, StderrFile)}
-}
-
-// Flat lays an attempt out as base (the job dir itself) and siblings
-// base.status.jsonl, base.stdout.log, base.stderr.log: one directory and
-// one file for a silent job, the fewest inodes a node must allocate.
-func Flat(base string) Layout {
-	return Layout{Work: base, Status: base + "." + StatusFile, Stdout: base + "." + StdoutFile, Stderr: base + "." + StderrFile}
-}
-
-// Files lists the layout's files and the job dir, for removal.
-func (l Layout) Files() []string { return []string{l.Work, l.Status, l.Stdout, l.Stderr} }
 
 // Owners that may claim an attempt dir.
 const (

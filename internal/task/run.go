@@ -30,15 +30,14 @@ type Env struct {
 	Log     *slog.Logger
 }
 
-// Run carries out the attempt laid out as files, which the caller has
-// claimed (its journal is the claim's), to its end: stage in, run, stage
-// out, ship logs, record the result in the journal, which Run closes.
-// Closing cancel cancels it (SIGTERM to the command's group, SIGKILL
-// after the grace period). notify is called with each event. The job's
-// own outcome is in the journal; an error means the journal itself was
-// unusable.
-func Run(env Env, journal *Journal, files Layout, l *Launch, cancel <-chan struct{}, notify func(event string)) error {
-	r := &runner{files: files, cancel: cancel, notify: notify, log: env.Log, buckets: env.Buckets, launch: *l, status: journal, host: osHost()}
+// Run carries out the attempt in dir, which the caller has claimed (its
+// journal is the claim's), to its end: stage in, run, stage out, ship
+// logs, record the result in the journal, which Run closes. Closing
+// cancel cancels it (SIGTERM to the command's group, SIGKILL after the
+// grace period). notify is called with each event. The job's own outcome
+// is in the journal; an error means the attempt dir itself was unusable.
+func Run(env Env, journal *Journal, dir string, l *Launch, cancel <-chan struct{}, notify func(event string)) error {
+	r := &runner{dir: dir, cancel: cancel, notify: notify, log: env.Log, buckets: env.Buckets, launch: *l, status: journal, host: osHost()}
 	defer r.status.Close()
 	res := &job.Result{StartedAt: time.Now().UTC()}
 	r.execute(res)
@@ -51,7 +50,7 @@ func Run(env Env, journal *Journal, files Layout, l *Launch, cancel <-chan struc
 }
 
 type runner struct {
-	files   Layout
+	dir     string
 	cancel  <-chan struct{}
 	notify  func(string)
 	log     *slog.Logger
@@ -74,7 +73,7 @@ func (r *runner) cancelled() bool {
 // outcome in res.
 func (r *runner) execute(res *job.Result) {
 	l := &r.launch
-	workDir := r.files.Work
+	workDir := filepath.Join(r.dir, WorkDir)
 	if err := os.MkdirAll(workDir, 0o755); err != nil {
 		res.Error = "create job dir: " + err.Error()
 		return
@@ -131,18 +130,18 @@ func (r *runner) execute(res *job.Result) {
 // runCommand runs the command to its end; true if it exited 0.
 func (r *runner) runCommand(res *job.Result) bool {
 	l := &r.launch
-	stdout, err := newLazyLog(r.files.Stdout)
+	stdout, err := os.OpenFile(filepath.Join(r.dir, StdoutFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		res.Error = "stdout pipe: " + err.Error()
+		res.Error = "open stdout log: " + err.Error()
 		return false
 	}
-	defer stdout.abort()
-	stderr, err := newLazyLog(r.files.Stderr)
+	defer stdout.Close()
+	stderr, err := os.OpenFile(filepath.Join(r.dir, StderrFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		res.Error = "stderr pipe: " + err.Error()
+		res.Error = "open stderr log: " + err.Error()
 		return false
 	}
-	defer stderr.abort()
+	defer stderr.Close()
 
 	// Checked here because a chdir failure in the child is reported as
 	// "fork/exec <program>: no such file", which blames the program.
@@ -178,7 +177,7 @@ func (r *runner) runCommand(res *job.Result) bool {
 	cmd.Args[0] = argv[0] // the program sees the name it was asked by
 	cmd.Env = env
 	cmd.Dir = l.WorkDir
-	cmd.Stdout, cmd.Stderr = stdout.w, stderr.w
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	// Its own process group, so cancel and time-out reach every process
 	// the command started; Pdeathsig so that a command cannot outlive an
 	// executor killed with -9 (nobody could then collect its exit status).
@@ -187,8 +186,6 @@ func (r *runner) runCommand(res *job.Result) bool {
 		res.Error = startError(l.Argv[0], err)
 		return false
 	}
-	stdout.start()
-	stderr.start()
 	started := time.Now().UTC()
 	res.StartedAt = started
 	if err := r.status.append(Record{Stage: StageStarted, At: started, PID: cmd.Process.Pid}); err != nil {
@@ -228,13 +225,6 @@ loop:
 	}
 	// Whatever the command left running in its group ends with it, as under Slurm.
 	syscall.Kill(-pgid, syscall.SIGKILL)
-	// The logs are complete once every writer has closed its end; one
-	// that escaped the group (setsid) gets a moment, not forever.
-	for _, lg := range []*lazyLog{stdout, stderr} {
-		if err := lg.finish(logDrainGrace); err != nil {
-			r.log.Warn("write job log", "err", err)
-		}
-	}
 
 	st := cmd.ProcessState
 	if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
@@ -332,10 +322,10 @@ func (r *runner) shipLogs(res *job.Result) {
 		return
 	}
 	for _, s := range []struct {
-		path, name string
-		url        *string
-	}{{r.files.Stdout, StdoutFile, &res.StdoutURL}, {r.files.Stderr, StderrFile, &res.StderrURL}} {
-		f, err := os.Open(s.path)
+		file string
+		url  *string
+	}{{StdoutFile, &res.StdoutURL}, {StderrFile, &res.StderrURL}} {
+		f, err := os.Open(filepath.Join(r.dir, s.file))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
@@ -347,7 +337,7 @@ func (r *runner) shipLogs(res *job.Result) {
 			f.Close()
 			continue
 		}
-		key := l.LogPrefix + s.name
+		key := l.LogPrefix + s.file
 		_, err = blob.UploadReader(ctx, b, key, f)
 		f.Close()
 		if err != nil {

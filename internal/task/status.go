@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/hpcml/hpcml/internal/job"
@@ -34,11 +35,10 @@ type Record struct {
 // half-read.
 type Journal struct{ f *os.File }
 
-// Claim makes owner the one owner of an attempt whose journal is at
-// status: exactly one Claim succeeds, whoever comes first. The winner
-// gets the journal.
-func Claim(status, owner string) (*Journal, bool, error) {
-	f, err := os.OpenFile(status, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
+// Claim makes owner the one owner of an attempt: exactly one Claim on a
+// dir succeeds, whoever comes first. The winner gets the status log.
+func Claim(dir, owner string) (*Journal, bool, error) {
+	f, err := os.OpenFile(filepath.Join(dir, StatusFile), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
 	if errors.Is(err, os.ErrExist) {
 		return nil, false, nil
 	}
@@ -72,11 +72,11 @@ type Status struct {
 	Done    *Record // the attempt is over
 }
 
-// ReadStatus reads an attempt's journal at status; a missing file is an
-// empty status.
-func ReadStatus(status string) (Status, error) {
+// ReadStatus reads an attempt's status file; a missing file is an empty
+// status.
+func ReadStatus(dir string) (Status, error) {
 	var st Status
-	data, err := os.ReadFile(status)
+	data, err := os.ReadFile(filepath.Join(dir, StatusFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return st, nil
 	}

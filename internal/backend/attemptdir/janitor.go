@@ -50,9 +50,6 @@ type Janitor struct {
 	Keep  time.Duration // <= 0 keeps everything
 	Ended EndedFunc
 	Log   *slog.Logger
-	// Layout says where the files of the attempt dir dir are (task.Flat
-	// or task.Nested).
-	Layout func(dir string) task.Layout
 	// Also, if set, is run on every sweep with the same cutoff (for a
 	// backend's own files beside the attempt dirs).
 	Also func(cutoff time.Time)
@@ -92,17 +89,10 @@ func (j *Janitor) Sweep(ctx context.Context, cutoff time.Time) (removed int) {
 			continue
 		}
 		dir := filepath.Join(j.Root, e.Name())
-		files := j.Layout(dir)
-		if LastTouched(files).After(cutoff) || !j.Ended(ctx, id, attempt) {
+		if LastTouched(dir).After(cutoff) || !j.Ended(ctx, id, attempt) {
 			continue
 		}
-		var err error
-		for _, p := range append(files.Files(), dir) {
-			if e := os.RemoveAll(p); e != nil && err == nil {
-				err = e
-			}
-		}
-		if err != nil {
+		if err := os.RemoveAll(dir); err != nil {
 			j.Log.Warn("remove old job dir", "dir", dir, "err", err)
 			continue
 		}
@@ -115,12 +105,13 @@ func (j *Janitor) Sweep(ctx context.Context, cutoff time.Time) (removed int) {
 }
 
 // LastTouched is when the attempt last wrote its journal (or, without
-// one, when its job dir changed).
-func LastTouched(files task.Layout) time.Time {
-	for _, p := range []string{files.Status, files.Work} {
-		if info, err := os.Stat(p); err == nil {
-			return info.ModTime()
-		}
+// one, when its dir changed).
+func LastTouched(dir string) time.Time {
+	if info, err := os.Stat(filepath.Join(dir, task.StatusFile)); err == nil {
+		return info.ModTime()
+	}
+	if info, err := os.Stat(dir); err == nil {
+		return info.ModTime()
 	}
 	return time.Now()
 }

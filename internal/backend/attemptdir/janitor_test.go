@@ -7,18 +7,11 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/hpcml/hpcml/internal/task"
 )
 
 func TestSweepRemovesOnlyOldAttemptsTheStoreSaysEnded(t *testing.T) {
-	for name, layout := range map[string]func(string) task.Layout{"flat": task.Flat, "nested": task.Nested} {
-		t.Run(name, func(t *testing.T) { testSweep(t, layout) })
-	}
-}
-
-func testSweep(t *testing.T, layout func(string) task.Layout) {
 	jobs := t.TempDir()
+
 	old := time.Now().Add(-48 * time.Hour)
 	type dir struct {
 		old, ended, survive bool
@@ -31,19 +24,17 @@ func testSweep(t *testing.T, layout func(string) task.Layout) {
 		"not-an-attempt": {old: true, ended: true, survive: true},
 	}
 	for name, d := range dirs {
-		files := layout(filepath.Join(jobs, name))
-		if err := os.MkdirAll(files.Work, 0o755); err != nil {
+		p := filepath.Join(jobs, name)
+		if err := os.MkdirAll(p, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		if name != "3.2" {
-			for _, f := range []string{files.Status, files.Stdout} {
-				if err := os.WriteFile(f, []byte("{}\n"), 0o600); err != nil {
-					t.Fatal(err)
-				}
+			if err := os.WriteFile(filepath.Join(p, "status.jsonl"), []byte("{}\n"), 0o600); err != nil {
+				t.Fatal(err)
 			}
 		}
 		if d.old {
-			for _, f := range []string{files.Status, files.Stdout, files.Work} {
+			for _, f := range []string{filepath.Join(p, "status.jsonl"), p} {
 				os.Chtimes(f, old, old)
 			}
 		}
@@ -53,22 +44,18 @@ func testSweep(t *testing.T, layout func(string) task.Layout) {
 		t.Fatal(err)
 	}
 	ended := func(_ context.Context, id int64, attempt int) bool {
-		return dirs[filepath.Base(Path("", id, attempt))].ended
+		name := filepath.Base(Path("", id, attempt))
+		return dirs[name].ended
 	}
-	j := &Janitor{Root: jobs, Keep: 24 * time.Hour, Ended: ended, Log: slog.New(slog.DiscardHandler), Layout: layout}
+
+	j := &Janitor{Root: jobs, Keep: 24 * time.Hour, Ended: ended, Log: slog.New(slog.DiscardHandler)}
 	if n := j.Sweep(context.Background(), time.Now().Add(-24*time.Hour)); n != 2 {
-		t.Errorf("removed %d attempts, want 2", n)
+		t.Errorf("removed %d dirs, want 2", n)
 	}
 	for name, d := range dirs {
-		files := layout(filepath.Join(jobs, name))
-		for _, f := range []string{files.Work, files.Status} {
-			if name == "3.2" && f == files.Status {
-				continue // never had one
-			}
-			_, err := os.Stat(f)
-			if exists := err == nil; exists != d.survive {
-				t.Errorf("%s: exists=%v, want %v", f, exists, d.survive)
-			}
+		_, err := os.Stat(filepath.Join(jobs, name))
+		if exists := err == nil; exists != d.survive {
+			t.Errorf("%s: exists=%v, want %v", name, exists, d.survive)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(jobs, "executor.log")); err != nil {

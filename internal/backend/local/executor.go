@@ -238,7 +238,7 @@ func (e *Executor) broadcast(m message) {
 	}
 }
 
-func (e *Executor) files(k attemptKey) task.Layout { return attemptFiles(e.jobsDir, k.id, k.attempt) }
+func (e *Executor) dir(k attemptKey) string { return attemptDir(e.jobsDir, k.id, k.attempt) }
 
 func (e *Executor) handle(cc *clientConn, req request) {
 	k := attemptKey{req.JobID, req.Attempt}
@@ -301,15 +301,7 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, l *task.Launch) {
 	if l == nil {
 		return
 	}
-	// The server makes the job dir before it sends a launch: without it
-	// the launch is not (any more) the server's wish, and runs nothing.
-	files := e.files(k)
-	var journal *task.Journal
-	ok := false
-	_, err := os.Stat(files.Work)
-	if err == nil {
-		journal, ok, err = task.Claim(files.Status, task.OwnerExecutor)
-	}
+	journal, ok, err := task.Claim(e.dir(k), task.OwnerExecutor)
 	if err != nil || !ok {
 		if err != nil {
 			e.log.Warn("claim attempt", "job", k.id, "attempt", k.attempt, "err", err)
@@ -335,7 +327,7 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, l *task.Launch) {
 			e.broadcast(m)
 		}
 		env := task.Env{Buckets: e.buckets, Log: e.log.With("job", k.id, "attempt", k.attempt)}
-		if err := task.Run(env, journal, e.files(k), l, r.cancel, notify); err != nil {
+		if err := task.Run(env, journal, e.dir(k), l, r.cancel, notify); err != nil {
 			e.log.Error("attempt failed to run", "job", k.id, "attempt", k.attempt, "err", err)
 		}
 		e.mu.Lock()

@@ -92,17 +92,16 @@ func (tc *testClient) next() message {
 // has already claimed as abandoned.
 func abandonedAttempt(t *testing.T, jobs string, id int64, attempt int) *task.Launch {
 	t.Helper()
-	files := attemptFiles(jobs, id, attempt)
-	if err := os.MkdirAll(files.Work, 0o755); err != nil {
+	dir := attemptDir(jobs, id, attempt)
+	if err := os.MkdirAll(filepath.Join(dir, task.WorkDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	st, ok, err := task.Claim(files.Status, task.OwnerAbandoned)
+	st, ok, err := task.Claim(dir, task.OwnerAbandoned)
 	if err != nil || !ok {
 		t.Fatalf("claim: %v %v", ok, err)
 	}
 	st.Close()
-	// It would leave a stdout log, had it run.
-	return &task.Launch{JobID: id, Attempt: attempt, Argv: []string{"echo", "ran"}, Env: []string{"PATH=/usr/bin:/bin"}, WorkDir: files.Work}
+	return &task.Launch{JobID: id, Attempt: attempt, Argv: []string{"true"}, WorkDir: filepath.Join(dir, task.WorkDir)}
 }
 
 func TestLaunchOfAbandonedAttemptIsAnsweredUnknown(t *testing.T) {
@@ -113,7 +112,7 @@ func TestLaunchOfAbandonedAttemptIsAnsweredUnknown(t *testing.T) {
 	if m := c.next(); m.Event != evUnknown || m.JobID != 7 || m.Attempt != 1 {
 		t.Fatalf("got %+v, want unknown for 7.1", m)
 	}
-	if _, err := os.Stat(attemptFiles(jobs, 7, 1).Stdout); err == nil {
+	if _, err := os.Stat(filepath.Join(attemptDir(jobs, 7, 1), task.StdoutFile)); err == nil {
 		t.Fatal("the abandoned attempt ran")
 	}
 	// Launches whose connection is gone by the time the claim fails must
@@ -207,14 +206,14 @@ func TestLaunchClaimsBeforeReturning(t *testing.T) {
 	e := newTestExecutor(t)
 	cc := e.testConn(t)
 	k := attemptKey{2, 1}
-	files := e.files(k)
-	if err := os.MkdirAll(files.Work, 0o755); err != nil {
+	dir := e.dir(k)
+	if err := os.MkdirAll(filepath.Join(dir, task.WorkDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	l := &task.Launch{JobID: 2, Attempt: 1, Argv: []string{"sleep", "0.2"}, Env: []string{"PATH=/usr/bin:/bin"},
-		WorkDir: files.Work}
+		WorkDir: filepath.Join(dir, task.WorkDir)}
 	e.launch(cc, k, l)
-	if _, abandoned, err := task.Claim(files.Status, task.OwnerAbandoned); err != nil || abandoned {
+	if _, abandoned, err := task.Claim(dir, task.OwnerAbandoned); err != nil || abandoned {
 		t.Fatalf("the attempt could still be abandoned after the launch returned (%v)", err)
 	}
 

@@ -88,46 +88,66 @@ func (b *Backend) Name() string { return "local" }
 // Capacity is the declared capacity of this machine.
 func (b *Backend) Capacity() job.Resources { return b.cfg.Capacity }
 
-// attemptFiles lays attempts out flat: jobs/<id>.<attempt>/ is the job
-// dir itself, its journal and logs are siblings (see task.Flat) — the
-// fewest inodes per attempt, which is most of what a short job costs.
-func attemptFiles(jobsDir string, id int64, attempt int) task.Layout {
-	return task.Flat(attemptdir.Path(jobsDir, id, attempt))
+func attemptDir(jobsDir string, id int64, attempt int) string {
+	return attemptdir.Path(jobsDir, id, attempt)
 }
 
-// Janitor removes the files of attempts the store has recorded as ended
-// once they are older than keep.
-func (b *Backend) Janitor(keep time.Duration, ended attemptdir.EndedFunc) *attemptdir.Janitor {
-	return &attemptdir.Janitor{Root: b.cfg.JobsDir, Keep: keep, Ended: ended, Log: b.log, Layout: task.Flat}
+// AttemptDir is where an attempt's files live.
+func (b *Backend) AttemptDir(jobID int64, attempt int) string {
+	return attemptDir(b.cfg.JobsDir, jobID, attempt)
 }
 
-// Files are where an attempt's files live.
-func (b *Backend) Files(jobID int64, attempt int) task.Layout {
-	return attemptFiles(b.cfg.JobsDir, jobID, attempt)
-}
-
-// Launch prepares the job dir and hands the attempt to the executor.
+// Launch prepares the attempt dir and hands the attempt to the executor.
 func (b *Backend) Launch(ctx context.Context, j *job.Job, _ *job.Queue) error {
-	files := b.Files(j.ID, j.Attempt)
-	// Files left by a launch that was abandoned (see Recover) go.
-	for _, p := range files.Files() {
-		if err := os.RemoveAll(p); err != nil {
-			return fmt.Errorf("clear attempt files: %w", err)
+	dir := b.AttemptDir(j.ID, j.Attempt)
+	// A dir left by a launch that was abandoned (see Recover) is reused.
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("clear attempt dir: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, task.WorkDir), 0o755); err != nil {
+		return fmt.Errorf("create attempt dir: %w", err)
+	}
+	l := b.launchSpec(j, dir)
+	return b.request(ctx, request{Op: opLaunch, JobID: j.ID, Attempt: j.Attempt, Launch: &l}, true)
+}
+
+func (b *Backend) launchSpec(j *job.Job, dir string) task.Launch {
+	s := &j.Spec
+	argv := s.Command
+	if s.Shell {
+		argv = []string{"/bin/sh", "-c", strings.Join(s.Command, " ")}
+	}
+	workDir := filepath.Join(dir, task.WorkDir)
+	cwd := workDir
+	if s.WorkDir != "" {
+		if filepath.IsAbs(s.WorkDir) {
+			cwd = s.WorkDir
+		} else {
+			cwd = filepath.Join(workDir, s.WorkDir)
 		}
 	}
-	if err := os.Mkdir(files.Work, 0o755); err != nil {
-		return fmt.Errorf("create job dir: %w", err)
+	return task.Launch{
+		JobID:     j.ID,
+		Attempt:   j.Attempt,
+		Argv:      argv,
+		Env:       task.JobEnv(b.cfg.BaseEnv, j, workDir),
+		WorkDir:   cwd,
+		TimeLimit: s.TimeLimit,
+		KillGrace: job.Duration(b.cfg.KillGrace),
+		Inputs:    s.Inputs,
+		Outputs:   s.Outputs,
+		Storage:   b.cfg.Storage,
+		LogPrefix: fmt.Sprintf("jobs/%d/%d/", j.ID, j.Attempt),
+		// Every task runs here; the scheduler made room for all of them.
+		Ranks: task.Ranks{Nodes: s.Nodes, TasksPerNode: s.TasksPerNode, MPI: s.Type == job.TypeMPI, Launcher: task.LauncherLocal},
 	}
-	l := task.Describe(j, files.Work, task.Site{Storage: b.cfg.Storage, KillGrace: job.Duration(b.cfg.KillGrace),
-		BaseEnv: b.cfg.BaseEnv, Launcher: task.LauncherLocal})
-	return b.request(ctx, request{Op: opLaunch, JobID: j.ID, Attempt: j.Attempt, Launch: &l}, true)
 }
 
 // Recover re-attaches to an attempt launched by an earlier server.
 func (b *Backend) Recover(ctx context.Context, j *job.Job) error {
 	jobID, attempt := j.ID, j.Attempt
-	files := b.Files(jobID, attempt)
-	if _, err := os.Stat(files.Work); errors.Is(err, os.ErrNotExist) {
+	dir := b.AttemptDir(jobID, attempt)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		if j.State == job.Running {
 			// It ran, and its dir is gone with its journal (a wiped
 			// scratch dir): a lost node, not a launch to repeat.
@@ -139,7 +159,7 @@ func (b *Backend) Recover(ctx context.Context, j *job.Job) error {
 		go b.rep.Finished(jobID, attempt, job.Result{NeverStarted: true, Error: "launch interrupted"})
 		return nil
 	}
-	status, abandoned, err := task.Claim(files.Status, task.OwnerAbandoned)
+	status, abandoned, err := task.Claim(dir, task.OwnerAbandoned)
 	if err != nil {
 		return fmt.Errorf("recover job %d attempt %d: %w", jobID, attempt, err)
 	}
@@ -172,11 +192,11 @@ func (b *Backend) Close() error {
 
 // LogPath is the local file of an attempt's stream ("stdout" or "stderr").
 func (b *Backend) LogPath(jobID int64, attempt int, stream string) string {
-	files := b.Files(jobID, attempt)
+	name := task.StdoutFile
 	if stream == "stderr" {
-		return files.Stderr
+		name = task.StderrFile
 	}
-	return files.Stdout
+	return filepath.Join(b.AttemptDir(jobID, attempt), name)
 }
 
 // request sends req to the executor, connecting (and starting it) if
@@ -308,11 +328,11 @@ func (b *Backend) readEvents(conn net.Conn) {
 			delete(b.inflight, k)
 			b.mu.Unlock()
 			if tracked {
-				files := b.Files(m.JobID, m.Attempt)
-				r := readOutcome(files.Status)
+				dir := b.AttemptDir(m.JobID, m.Attempt)
+				r := readOutcome(dir)
 				if r.NodeLost && r.Error == errLostRunning {
 					// Before the job may be retried: nothing of this attempt may go on.
-					if n := killStrays(files.Work); n > 0 {
+					if n := killStrays(dir); n > 0 {
 						b.log.Warn("killed processes left by a lost attempt", "job", m.JobID, "attempt", m.Attempt, "processes", n)
 					}
 				}
@@ -337,10 +357,9 @@ func (b *Backend) readEvents(conn net.Conn) {
 
 const errLostRunning = "executor lost while the command ran"
 
-// readOutcome reads how an attempt that no executor runs any more ended,
-// from its journal at status.
-func readOutcome(status string) job.Result {
-	st, err := task.ReadStatus(status)
+// readOutcome reads how an attempt that no executor runs any more ended.
+func readOutcome(dir string) job.Result {
+	st, err := task.ReadStatus(dir)
 	switch {
 	case err != nil:
 		return job.Result{EndedAt: time.Now().UTC(), NodeLost: true, Error: "read attempt status: " + err.Error()}

@@ -3,8 +3,11 @@ package local
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
+
+	"github.com/hpcml/hpcml/internal/task"
 )
 
 // killStrays kills what is left of an attempt whose executor died while
@@ -14,8 +17,8 @@ import (
 // HPCML_JOB_DIR in their environment, which names this attempt and no
 // other, so a recycled pid or process group is never hit. It returns how
 // many processes it signalled.
-func killStrays(jobDir string) int {
-	marker := []byte("\x00HPCML_JOB_DIR=" + jobDir + "\x00")
+func killStrays(attemptDir string) int {
+	marker := []byte("\x00HPCML_JOB_DIR=" + filepath.Join(attemptDir, task.WorkDir) + "\x00")
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0

@@ -277,11 +277,11 @@ func (b *Backend) AttemptDir(jobID int64, attempt int) string {
 // Janitor removes old attempt dirs of ended attempts and, beside them,
 // the task maps of array submissions (read only when a task starts).
 func (b *Backend) Janitor(keep time.Duration, ended attemptdir.EndedFunc) *attemptdir.Janitor {
-	return &attemptdir.Janitor{Root: b.cfg.Dir, Keep: keep, Ended: ended, Log: b.log, Layout: task.Nested, Also: func(cutoff time.Time) {
+	return &attemptdir.Janitor{Root: b.cfg.Dir, Keep: keep, Ended: ended, Log: b.log, Also: func(cutoff time.Time) {
 		arrays := filepath.Join(b.cfg.Dir, arraysDir)
 		entries, _ := os.ReadDir(arrays)
 		for _, e := range entries {
-			if d := filepath.Join(arrays, e.Name()); attemptdir.LastTouched(task.Nested(d)).Before(cutoff) {
+			if d := filepath.Join(arrays, e.Name()); attemptdir.LastTouched(d).Before(cutoff) {
 				os.RemoveAll(d)
 			}
 		}
@@ -299,9 +299,9 @@ func writeFileAtomic(path string, data []byte) error {
 
 // LogPath is the file of an attempt's stream ("stdout" or "stderr").
 func (b *Backend) LogPath(jobID int64, attempt int, stream string) string {
-	files := task.Nested(b.AttemptDir(jobID, attempt))
+	name := task.StdoutFile
 	if stream == "stderr" {
-		return files.Stderr
+		name = task.StderrFile
 	}
-	return files.Stdout
+	return filepath.Join(b.AttemptDir(jobID, attempt), name)
 }

@@ -191,13 +191,12 @@ func (b *Backend) prepare(j *job.Job, dir string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("clear attempt dir: %w", err)
 	}
-	files := task.Nested(dir)
-	if err := os.MkdirAll(files.Work, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, task.WorkDir), 0o755); err != nil {
 		return fmt.Errorf("create attempt dir: %w", err)
 	}
 	// The environment is the node's (the wrapper adds its own, with
 	// Slurm's variables): the launch carries only hpcml's and the job's.
-	l := task.Describe(j, files.Work, task.Site{Storage: b.cfg.Storage, KillGrace: job.Duration(b.cfg.KillGrace), Launcher: task.LauncherSlurm})
+	l := task.Describe(j, dir, task.Site{Storage: b.cfg.Storage, KillGrace: job.Duration(b.cfg.KillGrace), Launcher: task.LauncherSlurm})
 	data, err := json.Marshal(l)
 	if err != nil {
 		return err

@@ -141,7 +141,7 @@ func (b *Backend) readJournals() {
 	}
 	b.mu.Unlock()
 	for _, a := range watched {
-		info, err := os.Stat(task.Nested(a.dir).Status)
+		info, err := os.Stat(filepath.Join(a.dir, task.StatusFile))
 		if err != nil || info.Size() == a.size {
 			continue
 		}
@@ -152,7 +152,7 @@ func (b *Backend) readJournals() {
 // readJournal applies one attempt's journal. Only the watcher goroutine
 // calls it, so an attempt's fields it touches are its own.
 func (b *Backend) readJournal(a *attempt, size int64) {
-	st, err := task.ReadStatus(task.Nested(a.dir).Status)
+	st, err := task.ReadStatus(a.dir)
 	if err != nil {
 		return
 	}
@@ -269,7 +269,7 @@ func (b *Backend) watched() map[*attempt]string {
 // longer knows the job). The journal, read once more, is the better
 // witness; Slurm's own record fills in when the wrapper could not write.
 func (b *Backend) settle(ctx context.Context, a *attempt, slurmID string, row *squeueRow) {
-	if info, err := os.Stat(task.Nested(a.dir).Status); err == nil {
+	if info, err := os.Stat(filepath.Join(a.dir, task.StatusFile)); err == nil {
 		b.readJournal(a, info.Size())
 	}
 	b.mu.Lock()
@@ -397,7 +397,7 @@ func (b *Backend) findLost(ctx context.Context, watched map[*attempt]string) {
 		}
 		// Slurm has no job for it. If the wrapper claimed it, the journal
 		// tells the rest (or nothing ever will: the node was lost).
-		if info, err := os.Stat(task.Nested(a.dir).Status); err == nil {
+		if info, err := os.Stat(filepath.Join(a.dir, task.StatusFile)); err == nil {
 			b.readJournal(a, info.Size())
 			if a.claimed {
 				b.finish(a, job.Result{NodeLost: true, EndedAt: time.Now().UTC(),

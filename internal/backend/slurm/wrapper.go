@@ -46,8 +46,7 @@ func RunWrapper(args []string, log *slog.Logger) int {
 		fmt.Fprintln(os.Stderr, "hpcml job wrapper: read launch:", err)
 		return 1
 	}
-	files := task.Nested(dir)
-	journal, ok, err := task.Claim(files.Status, "slurm:"+os.Getenv("SLURM_JOB_ID"))
+	journal, ok, err := task.Claim(dir, "slurm:"+os.Getenv("SLURM_JOB_ID"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hpcml job wrapper:", err)
 		return 1
@@ -70,7 +69,7 @@ func RunWrapper(args []string, log *slog.Logger) int {
 	buckets := blob.NewCache()
 	defer buckets.Close()
 	env := task.Env{Buckets: buckets, Log: log.With("job", l.JobID, "attempt", l.Attempt)}
-	if err := task.Run(env, journal, files, &l, cancel, func(string) {}); err != nil {
+	if err := task.Run(env, journal, dir, &l, cancel, func(string) {}); err != nil {
 		fmt.Fprintln(os.Stderr, "hpcml job wrapper:", err)
 		return 1
 	}
