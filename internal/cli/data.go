@@ -1,0 +1,335 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+
+	"github.com/hpcml/hpcml/internal/transfer"
+)
+
+// The data commands move data themselves, in this process, like rclone
+// or aws s3: no server is needed.
+func newDataCmd(o *rootOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "data",
+		Short: "Move and inspect data: local paths, file://, s3:// and http(s):// sources",
+		Long: `Move data between local disks and S3-compatible object stores, verifiably.
+
+Locations: a local path (a directory, or a path ending in /, is a tree), file:///path,
+s3://bucket/prefix (query: endpoint=URL, region=..., use_path_style=true; credentials from
+AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS config files), and http(s)://... as a
+source. Every object written gets its SHA-256 recorded (metadata "sha256" on object stores);
+nothing is ever visible at the destination half-written.`,
+	}
+	cmd.AddCommand(newDataTransferCmd(o, "sync"), newDataTransferCmd(o, "cp"), newDataVerifyCmd(o),
+		newDataLsCmd(o), newDataDuCmd(o), newDataRmCmd(o))
+	return cmd
+}
+
+// transferFlags are the flags of sync, cp and verify.
+type transferFlags struct {
+	opts     transfer.Options
+	bwlimit  string
+	report   string
+	progress bool
+	noProg   bool
+}
+
+func (f *transferFlags) add(cmd *cobra.Command, withCopy bool) {
+	fs := cmd.Flags()
+	fs.IntVar(&f.opts.Transfers, "transfers", 16, "objects copied in parallel")
+	fs.IntVar(&f.opts.Checkers, "checkers", 16, "objects compared in parallel")
+	fs.StringArrayVar(&f.opts.Include, "include", nil, "only keys matching this glob (repeatable; ** for any directories)")
+	fs.StringArrayVar(&f.opts.Exclude, "exclude", nil, "skip keys matching this glob (repeatable)")
+	fs.StringVar(&f.report, "report", "", "write the JSON task report to this file")
+	if !withCopy {
+		return
+	}
+	fs.BoolVar(&f.opts.Checksum, "checksum", false, "compare by SHA-256 instead of size and modification time")
+	fs.BoolVar(&f.opts.DryRun, "dry-run", false, "show what would be copied and deleted; change nothing")
+	fs.StringVar(&f.bwlimit, "bwlimit", "", "bandwidth limit, e.g. 10M (MiB/s) or 512K")
+	fs.IntVar(&f.opts.Retries, "retries", 3, "retries of a failed object, with doubling backoff")
+	fs.StringVar(&f.opts.Verify, "verify", transfer.VerifyNone, "after copying, verify: none, transferred (re-read what was written) or all (the whole destination)")
+	fs.BoolVar(&f.noProg, "no-progress", false, "no progress bar (the default when stderr is not a terminal)")
+}
+
+func (f *transferFlags) prepare(cmd *cobra.Command) error {
+	rate, err := transfer.ParseRate(f.bwlimit)
+	if err != nil {
+		return err
+	}
+	f.opts.BwLimit = rate
+	if f.opts.Transfers < 1 || f.opts.Checkers < 1 {
+		return fmt.Errorf("--transfers and --checkers must be at least 1")
+	}
+	if file, ok := cmd.ErrOrStderr().(*os.File); ok && !f.noProg && isatty.IsTerminal(file.Fd()) {
+		f.opts.Progress = transfer.NewProgress(file)
+	}
+	return nil
+}
+
+func newDataTransferCmd(o *rootOptions, name string) *cobra.Command {
+	f := &transferFlags{}
+	var del bool
+	short := "Copy new and changed files from SRC to DST (and with --delete, remove what SRC lacks)"
+	if name == "cp" {
+		short = "Copy SRC (a file or a tree) to DST; never deletes"
+	}
+	cmd := &cobra.Command{
+		Use:   name + " SRC DST",
+		Short: short,
+		Example: `  hpcml data ` + name + ` ./dataset 's3://ml/datasets/v1/?endpoint=http://127.0.0.1:7070&region=us-east-1&use_path_style=true'
+  hpcml data ` + name + ` s3://ml/datasets/v1/ /scratch/v1/ --transfers 32 --verify transferred --report report.json`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.prepare(cmd); err != nil {
+				return err
+			}
+			src, err := transfer.ParseEndpoint(args[0])
+			if err != nil {
+				return err
+			}
+			dst, err := transfer.ParseEndpoint(args[1])
+			if err != nil {
+				return err
+			}
+			f.opts.Delete = del
+			var rep *transfer.Report
+			if name == "cp" {
+				rep, err = transfer.Copy(cmd.Context(), src, dst, f.opts)
+			} else {
+				rep, err = transfer.Sync(cmd.Context(), src, dst, f.opts)
+			}
+			return finishTransfer(cmd, o, f.report, rep, err)
+		},
+	}
+	f.add(cmd, true)
+	if name == "sync" {
+		cmd.Flags().BoolVar(&del, "delete", false, "remove destination files the source does not have (not if anything failed)")
+	}
+	return cmd
+}
+
+func newDataVerifyCmd(o *rootOptions) *cobra.Command {
+	f := &transferFlags{}
+	cmd := &cobra.Command{
+		Use:   "verify SRC DST",
+		Short: "Check that DST holds every file of SRC with the same content (SHA-256)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.prepare(cmd); err != nil {
+				return err
+			}
+			src, err := transfer.ParseEndpoint(args[0])
+			if err != nil {
+				return err
+			}
+			dst, err := transfer.ParseEndpoint(args[1])
+			if err != nil {
+				return err
+			}
+			rep, err := transfer.Verify(cmd.Context(), src, dst, f.opts)
+			return finishTransfer(cmd, o, f.report, rep, err)
+		},
+	}
+	f.add(cmd, false)
+	return cmd
+}
+
+// finishTransfer writes the report, prints a summary (or the report with
+// -o json) and sets the exit code: 1 when anything failed.
+func finishTransfer(cmd *cobra.Command, o *rootOptions, reportPath string, rep *transfer.Report, err error) error {
+	if rep == nil {
+		return err
+	}
+	if reportPath != "" {
+		data, jerr := json.MarshalIndent(rep, "", "  ")
+		if jerr == nil {
+			jerr = writeFileAtomic(reportPath, append(data, '\n'))
+		}
+		if jerr != nil {
+			return fmt.Errorf("write report: %w", jerr)
+		}
+	}
+	format, ferr := o.format(formatTable, formatJSON, formatYAML)
+	if ferr != nil {
+		return ferr
+	}
+	out := cmd.OutOrStdout()
+	if format != formatTable {
+		if perr := printDoc(out, format, rep); perr != nil {
+			return perr
+		}
+	} else {
+		printSummary(out, rep)
+	}
+	if err != nil {
+		return err
+	}
+	if !rep.OK() {
+		return &exitError{code: 1}
+	}
+	return nil
+}
+
+func printSummary(w io.Writer, rep *transfer.Report) {
+	t := rep.Totals
+	verb := "Transferred"
+	if rep.DryRun {
+		verb = "Would transfer"
+	}
+	switch rep.Operation {
+	case "verify":
+		fmt.Fprintf(w, "Verified %d of %d files", t.FilesVerified, t.FilesListed)
+	case "remove":
+		verb = "Deleted"
+		if rep.DryRun {
+			verb = "Would delete"
+		}
+		fmt.Fprintf(w, "%s %d files", verb, len(rep.Deleted))
+	default:
+		fmt.Fprintf(w, "%s %d files (%s), skipped %d unchanged (%s)", verb, t.FilesTransferred,
+			transfer.Bytes(t.BytesTransferred), t.FilesSkipped, transfer.Bytes(t.BytesSkipped))
+		if len(rep.Deleted) > 0 {
+			fmt.Fprintf(w, ", deleted %d", len(rep.Deleted))
+		}
+		if t.FilesVerified > 0 {
+			fmt.Fprintf(w, ", verified %d", t.FilesVerified)
+		}
+	}
+	fmt.Fprintf(w, " in %.1fs\n", rep.Seconds)
+	if rep.DryRun {
+		for i, e := range rep.Transferred {
+			if i == maxListed {
+				fmt.Fprintf(w, "  ... and %d more\n", len(rep.Transferred)-maxListed)
+				break
+			}
+			fmt.Fprintf(w, "  copy    %s (%s)\n", e.Key, transfer.Bytes(e.Size))
+		}
+		if rep.Operation != "remove" {
+			for i, k := range rep.Deleted {
+				if i == maxListed {
+					fmt.Fprintf(w, "  ... and %d more\n", len(rep.Deleted)-maxListed)
+					break
+				}
+				fmt.Fprintf(w, "  delete  %s\n", k)
+			}
+		}
+	}
+	printFailures(w, "FAILED  ", rep.Failed)
+	printFailures(w, "MISMATCH", rep.Mismatched)
+}
+
+// maxListed bounds the failures printed; the report has them all.
+const maxListed = 20
+
+func printFailures(w io.Writer, label string, fs []transfer.Failure) {
+	for i, f := range fs {
+		if i == maxListed {
+			fmt.Fprintf(w, "%s  ... and %d more (--report FILE lists them all)\n", label, len(fs)-maxListed)
+			return
+		}
+		fmt.Fprintf(w, "%s  %s: %s\n", label, f.Key, f.Reason)
+	}
+}
+
+func newDataLsCmd(o *rootOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls LOCATION",
+		Short: "List the files under a location, with sizes and times",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			format, err := o.format(formatTable, formatJSON, formatYAML)
+			if err != nil {
+				return err
+			}
+			ep, err := transfer.ParseEndpoint(args[0])
+			if err != nil {
+				return err
+			}
+			objs, err := transfer.List(cmd.Context(), ep)
+			if err != nil {
+				return err
+			}
+			if format != formatTable {
+				return printDoc(cmd.OutOrStdout(), format, objs)
+			}
+			tw := newTable(cmd.OutOrStdout())
+			fmt.Fprintln(tw, "SIZE\tMODIFIED\tKEY")
+			for _, ob := range objs {
+				key := ob.Key
+				if key == "" {
+					key = ep.Prefix
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\n", ob.Size, ob.ModTime.Local().Format("2006-01-02 15:04:05"), key)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func newDataDuCmd(o *rootOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "du LOCATION",
+		Short: "Count the files and bytes under a location",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			format, err := o.format(formatTable, formatJSON, formatYAML)
+			if err != nil {
+				return err
+			}
+			ep, err := transfer.ParseEndpoint(args[0])
+			if err != nil {
+				return err
+			}
+			files, bytes, err := transfer.Usage(cmd.Context(), ep)
+			if err != nil {
+				return err
+			}
+			if format != formatTable {
+				return printDoc(cmd.OutOrStdout(), format, map[string]any{"location": args[0], "files": files, "bytes": bytes})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d files, %s (%d bytes)\n", files, transfer.Bytes(bytes), bytes)
+			return nil
+		},
+	}
+}
+
+func newDataRmCmd(o *rootOptions) *cobra.Command {
+	f := &transferFlags{}
+	var recursive bool
+	cmd := &cobra.Command{
+		Use:   "rm LOCATION",
+		Short: "Remove a file, or with --recursive every file under a location",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ep, err := transfer.ParseEndpoint(args[0])
+			if err != nil {
+				return err
+			}
+			if !ep.Single() && !recursive {
+				return fmt.Errorf("%s is a tree: give --recursive to remove everything under it", args[0])
+			}
+			rep, err := transfer.Remove(cmd.Context(), ep, f.opts)
+			return finishTransfer(cmd, o, f.report, rep, err)
+		},
+	}
+	f.add(cmd, false)
+	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "remove every file under the location")
+	cmd.Flags().BoolVar(&f.opts.DryRun, "dry-run", false, "list what would be removed; remove nothing")
+	return cmd
+}
+
+// writeFileAtomic writes a file whole or not at all.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

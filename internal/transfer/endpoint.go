@@ -1,0 +1,134 @@
+// Package transfer moves data between local disks, file:// and S3-
+// compatible object stores (and from http(s) URLs): sync, copy, verify,
+// list, remove and usage. Both ends go through gocloud.dev/blob (one code
+// path for files and objects); what the engine adds is the plan (what to
+// copy, skip, delete), parallel transfers with bounded memory, end-to-end
+// SHA-256 checksums recorded with each object, never a partial object
+// under its final name, and a report shaped like an AWS DataSync task
+// report.
+package transfer
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// Kinds of endpoint.
+const (
+	KindLocal = "local" // a path on this machine (or file://)
+	KindS3    = "s3"
+	KindHTTP  = "http" // http(s)://, a source of one object
+)
+
+// Endpoint is one end of a transfer: a bucket (a directory for local
+// paths) and a prefix in it. Keys are relative to the prefix.
+type Endpoint struct {
+	Kind string
+	// Bucket is the gocloud bucket URL (file:///dir?metadata=skip, or
+	// s3://bucket?endpoint=...); for HTTP, the object's URL.
+	Bucket string
+	// Prefix is where the endpoint's objects are in the bucket: "" (the
+	// whole bucket), "dir/" (a tree) or "name" (one object).
+	Prefix string
+	// Root is the local directory of a local endpoint's bucket.
+	Root string
+	// Raw is the endpoint as the user wrote it, for messages.
+	Raw string
+}
+
+// AsTree is the endpoint taken as a tree even though it looked like one
+// object: a sync of a tree to dst makes dst a tree.
+func (e Endpoint) AsTree() Endpoint {
+	if !e.Single() {
+		return e
+	}
+	if e.Kind == KindLocal {
+		e.Root = filepath.Join(e.Root, e.Prefix)
+		e.Bucket = fileBucket(e.Root)
+		e.Prefix = ""
+		return e
+	}
+	e.Prefix += "/"
+	return e
+}
+
+// Single reports whether the endpoint names one object rather than a tree.
+func (e Endpoint) Single() bool { return e.Prefix != "" && !strings.HasSuffix(e.Prefix, "/") }
+
+func (e Endpoint) String() string { return e.Raw }
+
+// ParseEndpoint reads a local path, a file:// URL, an s3://bucket/prefix
+// URL (with endpoint, region and use_path_style in its query) or an
+// http(s) URL. A local path that is an existing directory, or ends in
+// "/", is a tree; otherwise it names one file.
+func ParseEndpoint(raw string) (Endpoint, error) {
+	if raw == "" {
+		return Endpoint{}, fmt.Errorf("empty location")
+	}
+	if !strings.Contains(raw, "://") {
+		abs, err := filepath.Abs(raw)
+		if err != nil {
+			return Endpoint{}, fmt.Errorf("location %q: %w", raw, err)
+		}
+		return localEndpoint(raw, abs, strings.HasSuffix(raw, "/"))
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("location %q: %w", raw, err)
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return Endpoint{}, fmt.Errorf("location %q: file URLs name a local path (file:///path)", raw)
+		}
+		if !path.IsAbs(u.Path) {
+			return Endpoint{}, fmt.Errorf("location %q: path must be absolute", raw)
+		}
+		return localEndpoint(raw, filepath.FromSlash(u.Path), strings.HasSuffix(u.Path, "/"))
+	case "s3":
+		if u.Host == "" {
+			return Endpoint{}, fmt.Errorf("location %q: no bucket (s3://bucket/prefix)", raw)
+		}
+		prefix := strings.TrimPrefix(u.Path, "/")
+		if strings.Contains("/"+prefix, "/../") || strings.HasSuffix(prefix, "/..") {
+			return Endpoint{}, fmt.Errorf("location %q: .. is not allowed in a key", raw)
+		}
+		b := *u
+		b.Path = ""
+		return Endpoint{Kind: KindS3, Bucket: b.String(), Prefix: prefix, Raw: raw}, nil
+	case "http", "https":
+		if u.Host == "" {
+			return Endpoint{}, fmt.Errorf("location %q: no host", raw)
+		}
+		name := path.Base(u.Path)
+		if name == "/" || name == "." || name == "" {
+			name = "index"
+		}
+		return Endpoint{Kind: KindHTTP, Bucket: raw, Prefix: name, Raw: raw}, nil
+	default:
+		return Endpoint{}, fmt.Errorf("location %q: scheme must be s3://, file:// or http(s)://, or a local path", raw)
+	}
+}
+
+// localEndpoint is a directory tree, or one file named in its parent.
+func localEndpoint(raw, abs string, dir bool) (Endpoint, error) {
+	abs = filepath.Clean(abs)
+	if info, err := os.Stat(abs); err == nil && info.IsDir() {
+		dir = true
+	}
+	if dir {
+		return Endpoint{Kind: KindLocal, Bucket: fileBucket(abs), Root: abs, Raw: raw}, nil
+	}
+	parent := filepath.Dir(abs)
+	return Endpoint{Kind: KindLocal, Bucket: fileBucket(parent), Root: parent, Prefix: filepath.Base(abs), Raw: raw}, nil
+}
+
+// fileBucket is the gocloud URL of a local directory: plain files, no
+// metadata sidecars.
+func fileBucket(dir string) string {
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir), RawQuery: "metadata=skip"}).String()
+}

@@ -1,0 +1,542 @@
+package transfer
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+)
+
+// Verify modes, as DataSync's.
+const (
+	VerifyNone        = "none"        // trust the transfer's own checksums
+	VerifyTransferred = "transferred" // re-read what was written and compare
+	VerifyAll         = "all"         // compare the whole destination with the source
+)
+
+// Options of a transfer.
+type Options struct {
+	// Transfers is how many objects are copied at once; Checkers how
+	// many are compared at once (reads of checksums).
+	Transfers, Checkers int
+	// Checksum compares by SHA-256 instead of size and time.
+	Checksum bool
+	// Delete removes destination objects the source does not have (not
+	// when anything failed, as rclone does).
+	Delete  bool
+	Include []string
+	Exclude []string
+	DryRun  bool
+	// BwLimit bounds the bytes per second read from the source, across
+	// all transfers (0: no limit).
+	BwLimit int64
+	// Retries is how many times a failed object is tried again, with a
+	// doubling backoff from RetryDelay.
+	Retries    int
+	RetryDelay time.Duration
+	Verify     string
+	// Progress, if set, is told about bytes and files as they move.
+	Progress *Progress
+	Log      *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.Transfers <= 0 {
+		o.Transfers = 16
+	}
+	if o.Checkers <= 0 {
+		o.Checkers = 16
+	}
+	if o.Retries < 0 {
+		o.Retries = 0
+	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = time.Second
+	}
+	if o.Verify == "" {
+		o.Verify = VerifyNone
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// smallObject: objects up to this size are read into memory once, hashed
+// and written from there; larger ones are streamed (memory stays bounded
+// by Transfers × this, plus the S3 writer's parts).
+const smallObject = 8 << 20
+
+// Sync makes dst hold what src holds: it copies what is missing or
+// different (by size and time, or by checksum), and with Delete removes
+// what src does not have. copyOnly (hpcml data cp) never deletes.
+func Sync(ctx context.Context, src, dst Endpoint, opts Options) (*Report, error) {
+	return run(ctx, "sync", src, dst, opts)
+}
+
+// Copy copies src to dst like Sync, without deleting anything.
+func Copy(ctx context.Context, src, dst Endpoint, opts Options) (*Report, error) {
+	opts.Delete = false
+	return run(ctx, "copy", src, dst, opts)
+}
+
+type engine struct {
+	opts     Options
+	src, dst *store
+	limiter  *rate.Limiter
+	filter   *filter
+
+	mu  sync.Mutex
+	rep *Report
+}
+
+func run(ctx context.Context, op string, src, dst Endpoint, opts Options) (*Report, error) {
+	opts.defaults()
+	if !src.Single() {
+		dst = dst.AsTree()
+	}
+	if err := checkEndpoints(src, dst); err != nil {
+		return nil, err
+	}
+	f, err := newFilter(opts.Include, opts.Exclude)
+	if err != nil {
+		return nil, err
+	}
+	switch opts.Verify {
+	case VerifyNone, VerifyTransferred, VerifyAll:
+	default:
+		return nil, fmt.Errorf("verify mode %q: want none, transferred or all", opts.Verify)
+	}
+	rep := &Report{Operation: op, Source: src.Raw, Destination: dst.Raw, DryRun: opts.DryRun, VerifyMode: opts.Verify,
+		Started: time.Now().UTC(), Transferred: []Entry{}, Failed: []Failure{}, Mismatched: []Failure{}}
+	s, err := openStore(ctx, src, false)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	d, err := openStore(ctx, dst, !opts.DryRun)
+	if err != nil {
+		return nil, err
+	}
+	defer d.close()
+	e := &engine{opts: opts, src: s, dst: d, filter: f, rep: rep}
+	if opts.BwLimit > 0 {
+		// A burst of 256 KiB: reads are at most that, so the limit holds
+		// to within a few reads.
+		e.limiter = rate.NewLimiter(rate.Limit(opts.BwLimit), 256<<10)
+	}
+	srcObjs, dstObjs, err := e.listBoth(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if src.Single() && len(srcObjs) == 0 {
+		return nil, fmt.Errorf("%s: not found", src.Raw)
+	}
+	toCopy, toDelete, err := e.plan(ctx, srcObjs, dstObjs)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Progress != nil {
+		var total int64
+		for _, o := range toCopy {
+			total += o.Size
+		}
+		opts.Progress.Start(len(toCopy), total)
+	}
+	e.copyAll(ctx, toCopy)
+	if opts.Progress != nil {
+		opts.Progress.Done()
+	}
+	if len(toDelete) > 0 {
+		if len(rep.Failed) > 0 {
+			rep.Failed = append(rep.Failed, Failure{Key: "", Reason: fmt.Sprintf("not deleting %d destination files: the transfer had errors", len(toDelete))})
+		} else {
+			e.deleteAll(ctx, toDelete)
+		}
+	}
+	if !opts.DryRun && ctx.Err() == nil {
+		switch opts.Verify {
+		case VerifyTransferred:
+			e.verifyEntries(ctx, rep.Transferred)
+		case VerifyAll:
+			if err := e.verifyAll(ctx); err != nil {
+				return nil, err
+			}
+		}
+	}
+	rep.finish()
+	if err := ctx.Err(); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+func (r *Report) finish() {
+	r.Ended = time.Now().UTC()
+	r.Seconds = r.Ended.Sub(r.Started).Seconds()
+	r.Totals.FilesTransferred = len(r.Transferred)
+	r.Totals.FilesFailed = len(r.Failed)
+	r.Totals.FilesDeleted = len(r.Deleted)
+	r.Result = "SUCCESS"
+	if !r.OK() {
+		r.Result = "ERROR"
+	}
+}
+
+// checkEndpoints refuses transfers that could never be right.
+func checkEndpoints(src, dst Endpoint) error {
+	if dst.Kind == KindHTTP {
+		return fmt.Errorf("%s: an http(s) URL can only be a source", dst.Raw)
+	}
+	if src.Kind == dst.Kind && src.Bucket == dst.Bucket {
+		a, b := src.Prefix, dst.Prefix
+		if a == b {
+			return fmt.Errorf("source and destination are the same (%s)", src.Raw)
+		}
+		if !src.Single() && (a == "" || len(b) > len(a) && b[:len(a)] == a) {
+			return fmt.Errorf("destination %s is inside the source %s: a sync would copy into itself", dst.Raw, src.Raw)
+		}
+	}
+	if src.Kind == KindLocal && dst.Kind == KindLocal && !src.Single() {
+		if rel, err := relPath(src.Root, dst.Root); err == nil && rel {
+			return fmt.Errorf("destination %s is inside the source %s: a sync would copy into itself", dst.Raw, src.Raw)
+		}
+	}
+	return nil
+}
+
+// listBoth lists the source and the destination at once.
+func (e *engine) listBoth(ctx context.Context) ([]object, map[string]object, error) {
+	var srcObjs []object
+	dstObjs := map[string]object{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return e.src.list(gctx, func(o object) error {
+			srcObjs = append(srcObjs, o)
+			return nil
+		})
+	})
+	g.Go(func() error {
+		if e.opts.DryRun && e.dst.bucket == nil {
+			return nil
+		}
+		if e.dst.bucket == nil {
+			return nil
+		}
+		return e.dst.list(gctx, func(o object) error {
+			dstObjs[o.Key] = o
+			return nil
+		})
+	})
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	// A single source copied into a tree lands under its own name.
+	if e.src.ep.Single() && !e.dst.ep.Single() {
+		for i := range srcObjs {
+			srcObjs[i].Key = e.src.ep.Prefix
+		}
+	}
+	sort.Slice(srcObjs, func(i, j int) bool { return srcObjs[i].Key < srcObjs[j].Key })
+	return srcObjs, dstObjs, nil
+}
+
+// plan decides what to copy and what to delete.
+func (e *engine) plan(ctx context.Context, srcObjs []object, dstObjs map[string]object) (toCopy []object, toDelete []string, err error) {
+	inSrc := make(map[string]bool, len(srcObjs))
+	var toCheck []object
+	for _, o := range srcObjs {
+		if !e.filter.allows(o.Key) {
+			continue
+		}
+		inSrc[o.Key] = true
+		e.rep.Totals.FilesListed++
+		d, ok := dstObjs[o.Key]
+		switch {
+		case !ok || d.Size != o.Size:
+			toCopy = append(toCopy, o)
+		case e.opts.Checksum:
+			toCheck = append(toCheck, o)
+		case o.ModTime.After(d.ModTime.Add(time.Second)):
+			// Newer at the source (with S3's one-second times in mind).
+			toCopy = append(toCopy, o)
+		default:
+			e.skip(o)
+		}
+	}
+	if len(toCheck) > 0 {
+		differ := make([]bool, len(toCheck))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(e.opts.Checkers)
+		for i, o := range toCheck {
+			g.Go(func() error {
+				a, err1 := e.sum(gctx, e.src, o.Key)
+				b, err2 := e.sum(gctx, e.dst, e.dstKey(o.Key))
+				differ[i] = err1 != nil || err2 != nil || a != b
+				return nil
+			})
+		}
+		g.Wait()
+		for i, o := range toCheck {
+			if differ[i] {
+				toCopy = append(toCopy, o)
+			} else {
+				e.skip(o)
+			}
+		}
+	}
+	if e.opts.Delete && !e.dst.ep.Single() {
+		for k := range dstObjs {
+			if !inSrc[k] && e.filter.allows(k) {
+				toDelete = append(toDelete, k)
+			}
+		}
+		sort.Strings(toDelete)
+	}
+	return toCopy, toDelete, ctx.Err()
+}
+
+func (e *engine) skip(o object) {
+	e.rep.Totals.FilesSkipped++
+	e.rep.Totals.BytesSkipped += o.Size
+}
+
+// dstKey is where a source key lands: itself, unless dst names one object.
+func (e *engine) dstKey(key string) string {
+	if e.dst.ep.Single() {
+		return ""
+	}
+	return key
+}
+
+// sum is an object's SHA-256: the one recorded with it, or read and
+// computed.
+func (e *engine) sum(ctx context.Context, s *store, key string) (string, error) {
+	if meta, err := s.metadata(ctx, key); err != nil {
+		return "", err
+	} else if h := meta[MetaSHA256]; h != "" {
+		return h, nil
+	}
+	return hashObject(ctx, s, key)
+}
+
+// hashObject reads an object and returns its SHA-256.
+func hashObject(ctx context.Context, s *store, key string) (string, error) {
+	r, err := s.open(ctx, key, 0, -1)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func (e *engine) copyAll(ctx context.Context, objs []object) {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.opts.Transfers)
+	for _, o := range objs {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			sum, err := e.copyWithRetries(gctx, o)
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			if err != nil {
+				e.rep.Failed = append(e.rep.Failed, Failure{Key: o.Key, Reason: err.Error()})
+				if e.opts.Progress != nil {
+					e.opts.Progress.FileFailed()
+				}
+				return nil
+			}
+			e.rep.Transferred = append(e.rep.Transferred, Entry{Key: o.Key, Size: o.Size, SHA256: sum})
+			e.rep.Totals.BytesTransferred += o.Size
+			if e.opts.Progress != nil {
+				e.opts.Progress.FileDone()
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	sort.Slice(e.rep.Transferred, func(i, j int) bool { return e.rep.Transferred[i].Key < e.rep.Transferred[j].Key })
+	sort.Slice(e.rep.Failed, func(i, j int) bool { return e.rep.Failed[i].Key < e.rep.Failed[j].Key })
+}
+
+func (e *engine) copyWithRetries(ctx context.Context, o object) (string, error) {
+	delay := e.opts.RetryDelay
+	for try := 0; ; try++ {
+		sum, err := e.copyOne(ctx, o)
+		if err == nil || try >= e.opts.Retries || ctx.Err() != nil || permanent(err) {
+			return sum, err
+		}
+		e.opts.Log.Warn("transfer failed; retrying", "key", o.Key, "try", try+1, "err", err)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+		delay *= 2
+	}
+}
+
+// permanent errors are not worth a retry.
+func permanent(err error) bool {
+	return errors.Is(err, errNotFoundSource)
+}
+
+var errNotFoundSource = errors.New("source object vanished")
+
+// copyOne copies one object and returns its SHA-256. The checksum is of
+// the bytes read from the source, computed as they pass; it is recorded
+// with the destination object (where the store keeps metadata), so that
+// verification and later syncs can compare without reading the source.
+func (e *engine) copyOne(ctx context.Context, o object) (string, error) {
+	if e.opts.DryRun {
+		return "", nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // an unfinished write is aborted: nothing lands
+	key := e.dstKey(o.Key)
+	meta := map[string]string{MetaMtime: o.ModTime.UTC().Format(time.RFC3339Nano)}
+
+	if o.Size <= smallObject {
+		r, err := e.src.open(ctx, o.Key, 0, -1)
+		if err != nil {
+			return "", err
+		}
+		data, err := io.ReadAll(io.LimitReader(e.limited(ctx, r), smallObject+1))
+		r.Close()
+		if err != nil {
+			return "", fmt.Errorf("read source: %w", err)
+		}
+		if int64(len(data)) != o.Size {
+			return "", fmt.Errorf("source changed while copied: listed %d bytes, read %d", o.Size, len(data))
+		}
+		sum := sha256.Sum256(data)
+		meta[MetaSHA256] = hex.EncodeToString(sum[:])
+		if err := e.write(ctx, key, o, meta, bytes.NewReader(data), nil); err != nil {
+			return "", err
+		}
+		return meta[MetaSHA256], nil
+	}
+
+	// A large object. Where the destination keeps metadata, the checksum
+	// must be known before the write starts: read the source twice (from
+	// the page cache, for a local file) unless it carries one already.
+	if e.dst.ep.Kind != KindLocal {
+		sum, err := e.sum(ctx, e.src, o.Key)
+		if err != nil {
+			return "", fmt.Errorf("checksum source: %w", err)
+		}
+		meta[MetaSHA256] = sum
+	}
+	r, err := e.src.open(ctx, o.Key, 0, -1)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	h := sha256.New()
+	if err := e.write(ctx, key, o, meta, io.TeeReader(e.limited(ctx, r), h), func() error {
+		got := hex.EncodeToString(h.Sum(nil))
+		if want := meta[MetaSHA256]; want != "" && want != got {
+			return fmt.Errorf("source changed while copied (SHA-256 %s, then %s)", want, got)
+		}
+		meta[MetaSHA256] = got
+		return nil
+	}); err != nil {
+		return "", err
+	}
+	return meta[MetaSHA256], nil
+}
+
+// write writes r to key; check, if set, runs after the last byte and
+// before the object is committed, and can still abort it.
+func (e *engine) write(ctx context.Context, key string, o object, meta map[string]string, r io.Reader, check func() error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := e.dst.create(ctx, key, o.Size, meta)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(w, &progressReader{r: r, p: e.opts.Progress})
+	if err == nil && n != o.Size {
+		err = fmt.Errorf("source changed while copied: listed %d bytes, read %d", o.Size, n)
+	}
+	if err == nil && check != nil {
+		err = check()
+	}
+	if err != nil {
+		cancel() // aborts the write: the temp file or the multipart upload goes
+		w.Close()
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", keyToURL(e.dst.ep, key), err)
+	}
+	e.dst.setModTime(key, o.ModTime)
+	return nil
+}
+
+// limited applies the bandwidth limit to r.
+func (e *engine) limited(ctx context.Context, r io.Reader) io.Reader {
+	if e.limiter == nil {
+		return r
+	}
+	return &limitedReader{ctx: ctx, r: r, l: e.limiter}
+}
+
+type limitedReader struct {
+	ctx context.Context
+	r   io.Reader
+	l   *rate.Limiter
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if len(p) > l.l.Burst() {
+		p = p[:l.l.Burst()]
+	}
+	n, err := l.r.Read(p)
+	if n > 0 {
+		if werr := l.l.WaitN(l.ctx, n); werr != nil {
+			return n, werr
+		}
+	}
+	return n, err
+}
+
+func (e *engine) deleteAll(ctx context.Context, keys []string) {
+	if e.opts.DryRun {
+		e.rep.Deleted = keys
+		return
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.opts.Checkers)
+	for _, k := range keys {
+		g.Go(func() error {
+			err := e.dst.remove(gctx, k)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				e.rep.Failed = append(e.rep.Failed, Failure{Key: k, Reason: "delete: " + err.Error()})
+			} else {
+				e.rep.Deleted = append(e.rep.Deleted, k)
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	sort.Strings(e.rep.Deleted)
+}

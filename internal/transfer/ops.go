@@ -1,0 +1,133 @@
+package transfer
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Object is one listed object.
+type Object struct {
+	Key     string    `json:"key"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mod_time"`
+}
+
+// List lists the objects of ep (keys relative to its prefix), in order.
+func List(ctx context.Context, ep Endpoint) ([]Object, error) {
+	s, err := openStore(ctx, ep, false)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	out := []Object{}
+	err = s.list(ctx, func(o object) error {
+		out = append(out, Object{Key: o.Key, Size: o.Size, ModTime: o.ModTime})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if ep.Single() && len(out) == 0 {
+		return nil, fmt.Errorf("%s: not found", ep.Raw)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+// Usage counts the objects and bytes of ep.
+func Usage(ctx context.Context, ep Endpoint) (files int, bytes int64, err error) {
+	objs, err := List(ctx, ep)
+	for _, o := range objs {
+		files++
+		bytes += o.Size
+	}
+	return files, bytes, err
+}
+
+// Remove deletes the objects of ep that the filter allows.
+func Remove(ctx context.Context, ep Endpoint, opts Options) (*Report, error) {
+	opts.defaults()
+	if ep.Kind == KindHTTP {
+		return nil, fmt.Errorf("%s: cannot remove over http(s)", ep.Raw)
+	}
+	f, err := newFilter(opts.Include, opts.Exclude)
+	if err != nil {
+		return nil, err
+	}
+	s, err := openStore(ctx, ep, false)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	rep := &Report{Operation: "remove", Source: ep.Raw, DryRun: opts.DryRun, VerifyMode: VerifyNone,
+		Started: time.Now().UTC(), Transferred: []Entry{}, Failed: []Failure{}, Mismatched: []Failure{}}
+	var keys []string
+	if err := s.list(ctx, func(o object) error {
+		if f.allows(o.Key) || ep.Single() {
+			keys = append(keys, o.Key)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	rep.Totals.FilesListed = len(keys)
+	if ep.Single() && len(keys) == 0 {
+		return nil, fmt.Errorf("%s: not found", ep.Raw)
+	}
+	e := &engine{opts: opts, dst: s, rep: rep}
+	if opts.DryRun {
+		rep.Deleted = keys
+	} else {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(opts.Checkers)
+		results := make([]error, len(keys))
+		for i, k := range keys {
+			g.Go(func() error {
+				results[i] = e.dst.remove(gctx, k)
+				return nil
+			})
+		}
+		g.Wait()
+		for i, k := range keys {
+			if results[i] != nil {
+				rep.Failed = append(rep.Failed, Failure{Key: k, Reason: results[i].Error()})
+			} else {
+				rep.Deleted = append(rep.Deleted, k)
+			}
+		}
+	}
+	rep.finish()
+	return rep, ctx.Err()
+}
+
+// ParseRate reads a bandwidth such as "10M" (MiB/s), "512K", "1.5G" or a
+// plain number of bytes per second.
+func ParseRate(s string) (int64, error) {
+	if s == "" || s == "0" || s == "off" {
+		return 0, nil
+	}
+	mult := int64(1)
+	switch strings.ToUpper(s[len(s)-1:]) {
+	case "K":
+		mult = 1 << 10
+	case "M":
+		mult = 1 << 20
+	case "G":
+		mult = 1 << 30
+	}
+	num := s
+	if mult > 1 {
+		num = s[:len(s)-1]
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("bandwidth %q: want e.g. 10M (MiB/s), 512K or bytes per second", s)
+	}
+	return int64(v * float64(mult)), nil
+}

@@ -1,0 +1,269 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
+
+	hblob "github.com/hpcml/hpcml/internal/blob"
+)
+
+// Metadata keys hpcml records with every object it writes.
+const (
+	MetaSHA256 = "sha256" // hex SHA-256 of the content
+	MetaMtime  = "mtime"  // the source's modification time, RFC 3339
+)
+
+// object is one object of an endpoint. Key is relative to the
+// endpoint's prefix ("" for an endpoint that names one object).
+type object struct {
+	Key     string
+	Size    int64
+	ModTime time.Time
+}
+
+// store is an endpoint opened for transfers.
+type store struct {
+	ep     Endpoint
+	bucket *blob.Bucket // nil for HTTP
+	http   *http.Client
+}
+
+func openStore(ctx context.Context, ep Endpoint, forWriting bool) (*store, error) {
+	if ep.Kind == KindHTTP {
+		if forWriting {
+			return nil, fmt.Errorf("%s: an http(s) URL can only be a source", ep.Raw)
+		}
+		return &store{ep: ep, http: &http.Client{Timeout: 0}}, nil
+	}
+	bucketURL := ep.Bucket
+	if ep.Kind == KindLocal {
+		if forWriting {
+			if err := os.MkdirAll(ep.Root, 0o755); err != nil {
+				return nil, fmt.Errorf("create %s: %w", ep.Root, err)
+			}
+			// Temp files next to their final name: the rename that
+			// completes a write stays on one file system.
+			bucketURL += "&no_tmp_dir=1"
+		} else if _, err := os.Stat(ep.Root); err != nil {
+			return nil, fmt.Errorf("%s: %w", ep.Raw, errors.Unwrap(err))
+		}
+	}
+	b, err := hblob.Open(ctx, bucketURL)
+	if err != nil {
+		return nil, err
+	}
+	return &store{ep: ep, bucket: b}, nil
+}
+
+func (s *store) close() {
+	if s.bucket != nil {
+		s.bucket.Close()
+	}
+}
+
+// full is the bucket key of an endpoint-relative key.
+func (s *store) full(key string) string {
+	if s.ep.Single() {
+		return s.ep.Prefix
+	}
+	return s.ep.Prefix + key
+}
+
+// tempRE matches the temp files a killed writer leaves next to a local
+// object (gocloud's fileblob: <name>.<hex nanoseconds>.tmp).
+var tempRE = regexp.MustCompile(`\.[0-9a-f]{8,16}\.tmp$`)
+
+// list calls fn for every object of the endpoint, in key order. Temp
+// files of interrupted local writes are not objects: they are removed.
+func (s *store) list(ctx context.Context, fn func(object) error) error {
+	if s.ep.Kind == KindHTTP {
+		o, err := s.stat(ctx, "")
+		if err != nil {
+			return err
+		}
+		return fn(o)
+	}
+	if s.ep.Single() {
+		a, err := s.bucket.Attributes(ctx, s.ep.Prefix)
+		if err != nil {
+			if gcerrors.Code(err) == gcerrors.NotFound {
+				return nil
+			}
+			return describe(err, s.ep.Raw)
+		}
+		return fn(object{Key: "", Size: a.Size, ModTime: a.ModTime})
+	}
+	it := s.bucket.List(&blob.ListOptions{Prefix: s.ep.Prefix})
+	for {
+		o, err := it.Next(ctx)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return describe(err, s.ep.Raw)
+		}
+		if o.IsDir || strings.HasSuffix(o.Key, "/") {
+			continue // S3 "folder" markers
+		}
+		if s.ep.Kind == KindLocal && tempRE.MatchString(o.Key) {
+			os.Remove(filepath.Join(s.ep.Root, filepath.FromSlash(o.Key)))
+			continue
+		}
+		if err := fn(object{Key: strings.TrimPrefix(o.Key, s.ep.Prefix), Size: o.Size, ModTime: o.ModTime}); err != nil {
+			return err
+		}
+	}
+}
+
+// stat reads one object's size and time (and, through attrs, metadata).
+func (s *store) stat(ctx context.Context, key string) (object, error) {
+	if s.ep.Kind == KindHTTP {
+		resp, err := s.http.Head(s.ep.Bucket)
+		if err != nil {
+			return object{}, fmt.Errorf("%s: %w", s.ep.Raw, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return object{}, fmt.Errorf("%s: %s", s.ep.Raw, resp.Status)
+		}
+		mod, _ := http.ParseTime(resp.Header.Get("Last-Modified"))
+		return object{Key: "", Size: resp.ContentLength, ModTime: mod}, nil
+	}
+	a, err := s.bucket.Attributes(ctx, s.full(key))
+	if err != nil {
+		return object{}, describe(err, s.ep.Raw+" "+key)
+	}
+	return object{Key: key, Size: a.Size, ModTime: a.ModTime}, nil
+}
+
+// metadata reads what hpcml recorded with an object (nil for local files
+// and HTTP, which keep none).
+func (s *store) metadata(ctx context.Context, key string) (map[string]string, error) {
+	if s.bucket == nil || s.ep.Kind == KindLocal {
+		return nil, nil
+	}
+	a, err := s.bucket.Attributes(ctx, s.full(key))
+	if err != nil {
+		return nil, describe(err, s.ep.Raw+" "+key)
+	}
+	return a.Metadata, nil
+}
+
+// open reads an object from offset off (length n, or to its end if n < 0).
+func (s *store) open(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if s.ep.Kind == KindHTTP {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.ep.Bucket, nil)
+		if err != nil {
+			return nil, err
+		}
+		if off > 0 || n >= 0 {
+			end := ""
+			if n >= 0 {
+				end = strconv.FormatInt(off+n-1, 10)
+			}
+			req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-"+end)
+		}
+		resp, err := s.http.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.ep.Raw, err)
+		}
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
+			resp.Body.Close()
+			return nil, fmt.Errorf("%s: %s", s.ep.Raw, resp.Status)
+		}
+		return resp.Body, nil
+	}
+	r, err := s.bucket.NewRangeReader(ctx, s.full(key), off, n, nil)
+	if err != nil {
+		return nil, describe(err, s.ep.Raw+" "+key)
+	}
+	return r, nil
+}
+
+// create writes an object: nothing appears under its name until Close
+// succeeds (a temp file renamed, a multipart upload completed).
+func (s *store) create(ctx context.Context, key string, size int64, meta map[string]string) (*blob.Writer, error) {
+	opts := &blob.WriterOptions{Metadata: meta, DisableContentTypeDetection: true, ContentType: "application/octet-stream"}
+	if s.ep.Kind == KindS3 {
+		opts.BufferSize = int(partSize(size))
+		opts.MaxConcurrency = partsInFlight
+	}
+	w, err := s.bucket.NewWriter(ctx, s.full(key), opts)
+	if err != nil {
+		return nil, describe(err, s.ep.Raw+" "+key)
+	}
+	return w, nil
+}
+
+// setModTime makes a local file's time the source's, so that the next
+// sync sees it as up to date.
+func (s *store) setModTime(key string, t time.Time) {
+	if s.ep.Kind != KindLocal || t.IsZero() {
+		return
+	}
+	p := filepath.Join(s.ep.Root, filepath.FromSlash(s.full(key)))
+	os.Chtimes(p, t, t)
+}
+
+func (s *store) remove(ctx context.Context, key string) error {
+	if err := s.bucket.Delete(ctx, s.full(key)); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+		return describe(err, s.ep.Raw+" "+key)
+	}
+	return nil
+}
+
+// describe turns a storage error into a message naming the problem.
+func describe(err error, what string) error {
+	switch gcerrors.Code(err) {
+	case gcerrors.NotFound:
+		return fmt.Errorf("%s: not found: %w", what, err)
+	case gcerrors.PermissionDenied:
+		return fmt.Errorf("%s: permission denied (check the credentials): %w", what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// S3's multipart limits: parts of 5 MiB to 5 GiB, at most 10,000 parts.
+const (
+	minPart       = 5 << 20
+	maxPart       = 5 << 30
+	maxParts      = 10000
+	defaultPart   = 16 << 20
+	partsInFlight = 4 // per object: memory is partSize × partsInFlight × transfers
+)
+
+// partSize is the part size for an object of size bytes: the default,
+// grown so that the object fits in 10,000 parts.
+func partSize(size int64) int64 {
+	p := int64(defaultPart)
+	if need := (size + maxParts - 1) / maxParts; need > p {
+		p = (need + minPart - 1) / minPart * minPart
+	}
+	return min(max(p, minPart), maxPart)
+}
+
+// keyToURL renders an endpoint and key for reports.
+func keyToURL(ep Endpoint, key string) string {
+	if ep.Single() || key == "" {
+		return ep.Raw
+	}
+	raw := ep.Raw
+	if u, err := url.Parse(raw); err == nil && u.RawQuery != "" {
+		u.Path = strings.TrimSuffix(u.Path, "/") + "/" + key
+		return u.String()
+	}
+	return strings.TrimSuffix(raw, "/") + "/" + key
+}
