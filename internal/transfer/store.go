@@ -225,13 +225,21 @@ func (s *store) remove(ctx context.Context, key string) error {
 	return nil
 }
 
-// describe turns a storage error into a message naming the problem.
+// describe turns a storage error into a message naming the problem
+// first, then the store's own words.
 func describe(err error, what string) error {
-	switch gcerrors.Code(err) {
-	case gcerrors.NotFound:
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "NoSuchBucket"):
+		return fmt.Errorf("%s: the bucket does not exist: %w", what, err)
+	case strings.Contains(msg, "SignatureDoesNotMatch"), strings.Contains(msg, "InvalidAccessKeyId"):
+		return fmt.Errorf("%s: the credentials were refused (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY): %w", what, err)
+	case gcerrors.Code(err) == gcerrors.PermissionDenied, strings.Contains(msg, "AccessDenied"), strings.Contains(msg, "permission denied"):
+		return fmt.Errorf("%s: permission denied: %w", what, err)
+	case strings.Contains(msg, "no space left on device"):
+		return fmt.Errorf("%s: the disk is full: %w", what, err)
+	case gcerrors.Code(err) == gcerrors.NotFound:
 		return fmt.Errorf("%s: not found: %w", what, err)
-	case gcerrors.PermissionDenied:
-		return fmt.Errorf("%s: permission denied (check the credentials): %w", what, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
