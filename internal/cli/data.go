@@ -26,6 +26,17 @@ AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS config files), and http(s)://
 source. Every object written gets its SHA-256 recorded (metadata "sha256" on object stores);
 nothing is ever visible at the destination half-written.`,
 	}
+	cmd.PersistentPreRun = func(*cobra.Command, []string) {
+		// hpcml checksums every object with SHA-256 end to end; the S3
+		// SDK's own CRCs would be computed a second time on every request,
+		// and cannot be checked on multipart objects anyway (it warns on
+		// each such read). Left to the SDK when the user chose otherwise.
+		for _, k := range []string{"AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION"} {
+			if _, set := o.lookupEnv(k); !set {
+				os.Setenv(k, "when_required")
+			}
+		}
+	}
 	cmd.AddCommand(newDataTransferCmd(o, "sync"), newDataTransferCmd(o, "cp"), newDataVerifyCmd(o),
 		newDataLsCmd(o), newDataDuCmd(o), newDataRmCmd(o))
 	return cmd
