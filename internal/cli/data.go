@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
@@ -78,14 +79,21 @@ func (f *transferFlags) prepare(cmd *cobra.Command) error {
 	if f.opts.Transfers < 1 || f.opts.Checkers < 1 {
 		return fmt.Errorf("--transfers and --checkers must be at least 1")
 	}
-	if file, ok := cmd.ErrOrStderr().(*os.File); ok && !f.noProg && isatty.IsTerminal(file.Fd()) {
+	file, ok := cmd.ErrOrStderr().(*os.File)
+	switch {
+	case !ok || f.noProg:
+	case isatty.IsTerminal(file.Fd()):
 		f.opts.Progress = transfer.NewProgress(file)
+	case os.Getenv("HPCML_JOB_ID") != "":
+		// Running as a job: a line every few seconds, for `job logs`.
+		f.opts.Progress = transfer.NewProgressLines(cmd.OutOrStdout(), 5*time.Second)
 	}
 	return nil
 }
 
 func newDataTransferCmd(o *rootOptions, name string) *cobra.Command {
 	f := &transferFlags{}
+	sub := &dataSubmitFlags{}
 	var del bool
 	short := "Copy new and changed files from SRC to DST (and with --delete, remove what SRC lacks)"
 	if name == "cp" {
@@ -98,6 +106,9 @@ func newDataTransferCmd(o *rootOptions, name string) *cobra.Command {
   hpcml data ` + name + ` s3://ml/datasets/v1/ /scratch/v1/ --transfers 32 --verify transferred --report report.json`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if sub.submit {
+				return submitTransfer(cmd.Context(), cmd, o, name, args, sub)
+			}
 			if err := f.prepare(cmd); err != nil {
 				return err
 			}
@@ -120,6 +131,7 @@ func newDataTransferCmd(o *rootOptions, name string) *cobra.Command {
 		},
 	}
 	f.add(cmd, true)
+	sub.add(cmd.Flags())
 	if name == "sync" {
 		cmd.Flags().BoolVar(&del, "delete", false, "remove destination files the source does not have (not if anything failed)")
 	}

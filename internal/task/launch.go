@@ -21,6 +21,9 @@ const (
 	WorkDir    = "work" // the job dir the command sees as HPCML_JOB_DIR
 )
 
+// SelfProgram, as a job's program, is the hpcml binary running the job.
+const SelfProgram = "hpcml"
+
 // Owners that may claim an attempt dir.
 const (
 	OwnerExecutor  = "executor"

@@ -261,6 +261,11 @@ func lookPath(prog string, env []string) (string, error) {
 	if strings.Contains(prog, "/") {
 		return prog, nil
 	}
+	if prog == SelfProgram {
+		// The node's own binary, whether or not it is on the job's PATH:
+		// platform tasks (hpcml data sync --submit) run as plain jobs.
+		return os.Executable()
+	}
 	path := ""
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "PATH="); ok {

@@ -134,3 +134,22 @@ func TestRunRanksErrors(t *testing.T) {
 		})
 	}
 }
+
+// "hpcml" as a job's program is the binary running the job (here the
+// test binary, which answers __rank like hpcml), even off the job's PATH.
+func TestSelfProgram(t *testing.T) {
+	res, out := runAttempt(t, &Launch{
+		Argv: []string{SelfProgram, RankCommand, "--fanout", "1", "--", "/bin/sh", "-c", `echo "self rank $HPCML_RANK"`},
+		Env:  []string{"PATH=/nonexistent"},
+	})
+	if res.ExitCode == nil || *res.ExitCode != 0 || out != "self rank 0\n" {
+		t.Fatalf("exit %v, error %q, stdout %q", derefInt(res.ExitCode), res.Error, out)
+	}
+}
+
+func derefInt(p *int) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}

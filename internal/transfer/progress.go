@@ -15,6 +15,7 @@ import (
 type Progress struct {
 	w     io.Writer
 	every time.Duration
+	lines bool // a line per report (logs), not a line redrawn (terminals)
 
 	files, total           int64
 	bytes, doneFiles, fail atomic.Int64
@@ -26,6 +27,12 @@ type Progress struct {
 // NewProgress draws on w (a terminal).
 func NewProgress(w io.Writer) *Progress {
 	return &Progress{w: w, every: 250 * time.Millisecond}
+}
+
+// NewProgressLines writes a progress line to w every interval: for logs
+// (a transfer running as a job), where redrawing makes no sense.
+func NewProgressLines(w io.Writer, every time.Duration) *Progress {
+	return &Progress{w: w, every: every, lines: true}
 }
 
 // Start begins drawing for files files of total bytes.
@@ -81,12 +88,16 @@ func (p *Progress) draw(last bool) {
 		pct = 100 * float64(b) / float64(p.total)
 	}
 	bar := strings.Repeat("#", int(pct/5)) + strings.Repeat(".", 20-int(pct/5))
-	line := fmt.Sprintf("\r[%s] %5.1f%%  %s / %s  %s/s  ETA %s  files %d/%d", bar, pct, Bytes(b), Bytes(p.total),
+	line := fmt.Sprintf("[%s] %5.1f%%  %s / %s  %s/s  ETA %s  files %d/%d", bar, pct, Bytes(b), Bytes(p.total),
 		Bytes(int64(rate)), eta, p.doneFiles.Load(), p.files)
 	if f := p.fail.Load(); f > 0 {
 		line += fmt.Sprintf("  failed %d", f)
 	}
-	fmt.Fprint(p.w, line+"\x1b[K")
+	if p.lines {
+		fmt.Fprintln(p.w, time.Now().UTC().Format(time.TimeOnly), line)
+		return
+	}
+	fmt.Fprint(p.w, "\r"+line+"\x1b[K")
 	if last {
 		fmt.Fprintln(p.w)
 	}
