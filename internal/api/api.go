@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/dataset"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/joblog"
 	"github.com/hpcml/hpcml/internal/sched"
@@ -31,7 +33,9 @@ type Config struct {
 	Logs      *joblog.Source
 	Token     string
 	Registry  *prometheus.Registry
-	Log       *slog.Logger
+	// Storage is the server's own bucket (dataset manifests).
+	Storage *blob.Bucket
+	Log     *slog.Logger
 }
 
 // Handler serves the API.
@@ -46,6 +50,8 @@ type route struct {
 	method, path string
 	public       bool
 	h            func(http.ResponseWriter, *http.Request) error
+	// maxBody bounds the request body (default job.MaxBodyBytes).
+	maxBody int64
 }
 
 // New builds the API handler.
@@ -85,18 +91,22 @@ func New(cfg Config) *Handler {
 
 func (h *Handler) routes() []route {
 	return []route{
-		{"GET", "/healthz", true, h.health},
-		{"GET", "/api/v1/openapi.yaml", false, h.openapi},
-		{"POST", "/api/v1/jobs", false, h.submitJob},
-		{"GET", "/api/v1/jobs", false, h.listJobs},
-		{"GET", "/api/v1/jobs/{id}", false, h.getJob},
-		{"POST", "/api/v1/jobs/{id}/cancel", false, h.cancelJob},
-		{"GET", "/api/v1/jobs/{id}/logs", false, h.jobLogs},
-		{"GET", "/api/v1/queues", false, h.listQueues},
-		{"POST", "/api/v1/queues", false, h.createQueue},
-		{"GET", "/api/v1/queues/{name}", false, h.getQueue},
-		{"PATCH", "/api/v1/queues/{name}", false, h.updateQueue},
-		{"GET", "/api/v1/capacity", false, h.capacity},
+		{"GET", "/healthz", true, h.health, 0},
+		{"GET", "/api/v1/openapi.yaml", false, h.openapi, 0},
+		{"POST", "/api/v1/jobs", false, h.submitJob, 0},
+		{"GET", "/api/v1/jobs", false, h.listJobs, 0},
+		{"GET", "/api/v1/jobs/{id}", false, h.getJob, 0},
+		{"POST", "/api/v1/jobs/{id}/cancel", false, h.cancelJob, 0},
+		{"GET", "/api/v1/jobs/{id}/logs", false, h.jobLogs, 0},
+		{"GET", "/api/v1/queues", false, h.listQueues, 0},
+		{"POST", "/api/v1/queues", false, h.createQueue, 0},
+		{"GET", "/api/v1/queues/{name}", false, h.getQueue, 0},
+		{"PATCH", "/api/v1/queues/{name}", false, h.updateQueue, 0},
+		{"GET", "/api/v1/capacity", false, h.capacity, 0},
+		{"GET", "/api/v1/datasets", false, h.listDatasets, 0},
+		{"GET", "/api/v1/datasets/{name}", false, h.getDataset, 0},
+		{"POST", "/api/v1/datasets/{name}/versions", false, h.addDatasetVersion, dataset.MaxManifestBytes},
+		{"GET", "/api/v1/datasets/{name}/versions/{version}", false, h.getDatasetVersion, 0},
 	}
 }
 
@@ -139,7 +149,11 @@ func (h *Handler) auth(next http.Handler, routeName string) http.Handler {
 
 func (h *Handler) wrap(rt route) http.Handler {
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, job.MaxBodyBytes)
+		limit := rt.maxBody
+		if limit == 0 {
+			limit = job.MaxBodyBytes
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		if err := rt.h(w, r); err != nil {
 			writeError(w, h.cfg.Log, err)
 		}

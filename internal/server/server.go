@@ -126,7 +126,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	logs := &joblog.Source{LocalPath: logPath, Bucket: bucket}
 	apiHandler := api.New(api.Config{
 		Store: st, Scheduler: sch, Token: token, Registry: reg, Log: log,
-		Logs: logs,
+		Logs: logs, Storage: bucket,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/api/", apiHandler)

@@ -61,4 +61,20 @@ var migrations = []string{
 	ALTER TABLE attempts ADD COLUMN backend_id TEXT NOT NULL DEFAULT '';
 	ALTER TABLE attempts ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE jobs ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0;`,
+	// 3: versioned datasets; a version's manifest lives in object storage.
+	`CREATE TABLE datasets (
+		name       TEXT PRIMARY KEY,
+		created_at INTEGER NOT NULL
+	);
+	CREATE TABLE dataset_versions (
+		dataset      TEXT    NOT NULL REFERENCES datasets(name),
+		version      INTEGER NOT NULL,
+		source       TEXT    NOT NULL,
+		files        INTEGER NOT NULL,
+		bytes        INTEGER NOT NULL,
+		digest       TEXT    NOT NULL,
+		manifest_key TEXT    NOT NULL,
+		created_at   INTEGER NOT NULL,
+		PRIMARY KEY (dataset, version)
+	);`,
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/hpcml/hpcml/internal/dataset"
 	"github.com/hpcml/hpcml/internal/job"
 )
 
@@ -55,6 +56,15 @@ type Store interface {
 	ActiveJobs(ctx context.Context) ([]*job.Job, error)
 	Attempts(ctx context.Context, id int64) ([]job.Attempt, error)
 	Apply(ctx context.Context, changes []Change) error
+
+	// AddDatasetVersion stores v as the next version of its dataset
+	// (creating the dataset), setting v.Version, unless the latest version
+	// has v's digest: then it returns that one and false.
+	AddDatasetVersion(ctx context.Context, v *dataset.Version) (*dataset.Version, bool, error)
+	// GetDataset reads a dataset with its versions, newest first.
+	GetDataset(ctx context.Context, name string) (*dataset.Dataset, error)
+	// ListDatasets lists datasets by name, each with its latest version.
+	ListDatasets(ctx context.Context) ([]*dataset.Dataset, error)
 
 	Close() error
 }
