@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/hpcml/hpcml/internal/backend/local"
@@ -19,8 +20,14 @@ import (
 )
 
 func main() {
-	if len(os.Args) == 3 && os.Args[1] == "__executor" {
-		os.Exit(runExecutor(os.Args[2]))
+	if (len(os.Args) == 3 || len(os.Args) == 4) && os.Args[1] == "__executor" {
+		cacheBytes := int64(defaultCacheBytes)
+		if len(os.Args) == 4 {
+			if n, err := strconv.ParseInt(os.Args[3], 10, 64); err == nil {
+				cacheBytes = n
+			}
+		}
+		os.Exit(runExecutor(os.Args[2], cacheBytes))
 	}
 	// Before cobra: everything after "--" is the job's command, and the
 	// CLI's start-up (config, flags) is no business of a task's.
@@ -33,13 +40,16 @@ func main() {
 	os.Exit(runCLI())
 }
 
-func runExecutor(jobsDir string) int {
+// defaultCacheBytes bounds a node's dataset cache when nobody said.
+const defaultCacheBytes = 10 << 30
+
+func runExecutor(jobsDir string, cacheBytes int64) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	// SIGTERM/SIGINT end the executor, and with it (Pdeathsig) its jobs:
 	// that is a node going down. The server never sends them.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	err := local.ServeExecutor(ctx, jobsDir, log)
+	err := local.ServeExecutor(ctx, jobsDir, cacheBytes, log)
 	if errors.Is(err, local.ErrExecutorRunning) {
 		return 0
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/hpcml/hpcml/internal/cli"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/server"
+	"github.com/hpcml/hpcml/internal/transfer"
 	"github.com/spf13/cobra"
 )
 
@@ -21,7 +22,7 @@ func runCLI() int {
 
 func newServerCmd() *cobra.Command {
 	var cfg server.Config
-	var logLevel, backendName string
+	var logLevel, backendName, cacheSize string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the hpcml control plane (API, dashboard, scheduler, local executor)",
@@ -47,6 +48,10 @@ sbatch (available when Slurm's client commands are installed here);
 				return fmt.Errorf("--backend %q: want local or slurm", backendName)
 			}
 			cfg.Backend = backendName
+			var err error
+			if cfg.CacheBytes, err = transfer.ParseRate(cacheSize); err != nil || cfg.CacheBytes <= 0 {
+				return fmt.Errorf("--cache-size %q: want a size such as 10G or 500M", cacheSize)
+			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
@@ -77,6 +82,7 @@ sbatch (available when Slurm's client commands are installed here);
 	f.StringVar(&backendName, "backend", job.BackendLocal, "backend of the default queue: local or slurm")
 	f.StringVar(&cfg.Slurm.Dir, "slurm-dir", "", "where Slurm jobs' attempt dirs live (default <data-dir>/slurm); must be shared with the nodes at the same path")
 	f.StringVar(&cfg.Slurm.Bin, "slurm-bin", "", "directory of sbatch, squeue, scontrol and scancel (default: from PATH)")
+	f.StringVar(&cacheSize, "cache-size", "10G", "size of the node's dataset object cache (<scratch-dir>/cache); least recently used objects go first")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }

@@ -246,7 +246,7 @@ func (s *server) Stop() {
 func (s *server) jobsDir() string { return filepath.Join(s.DataDir, "jobs") }
 
 // ExecutorPIDs finds this server's node executor: the process whose
-// command line is exactly `<binary> __executor <data-dir>/jobs`.
+// command line is `<binary> __executor <data-dir>/jobs [cache bytes]`.
 func (s *server) ExecutorPIDs() []int {
 	want := []string{binary, "__executor", s.jobsDir()}
 	return findProcs(func(pid int) bool {
@@ -254,7 +254,8 @@ func (s *server) ExecutorPIDs() []int {
 		if err != nil {
 			return false
 		}
-		return slices.Equal(strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00"), want)
+		args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+		return len(args) >= len(want) && len(args) <= len(want)+1 && slices.Equal(args[:len(want)], want)
 	})
 }
 

@@ -27,9 +27,12 @@ type Result struct {
 	Interrupted bool `json:"interrupted,omitempty"`
 	// NeverStarted: the wrapper was lost before it ran anything, so the
 	// attempt may be launched again without running anything twice.
-	NeverStarted bool   `json:"never_started,omitempty"`
-	StdoutURL    string `json:"stdout_url,omitempty"`
-	StderrURL    string `json:"stderr_url,omitempty"`
+	NeverStarted bool `json:"never_started,omitempty"`
+	// Dataset objects staged from the node's cache, and fetched into it.
+	CacheHits   int64  `json:"cache_hits,omitempty"`
+	CacheMisses int64  `json:"cache_misses,omitempty"`
+	StdoutURL   string `json:"stdout_url,omitempty"`
+	StderrURL   string `json:"stderr_url,omitempty"`
 }
 
 // Outcome is the state and reason an attempt's result leads to, before

@@ -111,6 +111,18 @@ func (d Dependency) Satisfied(s State) (ok, decided bool) {
 type Input struct {
 	URL  string `json:"url" yaml:"url"`
 	Path string `json:"path" yaml:"path"`
+	// ManifestKey is set by the server for a dataset input
+	// (dataset://NAME[@VERSION]): the manifest of the version resolved at
+	// submission, so the job reads exactly those bytes whenever it runs.
+	ManifestKey string `json:"manifest_key,omitempty" yaml:"manifest_key,omitempty"`
+}
+
+// DatasetScheme prefixes an input URL naming a dataset version.
+const DatasetScheme = "dataset://"
+
+// DatasetRef returns the NAME[@VERSION] of a dataset input URL.
+func (in Input) DatasetRef() (string, bool) {
+	return strings.CutPrefix(in.URL, DatasetScheme)
 }
 
 // Output copies Path (a file or a directory) inside the job dir to URL

@@ -218,6 +218,10 @@ func (s *Scheduler) launched(st *state, e *entry, err error) {
 // finish applies the end of an attempt: retry, or a final state.
 func (s *Scheduler) finish(st *state, e *entry, r *job.Result) {
 	j, a := e.j, e.attempt
+	if s.metrics != nil {
+		s.metrics.cacheHits.Add(float64(r.CacheHits))
+		s.metrics.cacheMisses.Add(float64(r.CacheMisses))
+	}
 	st.release(e)
 	st.dirtyAttempt[j.ID] = true
 	if r.NeverStarted && !j.CancelRequested && e.failWith == "" {

@@ -7,9 +7,12 @@ import (
 
 // Metrics are the scheduler's Prometheus series.
 type Metrics struct {
-	submitted     prometheus.Counter
-	finished      *prometheus.CounterVec
-	submitToStart prometheus.Histogram
+	submitted prometheus.Counter
+	finished  *prometheus.CounterVec
+	// Dataset objects that attempts found in their node's cache, and
+	// fetched into it.
+	cacheHits, cacheMisses prometheus.Counter
+	submitToStart          prometheus.Histogram
 }
 
 // NewMetrics registers the scheduler's metrics on reg; the gauges read
@@ -18,6 +21,10 @@ func NewMetrics(reg prometheus.Registerer, snap func() *Snapshot) *Metrics {
 	m := &Metrics{
 		submitted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hpcml_jobs_submitted_total", Help: "Jobs and array tasks submitted."}),
+		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hpcml_dataset_cache_hits_total", Help: "Dataset objects staged from a node's cache."}),
+		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hpcml_dataset_cache_misses_total", Help: "Dataset objects fetched into a node's cache."}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hpcml_jobs_finished_total", Help: "Jobs and array tasks that reached a terminal state."}, []string{"state"}),
 		submitToStart: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -26,7 +33,7 @@ func NewMetrics(reg prometheus.Registerer, snap func() *Snapshot) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18),
 		}),
 	}
-	reg.MustRegister(m.submitted, m.finished, m.submitToStart, &snapshotCollector{snap: snap})
+	reg.MustRegister(m.submitted, m.finished, m.cacheHits, m.cacheMisses, m.submitToStart, &snapshotCollector{snap: snap})
 	return m
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hpcml/hpcml/internal/backend"
 	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/dataset"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/store"
 )
@@ -209,6 +210,13 @@ func (s *Scheduler) Submit(ctx context.Context, spec *job.Spec) (*job.Job, error
 	// output key escaping the storage root would otherwise be found out
 	// only after the job had done its work.
 	for i, in := range spec.Inputs {
+		if ref, ok := in.DatasetRef(); ok {
+			if err := s.resolveDataset(ctx, &spec.Inputs[i], ref); err != nil {
+				return nil, &job.FieldError{Field: fmt.Sprintf("inputs[%d].url", i), Message: err.Error()}
+			}
+			continue
+		}
+		spec.Inputs[i].ManifestKey = "" // the server's to set
 		if _, err := blob.Resolve(in.URL, ""); err != nil {
 			return nil, &job.FieldError{Field: fmt.Sprintf("inputs[%d].url", i), Message: err.Error()}
 		}
@@ -265,6 +273,31 @@ func (s *Scheduler) Submit(ctx context.Context, spec *job.Spec) (*job.Job, error
 		out.ArrayCounts = map[job.State]int{initial: len(tasks)}
 	}
 	return &out, nil
+}
+
+// resolveDataset pins a dataset input to one version (the latest, if
+// none is named) and its manifest, so that the job reads the same bytes
+// whenever it runs.
+func (s *Scheduler) resolveDataset(ctx context.Context, in *job.Input, ref string) error {
+	r, err := dataset.ParseRef(ref)
+	if err != nil {
+		return err
+	}
+	d, err := s.store.GetDataset(ctx, r.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("dataset %s does not exist", r.Name)
+	}
+	if err != nil {
+		return err
+	}
+	for _, v := range d.Versions {
+		if v.Version == r.Version || r.Version == 0 {
+			in.URL = fmt.Sprintf("%s%s@%d", job.DatasetScheme, v.Dataset, v.Version)
+			in.ManifestKey = v.ManifestKey
+			return nil
+		}
+	}
+	return fmt.Errorf("dataset %s has no version %d", r.Name, r.Version)
 }
 
 // Cancel cancels a job (every task of an array job). It returns once the

@@ -23,6 +23,8 @@ type Config struct {
 	// KillGrace is how long a cancelled or timed-out job gets between
 	// SIGTERM and SIGKILL.
 	KillGrace time.Duration
+	// CacheBytes bounds the node's dataset object cache (<scratch>/cache).
+	CacheBytes int64
 	// KeepJobDirs is how long an ended attempt's dir (its scratch files
 	// and local logs) is kept; its logs live on in object storage. Zero
 	// keeps them forever.

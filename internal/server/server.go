@@ -100,6 +100,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Storage:    cfg.Storage,
 		Capacity:   detectCapacity(cfg),
 		KillGrace:  cfg.KillGrace,
+		CacheBytes: cfg.CacheBytes,
 		BaseEnv:    os.Environ(),
 	}, sch, log)
 	if err != nil {

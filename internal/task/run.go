@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/cache"
 	"github.com/hpcml/hpcml/internal/job"
 )
 
@@ -28,6 +29,9 @@ type Env struct {
 	// buckets a job names are opened per attempt and closed at its end.
 	Buckets *blob.Cache
 	Log     *slog.Logger
+	// Objects is the node's content-addressed cache of dataset objects
+	// (nil: dataset inputs cannot be staged here).
+	Objects *cache.Cache
 }
 
 // Run carries out the attempt in dir, which the caller has claimed (its
@@ -37,7 +41,7 @@ type Env struct {
 // grace period). notify is called with each event. The job's own outcome
 // is in the journal; an error means the attempt dir itself was unusable.
 func Run(env Env, journal *Journal, dir string, l *Launch, cancel <-chan struct{}, notify func(event string)) error {
-	r := &runner{dir: dir, cancel: cancel, notify: notify, log: env.Log, buckets: env.Buckets, launch: *l, status: journal, host: osHost()}
+	r := &runner{dir: dir, cancel: cancel, objects: env.Objects, notify: notify, log: env.Log, buckets: env.Buckets, launch: *l, status: journal, host: osHost()}
 	defer r.status.Close()
 	res := &job.Result{StartedAt: time.Now().UTC()}
 	r.execute(res)
@@ -55,6 +59,7 @@ type runner struct {
 	notify  func(string)
 	log     *slog.Logger
 	buckets *blob.Cache
+	objects *cache.Cache
 	launch  Launch
 	status  *Journal
 	host    host // what starting the tasks of a job of several tasks needs
@@ -100,7 +105,13 @@ func (r *runner) execute(res *job.Result) {
 			}
 		}()
 		for _, in := range l.Inputs {
-			if _, err := stager.Download(ctx, in.URL, root, in.Path); err != nil {
+			var err error
+			if in.ManifestKey != "" {
+				err = r.stageDataset(ctx, in, workDir, res)
+			} else {
+				_, err = stager.Download(ctx, in.URL, root, in.Path)
+			}
+			if err != nil {
 				if !r.cancelled() {
 					res.Error = "stage-in: " + err.Error()
 				}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/cache"
 	"github.com/hpcml/hpcml/internal/task"
 )
 
@@ -44,6 +45,7 @@ type Executor struct {
 	// buckets holds only the default storage bucket of the attempts (the
 	// server's --storage): other buckets are opened per attempt.
 	buckets *blob.Cache
+	objects *cache.Cache // dataset objects, shared by the node's jobs
 }
 
 // run is an attempt this executor has claimed and runs.
@@ -62,8 +64,12 @@ type clientConn struct {
 
 // ServeExecutor runs the executor for jobsDir until ctx ends or it has
 // been idle long enough.
-func ServeExecutor(ctx context.Context, jobsDir string, log *slog.Logger) error {
+func ServeExecutor(ctx context.Context, jobsDir string, cacheBytes int64, log *slog.Logger) error {
 	if err := checkJobsDir(jobsDir); err != nil {
+		return err
+	}
+	objects, err := cache.New(filepath.Join(jobsDir, CacheDir), cacheBytes)
+	if err != nil {
 		return err
 	}
 	lock, err := os.OpenFile(filepath.Join(jobsDir, executorLock), os.O_CREATE|os.O_RDWR, 0o600)
@@ -88,7 +94,7 @@ func ServeExecutor(ctx context.Context, jobsDir string, log *slog.Logger) error 
 	os.Chmod(sock, 0o600)
 
 	e := &Executor{jobsDir: jobsDir, log: log, running: map[attemptKey]*run{}, conns: map[*clientConn]bool{},
-		idleFrom: time.Now(), grace: idleExit, buckets: blob.NewCache()}
+		idleFrom: time.Now(), grace: idleExit, buckets: blob.NewCache(), objects: objects}
 	defer e.buckets.Close()
 	go func() {
 		t := time.NewTicker(time.Second)
@@ -326,7 +332,7 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, l *task.Launch) {
 			e.mu.Unlock()
 			e.broadcast(m)
 		}
-		env := task.Env{Buckets: e.buckets, Log: e.log.With("job", k.id, "attempt", k.attempt)}
+		env := task.Env{Buckets: e.buckets, Objects: e.objects, Log: e.log.With("job", k.id, "attempt", k.attempt)}
 		if err := task.Run(env, journal, e.dir(k), l, r.cancel, notify); err != nil {
 			e.log.Error("attempt failed to run", "job", k.id, "attempt", k.attempt, "err", err)
 		}

@@ -23,7 +23,7 @@ func startTestExecutor(t *testing.T) string {
 	jobs := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- ServeExecutor(ctx, jobs, slog.New(slog.DiscardHandler)) }()
+	go func() { errc <- ServeExecutor(ctx, jobs, 1<<20, slog.New(slog.DiscardHandler)) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -135,7 +135,7 @@ func TestExecutorRefusesSharedJobsDir(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := ServeExecutor(ctx, jobs, slog.New(slog.DiscardHandler))
+	err := ServeExecutor(ctx, jobs, 1<<20, slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), "writable by group or others") {
 		t.Fatalf("got %v, want a refusal of the group-writable jobs dir", err)
 	}

@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,7 +49,12 @@ type Config struct {
 	KillGrace time.Duration
 	// BaseEnv is the environment every job starts from.
 	BaseEnv []string
+	// CacheBytes bounds the node's dataset object cache (<JobsDir>/cache).
+	CacheBytes int64
 }
+
+// CacheDir is the node's dataset object cache, under the jobs dir.
+const CacheDir = "cache"
 
 // Backend runs attempts through the node's executor.
 type Backend struct {
@@ -280,7 +286,7 @@ func (b *Backend) startExecutor() error {
 		return fmt.Errorf("executor log: %w", err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(b.cfg.Executable, "__executor", b.cfg.JobsDir)
+	cmd := exec.Command(b.cfg.Executable, "__executor", b.cfg.JobsDir, strconv.FormatInt(b.cfg.CacheBytes, 10))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = executorEnv(os.Environ())
 	// Its own session: a Ctrl-C or kill of the server's process group

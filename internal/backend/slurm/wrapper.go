@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/cache"
 	"github.com/hpcml/hpcml/internal/task"
 )
 
@@ -68,13 +69,23 @@ func RunWrapper(args []string, log *slog.Logger) int {
 	}()
 	buckets := blob.NewCache()
 	defer buckets.Close()
-	env := task.Env{Buckets: buckets, Log: log.With("job", l.JobID, "attempt", l.Attempt)}
+	// Node-local: the node's temporary dir (Slurm's TmpFS), shared by the
+	// node's jobs across allocations.
+	objects, err := cache.New(filepath.Join(os.TempDir(), "hpcml-cache"), nodeCacheBytes)
+	if err != nil {
+		log.Warn("no dataset cache on this node", "err", err)
+		objects = nil
+	}
+	env := task.Env{Buckets: buckets, Objects: objects, Log: log.With("job", l.JobID, "attempt", l.Attempt)}
 	if err := task.Run(env, journal, dir, &l, cancel, func(string) {}); err != nil {
 		fmt.Fprintln(os.Stderr, "hpcml job wrapper:", err)
 		return 1
 	}
 	return 0
 }
+
+// nodeCacheBytes bounds a Slurm node's dataset cache.
+const nodeCacheBytes = 10 << 30
 
 // nodeEnv is the wrapper's environment minus hpcml's own variables.
 func nodeEnv(environ []string) []string {
