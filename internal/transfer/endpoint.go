@@ -94,7 +94,7 @@ func ParseEndpoint(raw string) (Endpoint, error) {
 			return Endpoint{}, fmt.Errorf("location %q: no bucket (s3://bucket/prefix)", raw)
 		}
 		prefix := strings.TrimPrefix(u.Path, "/")
-		if strings.Contains("/"+prefix, "/../") || strings.HasSuffix(prefix, "/..") {
+		if strings.Contains("/"+prefix+"/", "/../") {
 			return Endpoint{}, fmt.Errorf("location %q: .. is not allowed in a key", raw)
 		}
 		b := *u

@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -123,7 +126,16 @@ func run(ctx context.Context, op string, src, dst Endpoint, opts Options) (*Repo
 		return nil, err
 	}
 	defer s.close()
+	if src.Single() {
+		// Before the destination is touched (made, for a local one).
+		if _, err := s.stat(ctx, ""); err != nil {
+			return nil, err
+		}
+	}
 	d, err := openStore(ctx, dst, !opts.DryRun)
+	if err != nil && opts.DryRun && dst.Kind == KindLocal && errors.Is(err, os.ErrNotExist) {
+		d, err = &store{ep: dst}, nil // nothing there yet: everything would be copied
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -192,26 +204,44 @@ func (r *Report) finish() {
 	}
 }
 
-// checkEndpoints refuses transfers that could never be right.
+// checkEndpoints refuses transfers that could never be right: a
+// destination inside the source (a sync would copy into itself) or a
+// source inside the destination (--delete would remove the source).
 func checkEndpoints(src, dst Endpoint) error {
 	if dst.Kind == KindHTTP {
 		return fmt.Errorf("%s: an http(s) URL can only be a source", dst.Raw)
 	}
-	if src.Kind == dst.Kind && src.Bucket == dst.Bucket {
-		a, b := src.Prefix, dst.Prefix
-		if a == b {
+	same := src.Kind == dst.Kind && src.Bucket == dst.Bucket
+	if src.Kind == KindLocal && dst.Kind == KindLocal {
+		a, b := filepath.Join(src.Root, src.Prefix), filepath.Join(dst.Root, dst.Prefix)
+		switch {
+		case a == b:
 			return fmt.Errorf("source and destination are the same (%s)", src.Raw)
-		}
-		if !src.Single() && (a == "" || len(b) > len(a) && b[:len(a)] == a) {
+		case within(a, b):
 			return fmt.Errorf("destination %s is inside the source %s: a sync would copy into itself", dst.Raw, src.Raw)
+		case within(b, a):
+			return fmt.Errorf("source %s is inside the destination %s: refusing, as a sync could delete the source", src.Raw, dst.Raw)
 		}
+		return nil
 	}
-	if src.Kind == KindLocal && dst.Kind == KindLocal && !src.Single() {
-		if rel, err := relPath(src.Root, dst.Root); err == nil && rel {
+	if same {
+		a, b := src.Prefix, dst.Prefix
+		switch {
+		case a == b:
+			return fmt.Errorf("source and destination are the same (%s)", src.Raw)
+		case !src.Single() && strings.HasPrefix(b, a):
 			return fmt.Errorf("destination %s is inside the source %s: a sync would copy into itself", dst.Raw, src.Raw)
+		case !dst.Single() && strings.HasPrefix(a, b):
+			return fmt.Errorf("source %s is inside the destination %s: refusing, as a sync could delete the source", src.Raw, dst.Raw)
 		}
 	}
 	return nil
+}
+
+// within reports whether path p is inside dir (not dir itself).
+func within(dir, p string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // listBoth lists the source and the destination at once.
@@ -308,6 +338,7 @@ func (e *engine) plan(ctx context.Context, srcObjs []object, dstObjs map[string]
 func (e *engine) skip(o object) {
 	e.rep.Totals.FilesSkipped++
 	e.rep.Totals.BytesSkipped += o.Size
+	e.rep.Skipped = append(e.rep.Skipped, Entry{Key: o.Key, Size: o.Size})
 }
 
 // dstKey is where a source key lands: itself, unless dst names one object.

@@ -126,8 +126,8 @@ func ParseRate(s string) (int64, error) {
 		num = s[:len(s)-1]
 	}
 	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("bandwidth %q: want e.g. 10M (MiB/s), 512K or bytes per second", s)
+	if err != nil || !(v >= 0) || v*float64(mult) > 1<<62 {
+		return 0, fmt.Errorf("%q: want e.g. 10M (MiB), 512K, or a plain number of bytes", s)
 	}
 	return int64(v * float64(mult)), nil
 }

@@ -81,11 +81,12 @@ func (p *Progress) draw(last bool) {
 	}
 	eta := "-"
 	if rate > 0 && p.total > b {
-		eta = (time.Duration(float64(p.total-b)/rate) * time.Second / time.Second).Round(time.Second).String()
+		eta = time.Duration(float64(p.total-b) / rate * float64(time.Second)).Round(time.Second).String()
 	}
 	pct := 100.0
 	if p.total > 0 {
-		pct = 100 * float64(b) / float64(p.total)
+		// Retries count their bytes again: never past 100 %.
+		pct = min(100, 100*float64(b)/float64(p.total))
 	}
 	bar := strings.Repeat("#", int(pct/5)) + strings.Repeat(".", 20-int(pct/5))
 	line := fmt.Sprintf("[%s] %5.1f%%  %s / %s  %s/s  ETA %s  files %d/%d", bar, pct, Bytes(b), Bytes(p.total),

@@ -37,8 +37,11 @@ type object struct {
 // store is an endpoint opened for transfers.
 type store struct {
 	ep     Endpoint
-	bucket *blob.Bucket // nil for HTTP
+	bucket *blob.Bucket // nil for HTTP (and a dry run's missing destination)
 	http   *http.Client
+	// writing: the store is a destination, whose leftover temp files
+	// (a killed write's) are ours to remove.
+	writing bool
 }
 
 func openStore(ctx context.Context, ep Endpoint, forWriting bool) (*store, error) {
@@ -65,7 +68,7 @@ func openStore(ctx context.Context, ep Endpoint, forWriting bool) (*store, error
 	if err != nil {
 		return nil, err
 	}
-	return &store{ep: ep, bucket: b}, nil
+	return &store{ep: ep, bucket: b, writing: forWriting}, nil
 }
 
 func (s *store) close() {
@@ -118,7 +121,7 @@ func (s *store) list(ctx context.Context, fn func(object) error) error {
 		if o.IsDir || strings.HasSuffix(o.Key, "/") {
 			continue // S3 "folder" markers
 		}
-		if s.ep.Kind == KindLocal && tempRE.MatchString(o.Key) {
+		if s.ep.Kind == KindLocal && s.writing && tempRE.MatchString(o.Key) {
 			os.Remove(filepath.Join(s.ep.Root, filepath.FromSlash(o.Key)))
 			continue
 		}
@@ -232,7 +235,8 @@ func describe(err error, what string) error {
 	switch {
 	case strings.Contains(msg, "NoSuchBucket"):
 		return fmt.Errorf("%s: the bucket does not exist: %w", what, err)
-	case strings.Contains(msg, "SignatureDoesNotMatch"), strings.Contains(msg, "InvalidAccessKeyId"):
+	case strings.Contains(msg, "SignatureDoesNotMatch"), strings.Contains(msg, "InvalidAccessKeyId"),
+		strings.Contains(msg, "XAdminUserNotFound"): // versitygw's word for an unknown key
 		return fmt.Errorf("%s: the credentials were refused (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY): %w", what, err)
 	case gcerrors.Code(err) == gcerrors.PermissionDenied, strings.Contains(msg, "AccessDenied"), strings.Contains(msg, "permission denied"):
 		return fmt.Errorf("%s: permission denied: %w", what, err)

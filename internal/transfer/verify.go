@@ -136,5 +136,5 @@ func relPath(root, dir string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return rel == "." || !strings.HasPrefix(rel, ".."), nil
+	return rel == "." || rel != ".." && !strings.HasPrefix(rel, "../"), nil
 }
