@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// NOT COMMITTED: tests showing bugs.
+// Regression tests for bugs found while the transfer tests were written.
 
 func TestRegressionDotDotKey(t *testing.T) {
 	if _, err := ParseEndpoint("s3://bkt/.."); err == nil {
