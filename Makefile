@@ -4,7 +4,7 @@ BIN      := bin/hpcml
 DATA_DIR ?= .hpcml
 LISTEN   ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend clean
+.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend bench-deps bench-transfer clean
 
 all: build
 
@@ -42,6 +42,15 @@ bench-slurm-backend: build
 	./scripts/slurm-dev-cluster.sh up 2
 	SLURM_CONF=$${HPCML_SLURM_DIR:-/tmp/hpcml-slurm}/slurm.conf $(GO) run ./bench/slurm -hpcml $(BIN) -n 100 -runs 3; \
 	  rc=$$?; ./scripts/slurm-dev-cluster.sh down; exit $$rc
+
+# Installs the transfer benchmark's peers (rclone, awscli) with apt, if missing.
+bench-deps:
+	./scripts/bench-deps.sh
+
+# hpcml data sync against rclone and aws s3 sync on a local versitygw
+# (from test-deps); see docs/benchmarks.md. Takes several minutes.
+bench-transfer: build bench-deps
+	$(GO) run ./bench/transfer -hpcml $(BIN)
 
 fmt:
 	gofmt -w cmd internal web bench
