@@ -204,7 +204,8 @@ func main() {
 	}
 
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	// SIGPIPE too: output piped into head must not leave the server running.
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	b := &bench{conc: *conc, timeout: *timeout, expectContinue: *expectContinue}
 	go func() {
 		s := <-sig
@@ -810,6 +811,9 @@ func (ds *dataset) check(dir string) error {
 	var total int64
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			if p == dir && errors.Is(err, fs.ErrNotExist) {
+				return nil // nothing arrived: 0 files
+			}
 			return err
 		}
 		if !d.Type().IsRegular() {
