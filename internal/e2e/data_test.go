@@ -292,9 +292,10 @@ func TestDataResumeAfterKill(t *testing.T) {
 		}
 		// The large files were being written when the kill came: their
 		// temp files are left, never a partial file under a final name.
-		if len(tmp) == 0 {
-			t.Errorf("no temp file of an interrupted write after the kill (files %d)", len(before))
-		}
+		// Local files are written as unnamed inodes (O_TMPFILE) linked when
+		// complete, so a kill normally leaves no temp file at all; where
+		// the file system cannot, temp files are left and the rerun
+		// removes them (checked below).
 		for _, k := range before {
 			f, ok := files[k]
 			if !ok {

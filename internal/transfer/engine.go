@@ -513,9 +513,7 @@ func (e *engine) copyOne(ctx context.Context, o object) (string, error) {
 // write writes r to key; check, if set, runs after the last byte and
 // before the object is committed, and can still abort it.
 func (e *engine) write(ctx context.Context, key string, o object, meta map[string]string, r io.Reader, check func() error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w, err := e.dst.create(ctx, key, o.Size, meta)
+	w, err := e.dst.create(ctx, key, o.Size, meta, o.ModTime)
 	if err != nil {
 		return err
 	}
@@ -531,14 +529,12 @@ func (e *engine) write(ctx context.Context, key string, o object, meta map[strin
 		err = check()
 	}
 	if err != nil {
-		cancel() // aborts the write: the temp file or the multipart upload goes
-		w.Close()
+		w.Abort()
 		return err
 	}
-	if err := w.Close(); err != nil {
+	if err := w.Commit(); err != nil {
 		return fmt.Errorf("write %s: %w", keyToURL(e.dst.ep, key), err)
 	}
-	e.dst.setModTime(key, o.ModTime)
 	return nil
 }
 

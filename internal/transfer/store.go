@@ -196,19 +196,55 @@ func (s *store) open(ctx context.Context, key string, off, n int64) (io.ReadClos
 	return r, nil
 }
 
-// create writes an object: nothing appears under its name until Close
-// succeeds (a temp file renamed, a multipart upload completed).
-func (s *store) create(ctx context.Context, key string, size int64, meta map[string]string) (*blob.Writer, error) {
+// create writes an object: nothing appears under its name until Commit
+// (an unnamed file linked, a temp file renamed, a multipart upload
+// completed). mtime is the source's time, kept by local files.
+func (s *store) create(ctx context.Context, key string, size int64, meta map[string]string, mtime time.Time) (objectWriter, error) {
+	if s.ep.Kind == KindLocal && plainKey(s.full(key)) {
+		w, err := newTmpfileWriter(filepath.Join(s.ep.Root, filepath.FromSlash(s.full(key))), mtime)
+		if err == nil {
+			return w, nil
+		}
+		if !errors.Is(err, errNoTmpfile) {
+			return nil, describe(err, s.ep.Raw+" "+key)
+		}
+	}
 	opts := &blob.WriterOptions{Metadata: meta, DisableContentTypeDetection: true, ContentType: "application/octet-stream"}
 	if s.ep.Kind == KindS3 {
 		opts.BufferSize = int(partSize(size))
 		opts.MaxConcurrency = partsInFlight
 	}
+	ctx, cancel := context.WithCancel(ctx)
 	w, err := s.bucket.NewWriter(ctx, s.full(key), opts)
 	if err != nil {
+		cancel()
 		return nil, describe(err, s.ep.Raw+" "+key)
 	}
-	return w, nil
+	return &blobWriter{w: w, cancel: cancel, after: func() { s.setModTime(key, mtime) }}, nil
+}
+
+// blobWriter is a gocloud writer: cancelling its context before Close
+// aborts it (the temp file or the multipart upload goes).
+type blobWriter struct {
+	w      *blob.Writer
+	cancel context.CancelFunc
+	after  func()
+}
+
+func (b *blobWriter) Write(p []byte) (int, error) { return b.w.Write(p) }
+
+func (b *blobWriter) Abort() {
+	b.cancel()
+	b.w.Close()
+}
+
+func (b *blobWriter) Commit() error {
+	defer b.cancel()
+	if err := b.w.Close(); err != nil {
+		return err
+	}
+	b.after()
+	return nil
 }
 
 // setModTime makes a local file's time the source's, so that the next
