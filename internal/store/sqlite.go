@@ -23,6 +23,9 @@ type SQLite struct {
 	r *sql.DB
 	// Statements of the hot write path, prepared once.
 	insJob, upJob, upAttempt *sql.Stmt
+	// And of the hot read path (every long poll, every job get): parsing
+	// them each time cost more than running them.
+	getJobByID, getAttempts *sql.Stmt
 }
 
 var _ Store = (*SQLite)(nil)
@@ -57,6 +60,11 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 			s.upAttempt, err = w.PrepareContext(ctx, upsertAttemptSQL)
 		}
 	}
+	if err == nil {
+		if s.getJobByID, err = r.PrepareContext(ctx, `SELECT `+jobCols+` FROM `+jobFrom+` WHERE j.id = ?`); err == nil {
+			s.getAttempts, err = r.PrepareContext(ctx, attemptsSQL)
+		}
+	}
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("prepare statements: %w", err)
@@ -66,7 +74,7 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 
 // Close closes both pools.
 func (s *SQLite) Close() error {
-	for _, st := range []*sql.Stmt{s.insJob, s.upJob, s.upAttempt} {
+	for _, st := range []*sql.Stmt{s.insJob, s.upJob, s.upAttempt, s.getJobByID, s.getAttempts} {
 		if st != nil {
 			st.Close()
 		}
@@ -303,7 +311,7 @@ func (s *SQLite) InsertJob(ctx context.Context, j *job.Job, tasks []*job.Job) er
 
 // GetJob reads one job with its attempts and, for an array, task counts.
 func (s *SQLite) GetJob(ctx context.Context, id int64) (*job.Job, error) {
-	return s.getJob(ctx, fmt.Sprint(id), `SELECT `+jobCols+` FROM `+jobFrom+` WHERE j.id = ?`, id)
+	return s.getJobRow(ctx, fmt.Sprint(id), s.getJobByID.QueryRowContext(ctx, id))
 }
 
 // GetArrayTask reads task index of array job parent.
@@ -312,7 +320,11 @@ func (s *SQLite) GetArrayTask(ctx context.Context, parent int64, index int) (*jo
 }
 
 func (s *SQLite) getJob(ctx context.Context, what, query string, args ...any) (*job.Job, error) {
-	j, err := scanJob(s.r.QueryRowContext(ctx, query, args...))
+	return s.getJobRow(ctx, what, s.r.QueryRowContext(ctx, query, args...))
+}
+
+func (s *SQLite) getJobRow(ctx context.Context, what string, row *sql.Row) (*job.Job, error) {
+	j, err := scanJob(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("job %s: %w", what, ErrNotFound)
 	}
@@ -451,8 +463,7 @@ func (s *SQLite) ActiveJobs(ctx context.Context) ([]*job.Job, error) {
 
 // Attempts lists a job's attempts in order.
 func (s *SQLite) Attempts(ctx context.Context, id int64) ([]job.Attempt, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT attempt, state, reason, started_at, ended_at, exit_code, signal,
-		cpu_seconds, max_rss_bytes, stdout_url, stderr_url, backend_id, interrupted FROM attempts WHERE job_id = ? ORDER BY attempt`, id)
+	rows, err := s.getAttempts.QueryContext(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("attempts of job %d: %w", id, err)
 	}
@@ -474,6 +485,9 @@ func (s *SQLite) Attempts(ctx context.Context, id int64) ([]job.Attempt, error) 
 	}
 	return out, rows.Err()
 }
+
+const attemptsSQL = `SELECT attempt, state, reason, started_at, ended_at, exit_code, signal,
+	cpu_seconds, max_rss_bytes, stdout_url, stderr_url, backend_id, interrupted FROM attempts WHERE job_id = ? ORDER BY attempt`
 
 const insertJobSQL = `INSERT INTO jobs(name, queue, state, reason, parent_id, array_index, array_size,
 	attempt, submitted_at, spec) VALUES (?,?,?,?,?,?,?,?,?,?)`
