@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -31,17 +30,7 @@ func TestDatasetInput(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hpcml := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(binary, append(args, "--server", s.URL)...)
-		cmd.Env = append(os.Environ(), "HPCML_TOKEN="+s.Token)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("hpcml %v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
-	hpcml("dataset", "create", "corpus", src)
+	s.cli("dataset", "create", "corpus", src)
 
 	spec := sh("cat data/a.txt data/sub/b.txt")
 	spec.Inputs = []job.Input{{URL: "dataset://corpus", Path: "data"}}
@@ -64,7 +53,7 @@ func TestDatasetInput(t *testing.T) {
 	// caught when fetched.
 	tamper := t.TempDir()
 	os.WriteFile(filepath.Join(tamper, "x.txt"), []byte("original\n"), 0o644)
-	hpcml("dataset", "create", "tamper", tamper)
+	s.cli("dataset", "create", "tamper", tamper)
 	os.WriteFile(filepath.Join(tamper, "x.txt"), []byte("ORIGINAL\n"), 0o644)
 	bad := sh("cat data/x.txt")
 	bad.Inputs = []job.Input{{URL: "dataset://tamper@1", Path: "data"}}

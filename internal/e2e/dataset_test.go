@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,31 +27,21 @@ func TestDatasets(t *testing.T) {
 	}
 	write("a.txt", "alpha\n")
 	write("b.txt", "beta\n")
-	hpcml := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(binary, append(args, "--server", s.URL)...)
-		cmd.Env = append(os.Environ(), "HPCML_TOKEN="+s.Token)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("hpcml %v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
-	if out := hpcml("dataset", "create", "demo", dir); !strings.Contains(out, "Created demo@1: 2 files") {
+	if out := s.cli("dataset", "create", "demo", dir); !strings.Contains(out, "Created demo@1: 2 files") {
 		t.Fatalf("first create: %q", out)
 	}
-	if out := hpcml("dataset", "create", "demo", dir); !strings.Contains(out, "Unchanged") || !strings.Contains(out, "demo@1") {
+	if out := s.cli("dataset", "create", "demo", dir); !strings.Contains(out, "Unchanged") || !strings.Contains(out, "demo@1") {
 		t.Fatalf("unchanged create: %q", out)
 	}
 	write("b.txt", "BETA\n") // same size, new content
-	if out := hpcml("dataset", "create", "demo", dir); !strings.Contains(out, "Created demo@2") {
+	if out := s.cli("dataset", "create", "demo", dir); !strings.Contains(out, "Created demo@2") {
 		t.Fatalf("create after a change: %q", out)
 	}
 	var v1 struct {
 		dataset.Version
 		Manifest dataset.Manifest `json:"manifest"`
 	}
-	if err := json.Unmarshal([]byte(hpcml("dataset", "get", "demo@1", "-o", "json")), &v1); err != nil {
+	if err := json.Unmarshal([]byte(s.cli("dataset", "get", "demo@1", "-o", "json")), &v1); err != nil {
 		t.Fatal(err)
 	}
 	if v1.Version.Version != 1 || len(v1.Manifest.Objects) != 2 || v1.Manifest.Objects[1].Key != "b.txt" || v1.Manifest.Objects[1].Size != 5 {
@@ -61,7 +50,7 @@ func TestDatasets(t *testing.T) {
 	if got, want := v1.Manifest.Objects[1].SHA256, sha256Hex("beta\n"); got != want {
 		t.Fatalf("b.txt checksum in demo@1 %s, want %s", got, want)
 	}
-	if out := hpcml("dataset", "versions", "demo"); !strings.Contains(out, "\n2 ") || !strings.Contains(out, "\n1 ") {
+	if out := s.cli("dataset", "versions", "demo"); !strings.Contains(out, "\n2 ") || !strings.Contains(out, "\n1 ") {
 		t.Fatalf("versions: %q", out)
 	}
 
@@ -79,7 +68,7 @@ func TestDatasets(t *testing.T) {
 			t.Fatalf("POST %s %s: %d %s, want 400 on field %q", tt.path, tt.body, status, body, tt.field)
 		}
 	}
-	if out := hpcml("dataset", "versions", "demo"); strings.Contains(out, "\n3 ") {
+	if out := s.cli("dataset", "versions", "demo"); strings.Contains(out, "\n3 ") {
 		t.Fatalf("a bad manifest made a version: %q", out)
 	}
 }

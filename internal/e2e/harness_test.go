@@ -97,6 +97,19 @@ func startServerEnv(t *testing.T, env []string, extraArgs ...string) *server {
 	return s
 }
 
+// cli runs the hpcml CLI against this server and returns its output;
+// a non-zero exit fails the test.
+func (s *server) cli(args ...string) string {
+	s.t.Helper()
+	cmd := exec.Command(binary, append(args, "--server", s.URL)...)
+	cmd.Env = append(os.Environ(), "HPCML_TOKEN="+s.Token)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("hpcml %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
 // use makes the server's helpers report to t (a subtest, run while the
 // parent waits) until the returned func is called: a helper failing a
 // parent test from a subtest would panic.

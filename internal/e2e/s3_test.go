@@ -1,83 +1,25 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/client"
 	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/s3test"
 )
-
-// versitygw finds the S3 server the tests use (installed by
-// scripts/test-deps.sh). Its absence fails the test: a skipped S3 test
-// would pass CI without ever touching S3.
-func versitygw(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p
-	}
-	gopath, _ := exec.Command("go", "env", "GOPATH").Output()
-	p := filepath.Join(strings.TrimSpace(string(gopath)), "bin", "versitygw")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("versitygw not found on PATH or in %s: run scripts/test-deps.sh", p)
-	}
-	return p
-}
 
 // startS3 starts versitygw on a loopback port over a temp dir, creates
 // bucket, and stops the server by PID when the test ends. It returns the
 // endpoint URL.
 func startS3(t *testing.T, access, secret, bucket string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	dir := t.TempDir()
-	cmd := exec.Command(versitygw(t), "--access", access, "--secret", secret, "--port", addr, "posix", dir)
-	logf, err := os.Create(filepath.Join(t.TempDir(), "versitygw.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logf.Close()
-	})
-	endpoint := "http://" + addr
-	waitUntil(t, 10*time.Second, "versitygw up", func() bool {
-		resp, err := http.Get(endpoint)
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
-	s3c := s3.New(s3.Options{
-		Region: "us-east-1", BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider(access, secret, ""),
-	})
-	if _, err := s3c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		t.Fatalf("create bucket: %v", err)
-	}
-	return endpoint
+	return s3test.Start(t, access, secret, bucket).Endpoint
 }
 
 // TestS3Storage runs the server on an S3-compatible store (a real

@@ -266,11 +266,8 @@ func (e *engine) listBoth(ctx context.Context) ([]object, map[string]object, err
 		})
 	})
 	g.Go(func() error {
-		if e.opts.DryRun && e.dst.bucket == nil {
-			return nil
-		}
 		if e.dst.bucket == nil {
-			return nil
+			return nil // a dry run's destination that does not exist yet
 		}
 		return e.dst.list(gctx, func(o object) error {
 			dstObjs[o.Key] = o

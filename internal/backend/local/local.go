@@ -113,40 +113,9 @@ func (b *Backend) Launch(ctx context.Context, j *job.Job, _ *job.Queue) error {
 	if err := os.MkdirAll(filepath.Join(dir, task.WorkDir), 0o755); err != nil {
 		return fmt.Errorf("create attempt dir: %w", err)
 	}
-	l := b.launchSpec(j, dir)
+	l := task.Describe(j, dir, task.Site{Storage: b.cfg.Storage, KillGrace: job.Duration(b.cfg.KillGrace),
+		BaseEnv: b.cfg.BaseEnv, Launcher: task.LauncherLocal})
 	return b.request(ctx, request{Op: opLaunch, JobID: j.ID, Attempt: j.Attempt, Launch: &l}, true)
-}
-
-func (b *Backend) launchSpec(j *job.Job, dir string) task.Launch {
-	s := &j.Spec
-	argv := s.Command
-	if s.Shell {
-		argv = []string{"/bin/sh", "-c", strings.Join(s.Command, " ")}
-	}
-	workDir := filepath.Join(dir, task.WorkDir)
-	cwd := workDir
-	if s.WorkDir != "" {
-		if filepath.IsAbs(s.WorkDir) {
-			cwd = s.WorkDir
-		} else {
-			cwd = filepath.Join(workDir, s.WorkDir)
-		}
-	}
-	return task.Launch{
-		JobID:     j.ID,
-		Attempt:   j.Attempt,
-		Argv:      argv,
-		Env:       task.JobEnv(b.cfg.BaseEnv, j, workDir),
-		WorkDir:   cwd,
-		TimeLimit: s.TimeLimit,
-		KillGrace: job.Duration(b.cfg.KillGrace),
-		Inputs:    s.Inputs,
-		Outputs:   s.Outputs,
-		Storage:   b.cfg.Storage,
-		LogPrefix: fmt.Sprintf("jobs/%d/%d/", j.ID, j.Attempt),
-		// Every task runs here; the scheduler made room for all of them.
-		Ranks: task.Ranks{Nodes: s.Nodes, TasksPerNode: s.TasksPerNode, MPI: s.Type == job.TypeMPI, Launcher: task.LauncherLocal},
-	}
 }
 
 // Recover re-attaches to an attempt launched by an earlier server.
