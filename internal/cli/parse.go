@@ -92,14 +92,17 @@ func parseTags(vals []string) (map[string]string, error) {
 // parseInputs reads --input URL=PATH. The split is at the last '=',
 // because URLs may carry '=' in their query ("s3://b/k?region=x") while
 // paths inside the job dir rarely do.
-func parseInputs(vals []string) ([]job.Input, error) {
+func parseInputs(vals []string, mode string) ([]job.Input, error) {
 	out := make([]job.Input, 0, len(vals))
 	for _, v := range vals {
 		i := strings.LastIndexByte(v, '=')
 		if i <= 0 || i == len(v)-1 {
+			if mode == job.InputLazy {
+				return nil, fmt.Errorf("--lazy-input %q: want URL=PATH (e.g. dataset://images@3=data)", v)
+			}
 			return nil, fmt.Errorf("--input %q: want URL=PATH (e.g. s3://bucket/data/=data)", v)
 		}
-		out = append(out, job.Input{URL: v[:i], Path: v[i+1:]})
+		out = append(out, job.Input{URL: v[:i], Path: v[i+1:], Mode: mode})
 	}
 	return out, nil
 }

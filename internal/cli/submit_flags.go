@@ -40,6 +40,7 @@ type submitFlags struct {
 	workdir    string
 	shell      bool
 	inputs     []string
+	lazyInputs []string
 	tags       []string
 	// outputs are collected by the -o/--output flag, which also takes the
 	// output format (see outputFlag).
@@ -71,6 +72,7 @@ func (f *submitFlags) register(fs *pflag.FlagSet, o *rootOptions) {
 	fs.StringVar(&f.workdir, "workdir", "", "working directory: absolute, or relative to the job dir")
 	fs.BoolVar(&f.shell, "shell", false, "run the command with /bin/sh -c (joined by spaces)")
 	fs.StringArrayVar(&f.inputs, "input", nil, "copy URL to PATH in the job dir before the command starts: URL=PATH (repeatable)")
+	fs.StringArrayVar(&f.lazyInputs, "lazy-input", nil, "mount dataset://NAME[@VERSION] read-only at PATH, each file fetched on its first read: URL=PATH (repeatable)")
 	fs.StringArrayVar(&f.tags, "tag", nil, "tag KEY=VALUE (repeatable)")
 	fs.VarP(&outputFlag{format: &o.output, outputs: &f.outputs}, "output", "o",
 		"output format (table, json, yaml), or PATH=URL: copy PATH in the job dir to URL after the job succeeds (repeatable)")
@@ -162,12 +164,16 @@ func (f *submitFlags) spec(fs *pflag.FlagSet, command []string, stdin io.Reader,
 	if set("shell") {
 		spec.Shell = f.shell
 	}
-	if set("input") {
-		in, err := parseInputs(f.inputs)
+	if set("input") || set("lazy-input") {
+		in, err := parseInputs(f.inputs, "")
 		if err != nil {
 			return nil, err
 		}
-		spec.Inputs = in
+		lazy, err := parseInputs(f.lazyInputs, job.InputLazy)
+		if err != nil {
+			return nil, err
+		}
+		spec.Inputs = append(in, lazy...)
 	}
 	if len(f.outputs) > 0 {
 		out, err := parseOutputs(f.outputs)

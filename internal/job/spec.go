@@ -115,7 +115,21 @@ type Input struct {
 	// (dataset://NAME[@VERSION]): the manifest of the version resolved at
 	// submission, so the job reads exactly those bytes whenever it runs.
 	ManifestKey string `json:"manifest_key,omitempty" yaml:"manifest_key,omitempty"`
+	// Mode is how a dataset input reaches the job: prefetch (the
+	// default) copies every object into the job dir before the command
+	// starts; lazy mounts the version read-only and fetches each file on
+	// its first open.
+	Mode string `json:"mode,omitempty" yaml:"mode,omitempty"`
 }
+
+// Input modes.
+const (
+	InputPrefetch = "prefetch"
+	InputLazy     = "lazy"
+)
+
+// Lazy reports whether the input is to be served on demand.
+func (in Input) Lazy() bool { return in.Mode == InputLazy }
 
 // DatasetScheme prefixes an input URL naming a dataset version.
 const DatasetScheme = "dataset://"
@@ -367,6 +381,15 @@ func (s *Spec) Normalize(lim Limits) error {
 		}
 		if err := checkJobPath(in.Path); err != nil {
 			return fieldErr(f+".path", "%v", err)
+		}
+		switch in.Mode {
+		case "", InputPrefetch:
+		case InputLazy:
+			if _, ok := in.DatasetRef(); !ok {
+				return fieldErr(f+".mode", "lazy loading needs a dataset input (%sNAME[@VERSION]): only a version's manifest says what is there before it is read", DatasetScheme)
+			}
+		default:
+			return fieldErr(f+".mode", "%q is not one of prefetch, lazy", in.Mode)
 		}
 	}
 	for i, out := range s.Outputs {

@@ -13,73 +13,142 @@ import (
 	"github.com/hpcml/hpcml/internal/cache"
 	"github.com/hpcml/hpcml/internal/dataset"
 	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/lazyfs"
 	"github.com/hpcml/hpcml/internal/transfer"
 )
 
 // datasetFetches is how many objects of a dataset are staged at once.
 const datasetFetches = 8
 
-// stageDataset puts a dataset version's objects under in.Path in the job
-// dir: each is taken from the node's cache by checksum, fetched from the
-// version's source into the cache on a miss (and refused if its bytes
-// differ from the manifest), then copied into place — a copy, not a
-// link, so that a job cannot change the bytes other jobs share.
-func (r *runner) stageDataset(ctx context.Context, in job.Input, workDir string, res *job.Result) error {
+// datasetInput is a dataset version resolved for this attempt: its
+// objects, where they land in the job dir, and how to fetch one into
+// the node's cache.
+type datasetInput struct {
+	url     string
+	base    string // the input's path in the job dir
+	objects []dataset.Object
+	get     func(ctx context.Context, o dataset.Object, st *cache.Stats) (string, error)
+}
+
+// openDataset reads the manifest the server resolved at submission and
+// the version's source.
+func (r *runner) openDataset(ctx context.Context, in job.Input, workDir string) (*datasetInput, error) {
 	if r.objects == nil {
-		return fmt.Errorf("%s: this node has no dataset cache", in.URL)
+		return nil, fmt.Errorf("%s: this node has no dataset cache", in.URL)
+	}
+	if !filepath.IsLocal(filepath.FromSlash(in.Path)) && in.Path != "." {
+		return nil, fmt.Errorf("input path %q leaves the job dir", in.Path)
 	}
 	storage, err := r.buckets.Open(ctx, r.launch.Storage)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	data, err := storage.ReadAll(ctx, in.ManifestKey)
 	if err != nil {
-		return fmt.Errorf("%s: read manifest: %w", in.URL, err)
+		return nil, fmt.Errorf("%s: read manifest: %w", in.URL, err)
 	}
 	var m dataset.Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
-		return fmt.Errorf("%s: manifest: %w", in.URL, err)
+		return nil, fmt.Errorf("%s: manifest: %w", in.URL, err)
 	}
 	if err := m.Validate(); err != nil {
-		return fmt.Errorf("%s: %w", in.URL, err)
+		return nil, fmt.Errorf("%s: %w", in.URL, err)
 	}
 	src, err := transfer.ParseEndpoint(m.Source)
 	if err != nil {
-		return fmt.Errorf("%s: source: %w", in.URL, err)
+		return nil, fmt.Errorf("%s: source: %w", in.URL, err)
 	}
 	if src.Kind == transfer.KindHTTP {
-		return fmt.Errorf("%s: objects of an http(s) source cannot be fetched by key", in.URL)
+		return nil, fmt.Errorf("%s: objects of an http(s) source cannot be fetched by key", in.URL)
 	}
+	// The bucket stays open for the attempt (the runner's bucket cache
+	// owns it): a lazy input fetches while the command runs.
 	bucket, err := r.buckets.Open(ctx, src.Bucket)
 	if err != nil {
-		return fmt.Errorf("%s: source: %w", in.URL, err)
+		return nil, fmt.Errorf("%s: source: %w", in.URL, err)
 	}
-	base := filepath.Join(workDir, filepath.FromSlash(in.Path))
-	if !filepath.IsLocal(filepath.FromSlash(in.Path)) && in.Path != "." {
-		return fmt.Errorf("input path %q leaves the job dir", in.Path)
+	get := func(ctx context.Context, o dataset.Object, st *cache.Stats) (string, error) {
+		key := src.Prefix + o.Key
+		if src.Single() {
+			key = src.Prefix
+		}
+		return r.objects.Get(ctx, o.SHA256, o.Size, func(ctx context.Context) (io.ReadCloser, error) {
+			return bucket.NewReader(ctx, key, nil)
+		}, st)
 	}
-	var st cache.Stats
+	return &datasetInput{url: in.URL, base: filepath.Join(workDir, filepath.FromSlash(in.Path)), objects: m.Objects, get: get}, nil
+}
+
+// prefetch puts every object under the input's path: each is taken from
+// the node's cache by checksum, fetched from the version's source into
+// the cache on a miss (and refused if its bytes differ from the
+// manifest), then copied into place — a copy, not a link, so that a job
+// cannot change the bytes other jobs share.
+func (d *datasetInput) prefetch(ctx context.Context, st *cache.Stats) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(datasetFetches)
-	for _, o := range m.Objects {
+	for _, o := range d.objects {
 		g.Go(func() error {
-			key := src.Prefix + o.Key
-			if src.Single() {
-				key = src.Prefix
-			}
-			p, err := r.objects.Get(gctx, o.SHA256, o.Size, func(ctx context.Context) (io.ReadCloser, error) {
-				return bucket.NewReader(ctx, key, nil)
-			}, &st)
+			p, err := d.get(gctx, o, st)
 			if err != nil {
-				return fmt.Errorf("%s: %s: %w", in.URL, o.Key, err)
+				return fmt.Errorf("%s: %s: %w", d.url, o.Key, err)
 			}
-			return copyFile(p, filepath.Join(base, filepath.FromSlash(o.Key)))
+			return copyFile(p, filepath.Join(d.base, filepath.FromSlash(o.Key)))
 		})
 	}
-	err = g.Wait()
-	res.CacheHits += st.Hits.Load()
-	res.CacheMisses += st.Misses.Load()
-	return err
+	return g.Wait()
+}
+
+// mount serves the version read-only under the input's path, each file
+// fetched through the cache on its first open. ctx bounds the fetches:
+// the runner cancels it when the attempt ends.
+func (d *datasetInput) mount(ctx context.Context, st *cache.Stats) (*lazyfs.Mount, error) {
+	if err := os.MkdirAll(d.base, 0o755); err != nil {
+		return nil, err
+	}
+	return lazyfs.New(d.base, d.objects, func(rctx context.Context, o dataset.Object) (string, error) {
+		// Either the reader gives up (its request's ctx) or the attempt ends.
+		fctx, stop := context.WithCancel(rctx)
+		defer stop()
+		go func() {
+			select {
+			case <-ctx.Done():
+				stop()
+			case <-fctx.Done():
+			}
+		}()
+		return d.get(fctx, o, st)
+	})
+}
+
+// stageDataset makes a dataset input available in the job dir: mounted
+// for a lazy input where this node can (the returned mount, which the
+// caller unmounts when the attempt ends), else prefetched. A lazy input
+// that had to be prefetched says so in the job's stderr log. ctx lasts
+// as long as the attempt: a mount fetches under it while the job runs.
+func (r *runner) stageDataset(ctx context.Context, in job.Input, workDir string, st *cache.Stats) (*lazyfs.Mount, error) {
+	d, err := r.openDataset(ctx, in, workDir)
+	if err != nil {
+		return nil, err
+	}
+	if in.Lazy() {
+		// Only this node would see the mount: tasks on other nodes need
+		// the files in the (shared) job dir.
+		if r.launch.Ranks.Nodes > 1 {
+			r.jobNote("%s: lazy loading serves one node; this job spans %d, so the input was prefetched", in.URL, r.launch.Ranks.Nodes)
+		} else {
+			m, err := d.mount(ctx, st)
+			if err == nil {
+				return m, nil
+			}
+			host, _ := os.Hostname()
+			r.jobNote("%s: lazy loading unavailable on %s (%v); the input was prefetched", in.URL, host, err)
+		}
+	}
+	if err := d.prefetch(ctx, st); err != nil {
+		return nil, err
+	}
+	return nil, nil
 }
 
 // copyFile copies src to dst (made with its parents), whole or not at all.

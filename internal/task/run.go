@@ -15,6 +15,7 @@ import (
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/cache"
 	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/lazyfs"
 )
 
 // Events an attempt reports while it runs. Its end is not an event: Run
@@ -94,33 +95,53 @@ func (r *runner) execute(res *job.Result) {
 		stager = blob.NewStager(l.Storage, r.buckets)
 		defer stager.Close() // the buckets this attempt alone named
 	}
+	var st cache.Stats
+	defer func() {
+		res.CacheHits += st.Hits.Load()
+		res.CacheMisses += st.Misses.Load()
+	}()
+	// attemptCtx bounds what serves the job while it runs (lazy inputs'
+	// fetches): it ends with the attempt, or with a cancel.
+	attemptCtx, endAttempt := context.WithCancel(context.Background())
+	defer endAttempt()
+	go func() {
+		select {
+		case <-r.cancel:
+			endAttempt()
+		case <-attemptCtx.Done():
+		}
+	}()
 	if len(l.Inputs) > 0 {
-		// A cancel while staging stops the staging.
-		ctx, stop := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-r.cancel:
-				stop()
-			case <-ctx.Done():
+		var mounts []*lazyfs.Mount
+		// Unmounted when the attempt ends, after stage-out (an output may
+		// be read from an input's path), before the logs ship.
+		defer func() {
+			endAttempt() // a fetch in flight gives up first
+			for _, m := range mounts {
+				for _, e := range m.FetchErrors() {
+					r.jobNote("lazy input: %s", e)
+				}
+				if err := m.Unmount(); err != nil {
+					r.log.Warn("unmount lazy input", "err", err)
+				}
 			}
 		}()
 		for _, in := range l.Inputs {
 			var err error
 			if in.ManifestKey != "" {
-				err = r.stageDataset(ctx, in, workDir, res)
+				var m *lazyfs.Mount
+				if m, err = r.stageDataset(attemptCtx, in, workDir, &st); m != nil {
+					mounts = append(mounts, m)
+				}
 			} else {
-				_, err = stager.Download(ctx, in.URL, root, in.Path)
+				_, err = stager.Download(attemptCtx, in.URL, root, in.Path)
 			}
 			if err != nil {
 				if !r.cancelled() {
 					res.Error = "stage-in: " + err.Error()
 				}
-				break
+				return
 			}
-		}
-		stop()
-		if res.Error != "" {
-			return
 		}
 	}
 	if r.cancelled() {
@@ -136,6 +157,19 @@ func (r *runner) execute(res *job.Result) {
 			return
 		}
 	}
+}
+
+// jobNote adds a line from hpcml to the job's stderr log: what the job's
+// owner should know about how it ran (an input prefetched instead of
+// mounted, a fetch that failed under a lazy input).
+func (r *runner) jobNote(format string, args ...any) {
+	f, err := os.OpenFile(filepath.Join(r.dir, StderrFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		r.log.Warn("job note", "err", err)
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "hpcml: "+format+"\n", args...)
 }
 
 // runCommand runs the command to its end; true if it exited 0.

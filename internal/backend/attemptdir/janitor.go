@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpcml/hpcml/internal/lazyfs"
 	"github.com/hpcml/hpcml/internal/task"
 )
 
@@ -83,6 +84,12 @@ func (j *Janitor) Sweep(ctx context.Context, cutoff time.Time) (removed int) {
 		j.Log.Warn("sweep job dirs", "err", err)
 		return 0
 	}
+	// Lazy inputs' mounts that outlived their server (an executor killed
+	// with -9): their dirs cannot be removed until they are detached.
+	mounts, err := lazyfs.MountsUnder(j.Root)
+	if err != nil {
+		j.Log.Warn("list mounts under job dirs", "err", err)
+	}
 	for _, e := range entries {
 		id, attempt, ok := Parse(e.Name())
 		if !ok || !e.IsDir() {
@@ -91,6 +98,12 @@ func (j *Janitor) Sweep(ctx context.Context, cutoff time.Time) (removed int) {
 		dir := filepath.Join(j.Root, e.Name())
 		if LastTouched(dir).After(cutoff) || !j.Ended(ctx, id, attempt) {
 			continue
+		}
+		if abs, _ := filepath.Abs(dir); hasMountUnder(mounts, abs) {
+			if err := lazyfs.DetachUnder(dir); err != nil {
+				j.Log.Warn("detach lazy input of old job dir", "dir", dir, "err", err)
+				continue
+			}
 		}
 		if err := os.RemoveAll(dir); err != nil {
 			j.Log.Warn("remove old job dir", "dir", dir, "err", err)
@@ -102,6 +115,15 @@ func (j *Janitor) Sweep(ctx context.Context, cutoff time.Time) (removed int) {
 		j.Log.Info("removed old job dirs", "count", removed, "root", j.Root)
 	}
 	return removed
+}
+
+func hasMountUnder(mounts []string, dir string) bool {
+	for _, m := range mounts {
+		if strings.HasPrefix(m, dir+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // LastTouched is when the attempt last wrote its journal (or, without
