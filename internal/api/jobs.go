@@ -90,7 +90,7 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) error {
 	j, err := h.lookup(r)
 	if err != nil || wait == 0 || j.State.Terminal() {
 		if err == nil {
-			writeJSON(w, http.StatusOK, j)
+			h.writeJob(w, r, j)
 		}
 		return err
 	}
@@ -100,7 +100,7 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) error {
 	// ended in between.
 	if j, err = h.lookup(r); err != nil || j.State.Terminal() {
 		if err == nil {
-			writeJSON(w, http.StatusOK, j)
+			h.writeJob(w, r, j)
 		}
 		return err
 	}
@@ -113,8 +113,19 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) error {
 	if j, err = h.lookup(r); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, j)
+	h.writeJob(w, r, j)
 	return nil
+}
+
+// writeJob answers a job get: the job with, while it runs, the progress
+// it reports. A report that cannot be read is left out, never an error.
+func (h *Handler) writeJob(w http.ResponseWriter, r *http.Request, j *job.Job) {
+	if p, err := h.cfg.Scheduler.Progress(r.Context(), j); err != nil {
+		h.cfg.Log.Debug("job progress unreadable; left out", "job", j.DisplayID(), "err", err)
+	} else {
+		j.Progress = p
+	}
+	writeJSON(w, http.StatusOK, j)
 }
 
 func (h *Handler) cancelJob(w http.ResponseWriter, r *http.Request) error {

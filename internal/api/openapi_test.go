@@ -4,11 +4,13 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 
+	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/sched"
 	"github.com/hpcml/hpcml/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -107,5 +109,34 @@ func TestEveryRouteButHealthNeedsTheToken(t *testing.T) {
 				t.Errorf("%s %s without a token: %d (public in the spec: %v)", method, path, rec.Code, public)
 			}
 		}
+	}
+}
+
+// TestOpenAPIDescribesProgress: the Progress schema has every field of
+// job.Progress, and the Job schema the progress a job get adds.
+func TestOpenAPIDescribesProgress(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]any `yaml:"properties"`
+			} `yaml:"schemas"`
+		} `yaml:"components"`
+	}
+	if err := yaml.Unmarshal(openapiYAML, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := doc.Components.Schemas["Job"].Properties["progress"]; !ok {
+		t.Error("schema Job has no progress")
+	}
+	props := doc.Components.Schemas["Progress"].Properties
+	typ := reflect.TypeFor[job.Progress]()
+	for i := range typ.NumField() {
+		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+		if _, ok := props[name]; !ok {
+			t.Errorf("schema Progress has no %s (field %s)", name, typ.Field(i).Name)
+		}
+	}
+	if len(props) != typ.NumField() {
+		t.Errorf("schema Progress has %d properties, job.Progress %d fields", len(props), typ.NumField())
 	}
 }

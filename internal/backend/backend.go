@@ -80,3 +80,13 @@ type BatchLauncher interface {
 type DependencyHolder interface {
 	HoldsDependencies() bool
 }
+
+// ProgressReader is a Backend that can read what a launched attempt
+// reports of its progress (the file HPCML_PROGRESS_FILE names, see
+// job.Progress). It returns nil without error when the attempt reports
+// nothing or is not one of this backend's, and an error when the report
+// is unusable; neither must fail what asked for it. It is read on demand
+// (a job get), so it must be quick.
+type ProgressReader interface {
+	Progress(ctx context.Context, jobID int64, attempt int) (*job.Progress, error)
+}

@@ -42,6 +42,10 @@ type Job struct {
 	Attempts []Attempt `json:"attempts,omitempty"`
 	// ArrayCounts counts an array parent's tasks by state.
 	ArrayCounts map[State]int `json:"array_counts,omitempty"`
+	// Progress is what a STARTING or RUNNING job last reported of its
+	// progress (through HPCML_PROGRESS_FILE); filled by a job get, never
+	// stored.
+	Progress *Progress `json:"progress,omitempty"`
 }
 
 // DisplayID is the Slurm-style id: "42" or, for array tasks, "41_3".

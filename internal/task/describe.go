@@ -41,7 +41,7 @@ func Describe(j *job.Job, dir string, site Site) Launch {
 		JobID:     j.ID,
 		Attempt:   j.Attempt,
 		Argv:      argv,
-		Env:       JobEnv(site.BaseEnv, j, workDir),
+		Env:       JobEnv(site.BaseEnv, j, dir),
 		WorkDir:   cwd,
 		TimeLimit: s.TimeLimit,
 		KillGrace: site.KillGrace,

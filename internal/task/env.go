@@ -2,6 +2,7 @@ package task
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -9,9 +10,10 @@ import (
 	"github.com/hpcml/hpcml/internal/job"
 )
 
-// JobEnv is the environment of a job's command: base (minus hpcml's own
-// secrets), then the HPCML_* variables, then the spec's env.
-func JobEnv(base []string, j *job.Job, jobDir string) []string {
+// JobEnv is the environment of a job's command in attempt dir dir: base
+// (minus hpcml's own secrets), then the HPCML_* variables, then the
+// spec's env.
+func JobEnv(base []string, j *job.Job, dir string) []string {
 	env := make([]string, 0, len(base)+16)
 	for _, kv := range base {
 		if k, _, _ := strings.Cut(kv, "="); k == "HPCML_TOKEN" || strings.HasPrefix(k, "HPCML_") {
@@ -24,7 +26,8 @@ func JobEnv(base []string, j *job.Job, jobDir string) []string {
 	add("HPCML_JOB_NAME", j.Name)
 	add("HPCML_QUEUE", j.Queue)
 	add("HPCML_ATTEMPT", strconv.Itoa(j.Attempt))
-	add("HPCML_JOB_DIR", jobDir)
+	add("HPCML_JOB_DIR", filepath.Join(dir, WorkDir))
+	add(job.ProgressFileEnv, filepath.Join(dir, ProgressFile))
 	add("HPCML_CPUS", strconv.FormatFloat(j.Spec.Resources.CPUs, 'g', -1, 64))
 	add("HPCML_MEMORY_MB", strconv.FormatInt(j.Spec.Resources.MemoryMB, 10))
 	if j.ArrayIndex != nil {

@@ -19,6 +19,10 @@ const (
 	StdoutFile = "stdout.log"
 	StderrFile = "stderr.log"
 	WorkDir    = "work" // the job dir the command sees as HPCML_JOB_DIR
+	// ProgressFile is where the job may report its progress, replacing
+	// the file whole each time (job.Progress; HPCML_PROGRESS_FILE names
+	// it). Not created by hpcml: a job that reports nothing has none.
+	ProgressFile = "progress.json"
 )
 
 // SelfProgram, as a job's program, is the hpcml binary running the job.

@@ -105,3 +105,9 @@ func ReadStatus(dir string) (Status, error) {
 	}
 	return st, nil
 }
+
+// ReadProgress reads what the job of the attempt in dir last reported of
+// its progress: nil if nothing, an error if the report is unusable.
+func ReadProgress(dir string) (*job.Progress, error) {
+	return job.ReadProgressFile(filepath.Join(dir, ProgressFile))
+}

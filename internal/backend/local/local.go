@@ -74,7 +74,10 @@ type attemptKey struct {
 	attempt int
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend        = (*Backend)(nil)
+	_ backend.ProgressReader = (*Backend)(nil)
+)
 
 // New returns a local backend reporting to rep.
 func New(cfg Config, rep backend.Reporter, log *slog.Logger) (*Backend, error) {
@@ -163,6 +166,11 @@ func (b *Backend) Close() error {
 	}
 	b.enc.Encode(request{Op: opShutdownIfIdle})
 	return b.conn.Close()
+}
+
+// Progress reads what an attempt reports of its progress in its dir.
+func (b *Backend) Progress(ctx context.Context, jobID int64, attempt int) (*job.Progress, error) {
+	return task.ReadProgress(b.AttemptDir(jobID, attempt))
 }
 
 // LogPath is the local file of an attempt's stream ("stdout" or "stderr").

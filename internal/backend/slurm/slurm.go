@@ -92,6 +92,7 @@ var (
 	_ backend.Backend          = (*Backend)(nil)
 	_ backend.BatchLauncher    = (*Backend)(nil)
 	_ backend.DependencyHolder = (*Backend)(nil)
+	_ backend.ProgressReader   = (*Backend)(nil)
 )
 
 // New returns a Slurm backend reporting to rep. Run must be started for
@@ -295,6 +296,12 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// Progress reads what an attempt reports of its progress in its dir,
+// which the nodes write on the shared file system.
+func (b *Backend) Progress(ctx context.Context, jobID int64, attempt int) (*job.Progress, error) {
+	return task.ReadProgress(b.AttemptDir(jobID, attempt))
 }
 
 // LogPath is the file of an attempt's stream ("stdout" or "stderr").
