@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +62,7 @@ func printJob(w io.Writer, now time.Time, j *job.Job) error {
 	kv("Queue", j.Queue)
 	kv("State", string(j.State))
 	kv("Reason", j.Reason)
+	kv("Progress", progressText(now, j.Progress))
 	if j.CancelRequested && !j.State.Terminal() {
 		kv("Cancel", "requested")
 	}
@@ -143,6 +145,70 @@ func printJob(w io.Writer, now time.Time, j *job.Job) error {
 			clock(time.Duration(a.CPUSeconds*float64(time.Second))), rss, dash(truncate(a.Reason, 60)))
 	}
 	return tw.Flush()
+}
+
+// progressStale: a report older than this says when it was written.
+const progressStale = 30 * time.Second
+
+// progressText is a running job's report of its progress on one line:
+// "45% · 1.2 GiB of 2.6 GiB · 3 of 10 files · 120.0 MiB/s · ETA 12s ·
+// copying" ("" without a report).
+func progressText(now time.Time, p *job.Progress) string {
+	if p == nil {
+		return ""
+	}
+	var parts []string
+	if f, ok := p.Fraction(); ok {
+		parts = append(parts, fmt.Sprintf("%d%%", int(math.Floor(f*100))))
+	}
+	bytes := p.Unit == job.UnitBytes
+	amount := func(v float64) string {
+		if bytes {
+			return bytesText(int64(v))
+		}
+		return amountText(v)
+	}
+	unit := ""
+	if !bytes && p.Unit != "" {
+		unit = " " + p.Unit
+	}
+	switch {
+	case p.Total > 0:
+		parts = append(parts, amount(p.Done)+" of "+amount(p.Total)+unit)
+	case p.Done > 0 || unit != "":
+		parts = append(parts, amount(p.Done)+unit)
+	}
+	if p.FilesTotal > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d files", p.FilesDone, p.FilesTotal))
+	} else if p.FilesDone > 0 {
+		parts = append(parts, fmt.Sprintf("%d files", p.FilesDone))
+	}
+	if p.Rate > 0 {
+		if bytes {
+			parts = append(parts, bytesText(int64(p.Rate))+"/s")
+		} else {
+			parts = append(parts, amountText(p.Rate)+unit+"/s")
+		}
+	}
+	if p.ETASeconds > 0 {
+		parts = append(parts, "ETA "+time.Duration(p.ETASeconds*float64(time.Second)).Round(time.Second).String())
+	}
+	if p.Message != "" {
+		parts = append(parts, p.Message)
+	}
+	if !p.UpdatedAt.IsZero() && now.Sub(p.UpdatedAt) > progressStale {
+		parts = append(parts, "reported "+age(now, p.UpdatedAt)+" ago")
+	}
+	return strings.Join(parts, " · ")
+}
+
+// amountText writes a count: whole numbers as such, others to two
+// decimals (2.5 epochs).
+func amountText(v float64) string {
+	if v == math.Trunc(v) && v < 1e15 {
+		return strconv.FormatInt(int64(v), 10)
+	}
+	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64)
 }
 
 // label names only the first of a list's lines, so the list reads as one field.
