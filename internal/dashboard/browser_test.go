@@ -212,6 +212,15 @@ func TestBrowser(t *testing.T) {
 	src.appendLog("4_1", 1, "stdout", "hello from task 1\n")
 	waitJS(t, ctx, "the live log", `document.getElementById("log-stdout").textContent.includes("hello from task 1")`, 6*time.Second)
 	screenshot(t, ctx, "job")
+	// The progress the task reports appears, moves, and goes when it ends.
+	src.setProgress("4_1", &job.Progress{Done: 25, Total: 100, Unit: "steps", Message: "step 25"})
+	waitJS(t, ctx, "the progress bar", `(document.querySelector('#progress [role="progressbar"]') || {getAttribute() {}}).getAttribute("aria-valuenow") === "25"`, 6*time.Second)
+	src.setProgress("4_1", &job.Progress{Done: 60, Total: 100, Unit: "steps", Message: "step 60"})
+	waitJS(t, ctx, "the progress bar moving", `document.querySelector('#progress [role="progressbar"]').getAttribute("aria-valuenow") === "60"`, 6*time.Second)
+	if got := evalString(t, ctx, `document.getElementById("progress").innerText`); !strings.Contains(got, "60%") || !strings.Contains(got, "60 of 100 steps · step 60") {
+		t.Errorf("the progress card reads %q", got)
+	}
+	screenshot(t, ctx, "job-progress")
 	src.appendLog("4_1", 1, "stdout", "done\n")
 	src.setState("4_1", job.Succeeded)
 	waitJS(t, ctx, "the end of job 4_1", `!!document.querySelector("[data-terminal]") && !document.querySelector("[data-stop-when-terminal][data-refresh]")`, 6*time.Second)
@@ -220,6 +229,9 @@ func TestBrowser(t *testing.T) {
 	}
 	if got := evalString(t, ctx, `document.querySelector(".job-head .badge").textContent`); got != "SUCCEEDED" {
 		t.Errorf("job 4_1's badge says %q", got)
+	}
+	if got := evalString(t, ctx, `String(!!document.getElementById("progress"))`); got != "false" {
+		t.Errorf("the ended job still shows its progress")
 	}
 
 	// The array parent lists its tasks.

@@ -30,8 +30,9 @@ var ErrNotFound = errors.New("not found")
 type Source interface {
 	// ListJobs returns jobs newest first.
 	ListJobs(ctx context.Context, f JobFilter) ([]*job.Job, error)
-	// GetJob takes an id such as "42" or "41_3"; the job includes Attempts
-	// and, for an array parent, ArrayCounts.
+	// GetJob takes an id such as "42" or "41_3"; the job includes Attempts,
+	// for an array parent ArrayCounts, and for a running job the Progress
+	// it reports, if any.
 	GetJob(ctx context.Context, id string) (*job.Job, error)
 	// ListQueues returns the queues with Counts filled.
 	ListQueues(ctx context.Context) ([]*job.Queue, error)

@@ -400,6 +400,9 @@ func TestJobPage(t *testing.T) {
 		"812 MiB",              // max RSS in the attempts table
 		"2m30s",                // CPU time
 		`&#34;command&#34;: [`, // pretty JSON spec
+		// the progress the job reports, its message escaped
+		`id="progress"`, `role="progressbar"`, `aria-valuenow="33"`, `<rect class="progress-fg" width="33.33"`,
+		"1 of 3 epochs · 0.02 epochs/s · ETA 1m40s", "epoch 1/3 &lt;loss=0.3124&gt;",
 	)
 
 	res = do(t, h, "GET", "/jobs/3?attempt=2&stream=stderr", true, nil)
@@ -409,7 +412,7 @@ func TestJobPage(t *testing.T) {
 		`data-tab="stderr" aria-selected="true"`, `class="shown"`,
 		"slurm:77", ">interrupted<", // where attempt 1 ran, and how it was lost
 	)
-	mustNotContain(t, "a finished job's page", res.Body, `data-refresh="/ui/jobs/3`)
+	mustNotContain(t, "a finished job's page", res.Body, `data-refresh="/ui/jobs/3`, `id="progress"`)
 
 	res = do(t, h, "GET", "/jobs/4", true, nil)
 	mustContain(t, "the array parent's page", res.Body, "Array tasks", `href="/jobs/4_0"`, `href="/jobs/4_3"`, "array · 4 tasks", `href="/?array=4"`)

@@ -55,7 +55,8 @@ func newFakeSource() *fakeSource {
 		{ID: 1, Name: "train-mnist", Queue: "gpu", State: job.Running, Attempt: 1,
 			SubmittedAt: now.Add(-95 * time.Second), StartedAt: ago(90 * time.Second),
 			Spec:     job.Spec{Name: "train-mnist", Queue: "gpu", Command: []string{"hpcml", "train", "--epochs", "3", "--data", "file:///data/mnist dir"}, Resources: res},
-			Attempts: []job.Attempt{{Number: 1, State: job.Running, StartedAt: ago(90 * time.Second), CPUSeconds: 150, MaxRSSBytes: 812 << 20}}},
+			Attempts: []job.Attempt{{Number: 1, State: job.Running, StartedAt: ago(90 * time.Second), CPUSeconds: 150, MaxRSSBytes: 812 << 20}},
+			Progress: &job.Progress{Done: 1, Total: 3, Unit: "epochs", Rate: 0.02, ETASeconds: 100, Message: "epoch 1/3 <loss=0.3124>", UpdatedAt: now}},
 		{ID: 2, Name: "preprocess", Queue: "default", State: job.Succeeded, Attempt: 1, ExitCode: ptr(0),
 			SubmittedAt: now.Add(-20 * time.Minute), StartedAt: ago(19 * time.Minute), EndedAt: ago(17 * time.Minute),
 			CPUSeconds: 12.5, MaxRSSBytes: 256 << 20, Cost: 0.0021,
@@ -227,4 +228,11 @@ func (s *fakeSource) appendLog(id string, attempt int, stream, text string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.logs[fmt.Sprintf("%s/%d/%s", id, attempt, stream)] += text
+}
+
+// setProgress sets what a running job reports of its progress.
+func (s *fakeSource) setProgress(id string, p *job.Progress) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.find(id).Progress = p
 }

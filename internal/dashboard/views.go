@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -449,6 +450,8 @@ type jobView struct {
 	SpecJSON string
 	Attempts []attemptRow
 	Timeline *timelineView
+	// Progress is what the running job reports of its progress.
+	Progress *progressView
 	Array    *arrayView
 	Tasks    []jobRow
 	// TasksLimited: there are more tasks than listed.
@@ -531,6 +534,9 @@ func (h *handler) jobData(r *http.Request, withLogs bool) (*jobView, error) {
 		Fields:   jobFields(j, now),
 		Timeline: timelineOf(j, now),
 	}
+	if !v.Terminal {
+		v.Progress = progressOf(j.Progress, now)
+	}
 	if spec, err := json.MarshalIndent(j.Spec, "", "  "); err == nil {
 		v.SpecJSON = string(spec)
 	}
@@ -610,6 +616,69 @@ func (h *handler) jobData(r *http.Request, withLogs bool) (*jobView, error) {
 		}
 	}
 	return v, nil
+}
+
+// progressView is a running job's report of its progress: a bar when
+// the total is known, and the numbers.
+type progressView struct {
+	Known   bool   // the total is known: a bar
+	Pct     string // SVG width of the done part, of 100
+	Percent int    // for the label and aria-valuenow (rounded down: 100 only when done)
+	Text    string // "1.2 GiB of 2.6 GiB · 3 of 10 files · 120 MiB/s · ETA 12s"
+	Message string
+	// Stale: the report is old ("3m ago"); Updated is when it was written.
+	Stale   string
+	Updated string
+}
+
+// progressStale: a report older than this says when it was written.
+const progressStale = 30 * time.Second
+
+func progressOf(p *job.Progress, now time.Time) *progressView {
+	if p == nil {
+		return nil
+	}
+	v := &progressView{Message: p.Message, Updated: absTime(p.UpdatedAt)}
+	if f, ok := p.Fraction(); ok {
+		v.Known, v.Pct, v.Percent = true, pct(f, 1), int(math.Floor(f*100))
+	}
+	bytes := p.Unit == job.UnitBytes
+	amount := func(x float64) string {
+		if bytes {
+			return humanBytes(int64(x))
+		}
+		if x == math.Trunc(x) && x < 1e15 {
+			return strconv.FormatInt(int64(x), 10)
+		}
+		return strconv.FormatFloat(math.Round(x*100)/100, 'f', -1, 64)
+	}
+	unit := ""
+	if !bytes && p.Unit != "" {
+		unit = " " + p.Unit
+	}
+	var parts []string
+	switch {
+	case p.Total > 0:
+		parts = append(parts, amount(p.Done)+" of "+amount(p.Total)+unit)
+	case p.Done > 0 || unit != "":
+		parts = append(parts, amount(p.Done)+unit)
+	}
+	if p.FilesTotal > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d files", p.FilesDone, p.FilesTotal))
+	} else if p.FilesDone > 0 {
+		parts = append(parts, fmt.Sprintf("%d files", p.FilesDone))
+	}
+	if p.Rate > 0 {
+		parts = append(parts, amount(p.Rate)+unit+"/s")
+	}
+	if p.ETASeconds > 0 {
+		parts = append(parts, "ETA "+humanDuration(time.Duration(p.ETASeconds*float64(time.Second)).Round(time.Second)))
+	}
+	v.Text = strings.Join(parts, " · ")
+	if !p.UpdatedAt.IsZero() && now.Sub(p.UpdatedAt) > progressStale {
+		v.Stale = relTime(now, p.UpdatedAt)
+	}
+	return v
 }
 
 // attemptParam is the attempt whose log is shown: ?attempt=N, or else the

@@ -60,7 +60,14 @@ func (d *dashSource) GetJob(ctx context.Context, id string) (*job.Job, error) {
 	} else {
 		j, err = d.store.GetJob(ctx, n)
 	}
-	return j, notFound(err)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	// A report that cannot be read is left out, as in the API.
+	if p, err := d.sched.Progress(ctx, j); err == nil {
+		j.Progress = p
+	}
+	return j, nil
 }
 
 func (d *dashSource) ListQueues(ctx context.Context) ([]*job.Queue, error) {
