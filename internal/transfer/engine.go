@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 )
 
@@ -51,6 +52,10 @@ type Options struct {
 	// Progress, if set, is told about bytes and files as they move.
 	Progress *Progress
 	Log      *slog.Logger
+
+	// noTmpfile makes local writes go through a temporary name and a
+	// rename, as on file systems without O_TMPFILE (tests).
+	noTmpfile bool
 }
 
 func (o *Options) defaults() {
@@ -100,6 +105,9 @@ type engine struct {
 
 	mu  sync.Mutex
 	rep *Report
+	// full is set by the first write the destination refused for want of
+	// space; from then on no file is started (see copyAll).
+	full *FullError
 	// bufs are the buffers objects are copied through.
 	bufs sync.Pool
 }
@@ -150,6 +158,7 @@ func run(ctx context.Context, op string, src, dst Endpoint, opts Options) (*Repo
 		return nil, err
 	}
 	defer d.close()
+	d.noTmpfile = opts.noTmpfile
 	e := &engine{opts: opts, src: s, dst: d, filter: f, rep: rep}
 	if opts.BwLimit > 0 {
 		// A burst of 256 KiB: reads are at most that, so the limit holds
@@ -196,10 +205,43 @@ func run(ctx context.Context, op string, src, dst Endpoint, opts Options) (*Repo
 		}
 	}
 	rep.finish()
+	if e.full != nil {
+		return rep, e.full
+	}
 	if err := ctx.Err(); err != nil {
 		return rep, err
 	}
 	return rep, nil
+}
+
+// ErrDestinationFull is what a transfer returns (with its report) when
+// the destination ran out of space or quota: errors.Is(err,
+// ErrDestinationFull) holds for the *FullError it returns.
+var ErrDestinationFull = errors.New("destination full")
+
+// FullError says which write found the destination full, and how.
+type FullError struct {
+	Errno unix.Errno // ENOSPC or EDQUOT
+	Path  string     // the file being written, as a location
+}
+
+func (e *FullError) Error() string {
+	return fmt.Sprintf("destination full: %s writing %s", e.Errno.Error(), e.Path)
+}
+
+func (e *FullError) Is(target error) bool { return target == ErrDestinationFull }
+func (e *FullError) Unwrap() error        { return e.Errno }
+
+// fullErrno reports whether err is a write refused for want of space
+// (ENOSPC) or quota (EDQUOT): not worth a retry, nor worth starting
+// another file for — as rclone, which treats ENOSPC as fatal.
+func fullErrno(err error) (unix.Errno, bool) {
+	for _, errno := range []unix.Errno{unix.ENOSPC, unix.EDQUOT} {
+		if errors.Is(err, errno) {
+			return errno, true
+		}
+	}
+	return 0, false
 }
 
 func (r *Report) finish() {
@@ -381,6 +423,13 @@ func hashObject(ctx context.Context, s *store, key string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// copyAll copies objs, Transfers at a time. Once a write finds the
+// destination full, no further file is started: those already being
+// written finish or fail on their own, and every file not started is
+// reported failed as "not attempted" — the disk will not empty itself,
+// and failing thousands of files one by one, with retries, would only
+// take time and bury the cause. Free space and run the same command
+// again: what was completed is skipped.
 func (e *engine) copyAll(ctx context.Context, objs []object) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.opts.Transfers)
@@ -388,11 +437,23 @@ func (e *engine) copyAll(ctx context.Context, objs []object) {
 		if gctx.Err() != nil {
 			break
 		}
+		if e.notAttempted(o) {
+			continue
+		}
 		g.Go(func() error {
+			// Checked again: the slot this runs in may have been freed by
+			// the write that found the destination full.
+			if e.notAttempted(o) {
+				return nil
+			}
 			sum, err := e.copyWithRetries(gctx, o)
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			if err != nil {
+				if errno, ok := fullErrno(err); ok && e.full == nil {
+					e.full = &FullError{Errno: errno, Path: keyToURL(e.dst.ep, e.dstKey(o.Key))}
+					e.opts.Log.Warn("destination full: starting no more transfers", "key", o.Key, "err", err)
+				}
 				e.rep.Failed = append(e.rep.Failed, Failure{Key: o.Key, Reason: err.Error()})
 				if e.opts.Progress != nil {
 					e.opts.Progress.FileFailed()
@@ -412,11 +473,33 @@ func (e *engine) copyAll(ctx context.Context, objs []object) {
 	sort.Slice(e.rep.Failed, func(i, j int) bool { return e.rep.Failed[i].Key < e.rep.Failed[j].Key })
 }
 
+// notAttempted reports whether the destination is full, and if so
+// records o as failed without trying it.
+func (e *engine) notAttempted(o object) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.full == nil {
+		return false
+	}
+	e.rep.Failed = append(e.rep.Failed, Failure{Key: o.Key, Reason: "not attempted: " + e.full.Error()})
+	if e.opts.Progress != nil {
+		e.opts.Progress.FileFailed()
+	}
+	return true
+}
+
+// destFull reports whether a write has found the destination full.
+func (e *engine) destFull() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.full != nil
+}
+
 func (e *engine) copyWithRetries(ctx context.Context, o object) (string, error) {
 	delay := e.opts.RetryDelay
 	for try := 0; ; try++ {
 		sum, err := e.copyOne(ctx, o)
-		if err == nil || try >= e.opts.Retries || ctx.Err() != nil || permanent(err) {
+		if err == nil || try >= e.opts.Retries || ctx.Err() != nil || permanent(err) || e.destFull() {
 			return sum, err
 		}
 		e.opts.Log.Warn("transfer failed; retrying", "key", o.Key, "try", try+1, "err", err)
@@ -425,13 +508,17 @@ func (e *engine) copyWithRetries(ctx context.Context, o object) (string, error) 
 		case <-ctx.Done():
 			return "", ctx.Err()
 		}
+		if e.destFull() {
+			return "", err // no new attempt on a full destination
+		}
 		delay *= 2
 	}
 }
 
 // permanent errors are not worth a retry.
 func permanent(err error) bool {
-	return errors.Is(err, errNotFoundSource)
+	_, full := fullErrno(err)
+	return full || errors.Is(err, errNotFoundSource)
 }
 
 var errNotFoundSource = errors.New("source object vanished")

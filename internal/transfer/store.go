@@ -42,6 +42,9 @@ type store struct {
 	// writing: the store is a destination, whose leftover temp files
 	// (a killed write's) are ours to remove.
 	writing bool
+	// noTmpfile: local writes take a temporary name even where O_TMPFILE
+	// works (tests of that path).
+	noTmpfile bool
 }
 
 func openStore(ctx context.Context, ep Endpoint, forWriting bool) (*store, error) {
@@ -200,7 +203,7 @@ func (s *store) open(ctx context.Context, key string, off, n int64) (io.ReadClos
 // (an unnamed file linked, a temp file renamed, a multipart upload
 // completed). mtime is the source's time, kept by local files.
 func (s *store) create(ctx context.Context, key string, size int64, meta map[string]string, mtime time.Time) (objectWriter, error) {
-	if s.ep.Kind == KindLocal && plainKey(s.full(key)) {
+	if s.ep.Kind == KindLocal && !s.noTmpfile && plainKey(s.full(key)) {
 		w, err := newTmpfileWriter(filepath.Join(s.ep.Root, filepath.FromSlash(s.full(key))), mtime)
 		if err == nil {
 			return w, nil
@@ -210,9 +213,23 @@ func (s *store) create(ctx context.Context, key string, size int64, meta map[str
 		}
 	}
 	opts := &blob.WriterOptions{Metadata: meta, DisableContentTypeDetection: true, ContentType: "application/octet-stream"}
-	if s.ep.Kind == KindS3 {
+	bw := &blobWriter{after: func() { s.setModTime(key, mtime) }}
+	switch s.ep.Kind {
+	case KindS3:
 		opts.BufferSize = int(partSize(size))
 		opts.MaxConcurrency = partsInFlight
+	case KindLocal:
+		// Learn the temp file's name: fileblob removes it when a write is
+		// aborted, but not when closing the file fails (a full disk
+		// reported at close, as NFS does), and a failed write must leave
+		// nothing behind.
+		opts.BeforeWrite = func(as func(any) bool) error {
+			var f *os.File
+			if as(&f) && f != nil {
+				bw.tmp = f.Name()
+			}
+			return nil
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	w, err := s.bucket.NewWriter(ctx, s.full(key), opts)
@@ -220,7 +237,8 @@ func (s *store) create(ctx context.Context, key string, size int64, meta map[str
 		cancel()
 		return nil, describe(err, s.ep.Raw+" "+key)
 	}
-	return &blobWriter{w: w, cancel: cancel, after: func() { s.setModTime(key, mtime) }}, nil
+	bw.w, bw.cancel = w, cancel
+	return bw, nil
 }
 
 // blobWriter is a gocloud writer: cancelling its context before Close
@@ -229,6 +247,7 @@ type blobWriter struct {
 	w      *blob.Writer
 	cancel context.CancelFunc
 	after  func()
+	tmp    string // a local write's temporary file, removed if it fails
 }
 
 func (b *blobWriter) Write(p []byte) (int, error) { return b.w.Write(p) }
@@ -236,15 +255,25 @@ func (b *blobWriter) Write(p []byte) (int, error) { return b.w.Write(p) }
 func (b *blobWriter) Abort() {
 	b.cancel()
 	b.w.Close()
+	b.removeTmp()
 }
 
 func (b *blobWriter) Commit() error {
 	defer b.cancel()
 	if err := b.w.Close(); err != nil {
+		b.removeTmp()
 		return err
 	}
 	b.after()
 	return nil
+}
+
+// removeTmp removes the temporary file of a failed local write (usually
+// gone already).
+func (b *blobWriter) removeTmp() {
+	if b.tmp != "" {
+		os.Remove(b.tmp)
+	}
 }
 
 // setModTime makes a local file's time the source's, so that the next
