@@ -565,6 +565,10 @@ func (e *engine) copyOne(ctx context.Context, o object) (string, error) {
 		return meta[MetaSHA256], nil
 	}
 
+	if o.Size >= rangedMin && e.src.ep.Kind == KindS3 && e.dst.ep.Kind == KindLocal {
+		return e.copyRanged(ctx, key, o, meta)
+	}
+
 	// A large object. Where the destination keeps metadata, the checksum
 	// must be known before the write starts: read the source twice (from
 	// the page cache, for a local file) unless it carries one already.
@@ -601,6 +605,11 @@ func (e *engine) write(ctx context.Context, key string, o object, meta map[strin
 	if err != nil {
 		return err
 	}
+	return e.fill(key, o, w, r, check)
+}
+
+// fill copies r into w and commits it, or aborts it on any error.
+func (e *engine) fill(key string, o object, w objectWriter, r io.Reader, check func() error) error {
 	// Through a pooled buffer: io.Copy would call the writer's ReadFrom,
 	// which allocates 1 MiB per object — most of the cost of a small file.
 	buf := e.buffer()

@@ -39,7 +39,8 @@ func newTmpfileWriter(final string, mtime time.Time) (*tmpfileWriter, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	fd, err := unix.Open(dir, unix.O_WRONLY|unix.O_TMPFILE|unix.O_CLOEXEC, 0o644)
+	// Read-write: a ranged download hashes the parts back as they land.
+	fd, err := unix.Open(dir, unix.O_RDWR|unix.O_TMPFILE|unix.O_CLOEXEC, 0o644)
 	if err != nil {
 		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) {
 			return nil, errNoTmpfile
@@ -50,6 +51,10 @@ func newTmpfileWriter(final string, mtime time.Time) (*tmpfileWriter, error) {
 }
 
 func (w *tmpfileWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
+
+func (w *tmpfileWriter) WriteAt(p []byte, off int64) (int, error) { return w.f.WriteAt(p, off) }
+
+func (w *tmpfileWriter) ReadAt(p []byte, off int64) (int, error) { return w.f.ReadAt(p, off) }
 
 func (w *tmpfileWriter) Abort() { w.f.Close() }
 

@@ -1,0 +1,103 @@
+package transfer
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// rangeLog is a loopback proxy in front of the S3 server that records
+// the Range of every GET.
+type rangeLog struct {
+	mu     sync.Mutex
+	ranges []string
+}
+
+func (l *rangeLog) proxy(t *testing.T, target string) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u) // keeps the Host the client signed
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.Header.Get("Range") != "" {
+			l.mu.Lock()
+			l.ranges = append(l.ranges, r.Header.Get("Range"))
+			l.mu.Unlock()
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func (l *rangeLog) list() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := slices.Clone(l.ranges)
+	slices.Sort(out)
+	return out
+}
+
+// TestRangedDownload downloads an object over the ranged threshold to a
+// local file: it arrives in parallel part-sized ranges, whole and with
+// the right checksum, and nothing but the final file is left.
+func TestRangedDownload(t *testing.T) {
+	s := startS3(t, "ranged")
+	log := &rangeLog{}
+	via := log.proxy(t, s.endpoint)
+	size := rangedMin + 5<<20 + 123 // three parts, the last a short one
+	data := randomBytes(7, int(size))
+	if _, err := s.client.PutObject(context.Background(), &s3.PutObjectInput{
+		Bucket: aws.String("ranged"), Key: aws.String("big/model.bin"), Body: bytes.NewReader(data),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	src := mustEndpoint(t, "s3://ranged/big/?endpoint="+via+"&region=us-east-1&use_path_style=true")
+	rep := mustSync(t, src, mustEndpoint(t, dst), Options{Transfers: 2})
+
+	got, err := os.ReadFile(filepath.Join(dst, "model.bin"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("downloaded %d bytes (err %v), want the %d put", len(got), err, len(data))
+	}
+	if len(rep.Transferred) != 1 || rep.Transferred[0].SHA256 != sha256hex(data) {
+		t.Fatalf("report %+v, want the object's SHA-256", rep.Transferred)
+	}
+	part := partSize(int64(size))
+	want := []string{
+		"bytes=0-" + itoa(part-1),
+		"bytes=" + itoa(part) + "-" + itoa(2*part-1),
+		"bytes=" + itoa(2*part) + "-" + itoa(int64(size)-1),
+	}
+	slices.Sort(want)
+	if ranges := log.list(); !slices.Equal(ranges, want) {
+		t.Fatalf("GET ranges %q, want %q", ranges, want)
+	}
+	entries, _ := os.ReadDir(dst)
+	if len(entries) != 1 {
+		t.Fatalf("destination holds %d entries, want the one file", len(entries))
+	}
+
+	// A second sync finds it up to date: nothing fetched.
+	before := len(log.list())
+	rep = mustSync(t, src, mustEndpoint(t, dst), Options{})
+	if rep.Totals.FilesTransferred != 0 || len(log.list()) != before {
+		t.Fatalf("second sync transferred %d, fetched %d ranges", rep.Totals.FilesTransferred, len(log.list())-before)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
