@@ -10,6 +10,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
+	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/transfer"
 )
 
@@ -121,6 +122,7 @@ func newDataTransferCmd(o *rootOptions, name string) *cobra.Command {
 				return err
 			}
 			f.opts.Delete = del
+			f.reportToJob(o.getenv(job.ProgressFileEnv), cmd.ErrOrStderr())
 			var rep *transfer.Report
 			if name == "cp" {
 				rep, err = transfer.Copy(cmd.Context(), src, dst, f.opts)

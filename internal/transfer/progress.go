@@ -9,19 +9,39 @@ import (
 	"time"
 )
 
-// Progress shows a transfer's progress on a terminal: bytes and files
-// done, the rate and the time left, redrawn in place a few times a
-// second. Safe for concurrent use.
+// Progress follows a transfer's progress: bytes and files done, the
+// rate and the time left. It draws them on a terminal (redrawn in place a
+// few times a second) or as lines in a log, and hands snapshots to a
+// Report function (a job's progress file). The zero value draws nothing.
+// Safe for concurrent use.
 type Progress struct {
-	w     io.Writer
+	w     io.Writer // nil: nothing drawn
 	every time.Duration
 	lines bool // a line per report (logs), not a line redrawn (terminals)
+
+	report      func(Stats)
+	reportEvery time.Duration
 
 	files, total           int64
 	bytes, doneFiles, fail atomic.Int64
 	start                  time.Time
 	stop                   chan struct{}
 	wg                     sync.WaitGroup
+}
+
+// Stats is a snapshot of a transfer's progress.
+type Stats struct {
+	Files       int64 // to copy
+	FilesDone   int64
+	FilesFailed int64
+	Total       int64 // bytes to copy
+	// Bytes moved so far; a retried file counts again, so it may pass Total.
+	Bytes   int64
+	Elapsed time.Duration
+	Rate    float64       // bytes per second since the start
+	ETA     time.Duration // 0: not known
+	// Final: the copying is over (the snapshot Done takes).
+	Final bool
 }
 
 // NewProgress draws on w (a terminal).
@@ -35,25 +55,58 @@ func NewProgressLines(w io.Writer, every time.Duration) *Progress {
 	return &Progress{w: w, every: every, lines: true}
 }
 
+// Report has fn called with a snapshot when the copying starts, every
+// interval while it runs, and once more, Final, at Done. fn runs on the
+// progress's own goroutine and should not take long. Call it before
+// Start; a later call replaces fn.
+func (p *Progress) Report(every time.Duration, fn func(Stats)) {
+	p.report, p.reportEvery = fn, every
+}
+
 // Start begins drawing for files files of total bytes.
 func (p *Progress) Start(files int, total int64) {
 	p.files, p.total, p.start = int64(files), total, time.Now()
 	p.stop = make(chan struct{})
+	var draw, report *time.Ticker
+	if p.w != nil {
+		draw = time.NewTicker(p.every)
+	}
+	if p.report != nil {
+		report = time.NewTicker(p.reportEvery)
+		p.report(p.Stats())
+	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		t := time.NewTicker(p.every)
-		defer t.Stop()
 		for {
 			select {
 			case <-p.stop:
-				p.draw(true)
+				if draw != nil {
+					draw.Stop()
+					p.draw(true)
+				}
+				if report != nil {
+					report.Stop()
+					s := p.Stats()
+					s.Final = true
+					p.report(s)
+				}
 				return
-			case <-t.C:
+			case <-tickerC(draw):
 				p.draw(false)
+			case <-tickerC(report):
+				p.report(p.Stats())
 			}
 		}
 	}()
+}
+
+// tickerC is t's channel; nil (never ready) without a ticker.
+func tickerC(t *time.Ticker) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C
 }
 
 // Add counts bytes moved.
@@ -63,7 +116,7 @@ func (p *Progress) Add(n int64) { p.bytes.Add(n) }
 func (p *Progress) FileDone()   { p.doneFiles.Add(1) }
 func (p *Progress) FileFailed() { p.fail.Add(1) }
 
-// Done draws the last line and stops.
+// Done draws the last line, makes the last report, and stops.
 func (p *Progress) Done() {
 	if p.stop == nil {
 		return
@@ -72,27 +125,35 @@ func (p *Progress) Done() {
 	p.wg.Wait()
 }
 
-func (p *Progress) draw(last bool) {
-	el := time.Since(p.start).Seconds()
-	b := p.bytes.Load()
-	rate := 0.0
-	if el > 0 {
-		rate = float64(b) / el
+// Stats is the progress now.
+func (p *Progress) Stats() Stats {
+	s := Stats{Files: p.files, FilesDone: p.doneFiles.Load(), FilesFailed: p.fail.Load(),
+		Total: p.total, Bytes: p.bytes.Load(), Elapsed: time.Since(p.start)}
+	if el := s.Elapsed.Seconds(); el > 0 {
+		s.Rate = float64(s.Bytes) / el
 	}
+	if s.Rate > 0 && s.Total > s.Bytes {
+		s.ETA = time.Duration(float64(s.Total-s.Bytes) / s.Rate * float64(time.Second))
+	}
+	return s
+}
+
+func (p *Progress) draw(last bool) {
+	s := p.Stats()
 	eta := "-"
-	if rate > 0 && p.total > b {
-		eta = time.Duration(float64(p.total-b) / rate * float64(time.Second)).Round(time.Second).String()
+	if s.ETA > 0 {
+		eta = s.ETA.Round(time.Second).String()
 	}
 	pct := 100.0
-	if p.total > 0 {
+	if s.Total > 0 {
 		// Retries count their bytes again: never past 100 %.
-		pct = min(100, 100*float64(b)/float64(p.total))
+		pct = min(100, 100*float64(s.Bytes)/float64(s.Total))
 	}
 	bar := strings.Repeat("#", int(pct/5)) + strings.Repeat(".", 20-int(pct/5))
-	line := fmt.Sprintf("[%s] %5.1f%%  %s / %s  %s/s  ETA %s  files %d/%d", bar, pct, Bytes(b), Bytes(p.total),
-		Bytes(int64(rate)), eta, p.doneFiles.Load(), p.files)
-	if f := p.fail.Load(); f > 0 {
-		line += fmt.Sprintf("  failed %d", f)
+	line := fmt.Sprintf("[%s] %5.1f%%  %s / %s  %s/s  ETA %s  files %d/%d", bar, pct, Bytes(s.Bytes), Bytes(s.Total),
+		Bytes(int64(s.Rate)), eta, s.FilesDone, s.Files)
+	if s.FilesFailed > 0 {
+		line += fmt.Sprintf("  failed %d", s.FilesFailed)
 	}
 	if p.lines {
 		fmt.Fprintln(p.w, time.Now().UTC().Format(time.TimeOnly), line)
