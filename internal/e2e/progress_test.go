@@ -33,7 +33,9 @@ func TestJobProgress(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
 	j := s.submit(sh(`printf '{"done":3,"total":10,"unit":"steps","message":"step 3"}' > "$HPCML_PROGRESS_FILE.tmp" && mv "$HPCML_PROGRESS_FILE.tmp" "$HPCML_PROGRESS_FILE"; exec sleep 60`))
-	s.waitFor(id(j), 15*time.Second, "reporting progress", func(j *job.Job) bool { return j.Progress != nil })
+	s.waitFor(id(j), 15*time.Second, "RUNNING and reporting progress", func(j *job.Job) bool {
+		return j.State == job.Running && j.Progress != nil
+	})
 
 	got := s.getJSON(id(j))
 	if got.State != job.Running || got.Progress == nil {

@@ -178,6 +178,26 @@ func TestSlurm(t *testing.T) {
 		}
 	})
 
+	t.Run("progress", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
+		// The wrapper on the node writes into the shared attempt dir,
+		// where the server reads it.
+		j := s.submit(sh(`printf '{"done":7,"total":8,"unit":"steps"}' > "$HPCML_PROGRESS_FILE.tmp" && mv "$HPCML_PROGRESS_FILE.tmp" "$HPCML_PROGRESS_FILE"; exec sleep 60`))
+		got := s.waitFor(id(j), time.Minute, "RUNNING and reporting progress", func(j *job.Job) bool {
+			return j.State == job.Running && j.Progress != nil
+		})
+		if p := got.Progress; p.Done != 7 || p.Total != 8 || p.Unit != "steps" {
+			t.Fatalf("%s with progress %+v", got.State, *p)
+		}
+		if _, err := s.Client.CancelJob(ctx, id(j)); err != nil {
+			t.Fatal(err)
+		}
+		if end := s.wait(j, time.Minute); end.Progress != nil {
+			t.Fatalf("ended %s with progress %+v", end.State, end.Progress)
+		}
+	})
+
 	t.Run("array with throttle", func(t *testing.T) {
 		defer s.use(t)()
 		defer c.use(t)()
