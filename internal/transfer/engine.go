@@ -543,8 +543,10 @@ func (e *engine) copyOne(ctx context.Context, o object) (string, error) {
 		}
 		// Exactly the listed size, read into a buffer of that size (no
 		// doubling growth), then one byte more to catch a grown source.
+		// Counted as read, not as written: a file is read whole before
+		// it is written, and a throttled read of a few MiB takes a while.
 		data := make([]byte, o.Size)
-		_, err = io.ReadFull(e.limited(ctx, r), data)
+		_, err = io.ReadFull(&progressReader{r: e.limited(ctx, r), p: e.opts.Progress}, data)
 		if err == nil {
 			if n, _ := r.Read(make([]byte, 1)); n > 0 {
 				err = fmt.Errorf("source changed while copied: more than the listed %d bytes", o.Size)
@@ -559,7 +561,7 @@ func (e *engine) copyOne(ctx context.Context, o object) (string, error) {
 		}
 		sum := sha256.Sum256(data)
 		meta[MetaSHA256] = hex.EncodeToString(sum[:])
-		if err := e.write(ctx, key, o, meta, bytes.NewReader(data), nil); err != nil {
+		if err := e.write(ctx, key, o, meta, countedReader{bytes.NewReader(data)}, nil); err != nil {
 			return "", err
 		}
 		return meta[MetaSHA256], nil
@@ -612,8 +614,12 @@ func (e *engine) write(ctx context.Context, key string, o object, meta map[strin
 func (e *engine) fill(key string, o object, w objectWriter, r io.Reader, check func() error) error {
 	// Through a pooled buffer: io.Copy would call the writer's ReadFrom,
 	// which allocates 1 MiB per object — most of the cost of a small file.
+	var src io.Reader = &progressReader{r: r, p: e.opts.Progress}
+	if c, ok := r.(countedReader); ok {
+		src = c.Reader
+	}
 	buf := e.buffer()
-	n, err := io.CopyBuffer(struct{ io.Writer }{w}, &progressReader{r: r, p: e.opts.Progress}, *buf)
+	n, err := io.CopyBuffer(struct{ io.Writer }{w}, src, *buf)
 	e.bufs.Put(buf)
 	if err == nil && n != o.Size {
 		err = fmt.Errorf("source changed while copied: listed %d bytes, read %d", o.Size, n)
@@ -630,6 +636,10 @@ func (e *engine) fill(key string, o object, w objectWriter, r io.Reader, check f
 	}
 	return nil
 }
+
+// countedReader holds bytes the progress has counted already (as they
+// were read from the source): fill does not count them again.
+type countedReader struct{ io.Reader }
 
 // limited applies the bandwidth limit to r.
 func (e *engine) limited(ctx context.Context, r io.Reader) io.Reader {

@@ -1,6 +1,9 @@
 package transfer
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -72,5 +75,40 @@ func TestProgressStatsETA(t *testing.T) {
 	}
 	if s.ETA < time.Second || s.ETA > 3*time.Second {
 		t.Errorf("eta %v, want about 2s", s.ETA)
+	}
+}
+
+// TestProgressCountsSmallFilesAsRead: a file small enough to be read
+// whole before it is written still moves the progress while it is read
+// (throttled here), not only when it is done.
+func TestProgressCountsSmallFilesAsRead(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	const size = 2 << 20
+	if err := os.WriteFile(filepath.Join(src, "a.bin"), bytes.Repeat([]byte("a"), size), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var midway []Stats
+	p := new(Progress)
+	p.Report(20*time.Millisecond, func(s Stats) {
+		if s.Bytes > 0 && s.Bytes < s.Total && s.FilesDone == 0 {
+			mu.Lock()
+			midway = append(midway, s)
+			mu.Unlock()
+		}
+	})
+	se, _ := ParseEndpoint(src + "/")
+	de, _ := ParseEndpoint(dst + "/")
+	rep, err := Sync(t.Context(), se, de, Options{Transfers: 1, Checkers: 1, BwLimit: 1 << 20, Progress: p})
+	if err != nil || !rep.OK() {
+		t.Fatalf("sync: %v %+v", err, rep)
+	}
+	if final := p.Stats(); final.Bytes != size || final.FilesDone != 1 {
+		t.Errorf("at the end %+v", final)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(midway) == 0 {
+		t.Error("no report while the file was read")
 	}
 }
