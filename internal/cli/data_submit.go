@@ -21,7 +21,7 @@ type dataSubmitFlags struct {
 }
 
 func (s *dataSubmitFlags) add(fs *pflag.FlagSet) {
-	fs.BoolVar(&s.submit, "submit", false, "run the transfer as a job on the server's backend (progress in `job logs`, report stored with the job)")
+	fs.BoolVar(&s.submit, "submit", false, "run the transfer as a job on the server's backend (progress in job get, the dashboard and job logs; report stored with the job)")
 	fs.StringVarP(&s.queue, "queue", "q", "", "with --submit: the job's queue")
 	fs.BoolVar(&s.wait, "wait", false, "with --submit: wait for the job to end; exit 1 if it failed")
 }
