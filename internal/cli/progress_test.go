@@ -57,3 +57,16 @@ func TestJobGetProgress(t *testing.T) {
 		t.Errorf("job get -o json: %v\n%s", err, r.stdout)
 	}
 }
+
+// TestStatusLineShowsProgress: `job submit --wait` (and `data sync
+// --submit --wait`) on a terminal show the progress on the status line.
+func TestStatusLineShowsProgress(t *testing.T) {
+	now := time.Now()
+	started := now.Add(-12 * time.Second)
+	s := &statusLine{id: "7", now: func() time.Time { return now }, begin: now}
+	s.update(&job.Job{ID: 7, State: job.Running, Attempt: 1, StartedAt: &started,
+		Progress: &job.Progress{Done: 3 << 20, Total: 4 << 20, Unit: job.UnitBytes, UpdatedAt: now}})
+	if got, want := s.text(), "job 7 RUNNING 0:12 · 75% · 3.0 MiB of 4.0 MiB"; got != want {
+		t.Errorf("status line %q, want %q", got, want)
+	}
+}

@@ -39,7 +39,8 @@ func waitWithStatus(ctx context.Context, c *client.Client, id string, w io.Write
 	return c.WatchJob(ctx, id, statusPoll, line.update)
 }
 
-// statusLine redraws "⠹ job 42 RUNNING 0:12 · attempt 1/3" in place.
+// statusLine redraws "⠹ job 42 RUNNING 0:12 · attempt 1/3 · 45% · …"
+// in place (the progress the job reports, if any).
 type statusLine struct {
 	w     io.Writer
 	id    string
@@ -104,6 +105,9 @@ func (s *statusLine) text() string {
 	}
 	if a := attemptText(j); a != "-" && j.Spec.Retry.Attempts > 1 {
 		txt += " · attempt " + a
+	}
+	if p := progressText(now, j.Progress); p != "" {
+		txt += " · " + truncate(p, 70)
 	}
 	if j.Reason != "" {
 		txt += " · " + truncate(j.Reason, 50)
