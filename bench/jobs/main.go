@@ -19,11 +19,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/hpcml/hpcml/bench/internal/load"
-	"github.com/hpcml/hpcml/internal/client"
 	"github.com/hpcml/hpcml/internal/job"
 )
 
@@ -149,7 +147,7 @@ func (b *bench) runHPCML(ctx context.Context, exe, scratchBase string, n, idle, 
 	}
 	b.scratch = append(b.scratch, dir)
 	addr := "127.0.0.1:18181"
-	args := []string{"server", "--data-dir", dir, "--listen", addr, "--log-level", "warn"}
+	var args []string
 	if scratchBase != "" {
 		sd, err := os.MkdirTemp(scratchBase, "hpcml-bench-jobs-*")
 		if err != nil {
@@ -158,29 +156,12 @@ func (b *bench) runHPCML(ctx context.Context, exe, scratchBase string, n, idle, 
 		b.scratch = append(b.scratch, sd)
 		args = append(args, "--scratch-dir", sd)
 	}
-	srv := exec.Command(exe, args...)
-	srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
-	if err := srv.Start(); err != nil {
+	srv, err := load.StartServer(ctx, exe, dir, addr, os.Stderr, args...)
+	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		srv.Process.Signal(os.Interrupt)
-		srv.Wait()
-	}()
-	var c *client.Client
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		tok, err := os.ReadFile(filepath.Join(dir, "token"))
-		if err == nil {
-			c = client.New("http://"+addr, strings.TrimSpace(string(tok)))
-			if c.Health(ctx) == nil {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("server did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	defer srv.Stop()
+	c := srv.Client
 	// Warm up: the first job starts the node executor.
 	warm, err := c.SubmitJob(ctx, &job.Spec{Command: []string{"true"}})
 	if err != nil {

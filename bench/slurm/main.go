@@ -185,28 +185,12 @@ func runHPCML(ctx context.Context, exe string, n, conc, idle int) (*result, erro
 	}
 	defer os.RemoveAll(dir)
 	addr := "127.0.0.1:18182"
-	srv := exec.Command(exe, "server", "--data-dir", dir, "--listen", addr, "--log-level", "warn", "--backend", "slurm")
-	srv.Stderr = os.Stderr // warnings; its start-up banner is not wanted
-	if err := srv.Start(); err != nil {
+	srv, err := load.StartServer(ctx, exe, dir, addr, nil, "--backend", "slurm")
+	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		srv.Process.Signal(os.Interrupt)
-		srv.Wait()
-	}()
-	var c *client.Client
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if tok, err := os.ReadFile(filepath.Join(dir, "token")); err == nil {
-			c = client.New("http://"+addr, strings.TrimSpace(string(tok)))
-			if c.Health(ctx) == nil {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("server did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	defer srv.Stop()
+	c := srv.Client
 	spec := job.Spec{Command: []string{"date +%s.%N"}, Shell: true}
 	submit := func() (int64, time.Time, error) {
 		at := time.Now()
