@@ -41,6 +41,7 @@ func BenchmarkAddFloat64(b *testing.B) {
 	}
 	s := NewState(recs[0].Schema(), Options{})
 	b.SetBytes(cols * rows * 8)
+	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		if err := s.Add(recs[i%len(recs)]); err != nil {

@@ -489,5 +489,6 @@ func decodeHLL(d *dec, p int) *hll {
 		}
 	}
 	copy(h.reg, reg)
+	h.rescan()
 	return h
 }

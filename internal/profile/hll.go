@@ -16,8 +16,10 @@ import (
 // register-wise max, and any partitioning of the data gives identical
 // registers and an identical estimate.
 type hll struct {
-	p   uint8
-	reg []uint8
+	p     uint8
+	reg   []uint8
+	floor uint8 // no register is below it (derived)
+	since int   // values added since floor was computed (derived)
 }
 
 func newHLL(p int) *hll { return &hll{p: uint8(p), reg: make([]uint8, 1<<p)} }
@@ -41,6 +43,7 @@ func (h *hll) merge(o *hll) {
 			h.reg[i] = r
 		}
 	}
+	h.rescan()
 }
 
 func (h *hll) estimate() float64 {
@@ -184,9 +187,7 @@ func newDistinct(limit, p int) *distinct { return &distinct{limit: limit, p: p} 
 
 func (d *distinct) addAll(hs []uint64) {
 	if d.hll != nil {
-		for _, h := range hs {
-			d.hll.add(h)
-		}
+		d.hll.addAll(hs)
 		return
 	}
 	for i, h := range hs {
@@ -236,4 +237,40 @@ func (d *distinct) count() int64 {
 		return int64(d.set.len())
 	}
 	return int64(math.Round(d.hll.estimate()))
+}
+
+// addAll adds hashes in bulk. A hash can only raise a register if its
+// rank exceeds the smallest register (floor): that test is one shift and
+// compare, so once the registers have filled up most values skip the
+// random access to the registers.
+func (h *hll) addAll(xs []uint64) {
+	p := uint(h.p)
+	reg := h.reg
+	mask := uint64(len(reg) - 1)
+	guard := uint64(1) << (p - 1)
+	cut := ^uint64(0) >> h.floor // rank > floor ⟺ x<<p ≤ cut
+	for _, x := range xs {
+		y := x<<p | guard
+		if y > cut {
+			continue
+		}
+		r := uint8(bits.LeadingZeros64(y)) + 1
+		i := (x >> (64 - p)) & mask
+		if r > reg[i] {
+			reg[i] = r
+		}
+	}
+	h.since += len(xs)
+	if h.since >= 8*len(reg) {
+		h.rescan()
+	}
+}
+
+// rescan recomputes the smallest register.
+func (h *hll) rescan() {
+	f := uint8(255)
+	for _, r := range h.reg {
+		f = min(f, r)
+	}
+	h.floor, h.since = f, 0
 }

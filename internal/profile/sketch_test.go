@@ -238,3 +238,30 @@ func TestMisraGriesBound(t *testing.T) {
 		t.Errorf("distinct %d, true %d", d, len(truth))
 	}
 }
+
+func TestSortFloats(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	special := []float64{0, math.Copysign(0, -1), math.Inf(1), math.Inf(-1), math.SmallestNonzeroFloat64,
+		-math.SmallestNonzeroFloat64, math.MaxFloat64, -math.MaxFloat64, 1, -1}
+	for _, n := range []int{0, 1, 5, 63, 64, 65, 1000, 5000} {
+		v := make([]float64, n)
+		for i := range v {
+			switch r.IntN(3) {
+			case 0:
+				v[i] = special[r.IntN(len(special))]
+			case 1:
+				v[i] = r.NormFloat64() * 1e3
+			default:
+				v[i] = float64(r.IntN(10)) // many ties, shared high bytes
+			}
+		}
+		want := slices.Clone(v)
+		slices.Sort(want)
+		sortFloats(v, nil, nil)
+		for i := range v {
+			if v[i] != want[i] {
+				t.Fatalf("n=%d: position %d is %v, want %v", n, i, v[i], want[i])
+			}
+		}
+	}
+}

@@ -270,6 +270,8 @@ type scratch struct {
 	cs    []colScratch // per correlation column
 	other colScratch   // shared by numeric columns outside the matrices
 	ones  []float64    // the mask of a column with every value present
+	// corrPos maps a column to its place in the correlation matrices, or -1.
+	corrPos []int
 }
 
 func (s *State) scratch() *scratch {
@@ -288,6 +290,13 @@ func (s *State) scratch() *scratch {
 	}
 	for i := range sc.ones {
 		sc.ones[i] = 1
+	}
+	sc.corrPos = make([]int, len(s.cols))
+	for i := range sc.corrPos {
+		sc.corrPos[i] = -1
+	}
+	for p, ci := range s.corr {
+		sc.corrPos[ci] = p
 	}
 	alloc := func(c *colScratch) {
 		c.xbuf = make([]float64, blockRows)
@@ -312,10 +321,6 @@ func (s *State) Add(rec arrow.RecordBatch) error {
 	}
 	n := int(rec.NumRows())
 	sc := s.scratch()
-	corrPos := make(map[int]int, len(s.corr))
-	for p, ci := range s.corr {
-		corrPos[ci] = p
-	}
 	for r0 := 0; r0 < n; r0 += blockRows {
 		r1 := min(r0+blockRows, n)
 		bn := r1 - r0
@@ -329,7 +334,7 @@ func (s *State) Add(rec arrow.RecordBatch) error {
 			switch c.kind {
 			case kindNumeric:
 				cs := &sc.other
-				if p, ok := corrPos[ci]; ok {
+				if p := sc.corrPos[ci]; p >= 0 {
 					cs = &sc.cs[p]
 				}
 				s.addNumeric(c, arr, r0, r1, cs, sc)
@@ -362,12 +367,16 @@ func (s *State) Add(rec arrow.RecordBatch) error {
 		}
 		s.addPairs(sc)
 		for i := range bn {
-			h := mix64(rh1[i] ^ uint64(len(s.cols)))
-			if s.dupX != nil {
+			rh1[i] = mix64(rh1[i] ^ uint64(len(s.cols)))
+		}
+		if s.dupX != nil {
+			for i, h := range rh1 {
 				s.dupX[[2]uint64{h, rh2[i]}] = struct{}{}
-			} else {
-				s.dup.add(h)
 			}
+		} else {
+			s.dup.addAll(rh1)
+		}
+		for i, h := range rh1 {
 			if s.sample.wants(h) {
 				s.sample.insert(h, func(j int) float64 {
 					cs := &sc.cs[j]
