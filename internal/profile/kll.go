@@ -29,8 +29,9 @@ import (
 //
 // Error: the normalised rank error of a single quantile query is at most
 // kllRankError(k) with 99% confidence (DataSketches' fitted bound
-// 2.296/k^0.9723: 1.33% for k=200, 0.68% for k=400); tests check it. While
-// every value is kept with weight 1 (n up to about 3k), queries are exact.
+// 2.296/k^0.9723: 1.33% for k=200, 0.68% for k=400); tests check it. The
+// first kllExact values are kept as they are, so up to there queries are
+// exact.
 type kll struct {
 	k       int
 	n       int64 // values added, pending included
@@ -56,6 +57,9 @@ const (
 	kllMinWidth    = 8
 	kllMaxSampler  = 10
 	kllSamplerSafe = 2 // n ≥ 2^b · kllSamplerSafe · k²
+	// kllExact values are kept as they are before the first compaction, so
+	// small columns get exact quantiles and histograms.
+	kllExact = 4096
 )
 
 func newKLL(k int, seed uint64) *kll {
@@ -79,6 +83,9 @@ func (s *kll) derive() {
 		c := max(int(math.Ceil(float64(s.k)*math.Pow(2.0/3.0, float64(depth)))), kllMinWidth)
 		if h == s.b {
 			c = max(c, s.k)
+			if !s.approx {
+				c = max(c, kllExact)
+			}
 		}
 		s.caps = append(s.caps, c)
 		s.capSum += c
@@ -244,9 +251,12 @@ func radixSort(keys, tmp []uint64) {
 }
 
 func (s *kll) compact(h int) {
-	s.approx = true
-	if h == len(s.levels)-1 {
+	grow := h == len(s.levels)-1
+	if grow {
 		s.levels = append(s.levels, nil)
+	}
+	if grow || !s.approx {
+		s.approx = true
 		s.derive()
 	}
 	s.sortLevel(h)
