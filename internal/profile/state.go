@@ -272,6 +272,7 @@ type scratch struct {
 	ones  []float64    // the mask of a column with every value present
 	// corrPos maps a column to its place in the correlation matrices, or -1.
 	corrPos []int
+	dots    []float64 // per pair
 }
 
 func (s *State) scratch() *scratch {
@@ -291,6 +292,7 @@ func (s *State) scratch() *scratch {
 	for i := range sc.ones {
 		sc.ones[i] = 1
 	}
+	sc.dots = make([]float64, len(s.pairs))
 	sc.corrPos = make([]int, len(s.cols))
 	for i := range sc.corrPos {
 		sc.corrPos[i] = -1
@@ -567,6 +569,26 @@ func (s *State) addNumeric(c *column, arr arrow.Array, r0, r1 int, cs *colScratc
 // addPairs folds the block's co-moments of every pair of correlation
 // columns into the state, over the rows where both are present.
 func (s *State) addPairs(sc *scratch) {
+	if len(s.pairs) == 0 {
+		return
+	}
+	// Σ dev_a·dev_b for every pair, in tiles of rows that keep all the
+	// columns' deviations in L1 while the pairs are formed.
+	const tile = 256
+	rows := sc.cs[0].rows
+	dots := sc.dots[:len(s.pairs)]
+	clear(dots)
+	for t0 := 0; t0 < rows; t0 += tile {
+		t1 := min(t0+tile, rows)
+		k := 0
+		for a := range s.corr {
+			da := sc.cs[a].dev[t0:t1]
+			for b := a + 1; b < len(s.corr); b++ {
+				dots[k] += dot(da, sc.cs[b].dev[t0:t1])
+				k++
+			}
+		}
+	}
 	k := 0
 	for a := range s.corr {
 		A := &sc.cs[a]
@@ -583,11 +605,11 @@ func (s *State) addPairs(sc *scratch) {
 					n:  A.n,
 					ma: A.mean, maLo: A.delta, mb: B.mean, mbLo: B.delta,
 					m2a: A.m2, m2b: B.m2,
-					c: dot(A.dev[:A.rows], B.dev[:B.rows]) - nf*A.delta*B.delta,
+					c: dots[k-1] - nf*A.delta*B.delta,
 				})
 				continue
 			}
-			var w, sa, sb, saa, sbb, sab float64
+			var w, sa, sb, saa, sbb float64
 			da, db := A.dev, B.dev
 			ma, mb := A.mask, B.mask
 			for i := range A.rows {
@@ -597,8 +619,8 @@ func (s *State) addPairs(sc *scratch) {
 				sb += db[i] * wa
 				saa += da[i] * da[i] * wb
 				sbb += db[i] * db[i] * wa
-				sab += da[i] * db[i]
 			}
+			sab := dots[k-1]
 			if w == 0 {
 				continue
 			}
