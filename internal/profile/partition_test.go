@@ -244,3 +244,23 @@ func TestSpearmanSampledWithinError(t *testing.T) {
 		t.Errorf("spearman f1,f2 = %v", v)
 	}
 }
+
+// TestExactDuplicatesAcrossPartitions: the exact row-hash sets merge to the
+// exact duplicate count.
+func TestExactDuplicatesAcrossPartitions(t *testing.T) {
+	d := genData(9000, 31)
+	opts := Options{ExactDuplicates: true}
+	r := rand.New(rand.NewPCG(3, 3))
+	var blobs [][]byte
+	for _, c := range [][2]int{{0, 1000}, {1000, 6500}, {6500, 9000}} {
+		b, err := profileOf(t, d, c[0], c[1], opts, r).MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		blobs = append(blobs, b)
+	}
+	rep := mergeAll(t, blobs, []int{2, 0, 1}).Report()
+	if !rep.Table.DuplicateRowsExact || rep.Table.DuplicateRows != naiveDuplicates(d) || rep.Table.DuplicateRows == 0 {
+		t.Fatalf("duplicates %d (exact %v), want %d", rep.Table.DuplicateRows, rep.Table.DuplicateRowsExact, naiveDuplicates(d))
+	}
+}
