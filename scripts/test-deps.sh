@@ -4,7 +4,9 @@
 # server, Apache-2.0) for the object-storage tests, and Open MPI (mpirun,
 # and mpicc to build the MPI test program) for the MPI job tests, and
 # Slurm with munge for the Slurm backend's tests (which start their own
-# cluster with scripts/slurm-dev-cluster.sh).
+# cluster with scripts/slurm-dev-cluster.sh), and real tables for the
+# table readers' tests (scripts/sample-data.sh: CSVs from Debian's
+# python3-sklearn into /var/cache/hpcml-samples).
 # Idempotent and quiet when everything is there already.
 set -euo pipefail
 
@@ -31,6 +33,9 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# Sample tables from Debian's python3-sklearn (internal/table's tests).
+"$(dirname "$0")/sample-data.sh"
 
 # Slurm, munge and slurmrestd: the dev cluster script knows the packages.
 "$(dirname "$0")/slurm-dev-cluster.sh" install

@@ -29,6 +29,8 @@ func (e *Error) Error() string {
 	if e.Column != "" {
 		if e.Line > 0 || e.RowGroup > 0 {
 			s += ","
+		} else {
+			s += ":"
 		}
 		s += " column " + strconv.Quote(e.Column)
 	}

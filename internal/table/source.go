@@ -203,6 +203,12 @@ func (s *source) listS3(ctx context.Context, ep transfer.Endpoint) error {
 			s.files = append(s.files, object(o.Key, o.Size))
 		}
 	}
+	if len(s.files) == 0 {
+		if ep.Single() {
+			return fmt.Errorf("s3://%s/%s: not found", bu.Host, ep.Prefix)
+		}
+		return fmt.Errorf("s3://%s/%s: no files", bu.Host, prefix)
+	}
 	sort.Slice(s.files, func(i, j int) bool { return s.files[i].key < s.files[j].key })
 	return nil
 }
