@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -123,6 +125,9 @@ func (s *source) listLocal(ep transfer.Endpoint) error {
 	}
 	err := filepath.WalkDir(ep.Root, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
+			if p != ep.Root && errors.Is(err, fs.ErrNotExist) {
+				return nil // gone while listing
+			}
 			return err
 		}
 		if d.IsDir() {
@@ -221,7 +226,9 @@ func (s *source) pick(raw string, opts *Options) error {
 		format, comp := formatOf(f.name)
 		f.comp = comp
 		switch {
-		case opts.Format != "":
+		case opts.Format != "" && (format != "" || path.Ext(f.name) == "" || s.single):
+			// Set: every table file, and files without an extension
+			// (Hadoop's part-00000).
 			f.format = opts.Format
 		case format != "":
 			f.format = format
