@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpcml/hpcml/internal/analysis"
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/dataset"
 	"github.com/hpcml/hpcml/internal/job"
@@ -33,7 +34,7 @@ type Config struct {
 	Logs      *joblog.Source
 	Token     string
 	Registry  *prometheus.Registry
-	// Storage is the server's own bucket (dataset manifests).
+	// Storage is the server's own bucket (dataset manifests, reports).
 	Storage *blob.Bucket
 	Log     *slog.Logger
 }
@@ -107,6 +108,9 @@ func (h *Handler) routes() []route {
 		{"GET", "/api/v1/datasets/{name}", false, h.getDataset, 0},
 		{"POST", "/api/v1/datasets/{name}/versions", false, h.addDatasetVersion, dataset.MaxManifestBytes},
 		{"GET", "/api/v1/datasets/{name}/versions/{version}", false, h.getDatasetVersion, 0},
+		{"GET", "/api/v1/reports", false, h.listReports, 0},
+		{"GET", "/api/v1/reports/{kind}/{id}", false, h.getReport, 0},
+		{"PUT", "/api/v1/reports/{kind}/{id}", false, h.putReport, analysis.MaxReportBytes},
 	}
 }
 
