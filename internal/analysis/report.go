@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"time"
@@ -85,23 +86,26 @@ func DecodeSummary(data []byte) (*Summary, error) {
 	return &s, nil
 }
 
+// ErrInvalidReport wraps what is wrong with a report.
+var ErrInvalidReport = errors.New("invalid report")
+
 // DecodeProfileReport reads and checks a stored profile report.
 func DecodeProfileReport(data []byte) (*ProfileReport, error) {
 	if len(data) > MaxReportBytes {
-		return nil, fmt.Errorf("report: %d bytes, at most %d", len(data), MaxReportBytes)
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidReport, len(data), MaxReportBytes)
 	}
 	var r ProfileReport
 	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("report: %w", err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalidReport, err)
 	}
 	switch {
 	case r.Kind != KindProfile:
-		return nil, fmt.Errorf("report: kind %q, want %q", r.Kind, KindProfile)
+		return nil, fmt.Errorf("%w: kind %q, want %q", ErrInvalidReport, r.Kind, KindProfile)
 	case r.Profile == nil:
-		return nil, fmt.Errorf("report: no profile")
+		return nil, fmt.Errorf("%w: no profile", ErrInvalidReport)
 	}
 	if err := CheckID(r.ID); err != nil {
-		return nil, fmt.Errorf("report: %w", err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalidReport, err)
 	}
 	return &r, nil
 }
