@@ -1,5 +1,5 @@
-// Package dashboard serves the web dashboard: HTML pages of jobs and queues
-// rendered on the server from the templates embedded by package web, kept
+// Package dashboard serves the web dashboard: HTML pages of jobs, queues
+// and data profiles rendered on the server from the templates embedded by package web, kept
 // live by a little vanilla JavaScript that swaps in fragments rendered by
 // the same templates. It needs no build step and loads nothing from outside
 // the server.
@@ -19,11 +19,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpcml/hpcml/internal/analysis"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/web"
 )
 
-// ErrNotFound is what Source methods wrap when a job or queue does not exist.
+// ErrNotFound is what Source methods wrap when a job, queue or report does
+// not exist.
 var ErrNotFound = errors.New("not found")
 
 // Source is what the dashboard reads; the server provides it.
@@ -40,6 +42,12 @@ type Source interface {
 	// Log returns up to the last maxBytes of an attempt's stdout or stderr
 	// (stream is "stdout" or "stderr").
 	Log(ctx context.Context, id string, attempt int, stream string, maxBytes int64) ([]byte, error)
+	// ListReports returns the summaries of the stored profile reports
+	// (the dashboard shows them newest first).
+	ListReports(ctx context.Context) ([]analysis.Summary, error)
+	// GetReport reads a stored profile report; the id has passed
+	// analysis.CheckID.
+	GetReport(ctx context.Context, id string) (*analysis.ProfileReport, error)
 }
 
 // JobFilter selects jobs for ListJobs. Zero fields do not filter.
@@ -122,6 +130,8 @@ func (h *handler) routes() *http.ServeMux {
 	mux.Handle("GET /{$}", h.page(h.jobsPage))
 	mux.Handle("GET /jobs/{id}", h.page(h.jobPage))
 	mux.Handle("GET /queues", h.page(h.queuesPage))
+	mux.Handle("GET /data", h.page(h.dataPage))
+	mux.Handle("GET /data/reports/{id}", h.page(h.reportPage))
 
 	mux.Handle("GET /ui/jobs", h.fragment(h.jobsFragment))
 	mux.Handle("GET /ui/jobs/{id}", h.fragment(h.jobFragment))
@@ -196,9 +206,9 @@ func (h *handler) logFailure(r *http.Request, he *httpError) {
 // pageResult is what a page handler produces: a template rendered inside
 // the layout.
 type pageResult struct {
-	Template string // page template: jobs, job, queues
+	Template string // page template: jobs, job, queues, data, report
 	Title    string // "" for the plain "hpcml"
-	Nav      string // active nav item: jobs or queues
+	Nav      string // active nav item: jobs, queues or data
 	Refresh  bool   // reload the page at once (meta refresh)
 	Content  any
 }
@@ -353,7 +363,7 @@ type templates struct {
 
 func (t *templates) page(name string) *template.Template { return t.pages[name] }
 
-var pageNames = []string{"jobs", "job", "queues", "login", "error"}
+var pageNames = []string{"jobs", "job", "queues", "data", "report", "login", "error"}
 
 func parseTemplates(funcs template.FuncMap) *templates {
 	base := template.Must(template.New("").Funcs(funcs).ParseFS(web.FS,

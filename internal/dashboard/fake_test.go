@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hpcml/hpcml/internal/analysis"
 	"github.com/hpcml/hpcml/internal/job"
 )
 
@@ -29,6 +30,8 @@ type fakeSource struct {
 	queues []*job.Queue
 	cap    job.Capacity
 	logs   map[string]string // "id/attempt/stream"
+	// reports are the stored profile reports, in no particular order.
+	reports []*analysis.ProfileReport
 	// err, if set, is returned by every method.
 	err error
 }
@@ -235,4 +238,38 @@ func (s *fakeSource) setProgress(id string, p *job.Progress) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.find(id).Progress = p
+}
+
+func (s *fakeSource) ListReports(ctx context.Context) ([]analysis.Summary, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, s.err
+	}
+	out := []analysis.Summary{}
+	for _, r := range s.reports {
+		out = append(out, r.Summary())
+	}
+	return out, nil
+}
+
+func (s *fakeSource) GetReport(ctx context.Context, id string) (*analysis.ProfileReport, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, s.err
+	}
+	for _, r := range s.reports {
+		if r.ID == id {
+			return r, nil
+		}
+	}
+	return nil, fmt.Errorf("report %s: %w", id, ErrNotFound)
+}
+
+// addReport stores a report, as `hpcml data profile --save` would.
+func (s *fakeSource) addReport(r *analysis.ProfileReport) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reports = append(s.reports, r)
 }

@@ -13,7 +13,7 @@ import (
 // partitioning: counts, missing, min, max, sum, mean, distinct counts (exact
 // or HyperLogLog: both depend only on the set of values), exact top values,
 // string, boolean and timestamp statistics, the duplicate count, and the
-// Spearman matrix (its row sample is a function of the data).
+// Spearman matrix and the report's row sample (both functions of the data).
 func exactView(r *Report) string {
 	type num struct {
 		Nulls, NaN, Infinite, Zeros, Negatives int64
@@ -34,7 +34,8 @@ func exactView(r *Report) string {
 		Cols     []colv
 		Spearman [][]*float64
 		Sampled  int64
-	}{Table: r.Table, Spearman: r.Correlations.Spearman, Sampled: r.Correlations.SpearmanSampleRows}
+		Sample   *Sample
+	}{Table: r.Table, Spearman: r.Correlations.Spearman, Sampled: r.Correlations.SpearmanSampleRows, Sample: r.Sample}
 	for _, c := range r.Columns {
 		cv := colv{Name: c.Name, Type: c.Type, Count: c.Count, Missing: c.Missing, Distinct: c.Distinct,
 			DistinctExact: c.DistinctExact, String: c.String, Boolean: c.Boolean, DateTime: c.DateTime}

@@ -473,6 +473,7 @@ func checkReport(t *testing.T, d *tdata, rep *Report, opts Options) {
 	if rep.Table.Rows != int64(d.n) || rep.Table.Columns != len(d.cols) {
 		t.Fatalf("table %+v", rep.Table)
 	}
+	checkSample(t, d, rep, opts)
 	// Duplicates.
 	wantDup := naiveDuplicates(d)
 	if rep.Table.DuplicateRowsExact {
@@ -628,6 +629,61 @@ func checkReport(t *testing.T, d *tdata, rep *Report, opts Options) {
 			if got := f(cr.Spearman[a][b]); !(math.IsNaN(got) && math.IsNaN(want)) && !(math.Abs(got-want) <= 1e-9) {
 				t.Errorf("spearman %s,%s = %v, want %v", na, nb, got, want)
 			}
+		}
+	}
+}
+
+// checkSample: the report's row sample holds min(ReportSampleRows,
+// SampleRows, rows) rows of the correlation columns, each a row of the
+// data (null where missing or infinite).
+func checkSample(t *testing.T, d *tdata, rep *Report, opts Options) {
+	t.Helper()
+	opts = opts.withDefaults()
+	smp := rep.Sample
+	if rep.Correlations == nil {
+		if smp != nil {
+			t.Fatalf("a sample %+v without numeric columns", smp)
+		}
+		return
+	}
+	if smp == nil || !slices.Equal(smp.Columns, rep.Correlations.Columns) {
+		t.Fatalf("sample %+v, want the columns %v", smp, rep.Correlations.Columns)
+	}
+	if want := min(ReportSampleRows, opts.SampleRows, d.n); len(smp.Rows) != want || smp.Exact != (want == d.n) {
+		t.Fatalf("sample of %d rows (exact %v), want %d", len(smp.Rows), smp.Exact, want)
+	}
+	var cols []*tcol
+	for _, name := range smp.Columns {
+		for _, c := range d.cols {
+			if c.name == name {
+				cols = append(cols, c)
+			}
+		}
+	}
+	sig := func(vals func(j int) (float64, bool)) string {
+		var b strings.Builder
+		for j := range cols {
+			if v, ok := vals(j); ok && !math.IsInf(v, 0) {
+				fmt.Fprintf(&b, "%v,", v+0) // -0 as 0
+			} else {
+				b.WriteString("null,")
+			}
+		}
+		return b.String()
+	}
+	rows := map[string]bool{}
+	for r := range d.n {
+		rows[sig(func(j int) (float64, bool) { return cols[j].num(r) })] = true
+	}
+	for i, row := range smp.Rows {
+		s := sig(func(j int) (float64, bool) {
+			if row[j] == nil {
+				return 0, false
+			}
+			return *row[j], true
+		})
+		if !rows[s] {
+			t.Fatalf("sample row %d (%s) is no row of the data", i, s)
 		}
 	}
 }

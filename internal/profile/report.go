@@ -23,8 +23,28 @@ type Report struct {
 	Table        Table         `json:"table"`
 	Columns      []Column      `json:"columns"`
 	Correlations *Correlations `json:"correlations,omitempty"`
-	Alerts       []Alert       `json:"alerts"`
-	Accuracy     Accuracy      `json:"accuracy"`
+	// Sample holds a few rows of the correlation columns, for scatter
+	// plots; nil when no column is numeric.
+	Sample   *Sample  `json:"sample,omitempty"`
+	Alerts   []Alert  `json:"alerts"`
+	Accuracy Accuracy `json:"accuracy"`
+}
+
+// ReportSampleRows bounds the rows of Report.Sample.
+const ReportSampleRows = 1000
+
+// Sample is a bounded sample of the table's rows over the correlation
+// columns: the (at most ReportSampleRows) rows with the smallest row hashes,
+// i.e. the first rows of the Spearman sample. Like it, it is a function of
+// the data alone, the same for every partitioning, and all of the table
+// when the table is that small. Rows are in hash order (which looks
+// random); a value is null where the row's value is missing, NaN or
+// infinite.
+type Sample struct {
+	Columns []string     `json:"columns"`
+	Rows    [][]*float64 `json:"rows"`
+	// Exact: the sample is every row of the table.
+	Exact bool `json:"exact"`
 }
 
 // Table holds the whole-table statistics.
@@ -293,6 +313,7 @@ func (s *State) Report() *Report {
 	}
 	t.DuplicateRowsShare = share(t.DuplicateRows, s.rows)
 	r.Correlations = s.correlations()
+	r.Sample = s.reportSample()
 	r.Alerts = s.alerts(r)
 	return r
 }
@@ -501,6 +522,30 @@ func (s *State) correlations() *Correlations {
 		}
 	}
 	return cr
+}
+
+// reportSample is the first ReportSampleRows rows of the Spearman sample.
+func (s *State) reportSample() *Sample {
+	if len(s.corr) == 0 {
+		return nil
+	}
+	smp := &Sample{Columns: make([]string, len(s.corr)), Rows: [][]*float64{}}
+	for i, ci := range s.corr {
+		smp.Columns[i] = s.schema.Field(ci).Name
+	}
+	_, rows := s.sample.rows()
+	if len(rows) > ReportSampleRows {
+		rows = rows[:ReportSampleRows]
+	}
+	smp.Exact = s.rows == int64(len(rows))
+	for _, row := range rows {
+		out := make([]*float64, len(row))
+		for j, v := range row {
+			out[j] = num(v)
+		}
+		smp.Rows = append(smp.Rows, out)
+	}
+	return smp
 }
 
 func square(k int) [][]*float64 {

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/hpcml/hpcml/internal/analysis"
 	"github.com/hpcml/hpcml/internal/api"
+	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/dashboard"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/joblog"
@@ -15,9 +17,10 @@ import (
 	"github.com/hpcml/hpcml/internal/store"
 )
 
-// newDashboard mounts the web dashboard on the server's own state.
-func newDashboard(st store.Store, sch *sched.Scheduler, logs *joblog.Source, a *api.Handler, token string, log *slog.Logger) http.Handler {
-	src := &dashSource{store: st, sched: sch, logs: logs}
+// newDashboard mounts the web dashboard on the server's own state; the
+// reports it shows are those in the server's storage.
+func newDashboard(st store.Store, sch *sched.Scheduler, logs *joblog.Source, storage *blob.Bucket, a *api.Handler, token string, log *slog.Logger) http.Handler {
+	src := &dashSource{store: st, sched: sch, logs: logs, reports: analysis.Reports{Bucket: storage}}
 	return dashboard.New(src, &dashAuth{api: a, key: []byte(token)}, log)
 }
 
@@ -33,9 +36,10 @@ func (d *dashAuth) SessionKey() []byte         { return d.key }
 
 // dashSource is what the dashboard reads.
 type dashSource struct {
-	store store.Store
-	sched *sched.Scheduler
-	logs  *joblog.Source
+	store   store.Store
+	sched   *sched.Scheduler
+	logs    *joblog.Source
+	reports analysis.Reports
 }
 
 func notFound(err error) error {
@@ -99,4 +103,16 @@ func (d *dashSource) Log(ctx context.Context, id string, attempt int, stream str
 		return nil, nil
 	}
 	return d.logs.Tail(ctx, j, attempt, stream, maxBytes)
+}
+
+func (d *dashSource) ListReports(ctx context.Context) ([]analysis.Summary, error) {
+	return d.reports.List(ctx)
+}
+
+func (d *dashSource) GetReport(ctx context.Context, id string) (*analysis.ProfileReport, error) {
+	rep, err := d.reports.Get(ctx, id)
+	if errors.Is(err, analysis.ErrNoReport) {
+		return nil, fmt.Errorf("%w: %v", dashboard.ErrNotFound, err)
+	}
+	return rep, err
 }

@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Handle("/api/", apiHandler)
 	mux.Handle("/healthz", apiHandler)
 	mux.Handle("/metrics", apiHandler)
-	mux.Handle("/", newDashboard(st, sch, logs, apiHandler, token, log))
+	mux.Handle("/", newDashboard(st, sch, logs, bucket, apiHandler, token, log))
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
