@@ -37,7 +37,7 @@ func inferCSV(ctx context.Context, f *file, opts *Options) (*Spec, error) {
 		}
 		return nil, &Error{File: f.name, Msg: msg}
 	}
-	delim, err := pickDelimiter(f.name, head, sc.eof, opts.Delimiter)
+	delim, err := pickDelimiter(f.name, head, sc.eof && len(head) == sc.end-sc.pos, opts.Delimiter)
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +280,7 @@ type textReader struct {
 // openText opens a CSV file (or the records starting in [start, end) of
 // it; end 0 is the end of the file) as spec says.
 func openText(ctx context.Context, f *file, spec *Spec, schema *arrow.Schema, kinds []kind, opts *Options, start, end int64) (*textReader, error) {
-	r := &textReader{f: f, spec: spec, schema: schema, kinds: kinds, rows: opts.batchRows(), nulls: newNullSet(spec.NullValues), end: end, ctx: ctx}
+	r := &textReader{f: f, spec: spec, schema: schema, kinds: kinds, rows: opts.batchRows(len(kinds)), nulls: newNullSet(spec.NullValues), end: end, ctx: ctx}
 	if r.end <= 0 {
 		r.end = math.MaxInt64
 	}

@@ -89,11 +89,14 @@ func (o *Options) sampleRows() int {
 	return DefaultSampleRows
 }
 
-func (o *Options) batchRows() int {
+// batchRows is the rows of a batch of ncols columns: BatchRows, fewer
+// for a wide table, so that a batch's fixed-width data stays near 32 MiB
+// (unless BatchRows is set).
+func (o *Options) batchRows(ncols int) int {
 	if o.BatchRows > 0 {
 		return o.BatchRows
 	}
-	return DefaultBatchRows
+	return min(DefaultBatchRows, max(1024, (32<<20)/(8*max(ncols, 1))))
 }
 
 func (o *Options) maxRecord() int {

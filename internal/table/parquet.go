@@ -74,7 +74,8 @@ func openParquet(ctx context.Context, f *file, opts *Options) (*parquetFile, err
 		ra.Close()
 		return nil, &Error{File: f.name, Msg: "not a readable Parquet file: " + err.Error()}
 	}
-	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: int64(opts.batchRows())}, opts.alloc())
+	ncols := pf.MetaData().Schema.NumColumns()
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: int64(opts.batchRows(ncols))}, opts.alloc())
 	if err != nil {
 		pf.Close()
 		return nil, &Error{File: f.name, Msg: err.Error()}

@@ -319,6 +319,15 @@ func (f *file) stream(ctx context.Context, off int64) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
+	z, err := f.decompress(r)
+	if err != nil || (f.comp == compNone && f.path != "") {
+		return z, err // a local file: the kernel reads ahead
+	}
+	// Decompression and the network overlap the parsing.
+	return newReadAhead(z, 1<<20, 2), nil
+}
+
+func (f *file) decompress(r io.ReadCloser) (io.ReadCloser, error) {
 	switch f.comp {
 	case compGzip:
 		z, err := gzip.NewReader(r)
@@ -339,6 +348,83 @@ func (f *file) stream(ctx context.Context, off int64) (io.ReadCloser, error) {
 		return readCloser{decompressErr{z, f.name}, closers{z.IOReadCloser(), r}}, nil
 	}
 	return r, nil
+}
+
+// readAhead reads src in a goroutine, up to depth chunks ahead of its
+// reader.
+type readAhead struct {
+	src  io.ReadCloser
+	ch   chan chunk
+	free chan []byte
+	cur  []byte // the unread rest of the current chunk
+	buf  []byte // the current chunk, to give back
+	err  error
+	stop chan struct{}
+	done chan struct{}
+}
+
+type chunk struct {
+	b   []byte
+	err error
+}
+
+func newReadAhead(src io.ReadCloser, size, depth int) *readAhead {
+	ra := &readAhead{src: src, ch: make(chan chunk, depth), free: make(chan []byte, depth+1),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	for i := 0; i <= depth; i++ {
+		ra.free <- make([]byte, size)
+	}
+	go ra.run()
+	return ra
+}
+
+func (ra *readAhead) run() {
+	defer close(ra.done)
+	for {
+		var b []byte
+		select {
+		case b = <-ra.free:
+		case <-ra.stop:
+			return
+		}
+		n, err := io.ReadFull(ra.src, b)
+		if err == io.ErrUnexpectedEOF {
+			err = io.EOF
+		}
+		select {
+		case ra.ch <- chunk{b[:n], err}:
+		case <-ra.stop:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (ra *readAhead) Read(p []byte) (int, error) {
+	for len(ra.cur) == 0 {
+		if ra.err != nil {
+			return 0, ra.err
+		}
+		if ra.buf != nil {
+			ra.free <- ra.buf[:cap(ra.buf)]
+			ra.buf = nil
+		}
+		c := <-ra.ch
+		ra.buf, ra.cur, ra.err = c.b, c.b, c.err
+	}
+	n := copy(p, ra.cur)
+	ra.cur = ra.cur[n:]
+	return n, nil
+}
+
+// Close waits for the read in flight (the source is not safe to close
+// while it is read), then closes the source.
+func (ra *readAhead) Close() error {
+	close(ra.stop)
+	<-ra.done
+	return ra.src.Close()
 }
 
 // decompressErr names the file in a decompression error.
