@@ -23,6 +23,9 @@ func inferCSV(ctx context.Context, f *file, opts *Options) (*Spec, error) {
 	}
 	defer rc.Close()
 	sc := newScanner(rc, ',', opts.maxRecord(), f.name, f.streamSize(0))
+	if err := sc.start(); err != nil {
+		return nil, err
+	}
 	if err := sc.skipLines(opts.SkipRows); err != nil {
 		return nil, err
 	}
@@ -303,6 +306,10 @@ func openText(ctx context.Context, f *file, spec *Spec, schema *arrow.Schema, ki
 		}
 		r.rc, r.sc = rc, newScanner(rc, delim, opts.maxRecord(), f.name, f.streamSize(0))
 		r.sc.lines = jsonl
+		if err := r.sc.start(); err != nil {
+			r.Close()
+			return nil, err
+		}
 		if err := r.sc.skipLines(spec.SkipRows); err != nil {
 			r.Close()
 			return nil, err
@@ -385,7 +392,9 @@ func (r *textReader) Next(ctx context.Context) (arrow.RecordBatch, error) {
 			}
 			return nil, r.fail(err, true)
 		}
-		if sc.recOff >= r.end {
+		// The first record starts at 0, byte order mark or not: a range
+		// starting inside the mark does not have it.
+		if off := sc.recOff; off >= r.end && (off != sc.bom || r.streamAt > 0) {
 			r.done = true
 			break
 		}

@@ -63,6 +63,9 @@ func TestCSVQuotingAndLines(t *testing.T) {
 	s, rows := readURL(t, p, Options{})
 	eq(t, "types", types(s), "id:int64 text:string")
 	eq(t, "rows", rows, []string{"1|a\r\nb", "2|x,\"y\"", "3|5'10\"", "4|last"})
+	// A byte order mark is not part of the first column's name.
+	s, rows = readURL(t, write(t, dir, "bom.csv", "\xef\xbb\xbfid,x\n1,2\n"), Options{})
+	eq(t, "bom", types(s)+" "+rows[0], "id:int64 x:int64 1|2")
 	// Line numbers count physical lines: the bad value is on line 7.
 	p = write(t, dir, "lines.csv", "id,text\n1,\"a\nb\nc\"\n2,ok\nx,bad\n")
 	err := readErr(t, p, Options{SampleRows: 1})
@@ -97,6 +100,9 @@ func TestCSVBadInput(t *testing.T) {
 		{"set.csv", "a,b\n1,2\nx,3\n", Options{Types: map[string]arrow.DataType{"a": Int64}}, []string{`set.csv:line 3, column "a": "x" is not an int64 (the type set for it)`}},
 		{"unknown.csv", "a,b\n1,2\n", Options{Types: map[string]arrow.DataType{"c": Int64}}, []string{`a type is set for column "c", which`, "(its columns: a, b)"}},
 		{"ts.csv", "t\n2024-01-01\n2024-13-01\n", Options{SampleRows: 1}, []string{`ts.csv:line 3, column "t": "2024-13-01" is not a timestamp`}},
+		{"utf16.csv", "\xff\xfea\x00,\x00b\x00\n\x00", Options{}, []string{"utf16.csv: UTF-16 text: convert the file to UTF-8"}},
+		{"bin.csv", "PAR1\x00\x01\x02", Options{}, []string{"bin.csv: not a text file (a NUL byte at byte 5)"}},
+		{"bin.jsonl", "{\"a\": 1}\n\x00\n", Options{}, []string{"bin.jsonl: not a text file (a NUL byte at byte 10)"}},
 	} {
 		p := write(t, dir, c.name, c.content)
 		err := readErr(t, p, c.opts)

@@ -42,6 +42,7 @@ type scanner struct {
 	recLine       int64
 	quotedNewline bool     // some quoted field spanned lines
 	names         []string // the columns, for messages
+	bom           int64    // the length of the byte order mark skipped
 
 	// wholeLines: a line without quotes is not split but handed over
 	// whole in raw (isRaw), for the reader to split as it parses.
@@ -107,6 +108,25 @@ func (s *scanner) peek(n int) ([]byte, error) {
 		}
 	}
 	return s.buf[s.pos:min(s.end, s.pos+n)], nil
+}
+
+// start checks the beginning of a text stream: a UTF-8 byte order mark
+// is skipped; UTF-16 and binary data are an error.
+func (s *scanner) start() error {
+	head, err := s.peek(4096)
+	if err != nil {
+		return err
+	}
+	switch {
+	case bytes.HasPrefix(head, []byte("\xef\xbb\xbf")):
+		s.pos += 3
+		s.bom = 3
+	case bytes.HasPrefix(head, []byte("\xff\xfe")), bytes.HasPrefix(head, []byte("\xfe\xff")):
+		return &Error{File: s.name, Msg: "UTF-16 text: convert the file to UTF-8 (iconv -f utf-16 -t utf-8)"}
+	case bytes.IndexByte(head, 0) >= 0:
+		return &Error{File: s.name, Msg: fmt.Sprintf("not a text file (a NUL byte at byte %d)", bytes.IndexByte(head, 0)+1)}
+	}
+	return nil
 }
 
 // skipLines skips n physical lines.

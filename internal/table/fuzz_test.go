@@ -17,7 +17,7 @@ func FuzzCSV(f *testing.F) {
 	for _, s := range []string{
 		"a,b\n1,2\n", "a,b\n\"x,\"\"y\",2\n", "a\n\"open", "a;b\r\n1;2\r\n", "\n\n", "a,b\n1,2,3\n",
 		"a,b\n\"x\"y,1\n", "x\n1e5\nNaN\n-inf\n", "t\n2024-02-29T10:00Z\n", "\xff\xfe,\n1,2\n", "a\n\"\"\n\n",
-		"a,b\n1,\n,2\nNA,NULL\n", "a\tb\n1\t2\n",
+		"a,b\n1,\n,2\nNA,NULL\n", "a\tb\n1\t2\n", "\xef\xbb\xbf1,2\n3,4\n",
 	} {
 		f.Add([]byte(s), uint8(3))
 	}

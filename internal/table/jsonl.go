@@ -129,6 +129,9 @@ func inferJSONL(ctx context.Context, f *file, opts *Options) (*Spec, error) {
 	defer rc.Close()
 	sc := newScanner(rc, 0, opts.maxRecord(), f.name, f.streamSize(0))
 	sc.lines = true
+	if err := sc.start(); err != nil {
+		return nil, err
+	}
 	index := map[string]int{}
 	var names []string
 	var inf []jsonInference

@@ -251,3 +251,16 @@ func TestPartitionErrorLines(t *testing.T) {
 	_, err = drain(r)
 	wantErr(t, err, "e.csv:line 902, column \"a\": \"x\" is not an int64")
 }
+
+// A byte order mark belongs to the first record, wherever the cuts are.
+func TestSplitByteOrderMark(t *testing.T) {
+	dir := t.TempDir()
+	for _, opts := range []Options{{NoHeader: true}, {}} {
+		p := write(t, dir, "b.csv", "\xef\xbb\xbfa,b\n1,2\n3,4\n")
+		_, whole := readURL(t, p, opts)
+		for n := 1; n <= 20; n++ {
+			_, got := readParts(t, p, opts, n)
+			eq(t, fmt.Sprint(n), got, whole)
+		}
+	}
+}
