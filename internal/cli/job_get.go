@@ -161,38 +161,7 @@ func progressText(now time.Time, p *job.Progress) string {
 	if f, ok := p.Fraction(); ok {
 		parts = append(parts, fmt.Sprintf("%d%%", int(math.Floor(f*100))))
 	}
-	bytes := p.Unit == job.UnitBytes
-	amount := func(v float64) string {
-		if bytes {
-			return bytesText(int64(v))
-		}
-		return amountText(v)
-	}
-	unit := ""
-	if !bytes && p.Unit != "" {
-		unit = " " + p.Unit
-	}
-	switch {
-	case p.Total > 0:
-		parts = append(parts, amount(p.Done)+" of "+amount(p.Total)+unit)
-	case p.Done > 0 || unit != "":
-		parts = append(parts, amount(p.Done)+unit)
-	}
-	if p.FilesTotal > 0 {
-		parts = append(parts, fmt.Sprintf("%d of %d files", p.FilesDone, p.FilesTotal))
-	} else if p.FilesDone > 0 {
-		parts = append(parts, fmt.Sprintf("%d files", p.FilesDone))
-	}
-	if p.Rate > 0 {
-		if bytes {
-			parts = append(parts, bytesText(int64(p.Rate))+"/s")
-		} else {
-			parts = append(parts, amountText(p.Rate)+unit+"/s")
-		}
-	}
-	if p.ETASeconds > 0 {
-		parts = append(parts, "ETA "+time.Duration(p.ETASeconds*float64(time.Second)).Round(time.Second).String())
-	}
+	parts = append(parts, p.Amounts(bytesText, func(d time.Duration) string { return d.String() })...)
 	if p.Message != "" {
 		parts = append(parts, p.Message)
 	}
@@ -200,15 +169,6 @@ func progressText(now time.Time, p *job.Progress) string {
 		parts = append(parts, "reported "+age(now, p.UpdatedAt)+" ago")
 	}
 	return strings.Join(parts, " · ")
-}
-
-// amountText writes a count: whole numbers as such, others to two
-// decimals (2.5 epochs).
-func amountText(v float64) string {
-	if v == math.Trunc(v) && v < 1e15 {
-		return strconv.FormatInt(int64(v), 10)
-	}
-	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64)
 }
 
 // label names only the first of a list's lines, so the list reads as one field.

@@ -642,38 +642,7 @@ func progressOf(p *job.Progress, now time.Time) *progressView {
 	if f, ok := p.Fraction(); ok {
 		v.Known, v.Pct, v.Percent = true, pct(f, 1), int(math.Floor(f*100))
 	}
-	bytes := p.Unit == job.UnitBytes
-	amount := func(x float64) string {
-		if bytes {
-			return humanBytes(int64(x))
-		}
-		if x == math.Trunc(x) && x < 1e15 {
-			return strconv.FormatInt(int64(x), 10)
-		}
-		return strconv.FormatFloat(math.Round(x*100)/100, 'f', -1, 64)
-	}
-	unit := ""
-	if !bytes && p.Unit != "" {
-		unit = " " + p.Unit
-	}
-	var parts []string
-	switch {
-	case p.Total > 0:
-		parts = append(parts, amount(p.Done)+" of "+amount(p.Total)+unit)
-	case p.Done > 0 || unit != "":
-		parts = append(parts, amount(p.Done)+unit)
-	}
-	if p.FilesTotal > 0 {
-		parts = append(parts, fmt.Sprintf("%d of %d files", p.FilesDone, p.FilesTotal))
-	} else if p.FilesDone > 0 {
-		parts = append(parts, fmt.Sprintf("%d files", p.FilesDone))
-	}
-	if p.Rate > 0 {
-		parts = append(parts, amount(p.Rate)+unit+"/s")
-	}
-	if p.ETASeconds > 0 {
-		parts = append(parts, "ETA "+humanDuration(time.Duration(p.ETASeconds*float64(time.Second)).Round(time.Second)))
-	}
+	parts := p.Amounts(humanBytes, humanDuration)
 	v.Text = strings.Join(parts, " · ")
 	if !p.UpdatedAt.IsZero() && now.Sub(p.UpdatedAt) > progressStale {
 		v.Stale = relTime(now, p.UpdatedAt)

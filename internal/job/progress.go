@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -177,4 +178,44 @@ func WriteProgressFile(path string, p *Progress) error {
 		return fmt.Errorf("write progress: %w", err)
 	}
 	return nil
+}
+
+// Amounts renders the numbers of a progress report for people, those
+// that are known: "1.2 GiB of 2.6 GiB" (or "40 of 100 epochs"), "3 of 10
+// files", "120 MiB/s", "ETA 12s". bytes and dur format byte counts and
+// durations in the caller's style.
+func (p *Progress) Amounts(bytes func(int64) string, dur func(time.Duration) string) []string {
+	isBytes := p.Unit == UnitBytes
+	amount := func(x float64) string {
+		if isBytes {
+			return bytes(int64(x))
+		}
+		if x == math.Trunc(x) && x < 1e15 {
+			return strconv.FormatInt(int64(x), 10)
+		}
+		return strconv.FormatFloat(math.Round(x*100)/100, 'f', -1, 64)
+	}
+	unit := ""
+	if !isBytes && p.Unit != "" {
+		unit = " " + p.Unit
+	}
+	var parts []string
+	switch {
+	case p.Total > 0:
+		parts = append(parts, amount(p.Done)+" of "+amount(p.Total)+unit)
+	case p.Done > 0 || unit != "":
+		parts = append(parts, amount(p.Done)+unit)
+	}
+	if p.FilesTotal > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d files", p.FilesDone, p.FilesTotal))
+	} else if p.FilesDone > 0 {
+		parts = append(parts, fmt.Sprintf("%d files", p.FilesDone))
+	}
+	if p.Rate > 0 {
+		parts = append(parts, amount(p.Rate)+unit+"/s")
+	}
+	if p.ETASeconds > 0 {
+		parts = append(parts, "ETA "+dur(time.Duration(p.ETASeconds*float64(time.Second)).Round(time.Second)))
+	}
+	return parts
 }
