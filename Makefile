@@ -4,7 +4,7 @@ BIN      := bin/hpcml
 DATA_DIR ?= .hpcml
 LISTEN   ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend bench-deps bench-transfer clean
+.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend bench-deps bench-transfer bench-profile clean
 
 all: build
 
@@ -51,6 +51,15 @@ bench-deps:
 # (from test-deps); see docs/benchmarks.md. Takes several minutes.
 bench-transfer: build bench-deps
 	$(GO) run ./bench/transfer -hpcml $(BIN)
+
+# hpcml data profile against pandas 1.5 (describe + corr) and DuckDB (SUMMARIZE)
+# on 10M rows x 9 float64 columns, Parquet and CSV; see docs/benchmarks.md.
+# Installs the peers (python3-pandas, @duckdb/node-api under /var/cache/hpcml-bench),
+# generates the table once (1.6 GB under $HPCML_BENCH_PROFILE_DATA, default
+# /var/tmp/hpcml-bench-profile) and reuses it. Takes about 10 minutes.
+bench-profile: build
+	./scripts/bench-deps.sh profile
+	$(GO) run ./bench/profile -hpcml $(BIN) -runs 3 -data $${HPCML_BENCH_PROFILE_DATA:-/var/tmp/hpcml-bench-profile}
 
 fmt:
 	gofmt -w cmd internal web bench
