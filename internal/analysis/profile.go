@@ -22,8 +22,8 @@ import (
 type ProfileOptions struct {
 	Table   table.Options
 	Profile profile.Options
-	// Partitions is how many parts the table is cut into (0: by size,
-	// one per Table.PartitionBytes).
+	// Partitions is how many parts the table is cut into (0: a few per
+	// worker here; as jobs, one per Table.PartitionBytes).
 	Partitions int
 	// Workers is how many partitions are read at once in this process
 	// (0: one per CPU).
@@ -44,17 +44,27 @@ func Plan(ctx context.Context, url string, opts ProfileOptions) ([]table.Partiti
 	return parts, nil
 }
 
+// partitionsPerWorker is how many partitions a local profile makes per
+// worker when not told.
+const partitionsPerWorker = 4
+
 // ProfileLocal profiles the table at url in this process, its
 // partitions read by Workers goroutines, and merges their states in
-// partition order.
+// partition order. Without Partitions it makes a few per worker.
 func ProfileLocal(ctx context.Context, url string, opts ProfileOptions) (*profile.State, []table.Partition, error) {
-	parts, err := Plan(ctx, url, opts)
-	if err != nil {
-		return nil, nil, err
-	}
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.Partitions <= 0 {
+		// Here, partitions only spread the work: a few per worker keep
+		// every core busy to the end (one per 128 MiB left the last
+		// partition running alone).
+		opts.Partitions = partitionsPerWorker * workers
+	}
+	parts, err := Plan(ctx, url, opts)
+	if err != nil {
+		return nil, nil, err
 	}
 	workers = min(workers, len(parts))
 
