@@ -44,10 +44,15 @@ func (f *tableFlags) add(fs *pflag.FlagSet) {
 	fs.IntVar(&f.sampleRows, "sample-rows", 0, "rows types are inferred from (default 10000)")
 }
 
-func (f *tableFlags) options() (table.Options, error) {
+// options are the table options the flags say; dataset://NAME[@VERSION]
+// names are resolved through the server (o) to their version's source.
+func (f *tableFlags) options(o *rootOptions) (table.Options, error) {
 	opts := table.Options{
 		Format: table.Format(strings.ToLower(f.format)), NoHeader: f.noHeader, SkipRows: f.skipRows,
 		NullValues: f.nullValues, SampleRows: f.sampleRows,
+		ResolveDataset: func(ctx context.Context, name, version string) (string, error) {
+			return resolveDataset(ctx, o, name, version)
+		},
 	}
 	switch opts.Format {
 	case "", table.FormatCSV, table.FormatParquet, table.FormatJSONL:
@@ -83,6 +88,29 @@ func (f *tableFlags) options() (table.Options, error) {
 		opts.Types[name] = dt
 	}
 	return opts, nil
+}
+
+// resolveDataset finds where a dataset version's objects are: the source
+// its manifest was made from. The table is read there, so it is the
+// version's bytes only while the source is unchanged.
+func resolveDataset(ctx context.Context, o *rootOptions, name, version string) (string, error) {
+	v := 0
+	if version != "" {
+		n, err := strconv.Atoi(version)
+		if err != nil || n <= 0 {
+			return "", fmt.Errorf("version %q is not a positive number", version)
+		}
+		v = n
+	}
+	c, cfg, err := o.client()
+	if err != nil {
+		return "", err
+	}
+	dv, err := c.GetDatasetVersion(ctx, name, v)
+	if err != nil {
+		return "", explain(err, cfg)
+	}
+	return dv.Source, nil
 }
 
 type profileFlags struct {
@@ -138,7 +166,7 @@ func runProfile(ctx context.Context, cmd *cobra.Command, o *rootOptions, url str
 	if err != nil {
 		return err
 	}
-	topts, err := f.table.options()
+	topts, err := f.table.options(o)
 	if err != nil {
 		return err
 	}

@@ -195,7 +195,7 @@ func runSynth(ctx context.Context, cmd *cobra.Command, o *rootOptions, f *synthF
 	start := time.Now()
 	var m *synth.Model
 	if f.fit != "" {
-		topts, err := f.table.options()
+		topts, err := f.table.options(o)
 		if err != nil {
 			return fmt.Errorf("%s", strings.ReplaceAll(err.Error(), "--format", "--fit-format"))
 		}

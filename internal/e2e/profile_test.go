@@ -153,6 +153,13 @@ func TestDataProfile(t *testing.T) {
 		t.Fatalf("x distinct %d vs %d", column(t, one, "x").Distinct, column(t, jobs, "x").Distinct)
 	}
 
+	// A dataset version names the table as well (read at its source).
+	s.cli("dataset", "create", "profiled", filepath.Dir(path))
+	byName := runProfile(t, s, "dataset://profiled@1")
+	if byName.Profile.Table.Rows != n || *column(t, byName, "x").Numeric.Sum != sumX {
+		t.Fatalf("profile of dataset://profiled@1: %d rows", byName.Profile.Table.Rows)
+	}
+
 	// The submitted report is stored: listed, and read back whole; a
 	// local one joins it with --save.
 	saved := runProfile(t, s, path, "--save")

@@ -344,6 +344,23 @@ func TestSlurm(t *testing.T) {
 		}
 	})
 
+	t.Run("data profile as Slurm jobs", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
+		const n = 5000
+		path, sumX, _ := profileTable(t, n)
+		rep := runProfile(t, s, path, "--partitions", "3", "--submit")
+		if rep.Partitions != 3 || len(rep.Jobs) != 3 || rep.Profile.Table.Rows != n || *column(t, rep, "x").Numeric.Sum != sumX {
+			t.Fatalf("profile through Slurm: %d partitions, jobs %v, %d rows", rep.Partitions, rep.Jobs, rep.Profile.Table.Rows)
+		}
+		for _, jid := range rep.Jobs {
+			j, err := s.Client.GetJob(ctx, strconv.FormatInt(jid, 10))
+			if err != nil || len(j.Attempts) == 0 || !strings.HasPrefix(j.Attempts[0].BackendID, "slurm:") {
+				t.Fatalf("partition job %d did not run on Slurm: %+v %v", jid, j, err)
+			}
+		}
+	})
+
 	t.Run("cancel", func(t *testing.T) {
 		defer s.use(t)()
 		defer c.use(t)()
