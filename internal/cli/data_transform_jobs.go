@@ -32,8 +32,13 @@ const reportPrefix = "hpcml-transform-report "
 // commits the output and writes the report (analysis/<id>/report.json).
 // Unit results, states and shuffle buckets go to the server's storage
 // under analysis/<id>/; the output's files are written by the jobs to
-// the spec's URL, staged, and moved into place by the commit. A cleanup
-// job after the commit (afterany) removes what a failure left staged.
+// the spec's URL, staged, and moved into place by the commit.
+//
+// The CLI waits for the gathers in order. When one fails it cancels the
+// jobs still running or waiting, lets the failed pass's units end, and
+// runs a cleanup job that removes what was staged; then it names the
+// first unit that failed and what it said. A cleanup job after the
+// commit (afterany) is the safety net when no client is watching.
 func submitTransform(ctx context.Context, cmd *cobra.Command, o *rootOptions, p *transform.Plan, f *transformFlags) (*transform.Report, error) {
 	c, cfg, err := o.client()
 	if err != nil {
@@ -71,6 +76,8 @@ func submitTransform(ctx context.Context, cmd *cobra.Command, o *rootOptions, p 
 	var after, commit int64
 	statsSeen := false
 	var counted []int
+	var gathers []int64
+	units := make([][]int64, len(passes))
 	for _, ps := range passes {
 		shuffled, bucketed := p.Bucketed(ps)
 		var deps []job.Dependency
@@ -106,6 +113,7 @@ func submitTransform(ctx context.Context, cmd *cobra.Command, o *rootOptions, p 
 				return nil, err
 			}
 			deps = append(deps, job.Dependency{Type: job.AfterOK, JobID: id})
+			units[ps.Index] = append(units[ps.Index], id)
 		}
 		g := &job.Spec{DependsOn: deps, Resources: job.Resources{CPUs: 0.1}}
 		argv := append(append([]string(nil), base1...), "__gather", "--plan", string(plan), "--pass", strconv.Itoa(ps.Index))
@@ -138,37 +146,60 @@ func submitTransform(ctx context.Context, cmd *cobra.Command, o *rootOptions, p 
 		if after, err = submit(g); err != nil {
 			return nil, err
 		}
+		gathers = append(gathers, after)
 		if ps.Kind == transform.PassWrite {
 			commit = after
 		}
 	}
-	cleanup, err := submit(&job.Spec{Name: fmt.Sprintf("transform-%s-cleanup", p.ID), Resources: job.Resources{CPUs: 0.1},
-		Command:   append(append([]string(nil), base1...), "__cleanup", "--plan", string(plan)),
-		DependsOn: []job.Dependency{{Type: job.AfterAny, JobID: commit}}})
-	if err != nil {
+	cleanupSpec := func() *job.Spec {
+		return &job.Spec{Name: fmt.Sprintf("transform-%s-cleanup", p.ID), Resources: job.Resources{CPUs: 0.1},
+			Command: append(append([]string(nil), base1...), "__cleanup", "--plan", string(plan))}
+	}
+	// A safety net for a failure while no client watches.
+	cs := cleanupSpec()
+	cs.DependsOn = []job.Dependency{{Type: job.AfterAny, JobID: commit}}
+	if _, err := submit(cs); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "Transform %s: %d jobs in %d passes, committed by job %d.\n", p.ID, len(jobs)-1, len(passes), commit)
-	final, err := waitWithStatus(ctx, c, strconv.FormatInt(commit, 10), cmd.ErrOrStderr(), true, o.now)
-	if err != nil {
-		return nil, explain(err, cfg)
-	}
-	if final.State != job.Succeeded {
-		// What the failure staged is gone when the cleanup has run.
-		c.WatchJob(ctx, strconv.FormatInt(cleanup, 10), quietPoll, nil)
-		for _, id := range jobs { // submission order: the first failure is the cause
+	// The passes' gathers in order: each one's units depend on the one
+	// before, so the first that fails is the pass that failed.
+	for k, g := range gathers {
+		final, err := waitWithStatus(ctx, c, strconv.FormatInt(g, 10), cmd.ErrOrStderr(), true, o.now)
+		if err != nil {
+			return nil, explain(err, cfg)
+		}
+		if final.State == job.Succeeded {
+			continue
+		}
+		// Stop what still runs or waits, let the pass's units end (they
+		// may be writing to the staging area), then remove what was
+		// staged, with a job of its own.
+		for _, id := range jobs {
 			sid := strconv.FormatInt(id, 10)
-			if j, err := c.GetJob(ctx, sid); err == nil && j.State != job.Succeeded && !strings.Contains(j.Reason, "can never be satisfied") {
+			if j, err := c.GetJob(ctx, sid); err == nil && !j.State.Terminal() {
+				c.CancelJob(ctx, sid)
+			}
+		}
+		for _, id := range units[k] {
+			c.WatchJob(ctx, strconv.FormatInt(id, 10), quietPoll, nil)
+		}
+		if id, err := submit(cleanupSpec()); err == nil {
+			c.WatchJob(ctx, strconv.FormatInt(id, 10), quietPoll, nil)
+		}
+		for _, id := range units[k] { // the first unit that failed is the cause
+			sid := strconv.FormatInt(id, 10)
+			if j, err := c.GetJob(ctx, sid); err == nil && j.State == job.Failed {
 				return nil, fmt.Errorf("transform %s: job %s (%s) %s: %s (hpcml job logs --stderr %s)", p.ID, sid, j.Spec.Name, j.State, lastError(ctx, c, sid, j.Reason), sid)
 			}
 		}
-		return nil, fmt.Errorf("transform %s: commit job %d %s: %s (hpcml job logs %d)", p.ID, commit, final.State, final.Reason, commit)
+		return nil, fmt.Errorf("transform %s: job %d (%s) %s: %s (hpcml job logs --stderr %d)", p.ID, g, final.Spec.Name, final.State, lastError(ctx, c, strconv.FormatInt(g, 10), final.Reason), g)
 	}
 	rep, err := commitReport(ctx, c, commit)
 	if err != nil {
 		return nil, err
 	}
-	rep.Jobs = jobs[:len(jobs)-1]
+	rep.Jobs = jobs[:len(jobs)-1] // not the cleanup
 	return rep, nil
 }
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,7 +12,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/hpcml/hpcml/internal/client"
 	"github.com/hpcml/hpcml/internal/table"
 	"github.com/hpcml/hpcml/internal/transform"
 )
@@ -51,13 +54,22 @@ func transformTable(t *testing.T, dir string, n int) string {
 // when given) and decodes the report; or returns its error output.
 func runTransform(t *testing.T, s *server, spec string, args ...string) (*transform.Report, string) {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"data", "transform", "-f", spec, "-o", "json"}, args...)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, append([]string{"data", "transform", "-f", spec, "-o", "json"}, args...)...)
 	if s != nil {
 		cmd.Env = append(os.Environ(), "HPCML_SERVER="+s.URL, "HPCML_TOKEN="+s.Token)
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
+	if ctx.Err() != nil { // say where it stood rather than time the test out
+		jobs := ""
+		if s != nil {
+			jobs = s.cli("job", "list")
+		}
+		t.Fatalf("transform %v: no end after 2 minutes: %s\n%s", args, stderr.String(), jobs)
+	}
 	if err != nil {
 		return nil, stderr.String()
 	}
@@ -187,12 +199,40 @@ output: {url: %s}
 	if rep != nil || !strings.Contains(msg, `bad.csv:line 20002, column "b": steps[0].cast: "seven" is not an int64`) || !strings.Contains(msg, "hpcml job logs") {
 		t.Fatalf("bad input: %v %s", rep, msg)
 	}
-	if es, _ := os.ReadDir(dir); len(es) != 2 {
-		var names []string
-		for _, e := range es {
-			names = append(names, e.Name())
+	clean := func() {
+		t.Helper()
+		if es, _ := os.ReadDir(dir); len(es) != 2 {
+			var names []string
+			for _, e := range es {
+				names = append(names, e.Name())
+			}
+			t.Fatalf("after the failure: %v", names)
 		}
-		t.Fatalf("after the failure: %v", names)
+	}
+	clean()
+	// Failing in the first of three passes: the later passes' jobs are
+	// stopped, not left waiting.
+	os.WriteFile(spec, []byte(fmt.Sprintf(`input: {url: %s, partitions: 3, types: {b: string}}
+steps:
+  - cast: {b: int64}
+  - drop_duplicates: {subset: [b]}
+  - impute: {b: mean}
+  - split: {fractions: {train: 0.5, test: 0.5}}
+output: {url: %s}
+`, bad, filepath.Join(dir, "out"))), 0o644)
+	rep, msg = runTransform(t, s, spec, "--submit")
+	if rep != nil || !strings.Contains(msg, `bad.csv:line 20002, column "b": steps[0].cast: "seven" is not an int64`) {
+		t.Fatalf("bad input, 3 passes: %v %s", rep, msg)
+	}
+	clean()
+	list, err := s.Client.ListJobs(ctxFor(t, 5*time.Second), client.ListOptions{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range list {
+		if !j.State.Terminal() {
+			t.Fatalf("job %d (%s) left %s", j.ID, j.Spec.Name, j.State)
+		}
 	}
 	// A bad spec fails before any job, naming the field.
 	os.WriteFile(spec, []byte(fmt.Sprintf("input: {url: %s}\nsteps:\n  - select: [a, c]\noutput: {url: %s}\n", bad, filepath.Join(dir, "out"))), 0o644)
