@@ -93,6 +93,16 @@ func (d *dec) n(max int) int {
 	return int(v)
 }
 
+// bounded reads a value (not a count of what follows) of at most max.
+func (d *dec) bounded(max int) int {
+	v := d.u()
+	if v > uint64(max) {
+		d.fail(fmt.Errorf("value %d out of range", v))
+		return 0
+	}
+	return int(v)
+}
+
 func (d *dec) f() float64 {
 	if d.err != nil {
 		return 0
@@ -236,7 +246,7 @@ func decodeState(data []byte) (*State, error) {
 	var o Options
 	for _, p := range []*int{&o.DistinctLimit, &o.HLLPrecision, &o.QuantileK, &o.TopValues, &o.TopCounters,
 		&o.HistogramBins, &o.SampleRows, &o.MaxCorrelationColumns, &o.DuplicateLimit} {
-		*p = d.n(1 << 30)
+		*p = d.bounded(1 << 30) // settings, not counts: a small state has large ones
 	}
 	o.ExactDuplicates = d.bool()
 	o.Seed = d.u()
