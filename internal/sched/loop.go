@@ -317,12 +317,25 @@ func (s *Scheduler) cancelOne(st *state, e *entry) {
 }
 
 // resolveDependencies moves pending jobs whose dependencies are decided.
+// A job it fails ends, which rechecks the jobs waiting for it in turn:
+// it runs until nothing is left to recheck, so a chain of dependents
+// fails in one turn rather than stalling at its second link.
 func (s *Scheduler) resolveDependencies(ctx context.Context, st *state) {
-	if len(st.recheck) == 0 {
-		return
-	}
 	var retry []int64
-	for id := range st.recheck {
+	for len(st.recheck) > 0 {
+		batch := st.recheck
+		st.recheck = map[int64]bool{}
+		retry = append(retry, s.resolveBatch(ctx, st, batch)...)
+	}
+	for _, id := range retry { // a store error: on the next turn
+		st.recheck[id] = true
+	}
+}
+
+// resolveBatch rechecks the jobs of batch; it returns those whose
+// dependencies could not be read.
+func (s *Scheduler) resolveBatch(ctx context.Context, st *state, batch map[int64]bool) (retry []int64) {
+	for id := range batch {
 		e := st.jobs[id]
 		if e == nil {
 			continue
@@ -375,10 +388,7 @@ func (s *Scheduler) resolveDependencies(ctx context.Context, st *state) {
 			st.waiters[w] = append(st.waiters[w], id)
 		}
 	}
-	clear(st.recheck)
-	for _, id := range retry {
-		st.recheck[id] = true
-	}
+	return retry
 }
 
 // canHold reports whether e, waiting for undecided, can be handed to its

@@ -194,6 +194,22 @@ func TestImpossibleDependencyFails(t *testing.T) {
 	h.noLaunch()
 }
 
+// A chain of dependents settles in one go: a job failed because its
+// dependency can never be satisfied is an end its own dependents see —
+// afterany runs, afterok fails — without another event to wake them.
+func TestDependencyFailureCascades(t *testing.T) {
+	h := newHarness(t, 2)
+	dep := h.submit(job.Spec{Command: cmd()})
+	child := h.submit(job.Spec{Command: cmd(), DependsOn: []job.Dependency{{Type: job.AfterOK, JobID: dep.ID}}})
+	cleanup := h.submit(job.Spec{Command: cmd(), DependsOn: []job.Dependency{{Type: job.AfterAny, JobID: child.ID}}})
+	grandchild := h.submit(job.Spec{Command: cmd(), DependsOn: []job.Dependency{{Type: job.AfterOK, JobID: child.ID}}})
+	h.end(h.nextLaunch(), 1)
+	h.until(grandchild.ID, "failed", func(j *job.Job) bool { return j.State == job.Failed })
+	if l := h.nextLaunch(); l.id != cleanup.ID {
+		t.Fatalf("launched job %d, want the afterany cleanup %d", l.id, cleanup.ID)
+	}
+}
+
 // A cancel of a waiting job ends it at once; of a running one, it asks
 // the backend and the job ends CANCELLED when the attempt reports.
 func TestCancel(t *testing.T) {
