@@ -100,15 +100,34 @@ func submitProfile(ctx context.Context, cmd *cobra.Command, o *rootOptions, url 
 		return nil, explain(err, cfg)
 	}
 	if final.State != job.Succeeded {
-		for _, pid := range ids { // say which partition failed, not just that the merge could not run
-			if pj, err := c.GetJob(ctx, pid); err == nil && pj.State != job.Succeeded {
-				return nil, fmt.Errorf("profile %s: partition job %s %s: %s (hpcml job logs --stderr %s)", id, pid, pj.State, lastError(ctx, c, pid, pj.Reason), pid)
-			}
-		}
-		return nil, fmt.Errorf("profile %s: merge job %d %s: %s (hpcml job logs %d)", id, mj.ID, final.State, final.Reason, mj.ID)
+		return nil, profileFailed(ctx, c, id, ids, final)
 	}
 	rep, err := c.GetProfileReport(ctx, id)
 	return rep, explain(err, cfg)
+}
+
+// profileFailed says why a submitted profile failed: the partition job
+// that failed (not just that the merge could not run), with the error it
+// printed; partition jobs still running are cancelled, their work moot.
+func profileFailed(ctx context.Context, c *client.Client, id string, ids []string, merge *job.Job) error {
+	var failed *job.Job
+	for _, pid := range ids {
+		pj, err := c.GetJob(ctx, pid)
+		switch {
+		case err != nil:
+		case pj.State.Terminal() && pj.State != job.Succeeded:
+			if failed == nil {
+				failed = pj
+			}
+		case !pj.State.Terminal():
+			c.CancelJob(ctx, pid)
+		}
+	}
+	if failed != nil {
+		fid := failed.DisplayID()
+		return fmt.Errorf("profile %s: partition job %s %s: %s (hpcml job logs --stderr %s)", id, fid, failed.State, lastError(ctx, c, fid, failed.Reason), fid)
+	}
+	return fmt.Errorf("profile %s: merge job %d %s: %s (hpcml job logs --stderr %d)", id, merge.ID, merge.State, lastError(ctx, c, merge.DisplayID(), merge.Reason), merge.ID)
 }
 
 // lastError is the last "error:" line of a failed job's stderr (what
