@@ -282,7 +282,11 @@ func groupDigits(n int64) string {
 func printProfile(w io.Writer, rep *analysis.ProfileReport) {
 	p := rep.Profile
 	t := p.Table
-	fmt.Fprintf(w, "Profile of %s (%d partitions, %.1fs)\n", rep.Source, rep.Partitions, rep.Seconds)
+	parts := fmt.Sprintf("%d partitions", rep.Partitions)
+	if rep.Partitions == 1 {
+		parts = "1 partition"
+	}
+	fmt.Fprintf(w, "Profile of %s (%s, %.1fs)\n", rep.Source, parts, rep.Seconds)
 	dup := groupDigits(t.DuplicateRows)
 	if !t.DuplicateRowsExact && t.DuplicateRowsStdErr > 0 {
 		dup += fmt.Sprintf(" (estimated, ±%.0f)", t.DuplicateRowsStdErr)
