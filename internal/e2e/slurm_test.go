@@ -238,7 +238,8 @@ func TestSlurm(t *testing.T) {
 		// handed to Slurm at once, held there with --dependency=afterok,
 		// and dropped when the first fails.
 		marker := filepath.Join(shared, "second-ran")
-		first := s.waitRunning(s.submit(sh("sleep 4; exit 3")))
+		gate := filepath.Join(shared, "fail-gate") // opened once the second is seen held
+		first := s.waitRunning(s.submit(sh("while [ ! -e " + gate + " ]; do sleep 0.1; done; exit 3")))
 		second := sh("touch " + marker)
 		second.DependsOn = []job.Dependency{{Type: job.AfterOK, JobID: first.ID}}
 		sj := s.submit(second)
@@ -252,6 +253,9 @@ func TestSlurm(t *testing.T) {
 		heldSlurm := strings.TrimPrefix(held.Attempts[0].BackendID, "slurm:")
 		if dep := c.run("squeue", "--noheader", "--states=all", "--jobs="+heldSlurm, "--format=%E"); !strings.Contains(dep, "afterok:"+firstSlurm) {
 			t.Fatalf("held job's Slurm dependency %q, want afterok:%s", dep, firstSlurm)
+		}
+		if err := os.WriteFile(gate, nil, 0o644); err != nil {
+			t.Fatal(err)
 		}
 		f := s.wait(first, time.Minute)
 		expectState(t, f, job.Failed)
@@ -285,13 +289,19 @@ func TestSlurm(t *testing.T) {
 		defer s.use(t)()
 		defer c.use(t)()
 		out := filepath.Join(shared, "chain")
-		first := s.waitRunning(s.submit(sh("sleep 4; echo first >> " + out)))
+		// The first job runs until the test has seen the second held
+		// (a gate file, not a sleep: under load the hold may be seen late).
+		gate := filepath.Join(shared, "chain-gate")
+		first := s.waitRunning(s.submit(sh("while [ ! -e " + gate + " ]; do sleep 0.1; done; echo first >> " + out)))
 		second := sh("echo second >> " + out)
 		second.DependsOn = []job.Dependency{{Type: job.AfterOK, JobID: first.ID}}
 		sj := s.submit(second)
 		s.waitFor(id(sj), 30*time.Second, "held by Slurm", func(j *job.Job) bool {
 			return j.State == job.Starting && strings.Contains(j.Reason, "dependenc")
 		})
+		if err := os.WriteFile(gate, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		expectState(t, s.wait(first, time.Minute), job.Succeeded)
 		expectState(t, s.wait(sj, time.Minute), job.Succeeded)
 		if b, _ := os.ReadFile(out); string(b) != "first\nsecond\n" {
