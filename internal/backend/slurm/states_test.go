@@ -346,3 +346,23 @@ func TestSlurmEndResultNeverSucceeds(t *testing.T) {
 		}
 	}
 }
+
+// A shell whose child Slurm killed exits 128+signal: held for Slurm's
+// final state like a kill by the signal itself, which then decides.
+func TestShellExitOfAKilledChildIsHeld(t *testing.T) {
+	for code, held := range map[int]bool{143: true, 137: true, 1: false, 0: false} {
+		r := job.Result{ExitCode: &code}
+		if got := stoppedFromOutside(&r); got != held {
+			t.Errorf("exit %d: held %v, want %v", code, got, held)
+		}
+	}
+	code := 143
+	r := heldResult(job.Result{ExitCode: &code}, "7", slurmEnd{State: "NODE_FAIL"}, false)
+	if !r.Interrupted || !r.NodeLost {
+		t.Fatalf("exit 143 on a failed node: %+v, want an interruption", r)
+	}
+	r = heldResult(job.Result{ExitCode: &code}, "7", slurmEnd{State: "FAILED"}, false)
+	if r.Interrupted || r.ExitCode == nil || *r.ExitCode != 143 {
+		t.Fatalf("exit 143 of a job Slurm saw fail: %+v, want the exit as it was", r)
+	}
+}

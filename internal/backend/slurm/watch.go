@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hpcml/hpcml/internal/backend"
@@ -181,8 +182,15 @@ func (b *Backend) readJournal(a *attempt, size int64) {
 // stoppedFromOutside: the wrapper was told to stop, or the command was
 // killed with SIGTERM or SIGKILL, without hpcml asking — Slurm stopping
 // the job (time limit, node failure, preemption, an admin's scancel), or
-// the command's own doing. Slurm's final state tells which.
+// the command's own doing. Slurm's final state tells which. A shell
+// whose child was killed so exits 128+signal (143, 137) rather than by
+// the signal, depending on which of them Slurm's signal reached first:
+// the same case. Holding such an end costs nothing when the command did
+// exit so itself: for a COMPLETED or FAILED job the journal's word stands.
 func stoppedFromOutside(r *job.Result) bool {
+	if r.ExitCode != nil && (*r.ExitCode == 128+int(syscall.SIGTERM) || *r.ExitCode == 128+int(syscall.SIGKILL)) {
+		return true
+	}
 	return r.Cancelled || r.Signal == "SIGTERM" || r.Signal == "SIGKILL"
 }
 
