@@ -47,7 +47,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"debug/buildinfo"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -73,6 +72,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/hpcml/hpcml/bench/internal/load"
 	"github.com/hpcml/hpcml/internal/analysis"
 	"github.com/hpcml/hpcml/internal/table"
 )
@@ -283,12 +283,12 @@ func main() {
 	} else if b.hpcml, err = filepath.Abs(b.hpcml); err != nil {
 		fatalf("%v", err)
 	}
-	b.versions["hpcml"] = buildVersion(b.hpcml, true)
+	b.versions["hpcml"] = load.BuildVersion(b.hpcml, true)
 	if slices.Contains(tools, "pandas") {
-		b.python = lookPath(*python, "python3", "scripts/bench-deps.sh profile installs Debian's python3-pandas")
+		b.python = mustLookPath(*python, "python3", "scripts/bench-deps.sh profile installs Debian's python3-pandas")
 	}
 	if slices.Contains(tools, "duckdb") || slices.Contains(tools, "duckdb-corr") {
-		b.node = lookPath(*node, "node", "scripts/bench-deps.sh profile installs it")
+		b.node = mustLookPath(*node, "node", "scripts/bench-deps.sh profile installs it")
 		dir := *nodeDir
 		if dir == "" {
 			base := os.Getenv("HPCML_BENCH_NODE_DIR")
@@ -301,7 +301,7 @@ func main() {
 		if _, err := os.Stat(filepath.Join(b.nodeAPI, "package.json")); err != nil {
 			fatalf("@duckdb/node-api not found in %s: scripts/bench-deps.sh profile installs it", dir)
 		}
-		b.versions["node"] = firstLine(b.node, "--version")
+		b.versions["node"] = load.FirstLine(b.node, "--version")
 	}
 	b.scripts = filepath.Join(tmp, "scripts")
 	if err := os.MkdirAll(b.scripts, 0o755); err != nil {
@@ -513,53 +513,6 @@ func machine() string {
 		mem = fmt.Sprintf(", %.0f GiB", float64(kb)/(1<<20))
 	}
 	return fmt.Sprintf("%d CPU %s%s, %s", runtime.NumCPU(), model, mem, runtime.Version())
-}
-
-func lookPath(bin, name, hint string) string {
-	p, err := exec.LookPath(bin)
-	if err != nil {
-		fatalf("%s not found (%v): %s", name, err, hint)
-	}
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		fatalf("%v", err)
-	}
-	return abs
-}
-
-func firstLine(bin string, args ...string) string {
-	out, _ := exec.Command(bin, args...).CombinedOutput()
-	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	return strings.TrimSpace(line)
-}
-
-// buildVersion names a Go binary's source (see bench/transfer).
-func buildVersion(bin string, tree bool) string {
-	info, err := buildinfo.ReadFile(bin)
-	if err != nil {
-		return "unknown"
-	}
-	if v := info.Main.Version; v != "" && v != "(devel)" {
-		return v + " " + info.GoVersion
-	}
-	rev, dirty := "", ""
-	for _, s := range info.Settings {
-		switch {
-		case s.Key == "vcs.revision" && len(s.Value) >= 12:
-			rev = s.Value[:12]
-		case s.Key == "vcs.modified" && s.Value == "true":
-			dirty = "+dirty"
-		}
-	}
-	if rev == "" && tree {
-		if out, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
-			rev = "tree " + strings.TrimSpace(string(out))
-		}
-	}
-	if rev == "" {
-		rev = "unknown revision"
-	}
-	return rev + dirty + " " + info.GoVersion
 }
 
 // busyCPU is the CPU time the whole machine has spent busy, in seconds
@@ -1091,3 +1044,13 @@ const src = fmt === "csv" ? "read_csv(" + q(path) + ")" : "read_parquet(" + q(pa
   console.log(JSON.stringify(out));
 })().catch((e) => { console.error(e); process.exit(1); });
 `
+
+// mustLookPath resolves a peer tool or stops the benchmark saying how to
+// get it.
+func mustLookPath(bin, name, hint string) string {
+	p, err := load.LookPath(bin, name, hint)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	return p
+}

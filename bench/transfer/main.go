@@ -46,7 +46,6 @@ import (
 	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
-	"debug/buildinfo"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -68,6 +67,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hpcml/hpcml/bench/internal/load"
 )
 
 const (
@@ -242,7 +243,7 @@ func main() {
 		fatalf("%v", err)
 	}
 	if slices.Contains(tools, "rclone") {
-		b.rclone = lookPath(*rcloneBin, "rclone", "scripts/bench-deps.sh installs it")
+		b.rclone = mustLookPath(*rcloneBin, "rclone", "scripts/bench-deps.sh installs it")
 	}
 	if slices.Contains(tools, "awscli") {
 		a := *awsBin
@@ -252,7 +253,7 @@ func main() {
 				a = "/usr/bin/aws"
 			}
 		}
-		b.aws = lookPath(a, "aws", "scripts/bench-deps.sh installs Debian's awscli")
+		b.aws = mustLookPath(a, "aws", "scripts/bench-deps.sh installs Debian's awscli")
 	}
 	gw := *gwBin
 	if gw == "" {
@@ -263,17 +264,17 @@ func main() {
 			}
 		}
 	}
-	gw = lookPath(gw, "versitygw", "scripts/test-deps.sh installs it")
+	gw = mustLookPath(gw, "versitygw", "scripts/test-deps.sh installs it")
 
 	versions := map[string]string{
-		"hpcml":     buildVersion(b.hpcml, true),
-		"versitygw": buildVersion(gw, false),
+		"hpcml":     load.BuildVersion(b.hpcml, true),
+		"versitygw": load.BuildVersion(gw, false),
 	}
 	if b.rclone != "" {
-		versions["rclone"] = firstLine(b.rclone, "version")
+		versions["rclone"] = load.FirstLine(b.rclone, "version")
 	}
 	if b.aws != "" {
-		versions["awscli"] = firstLine(b.aws, "--version")
+		versions["awscli"] = load.FirstLine(b.aws, "--version")
 	}
 
 	b.setupEnv()
@@ -429,58 +430,6 @@ func round(f float64, places int) float64 {
 		p *= 10
 	}
 	return float64(int64(f*p+0.5)) / p
-}
-
-// lookPath resolves a binary or fails with how to get it.
-func lookPath(bin, name, hint string) string {
-	p, err := exec.LookPath(bin)
-	if err != nil {
-		fatalf("%s not found (%v): %s", name, err, hint)
-	}
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		fatalf("%v", err)
-	}
-	return abs
-}
-
-// firstLine is the first line a command prints (its version).
-func firstLine(bin string, args ...string) string {
-	out, _ := exec.Command(bin, args...).CombinedOutput()
-	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	return strings.TrimSpace(line)
-}
-
-// buildVersion names a Go binary's source: its module version (for one
-// built by go install), else its VCS revision ("+dirty" when built from a
-// modified tree), else, for hpcml built without VCS stamps, the revision of
-// the tree the benchmark runs in; and its Go version.
-func buildVersion(bin string, tree bool) string {
-	info, err := buildinfo.ReadFile(bin)
-	if err != nil {
-		return "unknown"
-	}
-	if v := info.Main.Version; v != "" && v != "(devel)" {
-		return v + " " + info.GoVersion
-	}
-	rev, dirty := "", ""
-	for _, s := range info.Settings {
-		switch {
-		case s.Key == "vcs.revision" && len(s.Value) >= 12:
-			rev = s.Value[:12]
-		case s.Key == "vcs.modified" && s.Value == "true":
-			dirty = "+dirty"
-		}
-	}
-	if rev == "" && tree {
-		if out, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
-			rev = "tree " + strings.TrimSpace(string(out))
-		}
-	}
-	if rev == "" {
-		rev = "unknown revision"
-	}
-	return rev + dirty + " " + info.GoVersion
 }
 
 // setupEnv builds the environment every tool runs in: the server's
@@ -876,4 +825,14 @@ func sameContent(a, b string) error {
 			return fmt.Errorf("%s and the source %s differ in length", b, a)
 		}
 	}
+}
+
+// mustLookPath resolves a peer tool or stops the benchmark saying how to
+// get it.
+func mustLookPath(bin, name, hint string) string {
+	p, err := load.LookPath(bin, name, hint)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	return p
 }
