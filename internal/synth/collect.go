@@ -2,6 +2,7 @@ package synth
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -258,7 +259,7 @@ func (c *collector) strata() ([][]int32, []*string) {
 		case c.kind == kindFloat:
 			return cmpFloat(c.f[a], c.f[b])
 		case c.kind == kindInt:
-			return cmpInt(c.i[a], c.i[b])
+			return cmp.Compare(c.i[a], c.i[b])
 		}
 		return strings.Compare(c.s[a], c.s[b])
 	}
@@ -285,16 +286,6 @@ func cmpBool(a, b bool) int {
 		return -1
 	}
 	return 1
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // cmpFloat orders floats with NaN last and all NaN equal.
