@@ -35,8 +35,7 @@ type statsCol struct {
 
 // sketchOptions: of a profile state only the quantile sketch (at its
 // default k, 200) and the exact mean are used; the rest is made as small
-// as it goes, which also keeps an empty state decodable (profile's
-// decoder wants at least as many bytes after each option as its value).
+// as it goes, so that a state carries little but the sketch.
 var sketchOptions = profile.Options{DistinctLimit: 1, HLLPrecision: 4, TopValues: 1, TopCounters: 1,
 	HistogramBins: 1, SampleRows: 1, MaxCorrelationColumns: 1, DuplicateLimit: 1}
 
