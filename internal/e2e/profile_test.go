@@ -210,3 +210,30 @@ func TestDataProfileBadInput(t *testing.T) {
 		t.Fatalf("reports after failures: %+v %v", list, err)
 	}
 }
+
+// TestDataProfileFlags: --out writes the report that -o json prints, and
+// --exact-duplicates counts duplicate rows exactly.
+func TestDataProfileFlags(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dups.csv")
+	var b strings.Builder
+	b.WriteString("a,b\n")
+	for i := range 300 {
+		fmt.Fprintf(&b, "%d,%d\n", i%100, i%100) // every row three times
+	}
+	os.WriteFile(path, []byte(b.String()), 0o644)
+	out := filepath.Join(dir, "report.json")
+	rep := runProfile(t, nil, path, "--exact-duplicates", "--out", out)
+	if tb := rep.Profile.Table; !tb.DuplicateRowsExact || tb.DuplicateRows != 200 {
+		t.Fatalf("duplicate rows %d (exact %v), want exactly 200", tb.DuplicateRows, tb.DuplicateRowsExact)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := analysis.DecodeProfileReport(data)
+	if err != nil || saved.ID != rep.ID || saved.Profile.Table.DuplicateRows != 200 {
+		t.Fatalf("--out holds %v (%v), want report %s", saved, err, rep.ID)
+	}
+}
