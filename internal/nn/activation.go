@@ -1,0 +1,98 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+)
+
+// Activation is an element-wise non-linearity: relu, gelu (the exact erf
+// form, as PyTorch's default and ONNX's Gelu), tanh or sigmoid.
+type Activation struct {
+	kind string
+}
+
+// NewActivation makes the activation named kind.
+func NewActivation(kind string) *Activation { return &Activation{kind: kind} }
+
+func (a *Activation) Kind() string                     { return a.kind }
+func (a *Activation) Params() []*Param                 { return nil }
+func (a *Activation) OutShape(in []int) ([]int, error) { return in, nil }
+
+// activationCache keeps what the derivative needs: the input for relu and
+// gelu, the output for tanh and sigmoid.
+type activationCache struct{ x, y *Tensor }
+
+func (a *Activation) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
+	y := NewTensor(x.Shape...)
+	xs, ys := x.Data, y.Data
+	parallelFor(len(xs), 1<<15, func(lo, hi int) {
+		switch a.kind {
+		case "relu":
+			for i := lo; i < hi; i++ {
+				ys[i] = max(xs[i], 0)
+			}
+		case "gelu":
+			for i := lo; i < hi; i++ {
+				v := float64(xs[i])
+				ys[i] = float32(0.5 * v * (1 + math.Erf(v/math.Sqrt2)))
+			}
+		case "tanh":
+			for i := lo; i < hi; i++ {
+				ys[i] = float32(math.Tanh(float64(xs[i])))
+			}
+		case "sigmoid":
+			for i := lo; i < hi; i++ {
+				ys[i] = sigmoid(xs[i])
+			}
+		default:
+			panic(fmt.Sprintf("nn: unknown activation %q", a.kind))
+		}
+	})
+	if !ctx.Training {
+		return y, nil
+	}
+	return y, activationCache{x: x, y: y}
+}
+
+func (a *Activation) Backward(cache any, dy *Tensor, needInput bool) *Tensor {
+	if !needInput {
+		return nil
+	}
+	c := cache.(activationCache)
+	dx := NewTensor(dy.Shape...)
+	xs, ys, gs, ds := c.x.Data, c.y.Data, dy.Data, dx.Data
+	parallelFor(len(gs), 1<<15, func(lo, hi int) {
+		switch a.kind {
+		case "relu":
+			for i := lo; i < hi; i++ {
+				if xs[i] > 0 {
+					ds[i] = gs[i]
+				}
+			}
+		case "gelu":
+			for i := lo; i < hi; i++ {
+				v := float64(xs[i])
+				cdf := 0.5 * (1 + math.Erf(v/math.Sqrt2))
+				pdf := math.Exp(-0.5*v*v) / math.Sqrt(2*math.Pi)
+				ds[i] = gs[i] * float32(cdf+v*pdf)
+			}
+		case "tanh":
+			for i := lo; i < hi; i++ {
+				ds[i] = gs[i] * (1 - ys[i]*ys[i])
+			}
+		case "sigmoid":
+			for i := lo; i < hi; i++ {
+				ds[i] = gs[i] * ys[i] * (1 - ys[i])
+			}
+		}
+	})
+	return dx
+}
+
+func sigmoid(v float32) float32 {
+	if v >= 0 {
+		return float32(1 / (1 + math.Exp(-float64(v))))
+	}
+	e := math.Exp(float64(v))
+	return float32(e / (1 + e))
+}

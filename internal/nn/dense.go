@@ -1,0 +1,63 @@
+package nn
+
+import (
+	"fmt"
+	"math/rand/v2"
+)
+
+// Dense is a fully connected layer, y = x·Wᵀ + b, with W stored out×in as
+// PyTorch and ONNX's Gemm (transB=1) keep it.
+type Dense struct {
+	In, Out int
+	W, B    *Param
+}
+
+// NewDense makes a Dense layer with weights drawn by init and zero bias.
+func NewDense(name string, in, out int, init Init, rng *rand.Rand) *Dense {
+	d := &Dense{In: in, Out: out, W: newParam(name+".weight", false, out, in), B: newParam(name+".bias", true, out)}
+	init(d.W.Value.Data, in, out, rng)
+	return d
+}
+
+func (d *Dense) Kind() string     { return "dense" }
+func (d *Dense) Params() []*Param { return []*Param{d.W, d.B} }
+
+func (d *Dense) OutShape(in []int) ([]int, error) {
+	if len(in) != 1 || in[0] != d.In {
+		return nil, fmt.Errorf("dense expects %d inputs, got shape %v", d.In, in)
+	}
+	return []int{d.Out}, nil
+}
+
+func (d *Dense) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
+	n := x.Batch()
+	y := NewTensor(n, d.Out)
+	b := d.B.Value.Data
+	for i := 0; i < n; i++ {
+		copy(y.Data[i*d.Out:(i+1)*d.Out], b)
+	}
+	gemm(false, true, n, d.Out, d.In, 1, x.Data, d.W.Value.Data, 1, y.Data)
+	if !ctx.Training {
+		return y, nil
+	}
+	return y, x
+}
+
+func (d *Dense) Backward(cache any, dy *Tensor, needInput bool) *Tensor {
+	x := cache.(*Tensor)
+	n := x.Batch()
+	gemm(true, false, d.Out, d.In, n, 1, dy.Data, x.Data, 1, d.W.Grad.Data)
+	db := d.B.Grad.Data
+	for i := 0; i < n; i++ {
+		row := dy.Data[i*d.Out : (i+1)*d.Out]
+		for j, v := range row {
+			db[j] += v
+		}
+	}
+	if !needInput {
+		return nil
+	}
+	dx := NewTensor(x.Shape...)
+	gemm(false, false, n, d.In, d.Out, 1, dy.Data, d.W.Value.Data, 0, dx.Data)
+	return dx
+}

@@ -1,0 +1,75 @@
+package nn
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Model is a built Spec: layers applied in order.
+type Model struct {
+	Spec     Spec
+	Layers   []Layer
+	outShape []int
+}
+
+// OutShape is the per-sample output shape.
+func (m *Model) OutShape() []int { return slices.Clone(m.outShape) }
+
+// Params are all trainable parameters, in layer order.
+func (m *Model) Params() []*Param {
+	var ps []*Param
+	for _, l := range m.Layers {
+		ps = append(ps, l.Params()...)
+	}
+	return ps
+}
+
+// Buffers are the non-trainable state tensors (BatchNorm running statistics).
+func (m *Model) Buffers() []*Param {
+	var bs []*Param
+	for _, l := range m.Layers {
+		if s, ok := l.(Stateful); ok {
+			bs = append(bs, s.Buffers()...)
+		}
+	}
+	return bs
+}
+
+// ZeroGrad clears every parameter's gradient.
+func (m *Model) ZeroGrad() {
+	for _, p := range m.Params() {
+		p.Grad.Zero()
+	}
+}
+
+// Pass holds the caches of one training forward pass for Backward.
+type Pass struct {
+	caches []any
+}
+
+// Forward runs the batch x through every layer. x's per-sample shape must
+// be the spec's input shape.
+func (m *Model) Forward(ctx *Context, x *Tensor) (*Tensor, *Pass, error) {
+	if !sameShape(x.Shape[1:], m.Spec.Input) {
+		return nil, nil, fmt.Errorf("nn: input shape %v does not match the model's %v", x.Shape[1:], m.Spec.Input)
+	}
+	pass := &Pass{caches: make([]any, len(m.Layers))}
+	for i, l := range m.Layers {
+		x, pass.caches[i] = l.Forward(ctx, x)
+	}
+	return x, pass, nil
+}
+
+// Predict runs the batch in inference mode.
+func (m *Model) Predict(x *Tensor) (*Tensor, error) {
+	y, _, err := m.Forward(Infer(), x)
+	return y, err
+}
+
+// Backward propagates dL/dy of the output through the layers, adding into
+// the parameters' gradients.
+func (m *Model) Backward(pass *Pass, dy *Tensor) {
+	for i := len(m.Layers) - 1; i >= 0; i-- {
+		dy = m.Layers[i].Backward(pass.caches[i], dy, i > 0)
+	}
+}

@@ -1,0 +1,182 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+)
+
+// Optimizer updates parameters from their gradients.
+type Optimizer interface {
+	// Step applies one update with learning rate lr.
+	Step(params []*Param, lr float64)
+	// State is the optimiser's per-parameter slots (momentum, moments) and
+	// step count, for checkpoints; SetState restores it.
+	State() OptimizerState
+	SetState(OptimizerState) error
+}
+
+// OptimizerState is an optimiser's state keyed by slot and parameter name
+// ("m/0.weight").
+type OptimizerState struct {
+	Step  int64                `json:"step"`
+	Slots map[string][]float32 `json:"-"`
+}
+
+// OptimizerConfig names an optimiser and its hyperparameters; zero fields
+// take the usual defaults (momentum 0.9; Adam β 0.9/0.999, ε 1e-8; AdamW
+// weight decay 0.01).
+type OptimizerConfig struct {
+	Name        string  `json:"name"`
+	Momentum    float64 `json:"momentum,omitempty"`
+	Nesterov    bool    `json:"nesterov,omitempty"`
+	Beta1       float64 `json:"beta1,omitempty"`
+	Beta2       float64 `json:"beta2,omitempty"`
+	Epsilon     float64 `json:"epsilon,omitempty"`
+	WeightDecay float64 `json:"weight_decay,omitempty"`
+}
+
+// NewOptimizer makes the optimiser cfg names: sgd, adam or adamw.
+func NewOptimizer(cfg OptimizerConfig) (Optimizer, error) {
+	switch cfg.Name {
+	case "sgd":
+		m := cfg.Momentum
+		if m < 0 || m >= 1 {
+			return nil, fmt.Errorf("nn: sgd momentum %g is outside [0, 1)", m)
+		}
+		return &SGD{Momentum: m, Nesterov: cfg.Nesterov, WeightDecay: cfg.WeightDecay, slots: slots{}}, nil
+	case "adam", "adamw", "":
+		a := &Adam{Beta1: orDefaultF(cfg.Beta1, 0.9), Beta2: orDefaultF(cfg.Beta2, 0.999), Epsilon: orDefaultF(cfg.Epsilon, 1e-8), slots: slots{}}
+		if cfg.Name == "adamw" {
+			a.Decoupled = true
+			a.WeightDecay = orDefaultF(cfg.WeightDecay, 0.01)
+		} else {
+			a.WeightDecay = cfg.WeightDecay
+		}
+		if a.Beta1 < 0 || a.Beta1 >= 1 || a.Beta2 < 0 || a.Beta2 >= 1 {
+			return nil, fmt.Errorf("nn: adam betas (%g, %g) are outside [0, 1)", a.Beta1, a.Beta2)
+		}
+		return a, nil
+	}
+	return nil, fmt.Errorf("nn: unknown optimizer %q (want sgd, adam or adamw)", cfg.Name)
+}
+
+// slots holds per-parameter optimiser buffers by "slot/param" name.
+type slots map[string][]float32
+
+func (s slots) get(slot string, p *Param) []float32 {
+	key := slot + "/" + p.Name
+	v, ok := s[key]
+	if !ok {
+		v = make([]float32, len(p.Value.Data))
+		s[key] = v
+	}
+	return v
+}
+
+func (s slots) clone() map[string][]float32 {
+	out := make(map[string][]float32, len(s))
+	for k, v := range s {
+		out[k] = append([]float32(nil), v...)
+	}
+	return out
+}
+
+// SGD is stochastic gradient descent with optional (Nesterov) momentum and
+// L2 weight decay, with PyTorch's update rule.
+type SGD struct {
+	Momentum    float64
+	Nesterov    bool
+	WeightDecay float64
+	step        int64
+	slots       slots
+}
+
+func (o *SGD) Step(params []*Param, lr float64) {
+	o.step++
+	mu, wd, rate := float32(o.Momentum), float32(o.WeightDecay), float32(lr)
+	for _, p := range params {
+		w, g := p.Value.Data, p.Grad.Data
+		var v []float32
+		if mu != 0 {
+			v = o.slots.get("momentum", p)
+		}
+		decay := wd
+		if p.NoDecay {
+			decay = 0
+		}
+		for i := range w {
+			d := g[i] + decay*w[i]
+			if v != nil {
+				v[i] = mu*v[i] + d
+				if o.Nesterov {
+					d += mu * v[i]
+				} else {
+					d = v[i]
+				}
+			}
+			w[i] -= rate * d
+		}
+	}
+}
+
+func (o *SGD) State() OptimizerState { return OptimizerState{Step: o.step, Slots: o.slots.clone()} }
+func (o *SGD) SetState(s OptimizerState) error {
+	o.step, o.slots = s.Step, slots(s.Slots)
+	if o.slots == nil {
+		o.slots = slots{}
+	}
+	return nil
+}
+
+// Adam is Adam (Kingma & Ba) with L2 weight decay, or AdamW (Loshchilov &
+// Hutter) when Decoupled: the decay is applied to the weights directly.
+type Adam struct {
+	Beta1, Beta2, Epsilon float64
+	WeightDecay           float64
+	Decoupled             bool
+	step                  int64
+	slots                 slots
+}
+
+func (o *Adam) Step(params []*Param, lr float64) {
+	o.step++
+	b1, b2 := o.Beta1, o.Beta2
+	c1 := 1 - math.Pow(b1, float64(o.step))
+	c2 := 1 - math.Pow(b2, float64(o.step))
+	stepSize := float32(lr / c1)
+	sqrtC2 := float32(math.Sqrt(c2))
+	eps := float32(o.Epsilon)
+	fb1, fb2 := float32(b1), float32(b2)
+	for _, p := range params {
+		w, g := p.Value.Data, p.Grad.Data
+		m, v := o.slots.get("m", p), o.slots.get("v", p)
+		wd := float32(o.WeightDecay)
+		if p.NoDecay {
+			wd = 0
+		}
+		if o.Decoupled && wd != 0 {
+			f := 1 - float32(lr)*wd
+			for i := range w {
+				w[i] *= f
+			}
+		}
+		for i := range w {
+			gi := g[i]
+			if !o.Decoupled {
+				gi += wd * w[i]
+			}
+			m[i] = fb1*m[i] + (1-fb1)*gi
+			v[i] = fb2*v[i] + (1-fb2)*gi*gi
+			w[i] -= stepSize * m[i] / (float32(math.Sqrt(float64(v[i])))/sqrtC2 + eps)
+		}
+	}
+}
+
+func (o *Adam) State() OptimizerState { return OptimizerState{Step: o.step, Slots: o.slots.clone()} }
+func (o *Adam) SetState(s OptimizerState) error {
+	o.step, o.slots = s.Step, slots(s.Slots)
+	if o.slots == nil {
+		o.slots = slots{}
+	}
+	return nil
+}
