@@ -4,7 +4,7 @@ BIN      := bin/hpcml
 DATA_DIR ?= .hpcml
 LISTEN   ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend bench-deps bench-transfer bench-profile clean
+.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend bench-deps bench-transfer bench-profile test-openblas clean
 
 all: build
 
@@ -26,6 +26,12 @@ vet:
 # Installs what the tests need (Chromium, versitygw), then vets and runs every test.
 test: test-deps vet
 	$(GO) test -count=1 -timeout 20m ./...
+
+# The NN engine's tests on OpenBLAS (cgo, Debian's libopenblas-dev) instead
+# of gonum's pure-Go BLAS; blas_openblas.go links -lopenblas itself, so no
+# CGO_LDFLAGS are needed.
+test-openblas:
+	$(GO) test -count=1 -tags openblas ./internal/nn/...
 
 # Job throughput and submit-to-start latency; see docs/benchmarks.md.
 bench: build
