@@ -1,0 +1,335 @@
+// Package gemm multiplies row-major float32 matrices in pure Go and Go
+// assembly, the way Goto's GEMM and BLIS do: op(B) is packed into
+// cache-sized panels of nr columns (transposes are resolved while packing),
+// op(A) is read in micro-panels of mr rows (straight from A when it is stored
+// row-major, packed otherwise), and an mr×nr register-tile micro-kernel
+// (AVX2+FMA assembly on amd64 when the CPU has it, plain Go elsewhere)
+// accumulates the products. Large problems are split among
+// runtime.GOMAXPROCS goroutines.
+package gemm
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"unsafe"
+)
+
+// Register tile of the micro-kernel: mr rows of C by nr columns.
+const (
+	mr = 6
+	nr = 16
+)
+
+// Default cache blocking for a core with 32 KiB L1d and 512 KiB L2: a
+// kc×nr panel of packed B (16 KiB) stays in L1 while mc rows of A (mc×kc,
+// 144 KiB) stay in L2, and a kc×nc block of packed B is reused by every
+// mc-row block of A.
+const (
+	defaultMC = 144
+	defaultKC = 256
+	defaultNC = 3072
+)
+
+// parallelMinWork is the m·n·k under which a product stays on the calling
+// goroutine: starting and joining a goroutine costs a few microseconds,
+// about what 2^17 multiply-adds take on one core.
+const parallelMinWork = 1 << 17
+
+// kernelFunc computes the mr×nr tile
+//
+//	C[i][j] = alpha·Σ_p A[i·rsa+p·csa]·B[p·nr+j] + beta·C[i·ldc+j]
+//
+// for i < mr, j < nr, p < kc, where b is a packed panel; beta == 0
+// overwrites C without reading it. a must hold index 5·rsa+(kc-1)·csa, b
+// kc·nr values and c index (mr-1)·ldc+nr-1; kc may be 0.
+type kernelFunc func(kc int, a []float32, rsa, csa int, b []float32, c []float32, ldc int, alpha, beta float32)
+
+// config is how one product is carried out; defaultConfig is the fastest for
+// this CPU, the tests vary it to reach every path with small matrices.
+type config struct {
+	kernel     kernelFunc
+	mc, kc, nc int // cache blocking; mc a multiple of mr, nc of nr
+	maxThreads int // 0: runtime.GOMAXPROCS
+	minWork    int // m·n·k from which the product is split among goroutines
+}
+
+func defaultConfig() config {
+	return config{
+		kernel:  bestKernel(),
+		mc:      defaultMC,
+		kc:      defaultKC,
+		nc:      defaultNC,
+		minWork: parallelMinWork,
+	}
+}
+
+// Sgemm computes C = alpha·op(A)·op(B) + beta·C for row-major matrices, where
+// op(A) is m×k and op(B) k×n; with transA, A is stored k×m (op(A) = Aᵀ), and
+// with transB, B is stored n×k. lda, ldb and ldc are the row strides of A, B
+// and C as stored. beta == 0 overwrites C: whatever C held (NaN included) is
+// ignored. Inconsistent sizes panic.
+func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	sgemm(defaultConfig(), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// Impl names the micro-kernel Sgemm uses on this CPU: "avx2" or "go".
+func Impl() string {
+	if hasAVX2Kernel() {
+		return "avx2"
+	}
+	return "go"
+}
+
+// product is one call's operands, or a block of them given to a goroutine.
+type product struct {
+	transA, transB bool
+	m, n, k        int
+	alpha, beta    float32
+	a              []float32
+	lda            int
+	b              []float32
+	ldb            int
+	c              []float32
+	ldc            int
+}
+
+func sgemm(cfg config, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if m < 0 || n < 0 || k < 0 {
+		panic(fmt.Sprintf("gemm: negative dimension m=%d n=%d k=%d", m, n, k))
+	}
+	ar, ac := m, k
+	if transA {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if transB {
+		br, bc = n, k
+	}
+	checkMatrix("A", ar, ac, a, lda)
+	checkMatrix("B", br, bc, b, ldb)
+	checkMatrix("C", m, n, c, ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || alpha == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return
+	}
+	p := product{transA, transB, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc}
+
+	threads := cfg.maxThreads
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	if threads > 1 && m*n*k < cfg.minWork {
+		threads = 1
+	}
+	// Split the longer of m and n into blocks of whole register tiles: with
+	// n split every goroutine reads all of A, with m split every goroutine
+	// packs all of B, and the longer side leaves the smaller duplicate.
+	splitM := m*nr >= n*mr
+	if splitM {
+		threads = min(threads, (m+mr-1)/mr)
+	} else {
+		threads = min(threads, (n+nr-1)/nr)
+	}
+	if threads <= 1 {
+		run(cfg, p)
+		return
+	}
+	var wg sync.WaitGroup
+	for t := 0; t < threads; t++ {
+		q := p
+		if splitM {
+			lo, hi := share(m, mr, t, threads)
+			q.m = hi - lo
+			if transA {
+				q.a = a[lo:]
+			} else {
+				q.a = a[lo*lda:]
+			}
+			q.c = c[lo*ldc:]
+		} else {
+			lo, hi := share(n, nr, t, threads)
+			q.n = hi - lo
+			if transB {
+				q.b = b[lo*ldb:]
+			} else {
+				q.b = b[lo:]
+			}
+			q.c = c[lo:]
+		}
+		if t == threads-1 {
+			run(cfg, q)
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run(cfg, q)
+		}()
+	}
+	wg.Wait()
+}
+
+// share returns the t-th of parts contiguous ranges of [0, n), cut at
+// multiples of unit and as even as whole units allow.
+func share(n, unit, t, parts int) (lo, hi int) {
+	units := (n + unit - 1) / unit
+	lo = min(n, (units*t/parts)*unit)
+	hi = min(n, (units*(t+1)/parts)*unit)
+	return lo, hi
+}
+
+func checkMatrix(name string, rows, cols int, s []float32, ld int) {
+	if ld < cols || ld < 1 {
+		panic(fmt.Sprintf("gemm: %s is %d×%d but its leading dimension is %d", name, rows, cols, ld))
+	}
+	if rows == 0 || cols == 0 {
+		return
+	}
+	if need := (rows-1)*ld + cols; len(s) < need {
+		panic(fmt.Sprintf("gemm: %s is %d×%d with leading dimension %d, which needs %d values, but has %d", name, rows, cols, ld, need, len(s)))
+	}
+}
+
+// scaleC sets C = beta·C; beta == 0 clears C.
+func scaleC(m, n int, beta float32, c []float32, ldc int) {
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		if beta == 0 {
+			clear(row)
+			continue
+		}
+		if beta == 1 {
+			continue
+		}
+		for j := range row {
+			row[j] *= beta
+		}
+	}
+}
+
+// workspace holds one goroutine's packing buffers.
+type workspace struct {
+	a    []float32 // mc×kc block of op(A) in mr-row micro-panels
+	b    []float32 // kc×nc block of op(B) in nr-column micro-panels
+	edge []float32 // one zero-padded mr-row micro-panel of A
+	tile []float32 // an mr×nr tile of C for the edges
+}
+
+var workspaces = sync.Pool{New: func() any { return new(workspace) }}
+
+// aligned returns a zeroed slice of n float32 starting on a 64-byte
+// boundary, so that packed panels start on cache lines; it reuses s when big
+// enough.
+func aligned(s []float32, n int) []float32 {
+	if cap(s) >= n {
+		return s[:n]
+	}
+	buf := make([]float32, n+16)
+	off := int(uintptr(unsafe.Pointer(unsafe.SliceData(buf)))%64) / 4
+	if off != 0 {
+		off = 16 - off
+	}
+	return buf[off : off+n : off+n]
+}
+
+// run computes one product on the calling goroutine.
+func run(cfg config, p product) {
+	ws := workspaces.Get().(*workspace)
+	defer workspaces.Put(ws)
+
+	kcMax := min(cfg.kc, p.k)
+	ncMax := min(cfg.nc, roundUp(p.n, nr))
+	ws.b = aligned(ws.b, kcMax*ncMax)
+	if p.transA {
+		ws.a = aligned(ws.a, min(cfg.mc, roundUp(p.m, mr))*kcMax)
+	}
+	ws.edge = aligned(ws.edge, mr*kcMax)
+	ws.tile = aligned(ws.tile, mr*nr)
+
+	for jc := 0; jc < p.n; jc += cfg.nc {
+		nc := min(cfg.nc, p.n-jc)
+		for pc := 0; pc < p.k; pc += cfg.kc {
+			kc := min(cfg.kc, p.k-pc)
+			beta := p.beta
+			if pc > 0 {
+				beta = 1
+			}
+			if p.transB {
+				packBT(ws.b, p.b, p.ldb, pc, jc, kc, nc)
+			} else {
+				packBN(ws.b, p.b, p.ldb, pc, jc, kc, nc)
+			}
+			for ic := 0; ic < p.m; ic += cfg.mc {
+				mc := min(cfg.mc, p.m-ic)
+				block(cfg.kernel, ws, &p, ic, jc, pc, mc, nc, kc, beta)
+			}
+		}
+	}
+}
+
+// block multiplies the mc×kc block of op(A) at (ic, pc) by the packed kc×nc
+// block of op(B) into C at (ic, jc).
+func block(kern kernelFunc, ws *workspace, p *product, ic, jc, pc, mc, nc, kc int, beta float32) {
+	// Where micro-panel ir of A starts, and its strides. Row-major A is
+	// read in place; a transposed A is packed first.
+	var (
+		a         []float32
+		rsa, csa  int
+		panelStep int // distance between micro-panels in a
+	)
+	full := mc - mc%mr // rows in whole micro-panels
+	if p.transA {
+		packAT(ws.a, p.a, p.lda, ic, pc, mc, kc)
+		a, rsa, csa, panelStep = ws.a, 1, mr, mr*kc
+		full = mc // the packed block is zero-padded
+	} else {
+		a, rsa, csa, panelStep = p.a[ic*p.lda+pc:], p.lda, 1, mr*p.lda
+		if full < mc {
+			packAN(ws.edge, p.a, p.lda, ic+full, pc, mc-full, kc)
+		}
+	}
+	alpha := p.alpha
+	for jr := 0; jr < nc; jr += nr {
+		w := min(nr, nc-jr)
+		bp := ws.b[jr*kc : (jr+nr)*kc]
+		c := p.c[ic*p.ldc+jc+jr:]
+		ir := 0
+		if w == nr {
+			for ; ir+mr <= full; ir += mr {
+				kern(kc, a[ir/mr*panelStep:], rsa, csa, bp, c[ir*p.ldc:], p.ldc, alpha, beta)
+			}
+		}
+		for ; ir < mc; ir += mr {
+			h := min(mr, mc-ir)
+			if ir < full {
+				kern(kc, a[ir/mr*panelStep:], rsa, csa, bp, ws.tile, nr, 1, 0)
+			} else {
+				kern(kc, ws.edge, 1, mr, bp, ws.tile, nr, 1, 0)
+			}
+			mergeTile(ws.tile, h, w, alpha, beta, c[ir*p.ldc:], p.ldc)
+		}
+	}
+}
+
+// mergeTile sets the h×w corner of C to alpha·tile + beta·C.
+func mergeTile(tile []float32, h, w int, alpha, beta float32, c []float32, ldc int) {
+	for i := 0; i < h; i++ {
+		t := tile[i*nr : i*nr+w]
+		row := c[i*ldc : i*ldc+w]
+		if beta == 0 {
+			for j, v := range t {
+				row[j] = alpha * v
+			}
+		} else {
+			for j, v := range t {
+				row[j] = alpha*v + beta*row[j]
+			}
+		}
+	}
+}
+
+func roundUp(x, unit int) int { return (x + unit - 1) / unit * unit }
