@@ -114,11 +114,17 @@ func buildLayer(ls LayerSpec, in []int, name string, rng *rand.Rand) (Layer, err
 	case "globalavgpool":
 		return NewGlobalAvgPool(), nil
 	case "batchnorm":
-		ch := in[0]
-		if len(in) == 1 {
-			ch = in[0]
+		if len(in) != 1 && len(in) != 3 {
+			return nil, fmt.Errorf("batchnorm needs a [C] or C×H×W input, got shape %v", in)
 		}
-		return NewBatchNorm(name, ch, orDefaultF(ls.Momentum, 0.1), orDefaultF(ls.Epsilon, 1e-5)), nil
+		momentum, eps := orDefaultF(ls.Momentum, 0.1), orDefaultF(ls.Epsilon, 1e-5)
+		if momentum < 0 || momentum > 1 {
+			return nil, fmt.Errorf("momentum %g is outside [0, 1]", momentum)
+		}
+		if !(eps > 0) {
+			return nil, fmt.Errorf("epsilon %g must be > 0", eps)
+		}
+		return NewBatchNorm(name, in[0], momentum, eps), nil
 	case "dropout":
 		if ls.Rate < 0 || ls.Rate >= 1 {
 			return nil, fmt.Errorf("rate %g is outside [0, 1)", ls.Rate)
@@ -133,7 +139,11 @@ func buildLayer(ls LayerSpec, in []int, name string, rng *rand.Rand) (Layer, err
 		if err != nil {
 			return nil, err
 		}
-		return NewResidual(name, in, out, body, rng)
+		r, err := NewResidual(name, in, out, body, rng)
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
 	}
 	return nil, fmt.Errorf("unknown layer type %q", ls.Type)
 }

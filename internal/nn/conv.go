@@ -1,0 +1,261 @@
+package nn
+
+import (
+	"fmt"
+	"math/rand/v2"
+)
+
+// Conv2D is a 2-D convolution over NCHW images — a cross-correlation, as
+// PyTorch's Conv2d and ONNX's Conv compute it — with a square kernel, one
+// stride and one zero padding for both axes. W is OutC×InC×K×K and B is
+// OutC, the layouts PyTorch and ONNX use.
+type Conv2D struct {
+	InC, OutC, Kernel, Stride, Padding int
+	W, B                               *Param
+}
+
+// NewConv2D makes a Conv2D layer with weights drawn by init (fan-in
+// InC·K·K, fan-out OutC·K·K) and zero bias.
+func NewConv2D(name string, inC, outC, kernel, stride, padding int, init Init, rng *rand.Rand) *Conv2D {
+	c := &Conv2D{
+		InC: inC, OutC: outC, Kernel: kernel, Stride: stride, Padding: padding,
+		W: newParam(name+".weight", false, outC, inC, kernel, kernel),
+		B: newParam(name+".bias", true, outC),
+	}
+	init(c.W.Value.Data, inC*kernel*kernel, outC*kernel*kernel, rng)
+	return c
+}
+
+func (c *Conv2D) Kind() string     { return "conv2d" }
+func (c *Conv2D) Params() []*Param { return []*Param{c.W, c.B} }
+
+func (c *Conv2D) OutShape(in []int) ([]int, error) {
+	if len(in) != 3 || in[0] != c.InC {
+		return nil, fmt.Errorf("conv2d expects a %d×H×W input, got shape %v", c.InC, in)
+	}
+	if c.Kernel <= 0 || c.Stride <= 0 || c.Padding < 0 {
+		return nil, fmt.Errorf("conv2d needs kernel > 0, stride > 0 and padding ≥ 0, got %d, %d, %d", c.Kernel, c.Stride, c.Padding)
+	}
+	oh, ow := windows(in[1], c.Kernel, c.Stride, c.Padding), windows(in[2], c.Kernel, c.Stride, c.Padding)
+	if oh <= 0 || ow <= 0 {
+		return nil, fmt.Errorf("conv2d kernel %d with padding %d is larger than the %d×%d image", c.Kernel, c.Padding, in[1], in[2])
+	}
+	return []int{c.OutC, oh, ow}, nil
+}
+
+// windows is the number of kernel positions along an axis of the given
+// size (floor mode, as PyTorch and ONNX by default), or 0 when the kernel
+// does not fit at all.
+func windows(size, kernel, stride, padding int) int {
+	span := size + 2*padding - kernel
+	if span < 0 {
+		return 0
+	}
+	return span/stride + 1
+}
+
+// convGeom is the geometry of one convolution (or pooling) call.
+type convGeom struct {
+	n, c, h, w int // input batch, channels, height, width
+	k, s, p    int // kernel, stride, padding
+	oh, ow     int // output height and width
+}
+
+func (c *Conv2D) geom(x *Tensor) convGeom {
+	if len(x.Shape) != 4 || x.Shape[1] != c.InC {
+		panic(fmt.Sprintf("nn: conv2d with %d input channels got a batch of shape %v", c.InC, x.Shape))
+	}
+	g := convGeom{n: x.Shape[0], c: c.InC, h: x.Shape[2], w: x.Shape[3], k: c.Kernel, s: c.Stride, p: c.Padding}
+	g.oh, g.ow = windows(g.h, g.k, g.s, g.p), windows(g.w, g.k, g.s, g.p)
+	if g.oh <= 0 || g.ow <= 0 {
+		panic(fmt.Sprintf("nn: conv2d kernel %d does not fit a batch of shape %v", c.Kernel, x.Shape))
+	}
+	return g
+}
+
+// convCache keeps the im2col matrix of the forward pass: the weight
+// gradient needs it, and keeping it costs memory but saves rebuilding it.
+type convCache struct {
+	g    convGeom
+	cols []float32
+}
+
+// Forward lays the whole batch out as one (InC·K·K)×(N·OH·OW) matrix
+// (im2col) so the convolution is a single GEMM with the OutC×(InC·K·K)
+// weights — one large product keeps the BLAS busy where N small ones per
+// sample would not. The product comes out channel-major, OutC×(N·OH·OW), so
+// each (sample, channel) plane of y is a contiguous block of it and the
+// move to NCHW is a block copy that also adds the bias.
+func (c *Conv2D) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
+	g := c.geom(x)
+	plane, ckk := g.oh*g.ow, g.c*g.k*g.k
+	np := g.n * plane
+	cols := make([]float32, ckk*np)
+	im2col(&g, x.Data, cols)
+	out := make([]float32, c.OutC*np)
+	gemm(false, false, c.OutC, np, ckk, 1, c.W.Value.Data, cols, 0, out)
+	y := NewTensor(g.n, c.OutC, g.oh, g.ow)
+	bias, outC := c.B.Value.Data, c.OutC
+	parallelFor(g.n*outC, grain(plane), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			n, oc := i/outC, i%outC
+			dst := y.Data[i*plane : (i+1)*plane]
+			src := out[oc*np+n*plane : oc*np+(n+1)*plane]
+			b := bias[oc]
+			for j, v := range src {
+				dst[j] = v + b
+			}
+		}
+	})
+	if !ctx.Training {
+		return y, nil
+	}
+	return y, &convCache{g: g, cols: cols}
+}
+
+// Backward turns dy into the channel-major OutC×(N·OH·OW) matrix the
+// forward GEMM produced, then dW += dY·colsᵀ and, for the input, dcols =
+// Wᵀ·dY folded back onto the image by col2im.
+func (c *Conv2D) Backward(cache any, dy *Tensor, needInput bool) *Tensor {
+	cc := cache.(*convCache)
+	g := cc.g
+	plane, ckk := g.oh*g.ow, g.c*g.k*g.k
+	np := g.n * plane
+	dout := make([]float32, c.OutC*np)
+	db := c.B.Grad.Data
+	// One channel per item, so each goroutine owns its bias gradient.
+	parallelFor(c.OutC, grain(np), func(lo, hi int) {
+		for oc := lo; oc < hi; oc++ {
+			var sum float64
+			for n := 0; n < g.n; n++ {
+				src := dy.Data[(n*c.OutC+oc)*plane : (n*c.OutC+oc+1)*plane]
+				copy(dout[oc*np+n*plane:], src)
+				var s float32
+				for _, v := range src {
+					s += v
+				}
+				sum += float64(s)
+			}
+			db[oc] += float32(sum)
+		}
+	})
+	gemm(false, true, c.OutC, ckk, np, 1, dout, cc.cols, 1, c.W.Grad.Data)
+	if !needInput {
+		return nil
+	}
+	dcols := make([]float32, ckk*np)
+	gemm(true, false, ckk, np, c.OutC, 1, c.W.Value.Data, dout, 0, dcols)
+	dx := NewTensor(g.n, g.c, g.h, g.w)
+	col2im(&g, dcols, dx.Data)
+	return dx
+}
+
+// grain is parallelFor's minimum items per goroutine for items of the
+// given cost in elements: about 16k elements of work per goroutine, below
+// which starting one costs more than it saves.
+func grain(costPerItem int) int {
+	return max(1, (1<<14)/max(costPerItem, 1))
+}
+
+// validRange is the range [lo, hi) of output positions o in [0, outN)
+// whose input position o·stride + off falls inside [0, size): the
+// positions a kernel tap reads real pixels rather than padding at.
+func validRange(outN, stride, off, size int) (lo, hi int) {
+	if off < 0 {
+		lo = (-off + stride - 1) / stride
+	}
+	if last := size - 1 - off; last >= 0 {
+		hi = min(last/stride+1, outN)
+	}
+	return min(lo, hi), hi
+}
+
+// im2col writes x (N×C×H×W) as the matrix cols of C·K·K rows (channel,
+// kernel row, kernel column) by N·OH·OW columns (sample, output row,
+// output column), with zeros where a tap falls on the padding. Every
+// element of cols is written, so it may come from a reused buffer. The
+// (sample, channel) pairs write disjoint parts and run in parallel.
+func im2col(g *convGeom, x, cols []float32) {
+	plane, hw := g.oh*g.ow, g.h*g.w
+	ld := g.n * plane
+	parallelFor(g.n*g.c, grain(g.k*g.k*plane), func(lo, hi int) {
+		for nc := lo; nc < hi; nc++ {
+			n, ch := nc/g.c, nc%g.c
+			src := x[nc*hw : (nc+1)*hw]
+			for kh := 0; kh < g.k; kh++ {
+				for kw := 0; kw < g.k; kw++ {
+					r := (ch*g.k+kh)*g.k + kw
+					row := cols[r*ld+n*plane : r*ld+(n+1)*plane]
+					off := kw - g.p // input column = ow·s + off
+					owLo, owHi := validRange(g.ow, g.s, off, g.w)
+					for oh := 0; oh < g.oh; oh++ {
+						dst := row[oh*g.ow : (oh+1)*g.ow]
+						ih := oh*g.s - g.p + kh
+						if ih < 0 || ih >= g.h || owLo == owHi {
+							clear(dst)
+							continue
+						}
+						clear(dst[:owLo])
+						clear(dst[owHi:])
+						srow := src[ih*g.w : (ih+1)*g.w]
+						if g.s == 1 {
+							copy(dst[owLo:owHi], srow[owLo+off:owHi+off])
+							continue
+						}
+						d := dst[owLo:owHi]
+						iw := owLo*g.s + off
+						for i := range d {
+							d[i] = srow[iw]
+							iw += g.s
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// col2im is im2col's adjoint: it adds every element of cols onto the pixel
+// it was read from (padding taps are dropped). dx must start zeroed. Each
+// (sample, channel) plane of dx is owned by one goroutine.
+func col2im(g *convGeom, cols, dx []float32) {
+	plane, hw := g.oh*g.ow, g.h*g.w
+	ld := g.n * plane
+	parallelFor(g.n*g.c, grain(g.k*g.k*plane), func(lo, hi int) {
+		for nc := lo; nc < hi; nc++ {
+			n, ch := nc/g.c, nc%g.c
+			dst := dx[nc*hw : (nc+1)*hw]
+			for kh := 0; kh < g.k; kh++ {
+				for kw := 0; kw < g.k; kw++ {
+					r := (ch*g.k+kh)*g.k + kw
+					row := cols[r*ld+n*plane : r*ld+(n+1)*plane]
+					off := kw - g.p
+					owLo, owHi := validRange(g.ow, g.s, off, g.w)
+					if owLo == owHi {
+						continue
+					}
+					for oh := 0; oh < g.oh; oh++ {
+						ih := oh*g.s - g.p + kh
+						if ih < 0 || ih >= g.h {
+							continue
+						}
+						src := row[oh*g.ow+owLo : oh*g.ow+owHi]
+						drow := dst[ih*g.w : (ih+1)*g.w]
+						if g.s == 1 {
+							d := drow[owLo+off : owHi+off]
+							for i, v := range src {
+								d[i] += v
+							}
+							continue
+						}
+						iw := owLo*g.s + off
+						for _, v := range src {
+							drow[iw] += v
+							iw += g.s
+						}
+					}
+				}
+			}
+		}
+	})
+}
