@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -49,18 +50,22 @@ type kernelFunc func(kc int, a []float32, rsa, csa int, b []float32, c []float32
 // this CPU, the tests vary it to reach every path with small matrices.
 type config struct {
 	kernel     kernelFunc
-	mc, kc, nc int // cache blocking; mc a multiple of mr, nc of nr
-	maxThreads int // 0: runtime.GOMAXPROCS
-	minWork    int // m·n·k from which the product is split among goroutines
+	panel      panelFunc // packs B stored n×k
+	mc, kc, nc int       // cache blocking; mc a multiple of mr, nc of nr
+	maxThreads int       // 0: runtime.GOMAXPROCS
+	minWork    int       // m·n·k from which the product is split among goroutines
+	maxShared  int       // float32 in a packed B shared by the goroutines
 }
 
 func defaultConfig() config {
 	return config{
-		kernel:  bestKernel(),
-		mc:      defaultMC,
-		kc:      defaultKC,
-		nc:      defaultNC,
-		minWork: parallelMinWork,
+		kernel:    bestKernel(),
+		panel:     bestPanel(),
+		mc:        defaultMC,
+		kc:        defaultKC,
+		nc:        defaultNC,
+		minWork:   parallelMinWork,
+		maxShared: 1 << 22, // 16 MiB
 	}
 }
 
@@ -122,64 +127,102 @@ func sgemm(cfg config, transA, transB bool, m, n, k int, alpha float32, a []floa
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	if threads > 1 && m*n*k < cfg.minWork {
-		threads = 1
-	}
-	// Split the longer of m and n into blocks of whole register tiles: with
-	// n split every goroutine reads all of A, with m split every goroutine
-	// packs all of B, and the longer side leaves the smaller duplicate.
-	splitM := m*nr >= n*mr
-	if splitM {
-		threads = min(threads, (m+mr-1)/mr)
-	} else {
-		threads = min(threads, (n+nr-1)/nr)
-	}
-	if threads <= 1 {
-		run(cfg, p)
+	if threads <= 1 || m*n*k < cfg.minWork {
+		ws := workspaces.Get().(*workspace)
+		run(cfg, ws, &p, nil)
+		workspaces.Put(ws)
 		return
 	}
-	var wg sync.WaitGroup
-	for t := 0; t < threads; t++ {
-		q := p
-		if splitM {
-			lo, hi := share(m, mr, t, threads)
-			q.m = hi - lo
-			if transA {
-				q.a = a[lo:]
-			} else {
-				q.a = a[lo*lda:]
-			}
-			q.c = c[lo*ldc:]
-		} else {
-			lo, hi := share(n, nr, t, threads)
-			q.n = hi - lo
+
+	// Split the longer of m and n into chunks of whole register tiles,
+	// several per goroutine, which the goroutines take in turn until none
+	// is left: a goroutine that starts late (waking an idle core can take
+	// longer than a small product) finds less or nothing to do, instead of
+	// holding up its share.
+	if m*nr < n*mr {
+		width := max(roundUp((n+threads*4-1)/(threads*4), nr), 4*nr)
+		chunks := (n + width - 1) / width
+		parallel(threads, chunks, func(ws *workspace, i int) {
+			q := p
+			lo := i * width
+			q.n = min(width, n-lo)
 			if transB {
 				q.b = b[lo*ldb:]
 			} else {
 				q.b = b[lo:]
 			}
 			q.c = c[lo:]
-		}
-		if t == threads-1 {
-			run(cfg, q)
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			run(cfg, q)
-		}()
+			run(cfg, ws, &q, nil)
+		})
+		return
 	}
-	wg.Wait()
+
+	// With m split, B is packed once and shared, when it is not too big;
+	// otherwise every chunk packs its own, and the chunks are fewer.
+	height := max(roundUp((m+threads*4-1)/(threads*4), mr), 4*mr)
+	var shared *[]float32
+	kcb := kcBlock(cfg.kc, k)
+	if size := k * roundUp(n, nr); size <= cfg.maxShared {
+		shared = sharedBs.Get().(*[]float32)
+		*shared = aligned(*shared, size)
+		packAllB(cfg, *shared, &p, kcb)
+	} else {
+		height = roundUp((m+threads-1)/threads, mr)
+	}
+	chunks := (m + height - 1) / height
+	parallel(threads, chunks, func(ws *workspace, i int) {
+		q := p
+		lo := i * height
+		q.m = min(height, m-lo)
+		if transA {
+			q.a = a[lo:]
+		} else {
+			q.a = a[lo*lda:]
+		}
+		q.c = c[lo*ldc:]
+		if shared != nil {
+			run(cfg, ws, &q, *shared)
+		} else {
+			run(cfg, ws, &q, nil)
+		}
+	})
+	if shared != nil {
+		sharedBs.Put(shared)
+	}
 }
 
-// share returns the t-th of parts contiguous ranges of [0, n), cut at
-// multiples of unit and as even as whole units allow.
-func share(n, unit, t, parts int) (lo, hi int) {
-	units := (n + unit - 1) / unit
-	lo = min(n, (units*t/parts)*unit)
-	hi = min(n, (units*(t+1)/parts)*unit)
-	return lo, hi
+// parallel runs do(ws, i) for every i < chunks on up to threads goroutines,
+// the caller's included, each taking the next chunk when it is done with
+// one. It returns when all chunks are done, without waiting for helpers
+// that have not started yet: those find no chunk left and touch nothing.
+func parallel(threads, chunks int, do func(ws *workspace, i int)) {
+	var (
+		next atomic.Int64
+		done sync.WaitGroup
+	)
+	done.Add(chunks)
+	work := func() {
+		var ws *workspace
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= chunks {
+				break
+			}
+			if ws == nil {
+				ws = workspaces.Get().(*workspace)
+			}
+			do(ws, i)
+			done.Done()
+		}
+		if ws != nil {
+			workspaces.Put(ws)
+		}
+	}
+	for t := 1; t < min(threads, chunks); t++ {
+		go work()
+	}
+	work()
+	done.Wait()
 }
 
 func checkMatrix(name string, rows, cols int, s []float32, ld int) {
@@ -236,36 +279,66 @@ func aligned(s []float32, n int) []float32 {
 	return buf[off : off+n : off+n]
 }
 
-// run computes one product on the calling goroutine.
-func run(cfg config, p product) {
-	ws := workspaces.Get().(*workspace)
-	defer workspaces.Put(ws)
+var sharedBs = sync.Pool{New: func() any { return new([]float32) }}
 
-	kcMax := min(cfg.kc, p.k)
-	ncMax := min(cfg.nc, roundUp(p.n, nr))
-	ws.b = aligned(ws.b, kcMax*ncMax)
-	if p.transA {
-		ws.a = aligned(ws.a, min(cfg.mc, roundUp(p.m, mr))*kcMax)
+// kcBlock is the depth of the k blocks: k cut into equal blocks of at most
+// kc, a multiple of 8 when possible (for packing), so that 784 is 4×196
+// rather than 3×256+16.
+func kcBlock(kc, k int) int {
+	blocks := (k + kc - 1) / kc
+	return min(roundUp((k+blocks-1)/blocks, 8), kc)
+}
+
+// packAllB packs all of op(B) as one nc block: the k block at pc starts at
+// dst[pc·⌈n/nr⌉·nr].
+func packAllB(cfg config, dst []float32, p *product, kcb int) {
+	stride := roundUp(p.n, nr)
+	for pc := 0; pc < p.k; pc += kcb {
+		kc := min(kcb, p.k-pc)
+		if p.transB {
+			packBT(cfg.panel, dst[pc*stride:], p.b, p.ldb, pc, 0, kc, p.n)
+		} else {
+			packBN(dst[pc*stride:], p.b, p.ldb, pc, 0, kc, p.n)
+		}
 	}
-	ws.edge = aligned(ws.edge, mr*kcMax)
+}
+
+// run computes one product on the calling goroutine; packed is op(B)
+// packed by packAllB, or nil to pack it here block by block.
+func run(cfg config, ws *workspace, p *product, packed []float32) {
+	kcb := kcBlock(cfg.kc, p.k)
+	ncb := cfg.nc
+	if packed != nil {
+		ncb = p.n
+	} else {
+		ws.b = aligned(ws.b, kcb*min(ncb, roundUp(p.n, nr)))
+	}
+	if p.transA {
+		ws.a = aligned(ws.a, min(cfg.mc, roundUp(p.m, mr))*kcb)
+	}
+	ws.edge = aligned(ws.edge, mr*kcb)
 	ws.tile = aligned(ws.tile, mr*nr)
 
-	for jc := 0; jc < p.n; jc += cfg.nc {
-		nc := min(cfg.nc, p.n-jc)
-		for pc := 0; pc < p.k; pc += cfg.kc {
-			kc := min(cfg.kc, p.k-pc)
+	for jc := 0; jc < p.n; jc += ncb {
+		nc := min(ncb, p.n-jc)
+		for pc := 0; pc < p.k; pc += kcb {
+			kc := min(kcb, p.k-pc)
 			beta := p.beta
 			if pc > 0 {
 				beta = 1
 			}
-			if p.transB {
-				packBT(ws.b, p.b, p.ldb, pc, jc, kc, nc)
-			} else {
-				packBN(ws.b, p.b, p.ldb, pc, jc, kc, nc)
+			bb := ws.b
+			switch {
+			case packed != nil:
+				bb = packed[pc*roundUp(p.n, nr):]
+			case p.transB:
+				packBT(cfg.panel, bb, p.b, p.ldb, pc, jc, kc, nc)
+			default:
+				packBN(bb, p.b, p.ldb, pc, jc, kc, nc)
 			}
 			for ic := 0; ic < p.m; ic += cfg.mc {
 				mc := min(cfg.mc, p.m-ic)
-				block(cfg.kernel, ws, &p, ic, jc, pc, mc, nc, kc, beta)
+				block(cfg.kernel, ws, bb, p, ic, jc, pc, mc, nc, kc, beta)
 			}
 		}
 	}
@@ -273,7 +346,7 @@ func run(cfg config, p product) {
 
 // block multiplies the mc×kc block of op(A) at (ic, pc) by the packed kc×nc
 // block of op(B) into C at (ic, jc).
-func block(kern kernelFunc, ws *workspace, p *product, ic, jc, pc, mc, nc, kc int, beta float32) {
+func block(kern kernelFunc, ws *workspace, bb []float32, p *product, ic, jc, pc, mc, nc, kc int, beta float32) {
 	// Where micro-panel ir of A starts, and its strides. Row-major A is
 	// read in place; a transposed A is packed first.
 	var (
@@ -295,7 +368,7 @@ func block(kern kernelFunc, ws *workspace, p *product, ic, jc, pc, mc, nc, kc in
 	alpha := p.alpha
 	for jr := 0; jr < nc; jr += nr {
 		w := min(nr, nc-jr)
-		bp := ws.b[jr*kc : (jr+nr)*kc]
+		bp := bb[jr*kc : (jr+nr)*kc]
 		c := p.c[ic*p.ldc+jc+jr:]
 		ir := 0
 		if w == nr {

@@ -8,22 +8,31 @@ import (
 	"testing"
 )
 
-// kernels are the micro-kernels this CPU can run.
-func kernels() map[string]kernelFunc {
-	ks := map[string]kernelFunc{"go": kernelGo}
+// impl is a micro-kernel with its packing of transposed B.
+type impl struct {
+	kernel kernelFunc
+	panel  panelFunc
+}
+
+// kernels are the implementations this CPU can run.
+func kernels() map[string]impl {
+	ks := map[string]impl{"go": {kernelGo, panelGo}}
 	if hasAVX2Kernel() {
-		ks["avx2"] = bestKernel()
+		ks["avx2"] = impl{bestKernel(), bestPanel()}
 	}
 	return ks
 }
 
-// configs are the default blocking and a tiny one that crosses every block
-// boundary (mc, kc, nc) and splits among three goroutines at small sizes.
-func configs(kern kernelFunc) map[string]config {
+// configs are the default blocking and tiny ones that cross every block
+// boundary (mc, kc, nc) and split among three goroutines at small sizes,
+// with and without a shared packed B.
+func configs(kern impl) map[string]config {
 	def := defaultConfig()
-	def.kernel = kern
-	tiny := config{kernel: kern, mc: 12, kc: 5, nc: 32, maxThreads: 3, minWork: 1}
-	return map[string]config{"default": def, "tiny": tiny}
+	def.kernel, def.panel = kern.kernel, kern.panel
+	tiny := config{kernel: kern.kernel, panel: kern.panel, mc: 12, kc: 11, nc: 32, maxThreads: 3, minWork: 1, maxShared: 1 << 20}
+	unshared := tiny
+	unshared.maxShared = 0
+	return map[string]config{"default": def, "tiny": tiny, "unshared": unshared}
 }
 
 type testCase struct {
@@ -152,7 +161,7 @@ func TestSgemmSizes(t *testing.T) {
 						for _, m := range sizes {
 							for _, n := range sizes {
 								for _, k := range ks {
-									if cname == "tiny" && m*n*k > 100*100*100 {
+									if cname != "default" && m*n*k > 100*100*100 {
 										continue
 									}
 									tc := testCase{transA, transB, m, n, k, alphas[i%3], betas[(i/3)%3], (i / 9) % 2 * 3}
@@ -194,7 +203,7 @@ func TestSgemmLarge(t *testing.T) {
 	shapes := [][3]int{{300, 200, 520}, {64, 784, 256}, {777, 45, 300}, {20, 3100, 40}, {200, 3300, 17}}
 	for kname, kern := range kernels() {
 		cfg := defaultConfig()
-		cfg.kernel = kern
+		cfg.kernel, cfg.panel = kern.kernel, kern.panel
 		rng := rand.New(rand.NewPCG(5, 6))
 		for i, s := range shapes {
 			for _, tr := range [4][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
@@ -262,22 +271,4 @@ func TestSgemmPanics(t *testing.T) {
 	// Empty products need no storage.
 	Sgemm(false, false, 0, 0, 0, 1, nil, 1, nil, 1, 0, nil, 1)
 	Sgemm(true, true, 0, 5, 3, 1, nil, 1, make([]float32, 15), 3, 0, nil, 5)
-}
-
-func TestShare(t *testing.T) {
-	for _, n := range []int{1, 5, 6, 7, 100, 257} {
-		for parts := 1; parts <= 4; parts++ {
-			next := 0
-			for p := 0; p < parts; p++ {
-				lo, hi := share(n, mr, p, parts)
-				if lo != next || hi < lo || (hi != n && hi%mr != 0) {
-					t.Fatalf("share(%d, %d, %d, %d) = %d, %d after %d", n, mr, p, parts, lo, hi, next)
-				}
-				next = hi
-			}
-			if next != n {
-				t.Fatalf("share(%d, …, %d) ends at %d", n, parts, next)
-			}
-		}
-	}
 }

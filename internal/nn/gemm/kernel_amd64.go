@@ -33,3 +33,32 @@ func bestKernel() kernelFunc {
 	}
 	return kernelGo
 }
+
+func bestPanel() panelFunc {
+	if hasAVX2Kernel() {
+		return panelAVX2
+	}
+	return panelGo
+}
+
+// panelAVX2 is the panelFunc of packBT16, which does the columns in blocks
+// of 8; the rest go through panelGo's loop.
+func panelAVX2(kc int, src []float32, ldb int, dst []float32) {
+	_ = src[(nr-1)*ldb+kc-1]
+	dst = dst[:kc*nr]
+	blocks := kc / 8
+	if blocks > 0 {
+		packBT16(blocks, unsafe.SliceData(src), ldb, unsafe.SliceData(dst))
+	}
+	for j := 0; j < nr; j++ {
+		for p := blocks * 8; p < kc; p++ {
+			dst[p*nr+j] = src[j*ldb+p]
+		}
+	}
+}
+
+// packBT16 transposes 16 rows of B into a packed panel: for p < 8·blocks
+// and j < 16, dst[p·16+j] = src[j·ldb+p] (kernel_amd64.s).
+//
+//go:noescape
+func packBT16(blocks int, src *float32, ldb int, dst *float32)

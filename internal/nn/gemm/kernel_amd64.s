@@ -142,3 +142,69 @@ overwrite:
 	STORE(Y10, Y11)
 	VZEROUPPER
 	RET
+
+// TRANSPOSE4 transposes within each 128-bit lane the 4×4 blocks held in
+// Y0–Y3 (row r in lane 0 of Yr, row r+4 in lane 1) and stores column q of
+// the 8 rows at off+q·64(DI), q < 4: one half of packed row q.
+#define TRANSPOSE4(off) \
+	VUNPCKLPS Y1, Y0, Y8          \
+	VUNPCKHPS Y1, Y0, Y9          \
+	VUNPCKLPS Y3, Y2, Y10         \
+	VUNPCKHPS Y3, Y2, Y11         \
+	VSHUFPS   $0x44, Y10, Y8, Y12 \
+	VSHUFPS   $0xEE, Y10, Y8, Y13 \
+	VSHUFPS   $0x44, Y11, Y9, Y14 \
+	VSHUFPS   $0xEE, Y11, Y9, Y15 \
+	VMOVUPS   Y12, off(DI)        \
+	VMOVUPS   Y13, off+64(DI)     \
+	VMOVUPS   Y14, off+128(DI)    \
+	VMOVUPS   Y15, off+192(DI)
+
+// LOAD8 loads columns col…col+3 of rows 0–7 at base (row stride R8) into
+// Y0–Y3: Yr holds row r in its low lane and row r+4 in its high lane.
+#define LOAD8(base, col) \
+	VMOVUPS     col(base), X0                   \
+	VINSERTF128 $1, col(base)(R8*4), Y0, Y0     \
+	VMOVUPS     col(base)(R8*1), X1             \
+	VINSERTF128 $1, col(base)(R12*1), Y1, Y1    \
+	VMOVUPS     col(base)(R8*2), X2             \
+	VINSERTF128 $1, col(base)(R13*1), Y2, Y2    \
+	VMOVUPS     col(base)(R11*1), X3            \
+	VINSERTF128 $1, col(base)(R14*1), Y3, Y3
+
+// func packBT16(blocks int, src *float32, ldb int, dst *float32)
+//
+// Transposes 16 rows of B (row stride ldb) into a packed panel: for
+// p < 8·blocks and j < 16, dst[p·16+j] = src[j·ldb+p].
+TEXT ·packBT16(SB), NOSPLIT, $0-32
+	MOVQ blocks+0(FP), CX
+	MOVQ src+8(FP), SI
+	MOVQ ldb+16(FP), R8
+	MOVQ dst+24(FP), DI
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R11 // 3 rows
+	LEAQ (R8)(R8*4), R12 // 5 rows
+	LEAQ (R11)(R11*1), R13 // 6 rows
+	LEAQ (R13)(R8*1), R14 // 7 rows
+	LEAQ (SI)(R8*8), DX // row 8
+	TESTQ CX, CX
+	JEQ   packdone
+
+packloop:
+	LOAD8(SI, 0)
+	TRANSPOSE4(0)
+	LOAD8(SI, 16)
+	TRANSPOSE4(256)
+	LOAD8(DX, 0)
+	TRANSPOSE4(32)
+	LOAD8(DX, 16)
+	TRANSPOSE4(288)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $512, DI
+	DECQ CX
+	JNE  packloop
+
+packdone:
+	VZEROUPPER
+	RET

@@ -4,4 +4,6 @@ package gemm
 
 func bestKernel() kernelFunc { return kernelGo }
 
+func bestPanel() panelFunc { return panelGo }
+
 func hasAVX2Kernel() bool { return false }

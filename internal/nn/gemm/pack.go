@@ -26,22 +26,40 @@ func packBN(dst, b []float32, ldb, pc, jc, kc, nc int) {
 	}
 }
 
-// packBT packs a block of B stored n×k (op(B) = Bᵀ).
-func packBT(dst, b []float32, ldb, pc, jc, kc, nc int) {
+// panelFunc packs a full nr-wide panel of B stored n×k: for p < kc and
+// j < nr, dst[p·nr+j] = src[j·ldb+p].
+type panelFunc func(kc int, src []float32, ldb int, dst []float32)
+
+// packBT packs a block of B stored n×k (op(B) = Bᵀ), full panels through
+// panel.
+func packBT(panel panelFunc, dst, b []float32, ldb, pc, jc, kc, nc int) {
 	for jr := 0; jr < nc; jr += nr {
-		panel := dst[jr*kc : (jr+nr)*kc]
+		out := dst[jr*kc : (jr+nr)*kc]
 		w := min(nr, nc-jr)
+		if w == nr {
+			panel(kc, b[(jc+jr)*ldb+pc:], ldb, out)
+			continue
+		}
 		for j := 0; j < w; j++ {
 			src := b[(jc+jr+j)*ldb+pc:]
 			src = src[:kc]
 			for p, v := range src {
-				panel[p*nr+j] = v
+				out[p*nr+j] = v
 			}
 		}
-		if w < nr {
-			for p := 0; p < kc; p++ {
-				clear(panel[p*nr+w : p*nr+nr])
-			}
+		for p := 0; p < kc; p++ {
+			clear(out[p*nr+w : p*nr+nr])
+		}
+	}
+}
+
+// panelGo is the portable panelFunc.
+func panelGo(kc int, src []float32, ldb int, dst []float32) {
+	dst = dst[:kc*nr]
+	for j := 0; j < nr; j++ {
+		row := src[j*ldb : j*ldb+kc]
+		for p, v := range row {
+			dst[p*nr+j] = v
 		}
 	}
 }
