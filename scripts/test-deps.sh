@@ -6,7 +6,9 @@
 # Slurm with munge for the Slurm backend's tests (which start their own
 # cluster with scripts/slurm-dev-cluster.sh), and real tables for the
 # table readers' tests (scripts/sample-data.sh: CSVs from Debian's
-# python3-sklearn into /var/cache/hpcml-samples).
+# python3-sklearn into /var/cache/hpcml-samples), and the ONNX peers for
+# internal/onnx's tests: Debian's python3-onnx (onnx.checker) and npm's
+# onnxruntime-node (in /var/cache/hpcml-test-node, or $HPCML_TEST_NODE_DIR).
 # Idempotent and quiet when everything is there already.
 set -euo pipefail
 
@@ -22,6 +24,8 @@ fi
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v mpicc >/dev/null 2>&1 || need+=(openmpi-bin libopenmpi-dev)
+/usr/bin/python3 -c 'import onnx' >/dev/null 2>&1 || need+=(python3-onnx)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -32,6 +36,19 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# onnxruntime-node carries libonnxruntime.so for linux-x64 (Debian packages
+# no onnxruntime). --ignore-scripts: its postinstall would fetch optional
+# CUDA libraries from outside the npm registry; the CPU build is bundled.
+ORT_NODE_VERSION=1.30.0
+ort_dir="${HPCML_TEST_NODE_DIR:-/var/cache/hpcml-test-node}"
+if ! grep -qs "\"version\": \"$ORT_NODE_VERSION\"" "$ort_dir/node_modules/onnxruntime-node/package.json"; then
+  echo "test-deps: installing onnxruntime-node $ORT_NODE_VERSION into $ort_dir" >&2
+  mkdir -p "$ort_dir"
+  [ -f "$ort_dir/package.json" ] || echo '{"private": true}' >"$ort_dir/package.json"
+  npm install --prefix "$ort_dir" --no-audit --no-fund --ignore-scripts --loglevel=error \
+    "onnxruntime-node@$ORT_NODE_VERSION" >/dev/null
 fi
 
 # Sample tables from Debian's python3-sklearn (internal/table's tests).
