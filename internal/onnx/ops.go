@@ -22,7 +22,7 @@ func supportedOp(op string) bool {
 	case "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Conv", "MaxPool", "AveragePool",
 		"GlobalAveragePool", "BatchNormalization", "Relu", "Tanh", "Sigmoid", "Erf", "Gelu",
 		"Softmax", "LogSoftmax", "Flatten", "Reshape", "Identity", "Dropout", "Constant",
-		"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat":
+		"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Pad":
 		return true
 	}
 	return false
@@ -72,6 +72,8 @@ func compileNode(c *nodeCtx) (kernel, error) {
 		return compileSqueeze(c, op == "Unsqueeze")
 	case "Concat":
 		return compileConcat(c)
+	case "Pad":
+		return compilePad(c)
 	}
 	return nil, fmt.Errorf("operator %s is not supported", c.node.OpType)
 }

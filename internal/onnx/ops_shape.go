@@ -386,3 +386,98 @@ func countOf(v []int64, x int64) int {
 	}
 	return n
 }
+
+// compilePad is constant-mode Pad, which PyTorch writes in front of an
+// AveragePool that counts its padding. The pads (begins, then ends) are
+// an input from opset 11, an attribute before; both must be known at load.
+func compilePad(c *nodeCtx) (kernel, error) {
+	mode, err := c.attrString("mode", "constant")
+	if err != nil {
+		return nil, err
+	}
+	if mode != "constant" {
+		return nil, fmt.Errorf("attribute mode=%q is not supported (constant is)", mode)
+	}
+	var pads []int64
+	fill := float32(0)
+	if c.opset >= 11 {
+		if err := c.arity(2, 3); err != nil {
+			return nil, err
+		}
+		if pads, err = c.constInts(1, "pads"); err != nil {
+			return nil, err
+		}
+		if c.has(2) {
+			v, err := c.constFloat(2, "constant_value")
+			if err != nil {
+				return nil, err
+			}
+			if len(v.f) != 1 {
+				return nil, fmt.Errorf("the constant_value has %d values, want 1", len(v.f))
+			}
+			fill = v.f[0]
+		}
+	} else {
+		if err := c.arity(1, 1); err != nil {
+			return nil, err
+		}
+		var ok bool
+		if pads, ok, err = c.attrInts("pads"); err != nil {
+			return nil, err
+		} else if !ok {
+			return nil, errors.New("attribute pads is required")
+		}
+		if fill, err = c.attrFloat("value", 0); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range pads {
+		if p < 0 {
+			return nil, fmt.Errorf("pads %v: negative padding (cropping) is not supported", pads)
+		}
+	}
+	return single(func(in []*value) (*value, error) {
+		x := in[0]
+		if err := wantFloat(x, "the input"); err != nil {
+			return nil, err
+		}
+		r := len(x.shape)
+		if len(pads) != 2*r {
+			return nil, fmt.Errorf("pads %v do not fit an input of rank %d", pads, r)
+		}
+		if r == 0 {
+			return x, nil
+		}
+		shape := make([]int, r)
+		for i, d := range x.shape {
+			shape[i] = d + int(pads[i]) + int(pads[r+i])
+		}
+		y := newFloat(shape...)
+		if fill != 0 {
+			for i := range y.f {
+				y.f[i] = fill
+			}
+		}
+		if len(x.f) == 0 {
+			return y, nil
+		}
+		// Copy the input row by row (its last dimension) into place.
+		last := x.shape[r-1]
+		idx := make([]int, r)
+		for src := 0; src < len(x.f); src += last {
+			dst := 0
+			for d := 0; d < r; d++ {
+				dst = dst*shape[d] + idx[d] + int(pads[d])
+			}
+			copy(y.f[dst:dst+last], x.f[src:src+last])
+			for d := r - 2; d >= 0; d-- {
+				idx[d]++
+				if idx[d] < x.shape[d] {
+					break
+				}
+				idx[d] = 0
+			}
+		}
+		return y, nil
+	}), nil
+}
