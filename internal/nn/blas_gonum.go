@@ -2,10 +2,23 @@
 
 package nn
 
-import "gonum.org/v1/gonum/blas/gonum"
+import (
+	gogemm "github.com/hpcml/hpcml/internal/nn/gemm"
+	"gonum.org/v1/gonum/blas"
+)
 
-// blasImpl is gonum's pure-Go BLAS; it never changes after start-up.
-var blasImpl gonum.Implementation
+// blasImpl is the engine's own pure-Go GEMM (package gemm: packed panels and
+// an AVX2+FMA assembly micro-kernel where the CPU has them, plain Go
+// elsewhere); it never changes after start-up.
+var blasImpl goGemm
 
 // BLAS names the BLAS this build multiplies matrices with.
-const BLAS = "gonum"
+const BLAS = "go-gemm"
+
+// goGemm gives gogemm.Sgemm the Sgemm method of gonum's blas.Float32Level3,
+// which gemm in blas.go calls.
+type goGemm struct{}
+
+func (goGemm) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	gogemm.Sgemm(tA != blas.NoTrans, tB != blas.NoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
