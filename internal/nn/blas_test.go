@@ -60,3 +60,26 @@ func randSlice(rng *rand.Rand, n int) []float32 {
 	}
 	return s
 }
+
+// TestGemmBetaZeroOverwrites checks that beta = 0 ignores C's old
+// contents, NaN included, as BLAS specifies: the convolution hands gemm
+// recycled buffers holding whatever the last call left there.
+func TestGemmBetaZeroOverwrites(t *testing.T) {
+	for _, sz := range [][3]int{{3, 5, 7}, {64, 96, 80}} {
+		m, n, k := sz[0], sz[1], sz[2]
+		rng := rand.New(rand.NewPCG(3, 3))
+		a, b := randSlice(rng, m*k), randSlice(rng, k*n)
+		want := make([]float32, m*n)
+		gemm(false, false, m, n, k, 1, a, b, 0, want)
+		c := make([]float32, m*n)
+		for i := range c {
+			c[i] = float32(math.NaN())
+		}
+		gemm(false, false, m, n, k, 1, a, b, 0, c)
+		for i := range c {
+			if c[i] != want[i] {
+				t.Fatalf("%s %dx%dx%d: c[%d] = %g after beta 0 over NaN, want %g", BLAS, m, n, k, i, c[i], want[i])
+			}
+		}
+	}
+}
