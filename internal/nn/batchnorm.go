@@ -181,6 +181,7 @@ func (b *BatchNorm) Backward(cache any, dy *Tensor, needInput bool) *Tensor {
 			for s := 0; s < n; s++ {
 				off := (s*C + c) * hw
 				xh, g, d := bc.xhat.Data[off:off+hw], dy.Data[off:off+hw], dx.Data[off:off+hw]
+				xh, g = xh[:len(d)], g[:len(d)] // bounds checks out of the loop
 				for i := range d {
 					d[i] = k * (g[i] - mdy - xh[i]*mdyx)
 				}

@@ -108,6 +108,7 @@ func (c *Conv2D) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
 			n, oc := i/outC, i%outC
 			dst := y.Data[i*plane : (i+1)*plane]
 			src := out[oc*np+n*plane : oc*np+(n+1)*plane]
+			dst = dst[:len(src)] // lets the compiler drop the bounds checks below
 			b := bias[oc]
 			for j, v := range src {
 				dst[j] = v + b
@@ -280,6 +281,7 @@ func col2im(g *convGeom, cols, dx []float32) {
 						drow := dst[ih*g.w : (ih+1)*g.w]
 						if g.s == 1 {
 							d := drow[owLo+off : owHi+off]
+							d = d[:len(src)] // bounds checks out of the loop
 							for i, v := range src {
 								d[i] += v
 							}
