@@ -11,8 +11,11 @@ import (
 
 // benchShapes are the products the nn engine runs (m×n×k, with the stored
 // layout of A and B): a 784-256-10 MLP at batch 64 (forward x·Wᵀ, weight
-// gradient dyᵀ·x, input gradient dy·W), the im2col convolutions of a small
-// CNN, and a square reference.
+// gradient dyᵀ·x, input gradient dy·W); a LeNet-style CNN on 28×28 MNIST at
+// batch 64 (conv 1→32 and 32→64 channels, 5×5 kernels), both as the
+// row-per-pixel im2col product (pixels × out-channels × patch) and as
+// Conv2D lays it out, channel-major (forward W·cols, weight gradient
+// dY·colsᵀ, input gradient Wᵀ·dY); and a square reference.
 var benchShapes = []struct {
 	name           string
 	transA, transB bool
@@ -26,6 +29,12 @@ var benchShapes = []struct {
 	{"conv1_NN_12544x32x25", false, false, 12544, 32, 25},
 	{"conv2_NN_3136x64x800", false, false, 3136, 64, 800},
 	{"conv2_NT_3136x64x800", false, true, 3136, 64, 800},
+	{"conv1fwd_NN_32x50176x25", false, false, 32, 50176, 25},
+	{"conv1dW_NT_32x25x50176", false, true, 32, 25, 50176},
+	{"conv1dX_TN_25x50176x32", true, false, 25, 50176, 32},
+	{"conv2fwd_NN_64x12544x800", false, false, 64, 12544, 800},
+	{"conv2dW_NT_64x800x12544", false, true, 64, 800, 12544},
+	{"conv2dX_TN_800x12544x64", true, false, 800, 12544, 64},
 	{"sq_NN_512x512x512", false, false, 512, 512, 512},
 }
 

@@ -50,22 +50,26 @@ type kernelFunc func(kc int, a []float32, rsa, csa int, b []float32, c []float32
 // this CPU, the tests vary it to reach every path with small matrices.
 type config struct {
 	kernel     kernelFunc
-	panel      panelFunc // packs B stored n×k
-	mc, kc, nc int       // cache blocking; mc a multiple of mr, nc of nr
-	maxThreads int       // 0: runtime.GOMAXPROCS
-	minWork    int       // m·n·k from which the product is split among goroutines
-	maxShared  int       // float32 in a packed B shared by the goroutines
+	pack       packer
+	mc, kc, nc int // cache blocking; mc a multiple of mr, nc of nr
+	maxThreads int // 0: runtime.GOMAXPROCS
+	minWork    int // m·n·k from which the product is split among goroutines
+	maxShared  int // float32 in a packed B shared by the goroutines
+	kTiles     int // a C of at most kTiles register tiles …
+	kDepth     int // … is cut into chunks of k about kDepth deep when k ≥ 2·kDepth
 }
 
 func defaultConfig() config {
 	return config{
 		kernel:    bestKernel(),
-		panel:     bestPanel(),
+		pack:      bestPack(),
 		mc:        defaultMC,
 		kc:        defaultKC,
 		nc:        defaultNC,
 		minWork:   parallelMinWork,
 		maxShared: 1 << 22, // 16 MiB
+		kTiles:    16,
+		kDepth:    2048,
 	}
 }
 
@@ -127,7 +131,16 @@ func sgemm(cfg config, transA, transB bool, m, n, k int, alpha float32, a []floa
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	if threads <= 1 || m*n*k < cfg.minWork {
+	if m*n*k < cfg.minWork {
+		threads = 1
+	}
+	// A deep product into a small C is cut along k; the cut depends on the
+	// shape alone, so the sums do not change with the number of threads.
+	if tiles := ((m + mr - 1) / mr) * ((n + nr - 1) / nr); tiles <= cfg.kTiles && k >= 2*cfg.kDepth {
+		splitK(cfg, threads, &p)
+		return
+	}
+	if threads <= 1 {
 		ws := workspaces.Get().(*workspace)
 		run(cfg, ws, &p, nil)
 		workspaces.Put(ws)
@@ -190,6 +203,52 @@ func sgemm(cfg config, transA, transB bool, m, n, k int, alpha float32, a []floa
 		sharedBs.Put(shared)
 	}
 }
+
+// splitK computes a product as the sum of products of k chunks of about
+// cfg.kDepth, each into its own buffer, which are then added in order.
+func splitK(cfg config, threads int, p *product) {
+	chunks := (p.k + cfg.kDepth - 1) / cfg.kDepth
+	depth := roundUp((p.k+chunks-1)/chunks, 8)
+	chunks = (p.k + depth - 1) / depth
+	mn := p.m * p.n
+	buf := partials.Get().(*[]float32)
+	*buf = aligned(*buf, chunks*mn)
+	parts := *buf
+	parallel(threads, chunks, func(ws *workspace, i int) {
+		q := *p
+		lo := i * depth
+		q.k = min(depth, p.k-lo)
+		if p.transA {
+			q.a = p.a[lo*p.lda:]
+		} else {
+			q.a = p.a[lo:]
+		}
+		if p.transB {
+			q.b = p.b[lo:]
+		} else {
+			q.b = p.b[lo*p.ldb:]
+		}
+		q.beta = 0
+		q.c, q.ldc = parts[i*mn:(i+1)*mn], p.n
+		run(cfg, ws, &q, nil)
+	})
+	for i := 0; i < p.m; i++ {
+		row := p.c[i*p.ldc : i*p.ldc+p.n]
+		for j := range row {
+			s := parts[i*p.n+j]
+			for t := 1; t < chunks; t++ {
+				s += parts[t*mn+i*p.n+j]
+			}
+			if p.beta != 0 {
+				s += p.beta * row[j]
+			}
+			row[j] = s
+		}
+	}
+	partials.Put(buf)
+}
+
+var partials = sync.Pool{New: func() any { return new([]float32) }}
 
 // parallel runs do(ws, i) for every i < chunks on up to threads goroutines,
 // the caller's included, each taking the next chunk when it is done with
@@ -264,9 +323,8 @@ type workspace struct {
 
 var workspaces = sync.Pool{New: func() any { return new(workspace) }}
 
-// aligned returns a zeroed slice of n float32 starting on a 64-byte
-// boundary, so that packed panels start on cache lines; it reuses s when big
-// enough.
+// aligned returns a slice of n float32 starting on a 64-byte boundary, so
+// that packed panels start on cache lines; it reuses s when big enough.
 func aligned(s []float32, n int) []float32 {
 	if cap(s) >= n {
 		return s[:n]
@@ -296,9 +354,9 @@ func packAllB(cfg config, dst []float32, p *product, kcb int) {
 	for pc := 0; pc < p.k; pc += kcb {
 		kc := min(kcb, p.k-pc)
 		if p.transB {
-			packBT(cfg.panel, dst[pc*stride:], p.b, p.ldb, pc, 0, kc, p.n)
+			packBT(cfg.pack, dst[pc*stride:], p.b, p.ldb, pc, 0, kc, p.n)
 		} else {
-			packBN(dst[pc*stride:], p.b, p.ldb, pc, 0, kc, p.n)
+			packBN(cfg.pack, dst[pc*stride:], p.b, p.ldb, pc, 0, kc, p.n)
 		}
 	}
 }
@@ -332,9 +390,9 @@ func run(cfg config, ws *workspace, p *product, packed []float32) {
 			case packed != nil:
 				bb = packed[pc*roundUp(p.n, nr):]
 			case p.transB:
-				packBT(cfg.panel, bb, p.b, p.ldb, pc, jc, kc, nc)
+				packBT(cfg.pack, bb, p.b, p.ldb, pc, jc, kc, nc)
 			default:
-				packBN(bb, p.b, p.ldb, pc, jc, kc, nc)
+				packBN(cfg.pack, bb, p.b, p.ldb, pc, jc, kc, nc)
 			}
 			for ic := 0; ic < p.m; ic += cfg.mc {
 				mc := min(cfg.mc, p.m-ic)

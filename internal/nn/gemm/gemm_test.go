@@ -8,17 +8,17 @@ import (
 	"testing"
 )
 
-// impl is a micro-kernel with its packing of transposed B.
+// impl is a micro-kernel with its packing of B.
 type impl struct {
 	kernel kernelFunc
-	panel  panelFunc
+	pack   packer
 }
 
 // kernels are the implementations this CPU can run.
 func kernels() map[string]impl {
-	ks := map[string]impl{"go": {kernelGo, panelGo}}
+	ks := map[string]impl{"go": {kernelGo, packer{rowsGo, panelGo}}}
 	if hasAVX2Kernel() {
-		ks["avx2"] = impl{bestKernel(), bestPanel()}
+		ks["avx2"] = impl{bestKernel(), bestPack()}
 	}
 	return ks
 }
@@ -28,8 +28,8 @@ func kernels() map[string]impl {
 // with and without a shared packed B.
 func configs(kern impl) map[string]config {
 	def := defaultConfig()
-	def.kernel, def.panel = kern.kernel, kern.panel
-	tiny := config{kernel: kern.kernel, panel: kern.panel, mc: 12, kc: 11, nc: 32, maxThreads: 3, minWork: 1, maxShared: 1 << 20}
+	def.kernel, def.pack = kern.kernel, kern.pack
+	tiny := config{kernel: kern.kernel, pack: kern.pack, mc: 12, kc: 11, nc: 32, maxThreads: 3, minWork: 1, maxShared: 1 << 20, kTiles: 16, kDepth: 24}
 	unshared := tiny
 	unshared.maxShared = 0
 	return map[string]config{"default": def, "tiny": tiny, "unshared": unshared}
@@ -200,10 +200,10 @@ func TestSgemmLarge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("large products")
 	}
-	shapes := [][3]int{{300, 200, 520}, {64, 784, 256}, {777, 45, 300}, {20, 3100, 40}, {200, 3300, 17}}
+	shapes := [][3]int{{300, 200, 520}, {64, 784, 256}, {777, 45, 300}, {20, 3100, 40}, {200, 3300, 17}, {32, 25, 9000}}
 	for kname, kern := range kernels() {
 		cfg := defaultConfig()
-		cfg.kernel, cfg.panel = kern.kernel, kern.panel
+		cfg.kernel, cfg.pack = kern.kernel, kern.pack
 		rng := rand.New(rand.NewPCG(5, 6))
 		for i, s := range shapes {
 			for _, tr := range [4][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
@@ -271,4 +271,81 @@ func TestSgemmPanics(t *testing.T) {
 	// Empty products need no storage.
 	Sgemm(false, false, 0, 0, 0, 1, nil, 1, nil, 1, 0, nil, 1)
 	Sgemm(true, true, 0, 5, 3, 1, nil, 1, make([]float32, 15), 3, 0, nil, 5)
+}
+
+// TestPack checks the packing functions against their definitions.
+func TestPack(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for kname, k := range kernels() {
+		for _, kc := range []int{1, 7, 8, 9, 16, 31, 256} {
+			for _, w := range []int{0, 1, 7, 8, 9, 15, 16} {
+				ldb := kc + 5
+				src := randSlice(rng, max(w, 1)*ldb)
+				got := randSlice(rng, kc*nr)
+				k.pack.panel(kc, w, src, ldb, got)
+				for p := 0; p < kc; p++ {
+					for j := 0; j < nr; j++ {
+						want := float32(0)
+						if j < w {
+							want = src[j*ldb+p]
+						}
+						if got[p*nr+j] != want {
+							t.Fatalf("%s panel kc=%d w=%d: dst[%d·16+%d] = %g, want %g", kname, kc, w, p, j, got[p*nr+j], want)
+						}
+					}
+				}
+			}
+			for _, panels := range []int{0, 1, 3} {
+				ldb := panels*nr + 3
+				src := randSlice(rng, kc*ldb)
+				got := randSlice(rng, panels*kc*nr)
+				k.pack.rows(kc, panels, src, ldb, got)
+				for q := 0; q < panels; q++ {
+					for p := 0; p < kc; p++ {
+						for j := 0; j < nr; j++ {
+							if g, want := got[q*kc*nr+p*nr+j], src[p*ldb+q*nr+j]; g != want {
+								t.Fatalf("%s rows kc=%d panels=%d: dst[%d][%d][%d] = %g, want %g", kname, kc, panels, q, p, j, g, want)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestSgemmThreadsIdentical checks that the result does not depend on how
+// many goroutines compute it, to the bit.
+func TestSgemmThreadsIdentical(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	shapes := [][3]int{{300, 200, 520}, {64, 784, 256}, {777, 45, 300}, {32, 25, 9000}, {13, 7, 5000}}
+	for _, s := range shapes {
+		for _, tr := range [4][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+			m, n, k := s[0], s[1], s[2]
+			a, b, c0 := randSlice(rng, m*k), randSlice(rng, k*n), randSlice(rng, m*n)
+			lda, ldb := k, n
+			if tr[0] {
+				lda = m
+			}
+			if tr[1] {
+				ldb = k
+			}
+			var first []float32
+			for threads := 1; threads <= 4; threads++ {
+				cfg := defaultConfig()
+				cfg.maxThreads = threads
+				c := append([]float32(nil), c0...)
+				sgemm(cfg, tr[0], tr[1], m, n, k, 1.5, a, lda, b, ldb, 0.5, c, n)
+				if first == nil {
+					first = c
+					continue
+				}
+				for i := range c {
+					if c[i] != first[i] {
+						t.Fatalf("%v %v: C[%d] = %g with %d goroutines, %g with one", s, tr, i, c[i], threads, first[i])
+					}
+				}
+			}
+		}
+	}
 }

@@ -34,31 +34,67 @@ func bestKernel() kernelFunc {
 	return kernelGo
 }
 
-func bestPanel() panelFunc {
+func bestPack() packer {
 	if hasAVX2Kernel() {
-		return panelAVX2
+		return packer{rows: rowsAVX2, panel: panelAVX2}
 	}
-	return panelGo
+	return packer{rows: rowsGo, panel: panelGo}
 }
 
-// panelAVX2 is the panelFunc of packBT16, which does the columns in blocks
-// of 8; the rest go through panelGo's loop.
-func panelAVX2(kc int, src []float32, ldb int, dst []float32) {
-	_ = src[(nr-1)*ldb+kc-1]
-	dst = dst[:kc*nr]
-	blocks := kc / 8
-	if blocks > 0 {
-		packBT16(blocks, unsafe.SliceData(src), ldb, unsafe.SliceData(dst))
+// rowsAVX2 is the rowsFunc of packBN16.
+func rowsAVX2(kc, panels int, src []float32, ldb int, dst []float32) {
+	if kc == 0 || panels == 0 {
+		return
 	}
-	for j := 0; j < nr; j++ {
-		for p := blocks * 8; p < kc; p++ {
-			dst[p*nr+j] = src[j*ldb+p]
+	_ = src[(kc-1)*ldb+panels*nr-1]
+	_ = dst[panels*kc*nr-1]
+	packBN16(kc, panels, unsafe.SliceData(src), ldb, unsafe.SliceData(dst))
+}
+
+// panelAVX2 is the panelFunc of packBT8, which does 8 rows of B at a time
+// and the columns in blocks of 8; the rest go through panelGo's loop.
+func panelAVX2(kc, w int, src []float32, ldb int, dst []float32) {
+	dst = dst[:kc*nr]
+	if w == 0 {
+		clear(dst)
+		return
+	}
+	_ = src[(w-1)*ldb+kc-1]
+	blocks := kc / 8
+	j := 0
+	if blocks > 0 {
+		for ; j+8 <= w; j += 8 {
+			packBT8(blocks, unsafe.SliceData(src[j*ldb:]), ldb, unsafe.SliceData(dst[j:]))
+		}
+	}
+	for ; j < w; j++ {
+		row := src[j*ldb : j*ldb+blocks*8]
+		for p, v := range row {
+			dst[p*nr+j] = v
+		}
+	}
+	for j := 0; j < w; j++ {
+		row := src[j*ldb+blocks*8 : j*ldb+kc]
+		for p, v := range row {
+			dst[(blocks*8+p)*nr+j] = v
+		}
+	}
+	if w < nr {
+		for p := 0; p < kc; p++ {
+			clear(dst[p*nr+w : p*nr+nr])
 		}
 	}
 }
 
-// packBT16 transposes 16 rows of B into a packed panel: for p < 8·blocks
-// and j < 16, dst[p·16+j] = src[j·ldb+p] (kernel_amd64.s).
+// packBT8 transposes 8 rows of B into columns 0–7 of a packed panel: for
+// p < 8·blocks and j < 8, dst[p·16+j] = src[j·ldb+p] (kernel_amd64.s).
 //
 //go:noescape
-func packBT16(blocks int, src *float32, ldb int, dst *float32)
+func packBT8(blocks int, src *float32, ldb int, dst *float32)
+
+// packBN16 copies kc rows of B into panels full packed panels: for p < kc,
+// q < panels and j < 16, dst[q·kc·16+p·16+j] = src[p·ldb+q·16+j]
+// (kernel_amd64.s).
+//
+//go:noescape
+func packBN16(kc, panels int, src *float32, ldb int, dst *float32)

@@ -172,39 +172,69 @@ overwrite:
 	VMOVUPS     col(base)(R11*1), X3            \
 	VINSERTF128 $1, col(base)(R14*1), Y3, Y3
 
-// func packBT16(blocks int, src *float32, ldb int, dst *float32)
+// func packBT8(blocks int, src *float32, ldb int, dst *float32)
 //
-// Transposes 16 rows of B (row stride ldb) into a packed panel: for
-// p < 8·blocks and j < 16, dst[p·16+j] = src[j·ldb+p].
-TEXT ·packBT16(SB), NOSPLIT, $0-32
-	MOVQ blocks+0(FP), CX
-	MOVQ src+8(FP), SI
-	MOVQ ldb+16(FP), R8
-	MOVQ dst+24(FP), DI
-	SHLQ $2, R8
-	LEAQ (R8)(R8*2), R11 // 3 rows
-	LEAQ (R8)(R8*4), R12 // 5 rows
-	LEAQ (R11)(R11*1), R13 // 6 rows
-	LEAQ (R13)(R8*1), R14 // 7 rows
-	LEAQ (SI)(R8*8), DX // row 8
+// Transposes 8 rows of B (row stride ldb) into columns 0–7 of a packed
+// panel: for p < 8·blocks and j < 8, dst[p·16+j] = src[j·ldb+p].
+TEXT ·packBT8(SB), NOSPLIT, $0-32
+	MOVQ  blocks+0(FP), CX
+	MOVQ  src+8(FP), SI
+	MOVQ  ldb+16(FP), R8
+	MOVQ  dst+24(FP), DI
+	SHLQ  $2, R8
+	LEAQ  (R8)(R8*2), R11  // 3 rows
+	LEAQ  (R8)(R8*4), R12  // 5 rows
+	LEAQ  (R11)(R11*1), R13 // 6 rows
+	LEAQ  (R13)(R8*1), R14 // 7 rows
 	TESTQ CX, CX
-	JEQ   packdone
+	JEQ   tdone
 
-packloop:
+tloop:
 	LOAD8(SI, 0)
 	TRANSPOSE4(0)
 	LOAD8(SI, 16)
 	TRANSPOSE4(256)
-	LOAD8(DX, 0)
-	TRANSPOSE4(32)
-	LOAD8(DX, 16)
-	TRANSPOSE4(288)
 	ADDQ $32, SI
-	ADDQ $32, DX
 	ADDQ $512, DI
 	DECQ CX
-	JNE  packloop
+	JNE  tloop
 
-packdone:
+tdone:
+	VZEROUPPER
+	RET
+
+// func packBN16(kc, panels int, src *float32, ldb int, dst *float32)
+//
+// Copies kc rows of B (row stride ldb) into panels full packed panels, row
+// by row so that B is read in order: for p < kc, q < panels and j < 16,
+// dst[q·kc·16+p·16+j] = src[p·ldb+q·16+j]. kc and panels are at least 1.
+TEXT ·packBN16(SB), NOSPLIT, $0-40
+	MOVQ kc+0(FP), CX
+	MOVQ panels+8(FP), R9
+	MOVQ src+16(FP), SI
+	MOVQ ldb+24(FP), R8
+	MOVQ dst+32(FP), DI
+	SHLQ $2, R8
+	MOVQ CX, R10
+	SHLQ $6, R10 // bytes between panels
+
+nrow:
+	MOVQ SI, AX
+	MOVQ DI, BX
+	MOVQ R9, DX
+
+npanel:
+	VMOVUPS (AX), Y0
+	VMOVUPS 32(AX), Y1
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	ADDQ    $64, AX
+	ADDQ    R10, BX
+	DECQ    DX
+	JNE     npanel
+	ADDQ    R8, SI
+	ADDQ    $64, DI
+	DECQ    CX
+	JNE     nrow
 	VZEROUPPER
 	RET

@@ -4,6 +4,6 @@ package gemm
 
 func bestKernel() kernelFunc { return kernelGo }
 
-func bestPanel() panelFunc { return panelGo }
+func bestPack() packer { return packer{rows: rowsGo, panel: panelGo} }
 
 func hasAVX2Kernel() bool { return false }
