@@ -214,37 +214,40 @@ func validRange(outN, stride, off, size int) (lo, hi int) {
 // element of cols is written, so it may come from a reused buffer. The
 // (sample, channel) pairs write disjoint parts and run in parallel.
 func im2col(g *convGeom, x, cols []float32) {
-	plane, hw := g.oh*g.ow, g.h*g.w
+	// Locals, not g's fields, in the loops: the compiler cannot tell that
+	// the float stores leave g alone and would reload every field.
+	c, h, w, k, s, p, oh, ow := g.c, g.h, g.w, g.k, g.s, g.p, g.oh, g.ow
+	plane, hw := oh*ow, h*w
 	ld := g.n * plane
-	parallelFor(g.n*g.c, grain(g.k*g.k*plane), func(lo, hi int) {
+	parallelFor(g.n*c, grain(k*k*plane), func(lo, hi int) {
 		for nc := lo; nc < hi; nc++ {
-			n, ch := nc/g.c, nc%g.c
+			n, ch := nc/c, nc%c
 			src := x[nc*hw : (nc+1)*hw]
-			for kh := 0; kh < g.k; kh++ {
-				for kw := 0; kw < g.k; kw++ {
-					r := (ch*g.k+kh)*g.k + kw
+			for kh := 0; kh < k; kh++ {
+				for kw := 0; kw < k; kw++ {
+					r := (ch*k+kh)*k + kw
 					row := cols[r*ld+n*plane : r*ld+(n+1)*plane]
-					off := kw - g.p // input column = ow·s + off
-					owLo, owHi := validRange(g.ow, g.s, off, g.w)
-					for oh := 0; oh < g.oh; oh++ {
-						dst := row[oh*g.ow : (oh+1)*g.ow]
-						ih := oh*g.s - g.p + kh
-						if ih < 0 || ih >= g.h || owLo == owHi {
+					off := kw - p // input column = ow·s + off
+					owLo, owHi := validRange(ow, s, off, w)
+					for y := 0; y < oh; y++ {
+						dst := row[y*ow : (y+1)*ow]
+						ih := y*s - p + kh
+						if ih < 0 || ih >= h || owLo == owHi {
 							clear(dst)
 							continue
 						}
 						clear(dst[:owLo])
 						clear(dst[owHi:])
-						srow := src[ih*g.w : (ih+1)*g.w]
-						if g.s == 1 {
-							copy(dst[owLo:owHi], srow[owLo+off:owHi+off])
+						srow := src[ih*w : (ih+1)*w]
+						d := dst[owLo:owHi]
+						if s == 1 {
+							copy(d, srow[owLo+off:owHi+off])
 							continue
 						}
-						d := dst[owLo:owHi]
-						iw := owLo*g.s + off
+						iw := owLo*s + off
 						for i := range d {
 							d[i] = srow[iw]
-							iw += g.s
+							iw += s
 						}
 					}
 				}
@@ -257,29 +260,30 @@ func im2col(g *convGeom, x, cols []float32) {
 // it was read from (padding taps are dropped). dx must start zeroed. Each
 // (sample, channel) plane of dx is owned by one goroutine.
 func col2im(g *convGeom, cols, dx []float32) {
-	plane, hw := g.oh*g.ow, g.h*g.w
+	c, h, w, k, s, p, oh, ow := g.c, g.h, g.w, g.k, g.s, g.p, g.oh, g.ow
+	plane, hw := oh*ow, h*w
 	ld := g.n * plane
-	parallelFor(g.n*g.c, grain(g.k*g.k*plane), func(lo, hi int) {
+	parallelFor(g.n*c, grain(k*k*plane), func(lo, hi int) {
 		for nc := lo; nc < hi; nc++ {
-			n, ch := nc/g.c, nc%g.c
+			n, ch := nc/c, nc%c
 			dst := dx[nc*hw : (nc+1)*hw]
-			for kh := 0; kh < g.k; kh++ {
-				for kw := 0; kw < g.k; kw++ {
-					r := (ch*g.k+kh)*g.k + kw
+			for kh := 0; kh < k; kh++ {
+				for kw := 0; kw < k; kw++ {
+					r := (ch*k+kh)*k + kw
 					row := cols[r*ld+n*plane : r*ld+(n+1)*plane]
-					off := kw - g.p
-					owLo, owHi := validRange(g.ow, g.s, off, g.w)
+					off := kw - p
+					owLo, owHi := validRange(ow, s, off, w)
 					if owLo == owHi {
 						continue
 					}
-					for oh := 0; oh < g.oh; oh++ {
-						ih := oh*g.s - g.p + kh
-						if ih < 0 || ih >= g.h {
+					for y := 0; y < oh; y++ {
+						ih := y*s - p + kh
+						if ih < 0 || ih >= h {
 							continue
 						}
-						src := row[oh*g.ow+owLo : oh*g.ow+owHi]
-						drow := dst[ih*g.w : (ih+1)*g.w]
-						if g.s == 1 {
+						src := row[y*ow+owLo : y*ow+owHi]
+						drow := dst[ih*w : (ih+1)*w]
+						if s == 1 {
 							d := drow[owLo+off : owHi+off]
 							d = d[:len(src)] // bounds checks out of the loop
 							for i, v := range src {
@@ -287,10 +291,10 @@ func col2im(g *convGeom, cols, dx []float32) {
 							}
 							continue
 						}
-						iw := owLo*g.s + off
+						iw := owLo*s + off
 						for _, v := range src {
 							drow[iw] += v
-							iw += g.s
+							iw += s
 						}
 					}
 				}
