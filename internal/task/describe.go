@@ -8,6 +8,10 @@ import (
 	"github.com/hpcml/hpcml/internal/job"
 )
 
+// StorageEnv names the variable that tells a job the storage URL bare
+// keys resolve against.
+const StorageEnv = "HPCML_STORAGE"
+
 // Site is what a backend adds to a job to make a Launch of it.
 type Site struct {
 	// Storage is the bucket URL for logs, outputs and bare input keys.
@@ -37,11 +41,17 @@ func Describe(j *job.Job, dir string, site Site) Launch {
 			cwd = filepath.Join(workDir, s.WorkDir)
 		}
 	}
+	env := JobEnv(site.BaseEnv, j, dir)
+	if site.Storage != "" {
+		// Jobs that write results as they go (training checkpoints) reach
+		// the same storage their outputs are staged to.
+		env = append(env, StorageEnv+"="+site.Storage)
+	}
 	l := Launch{
 		JobID:     j.ID,
 		Attempt:   j.Attempt,
 		Argv:      argv,
-		Env:       JobEnv(site.BaseEnv, j, dir),
+		Env:       env,
 		WorkDir:   cwd,
 		TimeLimit: s.TimeLimit,
 		KillGrace: site.KillGrace,
