@@ -20,7 +20,8 @@ type Spec struct {
 //	conv2d     filters, kernel, stride (1), padding (0), init
 //	maxpool2d  kernel, stride (= kernel), padding (0)
 //	avgpool2d  kernel, stride (= kernel), padding (0)
-//	batchnorm  momentum (0.1), epsilon (1e-5); over channels for NCHW, features otherwise
+//	batchnorm  momentum (0.1), epsilon (1e-5); per channel of a C×H×W input,
+//	           per feature of a flat one
 //	dropout    rate
 //	residual   layers: y = relu(x + body(x)), with a 1×1 strided conv on the
 //	           shortcut when the body changes the shape
@@ -118,7 +119,7 @@ func buildLayer(ls LayerSpec, in []int, name string, rng *rand.Rand) (Layer, err
 			return nil, fmt.Errorf("batchnorm needs a [C] or C×H×W input, got shape %v", in)
 		}
 		momentum, eps := orDefaultF(ls.Momentum, 0.1), orDefaultF(ls.Epsilon, 1e-5)
-		if momentum < 0 || momentum > 1 {
+		if !(momentum >= 0 && momentum <= 1) { // NaN too
 			return nil, fmt.Errorf("momentum %g is outside [0, 1]", momentum)
 		}
 		if !(eps > 0) {
