@@ -204,7 +204,7 @@ func compileGraph(gp *graphProto, opset int64) (*Graph, error) {
 		if allConst {
 			// Constant, and the shape arithmetic over constants, fold
 			// into values at load: Reshape then sees its shape here.
-			outs, err := run(consts)
+			outs, err := st.exec(consts)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", label, err)
 			}
@@ -316,11 +316,16 @@ func valueInfo(vi *valueInfoProto, what string) (ValueInfo, []dimension, error) 
 	return info, t.Shape, nil
 }
 
+// probeLimit bounds the inputs of Load's trial run: a sample of up to
+// 4M values (a 3×1024×1024 image) is cheap to run once; a model declaring
+// a larger one is not tried at load.
+const probeLimit = 1 << 22
+
 // probe runs the graph once on a zero batch of one sample, so weights
 // that do not fit their inputs, or a Reshape that cannot hold the data,
 // fail Load rather than the first request. It is skipped when an input has
 // a symbolic dimension other than the first (a sequence length, say),
-// where 1 may not be a size the model accepts.
+// where 1 may not be a size the model accepts, or past probeLimit.
 func (g *Graph) probe() error {
 	inputs := make(map[string]*nn.Tensor, len(g.inputs))
 	for _, in := range g.inputs {
@@ -329,14 +334,17 @@ func (g *Graph) probe() error {
 		}
 		shape := make([]int, len(in.Shape))
 		for i, d := range in.Shape {
-			if d < 0 && i > 0 {
+			if d < 0 && i > 0 || d > probeLimit {
 				return nil
 			}
 			shape[i] = int(max(d, 1))
 		}
+		if n, err := checkedVolume(shape); err != nil || n > probeLimit {
+			return nil
+		}
 		inputs[in.Name] = nn.NewTensor(shape...)
 	}
-	outs, err := g.Run(context.Background(), inputs)
+	outs, err := g.run(context.Background(), inputs)
 	if err != nil {
 		return fmt.Errorf("a trial run on a batch of 1: %w", err)
 	}
@@ -364,6 +372,14 @@ func (g *Graph) probe() error {
 // ≥ 1 where the dimension is symbolic, the same size wherever the same
 // symbol appears). The returned tensors are the caller's to keep.
 func (g *Graph) Run(ctx context.Context, inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, error) {
+	outs, err := g.run(ctx, inputs)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: %w", err)
+	}
+	return outs, nil
+}
+
+func (g *Graph) run(ctx context.Context, inputs map[string]*nn.Tensor) (map[string]*nn.Tensor, error) {
 	if err := g.checkInputs(inputs); err != nil {
 		return nil, err
 	}
@@ -374,7 +390,7 @@ func (g *Graph) Run(ctx context.Context, inputs map[string]*nn.Tensor) (map[stri
 	var ins []*value
 	for _, st := range g.steps {
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("onnx: run interrupted before %s: %w", st.label, err)
+			return nil, fmt.Errorf("run interrupted before %s: %w", st.label, err)
 		}
 		ins = ins[:0]
 		for _, s := range st.in {
@@ -386,7 +402,7 @@ func (g *Graph) Run(ctx context.Context, inputs map[string]*nn.Tensor) (map[stri
 		}
 		outs, err := st.exec(ins)
 		if err != nil {
-			return nil, fmt.Errorf("onnx: %s: %w", st.label, err)
+			return nil, fmt.Errorf("%s: %w", st.label, err)
 		}
 		for j, s := range st.out {
 			if s >= 0 {
@@ -398,7 +414,7 @@ func (g *Graph) Run(ctx context.Context, inputs map[string]*nn.Tensor) (map[stri
 	for i, o := range g.outputs {
 		v := vals[g.outSlots[i]]
 		if v.isInt {
-			return nil, fmt.Errorf("onnx: output %q is an INT64 tensor; only FLOAT outputs are supported", o.Name)
+			return nil, fmt.Errorf("output %q is an INT64 tensor; only FLOAT outputs are supported", o.Name)
 		}
 		t := &nn.Tensor{Shape: slices.Clone(v.shape), Data: v.f}
 		if g.consts[g.outSlots[i]] != nil {
@@ -412,7 +428,8 @@ func (g *Graph) Run(ctx context.Context, inputs map[string]*nn.Tensor) (map[stri
 
 // exec runs the step's kernel. A panic in it (an engine layer meeting a
 // shape the checks missed) becomes this run's error rather than the end
-// of a server that runs many models.
+// of a server that runs many models; the same holds while Load folds
+// constants.
 func (st *step) exec(in []*value) (outs []*value, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -420,7 +437,7 @@ func (st *step) exec(in []*value) (outs []*value, err error) {
 		}
 	}()
 	outs, err = st.run(in)
-	if err == nil && len(outs) < len(st.out) {
+	if err == nil && len(outs) < len(st.out) && st.out != nil {
 		err = fmt.Errorf("computed %d outputs, want %d", len(outs), len(st.out))
 	}
 	return outs, err
@@ -433,17 +450,17 @@ func (g *Graph) checkInputs(inputs map[string]*nn.Tensor) error {
 	}
 	for name := range inputs {
 		if !slices.Contains(names, name) {
-			return fmt.Errorf("onnx: unknown input %q (the model's inputs: %s)", name, strings.Join(names, ", "))
+			return fmt.Errorf("unknown input %q (the model's inputs: %s)", name, strings.Join(names, ", "))
 		}
 	}
 	symbols := map[string]int{}
 	for i, in := range g.inputs {
 		t, ok := inputs[in.Name]
 		if !ok || t == nil {
-			return fmt.Errorf("onnx: input %q is missing", in.Name)
+			return fmt.Errorf("input %q is missing", in.Name)
 		}
 		if len(t.Data) != nn.Volume(t.Shape) {
-			return fmt.Errorf("onnx: input %q: %d values do not fill shape %v", in.Name, len(t.Data), t.Shape)
+			return fmt.Errorf("input %q: %d values do not fill shape %v", in.Name, len(t.Data), t.Shape)
 		}
 		if in.Shape == nil {
 			continue
@@ -459,14 +476,14 @@ func (g *Graph) checkInputs(inputs map[string]*nn.Tensor) error {
 			default:
 				if sym := g.inDims[i][j].Param; sym != "" {
 					if prev, ok := symbols[sym]; ok && prev != d {
-						return fmt.Errorf("onnx: input %q: dimension %d is %d, but %q is %d in another input", in.Name, j, d, sym, prev)
+						return fmt.Errorf("input %q: dimension %d is %d, but %q is %d in another input", in.Name, j, d, sym, prev)
 					}
 					symbols[sym] = d
 				}
 			}
 		}
 		if bad {
-			return fmt.Errorf("onnx: input %q: expected shape %s, got %v", in.Name, shapeString(in.Shape, g.inDims[i]), t.Shape)
+			return fmt.Errorf("input %q: expected shape %s, got %v", in.Name, shapeString(in.Shape, g.inDims[i]), t.Shape)
 		}
 	}
 	return nil

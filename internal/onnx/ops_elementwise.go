@@ -36,6 +36,9 @@ func compileBinary(c *nodeCtx, op string) (kernel, error) {
 		if err != nil {
 			return nil, err
 		}
+		if _, err := checkedVolume(shape); err != nil {
+			return nil, err
+		}
 		if a.isInt {
 			if op == "Div" {
 				for _, y := range b.i {

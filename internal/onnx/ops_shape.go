@@ -201,7 +201,10 @@ func compileGather(c *nodeCtx) (kernel, error) {
 		outer, inner := nn.Volume(data.shape[:ax]), nn.Volume(data.shape[ax+1:])
 		shape := slices.Concat(data.shape[:ax], idx.shape, data.shape[ax+1:])
 		out := &value{shape: shape, isInt: data.isInt}
-		n := nn.Volume(shape)
+		n, err := checkedVolume(shape)
+		if err != nil {
+			return nil, err
+		}
 		if data.isInt {
 			out.i = make([]int64, 0, n)
 		} else {
@@ -356,7 +359,10 @@ func compileConcat(c *nodeCtx) (kernel, error) {
 			shape[ax] += v.shape[ax]
 		}
 		out := &value{shape: shape, isInt: first.isInt}
-		n := nn.Volume(shape)
+		n, err := checkedVolume(shape)
+		if err != nil {
+			return nil, err
+		}
 		if first.isInt {
 			out.i = make([]int64, 0, n)
 		} else {
@@ -450,7 +456,13 @@ func compilePad(c *nodeCtx) (kernel, error) {
 		}
 		shape := make([]int, r)
 		for i, d := range x.shape {
+			if pads[i] > maxElements || pads[r+i] > maxElements {
+				return nil, fmt.Errorf("pads %v hold more than %d values", pads, maxElements)
+			}
 			shape[i] = d + int(pads[i]) + int(pads[r+i])
+		}
+		if _, err := checkedVolume(shape); err != nil {
+			return nil, err
 		}
 		y := newFloat(shape...)
 		if fill != 0 {

@@ -21,6 +21,27 @@ type value struct {
 	isInt bool
 }
 
+// maxElements bounds any tensor a kernel sizes from the model's own
+// numbers (pads, broadcast shapes, gathered indices), at 2^28 values (1 GiB
+// of float32): a corrupt or hostile file must get an error, not exhaust
+// memory or overflow a length.
+const maxElements = 1 << 28
+
+// checkedVolume is the element count of shape, or an error past maxElements.
+func checkedVolume(shape []int) (int, error) {
+	n := 1
+	for _, d := range shape {
+		if d < 0 {
+			return 0, fmt.Errorf("shape %v has a negative dimension", shape)
+		}
+		if d > 0 && n > maxElements/d {
+			return 0, fmt.Errorf("shape %v holds more than %d values", shape, maxElements)
+		}
+		n *= d
+	}
+	return n, nil
+}
+
 func floatValue(t *nn.Tensor) *value { return &value{shape: t.Shape, f: t.Data} }
 
 func newFloat(shape ...int) *value {
