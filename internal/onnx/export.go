@@ -87,8 +87,16 @@ func Export(m *nn.Model, opts ExportOptions) ([]byte, error) {
 	}
 	e.g.Nodes[len(e.g.Nodes)-1].Outputs[0] = OutputName
 
+	// The output shape comes from the layers themselves: a Model put
+	// together by hand (not by nn.Build) has no cached one.
+	out := m.Spec.Input
+	for i, l := range m.Layers {
+		if out, err = l.OutShape(out); err != nil {
+			return nil, fmt.Errorf("onnx: export: layer %d (%s): %w", i, l.Kind(), err)
+		}
+	}
 	e.g.Inputs = []*valueInfoProto{tensorInfo(InputName, m.Spec.Input)}
-	e.g.Outputs = []*valueInfoProto{tensorInfo(OutputName, m.OutShape())}
+	e.g.Outputs = []*valueInfoProto{tensorInfo(OutputName, out)}
 	producer := opts.ProducerName
 	if producer == "" {
 		producer = "hpcml"

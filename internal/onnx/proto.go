@@ -15,25 +15,14 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// TensorProto.DataType values.
+// TensorProto.DataType values this package handles; dataTypeName names
+// the rest for errors.
 const (
-	dtUndefined int32 = 0
-	dtFloat     int32 = 1
-	dtUint8     int32 = 2
-	dtInt8      int32 = 3
-	dtUint16    int32 = 4
-	dtInt16     int32 = 5
-	dtInt32     int32 = 6
-	dtInt64     int32 = 7
-	dtString    int32 = 8
-	dtBool      int32 = 9
-	dtFloat16   int32 = 10
-	dtDouble    int32 = 11
-	dtUint32    int32 = 12
-	dtUint64    int32 = 13
-	dtComplex64 int32 = 14
-	dtComplex   int32 = 15
-	dtBfloat16  int32 = 16
+	dtFloat  int32 = 1
+	dtInt32  int32 = 6
+	dtInt64  int32 = 7
+	dtBool   int32 = 9
+	dtDouble int32 = 11
 )
 
 // dataTypeName is the ONNX name of a TensorProto.DataType, for errors.
@@ -46,16 +35,14 @@ func dataTypeName(t int32) string {
 	return fmt.Sprintf("data type %d", t)
 }
 
-// AttributeProto.AttributeType values.
+// AttributeProto.AttributeType values written and checked here.
 const (
-	attrFloat   int32 = 1
-	attrInt     int32 = 2
-	attrString  int32 = 3
-	attrTensor  int32 = 4
-	attrGraph   int32 = 5
-	attrFloats  int32 = 6
-	attrInts    int32 = 7
-	attrStrings int32 = 8
+	attrFloat  int32 = 1
+	attrInt    int32 = 2
+	attrString int32 = 3
+	attrTensor int32 = 4
+	attrFloats int32 = 6
+	attrInts   int32 = 7
 )
 
 type modelProto struct {
