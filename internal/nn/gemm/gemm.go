@@ -142,7 +142,7 @@ func sgemm(cfg config, transA, transB bool, m, n, k int, alpha float32, a []floa
 	}
 	if threads <= 1 {
 		ws := workspaces.Get().(*workspace)
-		run(cfg, ws, &p, nil)
+		run(cfg, ws, &p, prepacked{})
 		workspaces.Put(ws)
 		return
 	}
@@ -151,9 +151,21 @@ func sgemm(cfg config, transA, transB bool, m, n, k int, alpha float32, a []floa
 	// several per goroutine, which the goroutines take in turn until none
 	// is left: a goroutine that starts late (waking an idle core can take
 	// longer than a small product) finds less or nothing to do, instead of
-	// holding up its share.
+	// holding up its share. The operand that every chunk reads whole is
+	// packed once beforehand, if it needs packing and is not too big.
+	kcb := kcBlock(cfg.kc, k)
 	if m*nr < n*mr {
 		width := max(roundUp((n+threads*4-1)/(threads*4), nr), 4*nr)
+		var pre prepacked
+		if size := k * roundUp(m, mr); transA && size <= cfg.maxShared {
+			buf := sharedBufs.Get().(*[]float32)
+			defer sharedBufs.Put(buf)
+			*buf = aligned(*buf, size)
+			pre.a = *buf
+			packAllA(pre.a, &p, kcb)
+		} else if transA {
+			width = max(width, roundUp((n+threads-1)/threads, nr))
+		}
 		chunks := (n + width - 1) / width
 		parallel(threads, chunks, func(ws *workspace, i int) {
 			q := p
@@ -165,22 +177,21 @@ func sgemm(cfg config, transA, transB bool, m, n, k int, alpha float32, a []floa
 				q.b = b[lo:]
 			}
 			q.c = c[lo:]
-			run(cfg, ws, &q, nil)
+			run(cfg, ws, &q, pre)
 		})
 		return
 	}
 
-	// With m split, B is packed once and shared, when it is not too big;
-	// otherwise every chunk packs its own, and the chunks are fewer.
 	height := max(roundUp((m+threads*4-1)/(threads*4), mr), 4*mr)
-	var shared *[]float32
-	kcb := kcBlock(cfg.kc, k)
+	var pre prepacked
 	if size := k * roundUp(n, nr); size <= cfg.maxShared {
-		shared = sharedBs.Get().(*[]float32)
-		*shared = aligned(*shared, size)
-		packAllB(cfg, *shared, &p, kcb)
+		buf := sharedBufs.Get().(*[]float32)
+		defer sharedBufs.Put(buf)
+		*buf = aligned(*buf, size)
+		pre.b = *buf
+		packAllB(cfg, pre.b, &p, kcb)
 	} else {
-		height = roundUp((m+threads-1)/threads, mr)
+		height = max(height, roundUp((m+threads-1)/threads, mr))
 	}
 	chunks := (m + height - 1) / height
 	parallel(threads, chunks, func(ws *workspace, i int) {
@@ -193,15 +204,8 @@ func sgemm(cfg config, transA, transB bool, m, n, k int, alpha float32, a []floa
 			q.a = a[lo*lda:]
 		}
 		q.c = c[lo*ldc:]
-		if shared != nil {
-			run(cfg, ws, &q, *shared)
-		} else {
-			run(cfg, ws, &q, nil)
-		}
+		run(cfg, ws, &q, pre)
 	})
-	if shared != nil {
-		sharedBs.Put(shared)
-	}
 }
 
 // splitK computes a product as the sum of products of k chunks of about
@@ -230,7 +234,7 @@ func splitK(cfg config, threads int, p *product) {
 		}
 		q.beta = 0
 		q.c, q.ldc = parts[i*mn:(i+1)*mn], p.n
-		run(cfg, ws, &q, nil)
+		run(cfg, ws, &q, prepacked{})
 	})
 	for i := 0; i < p.m; i++ {
 		row := p.c[i*p.ldc : i*p.ldc+p.n]
@@ -337,7 +341,7 @@ func aligned(s []float32, n int) []float32 {
 	return buf[off : off+n : off+n]
 }
 
-var sharedBs = sync.Pool{New: func() any { return new([]float32) }}
+var sharedBufs = sync.Pool{New: func() any { return new([]float32) }}
 
 // kcBlock is the depth of the k blocks: k cut into equal blocks of at most
 // kc, a multiple of 8 when possible (for packing), so that 784 is 4×196
@@ -345,6 +349,13 @@ var sharedBs = sync.Pool{New: func() any { return new([]float32) }}
 func kcBlock(kc, k int) int {
 	blocks := (k + kc - 1) / kc
 	return min(roundUp((k+blocks-1)/blocks, 8), kc)
+}
+
+// prepacked holds operands packed whole before a product is split among
+// goroutines, or nil where each goroutine packs its own.
+type prepacked struct {
+	a []float32 // op(A) by packAllA
+	b []float32 // op(B) by packAllB
 }
 
 // packAllB packs all of op(B) as one nc block: the k block at pc starts at
@@ -361,17 +372,26 @@ func packAllB(cfg config, dst []float32, p *product, kcb int) {
 	}
 }
 
-// run computes one product on the calling goroutine; packed is op(B)
-// packed by packAllB, or nil to pack it here block by block.
-func run(cfg config, ws *workspace, p *product, packed []float32) {
+// packAllA packs all of op(A) = Aᵀ as one mc block: the k block at pc
+// starts at dst[pc·⌈m/mr⌉·mr].
+func packAllA(dst []float32, p *product, kcb int) {
+	stride := roundUp(p.m, mr)
+	for pc := 0; pc < p.k; pc += kcb {
+		packAT(dst[pc*stride:], p.a, p.lda, 0, pc, p.m, min(kcb, p.k-pc))
+	}
+}
+
+// run computes one product on the calling goroutine, packing what pre
+// does not hold block by block.
+func run(cfg config, ws *workspace, p *product, pre prepacked) {
 	kcb := kcBlock(cfg.kc, p.k)
 	ncb := cfg.nc
-	if packed != nil {
+	if pre.b != nil {
 		ncb = p.n
 	} else {
 		ws.b = aligned(ws.b, kcb*min(ncb, roundUp(p.n, nr)))
 	}
-	if p.transA {
+	if p.transA && pre.a == nil {
 		ws.a = aligned(ws.a, min(cfg.mc, roundUp(p.m, mr))*kcb)
 	}
 	ws.edge = aligned(ws.edge, mr*kcb)
@@ -387,8 +407,8 @@ func run(cfg config, ws *workspace, p *product, packed []float32) {
 			}
 			bb := ws.b
 			switch {
-			case packed != nil:
-				bb = packed[pc*roundUp(p.n, nr):]
+			case pre.b != nil:
+				bb = pre.b[pc*roundUp(p.n, nr):]
 			case p.transB:
 				packBT(cfg.pack, bb, p.b, p.ldb, pc, jc, kc, nc)
 			default:
@@ -396,26 +416,33 @@ func run(cfg config, ws *workspace, p *product, packed []float32) {
 			}
 			for ic := 0; ic < p.m; ic += cfg.mc {
 				mc := min(cfg.mc, p.m-ic)
-				block(cfg.kernel, ws, bb, p, ic, jc, pc, mc, nc, kc, beta)
+				var ap []float32 // packed A, or nil to read A in place
+				switch {
+				case pre.a != nil:
+					ap = pre.a[pc*roundUp(p.m, mr)+ic*kc:]
+				case p.transA:
+					packAT(ws.a, p.a, p.lda, ic, pc, mc, kc)
+					ap = ws.a
+				}
+				block(cfg.kernel, ws, ap, bb, p, ic, jc, pc, mc, nc, kc, beta)
 			}
 		}
 	}
 }
 
-// block multiplies the mc×kc block of op(A) at (ic, pc) by the packed kc×nc
-// block of op(B) into C at (ic, jc).
-func block(kern kernelFunc, ws *workspace, bb []float32, p *product, ic, jc, pc, mc, nc, kc int, beta float32) {
-	// Where micro-panel ir of A starts, and its strides. Row-major A is
-	// read in place; a transposed A is packed first.
+// block multiplies the mc×kc block of op(A) at (ic, pc), packed in ap or
+// read from A when ap is nil, by the packed kc×nc block bb of op(B) into C
+// at (ic, jc).
+func block(kern kernelFunc, ws *workspace, ap, bb []float32, p *product, ic, jc, pc, mc, nc, kc int, beta float32) {
+	// Where micro-panel ir of A starts, and its strides.
 	var (
 		a         []float32
 		rsa, csa  int
 		panelStep int // distance between micro-panels in a
 	)
 	full := mc - mc%mr // rows in whole micro-panels
-	if p.transA {
-		packAT(ws.a, p.a, p.lda, ic, pc, mc, kc)
-		a, rsa, csa, panelStep = ws.a, 1, mr, mr*kc
+	if ap != nil {
+		a, rsa, csa, panelStep = ap, 1, mr, mr*kc
 		full = mc // the packed block is zero-padded
 	} else {
 		a, rsa, csa, panelStep = p.a[ic*p.lda+pc:], p.lda, 1, mr*p.lda

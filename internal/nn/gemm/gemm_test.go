@@ -25,7 +25,7 @@ func kernels() map[string]impl {
 
 // configs are the default blocking and tiny ones that cross every block
 // boundary (mc, kc, nc) and split among three goroutines at small sizes,
-// with and without a shared packed B.
+// with and without operands packed once and shared.
 func configs(kern impl) map[string]config {
 	def := defaultConfig()
 	def.kernel, def.pack = kern.kernel, kern.pack
