@@ -3,6 +3,7 @@ package nn
 import (
 	"fmt"
 	"math"
+	"strings"
 )
 
 // Optimizer updates parameters from their gradients.
@@ -60,6 +61,26 @@ func NewOptimizer(cfg OptimizerConfig) (Optimizer, error) {
 	return nil, fmt.Errorf("nn: unknown optimizer %q (want sgd, adam or adamw)", cfg.Name)
 }
 
+// Check reports whether the state fits params: every slot names one of
+// them and has its length (a checkpoint of another network does not).
+func (s OptimizerState) Check(params []*Param) error {
+	sizes := make(map[string]int, len(params))
+	for _, p := range params {
+		sizes[p.Name] = len(p.Value.Data)
+	}
+	for key, v := range s.Slots {
+		_, name, ok := strings.Cut(key, "/")
+		n, known := sizes[name]
+		if !ok || !known {
+			return fmt.Errorf("nn: optimizer state %q names no parameter of the model", key)
+		}
+		if len(v) != n {
+			return fmt.Errorf("nn: optimizer state %q has %d values, the parameter %d", key, len(v), n)
+		}
+	}
+	return nil
+}
+
 // slots holds per-parameter optimiser buffers by "slot/param" name.
 type slots map[string][]float32
 
@@ -72,6 +93,10 @@ func (s slots) get(slot string, p *Param) []float32 {
 	}
 	return v
 }
+
+// cloneSlots copies a restored state, so that two optimisers given the
+// same state do not share buffers.
+func (s slots) cloneSlots() slots { return slots(s.clone()) }
 
 func (s slots) clone() map[string][]float32 {
 	out := make(map[string][]float32, len(s))
@@ -121,10 +146,7 @@ func (o *SGD) Step(params []*Param, lr float64) {
 
 func (o *SGD) State() OptimizerState { return OptimizerState{Step: o.step, Slots: o.slots.clone()} }
 func (o *SGD) SetState(s OptimizerState) error {
-	o.step, o.slots = s.Step, slots(s.Slots)
-	if o.slots == nil {
-		o.slots = slots{}
-	}
+	o.step, o.slots = s.Step, slots(s.Slots).cloneSlots()
 	return nil
 }
 
@@ -174,9 +196,6 @@ func (o *Adam) Step(params []*Param, lr float64) {
 
 func (o *Adam) State() OptimizerState { return OptimizerState{Step: o.step, Slots: o.slots.clone()} }
 func (o *Adam) SetState(s OptimizerState) error {
-	o.step, o.slots = s.Step, slots(s.Slots)
-	if o.slots == nil {
-		o.slots = slots{}
-	}
+	o.step, o.slots = s.Step, slots(s.Slots).cloneSlots()
 	return nil
 }

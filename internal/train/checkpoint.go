@@ -181,9 +181,9 @@ func listCheckpoints(ctx context.Context, b *blob.Bucket) ([]string, error) {
 }
 
 // latestCheckpoint is the newest checkpoint that reads back whole and
-// fits a model of paramSize values, or nil; the ones it skips are
-// reported through warn.
-func latestCheckpoint(ctx context.Context, b *blob.Bucket, paramSize int, warn func(string)) (*Checkpoint, string, error) {
+// fits the model (as fits says), or nil; the ones it skips are reported
+// through warn.
+func latestCheckpoint(ctx context.Context, b *blob.Bucket, fits func(*Checkpoint) error, warn func(string)) (*Checkpoint, string, error) {
 	keys, err := listCheckpoints(ctx, b)
 	if err != nil {
 		return nil, "", err
@@ -195,8 +195,8 @@ func latestCheckpoint(ctx context.Context, b *blob.Bucket, paramSize int, warn f
 			continue
 		}
 		c, err := DecodeCheckpoint(data)
-		if err == nil && len(c.Weights) != paramSize {
-			err = fmt.Errorf("it holds %d weights, the model has %d", len(c.Weights), paramSize)
+		if err == nil {
+			err = fits(c)
 		}
 		if err != nil {
 			warn(fmt.Sprintf("checkpoint %s skipped: %v; trying the one before", k, err))

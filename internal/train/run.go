@@ -189,7 +189,14 @@ func Run(ctx context.Context, cfg Config, o Options) (*ModelMetadata, error) {
 	hooks := &runHooks{out: o.Out, log: log, progress: o.Progress, epochs: cfg.Epochs, perEpoch: perEpoch}
 	l.hooks = hooks
 
-	c, key, err := latestCheckpoint(ctx, o.Out, len(weights(model)), func(msg string) { log.Warn(msg) })
+	fits := func(c *Checkpoint) error {
+		n := len(weights(model))
+		if len(c.Weights) != n || (c.Best != nil && len(c.Best) != n) {
+			return fmt.Errorf("it holds %d weights (best %d), the model has %d", len(c.Weights), len(c.Best), n)
+		}
+		return c.Optimizer.Check(model.Params())
+	}
+	c, key, err := latestCheckpoint(ctx, o.Out, fits, func(msg string) { log.Warn(msg) })
 	if err != nil {
 		return nil, err
 	}
