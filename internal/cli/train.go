@@ -225,8 +225,11 @@ func trainHere(ctx context.Context, cmd *cobra.Command, o *rootOptions, cfg trai
 		return err
 	}
 	defer b.Close()
-	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Warnings (a checkpoint skipped, a resume) as log lines; progress as
+	// one line per epoch, and a live status line on a terminal.
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	meta, err := train.Run(ctx, cfg, train.Options{Out: b, Log: log,
+		Progress: consoleProgress(cmd.ErrOrStderr(), isTerminal(cmd.ErrOrStderr())),
 		ResolveDataset: func(ctx context.Context, name, version string) (string, error) {
 			return resolveDataset(ctx, o, name, version)
 		}})
@@ -239,6 +242,23 @@ func trainHere(ctx context.Context, cmd *cobra.Command, o *rootOptions, cfg trai
 	printModel(cmd.OutOrStdout(), 0, meta)
 	fmt.Fprintf(cmd.OutOrStdout(), "\nWrote %s, %s, %s and %s to %s\n", train.ModelFile, train.MetadataFile, train.EvaluationFile, train.MetricsFile, out)
 	return nil
+}
+
+// consoleProgress prints each epoch's metrics, and on a terminal a status
+// line that follows the steps.
+func consoleProgress(w io.Writer, tty bool) train.Progress {
+	return func(p train.Point, epochs, perEpoch int) {
+		if p.Kind == "epoch" {
+			if tty {
+				fmt.Fprint(w, "\r\033[K")
+			}
+			fmt.Fprintf(w, "epoch %d/%d  %s\n", p.Epoch, epochs, formatValues(p.Values))
+			return
+		}
+		if tty {
+			fmt.Fprintf(w, "\r\033[Kepoch %d/%d  step %d/%d  %s", p.Epoch, epochs, p.Step-(p.Epoch-1)*perEpoch, perEpoch, formatValues(p.Values))
+		}
+	}
 }
 
 // openOutDir opens a local directory (made if missing) or a file:// or

@@ -202,6 +202,31 @@ func formatValues(v map[string]float64) string {
 	return strings.Join(parts, " ")
 }
 
+// trainJobProgress reports a training job's progress to the file the job's
+// HPCML_PROGRESS_FILE names (job get and the dashboard show it): steps
+// done of all, the rate, the time left, and the latest loss.
+func trainJobProgress(path string, log *slog.Logger) train.Progress {
+	start, startStep := time.Now(), -1
+	return func(p train.Point, epochs, perEpoch int) {
+		if path == "" {
+			return
+		}
+		if startStep < 0 {
+			startStep = p.Step // a resumed run starts mid-way
+		}
+		total := float64(epochs * perEpoch)
+		jp := &job.Progress{Done: float64(p.Step), Total: total, Unit: "steps", UpdatedAt: time.Now()}
+		if secs := time.Since(start).Seconds(); secs > 0 && p.Step > startStep {
+			jp.Rate = float64(p.Step-startStep) / secs
+			jp.ETASeconds = (total - float64(p.Step)) / jp.Rate
+		}
+		jp.Message = fmt.Sprintf("epoch %d of %d: %s", p.Epoch, epochs, formatValues(p.Values))
+		if err := job.WriteProgressFile(path, jp); err != nil {
+			log.Debug("progress not written", "err", err)
+		}
+	}
+}
+
 // newTrainRunCmd is the training job's command: the run's config in,
 // its files to training/<job id>/ in the server's storage.
 func newTrainRunCmd() *cobra.Command {
@@ -230,20 +255,7 @@ func newTrainRunCmd() *cobra.Command {
 			out := gcblob.PrefixedBucket(b, train.RunDir(id))
 			defer out.Close()
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			progressFile := os.Getenv(job.ProgressFileEnv)
-			start := time.Now()
-			progress := func(epoch, epochs, step int, msg string) {
-				if progressFile == "" {
-					return
-				}
-				p := &job.Progress{Done: float64(epoch - 1), Total: float64(epochs), Unit: "epochs", Message: msg, UpdatedAt: time.Now()}
-				if secs := time.Since(start).Seconds(); step > 0 && secs > 0 {
-					p.Rate = float64(step) / secs
-				}
-				if err := job.WriteProgressFile(progressFile, p); err != nil {
-					log.Debug("progress not written", "err", err)
-				}
-			}
+			progress := trainJobProgress(os.Getenv(job.ProgressFileEnv), log)
 			meta, err := train.Run(ctx, cfg, train.Options{Out: out, Log: log, Progress: progress})
 			if err != nil {
 				return err

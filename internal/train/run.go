@@ -106,8 +106,9 @@ type ModelMetadata struct {
 	FinishedAt    time.Time      `json:"finished_at"`
 }
 
-// Progress is told how far the run is (the job's progress file).
-type Progress func(epoch, epochs, step int, msg string)
+// Progress hears of each metric point with the run's length: epochs and
+// optimiser steps per epoch (for a progress bar or the job's progress file).
+type Progress func(p Point, epochs, stepsPerEpoch int)
 
 // Options are a run's surroundings.
 type Options struct {
@@ -189,6 +190,9 @@ func Run(ctx context.Context, cfg Config, o Options) (*ModelMetadata, error) {
 	hooks := &runHooks{out: o.Out, log: log, progress: o.Progress, epochs: cfg.Epochs, perEpoch: perEpoch}
 	l.hooks = hooks
 
+	if err := sameRun(ctx, o.Out, cfg); err != nil {
+		return nil, err
+	}
 	fits := func(c *Checkpoint) error {
 		n := len(weights(model))
 		if len(c.Weights) != n || (c.Best != nil && len(c.Best) != n) {
@@ -306,6 +310,29 @@ func exportable(m *nn.Model, p *Preprocessing) (*nn.Model, error) {
 	return out, nil
 }
 
+// sameRun refuses to resume in a place that holds another run: a run
+// continues only its own checkpoints (same config), never a different
+// network's or data's.
+func sameRun(ctx context.Context, b *blob.Bucket, cfg Config) error {
+	data, err := b.ReadAll(ctx, RunFile)
+	if blob.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", RunFile, err)
+	}
+	var prev RunInfo
+	if err := json.Unmarshal(data, &prev); err != nil {
+		return fmt.Errorf("%s: %w", RunFile, err)
+	}
+	a, _ := json.Marshal(prev.Config)
+	c, _ := json.Marshal(cfg)
+	if !bytes.Equal(a, c) {
+		return fmt.Errorf("the output already holds another run (%s on %s): train into another place, or remove it", prev.Config.Algorithm, prev.Data.Source)
+	}
+	return nil
+}
+
 func writeJSON(ctx context.Context, b *blob.Bucket, key string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -352,22 +379,13 @@ func (h *runHooks) Metric(ctx context.Context, p Point) {
 		h.log.Info("epoch done", args...)
 	}
 	if h.progress != nil {
-		h.progress(p.Epoch, h.epochs, p.Step, fmt.Sprintf("epoch %d of %d, loss %.4g", p.Epoch, h.epochs, first(p.Values, "loss", "train_loss")))
+		h.progress(p, h.epochs, h.perEpoch)
 	}
 	if time.Since(h.lastFlush) >= flushEvery {
 		if err := h.flush(ctx); err != nil {
 			h.log.Warn("metrics not saved", "err", err)
 		}
 	}
-}
-
-func first(v map[string]float64, keys ...string) float64 {
-	for _, k := range keys {
-		if x, ok := v[k]; ok {
-			return x
-		}
-	}
-	return 0
 }
 
 func (h *runHooks) flush(ctx context.Context) error {
