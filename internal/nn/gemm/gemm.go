@@ -37,14 +37,15 @@ const (
 // about what 2^17 multiply-adds take on one core.
 const parallelMinWork = 1 << 17
 
-// kernelFunc computes the mr×nr tile
+// kernelFunc computes the h×nr tile (1 ≤ h ≤ mr)
 //
 //	C[i][j] = alpha·Σ_p A[i·rsa+p·csa]·B[p·nr+j] + beta·C[i·ldc+j]
 //
-// for i < mr, j < nr, p < kc, where b is a packed panel; beta == 0
-// overwrites C without reading it. a must hold index 5·rsa+(kc-1)·csa, b
-// kc·nr values and c index (mr-1)·ldc+nr-1; kc may be 0.
-type kernelFunc func(kc int, a []float32, rsa, csa int, b []float32, c []float32, ldc int, alpha, beta float32)
+// for i < h, j < nr, p < kc, where b is a packed panel; beta == 0
+// overwrites C without reading it. It reads a only up to index
+// (h-1)·rsa+(kc-1)·csa, b up to kc·nr values and c up to index
+// (h-1)·ldc+nr-1; kc may be 0.
+type kernelFunc func(h, kc int, a []float32, rsa, csa int, b []float32, c []float32, ldc int, alpha, beta float32)
 
 // config is how one product is carried out; defaultConfig is the fastest for
 // this CPU, the tests vary it to reach every path with small matrices.
@@ -321,7 +322,6 @@ func scaleC(m, n int, beta float32, c []float32, ldc int) {
 type workspace struct {
 	a    []float32 // mc×kc block of op(A) in mr-row micro-panels
 	b    []float32 // kc×nc block of op(B) in nr-column micro-panels
-	edge []float32 // one zero-padded mr-row micro-panel of A
 	tile []float32 // an mr×nr tile of C for the edges
 }
 
@@ -394,7 +394,6 @@ func run(cfg config, ws *workspace, p *product, pre prepacked) {
 	if p.transA && pre.a == nil {
 		ws.a = aligned(ws.a, min(cfg.mc, roundUp(p.m, mr))*kcb)
 	}
-	ws.edge = aligned(ws.edge, mr*kcb)
 	ws.tile = aligned(ws.tile, mr*nr)
 
 	for jc := 0; jc < p.n; jc += ncb {
@@ -435,39 +434,22 @@ func run(cfg config, ws *workspace, p *product, pre prepacked) {
 // at (ic, jc).
 func block(kern kernelFunc, ws *workspace, ap, bb []float32, p *product, ic, jc, pc, mc, nc, kc int, beta float32) {
 	// Where micro-panel ir of A starts, and its strides.
-	var (
-		a         []float32
-		rsa, csa  int
-		panelStep int // distance between micro-panels in a
-	)
-	full := mc - mc%mr // rows in whole micro-panels
-	if ap != nil {
-		a, rsa, csa, panelStep = ap, 1, mr, mr*kc
-		full = mc // the packed block is zero-padded
-	} else {
+	a, rsa, csa, panelStep := ap, 1, mr, mr*kc
+	if ap == nil {
 		a, rsa, csa, panelStep = p.a[ic*p.lda+pc:], p.lda, 1, mr*p.lda
-		if full < mc {
-			packAN(ws.edge, p.a, p.lda, ic+full, pc, mc-full, kc)
-		}
 	}
 	alpha := p.alpha
 	for jr := 0; jr < nc; jr += nr {
 		w := min(nr, nc-jr)
 		bp := bb[jr*kc : (jr+nr)*kc]
 		c := p.c[ic*p.ldc+jc+jr:]
-		ir := 0
-		if w == nr {
-			for ; ir+mr <= full; ir += mr {
-				kern(kc, a[ir/mr*panelStep:], rsa, csa, bp, c[ir*p.ldc:], p.ldc, alpha, beta)
-			}
-		}
-		for ; ir < mc; ir += mr {
+		for ir := 0; ir < mc; ir += mr {
 			h := min(mr, mc-ir)
-			if ir < full {
-				kern(kc, a[ir/mr*panelStep:], rsa, csa, bp, ws.tile, nr, 1, 0)
-			} else {
-				kern(kc, ws.edge, 1, mr, bp, ws.tile, nr, 1, 0)
+			if w == nr {
+				kern(h, kc, a[ir/mr*panelStep:], rsa, csa, bp, c[ir*p.ldc:], p.ldc, alpha, beta)
+				continue
 			}
+			kern(h, kc, a[ir/mr*panelStep:], rsa, csa, bp, ws.tile, nr, 1, 0)
 			mergeTile(ws.tile, h, w, alpha, beta, c[ir*p.ldc:], p.ldc)
 		}
 	}

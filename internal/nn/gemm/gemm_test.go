@@ -77,8 +77,13 @@ func check(t *testing.T, cfg config, tc testCase, rng *rand.Rand) {
 	lda, ldb, ldc := max(ac, 1)+tc.pad, max(bc, 1)+tc.pad, max(n, 1)+tc.pad
 	a := randSlice(rng, ar*lda)
 	b := randSlice(rng, br*ldb)
-	c := randSlice(rng, m*ldc)
+	// C has one more row than the product, which like the columns past n
+	// must stay as it was.
+	c := randSlice(rng, (m+1)*ldc)
 	const sentinel = float32(-12345)
+	for j := range ldc {
+		c[m*ldc+j] = sentinel
+	}
 	for i := 0; i < m; i++ {
 		for j := n; j < ldc; j++ {
 			c[i*ldc+j] = sentinel
@@ -106,6 +111,11 @@ func check(t *testing.T, cfg config, tc testCase, rng *rand.Rand) {
 	sgemm(cfg, tc.transA, tc.transB, m, n, k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
 
 	eps := float64(4*(k+4)) / (1 << 23)
+	for j := range ldc {
+		if got := c[m*ldc+j]; got != sentinel {
+			t.Fatalf("%v: C[%d][%d] past the last row changed to %g", tc, m, j, got)
+		}
+	}
 	bad := 0
 	for i := 0; i < m; i++ {
 		for j := 0; j < ldc; j++ {

@@ -2,49 +2,112 @@
 
 #include "textflag.h"
 
-// Register use in kernel6x16:
-//	Y0–Y11	the 6×16 tile of C, row i in Y(2i) (columns 0–7) and Y(2i+1)
-//	Y12,Y13	one row of the packed B panel
+// The micro-kernels compute an h×16 tile of C (h ≤ 6 or h ≤ 4) as
+// alpha·A·B + beta·C over kc steps of p. Register use:
+//	Y0–Y11	the tile, row i in Y(2i) (columns 0–7) and Y(2i+1) (8–15)
+//	Y12,Y13	row p of the packed B panel
 //	Y14,Y15	an element of A broadcast to all lanes
-//	SI	A[0][p]; rows 1–5 at SI+R8, SI+2·R8, SI+R11, SI+4·R8, SI+R12
-//	R8	row stride of A in bytes (R11 = 3·R8, R12 = 5·R8)
+//	SI	A[0][p]; row i at SI + Ri, Ri = i·(row stride) in bytes:
+//	R8, R11, R12, R13, R14 for rows 1–5, 0 for rows ≥ h (which are
+//	computed from row 0 and not stored, so that A is never read past
+//	row h-1)
 //	R9	column stride of A in bytes
 //	BX	packed B row p
 //	CX	steps of p left
 //	DX	C row, R10 = ldc in bytes
+//	DI	h
 
-// STEP does C += A[:, p] ⊗ B[p, :] with B[p] at off(BX), then moves SI to
-// column p+1.
-#define STEP(off) \
-	VMOVUPS      off(BX), Y12           \
-	VMOVUPS      off+32(BX), Y13        \
-	VBROADCASTSS (SI), Y14              \
-	VBROADCASTSS (SI)(R8*1), Y15        \
-	VFMADD231PS  Y12, Y14, Y0           \
-	VFMADD231PS  Y13, Y14, Y1           \
-	VBROADCASTSS (SI)(R8*2), Y14        \
-	VFMADD231PS  Y12, Y15, Y2           \
-	VFMADD231PS  Y13, Y15, Y3           \
-	VBROADCASTSS (SI)(R11*1), Y15       \
-	VFMADD231PS  Y12, Y14, Y4           \
-	VFMADD231PS  Y13, Y14, Y5           \
-	VBROADCASTSS (SI)(R8*4), Y14        \
-	VFMADD231PS  Y12, Y15, Y6           \
-	VFMADD231PS  Y13, Y15, Y7           \
-	VBROADCASTSS (SI)(R12*1), Y15       \
-	VFMADD231PS  Y12, Y14, Y8           \
-	VFMADD231PS  Y13, Y14, Y9           \
-	ADDQ         R9, SI                 \
-	VFMADD231PS  Y12, Y15, Y10          \
+// ARGS loads the arguments and sets the row offsets, 0 for rows ≥ h.
+#define ARGS \
+	MOVQ h+0(FP), DI     \
+	MOVQ kc+8(FP), CX    \
+	MOVQ a+16(FP), SI    \
+	MOVQ rsa+24(FP), R8  \
+	MOVQ csa+32(FP), R9  \
+	MOVQ b+40(FP), BX    \
+	MOVQ c+48(FP), DX    \
+	MOVQ ldc+56(FP), R10 \
+	SHLQ $2, R8          \
+	SHLQ $2, R9          \
+	SHLQ $2, R10         \
+	LEAQ (R8)(R8*1), R11 \
+	LEAQ (R8)(R8*2), R12 \
+	MOVQ R8, R13         \
+	SHLQ $2, R13         \
+	LEAQ (R8)(R8*4), R14 \
+	XORQ AX, AX          \
+	CMPQ DI, $2          \
+	CMOVQLT AX, R8       \
+	CMPQ DI, $3          \
+	CMOVQLT AX, R11      \
+	CMPQ DI, $4          \
+	CMOVQLT AX, R12      \
+	CMPQ DI, $5          \
+	CMOVQLT AX, R13      \
+	CMPQ DI, $6          \
+	CMOVQLT AX, R14
+
+// PREFETCHROW fetches the C row at AX, to be there when the sums are.
+#define PREFETCHROW \
+	PREFETCHT0 (AX)   \
+	PREFETCHT0 60(AX) \
+	ADDQ       R10, AX
+
+// STEP6 does C += A[:, p] ⊗ B[p, :] for 6 rows with B[p] at off(BX), then
+// moves SI to column p+1.
+#define STEP6(off) \
+	VMOVUPS      off(BX), Y12     \
+	VMOVUPS      off+32(BX), Y13  \
+	VBROADCASTSS (SI), Y14        \
+	VBROADCASTSS (SI)(R8*1), Y15  \
+	VFMADD231PS  Y12, Y14, Y0     \
+	VFMADD231PS  Y13, Y14, Y1     \
+	VBROADCASTSS (SI)(R11*1), Y14 \
+	VFMADD231PS  Y12, Y15, Y2     \
+	VFMADD231PS  Y13, Y15, Y3     \
+	VBROADCASTSS (SI)(R12*1), Y15 \
+	VFMADD231PS  Y12, Y14, Y4     \
+	VFMADD231PS  Y13, Y14, Y5     \
+	VBROADCASTSS (SI)(R13*1), Y14 \
+	VFMADD231PS  Y12, Y15, Y6     \
+	VFMADD231PS  Y13, Y15, Y7     \
+	VBROADCASTSS (SI)(R14*1), Y15 \
+	VFMADD231PS  Y12, Y14, Y8     \
+	VFMADD231PS  Y13, Y14, Y9     \
+	ADDQ         R9, SI           \
+	VFMADD231PS  Y12, Y15, Y10    \
 	VFMADD231PS  Y13, Y15, Y11
 
-// STORE writes alpha·acc (already scaled) rows lo, hi to C at DX.
+// STEP4 is STEP6 for 4 rows.
+#define STEP4(off) \
+	VMOVUPS      off(BX), Y12     \
+	VMOVUPS      off+32(BX), Y13  \
+	VBROADCASTSS (SI), Y14        \
+	VBROADCASTSS (SI)(R8*1), Y15  \
+	VFMADD231PS  Y12, Y14, Y0     \
+	VFMADD231PS  Y13, Y14, Y1     \
+	VBROADCASTSS (SI)(R11*1), Y14 \
+	VFMADD231PS  Y12, Y15, Y2     \
+	VFMADD231PS  Y13, Y15, Y3     \
+	VBROADCASTSS (SI)(R12*1), Y15 \
+	VFMADD231PS  Y12, Y14, Y4     \
+	VFMADD231PS  Y13, Y14, Y5     \
+	ADDQ         R9, SI           \
+	VFMADD231PS  Y12, Y15, Y6     \
+	VFMADD231PS  Y13, Y15, Y7
+
+// SCALE multiplies rows lo, hi by alpha in Y14.
+#define SCALE(lo, hi) \
+	VMULPS Y14, lo, lo \
+	VMULPS Y14, hi, hi
+
+// STORE writes rows lo, hi (already scaled) to C at DX.
 #define STORE(lo, hi) \
-	VMOVUPS lo, (DX)    \
-	VMOVUPS hi, 32(DX)  \
+	VMOVUPS lo, (DX)   \
+	VMOVUPS hi, 32(DX) \
 	ADDQ    R10, DX
 
-// UPDATE writes acc + beta·C (beta in Y15) to C at DX.
+// UPDATE writes rows lo, hi + beta·C (beta in Y15) to C at DX.
 #define UPDATE(lo, hi) \
 	VFMADD231PS (DX), Y15, lo   \
 	VFMADD231PS 32(DX), Y15, hi \
@@ -52,94 +115,184 @@
 	VMOVUPS     hi, 32(DX)      \
 	ADDQ        R10, DX
 
-// func kernel6x16(kc int, a *float32, rsa, csa int, b *float32, c *float32, ldc int, alpha, beta float32)
-TEXT ·kernel6x16(SB), NOSPLIT, $0-64
-	MOVQ kc+0(FP), CX
-	MOVQ a+8(FP), SI
-	MOVQ rsa+16(FP), R8
-	MOVQ csa+24(FP), R9
-	MOVQ b+32(FP), BX
-	MOVQ c+40(FP), DX
-	MOVQ ldc+48(FP), R10
-	SHLQ $2, R8
-	SHLQ $2, R9
-	SHLQ $2, R10
-	LEAQ (R8)(R8*2), R11
-	LEAQ (R8)(R8*4), R12
+// ZERO clears the accumulators of rows lo, hi.
+#define ZERO(lo, hi) \
+	VXORPS lo, lo, lo \
+	VXORPS hi, hi, hi
 
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	VXORPS Y8, Y8, Y8
-	VXORPS Y9, Y9, Y9
-	VXORPS Y10, Y10, Y10
-	VXORPS Y11, Y11, Y11
+// func kernel6x16(h, kc int, a *float32, rsa, csa int, b *float32, c *float32, ldc int, alpha, beta float32)
+TEXT ·kernel6x16(SB), NOSPLIT, $0-72
+	ARGS
+	MOVQ DX, AX
+	PREFETCHROW
+	PREFETCHROW
+	PREFETCHROW
+	PREFETCHROW
+	PREFETCHROW
+	PREFETCHROW
+	ZERO(Y0, Y1)
+	ZERO(Y2, Y3)
+	ZERO(Y4, Y5)
+	ZERO(Y6, Y7)
+	ZERO(Y8, Y9)
+	ZERO(Y10, Y11)
 
 	CMPQ CX, $4
-	JLT  tail
+	JLT  tail6
+
+loop6:
+	STEP6(0)
+	STEP6(64)
+	STEP6(128)
+	STEP6(192)
+	ADDQ $256, BX
+	SUBQ $4, CX
+	CMPQ CX, $4
+	JGE  loop6
+
+tail6:
+	TESTQ CX, CX
+	JEQ   sum6
+
+step6:
+	STEP6(0)
+	ADDQ $64, BX
+	DECQ CX
+	JNE  step6
+
+sum6:
+	VBROADCASTSS alpha+64(FP), Y14
+	SCALE(Y0, Y1)
+	SCALE(Y2, Y3)
+	SCALE(Y4, Y5)
+	SCALE(Y6, Y7)
+	SCALE(Y8, Y9)
+	SCALE(Y10, Y11)
+
+	// beta == ±0: overwrite C without reading it.
+	MOVL beta+68(FP), AX
+	ANDL $0x7fffffff, AX
+	JEQ  overwrite6
+
+	VBROADCASTSS beta+68(FP), Y15
+	UPDATE(Y0, Y1)
+	CMPQ DI, $1
+	JEQ  done6
+	UPDATE(Y2, Y3)
+	CMPQ DI, $2
+	JEQ  done6
+	UPDATE(Y4, Y5)
+	CMPQ DI, $3
+	JEQ  done6
+	UPDATE(Y6, Y7)
+	CMPQ DI, $4
+	JEQ  done6
+	UPDATE(Y8, Y9)
+	CMPQ DI, $5
+	JEQ  done6
+	UPDATE(Y10, Y11)
+	VZEROUPPER
+	RET
+
+overwrite6:
+	STORE(Y0, Y1)
+	CMPQ DI, $1
+	JEQ  done6
+	STORE(Y2, Y3)
+	CMPQ DI, $2
+	JEQ  done6
+	STORE(Y4, Y5)
+	CMPQ DI, $3
+	JEQ  done6
+	STORE(Y6, Y7)
+	CMPQ DI, $4
+	JEQ  done6
+	STORE(Y8, Y9)
+	CMPQ DI, $5
+	JEQ  done6
+	STORE(Y10, Y11)
+
+done6:
+	VZEROUPPER
+	RET
+
+// func kernel4x16(h, kc int, a *float32, rsa, csa int, b *float32, c *float32, ldc int, alpha, beta float32)
+//
+// kernel6x16 for h ≤ 4: 8 accumulators still keep both FMA units busy, so
+// 4 rows take 4 cycles a step where kernel6x16 takes 6.
+TEXT ·kernel4x16(SB), NOSPLIT, $0-72
+	ARGS
+	MOVQ DX, AX
+	PREFETCHROW
+	PREFETCHROW
+	PREFETCHROW
+	PREFETCHROW
+	ZERO(Y0, Y1)
+	ZERO(Y2, Y3)
+	ZERO(Y4, Y5)
+	ZERO(Y6, Y7)
+
+	CMPQ CX, $4
+	JLT  tail4
 
 loop4:
-	STEP(0)
-	STEP(64)
-	STEP(128)
-	STEP(192)
+	STEP4(0)
+	STEP4(64)
+	STEP4(128)
+	STEP4(192)
 	ADDQ $256, BX
 	SUBQ $4, CX
 	CMPQ CX, $4
 	JGE  loop4
 
-tail:
+tail4:
 	TESTQ CX, CX
-	JEQ   done
+	JEQ   sum4
 
-loop1:
-	STEP(0)
+step4:
+	STEP4(0)
 	ADDQ $64, BX
 	DECQ CX
-	JNE  loop1
+	JNE  step4
 
-done:
-	VBROADCASTSS alpha+56(FP), Y14
-	VMULPS       Y14, Y0, Y0
-	VMULPS       Y14, Y1, Y1
-	VMULPS       Y14, Y2, Y2
-	VMULPS       Y14, Y3, Y3
-	VMULPS       Y14, Y4, Y4
-	VMULPS       Y14, Y5, Y5
-	VMULPS       Y14, Y6, Y6
-	VMULPS       Y14, Y7, Y7
-	VMULPS       Y14, Y8, Y8
-	VMULPS       Y14, Y9, Y9
-	VMULPS       Y14, Y10, Y10
-	VMULPS       Y14, Y11, Y11
+sum4:
+	VBROADCASTSS alpha+64(FP), Y14
+	SCALE(Y0, Y1)
+	SCALE(Y2, Y3)
+	SCALE(Y4, Y5)
+	SCALE(Y6, Y7)
 
-	// beta == ±0: overwrite C without reading it.
-	MOVL beta+60(FP), AX
+	MOVL beta+68(FP), AX
 	ANDL $0x7fffffff, AX
-	JEQ  overwrite
+	JEQ  overwrite4
 
-	VBROADCASTSS beta+60(FP), Y15
+	VBROADCASTSS beta+68(FP), Y15
 	UPDATE(Y0, Y1)
+	CMPQ DI, $1
+	JEQ  done4
 	UPDATE(Y2, Y3)
+	CMPQ DI, $2
+	JEQ  done4
 	UPDATE(Y4, Y5)
+	CMPQ DI, $3
+	JEQ  done4
 	UPDATE(Y6, Y7)
-	UPDATE(Y8, Y9)
-	UPDATE(Y10, Y11)
 	VZEROUPPER
 	RET
 
-overwrite:
+overwrite4:
 	STORE(Y0, Y1)
+	CMPQ DI, $1
+	JEQ  done4
 	STORE(Y2, Y3)
+	CMPQ DI, $2
+	JEQ  done4
 	STORE(Y4, Y5)
+	CMPQ DI, $3
+	JEQ  done4
 	STORE(Y6, Y7)
-	STORE(Y8, Y9)
-	STORE(Y10, Y11)
+
+done4:
 	VZEROUPPER
 	RET
 
@@ -224,6 +377,7 @@ nrow:
 	MOVQ R9, DX
 
 npanel:
+	PREFETCHT0 (AX)(R8*4) // the same columns 4 rows on
 	VMOVUPS (AX), Y0
 	VMOVUPS 32(AX), Y1
 	VMOVUPS Y0, (BX)

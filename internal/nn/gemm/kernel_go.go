@@ -3,13 +3,20 @@ package gemm
 // kernelGo is the portable micro-kernel (see kernelFunc). It keeps a 2×4
 // block of the tile in locals at a time, which the compiler can hold in
 // registers.
-func kernelGo(kc int, a []float32, rsa, csa int, b []float32, c []float32, ldc int, alpha, beta float32) {
+func kernelGo(h, kc int, a []float32, rsa, csa int, b []float32, c []float32, ldc int, alpha, beta float32) {
+	if h < 1 || h > mr {
+		panic("gemm: micro-kernel for a tile of no rows or too many")
+	}
 	if kc > 0 {
-		_ = a[(mr-1)*rsa+(kc-1)*csa]
+		_ = a[(h-1)*rsa+(kc-1)*csa]
 	}
 	b = b[:kc*nr]
-	_ = c[(mr-1)*ldc+nr-1]
-	for i := 0; i < mr; i += 2 {
+	_ = c[(h-1)*ldc+nr-1]
+	for i := 0; i < h; i += 2 {
+		if i+1 == h {
+			row1Go(kc, a[i*rsa:], csa, b, c[i*ldc:i*ldc+nr], alpha, beta)
+			break
+		}
 		for j := 0; j < nr; j += 4 {
 			var c00, c01, c02, c03, c10, c11, c12, c13 float32
 			ai := i * rsa
@@ -27,21 +34,39 @@ func kernelGo(kc int, a []float32, rsa, csa int, b []float32, c []float32, ldc i
 				c13 += a1 * b3
 				ai += csa
 			}
-			r0 := c[i*ldc+j : i*ldc+j+4 : i*ldc+j+4]
-			r1 := c[(i+1)*ldc+j : (i+1)*ldc+j+4 : (i+1)*ldc+j+4]
-			if beta == 0 {
-				r0[0], r0[1], r0[2], r0[3] = alpha*c00, alpha*c01, alpha*c02, alpha*c03
-				r1[0], r1[1], r1[2], r1[3] = alpha*c10, alpha*c11, alpha*c12, alpha*c13
-			} else {
-				r0[0] = alpha*c00 + beta*r0[0]
-				r0[1] = alpha*c01 + beta*r0[1]
-				r0[2] = alpha*c02 + beta*r0[2]
-				r0[3] = alpha*c03 + beta*r0[3]
-				r1[0] = alpha*c10 + beta*r1[0]
-				r1[1] = alpha*c11 + beta*r1[1]
-				r1[2] = alpha*c12 + beta*r1[2]
-				r1[3] = alpha*c13 + beta*r1[3]
-			}
+			update4(c[i*ldc+j:i*ldc+j+4:i*ldc+j+4], c00, c01, c02, c03, alpha, beta)
+			update4(c[(i+1)*ldc+j:(i+1)*ldc+j+4:(i+1)*ldc+j+4], c10, c11, c12, c13, alpha, beta)
 		}
 	}
+}
+
+// row1Go is kernelGo for one row.
+func row1Go(kc int, a []float32, csa int, b []float32, c []float32, alpha, beta float32) {
+	for j := 0; j < nr; j += 4 {
+		var c0, c1, c2, c3 float32
+		ai := 0
+		for p := 0; p < kc; p++ {
+			a0 := a[ai]
+			bp := b[p*nr+j : p*nr+j+4 : p*nr+j+4]
+			c0 += a0 * bp[0]
+			c1 += a0 * bp[1]
+			c2 += a0 * bp[2]
+			c3 += a0 * bp[3]
+			ai += csa
+		}
+		update4(c[j:j+4:j+4], c0, c1, c2, c3, alpha, beta)
+	}
+}
+
+// update4 sets r = alpha·(v0…v3) + beta·r, overwriting r when beta == 0.
+func update4(r []float32, v0, v1, v2, v3, alpha, beta float32) {
+	r = r[:4]
+	if beta == 0 {
+		r[0], r[1], r[2], r[3] = alpha*v0, alpha*v1, alpha*v2, alpha*v3
+		return
+	}
+	r[0] = alpha*v0 + beta*r[0]
+	r[1] = alpha*v1 + beta*r[1]
+	r[2] = alpha*v2 + beta*r[2]
+	r[3] = alpha*v3 + beta*r[3]
 }

@@ -88,17 +88,3 @@ func packAT(dst, a []float32, lda, ic, pc, mc, kc int) {
 		}
 	}
 }
-
-// packAN packs h < mr rows of A stored m×k (op(A) = A) from (i, pc) into
-// one zero-padded micro-panel.
-func packAN(dst, a []float32, lda, i, pc, h, kc int) {
-	panel := dst[:mr*kc]
-	clear(panel)
-	for r := 0; r < h; r++ {
-		src := a[(i+r)*lda+pc:]
-		src = src[:kc]
-		for p, v := range src {
-			panel[p*mr+r] = v
-		}
-	}
-}
