@@ -33,9 +33,10 @@ const (
 )
 
 // parallelMinWork is the m·n·k under which a product stays on the calling
-// goroutine: starting and joining a goroutine costs a few microseconds,
-// about what 2^17 multiply-adds take on one core.
-const parallelMinWork = 1 << 17
+// goroutine, some 10–30 µs of work on one core: starting a goroutine costs
+// the caller a few microseconds, and the goroutine itself may start only
+// 100 µs later when its core has to be woken (seen on a 2-vCPU VM).
+const parallelMinWork = 1 << 20
 
 // kernelFunc computes the h×nr tile (1 ≤ h ≤ mr)
 //
