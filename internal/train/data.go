@@ -173,10 +173,21 @@ func readTable(ctx context.Context, url string, cfg DataConfig) (*rawTable, erro
 	schema := r.Schema()
 	labelAt := -1
 	t := &rawTable{labelIsNum: true, labelIsInt: true}
-	var featAt []int
 	for i, f := range schema.Fields() {
 		if f.Name == cfg.Label {
 			labelAt = i
+		}
+	}
+	if labelAt < 0 {
+		names := make([]string, 0, len(schema.Fields()))
+		for _, f := range schema.Fields() {
+			names = append(names, f.Name)
+		}
+		return nil, fmt.Errorf("%s: no label column %q (columns: %s)", blob.Redact(url), cfg.Label, strings.Join(names, ", "))
+	}
+	var featAt []int
+	for i, f := range schema.Fields() {
+		if i == labelAt {
 			continue
 		}
 		switch f.Type.ID() {
@@ -186,13 +197,6 @@ func readTable(ctx context.Context, url string, cfg DataConfig) (*rawTable, erro
 		}
 		featAt = append(featAt, i)
 		t.features = append(t.features, f.Name)
-	}
-	if labelAt < 0 {
-		names := make([]string, 0, len(schema.Fields()))
-		for _, f := range schema.Fields() {
-			names = append(names, f.Name)
-		}
-		return nil, fmt.Errorf("%s: no label column %q (columns: %s)", blob.Redact(url), cfg.Label, strings.Join(names, ", "))
 	}
 	if len(featAt) == 0 {
 		return nil, fmt.Errorf("%s: no feature columns besides the label %q", blob.Redact(url), cfg.Label)
