@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/hpcml/hpcml/internal/client"
 	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/train"
 )
 
 // slurmCluster is a Slurm of two emulated nodes that the test started
@@ -368,6 +370,30 @@ func TestSlurm(t *testing.T) {
 			if err != nil || len(j.Attempts) == 0 || !strings.HasPrefix(j.Attempts[0].BackendID, "slurm:") {
 				t.Fatalf("partition job %d did not run on Slurm: %+v %v", jid, j, err)
 			}
+		}
+	})
+
+	t.Run("train as a Slurm job", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
+		data := moonsTable(t, 1000)
+		out, stderr, err := trainCLI(s, "-a", "linear", "--data", data, "--label", "y", "--epochs", "3", "--wait", "-o", "json")
+		if err != nil {
+			t.Fatalf("train: %v\n%s", err, stderr)
+		}
+		var res struct {
+			ID    int64               `json:"id"`
+			Model train.ModelMetadata `json:"model"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil || res.Model.Evaluation == nil || res.Model.Evaluation.Rows == 0 {
+			t.Fatalf("train -o json: %v\n%s", err, out)
+		}
+		j, err := s.Client.GetJob(ctx, strconv.FormatInt(res.ID, 10))
+		if err != nil || len(j.Attempts) == 0 || !strings.HasPrefix(j.Attempts[0].BackendID, "slurm:") {
+			t.Fatalf("the training job did not run on Slurm: %+v %v", j, err)
+		}
+		if _, err := s.Client.GetTrainingFile(ctx, res.ID, "onnx"); err != nil {
+			t.Fatalf("the model of a Slurm run: %v", err)
 		}
 	})
 
