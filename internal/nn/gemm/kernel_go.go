@@ -19,20 +19,23 @@ func kernelGo(h, kc int, a []float32, rsa, csa int, b []float32, c []float32, ld
 		}
 		for j := 0; j < nr; j += 4 {
 			var c00, c01, c02, c03, c10, c11, c12, c13 float32
-			ai := i * rsa
+			a0s, a1s := a[i*rsa:], a[(i+1)*rsa:]
+			bs := b[j:]
 			for p := 0; p < kc; p++ {
-				a0, a1 := a[ai], a[ai+rsa]
-				bp := b[p*nr+j : p*nr+j+4 : p*nr+j+4]
-				b0, b1, b2, b3 := bp[0], bp[1], bp[2], bp[3]
+				a0, a1 := a0s[p*csa], a1s[p*csa]
+				bp := bs[p*nr : p*nr+4 : p*nr+4]
+				b0 := bp[0]
 				c00 += a0 * b0
-				c01 += a0 * b1
-				c02 += a0 * b2
-				c03 += a0 * b3
 				c10 += a1 * b0
+				b1 := bp[1]
+				c01 += a0 * b1
 				c11 += a1 * b1
+				b2 := bp[2]
+				c02 += a0 * b2
 				c12 += a1 * b2
+				b3 := bp[3]
+				c03 += a0 * b3
 				c13 += a1 * b3
-				ai += csa
 			}
 			update4(c[i*ldc+j:i*ldc+j+4:i*ldc+j+4], c00, c01, c02, c03, alpha, beta)
 			update4(c[(i+1)*ldc+j:(i+1)*ldc+j+4:(i+1)*ldc+j+4], c10, c11, c12, c13, alpha, beta)
