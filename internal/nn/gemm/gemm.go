@@ -1,11 +1,19 @@
 // Package gemm multiplies row-major float32 matrices in pure Go and Go
 // assembly, the way Goto's GEMM and BLIS do: op(B) is packed into
-// cache-sized panels of nr columns (transposes are resolved while packing),
-// op(A) is read in micro-panels of mr rows (straight from A when it is stored
-// row-major, packed otherwise), and an mr×nr register-tile micro-kernel
-// (AVX2+FMA assembly on amd64 when the CPU has it, plain Go elsewhere)
-// accumulates the products. Large problems are split among
-// runtime.GOMAXPROCS goroutines.
+// cache-sized panels of nr = 16 columns (transposes are resolved while
+// packing), op(A) is read in micro-panels of mr = 6 rows (straight from A
+// when it is stored row-major, packed otherwise), and a register-tile
+// micro-kernel (AVX2+FMA assembly on amd64 CPUs that have it, plain Go
+// elsewhere) accumulates the 6×16 tiles of C, with a 4-row variant for the
+// last rows.
+//
+// Products of more than about a million multiply-adds are cut into chunks
+// that runtime.GOMAXPROCS goroutines take in turn: along n or m, whichever
+// is longer (the operand every chunk reads whole is packed once and
+// shared), or along k when C is only a few tiles and k is deep (each chunk
+// then sums into a buffer of its own, added in order at the end). Chunks
+// never change how an element of C is summed, so results are the same to
+// the bit whatever the number of goroutines.
 package gemm
 
 import (
@@ -56,7 +64,7 @@ type config struct {
 	mc, kc, nc int // cache blocking; mc a multiple of mr, nc of nr
 	maxThreads int // 0: runtime.GOMAXPROCS
 	minWork    int // m·n·k from which the product is split among goroutines
-	maxShared  int // float32 in a packed B shared by the goroutines
+	maxShared  int // float32 in a packed operand shared by the goroutines
 	kTiles     int // a C of at most kTiles register tiles …
 	kDepth     int // … is cut into chunks of k about kDepth deep when k ≥ 2·kDepth
 }
