@@ -123,6 +123,19 @@ func TestTrainAsJob(t *testing.T) {
 		t.Fatalf("an unknown run: %d", code)
 	}
 
+	// A dataset version as the data: resolved at submission to its source.
+	s.cli("dataset", "create", "moons", filepath.Dir(data)+"/")
+	out, stderr, err = trainCLI(s, "-a", "linear", "--data", "dataset://moons@1", "--label", "y", "--epochs", "2", "--wait", "-o", "json")
+	if err != nil {
+		t.Fatalf("train on dataset://moons@1: %v\n%s", err, stderr)
+	}
+	var dres struct {
+		Model train.ModelMetadata `json:"model"`
+	}
+	if err := json.Unmarshal([]byte(out), &dres); err != nil || dres.Model.Data.Train != 2000 || !strings.HasPrefix(dres.Model.Config.Data, "file://") && !strings.HasPrefix(dres.Model.Config.Data, "/") {
+		t.Fatalf("run on a dataset: %v %+v", err, dres.Model.Config)
+	}
+
 	// Bad input found before submitting changes nothing.
 	before := s.jobCount()
 	for args, want := range map[string]string{
