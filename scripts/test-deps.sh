@@ -8,7 +8,8 @@
 # table readers' tests (scripts/sample-data.sh: CSVs from Debian's
 # python3-sklearn into /var/cache/hpcml-samples), and the ONNX peers for
 # internal/onnx's tests: Debian's python3-onnx (onnx.checker) and npm's
-# onnxruntime-node (in /var/cache/hpcml-test-node, or $HPCML_TEST_NODE_DIR).
+# onnxruntime-node (in /var/cache/hpcml-test-node, or $HPCML_TEST_NODE_DIR),
+# and Debian's libopenblas-dev for the NN engine's OpenBLAS build.
 # Idempotent and quiet when everything is there already.
 set -euo pipefail
 
@@ -26,6 +27,8 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v mpicc >/dev/null 2>&1 || need+=(openmpi-bin libopenmpi-dev)
 /usr/bin/python3 -c 'import onnx' >/dev/null 2>&1 || need+=(python3-onnx)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# The NN engine's OpenBLAS build (make test-openblas, part of make test).
+dpkg -s libopenblas-dev >/dev/null 2>&1 || need+=(libopenblas-dev)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
