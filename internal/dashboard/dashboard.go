@@ -1,8 +1,8 @@
-// Package dashboard serves the web dashboard: HTML pages of jobs, queues
-// and data profiles rendered on the server from the templates embedded by package web, kept
-// live by a little vanilla JavaScript that swaps in fragments rendered by
-// the same templates. It needs no build step and loads nothing from outside
-// the server.
+// Package dashboard serves the web dashboard: HTML pages of jobs, queues,
+// data profiles and training runs rendered on the server from the
+// templates embedded by package web, kept live by a little vanilla
+// JavaScript that swaps in fragments rendered by the same templates. It
+// needs no build step and loads nothing from outside the server.
 package dashboard
 
 import (
@@ -21,6 +21,7 @@ import (
 
 	"github.com/hpcml/hpcml/internal/analysis"
 	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/train"
 	"github.com/hpcml/hpcml/web"
 )
 
@@ -48,6 +49,9 @@ type Source interface {
 	// GetReport reads a stored profile report; the id has passed
 	// analysis.CheckID.
 	GetReport(ctx context.Context, id string) (*analysis.ProfileReport, error)
+	// TrainingRuns reads the training runs that training jobs write into
+	// the server's storage; a run's id is its job's.
+	TrainingRuns() train.Runs
 }
 
 // JobFilter selects jobs for ListJobs. Zero fields do not filter.
@@ -132,12 +136,18 @@ func (h *handler) routes() *http.ServeMux {
 	mux.Handle("GET /queues", h.page(h.queuesPage))
 	mux.Handle("GET /data", h.page(h.dataPage))
 	mux.Handle("GET /data/reports/{id}", h.page(h.reportPage))
+	mux.Handle("GET /training", h.page(h.trainingPage))
+	mux.Handle("GET /training/{id}", h.page(h.trainingRunPage))
+	mux.Handle("GET /training/{id}/model.onnx", h.requireAuth(http.HandlerFunc(h.trainingModel), false))
 
 	mux.Handle("GET /ui/jobs", h.fragment(h.jobsFragment))
 	mux.Handle("GET /ui/jobs/{id}", h.fragment(h.jobFragment))
 	mux.Handle("GET /ui/jobs/{id}/log", h.requireAuth(http.HandlerFunc(h.logText), true))
 	mux.Handle("GET /ui/capacity", h.fragment(h.capacityFragment))
 	mux.Handle("GET /ui/queues", h.fragment(h.queuesFragment))
+	mux.Handle("GET /ui/training", h.fragment(h.trainingFragment))
+	mux.Handle("GET /ui/training/{id}", h.fragment(h.trainingRunFragment))
+	mux.Handle("GET /ui/training/{id}/metrics", h.requireAuth(http.HandlerFunc(h.trainingMetrics), true))
 
 	mux.Handle("/", h.page(func(*http.Request) (*pageResult, error) {
 		return nil, &httpError{Status: http.StatusNotFound, Msg: "There is no page here."}
@@ -206,9 +216,9 @@ func (h *handler) logFailure(r *http.Request, he *httpError) {
 // pageResult is what a page handler produces: a template rendered inside
 // the layout.
 type pageResult struct {
-	Template string // page template: jobs, job, queues, data, report
+	Template string // page template: jobs, job, queues, data, report, training, training_run
 	Title    string // "" for the plain "hpcml"
-	Nav      string // active nav item: jobs, queues or data
+	Nav      string // active nav item: jobs, queues, data or training
 	Refresh  bool   // reload the page at once (meta refresh)
 	Content  any
 }
@@ -363,11 +373,11 @@ type templates struct {
 
 func (t *templates) page(name string) *template.Template { return t.pages[name] }
 
-var pageNames = []string{"jobs", "job", "queues", "data", "report", "login", "error"}
+var pageNames = []string{"jobs", "job", "queues", "data", "report", "training", "training_run", "login", "error"}
 
 func parseTemplates(funcs template.FuncMap) *templates {
 	base := template.Must(template.New("").Funcs(funcs).ParseFS(web.FS,
-		"templates/layout.html", "templates/partials.html"))
+		"templates/layout.html", "templates/partials.html", "templates/training_parts.html"))
 	t := &templates{base: base, pages: map[string]*template.Template{}}
 	for _, name := range pageNames {
 		clone := template.Must(base.Clone())

@@ -8,8 +8,11 @@ import (
 	"sync"
 	"time"
 
+	"gocloud.dev/blob/memblob"
+
 	"github.com/hpcml/hpcml/internal/analysis"
 	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/train"
 )
 
 const testToken = "s3cret-token-0123456789abcdef"
@@ -32,6 +35,9 @@ type fakeSource struct {
 	logs   map[string]string // "id/attempt/stream"
 	// reports are the stored profile reports, in no particular order.
 	reports []*analysis.ProfileReport
+	// runs reads training runs: from an empty in-memory bucket unless a
+	// test points it at a storage directory.
+	runs train.Runs
 	// err, if set, is returned by every method.
 	err error
 }
@@ -43,7 +49,7 @@ func ptr[T any](v T) *T { return &v }
 func newFakeSource() *fakeSource {
 	now := time.Now()
 	ago := func(d time.Duration) *time.Time { return ptr(now.Add(-d)) }
-	s := &fakeSource{logs: map[string]string{}}
+	s := &fakeSource{logs: map[string]string{}, runs: train.Runs{Bucket: memblob.OpenBucket(nil)}}
 	s.queues = []*job.Queue{
 		{Name: "default", Priority: 10, PriceCPUHour: 0.05, PriceGBHour: 0.01, Backend: "local", CreatedAt: now.Add(-48 * time.Hour)},
 		{Name: "gpu", Priority: 50, MaxRunning: 2, PriceCPUHour: 0.5, PriceGBHour: 0.1, Backend: "local", CreatedAt: now.Add(-2 * time.Hour)},
@@ -272,4 +278,12 @@ func (s *fakeSource) addReport(r *analysis.ProfileReport) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reports = append(s.reports, r)
+}
+
+// TrainingRuns reads the runs in the source's bucket, as the server reads
+// its storage.
+func (s *fakeSource) TrainingRuns() train.Runs {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.runs
 }

@@ -15,12 +15,14 @@ import (
 	"github.com/hpcml/hpcml/internal/joblog"
 	"github.com/hpcml/hpcml/internal/sched"
 	"github.com/hpcml/hpcml/internal/store"
+	"github.com/hpcml/hpcml/internal/train"
 )
 
 // newDashboard mounts the web dashboard on the server's own state; the
-// reports it shows are those in the server's storage.
+// reports and training runs it shows are those in the server's storage.
 func newDashboard(st store.Store, sch *sched.Scheduler, logs *joblog.Source, storage *blob.Bucket, a *api.Handler, token string, log *slog.Logger) http.Handler {
-	src := &dashSource{store: st, sched: sch, logs: logs, reports: analysis.Reports{Bucket: storage}}
+	src := &dashSource{store: st, sched: sch, logs: logs, reports: analysis.Reports{Bucket: storage},
+		runs: train.Runs{Bucket: storage}}
 	return dashboard.New(src, &dashAuth{api: a, key: []byte(token)}, log)
 }
 
@@ -40,6 +42,7 @@ type dashSource struct {
 	sched   *sched.Scheduler
 	logs    *joblog.Source
 	reports analysis.Reports
+	runs    train.Runs
 }
 
 func notFound(err error) error {
@@ -116,3 +119,5 @@ func (d *dashSource) GetReport(ctx context.Context, id string) (*analysis.Profil
 	}
 	return rep, err
 }
+
+func (d *dashSource) TrainingRuns() train.Runs { return d.runs }
