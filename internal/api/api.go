@@ -114,7 +114,7 @@ func (h *Handler) routes() []route {
 		{"GET", "/api/v1/training", false, h.listTraining, 0},
 		{"GET", "/api/v1/training/{id}", false, h.getTraining, 0},
 		{"GET", "/api/v1/training/{id}/metrics", false, h.trainingMetrics, 0},
-		{"GET", "/api/v1/training/{id}/{file}", false, h.trainingFile, 0},
+		{"GET", "/api/v1/training/{id}/{file}", false, h.getTrainingFile, 0},
 	}
 }
 

@@ -60,31 +60,39 @@ func (h *Handler) getTraining(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// trainingFiles are the files of a run the API serves, by route name.
-var trainingFiles = map[string]struct{ file, contentType string }{
-	"run":        {train.RunFile, "application/json"},
-	"model":      {train.MetadataFile, "application/json"},
-	"evaluation": {train.EvaluationFile, "application/json"},
-	"onnx":       {train.ModelFile, "application/octet-stream"},
+// trainingFile is the file of a run the API serves by a route name, and
+// its content type.
+func trainingFile(name string) (file, contentType string, ok bool) {
+	switch name {
+	case "run":
+		return train.RunFile, "application/json", true
+	case "model":
+		return train.MetadataFile, "application/json", true
+	case "evaluation":
+		return train.EvaluationFile, "application/json", true
+	case "onnx":
+		return train.ModelFile, "application/octet-stream", true
+	}
+	return "", "", false
 }
 
-func (h *Handler) trainingFile(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) getTrainingFile(w http.ResponseWriter, r *http.Request) error {
 	id, err := runID(r)
 	if err != nil {
 		return err
 	}
-	f, ok := trainingFiles[r.PathValue("file")]
+	file, contentType, ok := trainingFile(r.PathValue("file"))
 	if !ok {
 		return notFound(fmt.Sprintf("no training file %q (run, model, evaluation, onnx, metrics)", r.PathValue("file")))
 	}
-	data, err := h.runs().Raw(r.Context(), id, f.file)
+	data, err := h.runs().Raw(r.Context(), id, file)
 	if errors.Is(err, train.ErrNoRun) {
 		return notFound(err.Error())
 	}
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", f.contentType)
+	w.Header().Set("Content-Type", contentType)
 	w.Write(data)
 	return nil
 }

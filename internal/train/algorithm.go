@@ -21,7 +21,7 @@ type Algorithm struct {
 func (a *Algorithm) HParamNames() []string { return slices.Clone(a.hp) }
 
 // HParamDoc says what a hyperparameter means.
-func HParamDoc(name string) string { return hpDoc[name] }
+func HParamDoc(name string) string { return hpDoc(name) }
 
 // Defaults are the algorithm's default hyperparameters.
 func (a *Algorithm) Defaults() HParams { return a.defaults }
@@ -45,9 +45,9 @@ func Algorithms() []*Algorithm {
 	cnn := base
 	cnn.LR, cnn.Arch, cnn.Filters, cnn.Dropout, cnn.Patience = 1e-3, "lenet", 16, 0.25, 3
 	return []*Algorithm{
-		{Name: "linear", Doc: "linear regression, binary or multiclass logistic regression", hp: commonHP, defaults: linear, network: linearNet},
-		{Name: "mlp", Doc: "multilayer perceptron classifier or regressor", hp: append(slices.Clone(commonHP), "hidden", "activation", "dropout", "batchnorm"), defaults: mlp, network: mlpNet},
-		{Name: "cnn", Doc: "convolutional image classifier (LeNet- or ResNet-style)", hp: append(slices.Clone(commonHP), "arch", "filters", "dropout", "shape"), defaults: cnn, network: cnnNet},
+		{Name: "linear", Doc: "linear regression, binary or multiclass logistic regression", hp: commonHP(), defaults: linear, network: linearNet},
+		{Name: "mlp", Doc: "multilayer perceptron classifier or regressor", hp: append(commonHP(), "hidden", "activation", "dropout", "batchnorm"), defaults: mlp, network: mlpNet},
+		{Name: "cnn", Doc: "convolutional image classifier (LeNet- or ResNet-style)", hp: append(commonHP(), "arch", "filters", "dropout", "shape"), defaults: cnn, network: cnnNet},
 	}
 }
 

@@ -41,37 +41,42 @@ type HParams struct {
 	LogEvery        int // steps
 }
 
-// hpDoc lists every hyperparameter with what it means; the algorithms
-// say which apply to them.
-var hpDoc = map[string]string{
-	"task":             "classification or regression (default: inferred from the label)",
-	"batch_size":       "examples per step",
-	"lr":               "learning rate",
-	"optimizer":        "sgd, adam or adamw",
-	"momentum":         "sgd momentum",
-	"weight_decay":     "L2 penalty (decoupled for adamw)",
-	"schedule":         "learning-rate schedule: constant, step or cosine",
-	"warmup":           "steps of linear learning-rate warm-up",
-	"step_every":       "epochs between step decays (schedule=step)",
-	"gamma":            "factor of each step decay (schedule=step)",
-	"min_lr":           "final learning rate (schedule=cosine)",
-	"patience":         "epochs without a better validation loss before stopping (0: never stop early)",
-	"validation":       "share of the training data held out for validation, in [0, 0.5]",
-	"class_weights":    "none, balanced, or one weight per class: 1,2.5,...",
-	"standardize":      "scale features to mean 0, variance 1 on the training data (true/false)",
-	"hidden":           "mlp hidden layer sizes, comma-separated: 256,128",
-	"activation":       "mlp activation: relu, gelu, tanh or sigmoid",
-	"dropout":          "dropout rate after hidden layers",
-	"batchnorm":        "batch normalisation after hidden layers (true/false)",
-	"arch":             "cnn architecture: lenet or resnet",
-	"filters":          "cnn filters of the first convolution",
-	"shape":            "cnn on a table: each row's features as C,H,W (e.g. 1,8,8)",
-	"checkpoint_every": "steps between checkpoints",
-	"log_every":        "steps between metric points",
+// hpDoc says what a hyperparameter means; the algorithms say which apply
+// to them.
+func hpDoc(name string) string {
+	return map[string]string{
+		"task":             "classification or regression (default: inferred from the label)",
+		"batch_size":       "examples per step",
+		"lr":               "learning rate",
+		"optimizer":        "sgd, adam or adamw",
+		"momentum":         "sgd momentum",
+		"weight_decay":     "L2 penalty (decoupled for adamw)",
+		"schedule":         "learning-rate schedule: constant, step or cosine",
+		"warmup":           "steps of linear learning-rate warm-up",
+		"step_every":       "epochs between step decays (schedule=step)",
+		"gamma":            "factor of each step decay (schedule=step)",
+		"min_lr":           "final learning rate (schedule=cosine)",
+		"patience":         "epochs without a better validation loss before stopping (0: never stop early)",
+		"validation":       "share of the training data held out for validation, in [0, 0.5]",
+		"class_weights":    "none, balanced, or one weight per class: 1,2.5,...",
+		"standardize":      "scale features to mean 0, variance 1 on the training data (true/false)",
+		"hidden":           "mlp hidden layer sizes, comma-separated: 256,128",
+		"activation":       "mlp activation: relu, gelu, tanh or sigmoid",
+		"dropout":          "dropout rate after hidden layers",
+		"batchnorm":        "batch normalisation after hidden layers (true/false)",
+		"arch":             "cnn architecture: lenet or resnet",
+		"filters":          "cnn filters of the first convolution",
+		"shape":            "cnn on a table: each row's features as C,H,W (e.g. 1,8,8)",
+		"checkpoint_every": "steps between checkpoints",
+		"log_every":        "steps between metric points",
+	}[name]
 }
 
-var commonHP = []string{"task", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule", "warmup",
-	"step_every", "gamma", "min_lr", "patience", "validation", "class_weights", "standardize", "checkpoint_every", "log_every"}
+// commonHP are the hyperparameters every algorithm takes.
+func commonHP() []string {
+	return []string{"task", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule", "warmup",
+		"step_every", "gamma", "min_lr", "patience", "validation", "class_weights", "standardize", "checkpoint_every", "log_every"}
+}
 
 // parseHParams applies kv over defaults, accepting only the names in allowed.
 func parseHParams(defaults HParams, allowed []string, kv map[string]string) (HParams, error) {
