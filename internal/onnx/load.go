@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -429,11 +431,12 @@ func (g *Graph) run(ctx context.Context, inputs map[string]*nn.Tensor) (map[stri
 // exec runs the step's kernel. A panic in it (an engine layer meeting a
 // shape the checks missed) becomes this run's error rather than the end
 // of a server that runs many models; the same holds while Load folds
-// constants.
+// constants. The error names where the panic happened, since its stack is
+// gone once recovered.
 func (st *step) exec(in []*value) (outs []*value, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("internal error: %v", r)
+			err = fmt.Errorf("internal error: %v (at %s)", r, panicSite())
 		}
 	}()
 	outs, err = st.run(in)
@@ -441,6 +444,46 @@ func (st *step) exec(in []*value) (outs []*value, err error) {
 		err = fmt.Errorf("computed %d outputs, want %d", len(outs), len(st.out))
 	}
 	return outs, err
+}
+
+// panicSiteFrames bounds the frames panicSite lists.
+const panicSiteFrames = 8
+
+// panicSite lists, innermost first, the frames of the panic being
+// recovered by its caller's caller (a deferred function in exec), from
+// the code that panicked down to exec: "nn/gemm.kernel6x16
+// (kernel_amd64.s:140) < nn/gemm.kernelAVX2 (kernel_amd64.go:36) < …".
+// The runtime's own panicking frames are left out. It only runs on a
+// panic, so its cost does not matter.
+func panicSite() string {
+	var pcs [64]uintptr
+	// Skip runtime.Callers, panicSite and the deferred function; the
+	// panic's frames are still on the stack under it.
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs[:])])
+	var parts []string
+	for {
+		f, more := frames.Next()
+		if strings.HasSuffix(f.Function, ".(*step).exec") {
+			break
+		}
+		// runtime.gopanic, runtime.panicmem, runtime.sigpanic, … above the
+		// code that panicked.
+		if len(parts) > 0 || !strings.HasPrefix(f.Function, "runtime.") {
+			if len(parts) == panicSiteFrames {
+				parts = append(parts, "…")
+				break
+			}
+			name := strings.TrimPrefix(f.Function, "github.com/hpcml/hpcml/internal/")
+			parts = append(parts, fmt.Sprintf("%s (%s:%d)", name, filepath.Base(f.File), f.Line))
+		}
+		if !more {
+			break
+		}
+	}
+	if len(parts) == 0 {
+		return "an unknown place"
+	}
+	return strings.Join(parts, " < ")
 }
 
 func (g *Graph) checkInputs(inputs map[string]*nn.Tensor) error {
