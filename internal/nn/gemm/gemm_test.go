@@ -214,6 +214,7 @@ func TestSgemmLarge(t *testing.T) {
 	for kname, kern := range kernels() {
 		cfg := defaultConfig()
 		cfg.kernel, cfg.pack = kern.kernel, kern.pack
+		cfg.minWork = 1 << 16 // every shape on several goroutines
 		rng := rand.New(rand.NewPCG(5, 6))
 		for i, s := range shapes {
 			for _, tr := range [4][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
@@ -344,6 +345,7 @@ func TestSgemmThreadsIdentical(t *testing.T) {
 			for threads := 1; threads <= 4; threads++ {
 				cfg := defaultConfig()
 				cfg.maxThreads = threads
+				cfg.minWork = 1 << 16
 				c := append([]float32(nil), c0...)
 				sgemm(cfg, tr[0], tr[1], m, n, k, 1.5, a, lda, b, ldb, 0.5, c, n)
 				if first == nil {
