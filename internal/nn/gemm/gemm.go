@@ -62,10 +62,17 @@ const parallelMinWork = 1 << 24
 // (h-1)·ldc+nr-1; kc may be 0.
 type kernelFunc func(h, kc int, a []float32, rsa, csa int, b []float32, c []float32, ldc int, alpha, beta float32)
 
+// columnFunc computes tiles full tiles down a column of C with one B
+// panel: tile t is the kernelFunc tile with h = mr, A at a[t·astep:] and C
+// at c[t·mr·ldc:]. Doing a column in one call saves a call per tile, which
+// shows when kc is small.
+type columnFunc func(tiles, kc int, a []float32, rsa, csa, astep int, b []float32, c []float32, ldc int, alpha, beta float32)
+
 // config is how one product is carried out; defaultConfig is the fastest for
 // this CPU, the tests vary it to reach every path with small matrices.
 type config struct {
 	kernel     kernelFunc
+	column     columnFunc
 	pack       packer
 	mc, kc, nc int // cache blocking; mc a multiple of mr, nc of nr
 	maxThreads int // 0: runtime.GOMAXPROCS
@@ -78,6 +85,7 @@ type config struct {
 func defaultConfig() config {
 	return config{
 		kernel:    bestKernel(),
+		column:    bestColumn(),
 		pack:      bestPack(),
 		mc:        defaultMC,
 		kc:        defaultKC,
@@ -438,7 +446,7 @@ func run(cfg config, ws *workspace, p *product, pre prepacked) {
 					packAT(ws.a, p.a, p.lda, ic, pc, mc, kc)
 					ap = ws.a
 				}
-				block(cfg.kernel, ws, ap, bb, p, ic, jc, pc, mc, nc, kc, beta)
+				block(cfg.kernel, cfg.column, ws, ap, bb, p, ic, jc, pc, mc, nc, kc, beta)
 			}
 		}
 	}
@@ -447,18 +455,24 @@ func run(cfg config, ws *workspace, p *product, pre prepacked) {
 // block multiplies the mc×kc block of op(A) at (ic, pc), packed in ap or
 // read from A when ap is nil, by the packed kc×nc block bb of op(B) into C
 // at (ic, jc).
-func block(kern kernelFunc, ws *workspace, ap, bb []float32, p *product, ic, jc, pc, mc, nc, kc int, beta float32) {
+func block(kern kernelFunc, column columnFunc, ws *workspace, ap, bb []float32, p *product, ic, jc, pc, mc, nc, kc int, beta float32) {
 	// Where micro-panel ir of A starts, and its strides.
 	a, rsa, csa, panelStep := ap, 1, mr, mr*kc
 	if ap == nil {
 		a, rsa, csa, panelStep = p.a[ic*p.lda+pc:], p.lda, 1, mr*p.lda
 	}
 	alpha := p.alpha
+	tiles := mc / mr
 	for jr := 0; jr < nc; jr += nr {
 		w := min(nr, nc-jr)
 		bp := bb[jr*kc : (jr+nr)*kc]
 		c := p.c[ic*p.ldc+jc+jr:]
-		for ir := 0; ir < mc; ir += mr {
+		ir := 0
+		if w == nr {
+			column(tiles, kc, a, rsa, csa, panelStep, bp, c, p.ldc, alpha, beta)
+			ir = tiles * mr
+		}
+		for ; ir < mc; ir += mr {
 			h := min(mr, mc-ir)
 			if w == nr {
 				kern(h, kc, a[ir/mr*panelStep:], rsa, csa, bp, c[ir*p.ldc:], p.ldc, alpha, beta)

@@ -11,14 +11,15 @@ import (
 // impl is a micro-kernel with its packing of B.
 type impl struct {
 	kernel kernelFunc
+	column columnFunc
 	pack   packer
 }
 
 // kernels are the implementations this CPU can run.
 func kernels() map[string]impl {
-	ks := map[string]impl{"go": {kernelGo, packer{rowsGo, panelGo}}}
+	ks := map[string]impl{"go": {kernelGo, columnGo, packer{rowsGo, panelGo}}}
 	if hasAVX2Kernel() {
-		ks["avx2"] = impl{bestKernel(), bestPack()}
+		ks["avx2"] = impl{bestKernel(), bestColumn(), bestPack()}
 	}
 	return ks
 }
@@ -28,8 +29,8 @@ func kernels() map[string]impl {
 // with and without operands packed once and shared.
 func configs(kern impl) map[string]config {
 	def := defaultConfig()
-	def.kernel, def.pack = kern.kernel, kern.pack
-	tiny := config{kernel: kern.kernel, pack: kern.pack, mc: 12, kc: 11, nc: 32, maxThreads: 3, minWork: 1, maxShared: 1 << 20, kTiles: 16, kDepth: 24}
+	def.kernel, def.column, def.pack = kern.kernel, kern.column, kern.pack
+	tiny := config{kernel: kern.kernel, column: kern.column, pack: kern.pack, mc: 12, kc: 11, nc: 32, maxThreads: 3, minWork: 1, maxShared: 1 << 20, kTiles: 16, kDepth: 24}
 	unshared := tiny
 	unshared.maxShared = 0
 	return map[string]config{"default": def, "tiny": tiny, "unshared": unshared}
@@ -213,7 +214,7 @@ func TestSgemmLarge(t *testing.T) {
 	shapes := [][3]int{{300, 200, 520}, {64, 784, 256}, {777, 45, 300}, {20, 3100, 40}, {200, 3300, 17}, {32, 25, 9000}}
 	for kname, kern := range kernels() {
 		cfg := defaultConfig()
-		cfg.kernel, cfg.pack = kern.kernel, kern.pack
+		cfg.kernel, cfg.column, cfg.pack = kern.kernel, kern.column, kern.pack
 		cfg.minWork = 1 << 16 // every shape on several goroutines
 		rng := rand.New(rand.NewPCG(5, 6))
 		for i, s := range shapes {
@@ -358,6 +359,30 @@ func TestSgemmThreadsIdentical(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestCheckColumn checks the column kernels' start-up check: it passes the
+// ones this CPU runs and names a column kernel that faults or writes a
+// tile too many.
+func TestCheckColumn(t *testing.T) {
+	for name, k := range kernels() {
+		if err := checkColumn(k.column); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	faults := func(tiles, kc int, a []float32, rsa, csa, astep int, b []float32, c []float32, ldc int, alpha, beta float32) {
+		var p *float32
+		c[0] = *p
+	}
+	extra := func(tiles, kc int, a []float32, rsa, csa, astep int, b []float32, c []float32, ldc int, alpha, beta float32) {
+		columnGo(tiles, kc, a, rsa, csa, astep, b, c, ldc, alpha, beta)
+		c[tiles*mr*ldc] = 1e9
+	}
+	for name, col := range map[string]columnFunc{"fault": faults, "extra": extra} {
+		if err := checkColumn(col); err == nil || !strings.Contains(err.Error(), "a column of 3 tiles") {
+			t.Errorf("%s: got %v, want an error naming the column", name, err)
 		}
 	}
 }

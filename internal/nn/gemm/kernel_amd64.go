@@ -3,6 +3,7 @@
 package gemm
 
 import (
+	"fmt"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -34,6 +35,43 @@ func kernelAVX2(h, kc int, a []float32, rsa, csa int, b []float32, c []float32, 
 		return
 	}
 	kernel6x16(h, kc, unsafe.SliceData(a), rsa, csa, unsafe.SliceData(b), unsafe.SliceData(c), ldc, alpha, beta)
+}
+
+//go:noescape
+func kernel6x16n(tiles, kc int, a *float32, rsa, csa, astep int, b *float32, c *float32, ldc int, alpha, beta float32)
+
+// columnAVX2 is the columnFunc of kernel6x16n.
+func columnAVX2(tiles, kc int, a []float32, rsa, csa, astep int, b []float32, c []float32, ldc int, alpha, beta float32) {
+	if tiles < 1 {
+		return
+	}
+	if kc > 0 {
+		_ = a[(tiles-1)*astep+(mr-1)*rsa+(kc-1)*csa]
+		_ = b[kc*nr-1]
+	}
+	_ = c[(tiles*mr-1)*ldc+nr-1]
+	kernel6x16n(tiles, kc, unsafe.SliceData(a), rsa, csa, astep, unsafe.SliceData(b), unsafe.SliceData(c), ldc, alpha, beta)
+}
+
+// The column kernel gets the start-up check that selfcheck.go gives the
+// others, for the same reason: its argument offsets are not checked by
+// the build.
+func init() {
+	if !hasAVX2Kernel() {
+		return
+	}
+	if err := checkColumn(columnAVX2); err != nil {
+		panic(fmt.Sprintf("gemm: the assembly column kernel failed its start-up check: %v; "+
+			"kernel_amd64.s and the declarations in kernel_amd64.go probably disagree "+
+			"(a build from a half-saved tree? go vet ./internal/nn/gemm compares them)", err))
+	}
+}
+
+func bestColumn() columnFunc {
+	if hasAVX2Kernel() {
+		return columnAVX2
+	}
+	return columnGo
 }
 
 func hasAVX2Kernel() bool { return cpu.X86.HasAVX2 && cpu.X86.HasFMA }

@@ -216,6 +216,113 @@ done6:
 	VZEROUPPER
 	RET
 
+// func kernel6x16n(tiles, kc int, a *float32, rsa, csa, astep int, b *float32, c *float32, ldc int, alpha, beta float32)
+//
+// kernel6x16 for tiles ≥ 1 full tiles down a column of C, one call for all:
+// tile t reads A from a + t·astep and writes the 6 rows of C from
+// c + 6·t·ldc, with the same B panel.
+TEXT ·kernel6x16n(SB), NOSPLIT, $8-80
+	MOVQ tiles+0(FP), DI
+	MOVQ a+16(FP), SI
+	MOVQ SI, abase-8(SP)
+	MOVQ rsa+24(FP), R8
+	MOVQ csa+32(FP), R9
+	MOVQ c+56(FP), DX
+	MOVQ ldc+64(FP), R10
+	SHLQ $2, R8
+	SHLQ $2, R9
+	SHLQ $2, R10
+	LEAQ (R8)(R8*1), R11
+	LEAQ (R8)(R8*2), R12
+	MOVQ R8, R13
+	SHLQ $2, R13
+	LEAQ (R8)(R8*4), R14
+	TESTQ DI, DI
+	JEQ   endn
+
+tilen:
+	MOVQ kc+8(FP), CX
+	MOVQ b+48(FP), BX
+	MOVQ abase-8(SP), SI
+	MOVQ DX, AX
+	PREFETCHROW
+	PREFETCHROW
+	PREFETCHROW
+	PREFETCHROW
+	PREFETCHROW
+	PREFETCHROW
+	ZERO(Y0, Y1)
+	ZERO(Y2, Y3)
+	ZERO(Y4, Y5)
+	ZERO(Y6, Y7)
+	ZERO(Y8, Y9)
+	ZERO(Y10, Y11)
+
+	CMPQ CX, $4
+	JLT  tailn
+
+loopn:
+	STEP6(0)
+	STEP6(64)
+	STEP6(128)
+	STEP6(192)
+	ADDQ $256, BX
+	SUBQ $4, CX
+	CMPQ CX, $4
+	JGE  loopn
+
+tailn:
+	TESTQ CX, CX
+	JEQ   sumn
+
+stepn:
+	STEP6(0)
+	ADDQ $64, BX
+	DECQ CX
+	JNE  stepn
+
+sumn:
+	VBROADCASTSS alpha+72(FP), Y14
+	SCALE(Y0, Y1)
+	SCALE(Y2, Y3)
+	SCALE(Y4, Y5)
+	SCALE(Y6, Y7)
+	SCALE(Y8, Y9)
+	SCALE(Y10, Y11)
+
+	MOVL beta+76(FP), AX
+	ANDL $0x7fffffff, AX
+	JEQ  overwriten
+
+	VBROADCASTSS beta+76(FP), Y15
+	UPDATE(Y0, Y1)
+	UPDATE(Y2, Y3)
+	UPDATE(Y4, Y5)
+	UPDATE(Y6, Y7)
+	UPDATE(Y8, Y9)
+	UPDATE(Y10, Y11)
+	JMP  nextn
+
+overwriten:
+	STORE(Y0, Y1)
+	STORE(Y2, Y3)
+	STORE(Y4, Y5)
+	STORE(Y6, Y7)
+	STORE(Y8, Y9)
+	STORE(Y10, Y11)
+
+nextn:
+	// DX is at the next tile's C already; move A on by astep.
+	MOVQ astep+40(FP), AX
+	SHLQ $2, AX
+	ADDQ AX, abase-8(SP)
+	DECQ DI
+	JNE  tilen
+
+endn:
+	VZEROUPPER
+	RET
+
 // func kernel4x16(h, kc int, a *float32, rsa, csa int, b *float32, c *float32, ldc int, alpha, beta float32)
 //
 // kernel6x16 for h ≤ 4: 8 accumulators still keep both FMA units busy, so

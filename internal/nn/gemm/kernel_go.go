@@ -1,5 +1,10 @@
 package gemm
 
+import (
+	"fmt"
+	"math"
+)
+
 // kernelGo is the portable micro-kernel (see kernelFunc). It keeps a 2×4
 // block of the tile in locals at a time, which the compiler can hold in
 // registers.
@@ -41,6 +46,56 @@ func kernelGo(h, kc int, a []float32, rsa, csa int, b []float32, c []float32, ld
 			update4(c[(i+1)*ldc+j:(i+1)*ldc+j+4:(i+1)*ldc+j+4], c10, c11, c12, c13, alpha, beta)
 		}
 	}
+}
+
+// columnGo is the portable columnFunc.
+func columnGo(tiles, kc int, a []float32, rsa, csa, astep int, b []float32, c []float32, ldc int, alpha, beta float32) {
+	for t := 0; t < tiles; t++ {
+		kernelGo(mr, kc, a[t*astep:], rsa, csa, b, c[t*mr*ldc:], ldc, alpha, beta)
+	}
+}
+
+// checkColumn runs column on three tiles of small integers, A read in
+// place with a gap between the tiles' rows, beta 0 (C holding NaN) and
+// not, and compares the result, a row and columns past it included, with
+// columnGo's, to the bit; a panic in column becomes the error.
+func checkColumn(column columnFunc) (err error) {
+	const tiles, kc, rsa, ldc = 3, 9, 11, nr + 2
+	const astep = mr*rsa + 5
+	beta := float32(0)
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("a column of %d tiles (kc %d, beta %g): %v", tiles, kc, beta, r)
+		}
+	}()
+	ints := func(n, mod, off int) []float32 {
+		s := make([]float32, n)
+		for i := range s {
+			s[i] = float32(i*7%mod - off)
+		}
+		return s
+	}
+	a := ints((tiles-1)*astep+(mr-1)*rsa+kc, 5, 2)
+	b := ints(kc*nr, 7, 3)
+	for _, beta = range []float32{0, -1} {
+		c0 := ints((tiles*mr+1)*ldc, 3, 1)
+		if beta == 0 {
+			for i := 0; i < tiles*mr; i++ {
+				for j := 0; j < nr; j++ {
+					c0[i*ldc+j] = float32(math.NaN())
+				}
+			}
+		}
+		got, want := append([]float32(nil), c0...), append([]float32(nil), c0...)
+		column(tiles, kc, a, rsa, 1, astep, b, got, ldc, 2, beta)
+		columnGo(tiles, kc, a, rsa, 1, astep, b, want, ldc, 2, beta)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				return fmt.Errorf("a column of %d tiles (kc %d, beta %g): C[%d][%d] = %g, want %g", tiles, kc, beta, i/ldc, i%ldc, got[i], want[i])
+			}
+		}
+	}
+	return nil
 }
 
 // row1Go is kernelGo for one row.
