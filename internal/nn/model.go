@@ -68,8 +68,17 @@ func (m *Model) Predict(x *Tensor) (*Tensor, error) {
 
 // Backward propagates dL/dy of the output through the layers, adding into
 // the parameters' gradients.
-func (m *Model) Backward(pass *Pass, dy *Tensor) {
+func (m *Model) Backward(pass *Pass, dy *Tensor) { m.BackwardNotify(pass, dy, nil) }
+
+// BackwardNotify is Backward that calls done(i) as soon as layer i's
+// parameter gradients are final (last layer first), so that a
+// data-parallel trainer can start averaging them while the earlier
+// layers are still being computed.
+func (m *Model) BackwardNotify(pass *Pass, dy *Tensor, done func(layer int)) {
 	for i := len(m.Layers) - 1; i >= 0; i-- {
 		dy = m.Layers[i].Backward(pass.caches[i], dy, i > 0)
+		if done != nil {
+			done(i)
+		}
 	}
 }

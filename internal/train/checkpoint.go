@@ -20,7 +20,7 @@ import (
 )
 
 // Checkpoint is everything a run needs to continue where it was: the
-// loop's state (step, epoch, batch, RNG, early-stopping record), the
+// loop's state (step, epoch, batch, early-stopping record), the
 // weights and buffers, the best epoch's weights and the optimiser state.
 type Checkpoint struct {
 	State     LoopState

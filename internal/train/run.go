@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -89,6 +88,7 @@ type RunInfo struct {
 	Spec      nn.Spec           `json:"network"`
 	Params    int               `json:"parameters"`
 	BLAS      string            `json:"blas"`
+	Workers   int               `json:"workers,omitempty"` // data-parallel ranks
 	StartedAt time.Time         `json:"started_at"`
 }
 
@@ -119,6 +119,9 @@ type Options struct {
 	Progress Progress
 	// ResolveDataset resolves dataset:// names (nil: they are refused).
 	ResolveDataset func(ctx context.Context, name, version string) (string, error)
+	// Comm makes the run one rank of data-parallel training (nil: alone).
+	// Every rank runs the same Config; rank 0 writes the files.
+	Comm Comm
 	// maxSteps stops the loop early, as a crash would (tests).
 	maxSteps int
 }
@@ -186,9 +189,32 @@ func Run(ctx context.Context, cfg Config, o Options) (*ModelMetadata, error) {
 	}
 	ri := RunInfo{Config: cfg, Data: info, HP: h.Map(alg.hp), Spec: spec, Params: len(weights(model)), BLAS: nn.BLAS, StartedAt: start.UTC()}
 	l := &loop{model: model, opt: opt, sched: sched, obj: obj, h: h, epochs: cfg.Epochs, seed: cfg.Seed,
-		train: trainSet, val: val, classes: info.Classes, rng: rand.NewPCG(cfg.Seed, 0xd20f), maxSteps: o.maxSteps}
+		train: trainSet, val: val, classes: info.Classes, maxSteps: o.maxSteps}
 	hooks := &runHooks{out: o.Out, log: log, progress: o.Progress, epochs: cfg.Epochs, perEpoch: perEpoch}
 	l.hooks = hooks
+	lead := true // writes the run's files
+	if o.Comm != nil && o.Comm.Size() > 1 {
+		// Every rank must have built the same network from the same data.
+		if err := agree(ctx, o.Comm, "network parameters", len(weights(model))); err != nil {
+			return nil, err
+		}
+		l.comm, l.sync = o.Comm, &gradSync{comm: o.Comm}
+		ri.Workers = o.Comm.Size()
+		// The global batch is batch_size per rank: the schedule counts
+		// its steps.
+		bs := min(h.BatchSize*o.Comm.Size(), trainSet.Len())
+		perEpoch = (trainSet.Len() + bs - 1) / bs
+		hooks.perEpoch = perEpoch
+		if sched, err = nn.NewSchedule(nn.ScheduleConfig{Name: h.Schedule, LR: h.LR, Gamma: h.Gamma, Every: h.StepEvery * perEpoch,
+			Total: cfg.Epochs * perEpoch, MinLR: h.MinLR, Warmup: h.Warmup}); err != nil {
+			return nil, err
+		}
+		l.sched = sched
+		if o.Comm.Rank() != 0 {
+			lead = false
+			l.hooks = silentHooks{}
+		}
+	}
 
 	if err := sameRun(ctx, o.Out, cfg); err != nil {
 		return nil, err
@@ -204,26 +230,40 @@ func Run(ctx context.Context, cfg Config, o Options) (*ModelMetadata, error) {
 	if err != nil {
 		return nil, err
 	}
+	if l.comm != nil {
+		step := -1
+		if c != nil {
+			step = c.State.Step
+		}
+		if err := agree(ctx, l.comm, "checkpoint step to resume from", step); err != nil {
+			return nil, err
+		}
+	}
 	if c != nil {
 		setWeights(model, c.Weights)
 		if err := opt.SetState(c.Optimizer); err != nil {
 			return nil, err
 		}
 		l.st, l.best = c.State, c.Best
-		if err := l.rng.UnmarshalBinary(c.State.RNG); err != nil {
-			return nil, fmt.Errorf("checkpoint %s: RNG state: %w", key, err)
-		}
 		log.Info("resumed from checkpoint", "checkpoint", key, "step", c.State.Step, "epoch", c.State.Epoch+1)
 		if err := hooks.resume(ctx, c.State.Step); err != nil {
 			return nil, err
 		}
-	} else if err := writeJSON(ctx, o.Out, RunFile, ri); err != nil {
-		return nil, err
+	} else if lead {
+		if err := writeJSON(ctx, o.Out, RunFile, ri); err != nil {
+			return nil, err
+		}
 	}
 
 	if err := l.run(ctx); err != nil {
-		hooks.flush(ctx)
+		if lead {
+			hooks.flush(ctx)
+		}
 		return nil, err
+	}
+	if !lead {
+		return &ModelMetadata{RunInfo: ri, Preprocessing: prep, Epochs: l.st.Epoch, Steps: l.st.Step, Stopped: l.st.Stopped,
+			BestEpoch: l.st.BestEpoch, Seconds: time.Since(start).Seconds(), FinishedAt: time.Now().UTC()}, nil
 	}
 	if err := hooks.flush(ctx); err != nil {
 		return nil, err
@@ -283,6 +323,28 @@ func Run(ctx context.Context, cfg Config, o Options) (*ModelMetadata, error) {
 	}
 	return meta, nil
 }
+
+// agree checks that every rank holds the same value of what, naming the
+// ranks that differ.
+func agree(ctx context.Context, c Comm, what string, v int) error {
+	all := make([]float32, c.Size())
+	if err := c.AllGather(ctx, []float32{float32(v)}, all); err != nil {
+		return fmt.Errorf("compare %s across ranks: %w", what, err)
+	}
+	for r, x := range all {
+		if int(x) != int(all[0]) {
+			return fmt.Errorf("ranks disagree on the %s: rank 0 has %d, rank %d has %d", what, int(all[0]), r, int(x))
+		}
+	}
+	return nil
+}
+
+// silentHooks are the hooks of ranks other than 0: rank 0 alone writes
+// metrics and checkpoints.
+type silentHooks struct{}
+
+func (silentHooks) Metric(context.Context, Point)                 {}
+func (silentHooks) Checkpoint(context.Context, *Checkpoint) error { return nil }
 
 // exportable is the model as users see it: a regression's output mapped
 // back to target units by folding the target scaling into the last

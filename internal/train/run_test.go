@@ -327,7 +327,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestCheckpointCodec(t *testing.T) {
-	c := &Checkpoint{State: LoopState{Step: 5, Epoch: 1, Batch: 2, RNG: []byte{1, 2}}, Weights: []float32{1, -2, 3.5},
+	c := &Checkpoint{State: LoopState{Step: 5, Epoch: 1, Batch: 2}, Weights: []float32{1, -2, 3.5},
 		Best: []float32{0, 0, 1}, Optimizer: nn.OptimizerState{Step: 5, Slots: map[string][]float32{"m/0.weight": {0.5}}}}
 	data, err := c.Encode()
 	if err != nil {

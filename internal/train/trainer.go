@@ -37,7 +37,6 @@ type LoopState struct {
 	Step      int     `json:"step"`  // optimiser steps done
 	Epoch     int     `json:"epoch"` // the epoch under way, 0-based
 	Batch     int     `json:"batch"` // the next batch of that epoch
-	RNG       []byte  `json:"rng"`   // dropout's generator
 	BestLoss  float64 `json:"best_loss"`
 	BestEpoch int     `json:"best_epoch"`
 	Stale     int     `json:"stale"` // epochs since the best
@@ -79,30 +78,35 @@ type loop struct {
 	val      *Dataset
 	classes  []string
 	st       LoopState
-	rng      *rand.PCG
 	best     []float32 // weights and buffers of the best epoch
 	hooks    Hooks
 	maxSteps int // 0: no limit (tests stop early to simulate a crash)
+	// comm, when set, makes this one rank of data-parallel training;
+	// sync averages its gradients.
+	comm Comm
+	sync *gradSync
 }
 
-// run trains until the epochs are done or early stopping ends it.
+// run trains until the epochs are done or early stopping ends it. With a
+// Comm, this is one rank of data-parallel training: every rank walks the
+// same seeded permutation in global batches of batch_size × ranks, takes
+// its slice of each, and the gradients are averaged before every step,
+// so the ranks hold identical weights throughout.
 func (l *loop) run(ctx context.Context) error {
 	n := l.train.Len()
-	bs := min(l.h.BatchSize, n)
+	world, rank := 1, 0
+	if l.comm != nil {
+		world, rank = l.comm.Size(), l.comm.Rank()
+	}
+	bs := min(l.h.BatchSize*world, n)
 	perEpoch := (n + bs - 1) / bs
-	dctx := &nn.Context{Training: true, RNG: rand.New(l.rng)}
-	window := struct {
-		loss    float64
-		correct int
-		seen    int
-		steps   int
-		start   time.Time
-	}{start: time.Now()}
+	dctx := &nn.Context{Training: true}
+	var window stepStats
+	window.start = time.Now()
 	for l.st.Epoch < l.epochs && l.st.Stopped == "" {
 		perm := rand.New(rand.NewPCG(l.seed, uint64(l.st.Epoch)+1)).Perm(n)
-		epochStart := time.Now()
-		var epochLoss float64
-		var epochCorrect, epochSeen int
+		var epoch stepStats
+		epoch.start = time.Now()
 		for l.st.Batch < perEpoch {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -111,29 +115,28 @@ func (l *loop) run(ctx context.Context) error {
 				return errStopForTest
 			}
 			lo := l.st.Batch * bs
-			batch := l.train.subset(perm[lo:min(lo+bs, n)])
-			loss, correct, err := l.step(dctx, batch)
+			global := perm[lo:min(lo+bs, n)]
+			mine := global[rank*len(global)/world : (rank+1)*len(global)/world]
+			// Dropout's masks come from the seed, the step and the rank
+			// alone: a resumed run draws the same ones, and the ranks
+			// draw different ones.
+			dctx.RNG = rand.New(rand.NewPCG(l.seed^0xd20f00d, uint64(l.st.Step)<<16|uint64(rank)))
+			r, err := l.step(ctx, dctx, l.train.subset(mine), float64(len(mine))/float64(len(global)))
 			if err != nil {
 				return err
 			}
+			r.seen = len(global)
 			l.st.Batch++
 			l.st.Step++
-			epochLoss += loss * float64(batch.Len())
-			epochCorrect += correct
-			epochSeen += batch.Len()
-			window.loss += loss * float64(batch.Len())
-			window.correct += correct
-			window.seen += batch.Len()
-			window.steps++
+			epoch.add(r)
+			window.add(r)
 			if l.st.Step%l.h.LogEvery == 0 || l.st.Batch == perEpoch {
-				secs := time.Since(window.start).Seconds()
-				v := map[string]float64{"loss": window.loss / float64(window.seen), "lr": l.sched(l.st.Step - 1),
-					"samples_per_sec": float64(window.seen) / math.Max(secs, 1e-9)}
-				if l.obj.task == Classification {
-					v["accuracy"] = float64(window.correct) / float64(window.seen)
+				v, err := l.windowValues(ctx, &window)
+				if err != nil {
+					return err
 				}
 				l.hooks.Metric(ctx, Point{Kind: "step", Step: l.st.Step, Epoch: l.st.Epoch + 1, Time: time.Now(), Values: v})
-				window.loss, window.correct, window.seen, window.steps, window.start = 0, 0, 0, 0, time.Now()
+				window = stepStats{start: time.Now()}
 			}
 			if l.st.Step%l.h.CheckpointEvery == 0 && l.st.Batch < perEpoch {
 				if err := l.checkpoint(ctx); err != nil {
@@ -142,11 +145,13 @@ func (l *loop) run(ctx context.Context) error {
 			}
 		}
 		// The epoch is over: validate, decide on early stopping, checkpoint.
-		v := map[string]float64{"samples_per_sec": float64(epochSeen) / math.Max(time.Since(epochStart).Seconds(), 1e-9)}
-		if epochSeen > 0 {
-			v["train_loss"] = epochLoss / float64(epochSeen)
+		// Every rank validates (the same weights, the same answer), so
+		// they agree on stopping without a word.
+		v := map[string]float64{"samples_per_sec": float64(epoch.seen) / math.Max(time.Since(epoch.start).Seconds(), 1e-9)}
+		if epoch.seen > 0 {
+			v["train_loss"] = epoch.loss / float64(epoch.seen)
 			if l.obj.task == Classification {
-				v["train_accuracy"] = float64(epochCorrect) / float64(epochSeen)
+				v["train_accuracy"] = epoch.correct / float64(epoch.seen)
 			}
 		}
 		if l.val != nil {
@@ -175,48 +180,156 @@ func (l *loop) run(ctx context.Context) error {
 	return nil
 }
 
+// stepStats accumulates steps' results over a metrics window or an epoch.
+type stepStats struct {
+	loss      float64 // sum of loss × examples
+	correct   float64
+	seen      int
+	compute   time.Duration // forward, backward and optimiser, this rank
+	wait      time.Duration // waiting for the gradients' all-reduce, this rank
+	commBusy  time.Duration
+	commBytes int64
+	start     time.Time
+}
+
+func (s *stepStats) add(r stepResult) {
+	s.loss += r.loss * float64(r.seen)
+	s.correct += r.correct
+	s.seen += r.seen
+	s.compute += r.compute
+	s.wait += r.wait
+	s.commBusy += r.commBusy
+	s.commBytes += r.commBytes
+}
+
+// stepResult is one step's global loss and correct count (summed over the
+// ranks) and this rank's timings.
+type stepResult struct {
+	loss      float64
+	correct   float64
+	seen      int
+	compute   time.Duration
+	wait      time.Duration
+	commBusy  time.Duration
+	commBytes int64
+}
+
+// windowValues are a metrics window's values; with several ranks also each
+// rank's throughput and the time it computed, waited for gradients and
+// spent all-reducing, and the all-reduce bandwidth (gathered from every
+// rank).
+func (l *loop) windowValues(ctx context.Context, w *stepStats) (map[string]float64, error) {
+	secs := math.Max(time.Since(w.start).Seconds(), 1e-9)
+	v := map[string]float64{"loss": w.loss / float64(w.seen), "lr": l.sched(l.st.Step - 1),
+		"samples_per_sec": float64(w.seen) / secs}
+	if l.obj.task == Classification {
+		v["accuracy"] = w.correct / float64(w.seen)
+	}
+	if l.comm == nil {
+		return v, nil
+	}
+	world := l.comm.Size()
+	mine := []float32{float32(float64(w.seen) / float64(world) / secs), float32(w.compute.Seconds()), float32(w.wait.Seconds()),
+		float32(w.commBusy.Seconds()), float32(w.commBytes)}
+	all := make([]float32, len(mine)*world)
+	if err := l.comm.AllGather(ctx, mine, all); err != nil {
+		return nil, fmt.Errorf("gather metrics: %w", err)
+	}
+	var busy, bytes float64
+	for r := 0; r < world; r++ {
+		m := all[r*len(mine) : (r+1)*len(mine)]
+		v[fmt.Sprintf("rank%d_samples_per_sec", r)] = float64(m[0])
+		v[fmt.Sprintf("rank%d_compute_seconds", r)] = float64(m[1])
+		v[fmt.Sprintf("rank%d_comm_wait_seconds", r)] = float64(m[2])
+		busy += float64(m[3])
+		bytes += float64(m[4])
+	}
+	v["comm_seconds"] = busy / float64(world)
+	if busy > 0 {
+		// algbw of the gradient all-reduces: bytes per rank over the time
+		// one all-reduce of them took.
+		v["allreduce_gbps"] = bytes / busy / 1e9
+	}
+	return v, nil
+}
+
 // errStopForTest ends a loop at maxSteps, as a crash would.
 var errStopForTest = errors.New("stopped at the step limit")
 
-// step trains on one batch; it returns the loss and, for classification,
-// how many examples the batch got right.
-func (l *loop) step(dctx *nn.Context, b *Dataset) (float64, int, error) {
-	out, pass, err := l.model.Forward(dctx, b.X)
-	if err != nil {
-		return 0, 0, err
+// step trains on one batch (this rank's slice of the global batch, share
+// of its examples); it returns the global loss and correct count.
+func (l *loop) step(ctx context.Context, dctx *nn.Context, b *Dataset, share float64) (stepResult, error) {
+	start := time.Now()
+	var r stepResult
+	lr := l.sched(l.st.Step)
+	l.model.ZeroGrad()
+	var out *nn.Tensor
+	var loss float64
+	var correct int
+	var sync *gradSync
+	if l.comm != nil {
+		sync = l.sync
+		sync.begin(ctx, share)
 	}
-	loss, grad, err := l.obj.loss(out, b)
-	if err != nil {
-		return 0, 0, err
+	if b.Len() > 0 {
+		var pass *nn.Pass
+		var grad *nn.Tensor
+		var err error
+		if out, pass, err = l.model.Forward(dctx, b.X); err != nil {
+			return r, err
+		}
+		if loss, grad, err = l.obj.loss(out, b); err != nil {
+			return r, err
+		}
+		var done func(int)
+		if sync != nil {
+			done = func(i int) { sync.layerDone(l.model.Layers[i].Params()) }
+		}
+		l.model.BackwardNotify(pass, grad, done)
+		if l.obj.task == Classification {
+			for i, p := range argmax(out) {
+				if p == b.Labels[i] {
+					correct++
+				}
+			}
+		}
+	} else if sync != nil {
+		// No examples here this step (a last global batch smaller than
+		// the ranks): zero gradients, but a part in every all-reduce.
+		for _, layer := range l.model.Layers {
+			sync.layerDone(layer.Params())
+		}
+	}
+	r.loss, r.correct = loss, float64(correct)
+	if sync != nil {
+		computed := time.Now()
+		extras := []float32{float32(loss * share), float32(correct)}
+		if err := sync.finish(extras); err != nil {
+			return r, err
+		}
+		r.wait = time.Since(computed)
+		r.loss, r.correct = float64(extras[0]), float64(extras[1])
+		r.commBusy, r.commBytes = sync.busy, sync.bytes
+		sync.busy, sync.bytes = 0, 0
 	}
 	if l.st.Step == 0 {
-		l.st.FirstLoss = loss
+		l.st.FirstLoss = r.loss
 	}
-	lr := l.sched(l.st.Step)
-	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return 0, 0, fmt.Errorf("%w: the loss is %v at step %d (epoch %d) with learning rate %g; lower --hp lr", ErrDiverged, loss, l.st.Step+1, l.st.Epoch+1, lr)
+	if math.IsNaN(r.loss) || math.IsInf(r.loss, 0) {
+		return r, fmt.Errorf("%w: the loss is %v at step %d (epoch %d) with learning rate %g; lower --hp lr", ErrDiverged, r.loss, l.st.Step+1, l.st.Epoch+1, lr)
 	}
 	// A loss a thousand times the first one is runaway growth: stop
 	// before the weights overflow.
-	if l.st.Step > 0 && l.st.FirstLoss > 0 && loss > 1000*l.st.FirstLoss && loss > 1 {
-		return 0, 0, fmt.Errorf("%w: the loss grew from %.4g to %.4g by step %d (epoch %d) with learning rate %g; lower --hp lr", ErrDiverged, l.st.FirstLoss, loss, l.st.Step+1, l.st.Epoch+1, lr)
+	if l.st.Step > 0 && l.st.FirstLoss > 0 && r.loss > 1000*l.st.FirstLoss && r.loss > 1 {
+		return r, fmt.Errorf("%w: the loss grew from %.4g to %.4g by step %d (epoch %d) with learning rate %g; lower --hp lr", ErrDiverged, l.st.FirstLoss, r.loss, l.st.Step+1, l.st.Epoch+1, lr)
 	}
-	l.model.ZeroGrad()
-	l.model.Backward(pass, grad)
 	params := l.model.Params()
 	l.opt.Step(params, lr)
 	if !finite(params) {
-		return 0, 0, fmt.Errorf("%w: weights became non-finite at step %d (epoch %d) with learning rate %g; lower --hp lr", ErrDiverged, l.st.Step+1, l.st.Epoch+1, lr)
+		return r, fmt.Errorf("%w: weights became non-finite at step %d (epoch %d) with learning rate %g; lower --hp lr", ErrDiverged, l.st.Step+1, l.st.Epoch+1, lr)
 	}
-	correct := 0
-	if l.obj.task == Classification {
-		for i, p := range argmax(out) {
-			if p == b.Labels[i] {
-				correct++
-			}
-		}
-	}
-	return loss, correct, nil
+	r.compute = time.Since(start) - r.wait
+	return r, nil
 }
 
 // observe records an epoch's validation loss for early stopping.
@@ -233,11 +346,6 @@ func (l *loop) observe(valLoss float64) {
 }
 
 func (l *loop) checkpoint(ctx context.Context) error {
-	rng, err := l.rng.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	l.st.RNG = rng
 	return l.hooks.Checkpoint(ctx, &Checkpoint{State: l.st, Weights: weights(l.model), Best: l.best, Optimizer: l.opt.State()})
 }
 
