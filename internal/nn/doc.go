@@ -1,6 +1,7 @@
 // Package nn is hpcml's neural-network engine: float32 tensors, layers with
 // forward and backward passes, losses, optimisers and learning-rate
-// schedules, in pure Go on gonum's BLAS (or OpenBLAS with -tags openblas).
+// schedules, in pure Go: matrix products go through package gemm (an
+// AVX2/FMA kernel, pure Go elsewhere), or OpenBLAS with -tags openblas.
 //
 // Layers are stateless apart from their parameters: Forward returns the
 // output and a cache that Backward consumes, so one model can serve many
