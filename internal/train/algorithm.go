@@ -36,7 +36,7 @@ func Algorithms() []*Algorithm {
 	base := HParams{
 		BatchSize: 64, Optimizer: "adam", Momentum: 0.9, Schedule: "constant", Gamma: 0.1,
 		Patience: 5, Validation: 0.1, ClassWeights: "none", Standardize: true,
-		CheckpointEvery: 200, LogEvery: 10,
+		CheckpointEvery: 200, LogEvery: 10, MicroBatches: 4,
 	}
 	linear := base
 	linear.LR = 0.01

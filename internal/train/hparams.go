@@ -39,6 +39,7 @@ type HParams struct {
 
 	CheckpointEvery int // steps
 	LogEvery        int // steps
+	MicroBatches    int // per batch, in pipeline-parallel training
 }
 
 // hpDoc says what a hyperparameter means; the algorithms say which apply
@@ -69,13 +70,14 @@ func hpDoc(name string) string {
 		"shape":            "cnn on a table: each row's features as C,H,W (e.g. 1,8,8)",
 		"checkpoint_every": "steps between checkpoints",
 		"log_every":        "steps between metric points",
+		"micro_batches":    "micro-batches each batch is cut into in pipeline-parallel training",
 	}[name]
 }
 
 // commonHP are the hyperparameters every algorithm takes.
 func commonHP() []string {
 	return []string{"task", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule", "warmup",
-		"step_every", "gamma", "min_lr", "patience", "validation", "class_weights", "standardize", "checkpoint_every", "log_every"}
+		"step_every", "gamma", "min_lr", "patience", "validation", "class_weights", "standardize", "checkpoint_every", "log_every", "micro_batches"}
 }
 
 // parseHParams applies kv over defaults, accepting only the names in allowed.
@@ -151,6 +153,8 @@ func (h *HParams) set(k, v string) error {
 		h.CheckpointEvery, err = strconv.Atoi(v)
 	case "log_every":
 		h.LogEvery, err = strconv.Atoi(v)
+	case "micro_batches":
+		h.MicroBatches, err = strconv.Atoi(v)
 	}
 	return err
 }
@@ -186,8 +190,8 @@ func (h *HParams) check() error {
 		return fmt.Errorf("hyperparameter validation=%g: want [0, 0.5]", h.Validation)
 	case h.Dropout < 0 || h.Dropout >= 1:
 		return fmt.Errorf("hyperparameter dropout=%g: want [0, 1)", h.Dropout)
-	case h.CheckpointEvery < 1 || h.LogEvery < 1:
-		return fmt.Errorf("hyperparameters checkpoint_every and log_every must be ≥ 1")
+	case h.CheckpointEvery < 1 || h.LogEvery < 1 || h.MicroBatches < 1:
+		return fmt.Errorf("hyperparameters checkpoint_every, log_every and micro_batches must be ≥ 1")
 	}
 	for _, n := range h.Hidden {
 		if n < 1 || n > 1<<16 {
@@ -212,6 +216,7 @@ func (h HParams) Map(allowed []string) map[string]string {
 		"hidden": joinInts(h.Hidden), "activation": h.Activation, "dropout": fmtF(h.Dropout),
 		"batchnorm": strconv.FormatBool(h.BatchNorm), "arch": h.Arch, "filters": strconv.Itoa(h.Filters),
 		"shape": joinInts(h.Shape), "checkpoint_every": strconv.Itoa(h.CheckpointEvery), "log_every": strconv.Itoa(h.LogEvery),
+		"micro_batches": strconv.Itoa(h.MicroBatches),
 	}
 	out := map[string]string{}
 	for _, k := range allowed {

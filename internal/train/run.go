@@ -27,6 +27,11 @@ type Config struct {
 	Epochs    int               `json:"epochs"`
 	Seed      uint64            `json:"seed"`
 	Table     TableConfig       `json:"table,omitzero"`
+	// Workers is the number of data-parallel ranks (0 or 1: one);
+	// PipelineStages the number of pipeline stages the network is cut
+	// into (0 or 1: none). The job runs that many tasks.
+	Workers        int `json:"workers,omitempty"`
+	PipelineStages int `json:"pipeline_stages,omitempty"`
 }
 
 // TableConfig are the table-reading options a run carries (table.Options
@@ -50,6 +55,12 @@ func (t TableConfig) options() table.Options {
 // MaxEpochs bounds a run's epochs.
 const MaxEpochs = 100000
 
+// MaxRanks bounds the workers or pipeline stages of a run.
+const MaxRanks = 256
+
+// Ranks is how many processes the run takes.
+func (c *Config) Ranks() int { return max(c.Workers, c.PipelineStages, 1) }
+
 // Check validates what can be checked without the data.
 func (c *Config) Check() error {
 	a, err := LookupAlgorithm(c.Algorithm)
@@ -64,6 +75,12 @@ func (c *Config) Check() error {
 	}
 	if _, err := a.Parse(c.HP); err != nil {
 		return err
+	}
+	if c.Workers < 0 || c.Workers > MaxRanks || c.PipelineStages < 0 || c.PipelineStages > MaxRanks {
+		return fmt.Errorf("workers %d, pipeline stages %d: want 1..%d", c.Workers, c.PipelineStages, MaxRanks)
+	}
+	if c.Workers > 1 && c.PipelineStages > 1 {
+		return errors.New("workers (data parallel) and pipeline stages (model parallel) cannot be combined yet: choose one")
 	}
 	if d := []rune(c.Table.Delimiter); len(d) > 1 {
 		return fmt.Errorf("delimiter %q: want one character", c.Table.Delimiter)
@@ -82,14 +99,15 @@ const (
 
 // RunInfo is run.json: what is being trained on what.
 type RunInfo struct {
-	Config    Config            `json:"config"`
-	Data      DataInfo          `json:"data"`
-	HP        map[string]string `json:"hyperparameters"`
-	Spec      nn.Spec           `json:"network"`
-	Params    int               `json:"parameters"`
-	BLAS      string            `json:"blas"`
-	Workers   int               `json:"workers,omitempty"` // data-parallel ranks
-	StartedAt time.Time         `json:"started_at"`
+	Config         Config            `json:"config"`
+	Data           DataInfo          `json:"data"`
+	HP             map[string]string `json:"hyperparameters"`
+	Spec           nn.Spec           `json:"network"`
+	Params         int               `json:"parameters"`
+	BLAS           string            `json:"blas"`
+	Workers        int               `json:"workers,omitempty"` // data-parallel ranks
+	PipelineStages int               `json:"pipeline_stages,omitempty"`
+	StartedAt      time.Time         `json:"started_at"`
 }
 
 // ModelMetadata is model.json: the model and how to feed it.
@@ -193,7 +211,31 @@ func Run(ctx context.Context, cfg Config, o Options) (*ModelMetadata, error) {
 	hooks := &runHooks{out: o.Out, log: log, progress: o.Progress, epochs: cfg.Epochs, perEpoch: perEpoch}
 	l.hooks = hooks
 	lead := true // writes the run's files
-	if o.Comm != nil && o.Comm.Size() > 1 {
+	if o.Comm != nil {
+		if size := o.Comm.Size(); size != cfg.Ranks() {
+			return nil, fmt.Errorf("the run wants %d ranks, the process group has %d", cfg.Ranks(), size)
+		}
+	} else if cfg.Ranks() > 1 {
+		return nil, fmt.Errorf("the run wants %d ranks: run it as a job (hpcml train), which starts them", cfg.Ranks())
+	}
+	if o.Comm != nil && cfg.PipelineStages > 1 {
+		pc, ok := o.Comm.(PipeComm)
+		if !ok {
+			return nil, errors.New("pipeline stages need a process group with point-to-point transfers")
+		}
+		if err := agree(ctx, o.Comm, "network parameters", len(weights(model))); err != nil {
+			return nil, err
+		}
+		if l.pipe, err = newPipeline(model, pc, h.MicroBatches); err != nil {
+			return nil, err
+		}
+		log.Info("pipeline", "stages", l.pipe.describe(model))
+		ri.PipelineStages = pc.Size()
+		if pc.Rank() != 0 {
+			lead = false
+			l.hooks = silentHooks{}
+		}
+	} else if o.Comm != nil && o.Comm.Size() > 1 {
 		// Every rank must have built the same network from the same data.
 		if err := agree(ctx, o.Comm, "network parameters", len(weights(model))); err != nil {
 			return nil, err
@@ -230,12 +272,12 @@ func Run(ctx context.Context, cfg Config, o Options) (*ModelMetadata, error) {
 	if err != nil {
 		return nil, err
 	}
-	if l.comm != nil {
+	if o.Comm != nil && o.Comm.Size() > 1 {
 		step := -1
 		if c != nil {
 			step = c.State.Step
 		}
-		if err := agree(ctx, l.comm, "checkpoint step to resume from", step); err != nil {
+		if err := agree(ctx, o.Comm, "checkpoint step to resume from", step); err != nil {
 			return nil, err
 		}
 	}

@@ -85,6 +85,8 @@ type loop struct {
 	// sync averages its gradients.
 	comm Comm
 	sync *gradSync
+	// pipe, when set, makes this one stage of pipeline-parallel training.
+	pipe *pipeline
 }
 
 // run trains until the epochs are done or early stopping ends it. With a
@@ -94,9 +96,12 @@ type loop struct {
 // so the ranks hold identical weights throughout.
 func (l *loop) run(ctx context.Context) error {
 	n := l.train.Len()
-	world, rank := 1, 0
+	world, rank, stage := 1, 0, 0
 	if l.comm != nil {
 		world, rank = l.comm.Size(), l.comm.Rank()
+	}
+	if l.pipe != nil {
+		stage = l.pipe.stage // every stage sees the whole batch
 	}
 	bs := min(l.h.BatchSize*world, n)
 	perEpoch := (n + bs - 1) / bs
@@ -120,8 +125,14 @@ func (l *loop) run(ctx context.Context) error {
 			// Dropout's masks come from the seed, the step and the rank
 			// alone: a resumed run draws the same ones, and the ranks
 			// draw different ones.
-			dctx.RNG = rand.New(rand.NewPCG(l.seed^0xd20f00d, uint64(l.st.Step)<<16|uint64(rank)))
-			r, err := l.step(ctx, dctx, l.train.subset(mine), float64(len(mine))/float64(len(global)))
+			dctx.RNG = rand.New(rand.NewPCG(l.seed^0xd20f00d, uint64(l.st.Step)<<16|uint64(rank+stage)))
+			var r stepResult
+			var err error
+			if l.pipe != nil {
+				r, err = l.pipeStep(ctx, dctx, l.train.subset(global))
+			} else {
+				r, err = l.step(ctx, dctx, l.train.subset(mine), float64(len(mine))/float64(len(global)))
+			}
 			if err != nil {
 				return err
 			}
@@ -155,17 +166,17 @@ func (l *loop) run(ctx context.Context) error {
 			}
 		}
 		if l.val != nil {
-			ev, err := evaluate(l.model, l.obj, l.val, nil, l.classes)
+			loss, metric, err := l.validate(ctx)
 			if err != nil {
 				return err
 			}
-			v["val_loss"] = ev.Loss
+			v["val_loss"] = loss
 			if l.obj.task == Classification {
-				v["val_accuracy"] = ev.Accuracy
+				v["val_accuracy"] = metric
 			} else {
-				v["val_rmse"] = ev.RMSE
+				v["val_rmse"] = metric
 			}
-			l.observe(ev.Loss)
+			l.observe(loss)
 		}
 		l.hooks.Metric(ctx, Point{Kind: "epoch", Step: l.st.Step, Epoch: l.st.Epoch + 1, Time: time.Now(), Values: v})
 		l.st.Epoch++
@@ -177,7 +188,43 @@ func (l *loop) run(ctx context.Context) error {
 	if l.best != nil {
 		setWeights(l.model, l.best)
 	}
+	if l.pipe != nil {
+		// Rank 0 evaluates and exports the whole model.
+		if _, err := l.pipe.gather(ctx, l.model, nil, nil); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// validate scores the validation set: the loss and the accuracy (or RMSE).
+// A pipeline gathers the stages to rank 0, which validates and tells the
+// others.
+func (l *loop) validate(ctx context.Context) (loss, metric float64, err error) {
+	score := func() error {
+		ev, err := evaluate(l.model, l.obj, l.val, nil, l.classes)
+		loss, metric = ev.Loss, ev.Accuracy
+		if l.obj.task != Classification {
+			metric = ev.RMSE
+		}
+		return err
+	}
+	if l.pipe == nil {
+		return loss, metric, score()
+	}
+	if _, err := l.pipe.gather(ctx, l.model, nil, nil); err != nil {
+		return 0, 0, err
+	}
+	if l.pipe.stage == 0 {
+		if err := score(); err != nil {
+			return 0, 0, err
+		}
+	}
+	res := []float32{float32(loss), float32(metric)}
+	if err := l.pipe.comm.Broadcast(ctx, res, 0); err != nil {
+		return 0, 0, fmt.Errorf("share the validation: %w", err)
+	}
+	return float64(res[0]), float64(res[1]), nil
 }
 
 // stepStats accumulates steps' results over a metrics window or an epoch.
@@ -312,16 +359,8 @@ func (l *loop) step(ctx context.Context, dctx *nn.Context, b *Dataset, share flo
 		r.commBusy, r.commBytes = sync.busy, sync.bytes
 		sync.busy, sync.bytes = 0, 0
 	}
-	if l.st.Step == 0 {
-		l.st.FirstLoss = r.loss
-	}
-	if math.IsNaN(r.loss) || math.IsInf(r.loss, 0) {
-		return r, fmt.Errorf("%w: the loss is %v at step %d (epoch %d) with learning rate %g; lower --hp lr", ErrDiverged, r.loss, l.st.Step+1, l.st.Epoch+1, lr)
-	}
-	// A loss a thousand times the first one is runaway growth: stop
-	// before the weights overflow.
-	if l.st.Step > 0 && l.st.FirstLoss > 0 && r.loss > 1000*l.st.FirstLoss && r.loss > 1 {
-		return r, fmt.Errorf("%w: the loss grew from %.4g to %.4g by step %d (epoch %d) with learning rate %g; lower --hp lr", ErrDiverged, l.st.FirstLoss, r.loss, l.st.Step+1, l.st.Epoch+1, lr)
+	if err := l.checkLoss(r.loss, lr); err != nil {
+		return r, err
 	}
 	params := l.model.Params()
 	l.opt.Step(params, lr)
@@ -330,6 +369,42 @@ func (l *loop) step(ctx context.Context, dctx *nn.Context, b *Dataset, share flo
 	}
 	r.compute = time.Since(start) - r.wait
 	return r, nil
+}
+
+// pipeStep is step for a pipeline stage: the batch goes through the
+// stages, and this stage updates its own layers.
+func (l *loop) pipeStep(ctx context.Context, dctx *nn.Context, b *Dataset) (stepResult, error) {
+	start := time.Now()
+	lr := l.sched(l.st.Step)
+	l.model.ZeroGrad()
+	r, err := l.pipe.step(ctx, l, dctx, b)
+	if err != nil {
+		return r, err
+	}
+	if err := l.checkLoss(r.loss, lr); err != nil {
+		return r, err
+	}
+	// Non-finite weights show as a non-finite loss at the next step, on
+	// every stage at once; checking here would let the stages disagree.
+	l.opt.Step(l.pipe.params(l.model), lr)
+	r.compute = time.Since(start)
+	return r, nil
+}
+
+// checkLoss fails a step whose loss says training has diverged.
+func (l *loop) checkLoss(loss, lr float64) error {
+	if l.st.Step == 0 {
+		l.st.FirstLoss = loss
+	}
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return fmt.Errorf("%w: the loss is %v at step %d (epoch %d) with learning rate %g; lower --hp lr", ErrDiverged, loss, l.st.Step+1, l.st.Epoch+1, lr)
+	}
+	// A loss a thousand times the first one is runaway growth: stop
+	// before the weights overflow.
+	if l.st.Step > 0 && l.st.FirstLoss > 0 && loss > 1000*l.st.FirstLoss && loss > 1 {
+		return fmt.Errorf("%w: the loss grew from %.4g to %.4g by step %d (epoch %d) with learning rate %g; lower --hp lr", ErrDiverged, l.st.FirstLoss, loss, l.st.Step+1, l.st.Epoch+1, lr)
+	}
+	return nil
 }
 
 // observe records an epoch's validation loss for early stopping.
@@ -346,7 +421,17 @@ func (l *loop) observe(valLoss float64) {
 }
 
 func (l *loop) checkpoint(ctx context.Context) error {
-	return l.hooks.Checkpoint(ctx, &Checkpoint{State: l.st, Weights: weights(l.model), Best: l.best, Optimizer: l.opt.State()})
+	st := l.opt.State()
+	if l.pipe != nil {
+		// Rank 0 writes the whole model's checkpoint: every stage's
+		// layers and optimiser state come to it first.
+		s, err := l.pipe.gather(ctx, l.model, l.opt, slotKinds(l.h))
+		if err != nil {
+			return err
+		}
+		st = *s
+	}
+	return l.hooks.Checkpoint(ctx, &Checkpoint{State: l.st, Weights: weights(l.model), Best: l.best, Optimizer: st})
 }
 
 func finite(params []*nn.Param) bool {
