@@ -1,0 +1,349 @@
+package collective
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// The collectives run on a ring: each rank writes to its successor and
+// reads from its predecessor, on two connections, from two goroutines
+// (the caller's receives and reduces, a helper sends), so both directions
+// of every link are busy at once.
+//
+// AllReduce is a reduce-scatter followed by an all-gather. The buffer is
+// cut into Size() chunks (Shard); chunk c travels the ring starting at
+// rank c+1, each rank adding its own values, and is complete at rank c,
+// its owner, after Size()-1 steps; the owner then sends it around the
+// ring once more and every rank copies it. Each link carries
+// 2(n-1)/n of the buffer: the bus bandwidth of NCCL's convention.
+//
+// Chunks are cut into segments (Config.SegmentBytes) and the pipeline
+// runs per segment: a segment received (and reduced) is handed to the
+// sending goroutine at once, so a step does not wait for the previous
+// step's whole chunk.
+//
+// Why every rank holds the same bits: each element is reduced exactly
+// once, on its chunk's owner, and the others receive a copy of that
+// result. The order of the additions for an element of chunk c is fixed:
+// ranks c+1, c+2, …, n-1, 0, …, c ((x[c+1] + x[c+2]) + …) + x[c]. It
+// depends only on the world size and the buffer length, so results are
+// reproducible from run to run. It can differ in the last bits from adding
+// in rank order (float addition is not associative); for two ranks both
+// orders give the same result (a+b == b+a exactly).
+
+// Shard is the part [lo, hi) of a buffer of length elements that rank
+// owns among size ranks in ReduceScatter and AllGather (and internally in
+// AllReduce): contiguous, in rank order, the first length%size ranks one
+// element longer than the others. Some shards are empty when length <
+// size.
+func Shard(length, size, rank int) (lo, hi int) {
+	q, r := length/size, length%size
+	lo = rank*q + min(rank, r)
+	hi = lo + q
+	if rank < r {
+		hi++
+	}
+	return lo, hi
+}
+
+// xfer is a range of the buffer one side of a ring operation sends or
+// receives in one step.
+type xfer struct {
+	lo, hi int
+	// chained, on a send: wait, before each segment, until the receiving
+	// side has finished the matching segment of an earlier step. On a
+	// receive: signal each finished segment to the sending side. The
+	// chained receives and sends cover the same ranges in the same order.
+	chained bool
+	reduce  bool // receive: add into the buffer; otherwise copy into it
+	final   bool // receive: the chunk is complete after this step (Mean divides it)
+}
+
+type plan struct {
+	hdr              header
+	send, recv       []xfer
+	sendHdr, recvHdr bool // whether this rank writes to next, reads from prev at all
+}
+
+func mod(a, n int) int { return ((a % n) + n) % n }
+
+func (g *Group) chunk(length, c int) (int, int) { return Shard(length, g.size, mod(c, g.size)) }
+
+// reduceScatterSteps appends the reduce-scatter's steps for rank r: at
+// step s it sends chunk r-s-1 and adds chunk r-s-2 into its own, ending
+// with its own chunk r complete.
+func (g *Group) reduceScatterSteps(p *plan, length int, feedsGather bool) {
+	n, r := g.size, g.rank
+	for s := 0; s < n-1; s++ {
+		lo, hi := g.chunk(length, r-s-1)
+		p.send = append(p.send, xfer{lo: lo, hi: hi, chained: s > 0})
+		lo, hi = g.chunk(length, r-s-2)
+		p.recv = append(p.recv, xfer{lo: lo, hi: hi, reduce: true, final: s == n-2, chained: s < n-2 || feedsGather})
+	}
+}
+
+// allGatherSteps appends the all-gather's steps for rank r: at step s it
+// sends chunk r-s (its own first) and copies chunk r-s-1.
+func (g *Group) allGatherSteps(p *plan, length int, afterScatter bool) {
+	n, r := g.size, g.rank
+	for s := 0; s < n-1; s++ {
+		lo, hi := g.chunk(length, r-s)
+		p.send = append(p.send, xfer{lo: lo, hi: hi, chained: s > 0 || afterScatter})
+		lo, hi = g.chunk(length, r-s-1)
+		p.recv = append(p.recv, xfer{lo: lo, hi: hi, chained: s < n-2})
+	}
+}
+
+// AllReduce replaces buf, on every rank, with the element-wise Sum or Mean
+// of every rank's buf. All ranks must pass the same length (else the
+// operation fails on every rank, naming the ranks that differ). The
+// result is bit-identical on every rank and reproducible; see the package
+// documentation for the order of the additions.
+func (g *Group) AllReduce(ctx context.Context, buf []float32, op Op) error {
+	return g.allReduce(ctx, opAllReduce, kindAllReduce, buf, op)
+}
+
+func (g *Group) allReduce(ctx context.Context, name string, kind uint8, buf []float32, op Op) error {
+	if !op.valid() {
+		return fmt.Errorf("collective: %s: unknown reduction %v", name, op)
+	}
+	return g.collective(ctx, name, func(seq uint64) *plan {
+		p := &plan{hdr: header{kind: kind, op: op, seq: seq, count: uint64(len(buf))}, sendHdr: true, recvHdr: true}
+		g.reduceScatterSteps(p, len(buf), true)
+		g.allGatherSteps(p, len(buf), true)
+		return p
+	}, buf)
+}
+
+// ReduceScatter reduces buf across the ranks like AllReduce, but leaves
+// on each rank only its own shard complete: on return buf[lo:hi], with lo,
+// hi = Shard(len(buf), g.Size(), g.Rank()), holds the Sum or Mean of every
+// rank's buf[lo:hi]; the rest of buf holds partial sums (unspecified).
+// It sends half the data of an AllReduce (data-parallel training with
+// sharded optimiser state uses it with AllGather).
+func (g *Group) ReduceScatter(ctx context.Context, buf []float32, op Op) error {
+	if !op.valid() {
+		return fmt.Errorf("collective: %s: unknown reduction %v", opReduceScatter, op)
+	}
+	return g.collective(ctx, opReduceScatter, func(seq uint64) *plan {
+		p := &plan{hdr: header{kind: kindReduceScatter, op: op, seq: seq, count: uint64(len(buf))}, sendHdr: true, recvHdr: true}
+		g.reduceScatterSteps(p, len(buf), false)
+		return p
+	}, buf)
+}
+
+// AllGather fills buf on every rank with every rank's shard: each rank
+// contributes buf[lo:hi], lo, hi = Shard(len(buf), g.Size(), g.Rank()),
+// and on return every shard of buf holds its owner's values. All ranks
+// pass the same length.
+func (g *Group) AllGather(ctx context.Context, buf []float32) error {
+	return g.collective(ctx, opAllGather, func(seq uint64) *plan {
+		p := &plan{hdr: header{kind: kindAllGather, seq: seq, count: uint64(len(buf))}, sendHdr: true, recvHdr: true}
+		g.allGatherSteps(p, len(buf), false)
+		return p
+	}, buf)
+}
+
+// Broadcast copies root's buf into every other rank's buf (all ranks
+// pass the same length and root). The data is pipelined along the ring
+// from root, segment by segment, so each link carries the buffer once.
+func (g *Group) Broadcast(ctx context.Context, buf []float32, root int) error {
+	if root < 0 || root >= g.size {
+		return fmt.Errorf("collective: %s: root %d is out of range for a group of %d", opBroadcast, root, g.size)
+	}
+	return g.collective(ctx, opBroadcast, func(seq uint64) *plan {
+		p := &plan{hdr: header{kind: kindBroadcast, root: int32(root), seq: seq, count: uint64(len(buf))}}
+		whole := xfer{lo: 0, hi: len(buf)}
+		last := (g.rank+1)%g.size == root // the ring ends here
+		switch {
+		case g.rank == root:
+			p.sendHdr, p.send = true, []xfer{whole}
+		case last:
+			p.recvHdr, p.recv = true, []xfer{whole}
+		default:
+			whole.chained = true
+			p.sendHdr, p.send = true, []xfer{whole}
+			p.recvHdr, p.recv = true, []xfer{whole}
+		}
+		return p
+	}, buf)
+}
+
+// Barrier returns on each rank only after every rank has called it. It is
+// an all-reduce of one element per rank: every rank's result depends on
+// every rank's input, so no rank can finish before all have started.
+func (g *Group) Barrier(ctx context.Context) error {
+	return g.allReduce(ctx, opBarrier, kindBarrier, make([]float32, g.size), Sum)
+}
+
+// collective runs one collective operation: the checks, the plan for this
+// rank, the exchange, the bookkeeping.
+func (g *Group) collective(ctx context.Context, name string, mk func(seq uint64) *plan, buf []float32) error {
+	if err := g.begin(name, ctx); err != nil {
+		return err
+	}
+	if g.size == 1 {
+		g.stats.collectives.Add(1)
+		return nil // every collective of one rank leaves buf as it is (Mean divides by 1)
+	}
+	g.collMu.Lock()
+	defer g.collMu.Unlock()
+	// A failure may have come while this call waited for the lock.
+	if err := g.begin(name, ctx); err != nil {
+		return err
+	}
+	start := time.Now()
+	p := mk(g.seq)
+	g.seq++
+	stop := g.watch(ctx)
+	err := g.run(buf, p)
+	stop()
+	if err != nil {
+		return g.opErr(name)
+	}
+	g.stats.collectives.Add(1)
+	g.stats.nanos.Add(int64(time.Since(start)))
+	return nil
+}
+
+// nsegs is the number of segments a range of n elements is cut into.
+func (g *Group) nsegs(n int) int { return (n + g.seg - 1) / g.seg }
+
+// run exchanges the data of plan p: the sends on a helper goroutine, the
+// receives on this one.
+func (g *Group) run(buf []float32, p *plan) error {
+	ntok := 0
+	for _, x := range p.recv {
+		if x.chained {
+			ntok += g.nsegs(x.hi - x.lo)
+		}
+	}
+	// Buffered for every token: the receiving side never waits on the
+	// sending side, only the other way round.
+	tokens := make(chan struct{}, ntok)
+	quit := make(chan struct{})
+	sent := make(chan error, 1)
+	if p.sendHdr {
+		go func() { sent <- g.sendSide(buf, p, tokens, quit) }()
+	} else {
+		sent <- nil
+	}
+	var rerr error
+	if p.recvHdr {
+		rerr = g.recvSide(buf, p, tokens)
+	}
+	if rerr != nil {
+		close(quit)
+	}
+	serr := <-sent
+	if rerr != nil {
+		return rerr
+	}
+	return serr
+}
+
+// errQuit stops the sending side after the receiving side failed.
+type errQuit struct{}
+
+func (errQuit) Error() string { return "stopped" }
+
+func (g *Group) sendSide(buf []float32, p *plan, tokens <-chan struct{}, quit <-chan struct{}) error {
+	next := (g.rank + 1) % g.size
+	c := g.next
+	var hb [headerSize]byte
+	p.hdr.encode(&hb)
+	pending := hb[:] // the header goes out with the first segment: one system call
+	var sent int64
+	for _, x := range p.send {
+		for lo := x.lo; lo < x.hi; lo += g.seg {
+			hi := min(lo+g.seg, x.hi)
+			if x.chained {
+				select {
+				case <-tokens:
+				case <-quit:
+					return errQuit{}
+				}
+			}
+			_ = c.SetWriteDeadline(time.Now().Add(g.timeout))
+			var err error
+			if pending != nil {
+				bufs := net.Buffers{pending, bytesOf(buf[lo:hi])}
+				_, err = bufs.WriteTo(c)
+				pending = nil
+			} else {
+				_, err = c.Write(bytesOf(buf[lo:hi]))
+			}
+			if err != nil {
+				g.observeIO(next, err)
+				return err
+			}
+			sent += int64(4 * (hi - lo))
+		}
+	}
+	if pending != nil {
+		_ = c.SetWriteDeadline(time.Now().Add(g.timeout))
+		if _, err := c.Write(pending); err != nil {
+			g.observeIO(next, err)
+			return err
+		}
+	}
+	g.stats.sent.Add(sent)
+	return nil
+}
+
+func (g *Group) recvSide(buf []float32, p *plan, tokens chan<- struct{}) error {
+	prev := (g.rank + g.size - 1) % g.size
+	c := g.prev
+	var hb [headerSize]byte
+	_ = c.SetReadDeadline(time.Now().Add(g.timeout))
+	if _, err := io.ReadFull(c, hb[:]); err != nil {
+		g.observeIO(prev, err)
+		return err
+	}
+	h, err := decodeHeader(&hb)
+	if err != nil {
+		g.observe(prev, err, err.Error(), true)
+		return err
+	}
+	if h != p.hdr {
+		err := fmt.Errorf("called %v where rank %d called %v", h, g.rank, p.hdr)
+		g.observe(prev, err, err.Error(), true)
+		return err
+	}
+	n := float32(g.size)
+	var got int64
+	for _, x := range p.recv {
+		for lo := x.lo; lo < x.hi; lo += g.seg {
+			hi := min(lo+g.seg, x.hi)
+			_ = c.SetReadDeadline(time.Now().Add(g.timeout))
+			dst := buf[lo:hi]
+			if x.reduce {
+				if cap(g.scratch) < len(dst) {
+					g.scratch = make([]float32, min(g.seg, len(buf)))
+				}
+				sc := g.scratch[:len(dst)]
+				if _, err := io.ReadFull(c, bytesOf(sc)); err != nil {
+					g.observeIO(prev, err)
+					return err
+				}
+				if x.final && p.hdr.op == Mean {
+					addDivTo(dst, sc, n)
+				} else {
+					addTo(dst, sc)
+				}
+			} else if _, err := io.ReadFull(c, bytesOf(dst)); err != nil {
+				g.observeIO(prev, err)
+				return err
+			}
+			got += int64(4 * len(dst))
+			if x.chained {
+				tokens <- struct{}{}
+			}
+		}
+	}
+	g.stats.recv.Add(got)
+	return nil
+}
