@@ -21,6 +21,11 @@ import (
 	"github.com/hpcml/hpcml/internal/train"
 )
 
+// ExitPeerLost is the exit code of a training rank whose peer was lost
+// (killed, its node gone): the job is retried on it and resumes from the
+// newest checkpoint (EX_TEMPFAIL).
+const ExitPeerLost = 75
+
 // trainFlags are hpcml train's flags.
 type trainFlags struct {
 	algorithm  string
@@ -38,6 +43,9 @@ type trainFlags struct {
 	wait       bool
 	here       bool
 	out        string
+	workers    int
+	stages     int
+	nodes      int
 }
 
 func newTrainCmd(o *rootOptions) *cobra.Command {
@@ -77,7 +85,10 @@ and evaluation.json (accuracy, F1, confusion matrix; or RMSE, MAE, R²).
 	fl.Uint64Var(&f.seed, "seed", 1, "seed of the initialisation, split, shuffling and dropout")
 	f.table.add(fl)
 	fl.StringVarP(&f.queue, "queue", "q", "", "the job's queue")
-	fl.Float64Var(&f.cpus, "cpus", 2, "the job's CPUs (training uses them all)")
+	fl.IntVar(&f.workers, "workers", 1, "data-parallel workers: the job runs this many tasks, each on its share of every batch (batch_size per worker)")
+	fl.IntVar(&f.stages, "pipeline-stages", 1, "pipeline (model-parallel) stages: the network is cut into this many parts, one per task")
+	fl.IntVar(&f.nodes, "nodes", 1, "nodes the workers or stages are spread over (they must divide evenly)")
+	fl.Float64Var(&f.cpus, "cpus", 0, "CPUs per task (default: 2 for one task, 1 per task for several)")
 	fl.Int64Var(&f.memoryMB, "memory", 0, "the job's memory in MB (default: the queue's)")
 	fl.StringVar(&f.name, "name", "", "the job's name (default train-ALGORITHM)")
 	fl.IntVar(&f.attempts, "attempts", 3, "attempts of the job when killed or its node is lost; each resumes from the newest checkpoint")
@@ -91,6 +102,15 @@ and evaluation.json (accuracy, F1, confusion matrix; or RMSE, MAE, R²).
 // config turns the flags into a run config, checked.
 func (f *trainFlags) config(ctx context.Context, o *rootOptions) (train.Config, error) {
 	cfg := train.Config{Algorithm: f.algorithm, Data: f.data, Test: f.test, Label: f.label, Epochs: f.epochs, Seed: f.seed}
+	if f.workers > 1 {
+		cfg.Workers = f.workers
+	}
+	if f.stages > 1 {
+		cfg.PipelineStages = f.stages
+	}
+	if f.workers < 1 || f.stages < 1 {
+		return cfg, fmt.Errorf("--workers and --pipeline-stages must be at least 1")
+	}
 	if f.algorithm == "" {
 		return cfg, fmt.Errorf("--algorithm is required (linear, mlp or cnn)")
 	}
@@ -151,6 +171,9 @@ func runTrain(ctx context.Context, cmd *cobra.Command, o *rootOptions, f *trainF
 		return err
 	}
 	if f.here {
+		if cfg.Ranks() > 1 {
+			return fmt.Errorf("--workers and --pipeline-stages run as a job of several tasks, not --here")
+		}
 		return trainHere(ctx, cmd, o, cfg, f.out, format)
 	}
 	if f.out != "" {
@@ -163,6 +186,17 @@ func runTrain(ctx context.Context, cmd *cobra.Command, o *rootOptions, f *trainF
 	if f.attempts < 1 || f.attempts > job.MaxAttempts {
 		return fmt.Errorf("--attempts %d: want 1..%d", f.attempts, job.MaxAttempts)
 	}
+	ranks := cfg.Ranks()
+	if f.nodes < 1 || ranks%f.nodes != 0 {
+		return fmt.Errorf("--nodes %d: the %d workers or stages must spread evenly over the nodes", f.nodes, ranks)
+	}
+	cpus := f.cpus
+	if cpus == 0 {
+		cpus = 2
+		if ranks > 1 {
+			cpus = 1
+		}
+	}
 	body, err := json.Marshal(cfg)
 	if err != nil {
 		return err
@@ -173,11 +207,18 @@ func runTrain(ctx context.Context, cmd *cobra.Command, o *rootOptions, f *trainF
 	}
 	spec := &job.Spec{
 		Name: name, Queue: f.queue, Command: []string{task.SelfProgram, "train", "__run", "--config", string(body)},
-		Resources: job.Resources{CPUs: f.cpus, MemoryMB: f.memoryMB},
-		// A killed attempt (or a lost node) is retried and resumes from the
-		// newest checkpoint; bad data or a diverged run is not retried.
-		Retry: job.RetryPolicy{Attempts: f.attempts, OnSignals: []string{"SIGKILL", "SIGTERM"}, OnNodeLoss: true},
-		Tags:  map[string]string{"hpcml.train": cfg.Algorithm},
+		Resources: job.Resources{CPUs: cpus, MemoryMB: f.memoryMB},
+		// A killed attempt (or a lost node, or a rank that lost a peer)
+		// is retried and resumes from the newest checkpoint; bad data or
+		// a diverged run is not retried.
+		// The tasks of a job of several report a task killed by a signal
+		// as a shell does (128 + signal).
+		Retry: job.RetryPolicy{Attempts: f.attempts, OnSignals: []string{"SIGKILL", "SIGTERM"}, OnNodeLoss: true,
+			OnExitCodes: []int{ExitPeerLost, 128 + 9, 128 + 15}},
+		Tags: map[string]string{"hpcml.train": cfg.Algorithm},
+	}
+	if ranks > 1 {
+		spec.Nodes, spec.TasksPerNode = f.nodes, ranks/f.nodes
 	}
 	j, err := c.SubmitJob(ctx, spec)
 	if err != nil {

@@ -2,10 +2,14 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +19,7 @@ import (
 
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/client"
+	"github.com/hpcml/hpcml/internal/collective"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/task"
 	"github.com/hpcml/hpcml/internal/train"
@@ -227,6 +232,22 @@ func trainJobProgress(path string, log *slog.Logger) train.Progress {
 	}
 }
 
+// joinRanks joins the job's other tasks (HPCML_RANK, HPCML_WORLD_SIZE,
+// HPCML_MASTER_*): every rank must run the same configuration.
+func joinRanks(ctx context.Context, cfg train.Config) (*collective.Group, error) {
+	cc, err := collective.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if cc.WorldSize != cfg.Ranks() {
+		return nil, fmt.Errorf("the run wants %d ranks, the job has %d tasks", cfg.Ranks(), cc.WorldSize)
+	}
+	body, _ := json.Marshal(cfg)
+	sum := sha256.Sum256(body)
+	cc.Fingerprint = "config:" + hex.EncodeToString(sum[:8])
+	return collective.Join(ctx, cc)
+}
+
 // newTrainRunCmd is the training job's command: the run's config in,
 // its files to training/<job id>/ in the server's storage.
 func newTrainRunCmd() *cobra.Command {
@@ -256,7 +277,32 @@ func newTrainRunCmd() *cobra.Command {
 			defer out.Close()
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			progress := trainJobProgress(os.Getenv(job.ProgressFileEnv), log)
-			meta, err := train.Run(ctx, cfg, train.Options{Out: out, Log: log, Progress: progress})
+			opts := train.Options{Out: out, Log: log, Progress: progress}
+			if cfg.Ranks() > 1 {
+				g, err := joinRanks(ctx, cfg)
+				if err != nil {
+					return err
+				}
+				defer g.Close()
+				opts.Comm = train.GroupComm(g)
+				if g.Rank() != 0 {
+					opts.Progress = nil // rank 0 reports for the job
+				}
+				log = log.With("rank", g.Rank())
+				opts.Log = log
+			}
+			if n, err := strconv.ParseFloat(os.Getenv("HPCML_CPUS"), 64); err == nil && n >= 1 {
+				// As many threads as CPUs the task was given: two
+				// workers on two cores each take one.
+				runtime.GOMAXPROCS(int(n))
+			}
+			meta, err := train.Run(ctx, cfg, opts)
+			var peer *collective.PeerError
+			if errors.As(err, &peer) {
+				// A lost peer is the job's to retry: every rank exits so,
+				// and the retry resumes from the newest checkpoint.
+				return &exitError{code: ExitPeerLost, err: err}
+			}
 			if err != nil {
 				return err
 			}
@@ -267,7 +313,9 @@ func newTrainRunCmd() *cobra.Command {
 					fmt.Fprintf(cmd.OutOrStdout(), "evaluation (%s): accuracy=%.4f macro_f1=%.4f\n", ev.Set, ev.Accuracy, ev.MacroF1)
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "model: %s%s\n", train.RunDir(id), train.ModelFile)
+			if opts.Comm == nil || opts.Comm.Rank() == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "model: %s%s\n", train.RunDir(id), train.ModelFile)
+			}
 			return nil
 		},
 	}

@@ -213,3 +213,71 @@ func TestTrainJobKill9Resumes(t *testing.T) {
 		t.Fatal("the killed and resumed job's model differs from an uninterrupted run's")
 	}
 }
+
+// TestTrainDataParallelKill9Resumes trains with two data-parallel workers
+// (a job of two tasks), kills one worker with SIGKILL once the run has
+// checkpointed: the other fails its step naming the lost rank, the job
+// is retried and resumes, and ends with the very model of an
+// uninterrupted two-worker run.
+func TestTrainDataParallelKill9Resumes(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--cpus", "2")
+	data := moonsTable(t, 20000)
+	args := []string{"-a", "mlp", "--data", data, "--label", "y", "--epochs", "3", "--seed", "3", "--workers", "2",
+		"--hp", "hidden=256,256", "--hp", "batch_size=16", "--hp", "checkpoint_every=40", "--hp", "dropout=0.1"}
+	out, stderr, err := trainCLI(s, append(args, "-o", "json")...)
+	if err != nil {
+		t.Fatalf("train: %v\n%s", err, stderr)
+	}
+	var sub struct {
+		ID int64 `json:"id"`
+	}
+	json.Unmarshal([]byte(out), &sub)
+	ckpts := filepath.Join(s.DataDir, "objects", train.RunDir(sub.ID), "checkpoints")
+	waitUntil(t, 2*time.Minute, "a checkpoint", func() bool {
+		entries, _ := os.ReadDir(ckpts)
+		return len(entries) > 0
+	})
+	killed := 0
+	for _, pid := range s.jobPIDs() {
+		environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if strings.Contains(string(cmdline), "__run") && bytes.Contains(environ, []byte("\x00HPCML_RANK=1\x00")) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			killed++
+		}
+	}
+	if killed != 1 {
+		t.Fatalf("killed %d rank-1 processes, want 1", killed)
+	}
+	j := s.waitID(strconv.FormatInt(sub.ID, 10), 5*time.Minute)
+	if j.State != job.Succeeded || j.Attempt != 2 {
+		t.Fatalf("job %s after the kill: state %s, attempt %d (%s)", j.DisplayID(), j.State, j.Attempt, j.Reason)
+	}
+	first := s.logs(j.DisplayID(), client.LogOptions{Stream: "stderr", Attempt: 1})
+	if !strings.Contains(first, "rank 1") || !strings.Contains(first, "lost") {
+		t.Fatalf("attempt 1's surviving rank did not name the lost one:\n%s\nstdout:\n%s", first, s.logs(j.DisplayID(), client.LogOptions{Attempt: 1}))
+	}
+	if logs := s.logs(j.DisplayID(), client.LogOptions{Stream: "stderr", Attempt: 2}); !strings.Contains(logs, "resumed from checkpoint") {
+		t.Fatalf("attempt 2 did not resume:\n%s", logs)
+	}
+	got, err := os.ReadFile(filepath.Join(s.DataDir, "objects", train.RunDir(sub.ID), train.ModelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err = trainCLI(s, append(args, "--wait", "-o", "json")...)
+	if err != nil {
+		t.Fatalf("uninterrupted run: %v\n%s", err, stderr)
+	}
+	var again struct {
+		ID int64 `json:"id"`
+	}
+	json.Unmarshal([]byte(out), &again)
+	want, err := os.ReadFile(filepath.Join(s.DataDir, "objects", train.RunDir(again.ID), train.ModelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the killed and resumed two-worker run's model differs from an uninterrupted one's")
+	}
+}

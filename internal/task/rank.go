@@ -23,9 +23,15 @@ const (
 	exitNotFound = 127
 )
 
-// fanoutKillGrace is how long the tasks of a fan-out have, after one of
-// them failed and the others were sent SIGTERM, before SIGKILL (as
-// Slurm's KillWait).
+// fanoutSettle is how long the other tasks of a fan-out may go on after
+// one of them failed before they are sent SIGTERM: long enough for tasks
+// that talk to each other to notice the loss and say which peer it was
+// (a collective operation fails within milliseconds of its peer's death),
+// short enough not to hold a failed job.
+const fanoutSettle = 2 * time.Second
+
+// fanoutKillGrace is how long the tasks of a fan-out have, after the
+// others were sent SIGTERM, before SIGKILL (as Slurm's KillWait).
 const fanoutKillGrace = 10 * time.Second
 
 // RankMain is `hpcml __rank [--fanout K] -- ARGV...`, which each task of a
@@ -168,16 +174,13 @@ func runFanout(k int, argv, env []string, stdout, stderr io.Writer, sig <-chan o
 	var procs []*os.Process
 	running := map[int]bool{}
 	first := 0
-	var kill <-chan time.Time
+	var settle, kill <-chan time.Time
 	fail := func(code int) {
 		if first != 0 {
 			return
 		}
 		first = code
-		for r := range running {
-			procs[r].Signal(syscall.SIGTERM)
-		}
-		kill = time.After(fanoutKillGrace)
+		settle = time.After(fanoutSettle)
 	}
 	for rank := range k {
 		cmd := exec.Command(prog, argv[1:]...)
@@ -211,6 +214,11 @@ func runFanout(k int, argv, env []string, stdout, stderr io.Writer, sig <-chan o
 			for r := range running {
 				procs[r].Signal(s)
 			}
+		case <-settle:
+			for r := range running {
+				procs[r].Signal(syscall.SIGTERM)
+			}
+			settle, kill = nil, time.After(fanoutKillGrace)
 		case <-kill:
 			for r := range running {
 				procs[r].Kill()
