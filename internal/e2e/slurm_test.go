@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -394,6 +395,48 @@ func TestSlurm(t *testing.T) {
 		}
 		if _, err := s.Client.GetTrainingFile(ctx, res.ID, "onnx"); err != nil {
 			t.Fatalf("the model of a Slurm run: %v", err)
+		}
+	})
+
+	t.Run("data-parallel training over two Slurm nodes, a worker killed", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
+		data := moonsTable(t, 20000)
+		args := []string{"-a", "mlp", "--data", data, "--label", "y", "--epochs", "2", "--workers", "2", "--nodes", "2",
+			"--hp", "hidden=256,256", "--hp", "batch_size=16", "--hp", "checkpoint_every=40"}
+		out, stderr, err := trainCLI(s, append(args, "-o", "json")...)
+		if err != nil {
+			t.Fatalf("train: %v\n%s", err, stderr)
+		}
+		var sub struct {
+			ID int64 `json:"id"`
+		}
+		json.Unmarshal([]byte(out), &sub)
+		ckpts := filepath.Join(s.DataDir, "objects", train.RunDir(sub.ID), "checkpoints")
+		waitUntil(t, 2*time.Minute, "a checkpoint", func() bool {
+			entries, _ := os.ReadDir(ckpts)
+			return len(entries) > 0
+		})
+		// Rank 1 of this server's run: srun started it on the second node.
+		storage := []byte("HPCML_STORAGE=file://" + s.DataDir)
+		pids := findProcs(func(pid int) bool {
+			environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			return strings.Contains(string(cmdline), "__run") && bytes.Contains(environ, []byte("\x00HPCML_RANK=1\x00")) && bytes.Contains(environ, storage)
+		})
+		if len(pids) != 1 {
+			t.Fatalf("%d rank-1 training processes, want 1", len(pids))
+		}
+		syscall.Kill(pids[0], syscall.SIGKILL)
+		j := s.waitID(strconv.FormatInt(sub.ID, 10), 5*time.Minute)
+		if j.State != job.Succeeded || j.Attempt < 2 || !strings.HasPrefix(j.Attempts[0].BackendID, "slurm:") {
+			t.Fatalf("job %s after the kill: state %s, attempt %d (%s), attempts %+v", j.DisplayID(), j.State, j.Attempt, j.Reason, j.Attempts)
+		}
+		if logs := s.logs(j.DisplayID(), client.LogOptions{Stream: "stderr", Attempt: j.Attempt}); !strings.Contains(logs, "resumed from checkpoint") {
+			t.Fatalf("the last attempt did not resume:\n%s", logs)
+		}
+		if _, err := s.Client.GetTrainingFile(ctx, sub.ID, "onnx"); err != nil {
+			t.Fatalf("the model: %v", err)
 		}
 	})
 
