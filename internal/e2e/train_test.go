@@ -136,14 +136,34 @@ func TestTrainAsJob(t *testing.T) {
 		t.Fatalf("run on a dataset: %v %+v", err, dres.Model.Config)
 	}
 
+	// Pipeline stages: a job of two tasks, the network cut in two.
+	out, stderr, err = trainCLI(s, "-a", "mlp", "--data", data, "--label", "y", "--epochs", "4", "--hp", "hidden=32,32", "--hp", "lr=0.01",
+		"--pipeline-stages", "2", "--wait", "-o", "json")
+	if err != nil {
+		t.Fatalf("train --pipeline-stages 2: %v\n%s", err, stderr)
+	}
+	var pres struct {
+		ID    int64               `json:"id"`
+		Model train.ModelMetadata `json:"model"`
+	}
+	if err := json.Unmarshal([]byte(out), &pres); err != nil || pres.Model.PipelineStages != 2 || pres.Model.Evaluation.Accuracy < 0.9 {
+		t.Fatalf("pipeline run: %v %+v", err, pres.Model.Evaluation)
+	}
+	if logs := s.logs(strconv.FormatInt(pres.ID, 10), client.LogOptions{Stream: "stderr"}); !strings.Contains(logs, "stage 1: layers") {
+		t.Fatalf("the pipeline's stages are not in the log:\n%s", logs)
+	}
+
 	// Bad input found before submitting changes nothing.
 	before := s.jobCount()
 	for args, want := range map[string]string{
-		"-a svm --data " + data:                           `unknown algorithm "svm"`,
-		"-a mlp --data " + data + " --hp depth=3":         `unknown hyperparameter "depth"`,
-		"-a mlp --data " + data + " --hp lr=-1":           "lr=-1",
-		"-a mlp --data " + data + " --epochs 0":           "epochs 0",
-		"-a mlp --data " + data + " --out /tmp/somewhere": "--out applies with --here",
+		"-a svm --data " + data:                                      `unknown algorithm "svm"`,
+		"-a mlp --data " + data + " --hp depth=3":                    `unknown hyperparameter "depth"`,
+		"-a mlp --data " + data + " --hp lr=-1":                      "lr=-1",
+		"-a mlp --data " + data + " --epochs 0":                      "epochs 0",
+		"-a mlp --data " + data + " --out /tmp/somewhere":            "--out applies with --here",
+		"-a mlp --data " + data + " --workers 2 --pipeline-stages 2": "cannot be combined",
+		"-a mlp --data " + data + " --workers 3 --nodes 2":           "spread evenly",
+		"-a mlp --data " + data + " --workers 2 --here --out /tmp/x": "not --here",
 	} {
 		_, stderr, err := trainCLI(s, strings.Fields(args)...)
 		if err == nil || !strings.Contains(stderr, want) {
