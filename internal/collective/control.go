@@ -18,10 +18,12 @@ import (
 //
 // Who is at fault is not always what a rank sees: in a ring of 4 where
 // rank 1 dies, rank 3 sees rank 2 close its connection, because rank 2
-// aborted. So a report that a peer closed a connection is weak: rank 0
-// waits settleWindow for more reports and blames a rank that did not
-// report anything itself (a rank that reports is alive). Strong reports
-// (a process gone, a timeout, a mismatch, a cancellation) decide at once.
+// aborted; where rank 1 stalls, rank 0 may time out waiting for rank 2,
+// which waits for rank 1. So what a rank sees on a data connection is
+// weak evidence: rank 0 waits settleWindow for more reports and blames a
+// rank that did not report anything itself (a rank that reports is
+// alive). Strong reports (a process gone, a mismatch, a cancellation)
+// decide at once.
 
 // settleWindow is how long rank 0 collects weak reports before deciding.
 // Reports of one failure arrive within a few milliseconds of each other

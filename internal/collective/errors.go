@@ -48,15 +48,6 @@ const (
 	opRecv          = "recv"
 )
 
-// isPeerClosed reports whether err means the peer closed or reset the
-// connection: what a peer that aborted for another reason also causes, so
-// such an observation is weak evidence about who failed first.
-func isPeerClosed(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, syscall.ECONNABORTED)
-}
-
 // lostReason words an I/O error with a peer for an error message: a short
 // form for the common causes, the error itself otherwise.
 func lostReason(err error, timeout time.Duration) string {

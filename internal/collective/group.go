@@ -203,9 +203,9 @@ func (g *Group) peerErr(k int, reason string, err error) *PeerError {
 // observe records a failure this rank saw in its exchange with peer:
 // the first one is reported to rank 0, which decides what every rank is
 // told, and the data connections are closed so every goroutine of this
-// rank stops waiting. Strong evidence (a timeout, a mismatch) names its
-// peer with certainty; weak evidence (the peer closed the connection) may
-// only mean the peer aborted because of someone else.
+// rank stops waiting. Strong evidence (a mismatch) names its peer with
+// certainty; weak evidence (the peer closed the connection, or made no
+// progress) may only mean the peer stopped because of someone else.
 func (g *Group) observe(peer int, err error, reason string, strong bool) {
 	if g.closed.Load() {
 		return
@@ -227,9 +227,11 @@ func (g *Group) observe(peer int, err error, reason string, strong bool) {
 	g.closeData()
 }
 
-// observeIO is observe for an I/O error with peer.
+// observeIO is observe for an I/O error with peer: weak evidence, since
+// a peer that aborted, or waits on another, looks the same as one that
+// failed.
 func (g *Group) observeIO(peer int, err error) {
-	g.observe(peer, err, lostReason(err, g.timeout), !isPeerClosed(err))
+	g.observe(peer, err, lostReason(err, g.timeout), false)
 }
 
 // selfFailure is a failure that starts here (this rank's context was
@@ -248,10 +250,14 @@ func (g *Group) selfFailure(reason string, err error) {
 		g.fail.local = pe
 	}
 	g.fail.mu.Unlock()
+	// The verdict first, so rank 0's echo of the report (which carries
+	// only the text) cannot replace the error this rank knows in full.
+	// The neighbours may see the connections end before the report
+	// arrives, but their reports are weak and this one is not.
+	g.setVerdict(pe)
 	if g.ctrl != nil {
 		g.ctrl.report(report{culprit: g.rank, reason: reason, from: g.rank, err: err})
 	}
-	g.setVerdict(pe)
 }
 
 // watch fails the group when ctx ends during an operation: the ranks are
@@ -302,6 +308,12 @@ func (g *Group) opErr(op string) error {
 	g.fail.mu.Lock()
 	local := g.fail.local
 	g.fail.mu.Unlock()
+	if local != nil && g.ctrl != nil && g.ctrl.hasLeft(local.Rank) {
+		// Its bye may have been read only after the connection ended.
+		left := *local
+		left.Reason = "closed the group"
+		local = &left
+	}
 	if local != nil {
 		g.setVerdict(local)
 	} else {

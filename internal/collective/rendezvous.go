@@ -120,14 +120,19 @@ func (g *Group) joinMaster(ctx, jctx context.Context) error {
 		case <-jctx.Done():
 		}
 		problem := fmt.Sprintf("%s did not join within %s", missing(got, g.size), seconds(g.cfg.joinTimeout()))
+		var cause error
 		if !timedOut(jctx) {
-			problem = fmt.Sprintf("%s had not joined when the rendezvous was cancelled: %v", missing(got, g.size), context.Cause(ctx))
+			cause = context.Cause(ctx)
+			problem = fmt.Sprintf("%s had not joined when rank 0's rendezvous was cancelled (%v)", missing(got, g.size), cause)
 		}
 		if p := problems(got, g.size, g.cfg.Fingerprint); p != "" {
 			problem = p + "; " + problem
 		}
 		tell(got, welcome{Error: problem})
 		abandon()
+		if cause != nil {
+			return fmt.Errorf("rendezvous: %s: %w", problem, cause)
+		}
 		return errors.New("rendezvous: " + problem)
 	}
 	if p := problems(got, g.size, g.cfg.Fingerprint); p != "" {

@@ -60,6 +60,13 @@ type xfer struct {
 	chained bool
 	reduce  bool // receive: add into the buffer; otherwise copy into it
 	final   bool // receive: the chunk is complete after this step (Mean divides it)
+	// released, on a send: signal each segment once written. On a
+	// receive: wait for that signal before overwriting the segment. In
+	// AllReduce, the all-gather overwrites each chunk this rank sent in
+	// the reduce-scatter. The data cannot come back before it has left
+	// (it travels the whole ring first), but only the signal tells the
+	// Go memory model — and the race detector — so.
+	released bool
 }
 
 type plan struct {
@@ -79,7 +86,7 @@ func (g *Group) reduceScatterSteps(p *plan, length int, feedsGather bool) {
 	n, r := g.size, g.rank
 	for s := 0; s < n-1; s++ {
 		lo, hi := g.chunk(length, r-s-1)
-		p.send = append(p.send, xfer{lo: lo, hi: hi, chained: s > 0})
+		p.send = append(p.send, xfer{lo: lo, hi: hi, chained: s > 0, released: feedsGather})
 		lo, hi = g.chunk(length, r-s-2)
 		p.recv = append(p.recv, xfer{lo: lo, hi: hi, reduce: true, final: s == n-2, chained: s < n-2 || feedsGather})
 	}
@@ -93,7 +100,7 @@ func (g *Group) allGatherSteps(p *plan, length int, afterScatter bool) {
 		lo, hi := g.chunk(length, r-s)
 		p.send = append(p.send, xfer{lo: lo, hi: hi, chained: s > 0 || afterScatter})
 		lo, hi = g.chunk(length, r-s-1)
-		p.recv = append(p.recv, xfer{lo: lo, hi: hi, chained: s < n-2})
+		p.recv = append(p.recv, xfer{lo: lo, hi: hi, chained: s < n-2, released: afterScatter})
 	}
 }
 
@@ -224,21 +231,32 @@ func (g *Group) run(buf []float32, p *plan) error {
 	// Buffered for every token: the receiving side never waits on the
 	// sending side, only the other way round.
 	tokens := make(chan struct{}, ntok)
+	nrel := 0
+	for _, x := range p.send {
+		if x.released {
+			nrel += g.nsegs(x.hi - x.lo)
+		}
+	}
+	releases := make(chan struct{}, nrel)
 	quit := make(chan struct{})
-	sent := make(chan error, 1)
+	var serr error
+	senderDone := make(chan struct{})
 	if p.sendHdr {
-		go func() { sent <- g.sendSide(buf, p, tokens, quit) }()
+		go func() {
+			serr = g.sendSide(buf, p, tokens, releases, quit)
+			close(senderDone)
+		}()
 	} else {
-		sent <- nil
+		close(senderDone)
 	}
 	var rerr error
 	if p.recvHdr {
-		rerr = g.recvSide(buf, p, tokens)
+		rerr = g.recvSide(buf, p, tokens, releases, senderDone)
 	}
 	if rerr != nil {
 		close(quit)
 	}
-	serr := <-sent
+	<-senderDone
 	if rerr != nil {
 		return rerr
 	}
@@ -250,7 +268,7 @@ type errQuit struct{}
 
 func (errQuit) Error() string { return "stopped" }
 
-func (g *Group) sendSide(buf []float32, p *plan, tokens <-chan struct{}, quit <-chan struct{}) error {
+func (g *Group) sendSide(buf []float32, p *plan, tokens <-chan struct{}, releases chan<- struct{}, quit <-chan struct{}) error {
 	next := (g.rank + 1) % g.size
 	c := g.next
 	var hb [headerSize]byte
@@ -281,6 +299,9 @@ func (g *Group) sendSide(buf []float32, p *plan, tokens <-chan struct{}, quit <-
 				return err
 			}
 			sent += int64(4 * (hi - lo))
+			if x.released {
+				releases <- struct{}{}
+			}
 		}
 	}
 	if pending != nil {
@@ -294,7 +315,16 @@ func (g *Group) sendSide(buf []float32, p *plan, tokens <-chan struct{}, quit <-
 	return nil
 }
 
-func (g *Group) recvSide(buf []float32, p *plan, tokens chan<- struct{}) error {
+// errSenderStopped ends the receiving side when the sending side failed
+// before releasing a segment (and has reported why).
+type errSenderStopped struct{}
+
+func (errSenderStopped) Error() string { return "sending side stopped" }
+
+// recvSide receives (and reduces) p.recv. senderDone is closed when the
+// sending side has returned: if it failed before releasing a segment,
+// waiting for the release must stop.
+func (g *Group) recvSide(buf []float32, p *plan, tokens chan<- struct{}, releases <-chan struct{}, senderDone <-chan struct{}) error {
 	prev := (g.rank + g.size - 1) % g.size
 	c := g.prev
 	var hb [headerSize]byte
@@ -318,6 +348,19 @@ func (g *Group) recvSide(buf []float32, p *plan, tokens chan<- struct{}) error {
 	for _, x := range p.recv {
 		for lo := x.lo; lo < x.hi; lo += g.seg {
 			hi := min(lo+g.seg, x.hi)
+			if x.released {
+				select {
+				case <-releases:
+				case <-senderDone:
+					// A sender that returned successfully released
+					// every segment before returning.
+					select {
+					case <-releases:
+					default:
+						return errSenderStopped{}
+					}
+				}
+			}
 			_ = c.SetReadDeadline(time.Now().Add(g.timeout))
 			dst := buf[lo:hi]
 			if x.reduce {
