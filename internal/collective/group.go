@@ -65,6 +65,7 @@ type Group struct {
 	wg        sync.WaitGroup
 
 	stats statCounters
+	red   reducers
 }
 
 // link is one direction of a point-to-point pair.
@@ -100,6 +101,7 @@ func newGroup(cfg Config) *Group {
 		in:      make([]*link, cfg.WorldSize),
 		joined:  make(chan struct{}),
 		fail:    failure{done: make(chan struct{}), noMaster: make(chan struct{})},
+		red:     bestReducers(),
 	}
 	for k := range g.out {
 		g.out[k] = &link{}

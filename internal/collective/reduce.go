@@ -27,6 +27,13 @@ func (o Op) String() string {
 
 func (o Op) valid() bool { return o == Sum || o == Mean }
 
+// reducers are the inner loops of the reductions, chosen for the CPU
+// (bestReducers).
+type reducers struct {
+	add    func(dst, src []float32)
+	addDiv func(dst, src []float32, d float32)
+}
+
 // addTo computes dst[i] += src[i]. It is the inner loop of every
 // reduction, run on every byte received; unrolled by 8 with the bounds
 // checks hoisted so the compiler emits straight loads and adds.

@@ -148,7 +148,10 @@ func (g *Group) joinMaster(ctx, jctx context.Context) error {
 	tell(got, welcome{Session: g.session, Addrs: g.addrs})
 	g.ctrl = newControl(g, conns)
 	g.ctrl.start()
-	return g.connectRing(jctx)
+	// The rendezvous succeeded: the ring gets its own full timeout.
+	rctx, cancel := context.WithTimeoutCause(ctx, g.cfg.joinTimeout(), errJoinTimeout)
+	defer cancel()
+	return g.connectRing(rctx)
 }
 
 // tell sends every registered rank the same answer.

@@ -373,9 +373,9 @@ func (g *Group) recvSide(buf []float32, p *plan, tokens chan<- struct{}, release
 					return err
 				}
 				if x.final && p.hdr.op == Mean {
-					addDivTo(dst, sc, n)
+					g.red.addDiv(dst, sc, n)
 				} else {
-					addTo(dst, sc)
+					g.red.add(dst, sc)
 				}
 			} else if _, err := io.ReadFull(c, bytesOf(dst)); err != nil {
 				g.observeIO(prev, err)

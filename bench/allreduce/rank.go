@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hpcml/hpcml/internal/collective"
+)
+
+// rank is one hpcml rank: it joins from the HPCML_* variables, as a
+// program in an hpcml job would, and times AllReduce like the other
+// runners. Args: MIN MAX FACTOR TARGET MIN_ITERS MAX_ITERS SEGMENT_BYTES.
+func rank(args []string) error {
+	if len(args) != 7 {
+		return fmt.Errorf("want 7 arguments, got %d", len(args))
+	}
+	v := make([]int64, len(args))
+	for i, a := range args {
+		n, err := strconv.ParseInt(a, 10, 64)
+		if err != nil {
+			return fmt.Errorf("argument %d: %w", i+1, err)
+		}
+		v[i] = n
+	}
+	minb, maxb, factor, target, minIters, maxIters := v[0], v[1], v[2], v[3], v[4], v[5]
+	ctx := context.Background()
+	cfg, err := collective.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	cfg.SegmentBytes = int(v[6])
+	g, err := collective.Join(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	buf := make([]float32, maxb/4)
+	times := make([]float32, g.Size())
+	for size := minb; size <= maxb; size *= factor {
+		b := buf[:size/4]
+		iters := min(max(target/size, minIters), maxIters)
+		for range max(2, iters/10) {
+			if err := g.AllReduce(ctx, b, collective.Sum); err != nil {
+				return err
+			}
+		}
+		if err := g.Barrier(ctx); err != nil {
+			return err
+		}
+		start := time.Now()
+		for range iters {
+			if err := g.AllReduce(ctx, b, collective.Sum); err != nil {
+				return err
+			}
+		}
+		avg := time.Since(start).Seconds() / float64(iters)
+		// The maximum over ranks: each fills its own slot, a sum gathers them.
+		clear(times)
+		times[g.Rank()] = float32(avg)
+		if err := g.AllReduce(ctx, times, collective.Sum); err != nil {
+			return err
+		}
+		if g.Rank() == 0 {
+			fmt.Printf("%d %d %.9f\n", size, iters, slices.Max(times))
+		}
+	}
+	return nil
+}
