@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -156,6 +157,12 @@ type runView struct {
 	ModelHref      string // "" until the model is complete
 	Stopped        string // why the run stopped before its last epoch
 	Classification bool
+	// Workers is the number of data-parallel ranks (0 for a run of one),
+	// whose metric points carry each rank's throughput and time: the page
+	// draws them. PipelineStages is the number of pipeline stages (0 for
+	// none), said in the header only.
+	Workers        int
+	PipelineStages int
 
 	HParams    []hparamRow
 	Input      string
@@ -219,6 +226,9 @@ type runChartData struct {
 	FragmentURL string        `json:"fragment_url"`
 	Total       int           `json:"total"`
 	Points      []train.Point `json:"points"`
+	// Workers, for a data-parallel run, is its number of ranks: the
+	// points' rank{r}_… values are drawn per rank (0..Workers-1).
+	Workers int `json:"workers,omitempty"`
 }
 
 func (h *handler) trainingRunPage(r *http.Request) (*pageResult, error) {
@@ -305,6 +315,14 @@ func (h *handler) runData(ctx context.Context, id int64, ids string, withMetrics
 	if v.Data.Points == nil {
 		v.Data.Points = []train.Point{}
 	}
+	// A run of several ranks says so in run.json; its config asked for
+	// them too.
+	if workers := cmp.Or(ri.Workers, ri.Config.Workers); workers > 1 {
+		v.Workers, v.Data.Workers = workers, workers
+	}
+	if stages := cmp.Or(ri.PipelineStages, ri.Config.PipelineStages); stages > 1 {
+		v.PipelineStages = stages
+	}
 	if n := len(points); n > 0 && !v.Terminal {
 		v.Progress = progressText(points[n-1], ri.Config.Epochs)
 	}
@@ -342,6 +360,18 @@ func (h *handler) runData(ctx context.Context, id int64, ids string, withMetrics
 		}
 	}
 	add(field{Label: "Parameters", Value: v.Parameters})
+	if v.Workers > 1 {
+		add(field{Label: "Workers", Value: fmt.Sprintf("%d (data parallel)", v.Workers),
+			Title: fmt.Sprintf("%d ranks each train on their share of every global batch of %d × batch_size rows; "+
+				"their gradients are averaged by all-reduce before each step", v.Workers, v.Workers)})
+	}
+	if v.PipelineStages > 1 {
+		title := fmt.Sprintf("the network is cut into %d stages, one per rank, and each batch flows through them", v.PipelineStages)
+		if mb := ri.HP["micro_batches"]; mb != "" {
+			title += " in " + mb + " micro-batches"
+		}
+		add(field{Label: "Pipeline stages", Value: strconv.Itoa(v.PipelineStages), Title: title})
+	}
 	add(field{Label: "BLAS", Value: ri.BLAS, Mono: true})
 	add(field{Label: "Seed", Value: strconv.FormatUint(ri.Config.Seed, 10)})
 	add(field{Label: "Started", Value: relTime(now, ri.StartedAt), Title: absTime(ri.StartedAt)})

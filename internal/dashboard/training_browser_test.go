@@ -2,7 +2,10 @@ package dashboard
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -212,4 +215,199 @@ func TestBrowserTraining(t *testing.T) {
 	if strings.Contains(logs.String(), "level=ERROR") {
 		t.Errorf("the dashboard logged errors:\n%s", logs.String())
 	}
+}
+
+// TestBrowserTrainingDistributed opens in headless Chromium the pages of
+// runs trained for real on two ranks in this process: the data-parallel
+// run's page says it had two workers and draws, besides the usual
+// charts, one throughput line per rank and the ranks' mean compute and
+// exposed all-reduce wait stacked per window with the all-reduce
+// bandwidth on a second axis, each series holding the run's step points;
+// a running data-parallel run's new charts grow with its points and end
+// complete when the job ends; the pipeline run's page says its stages and
+// has the usual four charts only. Nothing may log an error; a screenshot
+// of the data-parallel run is kept as a test artefact.
+func TestBrowserTrainingDistributed(t *testing.T) {
+	ctx := browsertest.Start(t)
+	console := browsertest.Console(ctx)
+
+	f := newDistributedFixture(t, 4)
+	steps := rankPoints(t, f.lines, 2)
+	var logs syncBuffer
+	srv := httptest.NewServer(New(f.src, testAuth{testToken}, slog.New(slog.NewTextHandler(&logs, nil))))
+	t.Cleanup(srv.Close)
+	if err := browsertest.SetCookie(ctx, srv.URL, SessionCookie(testAuth{testToken})); err != nil {
+		t.Fatal(err)
+	}
+	allDrawn := func(n int) string {
+		return `(() => {
+			const els = [...document.querySelectorAll("[data-chart]")];
+			return els.length === ` + strconv.Itoa(n) + ` && els.every(el => el.hasAttribute("data-drawn") || el.hasAttribute("data-error"));
+		})()`
+	}
+	field := func(label string) string {
+		return evalString(t, ctx, `(() => {
+			const dt = [...document.querySelectorAll("#training-head dt")].find(d => d.textContent === "`+label+`");
+			return dt ? dt.nextElementSibling.textContent : "(none)";
+		})()`)
+	}
+	// rankSeries are the lengths of the two charts' series over the first
+	// n lines: one per rank; compute, wait, bandwidth.
+	rankSeries := func(n int) (string, string) {
+		k := strconv.Itoa(rankPoints(t, f.lines[:n], 2))
+		b := strconv.Itoa(countKind(f.lines[:n], "step", "allreduce_gbps"))
+		return k + " " + k, k + " " + k + " " + b
+	}
+
+	// ---- two data-parallel workers, finished ----
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/training/20")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the charts", allDrawn(6), 15*time.Second) // loss, accuracy, throughput, ranks, comm, confusion
+	if p := evalString(t, ctx, chartProblems); p != "" {
+		t.Errorf("charts not drawn:\n%s", p)
+	}
+	if got := field("Workers"); got != "2 (data parallel)" {
+		t.Errorf("the Workers field reads %q", got)
+	}
+	if got := field("Pipeline stages"); got != "(none)" {
+		t.Errorf("a data-parallel run has pipeline stages: %q", got)
+	}
+	wantRanks, wantComm := rankSeries(len(f.lines))
+	if got := evalString(t, ctx, seriesLengths("chart-ranks")); got != wantRanks {
+		t.Errorf("the per-rank throughput chart's series have %q points, want %q (%d step windows)", got, wantRanks, steps)
+	}
+	if got := evalString(t, ctx, seriesLengths("chart-comm")); got != wantComm {
+		t.Errorf("the compute vs communication chart's series have %q points, want %q", got, wantComm)
+	}
+	if got := evalString(t, ctx, `String(document.getElementById("chart-comm").dataset.points) + " " + document.getElementById("chart-ranks").dataset.points`); got != strconv.Itoa(3*steps)+" "+strconv.Itoa(2*steps) {
+		t.Errorf("the charts count %q points", got)
+	}
+	// The lines: one per rank, rank r's throughput; compute and wait are
+	// the means over the ranks, stacked; the bandwidth on the right axis.
+	if got := evalString(t, ctx, `(() => {
+		const o = echarts.getInstanceByDom(document.getElementById("chart-ranks")).getOption();
+		return o.series.map(s => s.name + "=" + s.data[0][1]).join(" ");
+	})()`); got != fmt.Sprintf("rank 0=%v rank 1=%v", firstValue(t, f.lines, "rank0_samples_per_sec"), firstValue(t, f.lines, "rank1_samples_per_sec")) {
+		t.Errorf("the per-rank chart's first points are %q", got)
+	}
+	meanCompute := (firstValue(t, f.lines, "rank0_compute_seconds") + firstValue(t, f.lines, "rank1_compute_seconds")) / 2
+	meanWait := (firstValue(t, f.lines, "rank0_comm_wait_seconds") + firstValue(t, f.lines, "rank1_comm_wait_seconds")) / 2
+	got := evalString(t, ctx, `(() => {
+		const o = echarts.getInstanceByDom(document.getElementById("chart-comm")).getOption();
+		return JSON.stringify({names: o.series.map(s => s.name), stack: o.series.map(s => s.stack || ""), axis: o.series.map(s => s.yAxisIndex || 0),
+			axes: o.yAxis.length, first: o.series.map(s => s.data[0][1])});
+	})()`)
+	var comm struct {
+		Names []string
+		Stack []string
+		Axis  []int
+		Axes  int
+		First []float64
+	}
+	if err := json.Unmarshal([]byte(got), &comm); err != nil {
+		t.Fatalf("the compute vs communication chart: %v: %s", err, got)
+	}
+	near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-12+1e-9*math.Abs(b) }
+	if strings.Join(comm.Names, "|") != "compute|exposed all-reduce wait|all-reduce bandwidth (right)" ||
+		strings.Join(comm.Stack, "|") != "time|time|" || fmt.Sprint(comm.Axis) != "[0 0 1]" || comm.Axes != 2 || len(comm.First) != 3 ||
+		!near(comm.First[0], meanCompute) || !near(comm.First[1], meanWait) || comm.First[2] != firstValue(t, f.lines, "allreduce_gbps") {
+		t.Errorf("the compute vs communication chart is %s; want the first window's mean compute %v, mean wait %v, bandwidth %v",
+			got, meanCompute, meanWait, firstValue(t, f.lines, "allreduce_gbps"))
+	}
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`)); err != nil {
+		t.Fatal(err)
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	shot := filepath.Join(artifactDir(t), "dashboard-training-data-parallel.png")
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the data-parallel run page: %s", shot)
+
+	// Its tooltip says what is what, in units that fit.
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`echarts.getInstanceByDom(document.getElementById("chart-comm")).dispatchAction({type: "showTip", seriesIndex: 0, dataIndex: 0})`)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the compute vs communication tooltip", `[...document.querySelectorAll("#chart-comm div")].some(d =>
+		/compute: [0-9.]+ [µm]?s/.test(d.innerText) && /exposed all-reduce wait: [0-9.]+ [µm]?s/.test(d.innerText) &&
+		/time in all-reduce \(overlaps compute\): [0-9.]+ [µm]?s/.test(d.innerText) && /all-reduce bandwidth \(right\): [0-9.]+ [kMG]B\/s/.test(d.innerText))`, 3*time.Second)
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`echarts.getInstanceByDom(document.getElementById("chart-comm")).dispatchAction({type: "hideTip"})`)); err != nil {
+		t.Fatal(err)
+	}
+
+	// ---- a running data-parallel run ----
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/training/1")); err != nil {
+		t.Fatal(err)
+	}
+	r4, c4 := rankSeries(4)
+	waitJS(t, ctx, "the running run's per-rank chart", seriesLengths("chart-ranks")+` === "`+r4+`" && `+seriesLengths("chart-comm")+` === "`+c4+`"`, 10*time.Second)
+	if got := field("Workers"); got != "2 (data parallel)" {
+		t.Errorf("the running run's Workers field reads %q", got)
+	}
+	grown := len(f.lines) - 3
+	writeRunFile(t, f.bucket, 1, train.MetricsFile, bytes.Join(f.lines[:grown], nil))
+	rg, cg := rankSeries(grown)
+	waitJS(t, ctx, "the per-rank and communication charts to grow", seriesLengths("chart-ranks")+` === "`+rg+`" && `+seriesLengths("chart-comm")+` === "`+cg+`"`, 10*time.Second)
+	if p := evalString(t, ctx, chartProblems); p != "" {
+		t.Errorf("charts not drawn after growing:\n%s", p)
+	}
+	// It resumes from a checkpoint with fewer points; then it ends.
+	writeRunFile(t, f.bucket, 1, train.MetricsFile, bytes.Join(f.lines[:5], nil))
+	r5, c5 := rankSeries(5)
+	waitJS(t, ctx, "the charts to start over", seriesLengths("chart-ranks")+` === "`+r5+`" && `+seriesLengths("chart-comm")+` === "`+c5+`"`, 10*time.Second)
+	for _, file := range []string{train.MetricsFile, train.ModelFile, train.EvaluationFile, train.MetadataFile} {
+		copyRunFile(t, f.bucket, 20, 1, file)
+	}
+	f.src.setState("1", job.Succeeded)
+	waitJS(t, ctx, "the finished run", `(() => {
+		const head = document.getElementById("training-head");
+		return head.hasAttribute("data-terminal") && head.querySelector(".badge").textContent === "SUCCEEDED";
+	})()`, 10*time.Second)
+	if got := evalString(t, ctx, seriesLengths("chart-ranks")+` + "/" + `+seriesLengths("chart-comm")); got != wantRanks+"/"+wantComm {
+		t.Errorf("the finished run's charts have %q points, want all of them (%q)", got, wantRanks+"/"+wantComm)
+	}
+	if got := field("Workers"); got != "2 (data parallel)" {
+		t.Errorf("the swapped-in header's Workers field reads %q", got)
+	}
+
+	// ---- two pipeline stages: the usual charts ----
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/training/21")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the pipeline run's charts", allDrawn(4), 15*time.Second) // loss, accuracy, throughput, confusion
+	if got := evalString(t, ctx, `[...document.querySelectorAll("[data-chart]")].map(el => el.id).join(" ")`); got != "chart-loss chart-accuracy chart-throughput chart-confusion" {
+		t.Errorf("the pipeline run's charts are %q", got)
+	}
+	if p := evalString(t, ctx, chartProblems); p != "" {
+		t.Errorf("the pipeline run's charts not drawn:\n%s", p)
+	}
+	if got := field("Pipeline stages") + " / " + field("Workers"); got != "2 / (none)" {
+		t.Errorf("the pipeline run's fields: %q", got)
+	}
+
+	time.Sleep(300 * time.Millisecond) // let late console events arrive
+	console.Check(t)
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("the dashboard logged errors:\n%s", logs.String())
+	}
+}
+
+// firstValue is a value of the first step point of a run's metrics lines.
+func firstValue(t *testing.T, lines [][]byte, key string) float64 {
+	t.Helper()
+	for _, l := range lines {
+		if p := pointOf(t, l); p.Kind == "step" {
+			v, ok := p.Values[key]
+			if !ok {
+				t.Fatalf("the first step point has no %s", key)
+			}
+			return v
+		}
+	}
+	t.Fatal("no step point")
+	return 0
 }

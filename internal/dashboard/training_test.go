@@ -8,18 +8,21 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	gcblob "gocloud.dev/blob"
 
 	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/collective"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/nn"
 	"github.com/hpcml/hpcml/internal/train"
@@ -283,7 +286,9 @@ func TestTrainingPages(t *testing.T) {
 		"on the validation set", "Macro F1", formatAccuracy(ev.Accuracy), formatAccuracy(ev.MacroF1),
 		`<td class="mono class-name">cat</td>`, `<td class="mono class-name">&lt;/script&gt;&lt;b&gt;bird&lt;/b&gt;</td>`,
 		`id="chart-confusion"`, `src="/static/vendor/echarts/echarts-6.1.0.min.js?v=`, `src="/static/training.js?v=`)
-	mustNotContain(t, "the classification run", res.Body, "<b>bird</b>", `id="chart-rmse"`, `id="run-progress"`, "data-live")
+	mustNotContain(t, "the classification run", res.Body, "<b>bird</b>", `id="chart-rmse"`, `id="run-progress"`, "data-live",
+		// one worker: as before distributed training
+		"<dt>Workers</dt>", "<dt>Pipeline stages</dt>", `id="data-parallel"`, `id="chart-ranks"`, `id="chart-comm"`)
 	if f.class.BestEpoch > 0 {
 		mustContain(t, "the classification run", res.Body, "Best epoch")
 	}
@@ -296,6 +301,9 @@ func TestTrainingPages(t *testing.T) {
 		d.Epochs != 3 || d.MetricsURL != "/ui/training/10/metrics" || d.FragmentURL != "/ui/training/10" {
 		t.Errorf("embedded data: total %d of %d lines, %d points, live %v, state %q, task %q, epochs %d, urls %q %q",
 			d.Total, len(lines), len(d.Points), d.Live, d.State, d.Task, d.Epochs, d.MetricsURL, d.FragmentURL)
+	}
+	if d.Workers != 0 {
+		t.Errorf("the single run's embedded data has %d workers", d.Workers)
 	}
 	if countKind(lines, "step", "loss") < 10 || countKind(lines, "epoch", "val_loss") != 3 {
 		t.Errorf("the real run made %d step and %d epoch points", countKind(lines, "step", "loss"), countKind(lines, "epoch", "val_loss"))
@@ -639,4 +647,183 @@ func TestTrainingFormat(t *testing.T) {
 	if v := evalOf(ev, train.Classification); v.Heatmap || !strings.Contains(v.HeatmapNote, "too large to draw") {
 		t.Errorf("a matrix of %d classes: heatmap %v, note %q", k, v.Heatmap, v.HeatmapNote)
 	}
+}
+
+// trainRanks trains cfg for real on n ranks (cfg.Workers or
+// cfg.PipelineStages is n), as the n tasks of the training job of job id
+// do: each rank a goroutine joined to the others over loopback TCP, all
+// writing to the run's directory in dir (rank 0 alone writes files).
+func trainRanks(t testing.TB, dir string, id int64, cfg train.Config, n int) *train.ModelMetadata {
+	t.Helper()
+	b, err := blob.Open(context.Background(), blob.WithCreateDir("file://"+filepath.ToSlash(dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := gcblob.PrefixedBucket(b, train.RunDir(id))
+	defer out.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	// A rank that fails ends the others, which would wait for it.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	metas := make([]*train.ModelMetadata, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for r := range n {
+		wg.Go(func() {
+			defer func() {
+				if errs[r] != nil {
+					cancel()
+				}
+			}()
+			g, err := collective.Join(ctx, collective.Config{Rank: r, WorldSize: n,
+				MasterAddr: "127.0.0.1", MasterPort: port, Timeout: 30 * time.Second})
+			if err != nil {
+				errs[r] = err
+				return
+			}
+			defer g.Close()
+			metas[r], errs[r] = train.Run(ctx, cfg, train.Options{Out: out, Comm: train.GroupComm(g)})
+		})
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("training run %d, rank %d of %d: %v", id, r, n, err)
+		}
+	}
+	return metas[0]
+}
+
+// distributedFixture is a source with real distributed training runs in a
+// storage directory: 20, the classification of classificationConfig on
+// two data-parallel workers; 21, a small MLP cut into two pipeline stages
+// (both jobs SUCCEEDED); and 1, the fake's RUNNING job, whose run has the
+// first points of run 20 so far.
+type distributedFixture struct {
+	src    *fakeSource
+	bucket *blob.Bucket
+	dp     *train.ModelMetadata
+	pipe   *train.ModelMetadata
+	lines  [][]byte // run 20's metrics.jsonl
+}
+
+func newDistributedFixture(t *testing.T, runningPoints int) *distributedFixture {
+	t.Helper()
+	dir := t.TempDir()
+	f := &distributedFixture{src: newFakeSource(), bucket: openStorage(t, dir)}
+	f.src.setStorage(f.bucket)
+	dp := classificationConfig(t)
+	dp.Workers = 2
+	f.dp = trainRanks(t, dir, 20, dp, 2)
+	pipe := train.Config{Algorithm: "mlp", Data: dp.Data, Label: "y", Epochs: 2, Seed: 1, PipelineStages: 2,
+		HP: map[string]string{"hidden": "16,8", "batch_size": "16", "micro_batches": "4", "log_every": "4"}}
+	f.pipe = trainRanks(t, dir, 21, pipe, 2)
+	f.src.addJob(trainingJob(20, job.Succeeded))
+	f.src.addJob(trainingJob(21, job.Succeeded))
+	f.lines = metricLines(t, f.bucket, 20)
+	copyRunFile(t, f.bucket, 20, 1, train.RunFile)
+	writeRunFile(t, f.bucket, 1, train.MetricsFile, bytes.Join(f.lines[:runningPoints], nil))
+	return f
+}
+
+// rankPoints is how many step points of a data-parallel run's metrics
+// carry every value the run page draws per rank, after checking that
+// every step point does.
+func rankPoints(t *testing.T, lines [][]byte, workers int) int {
+	t.Helper()
+	steps := countKind(lines, "step", "loss")
+	keys := []string{"comm_seconds", "allreduce_gbps"}
+	for r := range workers {
+		keys = append(keys, fmt.Sprintf("rank%d_samples_per_sec", r), fmt.Sprintf("rank%d_compute_seconds", r),
+			fmt.Sprintf("rank%d_comm_wait_seconds", r))
+	}
+	for _, k := range keys {
+		if n := countKind(lines, "step", k); n != steps {
+			t.Fatalf("%d of the run's %d step points have %s", n, steps, k)
+		}
+	}
+	if countKind(lines, "step", fmt.Sprintf("rank%d_samples_per_sec", workers)) != 0 {
+		t.Fatalf("the run's points have a rank %d of %d", workers, workers)
+	}
+	return steps
+}
+
+// TestTrainingDistributed: the page of a data-parallel run says how many
+// workers trained it and has the per-rank throughput and the compute vs
+// communication charts, with the run's points; a pipeline run's says how
+// many stages, without those charts (its points have no per-rank values).
+func TestTrainingDistributed(t *testing.T) {
+	f := newDistributedFixture(t, 4)
+	h, logs := newTestHandler(t, f.src)
+	steps := rankPoints(t, f.lines, 2)
+	if steps < 10 || f.dp.Workers != 2 {
+		t.Fatalf("the data-parallel run made %d step points, workers %d", steps, f.dp.Workers)
+	}
+
+	// ---- two data-parallel workers ----
+	res := do(t, h, "GET", "/training/20", true, nil)
+	if res.Code != http.StatusOK {
+		t.Fatalf("GET /training/20: %d\n%s", res.Code, res.Body)
+	}
+	workersField := `<dt>Workers</dt><dd title="2 ranks each train on their share of every global batch of 2 × batch_size rows; ` +
+		`their gradients are averaged by all-reduce before each step">2 (data parallel)</dd>`
+	mustContain(t, "the data-parallel run", res.Body, workersField,
+		`id="chart-loss"`, `id="chart-accuracy"`, `id="chart-throughput"`,
+		`<div class="chart-pair" id="data-parallel">`,
+		`<h2>Throughput per rank <span class="muted">samples per second, 2 ranks</span></h2>`, `<div class="chart" id="chart-ranks" data-chart="ranks"></div>`,
+		`<h2>Compute vs communication <span class="muted">per window, mean over the 2 ranks</span></h2>`, `<div class="chart" id="chart-comm" data-chart="comm"></div>`,
+		formatAccuracy(f.dp.Evaluation.Accuracy), `id="chart-confusion"`)
+	mustNotContain(t, "the data-parallel run", res.Body, "Pipeline stages")
+	d := trainingDataJSON(t, res.Body)
+	if d.Workers != 2 || d.Total != len(f.lines) || len(d.Points) != len(f.lines) || rankPoints(t, pointLines(t, d.Points), 2) != steps {
+		t.Errorf("embedded data: workers %d, total %d, %d points; want 2 workers and the run's %d points", d.Workers, d.Total, len(d.Points), len(f.lines))
+	}
+	// The header swapped in when the job's state changes keeps the field.
+	mustContain(t, "the data-parallel run's fragment", do(t, h, "GET", "/ui/training/20", true, nil).Body, workersField)
+
+	// ---- the running data-parallel run: the charts are there to grow ----
+	res = do(t, h, "GET", "/training/1", true, nil)
+	mustContain(t, "the running data-parallel run", res.Body, ">2 (data parallel)</dd>", `id="chart-ranks"`, `id="chart-comm"`, `id="run-progress"`)
+	if d := trainingDataJSON(t, res.Body); d.Workers != 2 || !d.Live || d.Total != 4 {
+		t.Errorf("the running run's data: workers %d, live %v, total %d", d.Workers, d.Live, d.Total)
+	}
+
+	// ---- two pipeline stages ----
+	res = do(t, h, "GET", "/training/21", true, nil)
+	if res.Code != http.StatusOK {
+		t.Fatalf("GET /training/21: %d\n%s", res.Code, res.Body)
+	}
+	mustContain(t, "the pipeline run", res.Body,
+		`<dt>Pipeline stages</dt><dd title="the network is cut into 2 stages, one per rank, and each batch flows through them in 4 micro-batches">2</dd>`,
+		`id="chart-loss"`, `id="chart-throughput"`, "<td class=\"mono layer-type\">dense</td>")
+	mustNotContain(t, "the pipeline run", res.Body, "<dt>Workers</dt>", `id="chart-ranks"`, `id="chart-comm"`, `id="data-parallel"`)
+	if d := trainingDataJSON(t, res.Body); d.Workers != 0 || countKind(pointLines(t, d.Points), "step", "rank0_samples_per_sec") != 0 {
+		t.Errorf("the pipeline run's data: workers %d", d.Workers)
+	}
+	if f.pipe.PipelineStages != 2 {
+		t.Errorf("the pipeline run's metadata says %d stages", f.pipe.PipelineStages)
+	}
+
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("logged errors:\n%s", logs)
+	}
+}
+
+// pointLines are points as metrics.jsonl's lines.
+func pointLines(t *testing.T, points []train.Point) [][]byte {
+	t.Helper()
+	out := make([][]byte, len(points))
+	for i, p := range points {
+		b, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = b
+	}
+	return out
 }

@@ -7,7 +7,9 @@
 // session cookie like the rest of the dashboard) and appends them; when the
 // job's state changes it swaps in the run's header and evaluation as the
 // server renders them (/ui/training/{id}); once the job has ended it stops.
-// No framework and no build step.
+// A data-parallel run (run.workers ranks) also gets each rank's throughput
+// and its compute and communication time per window, from the step
+// points' rank{r}_… values. No framework and no build step.
 (function () {
   'use strict';
 
@@ -21,6 +23,7 @@
   var points = run.points; // every point so far, in the order the run made them
   var state = run.state;
   var live = run.live;
+  var workers = run.workers || 0; // data-parallel ranks; 0 for a run of one
 
   var PERIOD_MS = 2000;
   var timer = 0;
@@ -57,12 +60,29 @@
   function count(n) {
     return Number(n).toLocaleString('en-US');
   }
+  // scaled writes v in the largest of units (factor, name; largest
+  // first) that leaves it ≥ 1, with fmt.
+  function scaled(units, fmt) {
+    return function (v) {
+      var a = Math.abs(v);
+      for (var i = 0; i < units.length - 1; i++) {
+        if (a === 0 || a >= units[i][0]) return fmt(v / units[i][0]) + ' ' + units[i][1];
+      }
+      var u = units[units.length - 1];
+      return fmt(v / u[0]) + ' ' + u[1];
+    };
+  }
+  var SECONDS = [[1, 's'], [1e-3, 'ms'], [1e-6, 'µs']];
+  var GBPS = [[1, 'GB/s'], [1e-3, 'MB/s'], [1e-6, 'kB/s']];
 
   // ---- line charts of the metrics ----
 
   // Each chart's lines: the points of one kind (step windows or epochs)
-  // that have a value of one key. Validation is per epoch, drawn with a
-  // dot at the epoch's last step.
+  // that have a value of one key (or that get computes from the point's
+  // values). Validation is per epoch, drawn with a dot at the epoch's last
+  // step. A line with a stack is drawn as an area on those before it; one
+  // with axis 1 against a second y-axis, on the right; the tooltip writes
+  // its values with fmt, or followed by its unit.
   var LINES = {
     loss: [
       { name: 'training loss', kind: 'step', key: 'loss', color: BLUE },
@@ -80,20 +100,69 @@
     ],
   };
 
-  // values picks [step, value, epoch] of one line out of the points.
+  // meanOverRanks is the mean over the ranks of the values
+  // rank{r}_<suffix> that a point has (undefined if it has none).
+  function meanOverRanks(suffix) {
+    return function (vals) {
+      var sum = 0;
+      var n = 0;
+      for (var r = 0; r < workers; r++) {
+        var v = vals['rank' + r + '_' + suffix];
+        if (typeof v === 'number') {
+          sum += v;
+          n++;
+        }
+      }
+      return n ? sum / n : undefined;
+    };
+  }
+
+  if (workers > 1) {
+    // One line per rank, in ECharts' palette.
+    LINES.ranks = [];
+    for (var r = 0; r < workers; r++) {
+      LINES.ranks.push({ name: 'rank ' + r, kind: 'step', key: 'rank' + r + '_samples_per_sec', unit: 'samples/s' });
+    }
+    // Per window, the mean rank's compute time with its exposed wait for
+    // the gradients' all-reduce stacked on it, and the all-reduce
+    // bandwidth on the right. The tooltip adds the time the all-reduces
+    // took, which overlaps the backward pass but for the wait.
+    LINES.comm = [
+      { name: 'compute', kind: 'step', get: meanOverRanks('compute_seconds'), color: BLUE, stack: 'time', fmt: scaled(SECONDS, num),
+        extra: 'comm_seconds', extraName: 'time in all-reduce (overlaps compute)' },
+      { name: 'exposed all-reduce wait', kind: 'step', get: meanOverRanks('comm_wait_seconds'), color: AMBER, stack: 'time',
+        fmt: scaled(SECONDS, num) },
+      { name: 'all-reduce bandwidth (right)', kind: 'step', key: 'allreduce_gbps', color: GREEN, axis: 1, dashed: true,
+        fmt: scaled(GBPS, num) },
+    ];
+  }
+
+  // values picks [step, value, epoch] of one line out of the points (and
+  // the line's extra value, if it has one, fourth).
   function values(line) {
     var out = [];
     for (var i = 0; i < points.length; i++) {
       var p = points[i];
-      if (p.kind === line.kind && p.values && typeof p.values[line.key] === 'number') {
-        out.push([p.step, p.values[line.key], p.epoch]);
-      }
+      if (p.kind !== line.kind || !p.values) continue;
+      var v = line.get ? line.get(p.values) : p.values[line.key];
+      if (typeof v !== 'number') continue;
+      var d = [p.step, v, p.epoch];
+      if (line.extra && typeof p.values[line.extra] === 'number') d.push(p.values[line.extra]);
+      out.push(d);
     }
     return out;
   }
 
+  function legend(lines) {
+    var l = { show: lines.length > 1, top: 0, right: 8, textStyle: { color: MUTED }, itemWidth: 16, itemHeight: 8 };
+    // Many ranks' lines: one row that scrolls.
+    if (lines.length > 6) l = Object.assign(l, { type: 'scroll', left: 8 });
+    return l;
+  }
+
   function lineOption(name) {
     var lines = LINES[name];
+    if (!lines) throw new Error('no lines for the chart ' + name);
     var data = lines.map(values);
     var total = data.reduce(function (n, d) { return n + d.length; }, 0);
     var y = {
@@ -107,13 +176,24 @@
         min: function (v) { return Math.max(0, Math.floor(v.min * 10) / 10); },
       });
     }
+    if (name === 'comm') {
+      // Seconds from 0 on the left, GB/s on the right.
+      y = [
+        Object.assign(y, { scale: false, min: 0, axisLabel: Object.assign({}, y.axisLabel, { formatter: scaled(SECONDS, axisNum) }) }),
+        {
+          type: 'value', min: 0, position: 'right',
+          axisLabel: { color: MUTED, formatter: scaled(GBPS, axisNum), hideOverlap: true },
+          splitLine: { show: false },
+        },
+      ];
+    }
     return {
       total: total,
       option: {
         animation: false,
         textStyle: { fontFamily: FONT },
         grid: { left: 8, right: 18, top: lines.length > 1 ? 32 : 14, bottom: 8 },
-        legend: { show: lines.length > 1, top: 0, right: 8, textStyle: { color: MUTED }, itemWidth: 16, itemHeight: 8 },
+        legend: legend(lines),
         xAxis: {
           type: 'value', min: 0, name: 'step', nameLocation: 'end', nameGap: 6,
           nameTextStyle: { color: MUTED, align: 'right', verticalAlign: 'top', padding: [18, 0, 0, 0] },
@@ -122,14 +202,24 @@
         },
         yAxis: y,
         series: lines.map(function (l, i) {
-          return {
+          var s = {
             type: 'line', name: l.name, data: data[i],
             showSymbol: !!l.dots, symbol: 'circle', symbolSize: 6,
-            lineStyle: { width: l.dots ? 2 : 1.5, color: l.color },
-            itemStyle: { color: l.color },
-            sampling: l.dots ? undefined : 'lttb',
+            lineStyle: { width: l.dots ? 2 : 1.5 },
+            itemStyle: {},
+            // LTTB keeps different points of each line: stacked lines
+            // must keep all of theirs to stack window on window.
+            sampling: l.dots || l.stack ? undefined : 'lttb',
             connectNulls: true,
           };
+          if (l.color) s.lineStyle.color = s.itemStyle.color = l.color;
+          if (l.dashed) s.lineStyle.type = 'dashed';
+          if (l.stack) {
+            s.stack = l.stack;
+            s.areaStyle = { opacity: 0.3 };
+          }
+          if (l.axis) s.yAxisIndex = l.axis;
+          return s;
         }),
         graphic: [{
           type: 'text', left: 'center', top: 'middle', invisible: total > 0, silent: true,
@@ -143,12 +233,17 @@
           formatter: function (params) {
             if (!params.length) return '';
             var v = params[0].value;
-            var lines = ['step ' + count(v[0]) + ' · epoch ' + v[2]];
+            var text = ['step ' + count(v[0]) + ' · epoch ' + v[2]];
             params.forEach(function (p) {
-              lines.push(esc(p.seriesName) + ': ' + num(p.value[1]) +
+              var l = lines[p.seriesIndex] || {};
+              var fmt = l.fmt || function (x) { return num(x) + (l.unit ? ' ' + l.unit : ''); };
+              text.push(esc(p.seriesName) + ': ' + fmt(p.value[1]) +
                 (p.value[0] !== v[0] ? ' (step ' + count(p.value[0]) + ')' : ''));
+              if (l.extra && typeof p.value[3] === 'number') {
+                text.push(esc(l.extraName) + ': ' + fmt(p.value[3]));
+              }
             });
-            return lines.join('<br>');
+            return text.join('<br>');
           },
         },
       },
@@ -256,7 +351,8 @@
   }
 
   function redraw() {
-    each('[data-chart="loss"], [data-chart="accuracy"], [data-chart="rmse"], [data-chart="throughput"]', drawLines);
+    each('[data-chart="loss"], [data-chart="accuracy"], [data-chart="rmse"], [data-chart="throughput"], ' +
+      '[data-chart="ranks"], [data-chart="comm"]', drawLines);
     showProgress();
   }
 
