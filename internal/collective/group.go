@@ -66,6 +66,9 @@ type Group struct {
 
 	stats statCounters
 	red   reducers
+	// lockstepMax is lockstepBytes; tests lower it to run small
+	// messages through the pipelined path too.
+	lockstepMax int
 }
 
 // link is one direction of a point-to-point pair.
@@ -102,6 +105,8 @@ func newGroup(cfg Config) *Group {
 		joined:  make(chan struct{}),
 		fail:    failure{done: make(chan struct{}), noMaster: make(chan struct{})},
 		red:     bestReducers(),
+
+		lockstepMax: lockstepBytes,
 	}
 	for k := range g.out {
 		g.out[k] = &link{}

@@ -14,15 +14,28 @@ var awkward = []int{0, 1, 2, 3, 5, 7, 16, 17, 33, 1000, 1003, 4099}
 
 func smallSegments(c *Config) { c.SegmentBytes = 64 }
 
+// pipelined makes every ring operation take the pipelined path (two
+// goroutines per rank), which otherwise only messages of more than
+// lockstepBytes per step do.
+func pipelined(gs []*Group) {
+	for _, g := range gs {
+		g.lockstepMax = -1
+	}
+}
+
 func TestAllReduce(t *testing.T) {
 	ctx := context.Background()
 	for n := 1; n <= 4; n++ {
 		for _, seg := range []struct {
-			name string
-			edit func(*Config)
-		}{{"segment=16", smallSegments}, {"default segment", nil}} {
+			name      string
+			edit      func(*Config)
+			pipelined bool
+		}{{"segment=16/pipelined", smallSegments, true}, {"segment=16/lockstep", smallSegments, false}, {"default segment/pipelined", nil, true}} {
 			t.Run(fmt.Sprintf("n=%d/%s", n, seg.name), func(t *testing.T) {
 				gs := group(t, n, seg.edit)
+				if seg.pipelined {
+					pipelined(gs)
+				}
 				for _, l := range awkward {
 					for _, op := range []Op{Sum, Mean} {
 						xs := inputs(uint64(l*10+n), n, l)
@@ -69,6 +82,7 @@ func TestReduceScatterAllGather(t *testing.T) {
 	for n := 1; n <= 4; n++ {
 		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
 			gs := group(t, n, smallSegments)
+			pipelined(gs)
 			for _, l := range awkward {
 				for _, op := range []Op{Sum, Mean} {
 					xs := inputs(uint64(l+n), n, l)

@@ -73,6 +73,10 @@ type plan struct {
 	hdr              header
 	send, recv       []xfer
 	sendHdr, recvHdr bool // whether this rank writes to next, reads from prev at all
+	// ring: send t+1 forwards receive t (reduce-scatter, all-gather), as
+	// runLockstep needs; not so in a broadcast, which forwards receive t
+	// as send t.
+	ring bool
 }
 
 func mod(a, n int) int { return ((a % n) + n) % n }
@@ -118,7 +122,7 @@ func (g *Group) allReduce(ctx context.Context, name string, kind uint8, buf []fl
 		return fmt.Errorf("collective: %s: unknown reduction %v", name, op)
 	}
 	return g.collective(ctx, name, func(seq uint64) *plan {
-		p := &plan{hdr: header{kind: kind, op: op, seq: seq, count: uint64(len(buf))}, sendHdr: true, recvHdr: true}
+		p := &plan{hdr: header{kind: kind, op: op, seq: seq, count: uint64(len(buf))}, sendHdr: true, recvHdr: true, ring: true}
 		g.reduceScatterSteps(p, len(buf), true)
 		g.allGatherSteps(p, len(buf), true)
 		return p
@@ -136,7 +140,7 @@ func (g *Group) ReduceScatter(ctx context.Context, buf []float32, op Op) error {
 		return fmt.Errorf("collective: %s: unknown reduction %v", opReduceScatter, op)
 	}
 	return g.collective(ctx, opReduceScatter, func(seq uint64) *plan {
-		p := &plan{hdr: header{kind: kindReduceScatter, op: op, seq: seq, count: uint64(len(buf))}, sendHdr: true, recvHdr: true}
+		p := &plan{hdr: header{kind: kindReduceScatter, op: op, seq: seq, count: uint64(len(buf))}, sendHdr: true, recvHdr: true, ring: true}
 		g.reduceScatterSteps(p, len(buf), false)
 		return p
 	}, buf)
@@ -148,7 +152,7 @@ func (g *Group) ReduceScatter(ctx context.Context, buf []float32, op Op) error {
 // pass the same length.
 func (g *Group) AllGather(ctx context.Context, buf []float32) error {
 	return g.collective(ctx, opAllGather, func(seq uint64) *plan {
-		p := &plan{hdr: header{kind: kindAllGather, seq: seq, count: uint64(len(buf))}, sendHdr: true, recvHdr: true}
+		p := &plan{hdr: header{kind: kindAllGather, seq: seq, count: uint64(len(buf))}, sendHdr: true, recvHdr: true, ring: true}
 		g.allGatherSteps(p, len(buf), false)
 		return p
 	}, buf)
@@ -222,6 +226,9 @@ func (g *Group) nsegs(n int) int { return (n + g.seg - 1) / g.seg }
 // run exchanges the data of plan p: the sends on a helper goroutine, the
 // receives on this one.
 func (g *Group) run(buf []float32, p *plan) error {
+	if g.lockstep(p) {
+		return g.runLockstep(buf, p)
+	}
 	ntok := 0
 	for _, x := range p.recv {
 		if x.chained {
@@ -325,25 +332,9 @@ func (errSenderStopped) Error() string { return "sending side stopped" }
 // sending side has returned: if it failed before releasing a segment,
 // waiting for the release must stop.
 func (g *Group) recvSide(buf []float32, p *plan, tokens chan<- struct{}, releases <-chan struct{}, senderDone <-chan struct{}) error {
-	prev := (g.rank + g.size - 1) % g.size
-	c := g.prev
-	var hb [headerSize]byte
-	_ = c.SetReadDeadline(time.Now().Add(g.timeout))
-	if _, err := io.ReadFull(c, hb[:]); err != nil {
-		g.observeIO(prev, err)
+	if err := g.recvHeader(p); err != nil {
 		return err
 	}
-	h, err := decodeHeader(&hb)
-	if err != nil {
-		g.observe(prev, err, err.Error(), true)
-		return err
-	}
-	if h != p.hdr {
-		err := fmt.Errorf("called %v where rank %d called %v", h, g.rank, p.hdr)
-		g.observe(prev, err, err.Error(), true)
-		return err
-	}
-	n := float32(g.size)
 	var got int64
 	for _, x := range p.recv {
 		for lo := x.lo; lo < x.hi; lo += g.seg {
@@ -361,32 +352,130 @@ func (g *Group) recvSide(buf []float32, p *plan, tokens chan<- struct{}, release
 					}
 				}
 			}
-			_ = c.SetReadDeadline(time.Now().Add(g.timeout))
-			dst := buf[lo:hi]
-			if x.reduce {
-				if cap(g.scratch) < len(dst) {
-					g.scratch = make([]float32, min(g.seg, len(buf)))
-				}
-				sc := g.scratch[:len(dst)]
-				if _, err := io.ReadFull(c, bytesOf(sc)); err != nil {
-					g.observeIO(prev, err)
-					return err
-				}
-				if x.final && p.hdr.op == Mean {
-					g.red.addDiv(dst, sc, n)
-				} else {
-					g.red.add(dst, sc)
-				}
-			} else if _, err := io.ReadFull(c, bytesOf(dst)); err != nil {
-				g.observeIO(prev, err)
+			if err := g.recvInto(buf[lo:hi], x, p.hdr.op); err != nil {
 				return err
 			}
-			got += int64(4 * len(dst))
+			got += int64(4 * (hi - lo))
 			if x.chained {
 				tokens <- struct{}{}
 			}
 		}
 	}
+	g.stats.recv.Add(got)
+	return nil
+}
+
+// recvHeader reads the predecessor's header and checks it is for the
+// same operation as this rank's.
+func (g *Group) recvHeader(p *plan) error {
+	prev := (g.rank + g.size - 1) % g.size
+	var hb [headerSize]byte
+	_ = g.prev.SetReadDeadline(time.Now().Add(g.timeout))
+	if _, err := io.ReadFull(g.prev, hb[:]); err != nil {
+		g.observeIO(prev, err)
+		return err
+	}
+	h, err := decodeHeader(&hb)
+	if err != nil {
+		g.observe(prev, err, err.Error(), true)
+		return err
+	}
+	if h != p.hdr {
+		err := fmt.Errorf("called %v where rank %d called %v", h, g.rank, p.hdr)
+		g.observe(prev, err, err.Error(), true)
+		return err
+	}
+	return nil
+}
+
+// recvInto receives dst from the predecessor, adding it in (and
+// dividing, at the last step of a Mean) or copying it, in pieces of at
+// most a segment.
+func (g *Group) recvInto(dst []float32, x xfer, op Op) error {
+	prev := (g.rank + g.size - 1) % g.size
+	c := g.prev
+	for len(dst) > 0 {
+		d := dst[:min(len(dst), g.seg)]
+		dst = dst[len(d):]
+		_ = c.SetReadDeadline(time.Now().Add(g.timeout))
+		if !x.reduce {
+			if _, err := io.ReadFull(c, bytesOf(d)); err != nil {
+				g.observeIO(prev, err)
+				return err
+			}
+			continue
+		}
+		if cap(g.scratch) < len(d) {
+			g.scratch = make([]float32, g.seg)
+		}
+		sc := g.scratch[:len(d)]
+		if _, err := io.ReadFull(c, bytesOf(sc)); err != nil {
+			g.observeIO(prev, err)
+			return err
+		}
+		if x.final && op == Mean {
+			g.red.addDiv(d, sc, float32(g.size))
+		} else {
+			g.red.add(d, sc)
+		}
+	}
+	return nil
+}
+
+// lockstepBytes is the largest step, in bytes, that runLockstep takes:
+// far below any socket buffer (Linux's smallest default maximum is about
+// 200 KiB), so a step's write never waits for the successor to read.
+const lockstepBytes = 64 << 10
+
+// lockstep reports whether p can run in lock step on one goroutine: a
+// ring plan (each send after the first forwards the previous receive)
+// whose steps all fit lockstepBytes. For small messages that saves the
+// helper goroutine and its hand-offs, which cost more than the data.
+func (g *Group) lockstep(p *plan) bool {
+	if !p.ring {
+		return false
+	}
+	for t, x := range p.send {
+		if 4*(x.hi-x.lo) > g.lockstepMax || 4*(p.recv[t].hi-p.recv[t].lo) > g.lockstepMax {
+			return false
+		}
+	}
+	return true
+}
+
+// runLockstep runs a small ring plan on this goroutine: at each step,
+// write the whole step, then read the whole step. Every rank's writes
+// fit its socket buffer, so no rank waits on a write and the ring cannot
+// deadlock; a chained send reads data received in the step before, which
+// is complete by then.
+func (g *Group) runLockstep(buf []float32, p *plan) error {
+	next := (g.rank + 1) % g.size
+	var hb [headerSize]byte
+	p.hdr.encode(&hb)
+	var sent, got int64
+	for t, x := range p.send {
+		_ = g.next.SetWriteDeadline(time.Now().Add(g.timeout))
+		bufs := net.Buffers{bytesOf(buf[x.lo:x.hi])}
+		if t == 0 {
+			bufs = net.Buffers{hb[:], bufs[0]}
+		}
+		if _, err := bufs.WriteTo(g.next); err != nil {
+			g.observeIO(next, err)
+			return err
+		}
+		sent += int64(4 * (x.hi - x.lo))
+		if t == 0 {
+			if err := g.recvHeader(p); err != nil {
+				return err
+			}
+		}
+		y := p.recv[t]
+		if err := g.recvInto(buf[y.lo:y.hi], y, p.hdr.op); err != nil {
+			return err
+		}
+		got += int64(4 * (y.hi - y.lo))
+	}
+	g.stats.sent.Add(sent)
 	g.stats.recv.Add(got)
 	return nil
 }
