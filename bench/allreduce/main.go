@@ -13,7 +13,9 @@
 // size is reported.
 //
 // Runners: hpcml (this binary, started twice as ranks with the HPCML_*
-// variables of an hpcml job), gloo (bench/allreduce/peers/gloo_allreduce.py
+// variables of an hpcml job; the ranks share a host, so their ring links
+// use shared memory), hpcml-tcp (the same over TCP: Config.NoSharedMemory),
+// gloo (bench/allreduce/peers/gloo_allreduce.py
 // on /usr/bin/python3 with Debian's python3-torch), mpi-tcp and mpi-sm
 // (bench/allreduce/peers/mpi_allreduce.c built with mpicc, run with mpirun and
 // the ob1 messaging layer over the tcp or the vader shared-memory
@@ -69,7 +71,7 @@ func main() {
 	flag.Int64Var(&p.maxIters, "max-iters", 1000, "most timed iterations per size")
 	flag.IntVar(&p.segment, "segment", 0, "hpcml's Config.SegmentBytes (0: the default)")
 	runs := flag.Int("runs", 3, "runs of every runner; the median time per size is reported")
-	peers := flag.String("peers", "hpcml,gloo,mpi-tcp,mpi-sm", "runners, comma-separated")
+	peers := flag.String("peers", "hpcml,hpcml-tcp,gloo,mpi-tcp,mpi-sm", "runners, comma-separated")
 	flag.Parse()
 	if p.min < 4 || p.factor < 2 || p.max < p.min || p.min%4 != 0 {
 		fail(fmt.Errorf("bad sizes: -min %d -max %d -factor %d", p.min, p.max, p.factor))
@@ -93,15 +95,18 @@ func drive(p params, runs int, peers []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	src, err := sourceDir()
-	if err != nil {
-		return err
+	var src string
+	if slices.ContainsFunc(peers, func(p string) bool { return !strings.HasPrefix(p, "hpcml") }) {
+		if src, err = sourceDir(); err != nil {
+			return err
+		}
 	}
 	runners := map[string]launcher{}
 	for _, name := range peers {
 		switch name {
-		case "hpcml":
-			runners[name] = func(ctx context.Context) ([]*exec.Cmd, error) { return hpcmlRanks(ctx, p) }
+		case "hpcml", "hpcml-tcp":
+			tcp := name == "hpcml-tcp"
+			runners[name] = func(ctx context.Context) ([]*exec.Cmd, error) { return hpcmlRanks(ctx, p, tcp) }
 		case "gloo":
 			runners[name] = func(ctx context.Context) ([]*exec.Cmd, error) {
 				return glooRanks(ctx, filepath.Join(src, "gloo_allreduce.py"), p)
@@ -120,7 +125,7 @@ func drive(p params, runs int, peers []string) error {
 			}
 			runners[name] = func(ctx context.Context) ([]*exec.Cmd, error) { return mpiRanks(ctx, bin, btl, p), nil }
 		default:
-			return fmt.Errorf("unknown runner %q (hpcml, gloo, mpi-tcp, mpi-sm)", name)
+			return fmt.Errorf("unknown runner %q (hpcml, hpcml-tcp, gloo, mpi-tcp, mpi-sm)", name)
 		}
 	}
 	fmt.Printf("# all-reduce, 2 ranks, float32 sum, in place; %s; GOMAXPROCS %d; load average %s\n",
@@ -239,12 +244,12 @@ func twoRanks(ctx context.Context, argv []string, env func(rank, port int) []str
 	return cmds, nil
 }
 
-func hpcmlRanks(ctx context.Context, p params) ([]*exec.Cmd, error) {
+func hpcmlRanks(ctx context.Context, p params, tcp bool) ([]*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	argv := append([]string{self}, append(p.args(), strconv.Itoa(p.segment))...)
+	argv := append([]string{self}, append(p.args(), strconv.Itoa(p.segment), strconv.FormatBool(tcp))...)
 	return twoRanks(ctx, argv, func(rank, port int) []string {
 		return []string{childEnv + "=1", "HPCML_RANK=" + strconv.Itoa(rank), "HPCML_WORLD_SIZE=2",
 			"HPCML_MASTER_ADDR=127.0.0.1", "HPCML_MASTER_PORT=" + strconv.Itoa(port)}
@@ -287,8 +292,8 @@ func humanBytes(n int64) string {
 }
 
 // report prints a Markdown table: per size, each runner's median time and
-// busbw, and hpcml's ratio to the better of gloo and mpi-tcp (the peers
-// on the same transport, TCP) and to mpi-sm (shared memory).
+// busbw; hpcml's ratio to the best peer, and hpcml-tcp's to the better of
+// the peers on the same transport (gloo, mpi-tcp).
 func report(p params, peers []string, res map[string]result) {
 	const n = 2
 	busFactor := 2.0 * (n - 1) / n
@@ -296,22 +301,40 @@ func report(p params, peers []string, res map[string]result) {
 	head := "| size |"
 	rule := "|---:|"
 	for _, name := range peers {
-		head += fmt.Sprintf(" %s time | %s algbw | %s busbw |", name, name, name)
-		rule += "---:|---:|---:|"
+		head += fmt.Sprintf(" %s time | %s busbw |", name, name)
+		rule += "---:|---:|"
 	}
-	_, hasH := res["hpcml"]
-	_, hasG := res["gloo"]
-	_, hasT := res["mpi-tcp"]
-	_, hasS := res["mpi-sm"]
-	tcpPeers := hasH && (hasG || hasT)
-	if tcpPeers {
-		head += " hpcml / best TCP peer |"
+	has := func(names ...string) bool {
+		for _, n := range names {
+			if _, ok := res[n]; ok {
+				return true
+			}
+		}
+		return false
+	}
+	overall := has("hpcml") && has("gloo", "mpi-tcp", "mpi-sm")
+	sameTransport := has("hpcml-tcp") && has("gloo", "mpi-tcp")
+	if overall {
+		head += " hpcml / best peer |"
 		rule += "---:|"
 	}
-	if hasH && hasS {
-		head += " hpcml / mpi-sm |"
+	if sameTransport {
+		head += " hpcml-tcp / best TCP peer |"
 		rule += "---:|"
 	}
+	// Every measurement: time, algbw and busbw (equal for two ranks).
+	fmt.Println("| size | runner | time | algbw | busbw | runs |")
+	fmt.Println("|---:|---|---:|---:|---:|---:|")
+	for size := p.min; size <= p.max; size *= p.factor {
+		for _, name := range peers {
+			if ts := res[name][size]; len(ts) > 0 {
+				t := median(ts)
+				alg := float64(size) / t / 1e9
+				fmt.Printf("| %s | %s | %s | %.2f GB/s | %.2f GB/s | %d |\n", humanBytes(size), name, fmtTime(t), alg, alg*busFactor, len(ts))
+			}
+		}
+	}
+	fmt.Println()
 	fmt.Println(head)
 	fmt.Println(rule)
 	for size := p.min; size <= p.max; size *= p.factor {
@@ -320,20 +343,18 @@ func report(p params, peers []string, res map[string]result) {
 		for _, name := range peers {
 			ts := res[name][size]
 			if len(ts) == 0 {
-				row += " – | – | – |"
+				row += " – | – |"
 				continue
 			}
 			t := median(ts)
-			alg := float64(size) / t / 1e9
-			bus[name] = alg * busFactor
-			row += fmt.Sprintf(" %s | %.2f GB/s | %.2f GB/s |", fmtTime(t), alg, bus[name])
+			bus[name] = float64(size) / t / 1e9 * busFactor // algbw × 2(n−1)/n; algbw = busbw for n = 2
+			row += fmt.Sprintf(" %s | %.2f GB/s |", fmtTime(t), bus[name])
 		}
-		if tcpPeers {
-			best := max(bus["gloo"], bus["mpi-tcp"])
-			row += fmt.Sprintf(" %.2f× |", bus["hpcml"]/best)
+		if overall {
+			row += fmt.Sprintf(" %.2f× |", bus["hpcml"]/max(bus["gloo"], bus["mpi-tcp"], bus["mpi-sm"]))
 		}
-		if hasH && hasS {
-			row += fmt.Sprintf(" %.2f× |", bus["hpcml"]/bus["mpi-sm"])
+		if sameTransport {
+			row += fmt.Sprintf(" %.2f× |", bus["hpcml-tcp"]/max(bus["gloo"], bus["mpi-tcp"]))
 		}
 		fmt.Println(row)
 	}

@@ -13,13 +13,18 @@ import (
 
 // rank is one hpcml rank: it joins from the HPCML_* variables, as a
 // program in an hpcml job would, and times AllReduce like the other
-// runners. Args: MIN MAX FACTOR TARGET MIN_ITERS MAX_ITERS SEGMENT_BYTES.
+// runners. Args: MIN MAX FACTOR TARGET MIN_ITERS MAX_ITERS SEGMENT_BYTES
+// TCP_ONLY.
 func rank(args []string) error {
-	if len(args) != 7 {
-		return fmt.Errorf("want 7 arguments, got %d", len(args))
+	if len(args) != 8 {
+		return fmt.Errorf("want 8 arguments, got %d", len(args))
 	}
-	v := make([]int64, len(args))
-	for i, a := range args {
+	tcp, err := strconv.ParseBool(args[7])
+	if err != nil {
+		return fmt.Errorf("argument 8: %w", err)
+	}
+	v := make([]int64, 7)
+	for i, a := range args[:7] {
 		n, err := strconv.ParseInt(a, 10, 64)
 		if err != nil {
 			return fmt.Errorf("argument %d: %w", i+1, err)
@@ -33,6 +38,7 @@ func rank(args []string) error {
 		return err
 	}
 	cfg.SegmentBytes = int(v[6])
+	cfg.NoSharedMemory = tcp
 	g, err := collective.Join(ctx, cfg)
 	if err != nil {
 		return err

@@ -17,11 +17,11 @@ const (
 	DefaultOperationTimeout = 5 * time.Minute
 	// DefaultSegmentBytes is the pipelining unit of the ring operations:
 	// a segment is forwarded as soon as it has been received (and
-	// reduced), so sends and receives overlap. Measured on loopback
-	// between two processes (docs/benchmarks.md), 256 KiB to 1 MiB are
-	// equally fast; smaller segments cost system calls, larger ones delay
-	// the start of the pipeline.
-	DefaultSegmentBytes = 512 << 10
+	// reduced), so sends and receives overlap. Between two processes on
+	// this machine (docs/benchmarks.md) 2 MiB did best: each segment
+	// costs a wake-up of the receiving goroutine, which smaller segments
+	// pay too often; larger ones start the pipeline late.
+	DefaultSegmentBytes = 2 << 20
 )
 
 // Config says who this process is in its group and how to find the others.
@@ -51,6 +51,12 @@ type Config struct {
 	// means DefaultSegmentBytes. It must be the same on every rank (it
 	// decides how messages are cut); a tuning knob, not needed normally.
 	SegmentBytes int
+	// NoSharedMemory makes ring neighbours on the same host exchange data
+	// over TCP too, as between hosts. By default they use shared memory
+	// (/dev/shm), which is faster; set it to compare, or where /dev/shm
+	// is too small (each rank creates one mapping of 4 segments, at most
+	// 8 MiB).
+	NoSharedMemory bool
 }
 
 // The environment variables an hpcml job of several tasks sets for every

@@ -1,6 +1,8 @@
 // Package collective lets the processes of a job exchange float32 data:
 // a rendezvous, then ring all-reduce, reduce-scatter, all-gather,
-// broadcast, barrier and point-to-point send/receive over TCP. It is what
+// broadcast, barrier and point-to-point send/receive over TCP, with ring
+// neighbours on the same host moving the collectives' data through shared
+// memory (shm.go). It is what
 // hpcml's data-parallel and pipeline-parallel training run on, and any Go
 // program in an hpcml job of several tasks can use it on its own.
 //

@@ -31,8 +31,14 @@ func blames(t *testing.T, who string, err error, rank int, reason string) {
 }
 
 func TestPeerDiesMidOperation(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) { peerDies(t, tr.edit) })
+	}
+}
+
+func peerDies(t *testing.T, edit func(*Config)) {
 	ctx := context.Background()
-	gs := group(t, 4, nil)
+	gs := group(t, 4, edit)
 	started := make(chan struct{}, 4)
 	result := make(chan []error)
 	go func() {

@@ -43,6 +43,9 @@ type Group struct {
 	// wait on each other.
 	next, prev net.Conn
 	ringIn     chan net.Conn // prev's connection, from the accept loop
+	// The same links through shared memory, when the neighbour is on
+	// this host (shm.go); nil otherwise. Guarded by collMu once joined.
+	nextShm, prevShm *shmChan
 
 	collMu  sync.Mutex // one collective at a time
 	seq     uint64     // collectives started; guarded by collMu
@@ -150,6 +153,16 @@ func (g *Group) Close() error {
 		if g.ctrl != nil {
 			g.ctrl.close()
 		}
+		// Unmap only when no collective runs: one in flight fails at
+		// once now that its connections are closed.
+		g.collMu.Lock()
+		for _, s := range []*shmChan{g.nextShm, g.prevShm} {
+			if s != nil {
+				unmapShared(s.mem)
+			}
+		}
+		g.nextShm, g.prevShm = nil, nil
+		g.collMu.Unlock()
 	})
 	g.wg.Wait()
 	return nil

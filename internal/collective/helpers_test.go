@@ -130,3 +130,23 @@ func clone(xs [][]float32) [][]float32 {
 	}
 	return out
 }
+
+// transports are the two ways ring neighbours on one host exchange data.
+var transports = []struct {
+	name string
+	edit func(*Config)
+}{
+	{"shm", nil},
+	{"tcp", func(c *Config) { c.NoSharedMemory = true }},
+}
+
+// both applies a and then b.
+func both(a, b func(*Config)) func(*Config) {
+	return func(c *Config) {
+		for _, f := range []func(*Config){a, b} {
+			if f != nil {
+				f(c)
+			}
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -30,7 +31,13 @@ func TestAllReduce(t *testing.T) {
 			name      string
 			edit      func(*Config)
 			pipelined bool
-		}{{"segment=16/pipelined", smallSegments, true}, {"segment=16/lockstep", smallSegments, false}, {"default segment/pipelined", nil, true}} {
+		}{
+			{"shm/segment=16/pipelined", smallSegments, true},
+			{"tcp/segment=16/pipelined", both(smallSegments, transports[1].edit), true},
+			{"segment=16/lockstep", smallSegments, false},
+			{"shm/default segment/pipelined", nil, true},
+			{"tcp/default segment/pipelined", transports[1].edit, true},
+		} {
 			t.Run(fmt.Sprintf("n=%d/%s", n, seg.name), func(t *testing.T) {
 				gs := group(t, n, seg.edit)
 				if seg.pipelined {
@@ -78,74 +85,100 @@ func bits(xs []float32) []uint32 {
 }
 
 func TestReduceScatterAllGather(t *testing.T) {
-	ctx := context.Background()
 	for n := 1; n <= 4; n++ {
-		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
-			gs := group(t, n, smallSegments)
-			pipelined(gs)
-			for _, l := range awkward {
-				for _, op := range []Op{Sum, Mean} {
-					xs := inputs(uint64(l+n), n, l)
-					bufs := clone(xs)
-					noErrors(t, "ReduceScatter", each(gs, func(r int, g *Group) error { return g.ReduceScatter(ctx, bufs[r], op) }))
-					want := ringReduce(xs, op)
-					for r := range n {
-						lo, hi := Shard(l, n, r)
-						if !slices.Equal(bits(bufs[r][lo:hi]), bits(want[lo:hi])) {
-							t.Fatalf("ReduceScatter length %d %v: rank %d's shard [%d,%d) is wrong", l, op, r, lo, hi)
-						}
-					}
-				}
-				// AllGather: each rank contributes its shard, garbage elsewhere.
-				xs := inputs(uint64(l+100*n), n, l)
-				want := make([]float32, l)
-				for r := range n {
-					lo, hi := Shard(l, n, r)
-					copy(want[lo:hi], xs[r][lo:hi])
-				}
-				bufs := clone(xs)
-				noErrors(t, "AllGather", each(gs, func(r int, g *Group) error { return g.AllGather(ctx, bufs[r]) }))
-				for r := range n {
-					if !slices.Equal(bits(bufs[r]), bits(want)) {
-						t.Fatalf("AllGather length %d: rank %d is wrong", l, r)
-					}
+		for _, tr := range transports {
+			t.Run(fmt.Sprintf("n=%d/%s", n, tr.name), func(t *testing.T) { reduceScatterAllGather(t, n, tr.edit) })
+		}
+	}
+}
+
+func reduceScatterAllGather(t *testing.T, n int, edit func(*Config)) {
+	ctx := context.Background()
+	gs := group(t, n, both(smallSegments, edit))
+	pipelined(gs)
+	for _, l := range awkward {
+		for _, op := range []Op{Sum, Mean} {
+			xs := inputs(uint64(l+n), n, l)
+			bufs := clone(xs)
+			noErrors(t, "ReduceScatter", each(gs, func(r int, g *Group) error { return g.ReduceScatter(ctx, bufs[r], op) }))
+			want := ringReduce(xs, op)
+			for r := range n {
+				lo, hi := Shard(l, n, r)
+				if !slices.Equal(bits(bufs[r][lo:hi]), bits(want[lo:hi])) {
+					t.Fatalf("ReduceScatter length %d %v: rank %d's shard [%d,%d) is wrong", l, op, r, lo, hi)
 				}
 			}
-		})
+		}
+		// AllGather: each rank contributes its shard, garbage elsewhere.
+		xs := inputs(uint64(l+100*n), n, l)
+		want := make([]float32, l)
+		for r := range n {
+			lo, hi := Shard(l, n, r)
+			copy(want[lo:hi], xs[r][lo:hi])
+		}
+		bufs := clone(xs)
+		noErrors(t, "AllGather", each(gs, func(r int, g *Group) error { return g.AllGather(ctx, bufs[r]) }))
+		for r := range n {
+			if !slices.Equal(bits(bufs[r]), bits(want)) {
+				t.Fatalf("AllGather length %d: rank %d is wrong", l, r)
+			}
+		}
 	}
 }
 
 func TestBroadcastBarrier(t *testing.T) {
-	ctx := context.Background()
 	for n := 1; n <= 4; n++ {
-		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
-			gs := group(t, n, smallSegments)
-			for _, l := range awkward {
-				for root := range n {
-					xs := inputs(uint64(l+root), n, l)
-					bufs := clone(xs)
-					noErrors(t, "Broadcast", each(gs, func(r int, g *Group) error { return g.Broadcast(ctx, bufs[r], root) }))
-					for r := range n {
-						if !slices.Equal(bits(bufs[r]), bits(xs[root])) {
-							t.Fatalf("Broadcast length %d root %d: rank %d is wrong", l, root, r)
-						}
-					}
+		for _, tr := range transports {
+			t.Run(fmt.Sprintf("n=%d/%s", n, tr.name), func(t *testing.T) { broadcastBarrier(t, n, tr.edit) })
+		}
+	}
+}
+
+func broadcastBarrier(t *testing.T, n int, edit func(*Config)) {
+	ctx := context.Background()
+	gs := group(t, n, both(smallSegments, edit))
+	for _, l := range awkward {
+		for root := range n {
+			xs := inputs(uint64(l+root), n, l)
+			bufs := clone(xs)
+			noErrors(t, "Broadcast", each(gs, func(r int, g *Group) error { return g.Broadcast(ctx, bufs[r], root) }))
+			for r := range n {
+				if !slices.Equal(bits(bufs[r]), bits(xs[root])) {
+					t.Fatalf("Broadcast length %d root %d: rank %d is wrong", l, root, r)
 				}
 			}
-			noErrors(t, "Barrier", each(gs, func(r int, g *Group) error { return g.Barrier(ctx) }))
-			if err := gs[0].Broadcast(ctx, nil, n); err == nil {
-				t.Fatal("Broadcast from a root outside the group: no error")
+		}
+	}
+	noErrors(t, "Barrier", each(gs, func(r int, g *Group) error { return g.Barrier(ctx) }))
+	if err := gs[0].Broadcast(ctx, nil, n); err == nil {
+		t.Fatal("Broadcast from a root outside the group: no error")
+	}
+	if err := gs[0].AllReduce(ctx, nil, Op(9)); err == nil {
+		t.Fatal("AllReduce with an unknown Op: no error")
+	}
+	// Refused calls exchange nothing: the group still works.
+	noErrors(t, "Barrier after refused calls", each(gs, func(r int, g *Group) error { return g.Barrier(ctx) }))
+	st := gs[0].Stats()
+	if st.Collectives == 0 || (n > 1 && st.BytesSent == 0) {
+		t.Fatalf("Stats: %+v", st)
+	}
+}
+
+// Ranks on one host use shared memory unless told not to, and leave
+// nothing in /dev/shm.
+func TestSharedMemoryChosen(t *testing.T) {
+	for _, tr := range transports {
+		gs := group(t, 3, tr.edit)
+		session := gs[0].session
+		for r, g := range gs {
+			if (g.nextShm != nil) != (tr.name == "shm") || (g.prevShm != nil) != (tr.name == "shm") {
+				t.Errorf("%s: rank %d: next %v, prev %v", tr.name, r, g.nextShm != nil, g.prevShm != nil)
 			}
-			if err := gs[0].AllReduce(ctx, nil, Op(9)); err == nil {
-				t.Fatal("AllReduce with an unknown Op: no error")
-			}
-			// Refused calls exchange nothing: the group still works.
-			noErrors(t, "Barrier after refused calls", each(gs, func(r int, g *Group) error { return g.Barrier(ctx) }))
-			st := gs[0].Stats()
-			if st.Collectives == 0 || (n > 1 && st.BytesSent == 0) {
-				t.Fatalf("Stats: %+v", st)
-			}
-		})
+		}
+		left, _ := filepath.Glob("/dev/shm/hpcml-collective-" + session + "-*")
+		if len(left) > 0 {
+			t.Errorf("%s: left in /dev/shm: %v", tr.name, left)
+		}
 	}
 }
 

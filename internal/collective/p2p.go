@@ -67,7 +67,7 @@ func (g *Group) pointToPoint(ctx context.Context, name string, l *link, do func(
 func (g *Group) send(ctx context.Context, l *link, to int, buf []float32) error {
 	if l.conn == nil {
 		dctx, cancel := context.WithTimeout(ctx, g.timeout)
-		c, err := g.dial(dctx, to, kindP2P)
+		c, _, err := g.dial(dctx, to, hello{Kind: kindP2P, Rank: g.rank, Session: g.session})
 		cancel()
 		if err != nil {
 			g.observeIO(to, err)

@@ -17,7 +17,10 @@ import (
 // The tests below run ranks as separate processes: this test binary,
 // started again with childEnv set, becomes a rank (see TestMain) that
 // reads its place from the same HPCML_* variables an hpcml job sets.
-const childEnv = "COLLECTIVE_TEST_CHILD"
+const (
+	childEnv = "COLLECTIVE_TEST_CHILD"
+	childTCP = "COLLECTIVE_TEST_TCP" // set: NoSharedMemory
+)
 
 func TestMain(m *testing.M) {
 	if scenario := os.Getenv(childEnv); scenario != "" {
@@ -38,6 +41,7 @@ func child(scenario string) int {
 		return 2
 	}
 	cfg.Fingerprint = "process-test"
+	cfg.NoSharedMemory = os.Getenv(childTCP) != ""
 	g, err := Join(ctx, cfg)
 	if err != nil {
 		fmt.Println("error:", err)
@@ -90,14 +94,18 @@ type proc struct {
 	lines chan string
 }
 
-// spawn starts n ranks of scenario as processes.
-func spawn(t *testing.T, n int, scenario string) []*proc {
+// spawn starts n ranks of scenario as processes, over TCP only if tcp.
+func spawn(t *testing.T, n int, scenario string, tcp bool) []*proc {
 	t.Helper()
 	port := freePort(t)
 	ps := make([]*proc, n)
 	for r := range n {
 		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), childEnv+"="+scenario,
+		cmd.Env = append(os.Environ(), childEnv+"="+scenario)
+		if tcp {
+			cmd.Env = append(cmd.Env, childTCP+"=1")
+		}
+		cmd.Env = append(cmd.Env,
 			"HPCML_RANK="+strconv.Itoa(r), "HPCML_WORLD_SIZE="+strconv.Itoa(n),
 			"HPCML_MASTER_ADDR=127.0.0.1", "HPCML_MASTER_PORT="+strconv.Itoa(port))
 		cmd.Stderr = os.Stderr
@@ -126,8 +134,14 @@ func TestProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
+	for _, tcp := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tcp=%v", tcp), func(t *testing.T) { processes(t, tcp) })
+	}
+}
+
+func processes(t *testing.T, tcp bool) {
 	const n = 3
-	ps := spawn(t, n, "ops")
+	ps := spawn(t, n, "ops", tcp)
 	xs := inputs(99, n, processLength)
 	want := ringReduce(xs, Mean)
 	h := fnv.New64a()
@@ -149,15 +163,17 @@ func TestProcessKilled(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	// Rank 1, and rank 0, which decides for the others.
-	for _, victim := range []int{1, 0} {
-		t.Run(fmt.Sprintf("rank %d", victim), func(t *testing.T) { killed(t, 3, victim) })
+	for _, tcp := range []bool{false, true} {
+		for _, victim := range []int{1, 0} {
+			t.Run(fmt.Sprintf("tcp=%v/rank %d", tcp, victim), func(t *testing.T) { killed(t, 3, victim, tcp) })
+		}
 	}
 }
 
 // killed runs n ranks in a loop of all-reduces and kills victim with
 // SIGKILL: the others must fail, naming it.
-func killed(t *testing.T, n, victim int) {
-	ps := spawn(t, n, "loop")
+func killed(t *testing.T, n, victim int, tcp bool) {
+	ps := spawn(t, n, "loop", tcp)
 	for r, p := range ps {
 		if line := <-p.lines; line != "running" {
 			t.Fatalf("rank %d: %q", r, line)

@@ -346,11 +346,33 @@ func (g *Group) joinWorker(ctx, jctx context.Context) error {
 // predecessor's connection.
 func (g *Group) connectRing(ctx context.Context) error {
 	next, prev := (g.rank+1)%g.size, (g.rank+g.size-1)%g.size
-	c, err := g.dial(ctx, next, kindRing)
+	h := hello{Kind: kindRing, Rank: g.rank, Session: g.session}
+	var offer *shmChan
+	if !g.cfg.NoSharedMemory {
+		slot := shmSlotBytes(g.seg)
+		var cookie []byte
+		var err error
+		// No offer if /dev/shm is missing or full: then TCP.
+		if offer, cookie, err = offerShm(g.session, g.rank, slot); err == nil {
+			h.Shm, h.Cookie, h.SlotBytes = offer.path, hex.EncodeToString(cookie), slot
+		}
+	}
+	c, ack, err := g.dial(ctx, next, h)
 	if err != nil {
+		if offer != nil {
+			offer.drop()
+		}
 		return fmt.Errorf("connect to rank %d (%s): %w", next, g.addrs[next], err)
 	}
 	g.next = c
+	if offer != nil {
+		if ack == ackShm {
+			offer.path = "" // the successor has removed the name
+			g.nextShm = offer
+		} else {
+			offer.drop()
+		}
+	}
 	select {
 	case g.prev = <-g.ringIn:
 		return nil
@@ -364,12 +386,13 @@ func (g *Group) connectRing(ctx context.Context) error {
 	}
 }
 
-// dial opens a data connection to rank k and waits for its acceptance.
-func (g *Group) dial(ctx context.Context, k int, kind string) (net.Conn, error) {
+// dial opens a data connection to rank k with hello h and waits for its
+// acceptance (ackTCP or ackShm).
+func (g *Group) dial(ctx context.Context, k int, h hello) (net.Conn, byte, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", g.addrs[k])
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	tune(c)
 	if dl, ok := ctx.Deadline(); ok {
@@ -377,23 +400,23 @@ func (g *Group) dial(ctx context.Context, k int, kind string) (net.Conn, error) 
 	} else {
 		_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
 	}
-	if err := writeMsg(c, hello{Kind: kind, Rank: g.rank, Session: g.session}); err != nil {
+	if err := writeMsg(c, h); err != nil {
 		c.Close()
-		return nil, err
+		return nil, 0, err
 	}
 	var ack [1]byte
-	if _, err := c.Read(ack[:]); err != nil || ack[0] != 1 {
+	if _, err := c.Read(ack[:]); err != nil || (ack[0] != ackTCP && ack[0] != ackShm) {
 		c.Close()
 		if err == nil {
 			err = errors.New("refused")
 		}
-		return nil, fmt.Errorf("handshake: %w", err)
+		return nil, 0, fmt.Errorf("handshake: %w", err)
 	}
 	_ = c.SetDeadline(time.Time{})
 	if !g.addConn(c) {
-		return nil, errors.New("the group has failed")
+		return nil, 0, errors.New("the group has failed")
 	}
-	return c, nil
+	return c, ack[0], nil
 }
 
 // acceptLoop takes connections on this rank's listener until it is
@@ -470,8 +493,19 @@ func (g *Group) handshake(c net.Conn, regs chan<- registration) {
 			return
 		}
 	}
+	ack := byte(ackTCP)
+	if h.Kind == kindRing && h.Shm != "" && !g.cfg.NoSharedMemory {
+		if cookie, err := hex.DecodeString(h.Cookie); err == nil {
+			if s, err := acceptShm(h.Shm, cookie, h.SlotBytes); err == nil {
+				// Set before the connection is handed over on ringIn,
+				// which orders it before every use.
+				g.prevShm = s
+				ack = ackShm
+			}
+		}
+	}
 	tune(c)
-	if _, err := c.Write([]byte{1}); err != nil {
+	if _, err := c.Write([]byte{ack}); err != nil {
 		c.Close()
 		return
 	}

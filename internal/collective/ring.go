@@ -292,18 +292,25 @@ func (g *Group) sendSide(buf []float32, p *plan, tokens <-chan struct{}, release
 					return errQuit{}
 				}
 			}
-			_ = c.SetWriteDeadline(time.Now().Add(g.timeout))
-			var err error
-			if pending != nil {
-				bufs := net.Buffers{pending, bytesOf(buf[lo:hi])}
-				_, err = bufs.WriteTo(c)
+			if g.nextShm != nil {
+				if err := g.shmSend(bytesOf(buf[lo:hi]), pending); err != nil {
+					return err
+				}
 				pending = nil
 			} else {
-				_, err = c.Write(bytesOf(buf[lo:hi]))
-			}
-			if err != nil {
-				g.observeIO(next, err)
-				return err
+				_ = c.SetWriteDeadline(time.Now().Add(g.timeout))
+				var err error
+				if pending != nil {
+					bufs := net.Buffers{pending, bytesOf(buf[lo:hi])}
+					_, err = bufs.WriteTo(c)
+					pending = nil
+				} else {
+					_, err = c.Write(bytesOf(buf[lo:hi]))
+				}
+				if err != nil {
+					g.observeIO(next, err)
+					return err
+				}
 			}
 			sent += int64(4 * (hi - lo))
 			if x.released {
@@ -352,7 +359,7 @@ func (g *Group) recvSide(buf []float32, p *plan, tokens chan<- struct{}, release
 					}
 				}
 			}
-			if err := g.recvInto(buf[lo:hi], x, p.hdr.op); err != nil {
+			if err := g.recvInto(buf[lo:hi], x, p.hdr.op, g.prevShm != nil); err != nil {
 				return err
 			}
 			got += int64(4 * (hi - lo))
@@ -390,8 +397,12 @@ func (g *Group) recvHeader(p *plan) error {
 
 // recvInto receives dst from the predecessor, adding it in (and
 // dividing, at the last step of a Mean) or copying it, in pieces of at
-// most a segment.
-func (g *Group) recvInto(dst []float32, x xfer, op Op) error {
+// most a segment: through shared memory if viaShm, else from the TCP
+// stream.
+func (g *Group) recvInto(dst []float32, x xfer, op Op, viaShm bool) error {
+	if viaShm {
+		return g.shmRecv(dst, x, op)
+	}
 	prev := (g.rank + g.size - 1) % g.size
 	c := g.prev
 	for len(dst) > 0 {
@@ -429,18 +440,14 @@ const lockstepBytes = 64 << 10
 
 // lockstep reports whether p can run in lock step on one goroutine: a
 // ring plan (each send after the first forwards the previous receive)
-// whose steps all fit lockstepBytes. For small messages that saves the
-// helper goroutine and its hand-offs, which cost more than the data.
+// whose chunks all fit lockstepBytes. For small messages that saves the
+// helper goroutine and its hand-offs, which cost more than the data. It
+// depends only on the length and the world size, so every rank decides
+// alike: the lock-step path always sends over TCP, even between
+// neighbours that share memory.
 func (g *Group) lockstep(p *plan) bool {
-	if !p.ring {
-		return false
-	}
-	for t, x := range p.send {
-		if 4*(x.hi-x.lo) > g.lockstepMax || 4*(p.recv[t].hi-p.recv[t].lo) > g.lockstepMax {
-			return false
-		}
-	}
-	return true
+	largest := (p.hdr.count + uint64(g.size) - 1) / uint64(g.size)
+	return p.ring && 4*largest <= uint64(max(g.lockstepMax, 0)) && g.lockstepMax >= 0
 }
 
 // runLockstep runs a small ring plan on this goroutine: at each step,
@@ -470,7 +477,7 @@ func (g *Group) runLockstep(buf []float32, p *plan) error {
 			}
 		}
 		y := p.recv[t]
-		if err := g.recvInto(buf[y.lo:y.hi], y, p.hdr.op); err != nil {
+		if err := g.recvInto(buf[y.lo:y.hi], y, p.hdr.op, false); err != nil {
 			return err
 		}
 		got += int64(4 * (y.hi - y.lo))

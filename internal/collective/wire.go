@@ -42,6 +42,10 @@ type hello struct {
 	Fingerprint string `json:"fingerprint,omitempty"`
 	Addr        string `json:"addr,omitempty"`    // register: where this rank accepts data connections
 	Session     string `json:"session,omitempty"` // ring, p2p: the group's, from the address table
+	// ring: a shared-memory link offered to the successor (shm.go).
+	Shm       string `json:"shm,omitempty"`
+	Cookie    string `json:"cookie,omitempty"`
+	SlotBytes int    `json:"slot_bytes,omitempty"`
 }
 
 // welcome is rank 0's answer to a registration: the address table, or why
