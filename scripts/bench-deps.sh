@@ -4,6 +4,7 @@
 #
 #   scripts/bench-deps.sh            # the transfer benchmark's (as before)
 #   scripts/bench-deps.sh profile    # the profile benchmark's
+#   scripts/bench-deps.sh train      # the training benchmark's
 #   scripts/bench-deps.sh transfer profile
 #
 # transfer (bench/transfer): rclone (1.60) and awscli (Debian's, at
@@ -16,6 +17,15 @@
 # and DuckDB's Node client @duckdb/node-api (DUCKDB_NODE_VERSION) installed
 # with npm into $HPCML_BENCH_NODE_DIR (default /var/cache/hpcml-bench), where
 # bench/profile looks for it.
+#
+# train (bench/train): PyTorch 1.13 CPU for Debian's own /usr/bin/python3
+# (python3-torch, with NumPy), and libopenblas-dev, which the OpenBLAS build
+# of hpcml's NN engine (-tags openblas) links. Also the OpenMP build of
+# OpenBLAS (libopenblas0-openmp), downloaded and unpacked, not installed, into
+# $HPCML_BENCH_OPENBLAS_OMP (default /var/cache/hpcml-bench/openblas-openmp):
+# bench/train runs one PyTorch configuration on it (LD_LIBRARY_PATH), as
+# installing it would not change the system's libblas.so.3 (pthreads, higher
+# priority). The MNIST files come from scripts/sample-data.sh.
 set -euo pipefail
 
 benches=("$@")
@@ -23,9 +33,11 @@ benches=("$@")
 
 : "${HPCML_BENCH_NODE_DIR:=/var/cache/hpcml-bench}"
 : "${DUCKDB_NODE_VERSION:=1.5.6-r.1}"
+: "${HPCML_BENCH_OPENBLAS_OMP:=/var/cache/hpcml-bench/openblas-openmp}"
 
 need=()
 want_duckdb=false
+want_omp=false
 for b in "${benches[@]}"; do
   case "$b" in
   transfer)
@@ -40,8 +52,13 @@ for b in "${benches[@]}"; do
       grep -q "\"version\": \"$DUCKDB_NODE_VERSION\"" "$HPCML_BENCH_NODE_DIR/node_modules/@duckdb/node-api/package.json" ||
       want_duckdb=true
     ;;
+  train)
+    /usr/bin/python3 -c 'import torch' >/dev/null 2>&1 || need+=(python3-torch)
+    dpkg -s libopenblas-dev >/dev/null 2>&1 || need+=(libopenblas-dev)
+    [ -f "$HPCML_BENCH_OPENBLAS_OMP/libblas.so.3" ] || want_omp=true
+    ;;
   *)
-    echo "bench-deps: unknown benchmark $b (transfer, profile)" >&2
+    echo "bench-deps: unknown benchmark $b (transfer, profile, train)" >&2
     exit 2
     ;;
   esac
@@ -64,4 +81,16 @@ if $want_duckdb; then
   [ -f "$HPCML_BENCH_NODE_DIR/package.json" ] || echo '{"name":"hpcml-bench-peers","private":true}' >"$HPCML_BENCH_NODE_DIR/package.json"
   npm install --prefix "$HPCML_BENCH_NODE_DIR" --no-audit --no-fund --loglevel=error \
     "@duckdb/node-api@$DUCKDB_NODE_VERSION" >/dev/null
+fi
+
+if $want_omp; then
+  echo "bench-deps: unpacking libopenblas0-openmp into $HPCML_BENCH_OPENBLAS_OMP" >&2
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  (cd "$work" && apt-get download -qq libopenblas0-openmp 2>/dev/null) || {
+    [ "$(id -u)" -eq 0 ] && apt-get update -qq && (cd "$work" && apt-get download -qq libopenblas0-openmp)
+  }
+  dpkg -x "$work"/libopenblas0-openmp_*.deb "$work/x"
+  mkdir -p "$HPCML_BENCH_OPENBLAS_OMP"
+  cp -a "$work"/x/usr/lib/x86_64-linux-gnu/openblas-openmp/. "$HPCML_BENCH_OPENBLAS_OMP/"
 fi
