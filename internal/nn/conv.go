@@ -120,9 +120,18 @@ func (c *Conv2D) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
 		c.cols.put(cols)
 		return y, nil
 	}
-	// The cache keeps cols and never gives it back to the pool: Backward
-	// may not be the cache's last user.
+	// The cache keeps cols until Release (Model.Backward calls it after
+	// this layer's Backward): a direct caller of Backward may use a cache
+	// more than once, so Backward itself cannot give it back.
 	return y, &convCache{g: g, cols: cols}
+}
+
+// Release gives a training cache's im2col matrix back to the pool.
+func (c *Conv2D) Release(cache any) {
+	if cc, ok := cache.(*convCache); ok && cc.cols != nil && c.cols != nil {
+		c.cols.put(cc.cols)
+		cc.cols = nil
+	}
 }
 
 // Backward turns dy into the channel-major OutC×(N·OH·OW) matrix the

@@ -73,6 +73,7 @@ func TestConv2DForwardMatchesDirect(t *testing.T) {
 func TestPool2DForwardMatchesDirect(t *testing.T) {
 	cases := []struct{ n, c, h, w, k, s, p int }{
 		{2, 3, 6, 6, 2, 2, 0},
+		{1, 2, 7, 5, 2, 2, 0}, // the 2×2 fast path, with a row and a column no window sees
 		{1, 2, 7, 5, 3, 2, 1},
 		{2, 1, 5, 8, 3, 1, 1},
 		{1, 2, 9, 9, 4, 3, 2},

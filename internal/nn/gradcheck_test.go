@@ -236,6 +236,7 @@ func TestGradientsPool2D(t *testing.T) {
 	}{
 		{true, 2, 2, 4, 6, 2, 2, 0},
 		{true, 2, 2, 7, 5, 3, 2, 1},
+		{true, 2, 3, 5, 7, 2, 2, 0}, // the 2×2 fast path on odd sizes
 		{true, 1, 2, 5, 5, 3, 1, 1}, // overlapping windows share maxima
 		{true, 2, 1, 5, 7, 2, 3, 0}, // stride past the kernel: pixels no window sees
 		{false, 2, 2, 4, 6, 2, 2, 0},

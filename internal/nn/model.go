@@ -70,6 +70,8 @@ func (m *Model) Predict(x *Tensor) (*Tensor, error) {
 // the parameters' gradients.
 func (m *Model) Backward(pass *Pass, dy *Tensor) { m.BackwardNotify(pass, dy, nil) }
 
+// A pass can be backpropagated once: its caches go back to the layers.
+//
 // BackwardNotify is Backward that calls done(i) as soon as layer i's
 // parameter gradients are final (last layer first), so that a
 // data-parallel trainer can start averaging them while the earlier
@@ -77,6 +79,10 @@ func (m *Model) Backward(pass *Pass, dy *Tensor) { m.BackwardNotify(pass, dy, ni
 func (m *Model) BackwardNotify(pass *Pass, dy *Tensor, done func(layer int)) {
 	for i := len(m.Layers) - 1; i >= 0; i-- {
 		dy = m.Layers[i].Backward(pass.caches[i], dy, i > 0)
+		if r, ok := m.Layers[i].(Releaser); ok {
+			r.Release(pass.caches[i])
+		}
+		pass.caches[i] = nil // a pass is backpropagated once
 		if done != nil {
 			done(i)
 		}

@@ -176,21 +176,26 @@ func (o *Adam) Step(params []*Param, lr float64) {
 		if p.NoDecay {
 			wd = 0
 		}
+		decay := float32(1)
 		if o.Decoupled && wd != 0 {
-			f := 1 - float32(lr)*wd
+			decay = 1 - float32(lr)*wd
+		}
+		l2 := wd
+		if o.Decoupled {
+			l2 = 0
+		}
+		// Element-wise and memory-bound: both cores for large tensors.
+		parallelFor(len(w), 1<<15, func(lo, hi int) {
+			w, g, m, v := w[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi]
 			for i := range w {
-				w[i] *= f
+				wi := w[i] * decay
+				gi := g[i] + l2*w[i]
+				mi := fb1*m[i] + (1-fb1)*gi
+				vi := fb2*v[i] + (1-fb2)*gi*gi
+				m[i], v[i] = mi, vi
+				w[i] = wi - stepSize*mi/(float32(math.Sqrt(float64(vi)))/sqrtC2+eps)
 			}
-		}
-		for i := range w {
-			gi := g[i]
-			if !o.Decoupled {
-				gi += wd * w[i]
-			}
-			m[i] = fb1*m[i] + (1-fb1)*gi
-			v[i] = fb2*v[i] + (1-fb2)*gi*gi
-			w[i] -= stepSize * m[i] / (float32(math.Sqrt(float64(v[i])))/sqrtC2 + eps)
-		}
+		})
 	}
 }
 

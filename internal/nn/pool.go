@@ -85,9 +85,18 @@ func (p *Pool2D) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
 	if p.Max && ctx.Training {
 		argmax = make([]int32, len(y.Data))
 	}
+	fast := p.Max && p.Kernel == 2 && p.Stride == 2 && p.Padding == 0
 	parallelFor(g.n*g.c, grain(hw), func(lo, hi int) {
 		for pl := lo; pl < hi; pl++ {
 			src, dst := x.Data[pl*hw:(pl+1)*hw], y.Data[pl*plane:(pl+1)*plane]
+			if fast {
+				var am []int32
+				if argmax != nil {
+					am = argmax[pl*plane : (pl+1)*plane]
+				}
+				maxPool2x2(src, dst, am, g.w, g.oh, g.ow)
+				continue
+			}
 			for oh := 0; oh < g.oh; oh++ {
 				for ow := 0; ow < g.ow; ow++ {
 					h0, h1, w0, w1 := g.window(oh, ow)
@@ -126,6 +135,35 @@ func (p *Pool2D) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
 		return y, nil
 	}
 	return y, &poolCache{g: g, argmax: argmax}
+}
+
+// maxPool2x2 is max pooling's common case, 2×2 windows at stride 2
+// without padding, unrolled (the general loop's window arithmetic costs
+// more than the comparisons); same semantics: the first maximum of a
+// window wins ties, a NaN wins. am, if not nil, gets the maxima's places.
+func maxPool2x2(src, dst []float32, am []int32, w, oh, ow int) {
+	for i := 0; i < oh; i++ {
+		r0 := src[2*i*w : 2*i*w+w]
+		r1 := src[(2*i+1)*w : (2*i+1)*w+w]
+		d := dst[i*ow : i*ow+ow]
+		for j := range d {
+			c := 2 * j
+			best, at := r0[c], c
+			if v := r0[c+1]; v > best || (v != v && best == best) {
+				best, at = v, c+1
+			}
+			if v := r1[c]; v > best || (v != v && best == best) {
+				best, at = v, w+c
+			}
+			if v := r1[c+1]; v > best || (v != v && best == best) {
+				best, at = v, w+c+1
+			}
+			d[j] = best
+			if am != nil {
+				am[i*ow+j] = int32(2*i*w + at)
+			}
+		}
+	}
 }
 
 // Backward sends each output's gradient to its window's maximum (max
