@@ -4,7 +4,7 @@ BIN      := bin/hpcml
 DATA_DIR ?= .hpcml
 LISTEN   ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend bench-deps bench-transfer bench-profile bench-train test-openblas clean
+.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend bench-deps bench-transfer bench-profile bench-train bench-allreduce test-openblas clean
 
 all: build
 
@@ -80,6 +80,18 @@ bench-train:
 	./scripts/sample-data.sh
 	$(GO) run ./bench/train
 	$(GO) run -tags openblas ./bench/train
+
+# hpcml's all-reduce (internal/collective; shared memory between ranks on one
+# host, and over TCP) against torch.distributed's gloo backend and Open MPI's
+# MPI_Allreduce (ob1 over tcp and over vader shared memory), 2 ranks on this
+# machine, 1 KiB to 256 MiB: time, algbw, busbw and ratios, median of 3 runs;
+# see docs/benchmarks.md. Installs python3-torch and Open MPI if missing.
+# Takes about 5 minutes.
+bench-allreduce:
+	@command -v mpicc >/dev/null && /usr/bin/python3 -c 'import torch' 2>/dev/null || { \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    openmpi-bin libopenmpi-dev python3-torch; }
+	$(GO) run ./bench/allreduce -runs 3
 
 fmt:
 	gofmt -w cmd internal web bench
