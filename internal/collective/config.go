@@ -32,8 +32,10 @@ type Config struct {
 	// operation a local no-op and needs no network.
 	WorldSize int
 	// MasterAddr and MasterPort are where rank 0 listens for the others
-	// (HPCML_MASTER_ADDR, HPCML_MASTER_PORT in an hpcml job). Rank 0
-	// listens on exactly this address; the others connect to it.
+	// (HPCML_MASTER_ADDR, HPCML_MASTER_PORT in an hpcml job); the others
+	// connect to it. Rank 0 listens on exactly this address when it is an
+	// IP address or localhost, on every interface when it is another
+	// host name (which may resolve to a loopback address on its own host).
 	MasterAddr string
 	MasterPort int
 	// Timeout bounds the rendezvous (how long the group waits for its

@@ -102,3 +102,20 @@ func TestSeconds(t *testing.T) {
 		}
 	}
 }
+
+func TestListenAddr(t *testing.T) {
+	for _, tc := range []struct {
+		host string
+		want string
+	}{
+		{"127.0.0.1", "127.0.0.1:29500"},
+		{"10.1.2.3", "10.1.2.3:29500"},
+		{"::1", "[::1]:29500"},
+		{"localhost", "localhost:29500"},
+		{"node-17", ":29500"},
+	} {
+		if got := listenAddr(tc.host, 29500); got != tc.want {
+			t.Errorf("listenAddr(%q) = %q, want %q", tc.host, got, tc.want)
+		}
+	}
+}

@@ -261,8 +261,9 @@ func TestSendRecv(t *testing.T) {
 	}
 }
 
-// Large messages both ways at once: the two directions are independent
-// links, so neither Send waits for the other rank's Recv to start first.
+// Large messages both ways at once, while every rank runs an all-reduce:
+// the two directions are links of their own, so neither Send waits for
+// the other rank's Recv, and neither waits behind the collective.
 func TestSendRecvBothWays(t *testing.T) {
 	ctx := context.Background()
 	for _, n := range []int{2, 3} {
@@ -273,6 +274,12 @@ func TestSendRecvBothWays(t *testing.T) {
 			for i := range a {
 				a[i] = float32(i)
 			}
+			xs := inputs(5, n, 1<<20+3)
+			bufs := clone(xs)
+			reduced := make(chan []error, 1)
+			go func() {
+				reduced <- each(gs, func(r int, g *Group) error { return g.AllReduce(ctx, bufs[r], Sum) })
+			}()
 			noErrors(t, "exchange", each(gs[:2], func(r int, g *Group) error {
 				errc := make(chan error, 1)
 				go func() {
@@ -295,6 +302,10 @@ func TestSendRecvBothWays(t *testing.T) {
 			}))
 			if !slices.Equal(a, b) {
 				t.Fatal("large message corrupted")
+			}
+			noErrors(t, "AllReduce beside the messages", <-reduced)
+			if want := ringReduce(xs, Sum); !slices.Equal(bits(bufs[n-1]), bits(want)) {
+				t.Fatal("AllReduce beside the messages: wrong result")
 			}
 			if err := gs[0].Send(ctx, 0, nil); err == nil {
 				t.Fatal("Send to itself: no error")

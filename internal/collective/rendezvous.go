@@ -37,7 +37,8 @@ type registration struct {
 // Join forms the group: it returns when this rank has found every other
 // rank and is connected to its ring neighbours.
 //
-// Rank 0 listens on cfg.MasterAddr:cfg.MasterPort; the others connect to
+// Rank 0 listens on cfg.MasterAddr:cfg.MasterPort (on every interface if
+// MasterAddr is a host name other than localhost); the others connect to
 // it (retrying while it is not up yet: ranks may start in any order),
 // each listening on an ephemeral port of the address it reaches rank 0
 // from, and register their rank, world size, fingerprint and that
@@ -86,10 +87,22 @@ func (g *Group) masterAddr() string {
 	return net.JoinHostPort(g.cfg.MasterAddr, strconv.Itoa(g.cfg.MasterPort))
 }
 
+// listenAddr is where rank 0 listens: MasterAddr itself when it is an IP
+// address or localhost; every interface when it is another host name,
+// since a name can resolve differently on its own host than on the
+// others (Debian maps a machine's name to 127.0.1.1 in /etc/hosts, which
+// no other node can reach).
+func listenAddr(host string, port int) string {
+	if net.ParseIP(host) != nil || host == "localhost" {
+		return net.JoinHostPort(host, strconv.Itoa(port))
+	}
+	return net.JoinHostPort("", strconv.Itoa(port))
+}
+
 func (g *Group) joinMaster(ctx, jctx context.Context) error {
 	addr := g.masterAddr()
 	var lc net.ListenConfig
-	ln, err := lc.Listen(jctx, "tcp", addr)
+	ln, err := lc.Listen(jctx, "tcp", listenAddr(g.cfg.MasterAddr, g.cfg.MasterPort))
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return fmt.Errorf("rendezvous port %s is in use: %w", addr, err)
