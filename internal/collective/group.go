@@ -60,6 +60,7 @@ type Group struct {
 	connMu     sync.Mutex
 	dataConns  []net.Conn // every data connection, closed together on failure
 	dataClosed bool
+	ringTaken  bool // the predecessor's hello has come
 
 	fail      failure
 	closed    atomic.Bool

@@ -487,9 +487,17 @@ func (g *Group) handshake(c net.Conn, regs chan<- registration) {
 		return
 	}
 	prev := (g.rank + g.size - 1) % g.size
-	if h.Kind == kindRing && h.Rank != prev {
-		c.Close()
-		return
+	if h.Kind == kindRing {
+		// One predecessor, once: a second hello (which a valid session
+		// rules out) must not replace the link in use.
+		g.connMu.Lock()
+		taken := g.ringTaken
+		g.ringTaken = true
+		g.connMu.Unlock()
+		if h.Rank != prev || taken {
+			c.Close()
+			return
+		}
 	}
 	var l *link
 	if h.Kind == kindP2P {
@@ -527,11 +535,7 @@ func (g *Group) handshake(c net.Conn, regs chan<- registration) {
 		return
 	}
 	if h.Kind == kindRing {
-		select {
-		case g.ringIn <- c:
-		default:
-			c.Close() // a second predecessor: cannot happen with a valid session
-		}
+		g.ringIn <- c // buffered for the one predecessor
 		return
 	}
 	close(l.ready)
