@@ -23,12 +23,15 @@ vet:
 	@test -z "$$(gofmt -l cmd internal web bench)" || { echo "gofmt needed:"; gofmt -l cmd internal web bench; exit 1; }
 	$(GO) vet ./...
 
-# Installs what the tests need (Chromium, versitygw), then vets and runs every test.
+# Installs what the tests need (Chromium, versitygw, Slurm, the ONNX peers,
+# sample data, OpenBLAS), then vets and runs every test, and the NN engine's
+# tests again on the OpenBLAS build.
 test: test-deps vet
 	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -tags openblas ./internal/nn/... ./internal/onnx/
 
 # The NN engine's tests on OpenBLAS (cgo, Debian's libopenblas-dev) instead
-# of gonum's pure-Go BLAS; blas_openblas.go links -lopenblas itself, so no
+# of its pure-Go GEMM; blas_openblas.go links -lopenblas itself, so no
 # CGO_LDFLAGS are needed.
 test-openblas:
 	$(GO) test -count=1 -tags openblas ./internal/nn/...
