@@ -10,7 +10,9 @@
 // NCCL-tests: algbw = bytes / time, busbw = algbw × 2(n−1)/n. With -runs
 // R every runner goes R times (in rotating order, so slow phases of a
 // shared machine do not always hit the same one) and the median time per
-// size is reported.
+// size is reported. The machine may be shared: before each runner the
+// program waits until the CPUs were at most -quiet busy over 3 s (default
+// 25 %) and prints what it measured.
 //
 // Runners: hpcml (this binary, started twice as ranks with the HPCML_*
 // variables of an hpcml job; the ranks share a host, so their ring links
@@ -71,12 +73,13 @@ func main() {
 	flag.Int64Var(&p.maxIters, "max-iters", 1000, "most timed iterations per size")
 	flag.IntVar(&p.segment, "segment", 0, "hpcml's Config.SegmentBytes (0: the default)")
 	runs := flag.Int("runs", 3, "runs of every runner; the median time per size is reported")
+	quiet := flag.Float64("quiet", 0.25, "before each runner, wait (up to 10 minutes) until the CPUs were at most this busy over 3 s; 0 does not wait")
 	peers := flag.String("peers", "hpcml,hpcml-tcp,gloo,mpi-tcp,mpi-sm", "runners, comma-separated")
 	flag.Parse()
 	if p.min < 4 || p.factor < 2 || p.max < p.min || p.min%4 != 0 {
 		fail(fmt.Errorf("bad sizes: -min %d -max %d -factor %d", p.min, p.max, p.factor))
 	}
-	if err := drive(p, *runs, strings.Split(*peers, ",")); err != nil {
+	if err := drive(p, *runs, strings.Split(*peers, ","), *quiet); err != nil {
 		fail(err)
 	}
 }
@@ -89,7 +92,7 @@ func fail(err error) {
 // result is one runner's time per size (seconds), over the runs.
 type result map[int64][]float64
 
-func drive(p params, runs int, peers []string) error {
+func drive(p params, runs int, peers []string, quiet float64) error {
 	dir, err := os.MkdirTemp("", "hpcml-bench-allreduce-")
 	if err != nil {
 		return err
@@ -137,6 +140,7 @@ func drive(p params, runs int, peers []string) error {
 			order = append(order[1:], order[0])
 		}
 		for _, name := range order {
+			busy := waitQuiet(quiet)
 			start := time.Now()
 			r, err := runOnce(runners[name])
 			if err != nil {
@@ -148,7 +152,7 @@ func drive(p params, runs int, peers []string) error {
 			for size, t := range r {
 				results[name][size] = append(results[name][size], t)
 			}
-			fmt.Printf("# run %d %-8s %5.1fs, load average %s\n", run+1, name, time.Since(start).Seconds(), loadavg())
+			fmt.Printf("# run %d %-9s %5.1fs; CPUs %2.0f%% busy before, load average %s after\n", run+1, name, time.Since(start).Seconds(), 100*busy, loadavg())
 		}
 	}
 	report(p, peers, results)
@@ -165,6 +169,50 @@ func sourceDir() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("run from the repository root: bench/allreduce/peers/gloo_allreduce.py not found")
+}
+
+// cpuBusy is the share of CPU time not idle over d, from /proc/stat.
+func cpuBusy(d time.Duration) float64 {
+	read := func() (busy, total float64) {
+		b, err := os.ReadFile("/proc/stat")
+		if err != nil {
+			return 0, 0
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		for i, f := range strings.Fields(line)[1:] {
+			v, _ := strconv.ParseFloat(f, 64)
+			total += v
+			if i != 3 && i != 4 { // idle, iowait
+				busy += v
+			}
+		}
+		return busy, total
+	}
+	b0, t0 := read()
+	time.Sleep(d)
+	b1, t1 := read()
+	if t1 <= t0 {
+		return 0
+	}
+	return (b1 - b0) / (t1 - t0)
+}
+
+// waitQuiet waits until the machine's CPUs were at most max busy over 3 s
+// (other users share it), at most 10 minutes, and returns the last
+// measurement.
+func waitQuiet(max float64) float64 {
+	if max <= 0 {
+		return cpuBusy(time.Second)
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		b := cpuBusy(3 * time.Second)
+		if b <= max || time.Now().After(deadline) {
+			return b
+		}
+		fmt.Printf("# waiting: CPUs %.0f%% busy\n", 100*b)
+		time.Sleep(10 * time.Second)
+	}
 }
 
 func loadavg() string {
