@@ -4,7 +4,7 @@ BIN      := bin/hpcml
 DATA_DIR ?= .hpcml
 LISTEN   ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend bench-deps bench-transfer bench-profile bench-train bench-allreduce test-openblas clean
+.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend bench-deps bench-transfer bench-profile bench-train bench-allreduce bench-dataparallel test-openblas clean
 
 all: build
 
@@ -95,6 +95,17 @@ bench-allreduce:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 	    openmpi-bin libopenmpi-dev python3-torch; }
 	$(GO) run ./bench/allreduce -runs 3
+
+# Data-parallel training: samples/s of the cnn algorithm's LeNet on MNIST with
+# two single-threaded workers (separate processes) against one, hpcml
+# (internal/train ranks over internal/collective) and PyTorch DDP over gloo in
+# the same run, median of 3; see docs/benchmarks.md. Installs python3-torch if
+# missing, fetches MNIST (scripts/sample-data.sh). Takes about 6 minutes.
+bench-dataparallel:
+	@/usr/bin/python3 -c 'import torch' 2>/dev/null || { \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-torch; }
+	./scripts/sample-data.sh
+	$(GO) run ./bench/dataparallel -runs 3
 
 fmt:
 	gofmt -w cmd internal web bench

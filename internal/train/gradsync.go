@@ -47,6 +47,12 @@ type gradSync struct {
 
 	busy  time.Duration // time spent in all-reduce
 	bytes int64         // bytes all-reduced
+
+	// buf is the all-reduce buffer, run's alone, kept from step to step:
+	// grown value by value with append it cost ~4 MiB of allocation and
+	// copying per step for LeNet's 215k gradients, on the critical path
+	// after the backward pass.
+	buf []float32
 }
 
 // bucket is a set of parameters to reduce; the last of a step also
@@ -89,18 +95,24 @@ func (g *gradSync) finish(extras []float32) error {
 
 func (g *gradSync) run(ctx context.Context) {
 	defer close(g.done)
-	var buf []float32
 	for b := range g.work {
 		if g.err != nil {
 			continue // drain
 		}
-		buf = buf[:0]
+		n := len(b.extras)
 		for _, p := range b.params {
-			for _, v := range p.Grad.Data {
-				buf = append(buf, v*g.share)
-			}
+			n += len(p.Grad.Data)
 		}
-		buf = append(buf, b.extras...)
+		if cap(g.buf) < n {
+			g.buf = make([]float32, n)
+		}
+		buf := g.buf[:n]
+		off := 0
+		for _, p := range b.params {
+			scaleInto(buf[off:off+len(p.Grad.Data)], p.Grad.Data, g.share)
+			off += len(p.Grad.Data)
+		}
+		copy(buf[off:], b.extras)
 		start := time.Now()
 		if err := g.comm.AllReduceSum(ctx, buf); err != nil {
 			g.err = fmt.Errorf("average gradients: %w", err)
@@ -108,10 +120,18 @@ func (g *gradSync) run(ctx context.Context) {
 		}
 		g.busy += time.Since(start)
 		g.bytes += int64(4 * len(buf))
-		off := 0
+		off = 0
 		for _, p := range b.params {
 			off += copy(p.Grad.Data, buf[off:])
 		}
 		copy(b.extras, buf[off:])
+	}
+}
+
+// scaleInto sets dst to src × s (len(dst) == len(src)).
+func scaleInto(dst, src []float32, s float32) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = v * s
 	}
 }
