@@ -58,9 +58,10 @@ type Group struct {
 	ctrl *control
 
 	connMu     sync.Mutex
-	dataConns  []net.Conn // every data connection, closed together on failure
-	dataClosed bool
-	ringTaken  bool // the predecessor's hello has come
+	dataConns  []net.Conn    // every data connection, closed together on failure
+	dataClosed bool          // guarded by connMu
+	aborted    chan struct{} // closed with the data connections: waiters stop
+	ringTaken  bool          // the predecessor's hello has come
 
 	fail      failure
 	closed    atomic.Bool
@@ -107,6 +108,7 @@ func newGroup(cfg Config) *Group {
 		out:     make([]*link, cfg.WorldSize),
 		in:      make([]*link, cfg.WorldSize),
 		joined:  make(chan struct{}),
+		aborted: make(chan struct{}),
 		fail:    failure{done: make(chan struct{}), noMaster: make(chan struct{})},
 		red:     bestReducers(),
 
@@ -191,6 +193,7 @@ func (g *Group) closeData() {
 		return
 	}
 	g.dataClosed = true
+	close(g.aborted)
 	for _, c := range g.dataConns {
 		c.Close()
 	}

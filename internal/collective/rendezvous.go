@@ -388,6 +388,16 @@ func (g *Group) connectRing(ctx context.Context) error {
 	}
 	select {
 	case g.prev = <-g.ringIn:
+		// Over shared memory the TCP connections carry only wake-ups,
+		// read for the group's life.
+		if g.nextShm != nil {
+			g.wg.Add(1)
+			go g.readWakes(g.nextShm, g.next, slotFree)
+		}
+		if g.prevShm != nil {
+			g.wg.Add(1)
+			go g.readWakes(g.prevShm, g.prev, doorbell)
+		}
 		return nil
 	case <-g.fail.done:
 		return g.Err()

@@ -3,8 +3,6 @@ package collective
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"time"
 )
 
@@ -220,19 +218,36 @@ func (g *Group) collective(ctx context.Context, name string, mk func(seq uint64)
 	return nil
 }
 
-// nsegs is the number of segments a range of n elements is cut into.
-func (g *Group) nsegs(n int) int { return (n + g.seg - 1) / g.seg }
+// segment is the pipelining unit of p on this rank, in elements. Over
+// TCP it is Config.SegmentBytes: each segment costs system calls and a
+// wake-up. Through shared memory a hand-off costs next to nothing while
+// both sides are busy, so chunks are cut into at least 4 segments (of at
+// least 64 KiB) for the pipeline to fill. Ranks may cut differently:
+// segments only pace this rank's two goroutines, the streams do not
+// depend on them.
+func (g *Group) segment(p *plan) int {
+	if g.nextShm == nil && g.prevShm == nil {
+		return g.seg
+	}
+	largest := int((p.hdr.count + uint64(g.size) - 1) / uint64(g.size))
+	return min(g.seg, max(16<<10, (largest+3)/4))
+}
 
 // run exchanges the data of plan p: the sends on a helper goroutine, the
 // receives on this one.
 func (g *Group) run(buf []float32, p *plan) error {
+	if g.nextShm != nil && g.prevShm != nil {
+		return g.runShm(buf, p)
+	}
 	if g.lockstep(p) {
 		return g.runLockstep(buf, p)
 	}
+	seg := g.segment(p)
+	nsegs := func(n int) int { return (n + seg - 1) / seg }
 	ntok := 0
 	for _, x := range p.recv {
 		if x.chained {
-			ntok += g.nsegs(x.hi - x.lo)
+			ntok += nsegs(x.hi - x.lo)
 		}
 	}
 	// Buffered for every token: the receiving side never waits on the
@@ -241,7 +256,7 @@ func (g *Group) run(buf []float32, p *plan) error {
 	nrel := 0
 	for _, x := range p.send {
 		if x.released {
-			nrel += g.nsegs(x.hi - x.lo)
+			nrel += nsegs(x.hi - x.lo)
 		}
 	}
 	releases := make(chan struct{}, nrel)
@@ -250,7 +265,7 @@ func (g *Group) run(buf []float32, p *plan) error {
 	senderDone := make(chan struct{})
 	if p.sendHdr {
 		go func() {
-			serr = g.sendSide(buf, p, tokens, releases, quit)
+			serr = g.sendSide(buf, p, seg, tokens, releases, quit)
 			close(senderDone)
 		}()
 	} else {
@@ -258,7 +273,7 @@ func (g *Group) run(buf []float32, p *plan) error {
 	}
 	var rerr error
 	if p.recvHdr {
-		rerr = g.recvSide(buf, p, tokens, releases, senderDone)
+		rerr = g.recvSide(buf, p, seg, tokens, releases, senderDone)
 	}
 	if rerr != nil {
 		close(quit)
@@ -275,16 +290,14 @@ type errQuit struct{}
 
 func (errQuit) Error() string { return "stopped" }
 
-func (g *Group) sendSide(buf []float32, p *plan, tokens <-chan struct{}, releases chan<- struct{}, quit <-chan struct{}) error {
-	next := (g.rank + 1) % g.size
-	c := g.next
+func (g *Group) sendSide(buf []float32, p *plan, seg int, tokens <-chan struct{}, releases chan<- struct{}, quit <-chan struct{}) error {
 	var hb [headerSize]byte
 	p.hdr.encode(&hb)
-	pending := hb[:] // the header goes out with the first segment: one system call
+	pending := hb[:] // the header goes out with the first segment
 	var sent int64
 	for _, x := range p.send {
-		for lo := x.lo; lo < x.hi; lo += g.seg {
-			hi := min(lo+g.seg, x.hi)
+		for lo := x.lo; lo < x.hi; lo += seg {
+			hi := min(lo+seg, x.hi)
 			if x.chained {
 				select {
 				case <-tokens:
@@ -292,26 +305,10 @@ func (g *Group) sendSide(buf []float32, p *plan, tokens <-chan struct{}, release
 					return errQuit{}
 				}
 			}
-			if g.nextShm != nil {
-				if err := g.shmSend(bytesOf(buf[lo:hi]), pending); err != nil {
-					return err
-				}
-				pending = nil
-			} else {
-				_ = c.SetWriteDeadline(time.Now().Add(g.timeout))
-				var err error
-				if pending != nil {
-					bufs := net.Buffers{pending, bytesOf(buf[lo:hi])}
-					_, err = bufs.WriteTo(c)
-					pending = nil
-				} else {
-					_, err = c.Write(bytesOf(buf[lo:hi]))
-				}
-				if err != nil {
-					g.observeIO(next, err)
-					return err
-				}
+			if err := g.writeNext(pending, bytesOf(buf[lo:hi])); err != nil {
+				return err
 			}
+			pending = nil
 			sent += int64(4 * (hi - lo))
 			if x.released {
 				releases <- struct{}{}
@@ -319,9 +316,7 @@ func (g *Group) sendSide(buf []float32, p *plan, tokens <-chan struct{}, release
 		}
 	}
 	if pending != nil {
-		_ = c.SetWriteDeadline(time.Now().Add(g.timeout))
-		if _, err := c.Write(pending); err != nil {
-			g.observeIO(next, err)
+		if err := g.writeNext(pending, nil); err != nil {
 			return err
 		}
 	}
@@ -338,14 +333,14 @@ func (errSenderStopped) Error() string { return "sending side stopped" }
 // recvSide receives (and reduces) p.recv. senderDone is closed when the
 // sending side has returned: if it failed before releasing a segment,
 // waiting for the release must stop.
-func (g *Group) recvSide(buf []float32, p *plan, tokens chan<- struct{}, releases <-chan struct{}, senderDone <-chan struct{}) error {
+func (g *Group) recvSide(buf []float32, p *plan, seg int, tokens chan<- struct{}, releases <-chan struct{}, senderDone <-chan struct{}) error {
 	if err := g.recvHeader(p); err != nil {
 		return err
 	}
 	var got int64
 	for _, x := range p.recv {
-		for lo := x.lo; lo < x.hi; lo += g.seg {
-			hi := min(lo+g.seg, x.hi)
+		for lo := x.lo; lo < x.hi; lo += seg {
+			hi := min(lo+seg, x.hi)
 			if x.released {
 				select {
 				case <-releases:
@@ -359,7 +354,7 @@ func (g *Group) recvSide(buf []float32, p *plan, tokens chan<- struct{}, release
 					}
 				}
 			}
-			if err := g.recvInto(buf[lo:hi], x, p.hdr.op, g.prevShm != nil); err != nil {
+			if err := g.recvInto(buf[lo:hi], x, p.hdr.op); err != nil {
 				return err
 			}
 			got += int64(4 * (hi - lo))
@@ -375,14 +370,17 @@ func (g *Group) recvSide(buf []float32, p *plan, tokens chan<- struct{}, release
 // recvHeader reads the predecessor's header and checks it is for the
 // same operation as this rank's.
 func (g *Group) recvHeader(p *plan) error {
-	prev := (g.rank + g.size - 1) % g.size
 	var hb [headerSize]byte
-	_ = g.prev.SetReadDeadline(time.Now().Add(g.timeout))
-	if _, err := io.ReadFull(g.prev, hb[:]); err != nil {
-		g.observeIO(prev, err)
+	if err := g.readPrev(hb[:]); err != nil {
 		return err
 	}
-	h, err := decodeHeader(&hb)
+	return g.checkHeader(p, &hb)
+}
+
+// checkHeader checks the predecessor's header hb against p's.
+func (g *Group) checkHeader(p *plan, hb *[headerSize]byte) error {
+	prev := (g.rank + g.size - 1) % g.size
+	h, err := decodeHeader(hb)
 	if err != nil {
 		g.observe(prev, err, err.Error(), true)
 		return err
@@ -396,41 +394,16 @@ func (g *Group) recvHeader(p *plan) error {
 }
 
 // recvInto receives dst from the predecessor, adding it in (and
-// dividing, at the last step of a Mean) or copying it, in pieces of at
-// most a segment: through shared memory if viaShm, else from the TCP
-// stream.
-func (g *Group) recvInto(dst []float32, x xfer, op Op, viaShm bool) error {
-	if viaShm {
-		return g.shmRecv(dst, x, op)
+// dividing, at the last step of a Mean) or copying it.
+func (g *Group) recvInto(dst []float32, x xfer, op Op) error {
+	if !x.reduce {
+		return g.readPrev(bytesOf(dst))
 	}
-	prev := (g.rank + g.size - 1) % g.size
-	c := g.prev
-	for len(dst) > 0 {
-		d := dst[:min(len(dst), g.seg)]
-		dst = dst[len(d):]
-		_ = c.SetReadDeadline(time.Now().Add(g.timeout))
-		if !x.reduce {
-			if _, err := io.ReadFull(c, bytesOf(d)); err != nil {
-				g.observeIO(prev, err)
-				return err
-			}
-			continue
-		}
-		if cap(g.scratch) < len(d) {
-			g.scratch = make([]float32, g.seg)
-		}
-		sc := g.scratch[:len(d)]
-		if _, err := io.ReadFull(c, bytesOf(sc)); err != nil {
-			g.observeIO(prev, err)
-			return err
-		}
-		if x.final && op == Mean {
-			g.red.addDiv(d, sc, float32(g.size))
-		} else {
-			g.red.add(d, sc)
-		}
+	if x.final && op == Mean {
+		n := float32(g.size)
+		return g.reducePrev(dst, func(d, s []float32) { g.red.addDiv(d, s, n) })
 	}
-	return nil
+	return g.reducePrev(dst, g.red.add)
 }
 
 // lockstepBytes is the largest step, in bytes, that runLockstep takes:
@@ -456,18 +429,15 @@ func (g *Group) lockstep(p *plan) bool {
 // deadlock; a chained send reads data received in the step before, which
 // is complete by then.
 func (g *Group) runLockstep(buf []float32, p *plan) error {
-	next := (g.rank + 1) % g.size
 	var hb [headerSize]byte
 	p.hdr.encode(&hb)
 	var sent, got int64
 	for t, x := range p.send {
-		_ = g.next.SetWriteDeadline(time.Now().Add(g.timeout))
-		bufs := net.Buffers{bytesOf(buf[x.lo:x.hi])}
+		var pending []byte
 		if t == 0 {
-			bufs = net.Buffers{hb[:], bufs[0]}
+			pending = hb[:]
 		}
-		if _, err := bufs.WriteTo(g.next); err != nil {
-			g.observeIO(next, err)
+		if err := g.writeNext(pending, bytesOf(buf[x.lo:x.hi])); err != nil {
 			return err
 		}
 		sent += int64(4 * (x.hi - x.lo))
@@ -477,7 +447,7 @@ func (g *Group) runLockstep(buf []float32, p *plan) error {
 			}
 		}
 		y := p.recv[t]
-		if err := g.recvInto(buf[y.lo:y.hi], y, p.hdr.op, false); err != nil {
+		if err := g.recvInto(buf[y.lo:y.hi], y, p.hdr.op); err != nil {
 			return err
 		}
 		got += int64(4 * (y.hi - y.lo))

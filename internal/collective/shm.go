@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -17,10 +18,24 @@ import (
 // intra-node transports do: the sender copies a piece into a slot of a
 // mapping both processes share and the receiver reduces (or copies)
 // straight out of it, one copy fewer than through a socket and no
-// protocol processing. The TCP connection stays: it carries the
-// operation headers, one-byte doorbells ("slot filled") forward and
-// acknowledgements ("slot free") back, so waiting, deadlines, cancellation
-// and a peer's death work exactly as over TCP.
+// protocol processing.
+//
+// The link is a byte stream of pieces: the sender fills a free slot,
+// records its length and advances the shared "filled" counter; the
+// receiver consumes slots in order and advances "freed". Each side
+// waiting for the other first spins on the counter for up to shmSpin —
+// in the middle of an operation the other side is usually microseconds
+// away, and a blocked goroutine takes tens of microseconds to wake — then
+// sets its "waiting" flag and blocks reading one byte from the TCP
+// connection, which the other side writes when it finds the flag set.
+// Both flag and counter are read and written with sequentially consistent
+// atomics (flag, then counter on one side; counter, then flag on the
+// other), so at least one side sees the other's write: a wake-up cannot
+// be lost, and the compare-and-swap on the flag makes exactly one byte
+// travel per wait that needed one. The TCP connection stays open beside
+// the mapping: it carries those bytes, and its deadlines, closing and
+// end-of-file give waiting, cancellation and a dead peer the same
+// behaviour as over TCP.
 //
 // The sender creates the mapping, a file in /dev/shm named after the
 // session, and offers its name and a random cookie in its ring hello; the
@@ -31,14 +46,27 @@ import (
 
 const (
 	shmSlots = 4 // slots per direction: the pipeline depth
-	// shmMaxSlot bounds a slot; a longer segment travels in several.
+	// shmMaxSlot bounds a slot; a longer write travels in several.
 	shmMaxSlot = 2 << 20
-	// shmHeader holds the cookie; a page, so the slots stay aligned.
-	shmHeader = 4096
-	shmDir    = "/dev/shm"
+	shmDir     = "/dev/shm"
+	// The mapping: a page of counters (each on a cache line of its own,
+	// so the two sides do not contend for one), a page of piece lengths,
+	// then the slots.
+	shmCookie      = 0
+	shmFilled      = 64
+	shmFreed       = 128
+	shmRecvWaiting = 192
+	shmSendWaiting = 256
+	shmLengths     = 4096
+	shmData        = 8192
+	// shmSpin is how long a side spins on the other's counter before it
+	// blocks. Measured on this machine, tens of microseconds cover the
+	// other side's next piece while both are busy; spinning longer
+	// only burns a core another process may want.
+	shmSpin = 50 * time.Microsecond
 
-	doorbell = 'D'
-	slotFree = 'A'
+	doorbell = 'D' // "a piece is filled", to a receiver that waits
+	slotFree = 'A' // "a slot is free", to a sender that waits
 )
 
 // Ring hello acknowledgements.
@@ -47,24 +75,46 @@ const (
 	ackShm = 3 // accepted; data through the offered shared memory
 )
 
-// shmChan is one direction of a ring link through shared memory.
+// shmChan is one direction of a ring link through shared memory, from
+// one end's point of view.
 type shmChan struct {
 	mem  []byte
 	slot int    // bytes per slot
-	next uint64 // slots filled (sender) or emptied (receiver) so far
-	// avail is, for the sender, the free slots it knows of; for the
-	// receiver, the doorbells read but not yet served.
-	avail int
-	buf   [shmSlots]byte // doorbells or acknowledgements read at once
-	path  string         // the sender's, until the receiver has mapped it
+	seq  uint64 // pieces this end has filled (sender) or consumed (receiver)
+	// The receiver's place in the piece it is consuming.
+	off, plen int
+	path      string // the sender's, until the receiver has mapped it
+	// wake receives a value when the other side's wake-up byte arrives
+	// (readWakes); extra values only cause a spurious check.
+	wake chan struct{}
+	// dead is closed when the TCP connection has ended, deadErr why.
+	dead    chan struct{}
+	deadErr error
 }
 
-func shmSlotBytes(seg int) int { return min(4*seg, shmMaxSlot) }
+func newShmChan(mem []byte, slot int, path string) *shmChan {
+	return &shmChan{mem: mem, slot: slot, path: path, wake: make(chan struct{}, 1), dead: make(chan struct{})}
+}
 
-// at is slot i's memory.
-func (s *shmChan) at(i uint64, n int) []byte {
-	off := shmHeader + int(i%shmSlots)*s.slot
-	return s.mem[off : off+n]
+// shmSlotBytes is the slot size for segments of seg elements: a segment,
+// within bounds. At least a lock-step step (runLockstep) with its
+// header, so that a step is one piece: the ring of lock-step ranks cannot
+// then fill every slot of every link at once and wait on itself.
+func shmSlotBytes(seg int) int {
+	least := (lockstepBytes + headerSize + 4095) &^ 4095
+	return min(max(4*seg, least), shmMaxSlot)
+}
+
+func shmSize(slot int) int { return shmData + shmSlots*slot }
+
+func (s *shmChan) u64(off int) *uint64 { return (*uint64)(unsafe.Pointer(&s.mem[off])) }
+func (s *shmChan) u32(off int) *uint32 { return (*uint32)(unsafe.Pointer(&s.mem[off])) }
+
+// piece is slot i's memory and its length field.
+func (s *shmChan) piece(i uint64) ([]byte, *uint32) {
+	k := int(i % shmSlots)
+	off := shmData + k*s.slot
+	return s.mem[off : off+s.slot], s.u32(shmLengths + 4*k)
 }
 
 // offerShm creates the mapping for this rank's link to its successor.
@@ -78,7 +128,7 @@ func offerShm(session string, rank, slot int) (*shmChan, []byte, error) {
 		return nil, nil, err
 	}
 	defer f.Close()
-	size := shmHeader + shmSlots*slot
+	size := shmSize(slot)
 	if err := f.Truncate(int64(size)); err != nil {
 		os.Remove(path)
 		return nil, nil, err
@@ -90,14 +140,14 @@ func offerShm(session string, rank, slot int) (*shmChan, []byte, error) {
 	}
 	cookie := make([]byte, 16)
 	rand.Read(cookie)
-	copy(mem, cookie)
-	return &shmChan{mem: mem, slot: slot, avail: shmSlots, path: path}, cookie, nil
+	copy(mem[shmCookie:], cookie)
+	return newShmChan(mem, slot, path), cookie, nil
 }
 
 // acceptShm maps a predecessor's offer, checks its cookie and removes its
 // name.
 func acceptShm(path string, cookie []byte, slot int) (*shmChan, error) {
-	if filepath.Dir(path) != shmDir || slot <= 0 || slot > shmMaxSlot || slot%4 != 0 {
+	if filepath.Dir(path) != shmDir || slot < 4 || slot > shmMaxSlot || slot%4 != 0 {
 		return nil, errors.New("bad offer")
 	}
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -105,7 +155,7 @@ func acceptShm(path string, cookie []byte, slot int) (*shmChan, error) {
 		return nil, err
 	}
 	defer f.Close()
-	size := shmHeader + shmSlots*slot
+	size := shmSize(slot)
 	if fi, err := f.Stat(); err != nil || fi.Size() != int64(size) {
 		return nil, errors.New("size differs")
 	}
@@ -113,12 +163,12 @@ func acceptShm(path string, cookie []byte, slot int) (*shmChan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !bytes.Equal(mem[:len(cookie)], cookie) || len(cookie) != 16 {
+	if len(cookie) != 16 || !bytes.Equal(mem[shmCookie:shmCookie+16], cookie) {
 		unmapShared(mem)
 		return nil, errors.New("cookie differs")
 	}
 	os.Remove(path)
-	return &shmChan{mem: mem, slot: slot}, nil
+	return newShmChan(mem, slot, ""), nil
 }
 
 // drop undoes an offer the successor did not take.
@@ -129,90 +179,165 @@ func (s *shmChan) drop() {
 	unmapShared(s.mem)
 }
 
-// shmSend sends data to the successor through shared memory: for each
-// piece, wait for a free slot, fill it, ring the doorbell (the first
-// doorbell carries pending, the operation's header).
-func (g *Group) shmSend(data []byte, pending []byte) error {
-	s, c := g.nextShm, g.next
+// shmWrite sends the concatenation of parts to the successor: into free
+// slots, a slot at a time, each published as soon as it is filled (so
+// the successor can start on it) and at the end.
+func (g *Group) shmWrite(parts ...[]byte) error {
+	s := g.nextShm
 	next := (g.rank + 1) % g.size
-	for len(data) > 0 {
-		piece := data[:min(len(data), s.slot)]
-		data = data[len(piece):]
-		for s.avail == 0 {
-			// Only acknowledgements flow back on this connection; those
-			// not read before the operation ends are read by the next.
-			_ = c.SetReadDeadline(time.Now().Add(g.timeout))
-			n, err := c.Read(s.buf[:])
-			if err == nil && bytes.Count(s.buf[:n], []byte{slotFree}) != n {
-				err = errors.New("stream out of sync: not an acknowledgement")
-			}
-			if err != nil {
-				g.observeIO(next, err)
-				return err
-			}
-			s.avail += n
+	freed := s.u64(shmFreed)
+	for {
+		var n int
+		for _, p := range parts {
+			n += len(p)
 		}
-		copy(s.at(s.next, len(piece)), piece)
-		s.next++
-		s.avail--
-		_ = c.SetWriteDeadline(time.Now().Add(g.timeout))
-		var err error
-		if pending != nil {
-			bufs := net.Buffers{pending, {doorbell}}
-			_, err = bufs.WriteTo(c)
-			pending = nil
-		} else {
-			_, err = c.Write([]byte{doorbell})
+		if n == 0 {
+			return nil
 		}
-		if err != nil {
-			g.observeIO(next, err)
+		// A free slot: fewer than shmSlots filled and not yet freed.
+		if err := g.shmWait(func() bool { return s.seq-atomic.LoadUint64(freed) < shmSlots },
+			s, s.u32(shmSendWaiting), next); err != nil {
 			return err
 		}
+		slot, length := s.piece(s.seq)
+		filled := 0
+		for len(parts) > 0 && filled < len(slot) {
+			c := copy(slot[filled:], parts[0])
+			filled += c
+			if parts[0] = parts[0][c:]; len(parts[0]) == 0 {
+				parts = parts[1:]
+			}
+		}
+		*length = uint32(filled)
+		s.seq++
+		atomic.StoreUint64(s.u64(shmFilled), s.seq)
+		g.shmWake(s.u32(shmRecvWaiting), g.next, doorbell)
+	}
+}
+
+// shmRead consumes n bytes of the predecessor's stream, handing them to
+// use in contiguous spans of slot memory, with their offset among the n:
+// use reads them in place (a reduction adds them straight from the slot).
+// A slot is freed as soon as it is consumed.
+func (g *Group) shmRead(n int, use func(off int, b []byte)) error {
+	s := g.prevShm
+	prev := (g.rank + g.size - 1) % g.size
+	filled := s.u64(shmFilled)
+	for done := 0; done < n; {
+		if s.plen == 0 {
+			if err := g.shmWait(func() bool { return atomic.LoadUint64(filled) > s.seq },
+				s, s.u32(shmRecvWaiting), prev); err != nil {
+				return err
+			}
+			_, length := s.piece(s.seq)
+			s.off, s.plen = 0, int(*length)
+		}
+		slot, _ := s.piece(s.seq)
+		take := min(n-done, s.plen-s.off)
+		use(done, slot[s.off:s.off+take])
+		done += take
+		if s.off += take; s.off < s.plen {
+			continue
+		}
+		s.seq++
+		s.off, s.plen = 0, 0
+		atomic.StoreUint64(s.u64(shmFreed), s.seq)
+		g.shmWake(s.u32(shmSendWaiting), g.prev, slotFree)
 	}
 	return nil
 }
 
-// shmRecv receives dst from the predecessor through shared memory, adding
-// it in (dividing at the last step of a Mean) or copying it, straight out
-// of each slot.
-func (g *Group) shmRecv(dst []float32, x xfer, op Op) error {
-	s, c := g.prevShm, g.prev
-	prev := (g.rank + g.size - 1) % g.size
-	for len(dst) > 0 {
-		d := dst[:min(len(dst), s.slot/4)]
-		dst = dst[len(d):]
-		for s.avail == 0 {
-			// Never more doorbells than this call still needs: what
-			// follows them may be the next operation's header.
-			want := min(shmSlots, (len(d)+len(dst)+s.slot/4-1)/(s.slot/4))
-			_ = c.SetReadDeadline(time.Now().Add(g.timeout))
-			n, err := c.Read(s.buf[:want])
-			if err == nil && bytes.Count(s.buf[:n], []byte{doorbell}) != n {
-				err = errors.New("stream out of sync: not a doorbell")
-			}
-			if err != nil {
-				g.observeIO(prev, err)
-				return err
-			}
-			s.avail += n
+// shmWait returns when ready() holds: at once, after spinning up to
+// shmSpin, or after blocking until the other side's wake-up byte
+// arrives on s (waiting flags it wants one).
+func (g *Group) shmWait(ready func() bool, s *shmChan, waiting *uint32, peer int) error {
+	if spin(ready) {
+		return nil
+	}
+	t := time.NewTimer(g.timeout)
+	defer t.Stop()
+	for {
+		atomic.StoreUint32(waiting, 1)
+		if ready() {
+			// If the other side took the flag meanwhile, its byte
+			// arrives later and only wakes a later wait spuriously.
+			atomic.CompareAndSwapUint32(waiting, 1, 0)
+			return nil
 		}
-		b := s.at(s.next, 4*len(d))
-		src := unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(b))), len(d))
-		switch {
-		case !x.reduce:
-			copy(d, src)
-		case x.final && op == Mean:
-			g.red.addDiv(d, src, float32(g.size))
-		default:
-			g.red.add(d, src)
+		select {
+		case <-s.wake:
+		case <-s.dead:
+			if ready() {
+				return nil
+			}
+			g.observeIO(peer, s.deadErr)
+			return s.deadErr
+		case <-g.aborted:
+			return errAborted{}
+		case <-t.C:
+			g.observeIO(peer, os.ErrDeadlineExceeded)
+			return os.ErrDeadlineExceeded
 		}
-		s.next++
-		s.avail--
-		_ = c.SetWriteDeadline(time.Now().Add(g.timeout))
-		if _, err := c.Write([]byte{slotFree}); err != nil {
-			g.observeIO(prev, err)
-			return err
+		if ready() {
+			return nil
 		}
 	}
-	return nil
+}
+
+// spin polls ready for up to shmSpin.
+func spin(ready func() bool) bool {
+	if ready() {
+		return true
+	}
+	for start := time.Now(); time.Since(start) < shmSpin; {
+		for range 64 {
+			if ready() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// errAborted ends a wait when the group's connections were closed (a
+// failure, observed here or decided by rank 0, or Close).
+type errAborted struct{}
+
+func (errAborted) Error() string { return "aborted" }
+
+// readWakes reads the wake-up bytes the other side of a shared-memory
+// link sends on its TCP connection, for as long as the connection lasts,
+// and passes them on to the waits. When the connection ends it tells the
+// waits (which report it, naming the peer, if an operation was waiting:
+// an idle rank reports nothing, as over TCP).
+func (g *Group) readWakes(s *shmChan, c net.Conn, want byte) {
+	defer g.wg.Done()
+	var b [64]byte
+	for {
+		n, err := c.Read(b[:])
+		if err == nil && bytes.Count(b[:n], []byte{want}) != n {
+			err = errors.New("stream out of sync: not a wake-up")
+		}
+		if err != nil {
+			s.deadErr = err
+			close(s.dead)
+			return
+		}
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// shmWake writes the wake-up byte if the other side waits for it. A
+// failed write is not an error here: the other side may have finished
+// and left (it may take the flag and then find it needs no byte), and if
+// it did not, its end of the connection fails its wait and it reports.
+func (g *Group) shmWake(waiting *uint32, c net.Conn, wake byte) {
+	if !atomic.CompareAndSwapUint32(waiting, 1, 0) {
+		return
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(g.timeout))
+	_, _ = c.Write([]byte{wake})
 }
