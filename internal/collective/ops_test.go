@@ -32,10 +32,13 @@ func TestAllReduce(t *testing.T) {
 			edit      func(*Config)
 			pipelined bool
 		}{
-			{"shm/segment=16/pipelined", smallSegments, true},
+			// Ranks whose links are all shared memory run runShm whatever
+			// the size; over TCP, small messages run in lock step unless
+			// pipelined is set.
+			{"shm/segment=16", smallSegments, false},
+			{"shm/default segment", nil, false},
 			{"tcp/segment=16/pipelined", both(smallSegments, transports[1].edit), true},
-			{"segment=16/lockstep", smallSegments, false},
-			{"shm/default segment/pipelined", nil, true},
+			{"tcp/segment=16/lockstep", both(smallSegments, transports[1].edit), false},
 			{"tcp/default segment/pipelined", transports[1].edit, true},
 		} {
 			t.Run(fmt.Sprintf("n=%d/%s", n, seg.name), func(t *testing.T) {
@@ -344,5 +347,47 @@ func TestWorldOfOne(t *testing.T) {
 	g.Close()
 	if err := g.Barrier(ctx); err == nil {
 		t.Fatal("Barrier after Close: no error")
+	}
+}
+
+// A rank that refuses shared memory: its links use TCP, its neighbours
+// have one link of each kind (and run the two-goroutine or lock-step
+// path over both transports), the others' links stay shared memory.
+func TestMixedTransports(t *testing.T) {
+	ctx := context.Background()
+	const n = 4
+	for _, pipe := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pipelined=%v", pipe), func(t *testing.T) {
+			gs := group(t, n, func(c *Config) {
+				c.SegmentBytes = 4096
+				c.NoSharedMemory = c.Rank == 1
+			})
+			if pipe {
+				pipelined(gs)
+			}
+			if gs[0].nextShm != nil || gs[1].prevShm != nil || gs[2].prevShm != nil || gs[2].nextShm == nil || gs[3].nextShm == nil {
+				t.Fatalf("links: %v %v %v %v", gs[0].nextShm != nil, gs[1].prevShm != nil, gs[2].prevShm != nil, gs[2].nextShm != nil)
+			}
+			for _, l := range append(slices.Clone(awkward), 100_003) {
+				xs := inputs(uint64(l), n, l)
+				bufs := clone(xs)
+				noErrors(t, "AllReduce", each(gs, func(r int, g *Group) error { return g.AllReduce(ctx, bufs[r], Mean) }))
+				want := ringReduce(xs, Mean)
+				for r := range n {
+					if !slices.Equal(bits(bufs[r]), bits(want)) {
+						t.Fatalf("length %d: rank %d differs", l, r)
+					}
+				}
+				for root := range n {
+					bufs := clone(xs)
+					noErrors(t, "Broadcast", each(gs, func(r int, g *Group) error { return g.Broadcast(ctx, bufs[r], root) }))
+					for r := range n {
+						if !slices.Equal(bits(bufs[r]), bits(xs[root])) {
+							t.Fatalf("Broadcast length %d root %d: rank %d differs", l, root, r)
+						}
+					}
+				}
+			}
+		})
 	}
 }
