@@ -74,8 +74,14 @@ func peerDies(t *testing.T, edit func(*Config)) {
 }
 
 func TestPeerStalls(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) { peerStalls(t, tr.edit) })
+	}
+}
+
+func peerStalls(t *testing.T, edit func(*Config)) {
 	ctx := context.Background()
-	gs := group(t, 3, func(c *Config) { c.Timeout = 500 * time.Millisecond })
+	gs := group(t, 3, both(edit, func(c *Config) { c.Timeout = 500 * time.Millisecond }))
 	// Rank 1 never calls: ranks 0 and 2 wait for it, and rank 0 also for
 	// rank 2, which waits for rank 1. Both must blame rank 1.
 	errs := each([]*Group{gs[0], gs[2]}, func(_ int, g *Group) error {
@@ -90,7 +96,13 @@ func TestPeerStalls(t *testing.T) {
 }
 
 func TestCancel(t *testing.T) {
-	gs := group(t, 2, nil)
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) { cancelled(t, tr.edit) })
+	}
+}
+
+func cancelled(t *testing.T, edit func(*Config)) {
+	gs := group(t, 2, edit)
 	// A context that ended before the call: the call fails, nothing was
 	// exchanged, the group stays usable.
 	done, cancel := context.WithCancel(context.Background())
@@ -112,7 +124,7 @@ func TestCancel(t *testing.T) {
 	blames(t, "rank 1", gs[1].AllReduce(context.Background(), make([]float32, 1<<20), Sum), 0, "cancelled the operation: context canceled")
 
 	// A Recv cancelled while it waits for a message.
-	gs = group(t, 2, nil)
+	gs = group(t, 2, edit)
 	ctx, cancel = context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	if err := gs[1].Recv(ctx, 0, make([]float32, 4)); !errors.Is(err, context.Canceled) {

@@ -74,6 +74,9 @@ type Group struct {
 	// lockstepMax is lockstepBytes; tests lower it to run small
 	// messages through the pipelined path too.
 	lockstepMax int
+	// noLoop makes TCP links take the two-goroutine (or lock-step) path
+	// instead of runTCP; for tests of that path.
+	noLoop bool
 }
 
 // link is one direction of a point-to-point pair.

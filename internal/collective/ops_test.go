@@ -15,36 +15,48 @@ var awkward = []int{0, 1, 2, 3, 5, 7, 16, 17, 33, 1000, 1003, 4099}
 
 func smallSegments(c *Config) { c.SegmentBytes = 64 }
 
-// pipelined makes every ring operation take the pipelined path (two
-// goroutines per rank), which otherwise only messages of more than
-// lockstepBytes per step do.
+// pipelined makes every ring operation over TCP take the two-goroutine
+// path, which otherwise only ranks with one link of each kind take, for
+// messages of more than lockstepBytes per step.
 func pipelined(gs []*Group) {
 	for _, g := range gs {
 		g.lockstepMax = -1
+		g.noLoop = true
+	}
+}
+
+// lockstepped makes small ring operations over TCP run in lock step,
+// which otherwise only ranks with one link of each kind do.
+func lockstepped(gs []*Group) {
+	for _, g := range gs {
+		g.noLoop = true
 	}
 }
 
 func TestAllReduce(t *testing.T) {
 	ctx := context.Background()
 	for n := 1; n <= 4; n++ {
+		tcp := transports[1].edit
 		for _, seg := range []struct {
-			name      string
-			edit      func(*Config)
-			pipelined bool
+			name string
+			edit func(*Config)
+			path func([]*Group)
 		}{
-			// Ranks whose links are all shared memory run runShm whatever
-			// the size; over TCP, small messages run in lock step unless
-			// pipelined is set.
-			{"shm/segment=16", smallSegments, false},
-			{"shm/default segment", nil, false},
-			{"tcp/segment=16/pipelined", both(smallSegments, transports[1].edit), true},
-			{"tcp/segment=16/lockstep", both(smallSegments, transports[1].edit), false},
-			{"tcp/default segment/pipelined", transports[1].edit, true},
+			// Ranks whose links are all shared memory run runShm, all
+			// TCP runTCP; the two-goroutine and lock-step paths are for
+			// ranks with one link of each kind.
+			{"shm/segment=16", smallSegments, nil},
+			{"shm/default segment", nil, nil},
+			{"tcp/segment=16", both(smallSegments, tcp), nil},
+			{"tcp/default segment", tcp, nil},
+			{"tcp/segment=16/goroutines", both(smallSegments, tcp), pipelined},
+			{"tcp/segment=16/lockstep", both(smallSegments, tcp), lockstepped},
+			{"tcp/default segment/goroutines", tcp, pipelined},
 		} {
 			t.Run(fmt.Sprintf("n=%d/%s", n, seg.name), func(t *testing.T) {
 				gs := group(t, n, seg.edit)
-				if seg.pipelined {
-					pipelined(gs)
+				if seg.path != nil {
+					seg.path(gs)
 				}
 				for _, l := range awkward {
 					for _, op := range []Op{Sum, Mean} {
@@ -87,18 +99,31 @@ func bits(xs []float32) []uint32 {
 	return out
 }
 
+// paths are the ways a rank runs a ring operation, by the links it has.
+var paths = []struct {
+	name string
+	edit func(*Config)
+	set  func([]*Group)
+}{
+	{"shm", nil, nil},
+	{"tcp", func(c *Config) { c.NoSharedMemory = true }, nil},
+	{"tcp/goroutines", func(c *Config) { c.NoSharedMemory = true }, pipelined},
+}
+
 func TestReduceScatterAllGather(t *testing.T) {
 	for n := 1; n <= 4; n++ {
-		for _, tr := range transports {
-			t.Run(fmt.Sprintf("n=%d/%s", n, tr.name), func(t *testing.T) { reduceScatterAllGather(t, n, tr.edit) })
+		for _, pa := range paths {
+			t.Run(fmt.Sprintf("n=%d/%s", n, pa.name), func(t *testing.T) { reduceScatterAllGather(t, n, pa.edit, pa.set) })
 		}
 	}
 }
 
-func reduceScatterAllGather(t *testing.T, n int, edit func(*Config)) {
+func reduceScatterAllGather(t *testing.T, n int, edit func(*Config), set func([]*Group)) {
 	ctx := context.Background()
 	gs := group(t, n, both(smallSegments, edit))
-	pipelined(gs)
+	if set != nil {
+		set(gs)
+	}
 	for _, l := range awkward {
 		for _, op := range []Op{Sum, Mean} {
 			xs := inputs(uint64(l+n), n, l)
@@ -131,15 +156,18 @@ func reduceScatterAllGather(t *testing.T, n int, edit func(*Config)) {
 
 func TestBroadcastBarrier(t *testing.T) {
 	for n := 1; n <= 4; n++ {
-		for _, tr := range transports {
-			t.Run(fmt.Sprintf("n=%d/%s", n, tr.name), func(t *testing.T) { broadcastBarrier(t, n, tr.edit) })
+		for _, pa := range paths {
+			t.Run(fmt.Sprintf("n=%d/%s", n, pa.name), func(t *testing.T) { broadcastBarrier(t, n, pa.edit, pa.set) })
 		}
 	}
 }
 
-func broadcastBarrier(t *testing.T, n int, edit func(*Config)) {
+func broadcastBarrier(t *testing.T, n int, edit func(*Config), set func([]*Group)) {
 	ctx := context.Background()
 	gs := group(t, n, both(smallSegments, edit))
+	if set != nil {
+		set(gs)
+	}
 	for _, l := range awkward {
 		for root := range n {
 			xs := inputs(uint64(l+root), n, l)

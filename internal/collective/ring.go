@@ -236,9 +236,14 @@ func (g *Group) segment(p *plan) int {
 // run exchanges the data of plan p: the sends on a helper goroutine, the
 // receives on this one.
 func (g *Group) run(buf []float32, p *plan) error {
-	if g.nextShm != nil && g.prevShm != nil {
+	switch {
+	case g.nextShm != nil && g.prevShm != nil:
 		return g.runShm(buf, p)
+	case g.nextShm == nil && g.prevShm == nil && tcpLoop && !g.noLoop:
+		return g.runTCP(buf, p)
 	}
+	// One link of each kind (or no raw sockets here): two goroutines, or
+	// lock step for small messages.
 	if g.lockstep(p) {
 		return g.runLockstep(buf, p)
 	}
