@@ -7,9 +7,12 @@ import (
 )
 
 // The collectives run on a ring: each rank writes to its successor and
-// reads from its predecessor, on two connections, from two goroutines
-// (the caller's receives and reduces, a helper sends), so both directions
-// of every link are busy at once.
+// reads from its predecessor, on two links (TCP connections, or shared
+// memory between ranks on one host), both directions busy at once. A
+// rank whose two links are of one kind runs an operation in a progress
+// loop on the caller's goroutine (runShm, runTCP); one with a link of
+// each kind on two goroutines, the caller's receiving and reducing, a
+// helper sending (run), or in lock step for small messages.
 //
 // AllReduce is a reduce-scatter followed by an all-gather. The buffer is
 // cut into Size() chunks (Shard); chunk c travels the ring starting at
@@ -18,10 +21,9 @@ import (
 // ring once more and every rank copies it. Each link carries
 // 2(n-1)/n of the buffer: the bus bandwidth of NCCL's convention.
 //
-// Chunks are cut into segments (Config.SegmentBytes) and the pipeline
-// runs per segment: a segment received (and reduced) is handed to the
-// sending goroutine at once, so a step does not wait for the previous
-// step's whole chunk.
+// Chunks are cut into segments (see segment) and the pipeline runs per
+// segment: a segment received (and reduced) may be sent on at once, so a
+// step does not wait for the previous step's whole chunk.
 //
 // Why every rank holds the same bits: each element is reduced exactly
 // once, on its chunk's owner, and the others receive a copy of that
@@ -218,23 +220,25 @@ func (g *Group) collective(ctx context.Context, name string, mk func(seq uint64)
 	return nil
 }
 
-// segment is the pipelining unit of p on this rank, in elements. Over
-// TCP it is Config.SegmentBytes: each segment costs system calls and a
-// wake-up. Through shared memory a hand-off costs next to nothing while
-// both sides are busy, so chunks are cut into at least 4 segments (of at
-// least 64 KiB) for the pipeline to fill. Ranks may cut differently:
-// segments only pace this rank's two goroutines, the streams do not
-// depend on them.
-func (g *Group) segment(p *plan) int {
-	if g.nextShm == nil && g.prevShm == nil {
+// segment is the pipelining unit of p on this rank, in elements. In a
+// progress loop (runShm, runTCP) handing a segment on costs next to
+// nothing, so chunks are cut into at least 4 segments (of at least
+// 64 KiB, at most Config.SegmentBytes) for the pipeline to fill and the
+// reductions to run on cache-sized pieces. On two goroutines each
+// segment costs a hand-off and a wake-up: there it is
+// Config.SegmentBytes. Ranks may cut differently: segments only pace this
+// rank's own sending and receiving; the streams do not depend on them.
+func (g *Group) segment(p *plan, loop bool) int {
+	if !loop {
 		return g.seg
 	}
 	largest := int((p.hdr.count + uint64(g.size) - 1) / uint64(g.size))
 	return min(g.seg, max(16<<10, (largest+3)/4))
 }
 
-// run exchanges the data of plan p: the sends on a helper goroutine, the
-// receives on this one.
+// run exchanges the data of plan p: in a progress loop when both links
+// are of one kind, else the sends on a helper goroutine and the receives
+// on this one (or lock step).
 func (g *Group) run(buf []float32, p *plan) error {
 	switch {
 	case g.nextShm != nil && g.prevShm != nil:
@@ -247,7 +251,7 @@ func (g *Group) run(buf []float32, p *plan) error {
 	if g.lockstep(p) {
 		return g.runLockstep(buf, p)
 	}
-	seg := g.segment(p)
+	seg := g.segment(p, false)
 	nsegs := func(n int) int { return (n + seg - 1) / seg }
 	ntok := 0
 	for _, x := range p.recv {

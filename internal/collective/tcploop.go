@@ -32,7 +32,7 @@ func (g *Group) runTCP(buf []float32, p *plan) error {
 	if err := errors.Join(err1, err2); err != nil {
 		return err
 	}
-	seg := g.segment(p)
+	seg := g.segment(p, true)
 	var hb [headerSize]byte
 	p.hdr.encode(&hb)
 
