@@ -32,7 +32,7 @@ func (g *Group) runTCP(buf []float32, p *plan) error {
 	if err := errors.Join(err1, err2); err != nil {
 		return err
 	}
-	seg := g.segment(p, true)
+	seg := g.segment(p, false)
 	var hb [headerSize]byte
 	p.hdr.encode(&hb)
 
