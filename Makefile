@@ -87,14 +87,14 @@ bench-train:
 # hpcml's all-reduce (internal/collective; shared memory between ranks on one
 # host, and over TCP) against torch.distributed's gloo backend and Open MPI's
 # MPI_Allreduce (ob1 over tcp and over vader shared memory), 2 ranks on this
-# machine, 1 KiB to 256 MiB: time, algbw, busbw and ratios, median of 3 runs;
+# machine, 1 KiB to 256 MiB: time, algbw, busbw and ratios, median of 5 runs;
 # see docs/benchmarks.md. Installs python3-torch and Open MPI if missing.
 # Takes about 5 minutes.
 bench-allreduce:
 	@command -v mpicc >/dev/null && /usr/bin/python3 -c 'import torch' 2>/dev/null || { \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 	    openmpi-bin libopenmpi-dev python3-torch; }
-	$(GO) run ./bench/allreduce -runs 3
+	$(GO) run ./bench/allreduce -runs 5
 
 # Data-parallel training: samples/s of the cnn algorithm's LeNet on MNIST with
 # two single-threaded workers (separate processes) against one, hpcml
