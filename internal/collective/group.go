@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,11 @@ type Group struct {
 	// noLoop makes TCP links take the two-goroutine (or lock-step) path
 	// instead of runTCP; for tests of that path.
 	noLoop bool
+	// spin is how long a waiting rank polls before it sleeps: spinWait,
+	// or 0 in a process with GOMAXPROCS 1, where polling would hold the
+	// only processor that the rest of the program (a backward pass the
+	// all-reduce overlaps with) needs.
+	spin time.Duration
 }
 
 // link is one direction of a point-to-point pair.
@@ -116,6 +122,9 @@ func newGroup(cfg Config) *Group {
 		red:     bestReducers(),
 
 		lockstepMax: lockstepBytes,
+	}
+	if runtime.GOMAXPROCS(0) > 1 {
+		g.spin = spinWait
 	}
 	for k := range g.out {
 		g.out[k] = &link{}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -23,7 +24,7 @@ import (
 // The link is a byte stream of pieces: the sender fills a free slot,
 // records its length and advances the shared "filled" counter; the
 // receiver consumes slots in order and advances "freed". Each side
-// waiting for the other first spins on the counter for up to shmSpin —
+// waiting for the other first spins on the counter for up to spinWait —
 // in the middle of an operation the other side is usually microseconds
 // away, and a blocked goroutine takes tens of microseconds to wake — then
 // sets its "waiting" flag and blocks reading one byte from the TCP
@@ -59,11 +60,11 @@ const (
 	shmSendWaiting = 256
 	shmLengths     = 4096
 	shmData        = 8192
-	// shmSpin is how long a side spins on the other's counter before it
-	// blocks. Measured on this machine, tens of microseconds cover the
+	// spinWait is how long a waiting rank keeps polling before it
+	// sleeps. Measured on this machine, tens of microseconds cover the
 	// other side's next piece while both are busy; spinning longer
 	// only burns a core another process may want.
-	shmSpin = 50 * time.Microsecond
+	spinWait = 50 * time.Microsecond
 
 	doorbell = 'D' // "a piece is filled", to a receiver that waits
 	slotFree = 'A' // "a slot is free", to a sender that waits
@@ -248,10 +249,10 @@ func (g *Group) shmRead(n int, use func(off int, b []byte)) error {
 }
 
 // shmWait returns when ready() holds: at once, after spinning up to
-// shmSpin, or after blocking until the other side's wake-up byte
+// g.spin, or after blocking until the other side's wake-up byte
 // arrives on s (waiting flags it wants one).
 func (g *Group) shmWait(ready func() bool, s *shmChan, waiting *uint32, peer int) error {
-	if spin(ready) {
+	if g.spinUntil(ready) {
 		return nil
 	}
 	t := time.NewTimer(g.timeout)
@@ -284,17 +285,20 @@ func (g *Group) shmWait(ready func() bool, s *shmChan, waiting *uint32, peer int
 	}
 }
 
-// spin polls ready for up to shmSpin.
-func spin(ready func() bool) bool {
+// spin polls ready for up to g.spin, letting other goroutines of this
+// process run between polls (the backward pass a gradient all-reduce
+// overlaps with, say).
+func (g *Group) spinUntil(ready func() bool) bool {
 	if ready() {
 		return true
 	}
-	for start := time.Now(); time.Since(start) < shmSpin; {
+	for start := time.Now(); time.Since(start) < g.spin; {
 		for range 64 {
 			if ready() {
 				return true
 			}
 		}
+		runtime.Gosched()
 	}
 	return false
 }

@@ -223,7 +223,7 @@ func (g *Group) shmIdle(wantSlot, wantData bool, slotFree, dataIn func() bool, n
 		// Cannot happen: a turn with nothing to wait for has moved.
 		return nil
 	}
-	if spin(ready) {
+	if g.spinUntil(ready) {
 		return nil
 	}
 	out, in := g.nextShm, g.prevShm

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -17,7 +18,7 @@ import (
 // transport runs one. Each turn it writes what the successor's socket
 // takes of the current segment and reads what the predecessor's socket
 // holds, with non-blocking system calls; when neither moves it keeps
-// trying for shmSpin (the other side is usually microseconds away in the
+// trying for g.spin (the other side is usually microseconds away in the
 // middle of an operation, while waking a goroutine parked on the network
 // poller costs tens of microseconds), yielding the CPU between tries,
 // then sleeps in poll(2) on both sockets. One goroutine, one busy thread
@@ -206,11 +207,13 @@ func (g *Group) runTCP(buf []float32, p *plan) error {
 		if idleSince.IsZero() {
 			idleSince = now
 		}
-		if now.Sub(idleSince) < shmSpin {
-			// Let whatever else is runnable here go first: on a busy
-			// machine that includes the kernel thread that moves the
-			// packets this loop waits for (ksoftirqd); spinning over it
-			// halved the bandwidth in some runs.
+		if now.Sub(idleSince) < g.spin {
+			// Let whatever else is runnable here go first: other
+			// goroutines of this process, and on a busy machine the
+			// kernel thread that moves the packets this loop waits for
+			// (ksoftirqd); spinning over it halved the bandwidth in some
+			// runs.
+			runtime.Gosched()
 			syscall.Syscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
 			continue
 		}
