@@ -77,4 +77,28 @@ var migrations = []string{
 		created_at   INTEGER NOT NULL,
 		PRIMARY KEY (dataset, version)
 	);`,
+	// 4: the model registry; a version's artefact and record live in
+	// object storage under models/<name>/<version>/, the row makes the
+	// version visible. Aliases point at existing versions only.
+	`CREATE TABLE models (
+		name       TEXT PRIMARY KEY,
+		created_at INTEGER NOT NULL
+	);
+	CREATE TABLE model_versions (
+		model      TEXT    NOT NULL REFERENCES models(name),
+		version    INTEGER NOT NULL,
+		sha256     TEXT    NOT NULL,
+		size       INTEGER NOT NULL,
+		created_at INTEGER NOT NULL,
+		record     TEXT    NOT NULL,
+		PRIMARY KEY (model, version)
+	);
+	CREATE TABLE model_aliases (
+		model      TEXT    NOT NULL,
+		alias      TEXT    NOT NULL,
+		version    INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (model, alias),
+		FOREIGN KEY (model, version) REFERENCES model_versions(model, version)
+	);`,
 }

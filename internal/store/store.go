@@ -66,5 +66,7 @@ type Store interface {
 	// ListDatasets lists datasets by name, each with its latest version.
 	ListDatasets(ctx context.Context) ([]*dataset.Dataset, error)
 
+	ModelStore
+
 	Close() error
 }
