@@ -101,4 +101,7 @@ var migrations = []string{
 		PRIMARY KEY (model, alias),
 		FOREIGN KEY (model, version) REFERENCES model_versions(model, version)
 	);`,
+	// 5: real-time endpoints, their deployments (with events) and scale
+	// events (the SQL is in endpoints.go, beside the code that uses it).
+	endpointsMigration,
 }

@@ -67,6 +67,7 @@ type Store interface {
 	ListDatasets(ctx context.Context) ([]*dataset.Dataset, error)
 
 	ModelStore
+	EndpointStore
 
 	Close() error
 }
