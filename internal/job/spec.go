@@ -283,6 +283,10 @@ type Limits struct {
 	SingleNode bool
 }
 
+// ServeTokenEnv is the bearer token hpcml serve requires of its callers;
+// a job may set it.
+const ServeTokenEnv = "HPCML_SERVE_TOKEN"
+
 // Bounds on user input, so that one spec cannot exhaust the server.
 const (
 	MaxArraySize   = 10000
@@ -334,7 +338,9 @@ func (s *Spec) Normalize(lim Limits) error {
 		if !envKeyRE.MatchString(k) {
 			return fieldErr("env", "%q is not a valid variable name", k)
 		}
-		if strings.HasPrefix(k, "HPCML_") {
+		// HPCML_SERVE_TOKEN is an input of hpcml serve run as a job (an
+		// endpoint's replica), not a variable the runtime sets.
+		if strings.HasPrefix(k, "HPCML_") && k != ServeTokenEnv {
 			return fieldErr("env", "%q: HPCML_ variables are set by hpcml", k)
 		}
 		if strings.ContainsRune(v, 0) {

@@ -195,6 +195,7 @@ func TestNormalizeAccepts(t *testing.T) {
 		}},
 		{"max attempts", func(s *Spec) { s.Retry.Attempts = MaxAttempts }},
 		{"signal number", func(s *Spec) { s.Retry.OnSignals = []string{"9"} }},
+		{"serve token", func(s *Spec) { s.Env = map[string]string{ServeTokenEnv: "secret"} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
