@@ -1,0 +1,272 @@
+package deploy
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeReplica is a real HTTP server on loopback that answers like a
+// replica: it checks the replica token and echoes what it was asked.
+type fakeReplica struct {
+	srv   *httptest.Server
+	name  string
+	hits  atomic.Int64
+	block chan struct{} // when set, requests wait for it to close
+}
+
+func newFakeReplica(t *testing.T, name string) *fakeReplica {
+	f := &fakeReplica{name: name}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer replica-token" {
+			http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
+			return
+		}
+		f.hits.Add(1)
+		if f.block != nil {
+			<-f.block
+		}
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{"replica": f.name, "path": r.URL.Path, "body": string(body),
+			"query": r.URL.RawQuery})
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeReplica) replica(variant string, rev int64) *Replica {
+	return &Replica{Addr: strings.TrimPrefix(f.srv.URL, "http://"), Variant: variant, Revision: rev}
+}
+
+func newTestGateway(t *testing.T) (*Gateway, *httptest.Server) {
+	g := NewGateway(GatewayConfig{Authorized: func(tok string) bool { return tok == "server-token" }})
+	mux := http.NewServeMux()
+	mux.Handle("/endpoints/", g)
+	front := httptest.NewServer(mux)
+	t.Cleanup(func() { front.Close(); g.Close() })
+	return g, front
+}
+
+type answer struct {
+	status  int
+	variant string
+	body    map[string]string
+}
+
+func call(t *testing.T, front *httptest.Server, method, path, body string, hdr map[string]string) answer {
+	t.Helper()
+	req, _ := http.NewRequest(method, front.URL+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer server-token")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]string
+	json.NewDecoder(resp.Body).Decode(&m)
+	return answer{resp.StatusCode, resp.Header.Get(HeaderInvokedVariant), m}
+}
+
+func TestGatewayRoutes(t *testing.T) {
+	g, front := newTestGateway(t)
+	a, b := newFakeReplica(t, "a"), newFakeReplica(t, "b")
+	g.SetRoute(&Route{Endpoint: "ep", Token: "replica-token", Variants: []RouteVariant{
+		{Name: "one", Weight: 1, Fleets: []Fleet{{Model: "mlp", Percent: 100, Replicas: []*Replica{a.replica("one", 0)},
+			Stats: g.Stats("ep", "one", 0)}}},
+		{Name: "two", Weight: 3, Fleets: []Fleet{{Model: "cnn", Percent: 100, Replicas: []*Replica{b.replica("two", 0)},
+			Stats: g.Stats("ep", "two", 0)}}},
+	}})
+
+	// OIP paths: the model name is the variant's model, the query stays.
+	got := call(t, front, "POST", "/endpoints/ep/v2/models/whatever/infer?x=1", `{"inputs":[]}`,
+		map[string]string{HeaderTargetVariant: "two"})
+	if got.status != 200 || got.body["path"] != "/v2/models/cnn/infer" || got.body["query"] != "x=1" ||
+		got.body["body"] != `{"inputs":[]}` || got.variant != "two" {
+		t.Fatalf("OIP infer: %+v", got)
+	}
+	got = call(t, front, "GET", "/endpoints/ep/v2/models/x", "", map[string]string{HeaderSageMakerTargetVariant: "one"})
+	if got.status != 200 || got.body["path"] != "/v2/models/mlp" || got.body["replica"] != "a" {
+		t.Fatalf("model metadata with the SageMaker header: %+v", got)
+	}
+	got = call(t, front, "POST", "/endpoints/ep/invocations", "1,2,3", map[string]string{HeaderTargetVariant: "one"})
+	if got.status != 200 || got.body["path"] != "/invocations" || got.body["body"] != "1,2,3" {
+		t.Fatalf("invocations: %+v", got)
+	}
+
+	// By weight: 1:3 over 400 requests (a loose bound: it is random).
+	count := map[string]int{}
+	for range 400 {
+		count[call(t, front, "POST", "/endpoints/ep/invocations", "x", nil).variant]++
+	}
+	if count["one"] < 40 || count["one"] > 170 || count["one"]+count["two"] != 400 {
+		t.Fatalf("split by weight 1:3: %v", count)
+	}
+	w := g.Stats("ep", "two", 0).Window(time.Now(), time.Minute, time.Time{})
+	if w.Requests != count["two"]+1 || w.Errors != 0 || w.P50 <= 0 || w.P99 < w.P50 {
+		t.Fatalf("stats of variant two: %+v (requests sent %d)", w, count["two"]+1)
+	}
+
+	// Errors name the problem.
+	for _, c := range []struct {
+		method, path string
+		hdr          map[string]string
+		status       int
+		msg          string
+	}{
+		{"POST", "/endpoints/nope/invocations", nil, 404, `endpoint "nope" does not exist`},
+		{"POST", "/endpoints/ep/invocations", map[string]string{HeaderTargetVariant: "three"}, 400, `no variant "three"`},
+		{"GET", "/endpoints/ep/invocations", nil, 405, "POST"},
+		{"GET", "/endpoints/ep/other", nil, 404, "no route"},
+	} {
+		got := call(t, front, c.method, c.path, "", c.hdr)
+		if got.status != c.status || !strings.Contains(got.body["error"], c.msg) {
+			t.Errorf("%s %s: %d %v, want %d with %q", c.method, c.path, got.status, got.body, c.status, c.msg)
+		}
+	}
+	req, _ := http.NewRequest("POST", front.URL+"/endpoints/ep/invocations", nil)
+	req.Header.Set("Authorization", "Bearer wrong")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("wrong token: %v %v", resp, err)
+	}
+	big := strings.Repeat("x", DefaultMaxBody+1)
+	if got := call(t, front, "POST", "/endpoints/ep/invocations", big, nil); got.status != 413 {
+		t.Fatalf("oversized body: %+v", got)
+	}
+}
+
+// A replica that refuses connections (its process died) costs no
+// request: the gateway sends it to another replica.
+func TestGatewayConnectionRefused(t *testing.T) {
+	g, front := newTestGateway(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := ln.Addr().String()
+	ln.Close()
+	live := newFakeReplica(t, "live")
+	dead := &Replica{Addr: deadAddr, Variant: "v"}
+	g.SetRoute(&Route{Endpoint: "ep", Token: "replica-token", Variants: []RouteVariant{{Name: "v", Weight: 1,
+		Fleets: []Fleet{{Percent: 100, Replicas: []*Replica{dead, live.replica("v", 0)}, Stats: g.Stats("ep", "v", 0)}}}}})
+	for i := range 50 {
+		if got := call(t, front, "POST", "/endpoints/ep/invocations", "x", nil); got.status != 200 {
+			t.Fatalf("request %d: %+v", i, got)
+		}
+	}
+	if dead.Outstanding() != 0 {
+		t.Fatalf("dead replica holds %d requests", dead.Outstanding())
+	}
+	// Only dead replicas: 503, naming the variant.
+	g.SetRoute(&Route{Endpoint: "ep", Token: "replica-token", Variants: []RouteVariant{{Name: "v", Weight: 1,
+		Fleets: []Fleet{{Percent: 100, Replicas: []*Replica{dead}, Stats: g.Stats("ep", "v", 0)}}}}})
+	if got := call(t, front, "POST", "/endpoints/ep/invocations", "x", nil); got.status != 503 || !strings.Contains(got.body["error"], `"v"`) {
+		t.Fatalf("only a dead replica: %+v", got)
+	}
+}
+
+// Least outstanding requests: while one replica holds a slow request,
+// the next ones go to the other; a draining replica gets none, and its
+// held request completes.
+func TestGatewayLeastOutstandingAndDrain(t *testing.T) {
+	g, front := newTestGateway(t)
+	slow, fast := newFakeReplica(t, "slow"), newFakeReplica(t, "fast")
+	slow.block = make(chan struct{})
+	rs, rf := slow.replica("v", 0), fast.replica("v", 0)
+	g.SetRoute(&Route{Endpoint: "ep", Token: "replica-token", Variants: []RouteVariant{{Name: "v", Weight: 1,
+		Fleets: []Fleet{{Percent: 100, Replicas: []*Replica{rs}, Stats: g.Stats("ep", "v", 0)}}}}})
+	var wg sync.WaitGroup
+	var held answer
+	wg.Add(1)
+	go func() { defer wg.Done(); held = call(t, front, "POST", "/endpoints/ep/invocations", "held", nil) }()
+	for rs.Outstanding() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	g.SetRoute(&Route{Endpoint: "ep", Token: "replica-token", Variants: []RouteVariant{{Name: "v", Weight: 1,
+		Fleets: []Fleet{{Percent: 100, Replicas: []*Replica{rs, rf}, Stats: g.Stats("ep", "v", 0)}}}}})
+	for range 20 {
+		if got := call(t, front, "POST", "/endpoints/ep/invocations", "x", nil); got.body["replica"] != "fast" {
+			t.Fatalf("went to the busy replica: %+v", got)
+		}
+	}
+	// Drain the slow one: flagged, so no new request reaches it even
+	// from the old table; its held request still completes.
+	rs.draining.Store(true)
+	for range 10 {
+		if got := call(t, front, "POST", "/endpoints/ep/invocations", "x", nil); got.body["replica"] != "fast" {
+			t.Fatalf("went to the draining replica: %+v", got)
+		}
+	}
+	close(slow.block)
+	wg.Wait()
+	if held.status != 200 || held.body["replica"] != "slow" || rs.Outstanding() != 0 {
+		t.Fatalf("held request: %+v, outstanding %d", held, rs.Outstanding())
+	}
+}
+
+// Blue/green inside a variant: the percentages split its traffic, a
+// fleet without ready replicas passes its share on.
+func TestGatewayFleets(t *testing.T) {
+	g, front := newTestGateway(t)
+	blue, green := newFakeReplica(t, "blue"), newFakeReplica(t, "green")
+	set := func(greenPct int, greenReps []*Replica) {
+		g.SetRoute(&Route{Endpoint: "ep", Token: "replica-token", Variants: []RouteVariant{{Name: "v", Weight: 1, Fleets: []Fleet{
+			{Revision: 0, Model: "m1", Percent: 100 - greenPct, Replicas: []*Replica{blue.replica("v", 0)}, Stats: g.Stats("ep", "v", 0)},
+			{Revision: 7, Model: "m2", Percent: greenPct, Replicas: greenReps, Stats: g.Stats("ep", "v", 7)},
+		}}}})
+	}
+	set(0, []*Replica{green.replica("v", 7)})
+	for range 20 {
+		if got := call(t, front, "POST", "/endpoints/ep/v2/models/e/infer", "x", nil); got.body["replica"] != "blue" || got.body["path"] != "/v2/models/m1/infer" {
+			t.Fatalf("green at 0%%: %+v", got)
+		}
+	}
+	set(100, nil)
+	if got := call(t, front, "POST", "/endpoints/ep/invocations", "x", nil); got.body["replica"] != "blue" {
+		t.Fatalf("green at 100%% with no ready replica: %+v", got)
+	}
+	set(50, []*Replica{green.replica("v", 7)})
+	n := map[string]int{}
+	for range 200 {
+		n[call(t, front, "POST", "/endpoints/ep/invocations", "x", nil).body["replica"]]++
+	}
+	if n["green"] < 50 || n["blue"] < 50 {
+		t.Fatalf("50/50: %v", n)
+	}
+	if w := g.Stats("ep", "v", 7).Window(time.Now(), time.Minute, time.Time{}); w.Requests != n["green"] {
+		t.Fatalf("green stats %+v, sent %d", w, n["green"])
+	}
+}
+
+func TestStatsWindow(t *testing.T) {
+	var s Stats
+	now := time.Unix(1_000_000, 0)
+	for i := range 100 {
+		s.Record(now.Add(-time.Duration(i%10)*time.Second), time.Duration(i+1)*time.Millisecond, i%20 == 0)
+	}
+	s.Record(now.Add(-100*time.Second), time.Hour, true) // outside a 60 s window
+	w := s.Window(now, time.Minute, time.Time{})
+	if w.Requests != 100 || w.Errors != 5 {
+		t.Fatalf("window %+v", w)
+	}
+	// p50 ~ 50 ms, p99 ~ 99 ms, within the histogram's 12.5 %.
+	if w.P50 < 44*time.Millisecond || w.P50 > 57*time.Millisecond || w.P99 < 87*time.Millisecond || w.P99 > 112*time.Millisecond {
+		t.Fatalf("percentiles %v %v", w.P50, w.P99)
+	}
+	if w := s.Window(now, time.Minute, now.Add(-4*time.Second)); w.Requests != 50 {
+		t.Fatalf("since 4 s ago: %+v", w)
+	}
+	for _, ns := range []int64{0, 1, 7, 8, 9, 15, 16, 1000, 123456789, 1 << 40} {
+		b := bucketOf(ns)
+		if mid := bucketMid(b); ns >= 8 && (float64(mid) < float64(ns)*0.87 || float64(mid) > float64(ns)*1.13) {
+			t.Errorf("bucket of %d has middle %d", ns, mid)
+		}
+	}
+}
