@@ -14,10 +14,10 @@ type Conv2D struct {
 	InC, OutC, Kernel, Stride, Padding int
 	W, B                               *Param
 
-	// cols and outs recycle the temporary (InC·K·K)×(N·OH·OW) and
-	// OutC×(N·OH·OW) matrices between calls (nil in a Conv2D not made by
-	// NewConv2D: then every call allocates).
-	cols, outs *scratch
+	// cols recycles the per-sample (InC·K·K)×(OH·OW) im2col matrices and
+	// grads Backward's per-lane partial gradients between calls (nil in a
+	// Conv2D not made by NewConv2D: then every call allocates).
+	cols, grads *scratch
 }
 
 // NewConv2D makes a Conv2D layer with weights drawn by init (fan-in
@@ -27,7 +27,7 @@ func NewConv2D(name string, inC, outC, kernel, stride, padding int, init Init, r
 		InC: inC, OutC: outC, Kernel: kernel, Stride: stride, Padding: padding,
 		W:    newParam(name+".weight", false, outC, inC, kernel, kernel),
 		B:    newParam(name+".bias", true, outC),
-		cols: &scratch{}, outs: &scratch{},
+		cols: &scratch{}, grads: &scratch{},
 	}
 	init(c.W.Value.Data, inC*kernel*kernel, outC*kernel*kernel, rng)
 	return c
@@ -80,106 +80,127 @@ func (c *Conv2D) geom(x *Tensor) convGeom {
 	return g
 }
 
-// convCache keeps the im2col matrix of the forward pass: the weight
-// gradient needs it, and keeping it costs memory but saves rebuilding it.
+// convCache keeps the forward pass's input: Backward rebuilds each
+// sample's im2col matrix from it rather than keeping the whole batch's —
+// for a 64-image batch that matrix is tens of megabytes, which two
+// training processes on one machine would push through the memory bus
+// (and out of the shared L3 cache) twice per step, while one sample's
+// stays in a core's L2 between being built and being used.
 type convCache struct {
-	g    convGeom
-	cols []float32
+	g convGeom
+	x []float32
 }
 
-// Forward lays the whole batch out as one (InC·K·K)×(N·OH·OW) matrix
-// (im2col) so the convolution is a single GEMM with the OutC×(InC·K·K)
-// weights — one large product keeps the BLAS busy where N small ones per
-// sample would not. The product comes out channel-major, OutC×(N·OH·OW), so
-// each (sample, channel) plane of y is a contiguous block of it and the
-// move to NCHW is a block copy that also adds the bias.
+// convLanes is how many partial weight gradients Backward sums: the
+// batch's samples are split into this many contiguous lanes whatever the
+// number of goroutines, each lane accumulates its samples in order and
+// the lanes are added in order, so the gradient's bits do not depend on
+// GOMAXPROCS (a resumed or re-run training reproduces a run exactly).
+const convLanes = 8
+
+// Forward convolves sample by sample: im2col lays one image out as a
+// (InC·K·K)×(OH·OW) matrix and one GEMM with the OutC×(InC·K·K) weights
+// writes that sample's OutC×OH×OW block of y, already in NCHW order. A
+// sample's matrix fits a core's L2 cache (about 300 KB for 16 channels
+// of 14×14 through 5×5), and samples run in parallel.
 func (c *Conv2D) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
 	g := c.geom(x)
-	plane, ckk := g.oh*g.ow, g.c*g.k*g.k
-	np := g.n * plane
-	cols := c.cols.get(ckk * np)
-	im2col(&g, x.Data, cols)
-	out := c.outs.get(c.OutC * np)
-	gemm(false, false, c.OutC, np, ckk, 1, c.W.Value.Data, cols, 0, out)
+	plane, ckk, chw := g.oh*g.ow, g.c*g.k*g.k, g.c*g.h*g.w
 	y := NewTensor(g.n, c.OutC, g.oh, g.ow)
 	bias, outC := c.B.Value.Data, c.OutC
-	parallelFor(g.n*outC, grain(plane), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			n, oc := i/outC, i%outC
-			dst := y.Data[i*plane : (i+1)*plane]
-			src := out[oc*np+n*plane : oc*np+(n+1)*plane]
-			dst = dst[:len(src)] // lets the compiler drop the bounds checks below
-			b := bias[oc]
-			for j, v := range src {
-				dst[j] = v + b
+	parallelFor(g.n, grain(outC*ckk*plane), func(lo, hi int) {
+		cols := c.cols.get(ckk * plane)
+		for n := lo; n < hi; n++ {
+			im2col(&g, x.Data[n*chw:(n+1)*chw], cols)
+			out := y.Data[n*outC*plane : (n+1)*outC*plane]
+			gemm(false, false, outC, plane, ckk, 1, c.W.Value.Data, cols, 0, out)
+			for oc, b := range bias {
+				row := out[oc*plane : (oc+1)*plane]
+				for j := range row {
+					row[j] += b
+				}
 			}
 		}
-	})
-	c.outs.put(out)
-	if !ctx.Training {
 		c.cols.put(cols)
+	})
+	if !ctx.Training {
 		return y, nil
 	}
-	// The cache keeps cols until Release (Model.Backward calls it after
-	// this layer's Backward): a direct caller of Backward may use a cache
-	// more than once, so Backward itself cannot give it back.
-	return y, &convCache{g: g, cols: cols}
+	return y, &convCache{g: g, x: x.Data}
 }
 
-// Release gives a training cache's im2col matrix back to the pool.
-func (c *Conv2D) Release(cache any) {
-	if cc, ok := cache.(*convCache); ok && cc.cols != nil && c.cols != nil {
-		c.cols.put(cc.cols)
-		cc.cols = nil
-	}
-}
-
-// Backward turns dy into the channel-major OutC×(N·OH·OW) matrix the
-// forward GEMM produced, then dW += dY·colsᵀ and, for the input, dcols =
-// Wᵀ·dY folded back onto the image by col2im.
+// Backward works sample by sample as Forward does. dy's block for a
+// sample is already the OutC×(OH·OW) matrix the forward GEMM produced,
+// so dW += dY·colsᵀ (with cols rebuilt from the cached input) and, for
+// the input, dcols = Wᵀ·dY folded back onto the image by col2im, need no
+// layout copies. Weight and bias gradients are summed per lane
+// (convLanes) and then in lane order.
 func (c *Conv2D) Backward(cache any, dy *Tensor, needInput bool) *Tensor {
 	cc := cache.(*convCache)
 	g := cc.g
-	plane, ckk := g.oh*g.ow, g.c*g.k*g.k
-	np := g.n * plane
-	dout := c.outs.get(c.OutC * np)
-	db := c.B.Grad.Data
-	// One channel per item, so each goroutine owns its bias gradient.
-	parallelFor(c.OutC, grain(np), func(lo, hi int) {
-		for oc := lo; oc < hi; oc++ {
-			var sum float64
-			for n := 0; n < g.n; n++ {
-				src := dy.Data[(n*c.OutC+oc)*plane : (n*c.OutC+oc+1)*plane]
-				copy(dout[oc*np+n*plane:], src)
-				var s float32
-				for _, v := range src {
-					s += v
+	plane, ckk, chw := g.oh*g.ow, g.c*g.k*g.k, g.c*g.h*g.w
+	outC := c.OutC
+	var dx *Tensor
+	if needInput {
+		dx = NewTensor(g.n, g.c, g.h, g.w)
+	}
+	lanes := min(convLanes, g.n)
+	wSize := outC * ckk
+	partial := c.grads.get(lanes * (wSize + outC))
+	clear(partial)
+	perLane := (g.n + lanes - 1) / lanes
+	perSample := outC * ckk * plane * 3 // three products' worth of work
+	parallelFor(lanes, grain(perLane*perSample), func(lo, hi int) {
+		cols := c.cols.get(ckk * plane)
+		var dcols []float32
+		if needInput {
+			dcols = c.cols.get(ckk * plane)
+		}
+		for lane := lo; lane < hi; lane++ {
+			dw := partial[lane*(wSize+outC) : lane*(wSize+outC)+wSize]
+			db := partial[lane*(wSize+outC)+wSize : (lane+1)*(wSize+outC)]
+			for n := lane * perLane; n < min((lane+1)*perLane, g.n); n++ {
+				dout := dy.Data[n*outC*plane : (n+1)*outC*plane]
+				for oc := range db {
+					var s float32
+					for _, v := range dout[oc*plane : (oc+1)*plane] {
+						s += v
+					}
+					db[oc] += s
 				}
-				sum += float64(s)
+				im2col(&g, cc.x[n*chw:(n+1)*chw], cols)
+				gemm(false, true, outC, ckk, plane, 1, dout, cols, 1, dw)
+				if needInput {
+					gemm(true, false, ckk, plane, outC, 1, c.W.Value.Data, dout, 0, dcols)
+					col2im(&g, dcols, dx.Data[n*chw:(n+1)*chw])
+				}
 			}
-			db[oc] += float32(sum)
+		}
+		c.cols.put(cols)
+		if dcols != nil {
+			c.cols.put(dcols)
 		}
 	})
-	gemm(false, true, c.OutC, ckk, np, 1, dout, cc.cols, 1, c.W.Grad.Data)
-	if !needInput {
-		c.outs.put(dout)
-		return nil
+	dW, dB := c.W.Grad.Data, c.B.Grad.Data
+	for lane := range lanes {
+		p := partial[lane*(wSize+outC) : (lane+1)*(wSize+outC)]
+		for i, v := range p[:wSize] {
+			dW[i] += v
+		}
+		for i, v := range p[wSize:] {
+			dB[i] += v
+		}
 	}
-	dcols := c.cols.get(ckk * np)
-	gemm(true, false, ckk, np, c.OutC, 1, c.W.Value.Data, dout, 0, dcols)
-	c.outs.put(dout)
-	dx := NewTensor(g.n, g.c, g.h, g.w)
-	col2im(&g, dcols, dx.Data)
-	c.cols.put(dcols)
+	c.grads.put(partial)
 	return dx
 }
 
 // scratch recycles large float32 buffers through a sync.Pool, which is
 // safe for concurrent calls and lets the GC reclaim the buffers when
-// idle. It saves clearing and faulting in tens of megabytes per call (the
-// im2col matrix of a 64-image batch of 32-channel 14×14 maps through a
-// 5×5 kernel is 40 MB). Buffers come back dirty: callers overwrite every
-// element (im2col does; a GEMM with beta 0 does). A nil scratch allocates.
+// idle. It saves allocating, clearing and faulting in a buffer for every
+// goroutine of every call. Buffers come back dirty: callers overwrite
+// every element (im2col does; a GEMM with beta 0 does) or clear them. A
+// nil scratch allocates.
 type scratch struct{ pool sync.Pool }
 
 func (s *scratch) get(n int) []float32 {
@@ -217,97 +238,88 @@ func validRange(outN, stride, off, size int) (lo, hi int) {
 	return min(lo, hi), hi
 }
 
-// im2col writes x (N×C×H×W) as the matrix cols of C·K·K rows (channel,
-// kernel row, kernel column) by N·OH·OW columns (sample, output row,
+// im2col writes one image x (C×H×W) as the matrix cols of C·K·K rows
+// (channel, kernel row, kernel column) by OH·OW columns (output row,
 // output column), with zeros where a tap falls on the padding. Every
-// element of cols is written, so it may come from a reused buffer. The
-// (sample, channel) pairs write disjoint parts and run in parallel.
+// element of cols is written, so it may come from a reused buffer.
 func im2col(g *convGeom, x, cols []float32) {
 	// Locals, not g's fields, in the loops: the compiler cannot tell that
 	// the float stores leave g alone and would reload every field.
 	c, h, w, k, s, p, oh, ow := g.c, g.h, g.w, g.k, g.s, g.p, g.oh, g.ow
 	plane, hw := oh*ow, h*w
-	ld := g.n * plane
-	parallelFor(g.n*c, grain(k*k*plane), func(lo, hi int) {
-		for nc := lo; nc < hi; nc++ {
-			n, ch := nc/c, nc%c
-			src := x[nc*hw : (nc+1)*hw]
-			for kh := 0; kh < k; kh++ {
-				for kw := 0; kw < k; kw++ {
-					r := (ch*k+kh)*k + kw
-					row := cols[r*ld+n*plane : r*ld+(n+1)*plane]
-					off := kw - p // input column = ow·s + off
-					owLo, owHi := validRange(ow, s, off, w)
-					for y := 0; y < oh; y++ {
-						dst := row[y*ow : (y+1)*ow]
-						ih := y*s - p + kh
-						if ih < 0 || ih >= h || owLo == owHi {
-							clear(dst)
-							continue
-						}
-						clear(dst[:owLo])
-						clear(dst[owHi:])
-						srow := src[ih*w : (ih+1)*w]
-						d := dst[owLo:owHi]
-						if s == 1 {
-							copy(d, srow[owLo+off:owHi+off])
-							continue
-						}
-						iw := owLo*s + off
-						for i := range d {
-							d[i] = srow[iw]
-							iw += s
-						}
+	for ch := 0; ch < c; ch++ {
+		src := x[ch*hw : (ch+1)*hw]
+		for kh := 0; kh < k; kh++ {
+			for kw := 0; kw < k; kw++ {
+				r := (ch*k+kh)*k + kw
+				row := cols[r*plane : (r+1)*plane]
+				off := kw - p // input column = ow·s + off
+				owLo, owHi := validRange(ow, s, off, w)
+				for y := 0; y < oh; y++ {
+					dst := row[y*ow : (y+1)*ow]
+					ih := y*s - p + kh
+					if ih < 0 || ih >= h || owLo == owHi {
+						clear(dst)
+						continue
+					}
+					clear(dst[:owLo])
+					clear(dst[owHi:])
+					srow := src[ih*w : (ih+1)*w]
+					d := dst[owLo:owHi]
+					if s == 1 {
+						copy(d, srow[owLo+off:owHi+off])
+						continue
+					}
+					iw := owLo*s + off
+					for i := range d {
+						d[i] = srow[iw]
+						iw += s
 					}
 				}
 			}
 		}
-	})
+	}
 }
 
-// col2im is im2col's adjoint: it adds every element of cols onto the pixel
-// it was read from (padding taps are dropped). dx must start zeroed. Each
-// (sample, channel) plane of dx is owned by one goroutine.
+// col2im is im2col's adjoint for one image: it adds every element of cols
+// onto the pixel of dx (C×H×W) it was read from (padding taps are
+// dropped). dx must start zeroed.
 func col2im(g *convGeom, cols, dx []float32) {
 	c, h, w, k, s, p, oh, ow := g.c, g.h, g.w, g.k, g.s, g.p, g.oh, g.ow
 	plane, hw := oh*ow, h*w
-	ld := g.n * plane
-	parallelFor(g.n*c, grain(k*k*plane), func(lo, hi int) {
-		for nc := lo; nc < hi; nc++ {
-			n, ch := nc/c, nc%c
-			dst := dx[nc*hw : (nc+1)*hw]
-			for kh := 0; kh < k; kh++ {
-				for kw := 0; kw < k; kw++ {
-					r := (ch*k+kh)*k + kw
-					row := cols[r*ld+n*plane : r*ld+(n+1)*plane]
-					off := kw - p
-					owLo, owHi := validRange(ow, s, off, w)
-					if owLo == owHi {
+	for ch := 0; ch < c; ch++ {
+		dst := dx[ch*hw : (ch+1)*hw]
+		for kh := 0; kh < k; kh++ {
+			for kw := 0; kw < k; kw++ {
+				r := (ch*k+kh)*k + kw
+				row := cols[r*plane : (r+1)*plane]
+				off := kw - p
+				owLo, owHi := validRange(ow, s, off, w)
+				if owLo == owHi {
+					continue
+				}
+				for y := 0; y < oh; y++ {
+					ih := y*s - p + kh
+					if ih < 0 || ih >= h {
 						continue
 					}
-					for y := 0; y < oh; y++ {
-						ih := y*s - p + kh
-						if ih < 0 || ih >= h {
-							continue
+					src := row[y*ow+owLo : y*ow+owHi]
+					drow := dst[ih*w : (ih+1)*w]
+					if s == 1 {
+						d := drow[owLo+off : owHi+off]
+						d = d[:len(src)] // bounds checks out of the loop
+						for i, v := range src {
+							d[i] += v
 						}
-						src := row[y*ow+owLo : y*ow+owHi]
-						drow := dst[ih*w : (ih+1)*w]
-						if s == 1 {
-							d := drow[owLo+off : owHi+off]
-							d = d[:len(src)] // bounds checks out of the loop
-							for i, v := range src {
-								d[i] += v
-							}
-							continue
-						}
-						iw := owLo*s + off
-						for _, v := range src {
-							drow[iw] += v
-							iw += s
-						}
+						continue
+					}
+					iw := owLo*s + off
+					for _, v := range src {
+						drow[iw] += v
+						iw += s
 					}
 				}
 			}
 		}
-	})
+	}
 }

@@ -48,13 +48,6 @@ type Context struct {
 // Infer is the context for prediction: no dropout, running statistics, no caches.
 func Infer() *Context { return &Context{} }
 
-// Releaser layers take back what a training cache holds once its
-// Backward has run and nothing else will read it (Conv2D's im2col matrix,
-// tens of megabytes a batch); Model.Backward calls it.
-type Releaser interface {
-	Release(cache any)
-}
-
 // Stateful layers hold non-trainable state that a checkpoint and an export
 // must carry (BatchNorm's running mean and variance).
 type Stateful interface {

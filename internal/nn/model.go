@@ -79,9 +79,6 @@ func (m *Model) Backward(pass *Pass, dy *Tensor) { m.BackwardNotify(pass, dy, ni
 func (m *Model) BackwardNotify(pass *Pass, dy *Tensor, done func(layer int)) {
 	for i := len(m.Layers) - 1; i >= 0; i-- {
 		dy = m.Layers[i].Backward(pass.caches[i], dy, i > 0)
-		if r, ok := m.Layers[i].(Releaser); ok {
-			r.Release(pass.caches[i])
-		}
 		pass.caches[i] = nil // a pass is backpropagated once
 		if done != nil {
 			done(i)
