@@ -18,6 +18,7 @@ import (
 	"github.com/hpcml/hpcml/internal/dataset"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/joblog"
+	"github.com/hpcml/hpcml/internal/registry"
 	"github.com/hpcml/hpcml/internal/sched"
 	"github.com/hpcml/hpcml/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,7 +37,9 @@ type Config struct {
 	Registry  *prometheus.Registry
 	// Storage is the server's own bucket (dataset manifests, reports).
 	Storage *blob.Bucket
-	Log     *slog.Logger
+	// Models is the model registry (nil: the model routes answer 503).
+	Models *registry.Registry
+	Log    *slog.Logger
 }
 
 // Handler serves the API.
@@ -115,6 +118,14 @@ func (h *Handler) routes() []route {
 		{"GET", "/api/v1/training/{id}", false, h.getTraining, 0},
 		{"GET", "/api/v1/training/{id}/metrics", false, h.trainingMetrics, 0},
 		{"GET", "/api/v1/training/{id}/{file}", false, h.getTrainingFile, 0},
+		{"POST", "/api/v1/models", false, h.registerModel, 0},
+		{"GET", "/api/v1/models", false, h.listModels, 0},
+		{"GET", "/api/v1/models/{name}", false, h.getModel, 0},
+		{"GET", "/api/v1/models/{name}/versions", false, h.listModelVersions, 0},
+		{"GET", "/api/v1/models/{name}/versions/{ref}", false, h.getModelVersion, 0},
+		{"GET", "/api/v1/models/{name}/versions/{ref}/artifact", false, h.downloadModelVersion, 0},
+		{"PUT", "/api/v1/models/{name}/aliases/{alias}", false, h.setModelAlias, 0},
+		{"DELETE", "/api/v1/models/{name}/aliases/{alias}", false, h.deleteModelAlias, 0},
 	}
 }
 
