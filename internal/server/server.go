@@ -17,6 +17,7 @@ import (
 	"github.com/hpcml/hpcml/internal/backend/local"
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/joblog"
+	"github.com/hpcml/hpcml/internal/registry"
 	"github.com/hpcml/hpcml/internal/sched"
 	"github.com/hpcml/hpcml/internal/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -125,9 +126,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	logs := &joblog.Source{LocalPath: logPath, Bucket: bucket}
+	models := registry.New(st, bucket, log)
+	defer models.Close()
 	apiHandler := api.New(api.Config{
 		Store: st, Scheduler: sch, Token: token, Registry: reg, Log: log,
-		Logs: logs, Storage: bucket,
+		Logs: logs, Storage: bucket, Models: models,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/api/", apiHandler)
