@@ -175,10 +175,13 @@ func Desired(p Policy, current int, window []Sample, lastOut, lastIn, now time.T
 	perReplicaIn := avgIn / float64(current)
 	wantIn := p.clamp(ceil(avgIn / (ScaleInMargin * p.Target)))
 	if wantIn >= current {
+		r := fmt.Sprintf("steady: %s %.3g per replica over %s, %.3g over %s (target %g)", name, perReplica, short(outW), perReplicaIn, short(inW), p.Target)
 		if current == p.Min {
-			return current, fmt.Sprintf("steady: %s %.3g per replica (target %g), at min %d", name, perReplicaIn, p.Target, p.Min)
+			r += fmt.Sprintf(", at min %d", p.Min)
+		} else if current == p.Max {
+			r += fmt.Sprintf(", at max %d", p.Max)
 		}
-		return current, fmt.Sprintf("steady: %s %.3g per replica over %s (target %g)", name, perReplicaIn, short(inW), p.Target)
+		return current, r
 	}
 	last := lastOut
 	if lastIn.After(last) {
