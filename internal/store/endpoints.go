@@ -32,7 +32,7 @@ type EndpointStore interface {
 	DeleteEndpoint(ctx context.Context, name string) error
 
 	// StartDeployment stores d as the endpoint's running deployment,
-	// setting d.ID, and puts the endpoint in state updating, together;
+	// setting d.ID and d.To.Revision (= d.ID), and puts the endpoint in state updating, together;
 	// ErrDeploymentRunning if one already runs, ErrNotFound if the
 	// endpoint does not exist.
 	StartDeployment(ctx context.Context, d *endpoint.Deployment, events []endpoint.Event) error
@@ -280,6 +280,13 @@ func (s *SQLite) StartDeployment(ctx context.Context, d *endpoint.Deployment, ev
 			return err
 		}
 		if d.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		// Green's replicas are told apart from every other fleet of the
+		// variant by the deployment's id, unique for ever.
+		d.To.Revision = d.ID
+		to, _ := json.Marshal(d.To)
+		if _, err := tx.ExecContext(ctx, `UPDATE deployments SET to_spec = ? WHERE id = ?`, string(to), d.ID); err != nil {
 			return err
 		}
 		if err := insertEvents(ctx, tx, d.ID, events); err != nil {

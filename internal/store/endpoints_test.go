@@ -67,8 +67,8 @@ func TestDeployments(t *testing.T) {
 	if err := s.StartDeployment(ctx, d, []endpoint.Event{{At: time.Now(), Message: "started"}}); err != nil {
 		t.Fatal(err)
 	}
-	if d.ID == 0 {
-		t.Fatal("no id")
+	if d.ID == 0 || d.To.Revision != d.ID {
+		t.Fatalf("id %d, green revision %d", d.ID, d.To.Revision)
 	}
 	if e, _ := s.GetEndpoint(ctx, "ep"); e.State != endpoint.Updating {
 		t.Fatalf("endpoint state %s during a deployment", e.State)
@@ -100,7 +100,7 @@ func TestDeployments(t *testing.T) {
 	hist, err := s.ListDeployments(ctx, "ep", 0)
 	if err != nil || len(hist) != 2 || hist[0].ID != second.ID || hist[1].Outcome != endpoint.RolledBack ||
 		len(hist[1].Events) != 2 || hist[1].Events[1].Message != "rolled back" || hist[1].EndedAt.IsZero() ||
-		hist[1].To.Version != 2 {
+		hist[1].To.Version != 2 || hist[1].To.Revision != d.ID {
 		t.Fatalf("history: %+v %v", hist, err)
 	}
 	got, err := s.GetDeployment(ctx, d.ID)

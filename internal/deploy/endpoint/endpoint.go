@@ -150,6 +150,10 @@ type Autoscale struct {
 	Target           float64      `json:"target"`
 	ScaleOutCooldown job.Duration `json:"scale_out_cooldown"`
 	ScaleInCooldown  job.Duration `json:"scale_in_cooldown"`
+	// Window is what a scale-out averages the metric over, ScaleInWindow
+	// what a scale-in does (0: the autoscaler's defaults, 30 s and 150 s).
+	Window        job.Duration `json:"window,omitempty"`
+	ScaleInWindow job.Duration `json:"scale_in_window,omitempty"`
 }
 
 // Autoscale metrics.
@@ -179,16 +183,13 @@ func ParseAutoscale(s string) (*Autoscale, error) {
 			a.Target, err = strconv.ParseFloat(v, 64)
 		case "metric":
 			a.Metric = v
-		case "scale-out-cooldown", "scale-in-cooldown":
+		case "scale-out-cooldown", "scale-in-cooldown", "window", "scale-in-window":
 			var d time.Duration
 			d, err = time.ParseDuration(v)
-			if k == "scale-out-cooldown" {
-				a.ScaleOutCooldown = job.Duration(d)
-			} else {
-				a.ScaleInCooldown = job.Duration(d)
-			}
+			*map[string]*job.Duration{"scale-out-cooldown": &a.ScaleOutCooldown, "scale-in-cooldown": &a.ScaleInCooldown,
+				"window": &a.Window, "scale-in-window": &a.ScaleInWindow}[k] = job.Duration(d)
 		default:
-			return nil, fmt.Errorf("autoscale: unknown key %q (min, max, target, metric, scale-out-cooldown, scale-in-cooldown)", k)
+			return nil, fmt.Errorf("autoscale: unknown key %q (min, max, target, metric, scale-out-cooldown, scale-in-cooldown, window, scale-in-window)", k)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("autoscale %s=%q: %w", k, v, err)
@@ -208,8 +209,15 @@ func (a *Autoscale) String() string {
 	if a == nil {
 		return ""
 	}
-	return fmt.Sprintf("min=%d,max=%d,target=%g,metric=%s,scale-out-cooldown=%s,scale-in-cooldown=%s",
+	s := fmt.Sprintf("min=%d,max=%d,target=%g,metric=%s,scale-out-cooldown=%s,scale-in-cooldown=%s",
 		a.Min, a.Max, a.Target, a.Metric, time.Duration(a.ScaleOutCooldown), time.Duration(a.ScaleInCooldown))
+	if a.Window > 0 {
+		s += ",window=" + time.Duration(a.Window).String()
+	}
+	if a.ScaleInWindow > 0 {
+		s += ",scale-in-window=" + time.Duration(a.ScaleInWindow).String()
+	}
+	return s
 }
 
 // Check validates a policy.
@@ -226,8 +234,8 @@ func (a *Autoscale) Check() error {
 		return fieldErr("autoscale.metric", "%q is not inflight or rps", a.Metric)
 	case !(a.Target > 0) || a.Target > 1e6:
 		return fieldErr("autoscale.target", "want a target above 0")
-	case a.ScaleOutCooldown < 0 || a.ScaleInCooldown < 0:
-		return fieldErr("autoscale", "cooldowns must not be negative")
+	case a.ScaleOutCooldown < 0 || a.ScaleInCooldown < 0 || a.Window < 0 || a.ScaleInWindow < 0:
+		return fieldErr("autoscale", "cooldowns and windows must not be negative")
 	}
 	return nil
 }
@@ -319,6 +327,8 @@ type Alarms struct {
 	MaxErrorRate float64      `json:"max_error_rate"`
 	MaxP99       job.Duration `json:"max_p99,omitempty"`
 	MinRequests  int          `json:"min_requests"`
+	// ReadyTimeout bounds how long green may take to become ready.
+	ReadyTimeout job.Duration `json:"ready_timeout,omitempty"`
 }
 
 // Deployment is one update of one variant from a blue configuration to a
