@@ -109,9 +109,9 @@ func (c *Conv2D) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
 	y := NewTensor(g.n, c.OutC, g.oh, g.ow)
 	bias, outC := c.B.Value.Data, c.OutC
 	parallelFor(g.n, grain(outC*ckk*plane), func(lo, hi int) {
-		cols := c.cols.get(ckk * plane)
+		cols, pad := c.cols.get(ckk*plane), c.cols.get(g.padded())
 		for n := lo; n < hi; n++ {
-			im2col(&g, x.Data[n*chw:(n+1)*chw], cols)
+			im2col(&g, x.Data[n*chw:(n+1)*chw], cols, pad)
 			out := y.Data[n*outC*plane : (n+1)*outC*plane]
 			gemm(false, false, outC, plane, ckk, 1, c.W.Value.Data, cols, 0, out)
 			for oc, b := range bias {
@@ -122,6 +122,7 @@ func (c *Conv2D) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
 			}
 		}
 		c.cols.put(cols)
+		c.cols.put(pad)
 	})
 	if !ctx.Training {
 		return y, nil
@@ -151,7 +152,7 @@ func (c *Conv2D) Backward(cache any, dy *Tensor, needInput bool) *Tensor {
 	perLane := (g.n + lanes - 1) / lanes
 	perSample := outC * ckk * plane * 3 // three products' worth of work
 	parallelFor(lanes, grain(perLane*perSample), func(lo, hi int) {
-		cols := c.cols.get(ckk * plane)
+		cols, pad := c.cols.get(ckk*plane), c.cols.get(g.padded())
 		var dcols []float32
 		if needInput {
 			dcols = c.cols.get(ckk * plane)
@@ -168,7 +169,7 @@ func (c *Conv2D) Backward(cache any, dy *Tensor, needInput bool) *Tensor {
 					}
 					db[oc] += s
 				}
-				im2col(&g, cc.x[n*chw:(n+1)*chw], cols)
+				im2col(&g, cc.x[n*chw:(n+1)*chw], cols, pad)
 				gemm(false, true, outC, ckk, plane, 1, dout, cols, 1, dw)
 				if needInput {
 					gemm(true, false, ckk, plane, outC, 1, c.W.Value.Data, dout, 0, dcols)
@@ -177,6 +178,7 @@ func (c *Conv2D) Backward(cache any, dy *Tensor, needInput bool) *Tensor {
 			}
 		}
 		c.cols.put(cols)
+		c.cols.put(pad)
 		if dcols != nil {
 			c.cols.put(dcols)
 		}
@@ -241,44 +243,56 @@ func validRange(outN, stride, off, size int) (lo, hi int) {
 // im2col writes one image x (C×H×W) as the matrix cols of C·K·K rows
 // (channel, kernel row, kernel column) by OH·OW columns (output row,
 // output column), with zeros where a tap falls on the padding. Every
-// element of cols is written, so it may come from a reused buffer.
-func im2col(g *convGeom, x, cols []float32) {
-	// Locals, not g's fields, in the loops: the compiler cannot tell that
-	// the float stores leave g alone and would reload every field.
-	c, h, w, k, s, p, oh, ow := g.c, g.h, g.w, g.k, g.s, g.p, g.oh, g.ow
+// element of cols is written, so it may come from a reused buffer. With
+// padding it first copies the image into pad (g.padded() elements) with
+// zero borders, so that every tap row is a plain copy: no bounds to work
+// out and nothing to clear per row — rows are short (14 floats for
+// 14×14 maps) and the per-row bookkeeping cost more than the copies.
+func im2col(g *convGeom, x, cols, pad []float32) {
+	c, k, s, oh, ow := g.c, g.k, g.s, g.oh, g.ow
+	src, h, w := g.pad(x, pad)
 	plane, hw := oh*ow, h*w
 	for ch := 0; ch < c; ch++ {
-		src := x[ch*hw : (ch+1)*hw]
+		img := src[ch*hw : (ch+1)*hw]
 		for kh := 0; kh < k; kh++ {
 			for kw := 0; kw < k; kw++ {
 				r := (ch*k+kh)*k + kw
 				row := cols[r*plane : (r+1)*plane]
-				off := kw - p // input column = ow·s + off
-				owLo, owHi := validRange(ow, s, off, w)
 				for y := 0; y < oh; y++ {
 					dst := row[y*ow : (y+1)*ow]
-					ih := y*s - p + kh
-					if ih < 0 || ih >= h || owLo == owHi {
-						clear(dst)
-						continue
-					}
-					clear(dst[:owLo])
-					clear(dst[owHi:])
-					srow := src[ih*w : (ih+1)*w]
-					d := dst[owLo:owHi]
+					start := (y*s+kh)*w + kw
 					if s == 1 {
-						copy(d, srow[owLo+off:owHi+off])
+						copy(dst, img[start:start+ow])
 						continue
 					}
-					iw := owLo*s + off
-					for i := range d {
-						d[i] = srow[iw]
-						iw += s
+					for i := range dst {
+						dst[i] = img[start+i*s]
 					}
 				}
 			}
 		}
 	}
+}
+
+// padded is the number of elements of one image with its zero border.
+func (g *convGeom) padded() int { return g.c * (g.h + 2*g.p) * (g.w + 2*g.p) }
+
+// pad returns x with g.p zeros around each plane, written into buf (at
+// least g.padded() long), and the padded height and width; x itself when
+// there is no padding.
+func (g *convGeom) pad(x, buf []float32) ([]float32, int, int) {
+	if g.p == 0 {
+		return x, g.h, g.w
+	}
+	h, w, p := g.h+2*g.p, g.w+2*g.p, g.p
+	buf = buf[:g.c*h*w]
+	clear(buf)
+	for ch := 0; ch < g.c; ch++ {
+		for y := 0; y < g.h; y++ {
+			copy(buf[(ch*h+y+p)*w+p:], x[(ch*g.h+y)*g.w:(ch*g.h+y+1)*g.w])
+		}
+	}
+	return buf, h, w
 }
 
 // col2im is im2col's adjoint for one image: it adds every element of cols

@@ -44,3 +44,24 @@ func BenchmarkConv2D(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkIm2col times the layout work of one sample of LeNet's second
+// convolution (16 channels of 14×14, 5×5, padding 2), which runs twice per
+// sample and step (forward, and rebuilt in backward) besides col2im.
+func BenchmarkIm2col(b *testing.B) {
+	g := convGeom{n: 1, c: 16, h: 14, w: 14, k: 5, s: 1, p: 2}
+	g.oh, g.ow = windows(g.h, g.k, g.s, g.p), windows(g.w, g.k, g.s, g.p)
+	x := make([]float32, g.c*g.h*g.w)
+	cols := make([]float32, g.c*g.k*g.k*g.oh*g.ow)
+	pad := make([]float32, g.padded())
+	b.Run("im2col", func(b *testing.B) {
+		for b.Loop() {
+			im2col(&g, x, cols, pad)
+		}
+	})
+	b.Run("col2im", func(b *testing.B) {
+		for b.Loop() {
+			col2im(&g, cols, x)
+		}
+	})
+}
