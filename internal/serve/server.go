@@ -1,0 +1,659 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hpcml/hpcml/internal/nn"
+)
+
+// Defaults, SageMaker's for real-time endpoints.
+const (
+	DefaultMaxPayload = 6 << 20 // 6 MB
+	DefaultTimeout    = 60 * time.Second
+)
+
+// Options configure a Server. The zero value serves without batching, with
+// GOMAXPROCS concurrent executions, a 6 MB payload limit, a 60 s timeout
+// and no token.
+type Options struct {
+	// MaxBatch is the most rows one model execution takes when requests
+	// are batched; ≤ 1 turns dynamic batching off (each request runs by
+	// itself, whatever its own first dimension).
+	MaxBatch int
+	// MaxQueueDelay is how long the batcher may wait for more requests
+	// once it has one; 0 batches only what is already queued.
+	MaxQueueDelay time.Duration
+	// PreferredBatch are batch sizes the batcher sends at once, without
+	// waiting out MaxQueueDelay, when nothing more is queued.
+	PreferredBatch []int
+	// Concurrency bounds the model executions running at once; 0 is
+	// GOMAXPROCS.
+	Concurrency int
+	// MaxPayload bounds a request body in bytes (413 beyond); 0 is 6 MB.
+	MaxPayload int64
+	// Timeout bounds an inference request from its arrival (503 if it
+	// was still queued then, 504 if it was computing); 0 is 60 s.
+	Timeout time.Duration
+	// Token, when set, is required as "Authorization: Bearer <token>" on
+	// every route but the health checks and /ping.
+	Token string
+	// ServerName and ServerVersion fill GET /v2; default "hpcml" and "dev".
+	ServerName, ServerVersion string
+	// Logger gets one line per failed inference and the server's events;
+	// nil discards them.
+	Logger *slog.Logger
+}
+
+// Server serves one Model over HTTP.
+type Server struct {
+	model   Model
+	info    ModelInfo
+	opts    Options
+	exec    *executor
+	m       *metrics
+	log     *slog.Logger
+	ready   atomic.Bool
+	batched bool
+	metrics http.Handler
+	authz   []byte // "Bearer <token>", nil without a token
+
+	inputIndex  map[string]int
+	outputIndex map[string]int
+	inputNames  string // for errors: "a, b"
+	outputNames string
+
+	serverMeta []byte
+	modelMeta  []byte
+
+	bufs sync.Pool // *[]byte, request bodies and responses
+}
+
+// New checks the options against the model and starts the batcher. The
+// server is ready at once; Drain makes it unready.
+func New(model Model, o Options) (*Server, error) {
+	if model == nil {
+		return nil, errors.New("serve: no model")
+	}
+	info := model.Info()
+	if info.Name == "" {
+		return nil, errors.New("serve: the model has no name")
+	}
+	if info.Version == "" {
+		info.Version = "1"
+	}
+	if len(info.Inputs) == 0 || len(info.Outputs) == 0 {
+		return nil, fmt.Errorf("serve: model %q has %d inputs and %d outputs; it needs at least one of each", info.Name, len(info.Inputs), len(info.Outputs))
+	}
+	if o.MaxBatch < 1 {
+		o.MaxBatch = 1
+	}
+	if o.MaxQueueDelay < 0 {
+		return nil, fmt.Errorf("serve: max queue delay %v is negative", o.MaxQueueDelay)
+	}
+	for _, p := range o.PreferredBatch {
+		if p < 1 || p > o.MaxBatch {
+			return nil, fmt.Errorf("serve: preferred batch size %d is not between 1 and the max batch size %d", p, o.MaxBatch)
+		}
+	}
+	if o.Concurrency < 0 {
+		return nil, fmt.Errorf("serve: concurrency %d is negative", o.Concurrency)
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = runtime.GOMAXPROCS(0)
+	}
+	if o.MaxPayload < 0 {
+		return nil, fmt.Errorf("serve: max payload %d is negative", o.MaxPayload)
+	}
+	if o.MaxPayload == 0 {
+		o.MaxPayload = DefaultMaxPayload
+	}
+	if o.Timeout < 0 {
+		return nil, fmt.Errorf("serve: timeout %v is negative", o.Timeout)
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.ServerName == "" {
+		o.ServerName = "hpcml"
+	}
+	if o.ServerVersion == "" {
+		o.ServerVersion = "dev"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{model: model, info: info, opts: o, log: o.Logger, batched: o.MaxBatch > 1,
+		inputIndex: map[string]int{}, outputIndex: map[string]int{}}
+	if s.batched {
+		// Requests are merged along the first dimension, so every input
+		// and output must have a variable one.
+		for _, t := range append(slices.Clone(info.Inputs), info.Outputs...) {
+			if len(t.Shape) == 0 || t.Shape[0] != -1 {
+				return nil, fmt.Errorf("serve: cannot batch model %q: %q has shape %v, not a variable first (batch) dimension; serve it with max batch 1", info.Name, t.Name, t.Shape)
+			}
+		}
+	}
+	var names []string
+	for i, in := range info.Inputs {
+		s.inputIndex[in.Name] = i
+		names = append(names, in.Name)
+	}
+	s.inputNames = strings.Join(names, ", ")
+	names = nil
+	for i, out := range info.Outputs {
+		s.outputIndex[out.Name] = i
+		names = append(names, out.Name)
+	}
+	s.outputNames = strings.Join(names, ", ")
+	if o.Token != "" {
+		s.authz = []byte("Bearer " + o.Token)
+	}
+	s.serverMeta = s.encodeServerMeta()
+	s.modelMeta = s.encodeModelMeta()
+	s.m = newMetrics()
+	s.metrics = promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{})
+	s.exec = newExecutor(model, o, s.m)
+	s.ready.Store(true)
+	return s, nil
+}
+
+// Handler is the server's HTTP handler: OIP v2, /invocations, /ping and
+// /metrics.
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// Info is the served model's name, version and signature.
+func (s *Server) Info() ModelInfo { return cloneInfo(s.info) }
+
+// Drain marks the server unready: health/ready, model ready and /ping
+// answer 503 so that load balancers stop sending, while requests that
+// still arrive are served.
+func (s *Server) Drain() { s.ready.Store(false) }
+
+// Ready reports whether the server says it is ready.
+func (s *Server) Ready() bool { return s.ready.Load() }
+
+// Close stops the batcher after the requests it holds have run. Call it
+// after the HTTP server has finished its requests.
+func (s *Server) Close() { s.exec.close() }
+
+// statusWriter remembers the status code, for the metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	route := s.route(sw, r)
+	if sw.code == 0 {
+		sw.code = http.StatusOK
+	}
+	s.m.request(route, sw.code, time.Since(start).Seconds())
+}
+
+// route dispatches a request and returns its route label.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
+	p := r.URL.Path
+	switch p {
+	case "/v2/health/live":
+		if s.method(w, r, http.MethodGet) {
+			writeJSON(w, http.StatusOK, []byte(`{"live":true}`))
+		}
+		return routeHealth
+	case "/v2/health/ready":
+		if s.method(w, r, http.MethodGet) {
+			s.writeReady(w, []byte(`{"ready":true}`), []byte(`{"ready":false}`))
+		}
+		return routeHealth
+	case "/ping":
+		if s.method(w, r, http.MethodGet) {
+			s.writeReady(w, []byte(`{"status":"ok"}`), []byte(`{"error":"the server is draining"}`))
+		}
+		return routePing
+	}
+	if !s.authorized(w, r) {
+		return routeOther
+	}
+	switch {
+	case p == "/v2" || p == "/v2/":
+		if s.method(w, r, http.MethodGet) {
+			writeJSON(w, http.StatusOK, s.serverMeta)
+		}
+		return routeMetadata
+	case strings.HasPrefix(p, "/v2/models/"):
+		return s.routeModel(w, r, p[len("/v2/models/"):])
+	case p == "/invocations":
+		if s.method(w, r, http.MethodPost) {
+			s.invocations(w, r)
+		}
+		return routeInvocations
+	case p == "/metrics":
+		if s.method(w, r, http.MethodGet) {
+			s.metrics.ServeHTTP(w, r)
+		}
+		return routeMetrics
+	}
+	writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, p))
+	return routeOther
+}
+
+// routeModel serves /v2/models/{m}[/versions/{v}][/ready|/infer].
+func (s *Server) routeModel(w http.ResponseWriter, r *http.Request, rest string) string {
+	name, rest, _ := strings.Cut(rest, "/")
+	version := ""
+	if v, ok := strings.CutPrefix(rest, "versions/"); ok {
+		version, rest, _ = strings.Cut(v, "/")
+		if version == "" {
+			writeError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)
+			return routeOther
+		}
+	}
+	var route, method string
+	switch rest {
+	case "":
+		route, method = routeMetadata, http.MethodGet
+	case "ready":
+		route, method = routeHealth, http.MethodGet
+	case "infer":
+		route, method = routeInfer, http.MethodPost
+	default:
+		writeError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)
+		return routeOther
+	}
+	if !s.method(w, r, method) {
+		return route
+	}
+	if name != s.info.Name {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown model %q (this server serves %q)", name, s.info.Name))
+		return route
+	}
+	if version != "" && version != s.info.Version {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown version %q of model %q (this server serves version %q)", version, name, s.info.Version))
+		return route
+	}
+	switch rest {
+	case "":
+		writeJSON(w, http.StatusOK, s.modelMeta)
+	case "ready":
+		ready := appendJSONString([]byte(`{"name":`), s.info.Name)
+		s.writeReady(w, append(ready, `,"ready":true}`...), append(slices.Clone(ready), `,"ready":false}`...))
+	case "infer":
+		s.infer(w, r)
+	}
+	return route
+}
+
+// method answers 405 unless the request's method is want (HEAD counts as
+// GET).
+func (s *Server) method(w http.ResponseWriter, r *http.Request, want string) bool {
+	if r.Method == want || (want == http.MethodGet && r.Method == http.MethodHead) {
+		return true
+	}
+	w.Header().Set("Allow", want)
+	writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, want))
+	return false
+}
+
+func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
+	if s.authz == nil {
+		return true
+	}
+	got := r.Header.Get("Authorization")
+	if subtle.ConstantTimeCompare([]byte(got), s.authz) == 1 {
+		return true
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="hpcml serve"`)
+	msg := "missing bearer token (Authorization: Bearer <token>)"
+	if got != "" {
+		msg = "invalid bearer token"
+	}
+	writeError(w, http.StatusUnauthorized, msg)
+	return false
+}
+
+func (s *Server) writeReady(w http.ResponseWriter, ok, notReady []byte) {
+	if s.ready.Load() {
+		writeJSON(w, http.StatusOK, ok)
+		return
+	}
+	writeJSON(w, http.StatusServiceUnavailable, notReady)
+}
+
+func writeJSON(w http.ResponseWriter, code int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(code)
+	w.Write(body)
+}
+
+// writeError writes the protocol's error body, {"error": "..."}.
+func writeError(w http.ResponseWriter, code int, msg string) {
+	b := appendJSONString([]byte(`{"error":`), msg)
+	writeJSON(w, code, append(b, '}'))
+}
+
+func (s *Server) encodeServerMeta() []byte {
+	b := appendJSONString([]byte(`{"name":`), s.opts.ServerName)
+	b = appendJSONString(append(b, `,"version":`...), s.opts.ServerVersion)
+	return append(b, `,"extensions":[]}`...)
+}
+
+func (s *Server) encodeModelMeta() []byte {
+	b := appendJSONString([]byte(`{"name":`), s.info.Name)
+	b = appendJSONString(append(b, `,"versions":[`...), s.info.Version)
+	platform := s.info.Platform
+	if platform == "" {
+		platform = "unknown"
+	}
+	b = appendJSONString(append(b, `],"platform":`...), platform)
+	tensors := func(b []byte, ts []TensorInfo) []byte {
+		b = append(b, '[')
+		for i, t := range ts {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(append(b, `{"name":`...), t.Name)
+			b = appendJSONString(append(b, `,"datatype":`...), t.DataType)
+			b = append(b, `,"shape":[`...)
+			for j, d := range t.Shape {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = strconv.AppendInt(b, d, 10)
+			}
+			b = append(b, "]}"...)
+		}
+		return append(b, ']')
+	}
+	b = tensors(append(b, `,"inputs":`...), s.info.Inputs)
+	b = tensors(append(b, `,"outputs":`...), s.info.Outputs)
+	return append(b, '}')
+}
+
+// errPayloadTooLarge is a body over the limit.
+var errPayloadTooLarge = errors.New("payload too large")
+
+// readBody reads the request body into a pooled buffer, refusing more
+// than MaxPayload bytes. The caller puts the buffer back.
+func (s *Server) readBody(r *http.Request) (*[]byte, error) {
+	limit := s.opts.MaxPayload
+	if r.ContentLength > limit {
+		return nil, errPayloadTooLarge
+	}
+	bp := s.getBuf()
+	buf := (*bp)[:0]
+	if r.ContentLength > 0 && int64(cap(buf)) < r.ContentLength+1 {
+		buf = make([]byte, 0, r.ContentLength+1)
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			*bp = buf
+			s.putBuf(bp)
+			return nil, errPayloadTooLarge
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			*bp = buf
+			s.putBuf(bp)
+			return nil, fmt.Errorf("reading the request body: %w", err)
+		}
+	}
+	*bp = buf
+	return bp, nil
+}
+
+func (s *Server) getBuf() *[]byte {
+	if bp, ok := s.bufs.Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, 0, 4096)
+	return &b
+}
+
+// putBuf keeps buffers up to 1 MiB for reuse; larger ones (rare big
+// requests) go to the garbage collector rather than pinning memory.
+func (s *Server) putBuf(bp *[]byte) {
+	if cap(*bp) <= 1<<20 {
+		*bp = (*bp)[:0]
+		s.bufs.Put(bp)
+	}
+}
+
+// badRequest is an error that is the caller's: 400 with its message.
+type badRequest struct{ msg string }
+
+func (e *badRequest) Error() string { return e.msg }
+
+func badf(format string, args ...any) error { return &badRequest{msg: fmt.Sprintf(format, args...)} }
+
+// infer serves POST /v2/models/{m}[/versions/{v}]/infer.
+func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
+	s.m.inflight.Inc()
+	defer s.m.inflight.Dec()
+	bp, err := s.readBody(r)
+	if err != nil {
+		s.writeFailure(w, err)
+		return
+	}
+	defer s.putBuf(bp)
+	var req inferRequest
+	if err := parseInferRequest(*bp, &req); err != nil {
+		if errors.Is(err, errSyntax) {
+			s.writeFailure(w, &badRequest{msg: err.Error()})
+		} else {
+			s.writeFailure(w, &badRequest{msg: "invalid inference request: " + err.Error()})
+		}
+		return
+	}
+	inputs, rows, err := s.prepareInputs(req.Inputs)
+	if err != nil {
+		s.writeFailure(w, err)
+		return
+	}
+	var selected []int
+	for _, o := range req.Outputs {
+		i, ok := s.outputIndex[string(o.Name)]
+		if !ok {
+			s.writeFailure(w, badf("unknown output %q (the model's outputs: %s)", o.Name, s.outputNames))
+			return
+		}
+		selected = append(selected, i)
+	}
+	if len(selected) == 0 {
+		for i := range s.info.Outputs {
+			selected = append(selected, i)
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.Timeout)
+	defer cancel()
+	outs, err := s.exec.infer(ctx, inputs, rows)
+	if err != nil {
+		s.writeFailure(w, err)
+		return
+	}
+	ob := s.getBuf()
+	defer s.putBuf(ob)
+	out := appendJSONString(append((*ob)[:0], `{"model_name":`...), s.info.Name)
+	out = appendJSONString(append(out, `,"model_version":`...), s.info.Version)
+	if req.HasID {
+		out = appendJSONString(append(out, `,"id":`...), string(req.ID))
+	}
+	out = append(out, `,"outputs":[`...)
+	for k, i := range selected {
+		name := s.info.Outputs[i].Name
+		t := outs[name]
+		if t == nil {
+			s.writeFailure(w, fmt.Errorf("the model computed no output %q", name))
+			return
+		}
+		if k > 0 {
+			out = append(out, ',')
+		}
+		out = appendJSONString(append(out, `{"name":`...), name)
+		out = append(out, `,"datatype":"FP32","shape":`...)
+		out = appendInts(out, t.Shape)
+		out = appendFloats(append(out, `,"data":`...), t.Data)
+		out = append(out, '}')
+	}
+	out = append(out, "]}"...)
+	*ob = out
+	writeJSON(w, http.StatusOK, out)
+}
+
+// prepareInputs validates the request's inputs against the model's and
+// converts them to float32 tensors. It returns the rows (first dimension)
+// of the request when batching.
+func (s *Server) prepareInputs(reqs []requestInput) (map[string]*nn.Tensor, int, error) {
+	inputs := make(map[string]*nn.Tensor, len(s.info.Inputs))
+	rows := 0
+	for k := range reqs {
+		in := &reqs[k]
+		name := string(in.Name)
+		if in.Name == nil {
+			return nil, 0, badf("each of \"inputs\" needs a \"name\"")
+		}
+		i, ok := s.inputIndex[name]
+		if !ok {
+			return nil, 0, badf("unknown input %q (the model's inputs: %s)", name, s.inputNames)
+		}
+		if inputs[name] != nil {
+			return nil, 0, badf("input %q is given twice", name)
+		}
+		want := &s.info.Inputs[i]
+		dt, ok := dataTypes[string(in.DataType)]
+		switch {
+		case in.DataType == nil:
+			return nil, 0, badf("input %q has no datatype", name)
+		case !ok:
+			return nil, 0, badf("input %q: unknown datatype %q (BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64 or BYTES)", name, in.DataType)
+		case dt.kind == kindBytes:
+			return nil, 0, badf("input %q: datatype BYTES cannot be converted to the model's %s", name, want.DataType)
+		case !in.HasShape:
+			return nil, 0, badf("input %q has no shape", name)
+		case in.Data == nil:
+			if bytes.Contains(in.Params, []byte(`"binary_data_size"`)) {
+				return nil, 0, badf("input %q: binary tensor data is not supported; send \"data\" as JSON", name)
+			}
+			return nil, 0, badf("input %q has no data", name)
+		}
+		if err := checkShape(in.Shape, want.Shape); err != nil {
+			return nil, 0, badf("input %q: %v", name, err)
+		}
+		volume := int64(1)
+		shape := make([]int, len(in.Shape))
+		for j, d := range in.Shape {
+			// Every value takes at least two bytes of JSON, which bounds
+			// a believable volume by the payload limit.
+			if d > 0 && volume > s.opts.MaxPayload/d {
+				return nil, 0, badf("input %q: shape %v is larger than any payload allowed here", name, in.Shape)
+			}
+			volume *= d
+			shape[j] = int(d)
+		}
+		data, err := convertData(in.Data, dt, in.Shape, make([]float32, 0, volume))
+		if err != nil {
+			return nil, 0, badf("input %q: %v", name, err)
+		}
+		if int64(len(data)) != volume {
+			return nil, 0, badf("input %q: %d values do not fill shape %v (%d values)", name, len(data), in.Shape, volume)
+		}
+		if s.batched {
+			if k == 0 {
+				rows = shape[0]
+			} else if shape[0] != rows {
+				return nil, 0, badf("input %q: first (batch) dimension %d differs from the other inputs' %d", name, shape[0], rows)
+			}
+		}
+		inputs[name] = &nn.Tensor{Shape: shape, Data: data}
+	}
+	for _, want := range s.info.Inputs {
+		if inputs[want.Name] == nil {
+			return nil, 0, badf("input %q is missing (the model's inputs: %s)", want.Name, s.inputNames)
+		}
+	}
+	if !s.batched && len(reqs) > 0 {
+		if sh := inputs[string(reqs[0].Name)].Shape; len(sh) > 0 {
+			rows = sh[0]
+		}
+	}
+	return inputs, rows, nil
+}
+
+// checkShape compares a request's shape with the model's declared one
+// (-1: any size ≥ 1).
+func checkShape(got, want []int64) error {
+	bad := len(got) != len(want)
+	for j := 0; !bad && j < len(want); j++ {
+		if want[j] < 0 {
+			bad = got[j] < 1
+		} else {
+			bad = got[j] != want[j]
+		}
+	}
+	if bad {
+		return fmt.Errorf("shape %v does not match the model's %v (-1: any size)", got, want)
+	}
+	return nil
+}
+
+// writeFailure answers an inference that failed with the status its
+// error calls for.
+func (s *Server) writeFailure(w http.ResponseWriter, err error) {
+	var br *badRequest
+	switch {
+	case errors.As(err, &br):
+		writeError(w, http.StatusBadRequest, br.msg)
+	case errors.Is(err, errPayloadTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than the limit of %d bytes", s.opts.MaxPayload))
+	case errors.Is(err, errQueueTimeout):
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%v (timeout %v)", err, s.opts.Timeout))
+	case errors.Is(err, errQueueFull), errors.Is(err, errStopped):
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, errComputeTimeout):
+		writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("%v (timeout %v)", err, s.opts.Timeout))
+	default:
+		s.log.Error("inference failed", "model", s.info.Name, "version", s.info.Version, "err", err)
+		writeError(w, http.StatusInternalServerError, "inference failed: "+err.Error())
+	}
+}
