@@ -40,7 +40,11 @@
 //
 // The same State and Observation always give the same result, so a tick
 // that is repeated after a crash (the State was persisted but the fleet
-// not yet changed) does no harm.
+// not yet changed) does no harm. Bake time is time the controller
+// watched: each tick counts the time since the previous one, at most
+// MaxTickGap, so after a server was down the step bakes for what it still
+// owes instead of passing unwatched. (The State therefore changes on
+// every tick of a bake; persist it every tick.)
 //
 // When the phase is PhaseSucceeded the Target has GreenPercent 100 and
 // BlueReplicas 0: the controller makes green the variant's fleet and
@@ -70,6 +74,10 @@ import (
 
 // Phase is where a deployment is.
 type Phase string
+
+// MaxTickGap is the most bake time one tick can count, however long ago
+// the previous tick was (the controller ticks about once a second).
+const MaxTickGap = 10 * time.Second
 
 // Phases. The last three are terminal.
 const (
@@ -191,9 +199,16 @@ type State struct {
 	// Step is the index of the traffic step (blue/green) or of the batch
 	// (rolling) being started, baked, or rolled back from.
 	Step int `json:"step"`
-	// Since is when the current phase or step began: bakes and deadlines
-	// are measured from it, and the alarm window starts at it.
+	// Since is when the current phase or step began: deadlines are
+	// measured from it, and the alarm window starts at it.
 	Since time.Time `json:"since"`
+	// Baked is how long the current step has been watched (shifting,
+	// finishing), and LastTick when it last was: a bake counts the time
+	// between ticks, at most MaxTickGap per tick, so that a step does not
+	// pass unwatched while the server was down (it resumes with the
+	// bake time it still owes).
+	Baked    time.Duration `json:"baked,omitempty"`
+	LastTick time.Time     `json:"last_tick,omitzero"`
 	// Reason says why a deployment is rolling back, rolled back or failed.
 	Reason string `json:"reason,omitempty"`
 	// Replicas is the size of the variant's fleet, pinned when the
@@ -272,7 +287,7 @@ func Next(s Strategy, a Alarms, st State, obs Observation) (State, Target) {
 		}
 		want := p.greenWanted(st.Step)
 		if obs.GreenReady >= want {
-			st = State{Phase: p.servingPhase(st.Step), Step: st.Step, Since: now, Replicas: st.Replicas}
+			st = State{Phase: p.servingPhase(st.Step), Step: st.Step, Since: now, LastTick: now, Replicas: st.Replicas}
 			return st, p.servingTarget(st.Step)
 		}
 		if elapsed >= timeout {
@@ -292,8 +307,14 @@ func Next(s Strategy, a Alarms, st State, obs Observation) (State, Target) {
 		if why, bad := a.Check(obs.Green); bad {
 			return rollBack(s, st, obs, now, why)
 		}
+		if gap := now.Sub(st.LastTick); gap > 0 && !st.LastTick.IsZero() {
+			st.Baked += min(gap, MaxTickGap)
+		}
+		if now.After(st.LastTick) || st.LastTick.IsZero() {
+			st.LastTick = now
+		}
 		bake := p.bake(st.Step)
-		if elapsed < bake {
+		if st.Baked < bake {
 			return st, tgt
 		}
 		want := p.greenWanted(st.Step)
@@ -301,7 +322,7 @@ func Next(s Strategy, a Alarms, st State, obs Observation) (State, Target) {
 			// Do not move on with part of green unready (capacity would
 			// shrink when blue goes), but do not wait for ever either.
 			if elapsed >= bake+timeout {
-				return rollBack(s, st, obs, now, fmt.Sprintf("green has %d of %d replicas ready %s after the bake of step %d ended",
+				return rollBack(s, st, obs, now, fmt.Sprintf("green has %d of %d replicas ready %s after step %d's bake time",
 					obs.GreenReady, want, FormatDuration(timeout), st.Step+1))
 			}
 			return st, tgt
@@ -314,7 +335,7 @@ func Next(s Strategy, a Alarms, st State, obs Observation) (State, Target) {
 			st = State{Phase: PhaseStartingGreen, Step: next, Since: now, Replicas: st.Replicas}
 			return st, p.startingTarget(next)
 		}
-		st = State{Phase: p.servingPhase(next), Step: next, Since: now, Replicas: st.Replicas}
+		st = State{Phase: p.servingPhase(next), Step: next, Since: now, LastTick: now, Replicas: st.Replicas}
 		return st, p.servingTarget(next)
 
 	case PhaseRollingBack:

@@ -27,7 +27,8 @@ var testAlarms = Alarms{MaxErrorRate: 0.01, MaxP99: time.Second, MinRequests: 20
 // want is the expected State; Reason is matched as a substring.
 func checkState(t *testing.T, got, want State) {
 	t.Helper()
-	if got.Phase != want.Phase || got.Step != want.Step || got.Replicas != want.Replicas || !got.Since.Equal(want.Since) || got.Abort != want.Abort {
+	if got.Phase != want.Phase || got.Step != want.Step || got.Replicas != want.Replicas || !got.Since.Equal(want.Since) || got.Abort != want.Abort ||
+		got.Baked != want.Baked || !got.LastTick.Equal(want.LastTick) {
 		t.Errorf("state = %+v\n        want %+v", got, want)
 	}
 	if (want.Reason == "") != (got.Reason == "") || !strings.Contains(got.Reason, want.Reason) {
@@ -41,9 +42,17 @@ func TestNextTransitions(t *testing.T) {
 	rolling := mustParse(t, "rolling:2:1m")
 	m := time.Minute
 	ok := Window{Requests: 100}
+	// st is a State as Next makes it on entering a phase.
 	st := func(ph Phase, step int, since time.Duration) State {
-		return State{Phase: ph, Step: step, Since: at(since), Replicas: 3}
+		s := State{Phase: ph, Step: step, Since: at(since), Replicas: 3}
+		if ph == PhaseShifting || ph == PhaseFinishing {
+			s.LastTick = s.Since
+		}
+		return s
 	}
+	// baked is s after ticks that watched it for d, the last at last.
+	baked := func(s State, d, last time.Duration) State { s.Baked, s.LastTick = d, at(last); return s }
+	sec := time.Second
 	withReason := func(s State, r string) State { s.Reason = r; return s }
 	tests := []struct {
 		name string
@@ -77,30 +86,36 @@ func TestNextTransitions(t *testing.T) {
 			withReason(st(PhaseFailed, 0, m), "green replica failed while starting: replica 42 exited with status 2"), Target{0, 3, 0}},
 
 		// Baking a step.
-		{"baking", canary, st(PhaseShifting, 0, 0), Observation{Now: at(5*m - time.Second), BlueReady: 3, GreenReady: 3, Green: ok},
-			st(PhaseShifting, 0, 0), Target{10, 3, 3}},
-		{"bake done", canary, st(PhaseShifting, 0, 0), Observation{Now: at(5 * m), BlueReady: 3, GreenReady: 3, Green: ok},
+		{"first tick of a bake", canary, st(PhaseShifting, 0, 0), Observation{Now: at(sec), BlueReady: 3, GreenReady: 3, Green: ok},
+			baked(st(PhaseShifting, 0, 0), sec, sec), Target{10, 3, 3}},
+		{"baking", canary, baked(st(PhaseShifting, 0, 0), 5*m-2*sec, 5*m-2*sec), Observation{Now: at(5*m - sec), BlueReady: 3, GreenReady: 3, Green: ok},
+			baked(st(PhaseShifting, 0, 0), 5*m-sec, 5*m-sec), Target{10, 3, 3}},
+		{"bake done", canary, baked(st(PhaseShifting, 0, 0), 5*m-sec, 5*m-sec), Observation{Now: at(5 * m), BlueReady: 3, GreenReady: 3, Green: ok},
 			st(PhaseFinishing, 1, 5*m), Target{100, 3, 3}},
-		{"bake done with too few requests to judge", canary, st(PhaseShifting, 0, 0), Observation{Now: at(5 * m), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 19, Errors: 19, P99: time.Hour}},
+		// The server was down for 10 minutes: the step still owes most
+		// of its bake, and green is watched for it.
+		{"downtime is not bake time", canary, baked(st(PhaseShifting, 0, 0), 4*m, 4*m), Observation{Now: at(14 * m), BlueReady: 3, GreenReady: 3},
+			baked(st(PhaseShifting, 0, 0), 4*m+MaxTickGap, 14*m), Target{10, 3, 3}},
+		{"bake done with too few requests to judge", canary, baked(st(PhaseShifting, 0, 0), 5*m-sec, 5*m-sec), Observation{Now: at(5 * m), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 19, Errors: 19, P99: time.Hour}},
 			st(PhaseFinishing, 1, 5*m), Target{100, 3, 3}},
-		{"bake done but green not all ready", canary, st(PhaseShifting, 0, 0), Observation{Now: at(6 * m), BlueReady: 3, GreenReady: 2, Green: ok},
-			st(PhaseShifting, 0, 0), Target{10, 3, 3}},
-		{"green not all ready long after the bake", canary, st(PhaseShifting, 0, 0), Observation{Now: at(10 * m), BlueReady: 3, GreenReady: 2, Green: ok},
-			withReason(st(PhaseRolledBack, 0, 10*m), "green has 2 of 3 replicas ready 5m after the bake of step 1 ended"), Target{0, 3, 0}},
+		{"bake done but green not all ready", canary, baked(st(PhaseShifting, 0, 0), 5*m, 6*m-sec), Observation{Now: at(6 * m), BlueReady: 3, GreenReady: 2, Green: ok},
+			baked(st(PhaseShifting, 0, 0), 5*m+sec, 6*m), Target{10, 3, 3}},
+		{"green not all ready long after the bake", canary, baked(st(PhaseShifting, 0, 0), 10*m-sec, 10*m-sec), Observation{Now: at(10 * m), BlueReady: 3, GreenReady: 2, Green: ok},
+			withReason(st(PhaseRolledBack, 0, 10*m), "green has 2 of 3 replicas ready 5m after step 1's bake time"), Target{0, 3, 0}},
 		{"error alarm", canary, st(PhaseShifting, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 20, Errors: 1}},
 			withReason(st(PhaseRolledBack, 0, m), "green error rate 5% (1 of 20 requests) above 1%"), Target{0, 3, 0}},
-		{"errors below min requests", canary, st(PhaseShifting, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 19, Errors: 5}},
-			st(PhaseShifting, 0, 0), Target{10, 3, 3}},
-		{"error rate at the threshold is not above it", canary, st(PhaseShifting, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 100, Errors: 1}},
-			st(PhaseShifting, 0, 0), Target{10, 3, 3}},
+		{"errors below min requests", canary, st(PhaseShifting, 0, 0), Observation{Now: at(sec), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 19, Errors: 5}},
+			baked(st(PhaseShifting, 0, 0), sec, sec), Target{10, 3, 3}},
+		{"error rate at the threshold is not above it", canary, st(PhaseShifting, 0, 0), Observation{Now: at(sec), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 100, Errors: 1}},
+			baked(st(PhaseShifting, 0, 0), sec, sec), Target{10, 3, 3}},
 		{"error rate just above the threshold", canary, st(PhaseShifting, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 199, Errors: 2}},
 			withReason(st(PhaseRolledBack, 0, m), "green error rate 1.01% (2 of 199 requests) above 1%"), Target{0, 3, 0}},
 		{"latency alarm", canary, st(PhaseShifting, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 20, P99: 1500 * time.Millisecond}},
 			withReason(st(PhaseRolledBack, 0, m), "green p99 latency 1.5s above 1s (20 requests)"), Target{0, 3, 0}},
-		{"latency below min requests", canary, st(PhaseShifting, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 19, P99: time.Hour}},
-			st(PhaseShifting, 0, 0), Target{10, 3, 3}},
-		{"latency at the threshold", canary, st(PhaseShifting, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 500, P99: time.Second}},
-			st(PhaseShifting, 0, 0), Target{10, 3, 3}},
+		{"latency below min requests", canary, st(PhaseShifting, 0, 0), Observation{Now: at(sec), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 19, P99: time.Hour}},
+			baked(st(PhaseShifting, 0, 0), sec, sec), Target{10, 3, 3}},
+		{"latency at the threshold", canary, st(PhaseShifting, 0, 0), Observation{Now: at(sec), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 500, P99: time.Second}},
+			baked(st(PhaseShifting, 0, 0), sec, sec), Target{10, 3, 3}},
 		{"green replica fails while serving", canary, st(PhaseShifting, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 2, GreenFailed: "killed by signal 9", Green: ok},
 			withReason(st(PhaseRolledBack, 0, m), "green replica failed: killed by signal 9"), Target{0, 3, 0}},
 		// A blue replica is down (being replaced): the rollback waits for it.
@@ -110,9 +125,9 @@ func TestNextTransitions(t *testing.T) {
 			st(PhaseShifting, 0, 10*m), Target{10, 3, 3}},
 
 		// The final bake.
-		{"finishing", canary, st(PhaseFinishing, 1, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 3, Green: ok},
-			st(PhaseFinishing, 1, 0), Target{100, 3, 3}},
-		{"finished", canary, st(PhaseFinishing, 1, 0), Observation{Now: at(5 * m), BlueReady: 3, GreenReady: 3, Green: ok},
+		{"finishing", canary, st(PhaseFinishing, 1, 0), Observation{Now: at(sec), BlueReady: 3, GreenReady: 3, Green: ok},
+			baked(st(PhaseFinishing, 1, 0), sec, sec), Target{100, 3, 3}},
+		{"finished", canary, baked(st(PhaseFinishing, 1, 0), 5*m-sec, 5*m-sec), Observation{Now: at(5 * m), BlueReady: 3, GreenReady: 3, Green: ok},
 			st(PhaseSucceeded, 1, 5*m), Target{100, 0, 3}},
 		{"all-at-once without bake finishes on the next tick", all, st(PhaseFinishing, 0, 0), Observation{Now: at(time.Second), BlueReady: 3, GreenReady: 3},
 			st(PhaseSucceeded, 0, time.Second), Target{100, 0, 3}},
@@ -146,11 +161,11 @@ func TestNextTransitions(t *testing.T) {
 			st(PhaseStartingGreen, 0, 0), Target{0, 3, 2}},
 		{"rolling first batch ready", rolling, st(PhaseStartingGreen, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 2},
 			st(PhaseShifting, 0, m), Target{67, 1, 2}},
-		{"rolling first batch baked", rolling, st(PhaseShifting, 0, 0), Observation{Now: at(m), BlueReady: 1, GreenReady: 2, Green: ok},
+		{"rolling first batch baked", rolling, baked(st(PhaseShifting, 0, 0), m-sec, m-sec), Observation{Now: at(m), BlueReady: 1, GreenReady: 2, Green: ok},
 			st(PhaseStartingGreen, 1, m), Target{67, 1, 3}},
 		{"rolling second batch ready", rolling, st(PhaseStartingGreen, 1, 0), Observation{Now: at(m), BlueReady: 1, GreenReady: 3, Green: ok},
 			st(PhaseShifting, 1, m), Target{100, 0, 3}},
-		{"rolling done", rolling, st(PhaseShifting, 1, 0), Observation{Now: at(m), GreenReady: 3, Green: ok},
+		{"rolling done", rolling, baked(st(PhaseShifting, 1, 0), m-sec, m-sec), Observation{Now: at(m), GreenReady: 3, Green: ok},
 			st(PhaseSucceeded, 1, m), Target{100, 0, 3}},
 		{"rolling first batch fails to start", rolling, st(PhaseStartingGreen, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenFailed: "oom"},
 			withReason(st(PhaseFailed, 0, m), "green replica failed while starting: oom"), Target{0, 3, 0}},

@@ -35,9 +35,8 @@ type Strategy struct {
 	Bake      time.Duration
 }
 
-// Step is one traffic step: GreenPercent of the traffic goes to green, for
-// at least Bake (measured from the moment the step's traffic shift is
-// decided).
+// Step is one traffic step: GreenPercent of the traffic goes to green for
+// at least Bake, counted while the controller watches (see State.Baked).
 type Step struct {
 	GreenPercent int
 	Bake         time.Duration
