@@ -16,6 +16,7 @@ import (
 	"github.com/hpcml/hpcml/internal/analysis"
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/dataset"
+	"github.com/hpcml/hpcml/internal/deploy"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/joblog"
 	"github.com/hpcml/hpcml/internal/registry"
@@ -39,7 +40,9 @@ type Config struct {
 	Storage *blob.Bucket
 	// Models is the model registry (nil: the model routes answer 503).
 	Models *registry.Registry
-	Log    *slog.Logger
+	// Endpoints is the endpoint controller (nil: those routes answer 503).
+	Endpoints *deploy.Controller
+	Log       *slog.Logger
 }
 
 // Handler serves the API.
@@ -126,6 +129,12 @@ func (h *Handler) routes() []route {
 		{"GET", "/api/v1/models/{name}/versions/{ref}/artifact", false, h.downloadModelVersion, 0},
 		{"PUT", "/api/v1/models/{name}/aliases/{alias}", false, h.setModelAlias, 0},
 		{"DELETE", "/api/v1/models/{name}/aliases/{alias}", false, h.deleteModelAlias, 0},
+		{"GET", "/api/v1/endpoints", false, h.listEndpoints, 0},
+		{"POST", "/api/v1/endpoints", false, h.createEndpoint, 0},
+		{"GET", "/api/v1/endpoints/{name}", false, h.getEndpoint, 0},
+		{"PATCH", "/api/v1/endpoints/{name}", false, h.updateEndpoint, 0},
+		{"DELETE", "/api/v1/endpoints/{name}", false, h.deleteEndpoint, 0},
+		{"GET", "/api/v1/endpoints/{name}/deployments", false, h.endpointDeployments, 0},
 	}
 }
 
