@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/hpcml/hpcml/internal/nn/vec"
 )
 
 // Optimizer updates parameters from their gradients.
@@ -184,17 +186,11 @@ func (o *Adam) Step(params []*Param, lr float64) {
 		if o.Decoupled {
 			l2 = 0
 		}
+		k := &vec.AdamCoef{Decay: decay, L2: l2, B1: fb1, OneMinusB1: 1 - fb1, B2: fb2, OneMinusB2: 1 - fb2,
+			StepSize: stepSize, SqrtC2: sqrtC2, Eps: eps}
 		// Element-wise and memory-bound: both cores for large tensors.
 		parallelFor(len(w), 1<<15, func(lo, hi int) {
-			w, g, m, v := w[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi]
-			for i := range w {
-				wi := w[i] * decay
-				gi := g[i] + l2*w[i]
-				mi := fb1*m[i] + (1-fb1)*gi
-				vi := fb2*v[i] + (1-fb2)*gi*gi
-				m[i], v[i] = mi, vi
-				w[i] = wi - stepSize*mi/(float32(math.Sqrt(float64(vi)))/sqrtC2+eps)
-			}
+			vec.Adam(w[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], k)
 		})
 	}
 }
