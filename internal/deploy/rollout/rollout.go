@@ -38,13 +38,18 @@
 //     because of the rollout itself. When a fleet must go from serving
 //     traffic to zero replicas, move the traffic first.
 //
+// Persist the returned State whenever it differs from the one passed in
+// (it changes on every tick of a bake, see below); add an entry to the
+// deployment's history when Moved(old, new) — a new phase, step or
+// reason — rather than on every change.
+//
 // The same State and Observation always give the same result, so a tick
 // that is repeated after a crash (the State was persisted but the fleet
 // not yet changed) does no harm. Bake time is time the controller
 // watched: each tick counts the time since the previous one, at most
 // MaxTickGap, so after a server was down the step bakes for what it still
 // owes instead of passing unwatched. (The State therefore changes on
-// every tick of a bake; persist it every tick.)
+// every tick of a bake; persist it whenever it changes.)
 //
 // When the phase is PhaseSucceeded the Target has GreenPercent 100 and
 // BlueReplicas 0: the controller makes green the variant's fleet and
@@ -248,6 +253,9 @@ func Next(s Strategy, a Alarms, st State, obs Observation) (State, Target) {
 			st.Replicas = max(st.Replicas, 0)
 			return terminal(st, PhaseFailed, now, fmt.Sprintf("variant has %d replicas: nothing to deploy", obs.Replicas))
 		}
+		if st.Abort != "" { // before the strategy: the abort may be why it is bad
+			return terminal(st, PhaseFailed, now, st.Abort)
+		}
 		if err := s.Validate(); err != nil {
 			return terminal(st, PhaseFailed, now, "invalid strategy: "+err.Error())
 		}
@@ -343,6 +351,13 @@ func Next(s Strategy, a Alarms, st State, obs Observation) (State, Target) {
 	}
 	// An unknown phase (storage from a newer version?): the safe way out.
 	return rollBack(s, st, obs, now, fmt.Sprintf("unknown phase %q", st.Phase))
+}
+
+// Moved reports whether next is a new stage of the deployment compared
+// with prev (another phase, step or reason): what a history shows. The
+// State also changes within a stage, on every tick of a bake.
+func Moved(prev, next State) bool {
+	return prev.Phase != next.Phase || prev.Step != next.Step || prev.Reason != next.Reason
 }
 
 // Abort asks for a running deployment to be rolled back for the given

@@ -298,6 +298,41 @@ func TestAbort(t *testing.T) {
 	}
 }
 
+// The controller aborts when it cannot read the stored strategy: the
+// abort's reason, not the (zero) strategy's, is what the history shows.
+func TestAbortOfAnUnreadableStrategy(t *testing.T) {
+	st := Abort(State{}, "unreadable strategy: bogus")
+	got, tgt := Next(Strategy{}, testAlarms, st, Observation{Now: at(0), Replicas: 2, BlueReady: 2})
+	if got.Phase != PhaseFailed || got.Reason != "unreadable strategy: bogus" || tgt != (Target{0, 2, 0}) {
+		t.Errorf("got %+v %+v", got, tgt)
+	}
+	st = Abort(State{Phase: PhaseShifting, Since: at(0), LastTick: at(0), Replicas: 2}, "unreadable strategy: bogus")
+	got, tgt = Next(Strategy{}, testAlarms, st, Observation{Now: at(time.Second), BlueReady: 2, GreenReady: 2})
+	if got.Phase != PhaseRolledBack || got.Reason != "unreadable strategy: bogus" || tgt != (Target{0, 2, 0}) {
+		t.Errorf("got %+v %+v", got, tgt)
+	}
+}
+
+func TestMoved(t *testing.T) {
+	s := mustParse(t, "canary:10%:1m")
+	st := State{Phase: PhaseShifting, Since: at(0), LastTick: at(0), Replicas: 1}
+	obs := Observation{Now: at(time.Second), BlueReady: 1, GreenReady: 1}
+	next, _ := Next(s, testAlarms, st, obs)
+	if next == st {
+		t.Fatal("a tick of a bake left the State as it was: the bake would never end after a restart")
+	}
+	if Moved(st, next) {
+		t.Errorf("a tick of a bake counts as a new stage: %+v → %+v", st, next)
+	}
+	obs.Green = Window{Requests: 100, Errors: 100}
+	if next, _ := Next(s, testAlarms, st, obs); !Moved(st, next) {
+		t.Errorf("a rollback is not a new stage: %+v", next)
+	}
+	if !Moved(State{Phase: PhaseShifting, Step: 0}, State{Phase: PhaseShifting, Step: 1}) {
+		t.Error("a new step is not a new stage")
+	}
+}
+
 func TestPhaseTerminal(t *testing.T) {
 	for ph, want := range map[Phase]bool{PhaseStartingGreen: false, PhaseShifting: false, PhaseFinishing: false,
 		PhaseRollingBack: false, PhaseSucceeded: true, PhaseRolledBack: true, PhaseFailed: true, "": false} {
