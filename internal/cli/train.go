@@ -17,6 +17,7 @@ import (
 
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/registry"
 	"github.com/hpcml/hpcml/internal/task"
 	"github.com/hpcml/hpcml/internal/train"
 )
@@ -46,6 +47,7 @@ type trainFlags struct {
 	workers    int
 	stages     int
 	nodes      int
+	register   string
 }
 
 func newTrainCmd(o *rootOptions) *cobra.Command {
@@ -69,7 +71,8 @@ and evaluation.json (accuracy, F1, confusion matrix; or RMSE, MAE, R²).
 		Example: `  hpcml train --algorithm cnn --data ./mnist/ --epochs 3 --wait
   hpcml train -a linear --data breast_cancer.csv --label target --skip-rows 1 --no-header --wait
   hpcml train -a mlp --data digits.csv --label label --hp hidden=128,64 --hp lr=0.002 -o json --wait
-  hpcml train -a mlp --data wine.csv --label class --here --out ./wine-model/`,
+  hpcml train -a mlp --data wine.csv --label class --here --out ./wine-model/
+  hpcml train -a mlp --data dataset://iris --label species --wait --register iris`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runTrain(cmd.Context(), cmd, o, &f)
@@ -95,6 +98,7 @@ and evaluation.json (accuracy, F1, confusion matrix; or RMSE, MAE, R²).
 	fl.BoolVar(&f.wait, "wait", false, "wait for the run to end and print its evaluation")
 	fl.BoolVar(&f.here, "here", false, "train in this process instead of as a job")
 	fl.StringVar(&f.out, "out", "", "with --here: the directory or URL (file://, s3://) for the model, metrics and checkpoints")
+	fl.StringVar(&f.register, "register", "", "with --wait: register the run's model as the next version of this model once the job succeeds")
 	cmd.AddCommand(newTrainAlgorithmsCmd(o), newTrainListCmd(o), newTrainGetCmd(o), newTrainMetricsCmd(o), newTrainRunCmd())
 	return cmd
 }
@@ -165,6 +169,22 @@ func runTrain(ctx context.Context, cmd *cobra.Command, o *rootOptions, f *trainF
 	format, err := o.format(formatTable, formatJSON, formatYAML)
 	if err != nil {
 		return err
+	}
+	if f.register != "" {
+		// Checked before anything is submitted. Registering needs the
+		// finished job's model, so the command must be there when it
+		// finishes; a job submitted without --wait is registered later
+		// with model register --from-training.
+		if err := registry.CheckName(f.register); err != nil {
+			return fmt.Errorf("--register: %w", err)
+		}
+		switch {
+		case f.here:
+			return fmt.Errorf("--register applies to a training job; with --here, register the file yourself: hpcml model register %s --artifact %s",
+				f.register, filepath.Join(f.out, train.ModelFile))
+		case !f.wait:
+			return fmt.Errorf("--register needs --wait (the model is registered once the job has succeeded); without --wait, run hpcml model register %s --from-training JOB_ID when it has", f.register)
+		}
 	}
 	cfg, err := f.config(ctx, o)
 	if err != nil {
@@ -249,10 +269,25 @@ func runTrain(ctx context.Context, cmd *cobra.Command, o *rootOptions, f *trainF
 	if err := json.Unmarshal(data, &meta); err != nil {
 		return fmt.Errorf("model metadata of run %d: %w", j.ID, err)
 	}
+	var registered *registry.Version
+	if f.register != "" {
+		registered, err = c.RegisterModel(ctx, registry.RegisterRequest{Name: f.register, TrainingJob: j.ID})
+		if err != nil {
+			return explain(fmt.Errorf("training run %d succeeded, but registering its model failed (retry with hpcml model register %s --from-training %d): %w",
+				j.ID, f.register, j.ID, err), ccfg)
+		}
+	}
 	if format != formatTable {
-		return printDoc(cmd.OutOrStdout(), format, map[string]any{"id": j.ID, "model": meta})
+		doc := map[string]any{"id": j.ID, "model": meta}
+		if registered != nil {
+			doc["registered"] = registered
+		}
+		return printDoc(cmd.OutOrStdout(), format, doc)
 	}
 	printModel(cmd.OutOrStdout(), j.ID, &meta)
+	if registered != nil {
+		fmt.Fprintf(cmd.OutOrStdout(), "Registered as %s:%d (sha256 %.16s…, %s).\n", registered.Name, registered.Version, registered.SHA256, registered.URI)
+	}
 	return nil
 }
 
