@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"github.com/hpcml/hpcml/internal/backend/attemptdir"
 	"github.com/hpcml/hpcml/internal/backend/local"
 	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/deploy"
 	"github.com/hpcml/hpcml/internal/joblog"
 	"github.com/hpcml/hpcml/internal/registry"
 	"github.com/hpcml/hpcml/internal/sched"
@@ -128,14 +130,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	logs := &joblog.Source{LocalPath: logPath, Bucket: bucket}
 	models := registry.New(st, bucket, log)
 	defer models.Close()
+	// The gateway (/endpoints/{name}/...) takes the server's token, like
+	// the API; replicas take their endpoint's own, which it adds.
+	gateway := deploy.NewGateway(deploy.GatewayConfig{Log: log,
+		Authorized: func(tok string) bool { return subtle.ConstantTimeCompare([]byte(tok), []byte(token)) == 1 }})
+	defer gateway.Close()
+	endpoints := deploy.New(deploy.Config{Store: st, Scheduler: sch, Storage: bucket, Registry: models, Gateway: gateway, Log: log})
 	apiHandler := api.New(api.Config{
 		Store: st, Scheduler: sch, Token: token, Registry: reg, Log: log,
-		Logs: logs, Storage: bucket, Models: models,
+		Logs: logs, Storage: bucket, Models: models, Endpoints: endpoints,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/api/", apiHandler)
 	mux.Handle("/healthz", apiHandler)
 	mux.Handle("/metrics", apiHandler)
+	mux.Handle("/endpoints/", gateway)
 	mux.Handle("/", newDashboard(st, sch, logs, bucket, apiHandler, token, log))
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -163,6 +172,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	schedDone := make(chan error, 1)
 	go func() { schedDone <- sch.Run(ctx) }()
+	go func() {
+		if err := endpoints.Run(ctx); err != nil {
+			log.Error("endpoint controller stopped", "err", err)
+		}
+	}()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()
 
