@@ -3,6 +3,8 @@ package nn
 import (
 	"fmt"
 	"math"
+
+	"github.com/hpcml/hpcml/internal/nn/vec"
 )
 
 // Activation is an element-wise non-linearity: relu, gelu (the exact erf
@@ -28,9 +30,7 @@ func (a *Activation) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
 	parallelFor(len(xs), 1<<15, func(lo, hi int) {
 		switch a.kind {
 		case "relu":
-			for i := lo; i < hi; i++ {
-				ys[i] = max(xs[i], 0)
-			}
+			vec.ReLU(xs[lo:hi], ys[lo:hi])
 		case "gelu":
 			for i := lo; i < hi; i++ {
 				v := float64(xs[i])
@@ -64,11 +64,7 @@ func (a *Activation) Backward(cache any, dy *Tensor, needInput bool) *Tensor {
 	parallelFor(len(gs), 1<<15, func(lo, hi int) {
 		switch a.kind {
 		case "relu":
-			for i := lo; i < hi; i++ {
-				if xs[i] > 0 {
-					ds[i] = gs[i]
-				}
-			}
+			vec.ReLUBackward(xs[lo:hi], gs[lo:hi], ds[lo:hi])
 		case "gelu":
 			for i := lo; i < hi; i++ {
 				v := float64(xs[i])
