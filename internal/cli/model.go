@@ -53,6 +53,28 @@ func parseKV(flag string, kvs []string) (map[string]string, error) {
 	return out, nil
 }
 
+// resolveDatasetVersion resolves dataset NAME[@VERSION] to its source URL
+// and version number (the latest when version is "").
+func resolveDatasetVersion(ctx context.Context, o *rootOptions, name, version string) (string, int, error) {
+	v := 0
+	if version != "" {
+		n, err := strconv.Atoi(strings.TrimPrefix(version, "v"))
+		if err != nil || n <= 0 {
+			return "", 0, fmt.Errorf("version %q is not a positive number", version)
+		}
+		v = n
+	}
+	c, cfg, err := o.client()
+	if err != nil {
+		return "", 0, err
+	}
+	dv, err := c.GetDatasetVersion(ctx, name, v)
+	if err != nil {
+		return "", 0, explain(err, cfg)
+	}
+	return dv.Source, dv.Version.Version, nil
+}
+
 // artifactURL turns what the user typed into what the server reads: a
 // file that exists here becomes an absolute file:// URL (the server reads
 // it, so it must be on the server's machine or a shared file system);

@@ -48,6 +48,9 @@ type trainFlags struct {
 	stages     int
 	nodes      int
 	register   string
+	// datasets are the dataset versions the data URLs named, NAME:VERSION
+	// (data first), recorded on the job as its lineage.
+	datasets []string
 }
 
 func newTrainCmd(o *rootOptions) *cobra.Command {
@@ -146,11 +149,12 @@ func (f *trainFlags) config(ctx context.Context, o *rootOptions) (train.Config, 
 		case *u == "":
 		case strings.HasPrefix(*u, "dataset://") && !f.here:
 			name, version, _ := strings.Cut(strings.TrimPrefix(*u, "dataset://"), "@")
-			r, err := resolveDataset(ctx, o, name, version)
+			r, n, err := resolveDatasetVersion(ctx, o, name, version)
 			if err != nil {
 				return cfg, fmt.Errorf("%s: %w", *u, err)
 			}
 			*u = r
+			f.datasets = append(f.datasets, fmt.Sprintf("%s:%d", name, n))
 		case !strings.Contains(*u, "://"):
 			abs, err := filepath.Abs(*u)
 			if err != nil {
@@ -236,6 +240,11 @@ func runTrain(ctx context.Context, cmd *cobra.Command, o *rootOptions, f *trainF
 		Retry: job.RetryPolicy{Attempts: f.attempts, OnSignals: []string{"SIGKILL", "SIGTERM"}, OnNodeLoss: true,
 			OnExitCodes: []int{ExitPeerLost, 128 + 9, 128 + 15}},
 		Tags: map[string]string{"hpcml.train": cfg.Algorithm},
+	}
+	if len(f.datasets) > 0 {
+		// The model registry's lineage: which dataset versions this run
+		// read (the URLs in its config are their resolved sources).
+		spec.Tags[registry.DatasetTag] = strings.Join(f.datasets, ",")
 	}
 	if ranks > 1 {
 		spec.Nodes, spec.TasksPerNode = f.nodes, ranks/f.nodes

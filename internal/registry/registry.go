@@ -53,6 +53,11 @@ const (
 	MaxMetadataValue   = 4096
 )
 
+// DatasetTag is the job tag in which hpcml train records the dataset
+// versions a run read, "NAME:VERSION[,NAME:VERSION]" (data, then test),
+// since the run's config holds their resolved URLs.
+const DatasetTag = "hpcml.dataset"
+
 // ErrNotFound is wrapped by every error about a model, version, alias or
 // training job that does not exist (it is store.ErrNotFound, so callers
 // can test either).
@@ -433,7 +438,11 @@ func (r *Registry) fromTraining(ctx context.Context, id int64, v *Version) error
 	if ri.Data.Label != "" {
 		v.Metadata["label"] = ri.Data.Label
 	}
-	v.Lineage.Dataset = r.datasetVersion(ctx, ri.Config.Data, ri.StartedAt)
+	if tag := j.Spec.Tags[DatasetTag]; tag != "" {
+		v.Lineage.Dataset, _, _ = strings.Cut(tag, ",")
+	} else {
+		v.Lineage.Dataset = r.datasetVersion(ctx, ri.Config.Data, ri.StartedAt)
+	}
 	var md train.ModelMetadata
 	if err := readRunJSON(ctx, runs, id, train.MetadataFile, &md); err == nil && md.Output != "" {
 		v.Metadata["output"] = md.Output

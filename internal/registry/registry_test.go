@@ -415,7 +415,7 @@ func TestConcurrentRegistrations(t *testing.T) {
 
 // trainingRun writes what a finished training job leaves in storage and
 // inserts its job in the given state.
-func trainingRun(t *testing.T, e *env, state job.State, data string) int64 {
+func trainingRun(t *testing.T, e *env, state job.State, data string, tags ...string) int64 {
 	t.Helper()
 	ctx := t.Context()
 	if _, err := e.st.GetQueue(ctx, "default"); err != nil {
@@ -424,7 +424,10 @@ func trainingRun(t *testing.T, e *env, state job.State, data string) int64 {
 		}
 	}
 	j := &job.Job{Name: "train", Queue: "default", State: state, SubmittedAt: time.Now().UTC(),
-		Spec: job.Spec{Command: []string{"hpcml", "__train"}, Queue: "default"}}
+		Spec: job.Spec{Command: []string{"hpcml", "__train"}, Queue: "default", Tags: map[string]string{}}}
+	for i := 0; i+1 < len(tags); i += 2 {
+		j.Spec.Tags[tags[i]] = tags[i+1]
+	}
 	if err := e.st.InsertJob(ctx, j, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -489,6 +492,13 @@ func TestRegisterFromTrainingJob(t *testing.T) {
 		t.Fatalf("by key: %+v %v", v2, err)
 	}
 
+	// hpcml train resolves dataset:// at submission and tags the job with
+	// the versions; the tag wins over the (resolved) URL in run.json.
+	id3 := trainingRun(t, e, job.Succeeded, "file:///srv/iris/", DatasetTag, "iris:1,iris-test:4")
+	if v3, err := e.reg.Register(ctx, RegisterRequest{Name: "iris", TrainingJob: id3}); err != nil || v3.Lineage.Dataset != "iris:1" {
+		t.Fatalf("dataset from the job's tag: %+v %v", v3, err)
+	}
+
 	running := trainingRun(t, e, job.Running, "file:///data/iris.csv")
 	if _, err := e.reg.Register(ctx, RegisterRequest{Name: "iris", TrainingJob: running}); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "RUNNING") {
 		t.Fatalf("running job: %v", err)
@@ -506,7 +516,7 @@ func TestRegisterFromTrainingJob(t *testing.T) {
 	if _, err := e.reg.Register(ctx, RegisterRequest{Name: "iris", TrainingJob: plain.ID}); !errors.As(err, &ie) || ie.Field != "training_job" {
 		t.Fatalf("non-training job: %v", err)
 	}
-	if m, _ := e.reg.Get(ctx, "iris"); m.VersionCount != 2 {
+	if m, _ := e.reg.Get(ctx, "iris"); m.VersionCount != 3 {
 		t.Fatalf("refused registrations added versions: %d", m.VersionCount)
 	}
 }
