@@ -54,7 +54,8 @@ where data-dir is $HPCML_DATA_DIR or ./.hpcml.`,
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &hintError{err: err, hint: fmt.Sprintf("run '%s --help' for usage", cmd.CommandPath())}
 	})
-	root.AddCommand(newJobCmd(o), newQueueCmd(o), newCapacityCmd(o), newDataCmd(o), newDatasetCmd(o), newTrainCmd(o), newModelCmd(o))
+	root.AddCommand(newJobCmd(o), newQueueCmd(o), newCapacityCmd(o), newDataCmd(o), newDatasetCmd(o), newTrainCmd(o), newModelCmd(o),
+		newEndpointCmd(o))
 	root.AddCommand(newServeCmd(o))
 	if serverCmd != nil {
 		root.AddCommand(serverCmd)
