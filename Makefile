@@ -4,7 +4,7 @@ BIN      := bin/hpcml
 DATA_DIR ?= .hpcml
 LISTEN   ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend bench-deps bench-transfer bench-profile bench-train bench-allreduce bench-dataparallel test-openblas clean
+.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend bench-deps bench-transfer bench-profile bench-train bench-allreduce bench-dataparallel bench-serve test-openblas clean
 
 all: build
 
@@ -106,6 +106,13 @@ bench-dataparallel:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-torch; }
 	./scripts/sample-data.sh
 	$(GO) run ./bench/dataparallel -runs 3
+
+# hpcml serve (OIP JSON over loopback, vegeta as the load): the highest
+# request rate at p99 <= 10 ms for a small MLP against a plain net/http
+# handler running the same graph, and a small CNN with and without dynamic
+# batching; see docs/benchmarks.md. Takes about 4 minutes.
+bench-serve: build
+	$(GO) run ./bench/serve -hpcml $(BIN)
 
 fmt:
 	gofmt -w cmd internal web bench

@@ -1,0 +1,407 @@
+// Command serve measures `hpcml serve`: the highest request rate it
+// sustains over the Open Inference Protocol's JSON REST API with a p99
+// latency within a bound (10 ms), found by stepping the rate up, with
+// vegeta (as a library) as the load generator on loopback.
+//
+//	go run ./bench/serve -hpcml bin/hpcml [-step 3s] [-p99 10ms] [-budget 4m]
+//
+// Scenarios, each a fresh server process on 127.0.0.1:
+//
+//	mlp/hpcml        a small MLP (32 → 64 → 10, softmax) behind `hpcml serve`, one row per request
+//	mlp/net-http     the peer: the same model's Graph.Run behind a plain net/http handler
+//	                 with encoding/json (this binary, re-executed), the same requests
+//	cnn/unbatched    a small CNN on 1×16×16 images (conv 8×3×3, ReLU, dense 512, ReLU,
+//	                 dense 10, softmax) behind `hpcml serve`, no batching
+//	cnn/batched      the same with dynamic batching (--max-batch 32 --max-queue-delay 2ms)
+//
+// The CNN's cost is mostly its dense head, whose weights a batch reads once
+// for all its rows: that is where batching pays on a CPU. (A network whose
+// cost is its convolutions gains little: the engine's convolutions already
+// run as matrix products as wide as the image at batch 1.)
+//
+// For each scenario the rate starts at -start-mlp / -start-cnn requests/s and
+// grows by -factor per step of -step seconds while a step passes: every
+// request succeeds, the p99 latency is ≤ -p99 and the achieved throughput is
+// ≥ 95 % of the rate asked. After the first failed step one more step tries
+// the midpoint. The result is the highest passing rate. The whole run is
+// bounded by -budget (each scenario gets an equal share). The machine may be
+// shared, and the load generator shares its CPUs with the server: see
+// docs/benchmarks.md for how the numbers were taken.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/hpcml/hpcml/internal/nn"
+	"github.com/hpcml/hpcml/internal/onnx"
+)
+
+// childEnv makes this binary the plain net/http peer server.
+const childEnv = "HPCML_BENCH_SERVE_PEER"
+
+func main() {
+	if path := os.Getenv(childEnv); path != "" {
+		if err := runPeer(path); err != nil {
+			fmt.Fprintln(os.Stderr, "peer:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	hpcml := flag.String("hpcml", "bin/hpcml", "the hpcml binary")
+	step := flag.Duration("step", 3*time.Second, "duration of each rate step")
+	bound := flag.Duration("p99", 10*time.Millisecond, "p99 latency bound")
+	budget := flag.Duration("budget", 4*time.Minute, "bound on the whole run")
+	factor := flag.Float64("factor", 1.3, "rate growth per passing step")
+	startMLP := flag.Float64("start-mlp", 2000, "first rate for the MLP scenarios (requests/s)")
+	startCNN := flag.Float64("start-cnn", 200, "first rate for the CNN scenarios (requests/s)")
+	only := flag.String("only", "", "run only scenarios whose name contains this")
+	out := flag.String("out", "", "write the results as JSON to this file")
+	flag.Parse()
+	if err := run(*hpcml, *step, *bound, *budget, *factor, *startMLP, *startCNN, *only, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/serve:", err)
+		os.Exit(1)
+	}
+}
+
+type scenario struct {
+	Name  string
+	model string // "mlp" or "cnn"
+	peer  bool
+	args  []string // extra hpcml serve flags
+	start float64
+}
+
+type stepResult struct {
+	Rate       float64       `json:"rate"`
+	Throughput float64       `json:"throughput"`
+	Success    float64       `json:"success"`
+	P50        time.Duration `json:"p50_ns"`
+	P99        time.Duration `json:"p99_ns"`
+	Pass       bool          `json:"pass"`
+}
+
+type scenarioResult struct {
+	Name  string       `json:"name"`
+	Best  *stepResult  `json:"best"`
+	Steps []stepResult `json:"steps"`
+}
+
+func run(hpcml string, step, bound, budget time.Duration, factor, startMLP, startCNN float64, only, outPath string) error {
+	if _, err := os.Stat(hpcml); err != nil {
+		return fmt.Errorf("the hpcml binary: %w (make build, or -hpcml)", err)
+	}
+	dir, err := os.MkdirTemp("", "hpcml-bench-serve-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	mlp, err := writeModel(dir, "mlp", nn.Spec{Input: []int{32}, Layers: []nn.LayerSpec{
+		{Type: "dense", Units: 64}, {Type: "relu"}, {Type: "dense", Units: 10}}})
+	if err != nil {
+		return err
+	}
+	cnn, err := writeModel(dir, "cnn", nn.Spec{Input: []int{1, 16, 16}, Layers: []nn.LayerSpec{
+		{Type: "conv2d", Filters: 8, Kernel: 3}, {Type: "relu"},
+		{Type: "flatten"}, {Type: "dense", Units: 512}, {Type: "relu"}, {Type: "dense", Units: 10}}})
+	if err != nil {
+		return err
+	}
+	models := map[string]string{"mlp": mlp, "cnn": cnn}
+	bodies := map[string][][]byte{"mlp": requests(32, []int{1, 32}), "cnn": requests(256, []int{1, 1, 16, 16})}
+	all := []scenario{
+		{Name: "mlp/hpcml", model: "mlp", start: startMLP},
+		{Name: "mlp/net-http", model: "mlp", peer: true, start: startMLP},
+		{Name: "cnn/unbatched", model: "cnn", start: startCNN},
+		{Name: "cnn/batched", model: "cnn", args: []string{"--max-batch", "32", "--max-queue-delay", "2ms"}, start: startCNN},
+	}
+	var scenarios []scenario
+	for _, s := range all {
+		if strings.Contains(s.Name, only) {
+			scenarios = append(scenarios, s)
+		}
+	}
+	if len(scenarios) == 0 {
+		return fmt.Errorf("no scenario matches -only %q", only)
+	}
+	share := budget / time.Duration(len(scenarios))
+	fmt.Printf("bench/serve: p99 bound %v, steps of %v, ×%.2f per step, %v per scenario; GOMAXPROCS %d\n",
+		bound, step, factor, share.Round(time.Second), runtime.GOMAXPROCS(0))
+	var results []scenarioResult
+	for _, s := range scenarios {
+		r, err := runScenario(s, hpcml, models[s.model], bodies[s.model], step, bound, factor, time.Now().Add(share))
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.Name, err)
+		}
+		results = append(results, r)
+	}
+	fmt.Println()
+	fmt.Printf("%-16s %14s %10s %10s\n", "scenario", "max req/s", "p50", "p99")
+	best := map[string]float64{}
+	for _, r := range results {
+		if r.Best == nil {
+			fmt.Printf("%-16s %14s\n", r.Name, "none passed")
+			continue
+		}
+		best[r.Name] = r.Best.Throughput
+		fmt.Printf("%-16s %14.0f %10v %10v\n", r.Name, r.Best.Throughput, r.Best.P50.Round(time.Microsecond), r.Best.P99.Round(time.Microsecond))
+	}
+	if a, b := best["mlp/hpcml"], best["mlp/net-http"]; a > 0 && b > 0 {
+		fmt.Printf("MLP: hpcml serve %.0f req/s = %.2f× the plain net/http peer (goal ≥ 15000 req/s)\n", a, a/b)
+	}
+	if a, b := best["cnn/batched"], best["cnn/unbatched"]; a > 0 && b > 0 {
+		fmt.Printf("CNN: dynamic batching %.2f× the unbatched throughput at p99 ≤ %v (goal ≥ 3×)\n", a/b, bound)
+	}
+	if outPath != "" {
+		b, _ := json.MarshalIndent(results, "", "  ")
+		return os.WriteFile(outPath, b, 0o644)
+	}
+	return nil
+}
+
+// writeModel exports spec with seeded weights as ONNX.
+func writeModel(dir, name string, spec nn.Spec) (string, error) {
+	m, err := nn.Build(spec, 1)
+	if err != nil {
+		return "", err
+	}
+	data, err := onnx.Export(m, onnx.ExportOptions{Head: "softmax"})
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, name+".onnx")
+	return p, os.WriteFile(p, data, 0o644)
+}
+
+// requests makes 64 different OIP request bodies of one sample each.
+func requests(n int, shape []int) [][]byte {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var out [][]byte
+	for range 64 {
+		data := make([]float32, n)
+		for i := range data {
+			data[i] = float32(rng.NormFloat64())
+		}
+		b, _ := json.Marshal(map[string]any{"inputs": []any{map[string]any{
+			"name": onnx.InputName, "shape": shape, "datatype": "FP32", "data": data}}})
+		out = append(out, b)
+	}
+	return out
+}
+
+func runScenario(s scenario, hpcml, model string, bodies [][]byte, step, bound time.Duration, factor float64, deadline time.Time) (scenarioResult, error) {
+	res := scenarioResult{Name: s.Name}
+	var cmd *exec.Cmd
+	if s.peer {
+		self, err := os.Executable()
+		if err != nil {
+			return res, err
+		}
+		cmd = exec.Command(self)
+		cmd.Env = append(os.Environ(), childEnv+"="+model)
+	} else {
+		cmd = exec.Command(hpcml, append([]string{"serve", "--model", model, "--name", s.model, "--listen", "127.0.0.1:0"}, s.args...)...)
+		cmd.Env = os.Environ()
+	}
+	addr, err := startServer(cmd)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}()
+	url := "http://" + addr + "/v2/models/" + s.model + "/infer"
+	fmt.Printf("\n%s (%s)\n", s.Name, strings.Join(cmd.Args, " "))
+	// Warm-up: connections, heap sizes.
+	attack(url, bodies, s.start/2, step/2)
+	rate, lastPass, lastFail := s.start, 0.0, 0.0
+	for time.Now().Add(step).Before(deadline) {
+		r := attack(url, bodies, rate, step)
+		r.Pass = r.Success == 1 && r.P99 <= bound && r.Throughput >= 0.95*rate
+		res.Steps = append(res.Steps, r)
+		verdict := "fail"
+		if r.Pass {
+			verdict = "pass"
+			if res.Best == nil || r.Throughput > res.Best.Throughput {
+				rr := r
+				res.Best = &rr
+			}
+		}
+		fmt.Printf("  rate %7.0f/s: throughput %7.0f/s, success %5.1f%%, p50 %8v, p99 %8v  %s\n",
+			rate, r.Throughput, 100*r.Success, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), verdict)
+		switch {
+		case r.Pass:
+			lastPass = rate
+			if lastFail > 0 {
+				return res, nil // the midpoint passed: done
+			}
+			rate *= factor
+		case lastPass == 0:
+			rate /= 2 // the start was already too much
+			if rate < 10 {
+				return res, nil
+			}
+		case lastFail == 0:
+			lastFail = rate
+			rate = (lastPass + lastFail) / 2
+		default:
+			return res, nil
+		}
+	}
+	return res, nil
+}
+
+// startServer starts cmd and returns the address it logs: hpcml serve's
+// "msg=serving addr=HOST:PORT" line on stderr, or the peer's "addr=" line.
+func startServer(cmd *exec.Cmd) (string, error) {
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			if i := strings.Index(line, "addr="); i >= 0 && !sent {
+				f := strings.Fields(line[i+len("addr="):])
+				if len(f) > 0 {
+					found <- f[0]
+					sent = true
+				}
+			} else if strings.Contains(line, "level=ERROR") || strings.HasPrefix(line, "error") {
+				fmt.Fprintln(os.Stderr, "  server:", line)
+			}
+		}
+		if !sent {
+			close(found)
+		}
+	}()
+	select {
+	case addr, ok := <-found:
+		if !ok {
+			cmd.Wait()
+			return "", fmt.Errorf("%s exited without serving", cmd.Path)
+		}
+		return addr, nil
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		return "", fmt.Errorf("%s did not start serving within 30 s", cmd.Path)
+	}
+}
+
+// attack sends rate requests/s for d, cycling over the bodies, and
+// summarises the results.
+func attack(url string, bodies [][]byte, rate float64, d time.Duration) stepResult {
+	var i atomic.Uint64
+	hdr := http.Header{"Content-Type": []string{"application/json"}}
+	targeter := func(t *vegeta.Target) error {
+		n := i.Add(1)
+		*t = vegeta.Target{Method: http.MethodPost, URL: url, Body: bodies[n%uint64(len(bodies))], Header: hdr}
+		return nil
+	}
+	atk := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Workers(8), vegeta.MaxWorkers(512), vegeta.Timeout(10*time.Second))
+	var m vegeta.Metrics
+	for r := range atk.Attack(targeter, vegeta.Rate{Freq: int(rate), Per: time.Second}, d, "step") {
+		m.Add(r)
+	}
+	m.Close()
+	return stepResult{Rate: rate, Throughput: m.Throughput, Success: m.Success, P50: m.Latencies.P50, P99: m.Latencies.P99}
+}
+
+// runPeer is the plain net/http server: encoding/json in and out, the same
+// onnx.Graph.Run, nothing else (no validation beyond the graph's own, no
+// batching, no metrics).
+func runPeer(modelPath string) error {
+	data, err := os.ReadFile(modelPath)
+	if err != nil {
+		return err
+	}
+	g, err := onnx.Load(data)
+	if err != nil {
+		return err
+	}
+	type tensor struct {
+		Name     string    `json:"name"`
+		Shape    []int     `json:"shape"`
+		DataType string    `json:"datatype"`
+		Data     []float32 `json:"data"`
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v2/models/{m}/infer", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ID     string   `json:"id,omitempty"`
+			Inputs []tensor `json:"inputs"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, `{"error":"bad request"}`, http.StatusBadRequest)
+			return
+		}
+		in := map[string]*nn.Tensor{}
+		for _, t := range req.Inputs {
+			in[t.Name] = &nn.Tensor{Shape: t.Shape, Data: t.Data}
+		}
+		outs, err := g.Run(r.Context(), in)
+		if err != nil {
+			http.Error(w, `{"error":"bad request"}`, http.StatusBadRequest)
+			return
+		}
+		resp := struct {
+			ModelName    string   `json:"model_name"`
+			ModelVersion string   `json:"model_version"`
+			ID           string   `json:"id,omitempty"`
+			Outputs      []tensor `json:"outputs"`
+		}{ModelName: r.PathValue("m"), ModelVersion: "1", ID: req.ID}
+		for _, o := range g.Outputs() {
+			t := outs[o.Name]
+			resp.Outputs = append(resp.Outputs, tensor{Name: o.Name, Shape: t.Shape, DataType: "FP32", Data: t.Data})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(resp)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "peer serving addr=%s\n", ln.Addr())
+	srv := &http.Server{Handler: mux}
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+		<-sig
+		srv.Shutdown(context.Background())
+	}()
+	if err := srv.Serve(ln); err != http.ErrServerClosed {
+		return err
+	}
+	return nil
+}
