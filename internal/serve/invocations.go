@@ -2,7 +2,6 @@ package serve
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -70,8 +69,8 @@ func (s *Server) invocations(w http.ResponseWriter, r *http.Request) {
 		s.writeFailure(w, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.opts.Timeout)
-	defer cancel()
+	ctx := newDeadlineCtx(r.Context(), s.opts.Timeout)
+	defer ctx.release()
 	outs, err := s.exec.infer(ctx, inputs, rows)
 	if err != nil {
 		s.writeFailure(w, err)

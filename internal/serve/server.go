@@ -352,9 +352,12 @@ func (s *Server) writeReady(w http.ResponseWriter, ok, notReady []byte) {
 	writeJSON(w, http.StatusServiceUnavailable, notReady)
 }
 
+// jsonContentType is shared by every response (net/http only reads it).
+var jsonContentType = []string{"application/json"}
+
 func writeJSON(w http.ResponseWriter, code int, body []byte) {
 	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
+	h["Content-Type"] = jsonContentType
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(code)
 	w.Write(body)
@@ -505,8 +508,8 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 			selected = append(selected, i)
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.opts.Timeout)
-	defer cancel()
+	ctx := newDeadlineCtx(r.Context(), s.opts.Timeout)
+	defer ctx.release()
 	outs, err := s.exec.infer(ctx, inputs, rows)
 	if err != nil {
 		s.writeFailure(w, err)
@@ -655,5 +658,59 @@ func (s *Server) writeFailure(w http.ResponseWriter, err error) {
 	default:
 		s.log.Error("inference failed", "model", s.info.Name, "version", s.info.Version, "err", err)
 		writeError(w, http.StatusInternalServerError, "inference failed: "+err.Error())
+	}
+}
+
+// deadlineCtx is context.WithTimeout without the timer until something
+// waits on Done. An unbatched request on a free execution slot never
+// does: the engine polls Err between layers, which compares the clock
+// with the deadline. Starting and stopping a timer per request was a
+// tenth of the handler's CPU for a small model. Once Done has been
+// called the context behaves as the context.WithDeadline it then holds.
+type deadlineCtx struct {
+	context.Context
+	deadline time.Time
+	mu       sync.Mutex
+	inner    context.Context
+	cancel   context.CancelFunc
+}
+
+func newDeadlineCtx(parent context.Context, timeout time.Duration) *deadlineCtx {
+	return &deadlineCtx{Context: parent, deadline: time.Now().Add(timeout)}
+}
+
+func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+
+func (c *deadlineCtx) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inner == nil {
+		c.inner, c.cancel = context.WithDeadline(c.Context, c.deadline)
+	}
+	return c.inner.Done()
+}
+
+func (c *deadlineCtx) Err() error {
+	c.mu.Lock()
+	inner := c.inner
+	c.mu.Unlock()
+	if inner != nil {
+		return inner.Err()
+	}
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	if !time.Now().Before(c.deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// release stops the timer, if there is one.
+func (c *deadlineCtx) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cancel != nil {
+		c.cancel()
 	}
 }
