@@ -60,7 +60,7 @@ func Plan(s Strategy, replicas int) ([]Stage, error) {
 		obs.BlueReady, obs.GreenReady = tgt.BlueReplicas, tgt.GreenReplicas
 		if next.Phase == PhaseShifting || next.Phase == PhaseFinishing {
 			obs.Now = next.Since.Add(p.bake(next.Step))
-			next.Baked, next.LastTick = p.bake(next.Step), obs.Now // watched all along
+			next.Watched, next.LastTick = p.bake(next.Step), obs.Now // watched all along
 		}
 		st = next
 	}

@@ -39,17 +39,19 @@
 //     traffic to zero replicas, move the traffic first.
 //
 // Persist the returned State whenever it differs from the one passed in
-// (it changes on every tick of a bake, see below); add an entry to the
+// (it changes on every tick, see below); add an entry to the
 // deployment's history when Moved(old, new) — a new phase, step or
 // reason — rather than on every change.
 //
 // The same State and Observation always give the same result, so a tick
 // that is repeated after a crash (the State was persisted but the fleet
-// not yet changed) does no harm. Bake time is time the controller
-// watched: each tick counts the time since the previous one, at most
-// MaxTickGap, so after a server was down the step bakes for what it still
-// owes instead of passing unwatched. (The State therefore changes on
-// every tick of a bake; persist it whenever it changes.)
+// not yet changed) does no harm. Bakes and deadlines count the time the
+// controller watched: each tick counts the time since the previous one,
+// at most MaxTickGap, so after a server was down a step bakes for what it
+// still owes instead of passing unjudged, and a deadline does not expire
+// before the restarted controller has looked at the replicas again.
+// (The State therefore changes on every tick; persist it whenever it
+// changes.)
 //
 // When the phase is PhaseSucceeded the Target has GreenPercent 100 and
 // BlueReplicas 0: the controller makes green the variant's fleet and
@@ -204,15 +206,17 @@ type State struct {
 	// Step is the index of the traffic step (blue/green) or of the batch
 	// (rolling) being started, baked, or rolled back from.
 	Step int `json:"step"`
-	// Since is when the current phase or step began: deadlines are
-	// measured from it, and the alarm window starts at it.
+	// Since is when the current phase or step began: green's alarm
+	// window starts at it.
 	Since time.Time `json:"since"`
-	// Baked is how long the current step has been watched (shifting,
-	// finishing), and LastTick when it last was: a bake counts the time
-	// between ticks, at most MaxTickGap per tick, so that a step does not
-	// pass unwatched while the server was down (it resumes with the
-	// bake time it still owes).
-	Baked    time.Duration `json:"baked,omitempty"`
+	// Watched is how long the current phase or step has been watched, and
+	// LastTick when it last was. Bakes and deadlines are measured in
+	// watched time: each tick counts the time since the previous one, at
+	// most MaxTickGap, so that a bake does not pass unjudged while the
+	// server was down (it resumes with the bake time it still owes) and
+	// a deadline does not expire before a restarted controller has looked
+	// at its replicas again.
+	Watched  time.Duration `json:"watched,omitempty"`
 	LastTick time.Time     `json:"last_tick,omitzero"`
 	// Reason says why a deployment is rolling back, rolled back or failed.
 	Reason string `json:"reason,omitempty"`
@@ -248,7 +252,7 @@ type Target struct {
 func Next(s Strategy, a Alarms, st State, obs Observation) (State, Target) {
 	now := obs.Now.UTC().Round(0) // no monotonic reading: Since must survive JSON unchanged
 	if st.Phase == "" {
-		st = State{Phase: PhaseStartingGreen, Since: now, Replicas: obs.Replicas, Abort: st.Abort}
+		st = State{Phase: PhaseStartingGreen, Since: now, LastTick: now, Replicas: obs.Replicas, Abort: st.Abort}
 		if st.Replicas < 1 {
 			st.Replicas = max(st.Replicas, 0)
 			return terminal(st, PhaseFailed, now, fmt.Sprintf("variant has %d replicas: nothing to deploy", obs.Replicas))
@@ -275,7 +279,7 @@ func Next(s Strategy, a Alarms, st State, obs Observation) (State, Target) {
 		return rollBack(s, st, obs, now, "invalid strategy: "+err.Error())
 	}
 	p := plan{s, st.Replicas}
-	elapsed := max(now.Sub(st.Since), 0) // a clock that went back does not count as progress
+	st = watch(st, now)
 	timeout := a.readyTimeout()
 
 	switch st.Phase {
@@ -298,7 +302,7 @@ func Next(s Strategy, a Alarms, st State, obs Observation) (State, Target) {
 			st = State{Phase: p.servingPhase(st.Step), Step: st.Step, Since: now, LastTick: now, Replicas: st.Replicas}
 			return st, p.servingTarget(st.Step)
 		}
-		if elapsed >= timeout {
+		if st.Watched >= timeout {
 			why := fmt.Sprintf("green not ready after %s: %d of %d replicas ready", FormatDuration(timeout), obs.GreenReady, want)
 			if !serving {
 				return terminal(st, PhaseFailed, now, why)
@@ -315,21 +319,15 @@ func Next(s Strategy, a Alarms, st State, obs Observation) (State, Target) {
 		if why, bad := a.Check(obs.Green); bad {
 			return rollBack(s, st, obs, now, why)
 		}
-		if gap := now.Sub(st.LastTick); gap > 0 && !st.LastTick.IsZero() {
-			st.Baked += min(gap, MaxTickGap)
-		}
-		if now.After(st.LastTick) || st.LastTick.IsZero() {
-			st.LastTick = now
-		}
 		bake := p.bake(st.Step)
-		if st.Baked < bake {
+		if st.Watched < bake {
 			return st, tgt
 		}
 		want := p.greenWanted(st.Step)
 		if obs.GreenReady < want {
 			// Do not move on with part of green unready (capacity would
 			// shrink when blue goes), but do not wait for ever either.
-			if elapsed >= bake+timeout {
+			if st.Watched >= bake+timeout {
 				return rollBack(s, st, obs, now, fmt.Sprintf("green has %d of %d replicas ready %s after step %d's bake time",
 					obs.GreenReady, want, FormatDuration(timeout), st.Step+1))
 			}
@@ -340,7 +338,7 @@ func Next(s Strategy, a Alarms, st State, obs Observation) (State, Target) {
 		}
 		next := st.Step + 1
 		if s.Kind == KindRolling {
-			st = State{Phase: PhaseStartingGreen, Step: next, Since: now, Replicas: st.Replicas}
+			st = State{Phase: PhaseStartingGreen, Step: next, Since: now, LastTick: now, Replicas: st.Replicas}
 			return st, p.startingTarget(next)
 		}
 		st = State{Phase: p.servingPhase(next), Step: next, Since: now, LastTick: now, Replicas: st.Replicas}
@@ -355,7 +353,7 @@ func Next(s Strategy, a Alarms, st State, obs Observation) (State, Target) {
 
 // Moved reports whether next is a new stage of the deployment compared
 // with prev (another phase, step or reason): what a history shows. The
-// State also changes within a stage, on every tick of a bake.
+// State also changes within a stage, on every tick (State.Watched).
 func Moved(prev, next State) bool {
 	return prev.Phase != next.Phase || prev.Step != next.Step || prev.Reason != next.Reason
 }
@@ -377,6 +375,20 @@ func Abort(st State, reason string) State {
 	return st
 }
 
+// watch credits st with the time since its last tick, at most MaxTickGap
+// (none if the clock went back).
+func watch(st State, now time.Time) State {
+	if st.LastTick.IsZero() {
+		st.LastTick = now
+		return st
+	}
+	if gap := now.Sub(st.LastTick); gap > 0 {
+		st.Watched += min(gap, MaxTickGap)
+		st.LastTick = now
+	}
+	return st
+}
+
 func terminal(st State, ph Phase, now time.Time, reason string) (State, Target) {
 	st = State{Phase: ph, Step: st.Step, Since: now, Reason: reason, Replicas: st.Replicas}
 	return st, terminalTarget(st)
@@ -390,7 +402,7 @@ func terminalTarget(st State) Target {
 }
 
 func rollBack(s Strategy, st State, obs Observation, now time.Time, reason string) (State, Target) {
-	st = State{Phase: PhaseRollingBack, Step: st.Step, Since: now, Reason: reason, Replicas: st.Replicas}
+	st = State{Phase: PhaseRollingBack, Step: st.Step, Since: now, LastTick: now, Reason: reason, Replicas: st.Replicas}
 	return rollingBack(s, st, obs, now, 0)
 }
 
@@ -406,7 +418,7 @@ func rollingBack(s Strategy, st State, obs Observation, now time.Time, timeout t
 	if obs.BlueReady >= n {
 		return terminal(st, PhaseRolledBack, now, st.Reason)
 	}
-	if timeout > 0 && now.Sub(st.Since) >= timeout {
+	if timeout > 0 && st.Watched >= timeout {
 		return terminal(st, PhaseRolledBack, now, fmt.Sprintf("%s; blue had %d of %d replicas ready when the rollback stopped waiting for it", st.Reason, obs.BlueReady, n))
 	}
 	if obs.BlueReady > 0 {

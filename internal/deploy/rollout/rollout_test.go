@@ -28,7 +28,7 @@ var testAlarms = Alarms{MaxErrorRate: 0.01, MaxP99: time.Second, MinRequests: 20
 func checkState(t *testing.T, got, want State) {
 	t.Helper()
 	if got.Phase != want.Phase || got.Step != want.Step || got.Replicas != want.Replicas || !got.Since.Equal(want.Since) || got.Abort != want.Abort ||
-		got.Baked != want.Baked || !got.LastTick.Equal(want.LastTick) {
+		got.Watched != want.Watched || !got.LastTick.Equal(want.LastTick) {
 		t.Errorf("state = %+v\n        want %+v", got, want)
 	}
 	if (want.Reason == "") != (got.Reason == "") || !strings.Contains(got.Reason, want.Reason) {
@@ -45,13 +45,14 @@ func TestNextTransitions(t *testing.T) {
 	// st is a State as Next makes it on entering a phase.
 	st := func(ph Phase, step int, since time.Duration) State {
 		s := State{Phase: ph, Step: step, Since: at(since), Replicas: 3}
-		if ph == PhaseShifting || ph == PhaseFinishing {
+		if !ph.Terminal() {
 			s.LastTick = s.Since
 		}
 		return s
 	}
-	// baked is s after ticks that watched it for d, the last at last.
-	baked := func(s State, d, last time.Duration) State { s.Baked, s.LastTick = d, at(last); return s }
+	// watched is s after ticks that watched it for d, the last at last.
+	watched := func(s State, d, last time.Duration) State { s.Watched, s.LastTick = d, at(last); return s }
+	gap := MaxTickGap
 	sec := time.Second
 	withReason := func(s State, r string) State { s.Reason = r; return s }
 	tests := []struct {
@@ -72,50 +73,56 @@ func TestNextTransitions(t *testing.T) {
 		{"start with green already ready", all, State{}, Observation{Now: at(0), Replicas: 3, BlueReady: 3, GreenReady: 3},
 			st(PhaseFinishing, 0, 0), Target{100, 3, 3}},
 		{"green partly ready", canary, st(PhaseStartingGreen, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 2},
-			st(PhaseStartingGreen, 0, 0), Target{0, 3, 3}},
+			watched(st(PhaseStartingGreen, 0, 0), gap, m), Target{0, 3, 3}},
 		// Green takes no traffic yet: its (impossible) errors are not judged.
 		{"errors before traffic are not judged", canary, st(PhaseStartingGreen, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 2, Green: Window{Requests: 100, Errors: 100}},
-			st(PhaseStartingGreen, 0, 0), Target{0, 3, 3}},
+			watched(st(PhaseStartingGreen, 0, 0), gap, m), Target{0, 3, 3}},
 		{"green ready", canary, st(PhaseStartingGreen, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 3},
 			st(PhaseShifting, 0, m), Target{10, 3, 3}},
 		{"green ready, all-at-once", all, st(PhaseStartingGreen, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 3},
 			st(PhaseFinishing, 0, m), Target{100, 3, 3}},
-		{"green not ready in time", canary, st(PhaseStartingGreen, 0, 0), Observation{Now: at(5 * m), BlueReady: 3, GreenReady: 1},
+		{"green not ready yet", canary, watched(st(PhaseStartingGreen, 0, 0), 5*m-2*sec, 5*m-2*sec), Observation{Now: at(5*m - sec), BlueReady: 3, GreenReady: 1},
+			watched(st(PhaseStartingGreen, 0, 0), 5*m-sec, 5*m-sec), Target{0, 3, 3}},
+		// The server was down for 18 minutes: the restarted controller
+		// gets its ticks before the deadline expires.
+		{"downtime does not expire the deadline", canary, watched(st(PhaseStartingGreen, 0, 0), 2*m, 2*m), Observation{Now: at(20 * m), BlueReady: 3, GreenReady: 1},
+			watched(st(PhaseStartingGreen, 0, 0), 2*m+gap, 20*m), Target{0, 3, 3}},
+		{"green not ready in time", canary, watched(st(PhaseStartingGreen, 0, 0), 5*m-sec, 5*m-sec), Observation{Now: at(5 * m), BlueReady: 3, GreenReady: 1},
 			withReason(st(PhaseFailed, 0, 5*m), "green not ready after 5m: 1 of 3 replicas ready"), Target{0, 3, 0}},
 		{"green fails while starting", canary, st(PhaseStartingGreen, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 2, GreenFailed: "replica 42 exited with status 2"},
 			withReason(st(PhaseFailed, 0, m), "green replica failed while starting: replica 42 exited with status 2"), Target{0, 3, 0}},
 
 		// Baking a step.
 		{"first tick of a bake", canary, st(PhaseShifting, 0, 0), Observation{Now: at(sec), BlueReady: 3, GreenReady: 3, Green: ok},
-			baked(st(PhaseShifting, 0, 0), sec, sec), Target{10, 3, 3}},
-		{"baking", canary, baked(st(PhaseShifting, 0, 0), 5*m-2*sec, 5*m-2*sec), Observation{Now: at(5*m - sec), BlueReady: 3, GreenReady: 3, Green: ok},
-			baked(st(PhaseShifting, 0, 0), 5*m-sec, 5*m-sec), Target{10, 3, 3}},
-		{"bake done", canary, baked(st(PhaseShifting, 0, 0), 5*m-sec, 5*m-sec), Observation{Now: at(5 * m), BlueReady: 3, GreenReady: 3, Green: ok},
+			watched(st(PhaseShifting, 0, 0), sec, sec), Target{10, 3, 3}},
+		{"baking", canary, watched(st(PhaseShifting, 0, 0), 5*m-2*sec, 5*m-2*sec), Observation{Now: at(5*m - sec), BlueReady: 3, GreenReady: 3, Green: ok},
+			watched(st(PhaseShifting, 0, 0), 5*m-sec, 5*m-sec), Target{10, 3, 3}},
+		{"bake done", canary, watched(st(PhaseShifting, 0, 0), 5*m-sec, 5*m-sec), Observation{Now: at(5 * m), BlueReady: 3, GreenReady: 3, Green: ok},
 			st(PhaseFinishing, 1, 5*m), Target{100, 3, 3}},
 		// The server was down for 10 minutes: the step still owes most
 		// of its bake, and green is watched for it.
-		{"downtime is not bake time", canary, baked(st(PhaseShifting, 0, 0), 4*m, 4*m), Observation{Now: at(14 * m), BlueReady: 3, GreenReady: 3},
-			baked(st(PhaseShifting, 0, 0), 4*m+MaxTickGap, 14*m), Target{10, 3, 3}},
-		{"bake done with too few requests to judge", canary, baked(st(PhaseShifting, 0, 0), 5*m-sec, 5*m-sec), Observation{Now: at(5 * m), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 19, Errors: 19, P99: time.Hour}},
+		{"downtime is not bake time", canary, watched(st(PhaseShifting, 0, 0), 4*m, 4*m), Observation{Now: at(14 * m), BlueReady: 3, GreenReady: 3},
+			watched(st(PhaseShifting, 0, 0), 4*m+MaxTickGap, 14*m), Target{10, 3, 3}},
+		{"bake done with too few requests to judge", canary, watched(st(PhaseShifting, 0, 0), 5*m-sec, 5*m-sec), Observation{Now: at(5 * m), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 19, Errors: 19, P99: time.Hour}},
 			st(PhaseFinishing, 1, 5*m), Target{100, 3, 3}},
-		{"bake done but green not all ready", canary, baked(st(PhaseShifting, 0, 0), 5*m, 6*m-sec), Observation{Now: at(6 * m), BlueReady: 3, GreenReady: 2, Green: ok},
-			baked(st(PhaseShifting, 0, 0), 5*m+sec, 6*m), Target{10, 3, 3}},
-		{"green not all ready long after the bake", canary, baked(st(PhaseShifting, 0, 0), 10*m-sec, 10*m-sec), Observation{Now: at(10 * m), BlueReady: 3, GreenReady: 2, Green: ok},
+		{"bake done but green not all ready", canary, watched(st(PhaseShifting, 0, 0), 5*m, 6*m-sec), Observation{Now: at(6 * m), BlueReady: 3, GreenReady: 2, Green: ok},
+			watched(st(PhaseShifting, 0, 0), 5*m+sec, 6*m), Target{10, 3, 3}},
+		{"green not all ready long after the bake", canary, watched(st(PhaseShifting, 0, 0), 10*m-sec, 10*m-sec), Observation{Now: at(10 * m), BlueReady: 3, GreenReady: 2, Green: ok},
 			withReason(st(PhaseRolledBack, 0, 10*m), "green has 2 of 3 replicas ready 5m after step 1's bake time"), Target{0, 3, 0}},
 		{"error alarm", canary, st(PhaseShifting, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 20, Errors: 1}},
 			withReason(st(PhaseRolledBack, 0, m), "green error rate 5% (1 of 20 requests) above 1%"), Target{0, 3, 0}},
 		{"errors below min requests", canary, st(PhaseShifting, 0, 0), Observation{Now: at(sec), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 19, Errors: 5}},
-			baked(st(PhaseShifting, 0, 0), sec, sec), Target{10, 3, 3}},
+			watched(st(PhaseShifting, 0, 0), sec, sec), Target{10, 3, 3}},
 		{"error rate at the threshold is not above it", canary, st(PhaseShifting, 0, 0), Observation{Now: at(sec), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 100, Errors: 1}},
-			baked(st(PhaseShifting, 0, 0), sec, sec), Target{10, 3, 3}},
+			watched(st(PhaseShifting, 0, 0), sec, sec), Target{10, 3, 3}},
 		{"error rate just above the threshold", canary, st(PhaseShifting, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 199, Errors: 2}},
 			withReason(st(PhaseRolledBack, 0, m), "green error rate 1.01% (2 of 199 requests) above 1%"), Target{0, 3, 0}},
 		{"latency alarm", canary, st(PhaseShifting, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 20, P99: 1500 * time.Millisecond}},
 			withReason(st(PhaseRolledBack, 0, m), "green p99 latency 1.5s above 1s (20 requests)"), Target{0, 3, 0}},
 		{"latency below min requests", canary, st(PhaseShifting, 0, 0), Observation{Now: at(sec), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 19, P99: time.Hour}},
-			baked(st(PhaseShifting, 0, 0), sec, sec), Target{10, 3, 3}},
+			watched(st(PhaseShifting, 0, 0), sec, sec), Target{10, 3, 3}},
 		{"latency at the threshold", canary, st(PhaseShifting, 0, 0), Observation{Now: at(sec), BlueReady: 3, GreenReady: 3, Green: Window{Requests: 500, P99: time.Second}},
-			baked(st(PhaseShifting, 0, 0), sec, sec), Target{10, 3, 3}},
+			watched(st(PhaseShifting, 0, 0), sec, sec), Target{10, 3, 3}},
 		{"green replica fails while serving", canary, st(PhaseShifting, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 2, GreenFailed: "killed by signal 9", Green: ok},
 			withReason(st(PhaseRolledBack, 0, m), "green replica failed: killed by signal 9"), Target{0, 3, 0}},
 		// A blue replica is down (being replaced): the rollback waits for it.
@@ -126,8 +133,8 @@ func TestNextTransitions(t *testing.T) {
 
 		// The final bake.
 		{"finishing", canary, st(PhaseFinishing, 1, 0), Observation{Now: at(sec), BlueReady: 3, GreenReady: 3, Green: ok},
-			baked(st(PhaseFinishing, 1, 0), sec, sec), Target{100, 3, 3}},
-		{"finished", canary, baked(st(PhaseFinishing, 1, 0), 5*m-sec, 5*m-sec), Observation{Now: at(5 * m), BlueReady: 3, GreenReady: 3, Green: ok},
+			watched(st(PhaseFinishing, 1, 0), sec, sec), Target{100, 3, 3}},
+		{"finished", canary, watched(st(PhaseFinishing, 1, 0), 5*m-sec, 5*m-sec), Observation{Now: at(5 * m), BlueReady: 3, GreenReady: 3, Green: ok},
 			st(PhaseSucceeded, 1, 5*m), Target{100, 0, 3}},
 		{"all-at-once without bake finishes on the next tick", all, st(PhaseFinishing, 0, 0), Observation{Now: at(time.Second), BlueReady: 3, GreenReady: 3},
 			st(PhaseSucceeded, 0, time.Second), Target{100, 0, 3}},
@@ -136,10 +143,10 @@ func TestNextTransitions(t *testing.T) {
 
 		// Rolling back.
 		{"rolling back, blue still short", canary, withReason(st(PhaseRollingBack, 0, 0), "x"), Observation{Now: at(m), BlueReady: 2},
-			withReason(st(PhaseRollingBack, 0, 0), "x"), Target{0, 3, 0}},
+			withReason(watched(st(PhaseRollingBack, 0, 0), gap, m), "x"), Target{0, 3, 0}},
 		{"rolled back", canary, withReason(st(PhaseRollingBack, 0, 0), "x"), Observation{Now: at(m), BlueReady: 3},
 			withReason(st(PhaseRolledBack, 0, m), "x"), Target{0, 3, 0}},
-		{"rollback stops waiting for blue", canary, withReason(st(PhaseRollingBack, 0, 0), "x"), Observation{Now: at(5 * m), BlueReady: 2},
+		{"rollback stops waiting for blue", canary, withReason(watched(st(PhaseRollingBack, 0, 0), 5*m-sec, 5*m-sec), "x"), Observation{Now: at(5 * m), BlueReady: 2},
 			withReason(st(PhaseRolledBack, 0, 5*m), "x; blue had 2 of 3 replicas ready when the rollback stopped waiting for it"), Target{0, 3, 0}},
 
 		// Terminal phases stay put whatever is observed.
@@ -161,11 +168,11 @@ func TestNextTransitions(t *testing.T) {
 			st(PhaseStartingGreen, 0, 0), Target{0, 3, 2}},
 		{"rolling first batch ready", rolling, st(PhaseStartingGreen, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenReady: 2},
 			st(PhaseShifting, 0, m), Target{67, 1, 2}},
-		{"rolling first batch baked", rolling, baked(st(PhaseShifting, 0, 0), m-sec, m-sec), Observation{Now: at(m), BlueReady: 1, GreenReady: 2, Green: ok},
+		{"rolling first batch baked", rolling, watched(st(PhaseShifting, 0, 0), m-sec, m-sec), Observation{Now: at(m), BlueReady: 1, GreenReady: 2, Green: ok},
 			st(PhaseStartingGreen, 1, m), Target{67, 1, 3}},
 		{"rolling second batch ready", rolling, st(PhaseStartingGreen, 1, 0), Observation{Now: at(m), BlueReady: 1, GreenReady: 3, Green: ok},
 			st(PhaseShifting, 1, m), Target{100, 0, 3}},
-		{"rolling done", rolling, baked(st(PhaseShifting, 1, 0), m-sec, m-sec), Observation{Now: at(m), GreenReady: 3, Green: ok},
+		{"rolling done", rolling, watched(st(PhaseShifting, 1, 0), m-sec, m-sec), Observation{Now: at(m), GreenReady: 3, Green: ok},
 			st(PhaseSucceeded, 1, m), Target{100, 0, 3}},
 		{"rolling first batch fails to start", rolling, st(PhaseStartingGreen, 0, 0), Observation{Now: at(m), BlueReady: 3, GreenFailed: "oom"},
 			withReason(st(PhaseFailed, 0, m), "green replica failed while starting: oom"), Target{0, 3, 0}},
@@ -173,7 +180,7 @@ func TestNextTransitions(t *testing.T) {
 		// or an alarm then is a rollback, not a failure to start.
 		{"rolling second batch fails to start", rolling, st(PhaseStartingGreen, 1, 0), Observation{Now: at(m), BlueReady: 1, GreenReady: 2, GreenFailed: "oom"},
 			withReason(st(PhaseRollingBack, 1, m), "green replica failed: oom"), Target{0, 3, 0}},
-		{"rolling second batch too slow", rolling, st(PhaseStartingGreen, 1, 0), Observation{Now: at(5 * m), BlueReady: 1, GreenReady: 2, Green: ok},
+		{"rolling second batch too slow", rolling, watched(st(PhaseStartingGreen, 1, 0), 5*m-sec, 5*m-sec), Observation{Now: at(5 * m), BlueReady: 1, GreenReady: 2, Green: ok},
 			withReason(st(PhaseRollingBack, 1, 5*m), "green not ready after 5m: 2 of 3 replicas ready"), Target{0, 3, 0}},
 		{"rolling alarm while a batch starts", rolling, st(PhaseStartingGreen, 1, 0), Observation{Now: at(m), BlueReady: 1, GreenReady: 2, Green: Window{Requests: 50, Errors: 10}},
 			withReason(st(PhaseRollingBack, 1, m), "green error rate 20% (10 of 50 requests)"), Target{0, 3, 0}},
@@ -182,12 +189,12 @@ func TestNextTransitions(t *testing.T) {
 		{"rolling alarm with no blue left", rolling, st(PhaseShifting, 1, 0), Observation{Now: at(30 * time.Second), GreenReady: 3, Green: Window{Requests: 50, P99: 3 * time.Second}},
 			withReason(st(PhaseRollingBack, 1, 30*time.Second), "green p99 latency 3s above 1s"), Target{100, 3, 3}},
 		{"rolling back from the first batch with no blue left", rolling, withReason(st(PhaseRollingBack, 0, 0), "x"), Observation{Now: at(m), GreenReady: 2},
-			withReason(st(PhaseRollingBack, 0, 0), "x"), Target{100, 3, 2}},
+			withReason(watched(st(PhaseRollingBack, 0, 0), gap, m), "x"), Target{100, 3, 2}},
 		{"rolling back, a blue replica is back", rolling, withReason(st(PhaseRollingBack, 1, 0), "x"), Observation{Now: at(m), BlueReady: 1, GreenReady: 3},
-			withReason(st(PhaseRollingBack, 1, 0), "x"), Target{0, 3, 0}},
+			withReason(watched(st(PhaseRollingBack, 1, 0), gap, m), "x"), Target{0, 3, 0}},
 		{"rolling rolled back", rolling, withReason(st(PhaseRollingBack, 1, 0), "x"), Observation{Now: at(2 * m), BlueReady: 3},
 			withReason(st(PhaseRolledBack, 1, 2*m), "x"), Target{0, 3, 0}},
-		{"rolling rollback gives up on blue", rolling, withReason(st(PhaseRollingBack, 1, 0), "x"), Observation{Now: at(5 * m), GreenReady: 3},
+		{"rolling rollback gives up on blue", rolling, withReason(watched(st(PhaseRollingBack, 1, 0), 5*m-sec, 5*m-sec), "x"), Observation{Now: at(5 * m), GreenReady: 3},
 			withReason(st(PhaseRolledBack, 1, 5*m), "blue had 0 of 3 replicas ready"), Target{0, 3, 0}},
 	}
 	for _, tt := range tests {
@@ -256,12 +263,12 @@ func TestAlarmsValidate(t *testing.T) {
 // 5m, not "no time at all".
 func TestZeroReadyTimeoutIsTheDefault(t *testing.T) {
 	s := mustParse(t, "canary:10%:1m")
-	st := State{Phase: PhaseStartingGreen, Since: at(0), Replicas: 2}
+	st := State{Phase: PhaseStartingGreen, Since: at(0), Replicas: 2, Watched: DefaultReadyTimeout - 2*time.Second, LastTick: at(DefaultReadyTimeout - 2*time.Second)}
 	a := Alarms{MaxErrorRate: 0.01}
 	if got, _ := Next(s, a, st, Observation{Now: at(DefaultReadyTimeout - time.Second), BlueReady: 2}); got.Phase != PhaseStartingGreen {
 		t.Errorf("before the default timeout: %+v", got)
 	}
-	if got, _ := Next(s, a, st, Observation{Now: at(DefaultReadyTimeout), BlueReady: 2}); got.Phase != PhaseFailed {
+	if got, _ := Next(s, a, st, Observation{Now: at(DefaultReadyTimeout - 2*time.Second + MaxTickGap), BlueReady: 2}); got.Phase != PhaseFailed {
 		t.Errorf("at the default timeout: %+v", got)
 	}
 }

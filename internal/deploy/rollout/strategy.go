@@ -36,7 +36,7 @@ type Strategy struct {
 }
 
 // Step is one traffic step: GreenPercent of the traffic goes to green for
-// at least Bake, counted while the controller watches (see State.Baked).
+// at least Bake, counted while the controller watches (see State.Watched).
 type Step struct {
 	GreenPercent int
 	Bake         time.Duration
