@@ -21,17 +21,23 @@ var routes = []string{routeHealth, routeMetadata, routeInfer, routeInvocations, 
 
 var codeClasses = []string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 
+// usualClasses are the classes whose series exist from the start (at 0),
+// so that rates of errors are defined before the first error; 1xx and 3xx,
+// which this server never sends itself, appear only if they happen.
+var usualClasses = []int{1, 3, 4}
+
 // metrics are the server's Prometheus metrics, on its own registry. The
 // label values are resolved once here, so that a request only touches
 // ready observers.
 type metrics struct {
-	reg      *prometheus.Registry
-	requests map[string][5]prometheus.Counter // route → code class
-	duration map[string]prometheus.Observer   // route
-	queue    prometheus.Observer
-	compute  prometheus.Observer
-	batch    prometheus.Observer
-	inflight prometheus.Gauge
+	reg         *prometheus.Registry
+	requestsVec *prometheus.CounterVec
+	requests    map[string]*[5]prometheus.Counter // route → code class; nil until first used
+	duration    map[string]prometheus.Observer    // route
+	queue       prometheus.Observer
+	compute     prometheus.Observer
+	batch       prometheus.Observer
+	inflight    prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -70,17 +76,18 @@ func newMetrics() *metrics {
 	})
 	reg.MustRegister(requests, duration, queue, compute, batch, inflight)
 	m := &metrics{
-		reg:      reg,
-		requests: map[string][5]prometheus.Counter{},
-		duration: map[string]prometheus.Observer{},
-		queue:    queue, compute: compute, batch: batch, inflight: inflight,
+		reg:         reg,
+		requestsVec: requests,
+		requests:    map[string]*[5]prometheus.Counter{},
+		duration:    map[string]prometheus.Observer{},
+		queue:       queue, compute: compute, batch: batch, inflight: inflight,
 	}
 	for _, r := range routes {
 		var cs [5]prometheus.Counter
-		for i, c := range codeClasses {
-			cs[i] = requests.WithLabelValues(r, c)
+		for _, i := range usualClasses {
+			cs[i] = requests.WithLabelValues(r, codeClasses[i])
 		}
-		m.requests[r] = cs
+		m.requests[r] = &cs
 		m.duration[r] = duration.WithLabelValues(r)
 	}
 	return m
@@ -91,6 +98,11 @@ func (m *metrics) request(route string, code int, seconds float64) {
 	if class < 0 || class > 4 {
 		class = 4
 	}
-	m.requests[route][class].Inc()
+	c := m.requests[route][class]
+	if c == nil {
+		// Rare (1xx, 3xx); WithLabelValues is safe to call concurrently.
+		c = m.requestsVec.WithLabelValues(route, codeClasses[class])
+	}
+	c.Inc()
 	m.duration[route].Observe(seconds)
 }
