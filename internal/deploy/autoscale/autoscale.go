@@ -188,6 +188,10 @@ func Desired(p Policy, current int, window []Sample, lastOut, lastIn, now time.T
 		last = lastIn
 	}
 	to := max(current-(current-wantIn+1)/2, wantOut, p.Min)
+	if to >= current {
+		return current, fmt.Sprintf("steady: %s %.3g per replica over %s would allow %d replicas, but %.3g over the last %s needs %d",
+			name, perReplicaIn, short(inW), wantIn, perReplica, short(outW), wantOut)
+	}
 	if left := p.ScaleInCooldown - now.Sub(last); left > 0 {
 		return current, fmt.Sprintf("holding: %s %.3g per replica over %s < %g%% of target %g would allow %d replicas; scale-in cooldown %s left",
 			name, perReplicaIn, short(inW), 100*ScaleInMargin, p.Target, to, short(left))

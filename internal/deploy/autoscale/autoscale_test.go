@@ -75,6 +75,7 @@ func TestDesired(t *testing.T) {
 		// The long window is quiet but the last 10 s are not: the scale-in
 		// stops at what the recent load needs.
 		{"recent load limits a scale-in", pol, 8, then(0, long, 11, 10*s), zero, zero, 6, "→ 6 replicas (gradually, towards 2)"},
+		{"recent load holds the fleet", pol, 4, then(0, long, 8, 10*s), zero, zero, 4, "steady: in-flight 0.4 per replica over 50s would allow 1 replicas, but 2 over the last 10s needs 4"},
 		// A burst in the last 10 s scales out even though the long window is quiet.
 		{"a recent burst scales out", pol, 2, then(0, long, 20, 10*s), zero, zero, 8, "in-flight 10 per replica over 10s"},
 		// An old burst, outside the windows, counts for nothing.
