@@ -11,10 +11,13 @@ import (
 // form, as PyTorch's default and ONNX's Gelu), tanh or sigmoid.
 type Activation struct {
 	kind string
+	recycling
 }
 
 // NewActivation makes the activation named kind.
-func NewActivation(kind string) *Activation { return &Activation{kind: kind} }
+func NewActivation(kind string) *Activation {
+	return &Activation{kind: kind, recycling: newRecycling()}
+}
 
 func (a *Activation) Kind() string                     { return a.kind }
 func (a *Activation) Params() []*Param                 { return nil }
@@ -25,7 +28,7 @@ func (a *Activation) OutShape(in []int) ([]int, error) { return in, nil }
 type activationCache struct{ x, y *Tensor }
 
 func (a *Activation) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
-	y := NewTensor(x.Shape...)
+	y := a.output(false, x.Shape...) // every kind writes every element
 	xs, ys := x.Data, y.Data
 	parallelFor(len(xs), 1<<15, func(lo, hi int) {
 		switch a.kind {
@@ -59,7 +62,7 @@ func (a *Activation) Backward(cache any, dy *Tensor, needInput bool) *Tensor {
 		return nil
 	}
 	c := cache.(activationCache)
-	dx := NewTensor(dy.Shape...)
+	dx := a.inputGrad(false, dy.Shape...)
 	xs, ys, gs, ds := c.x.Data, c.y.Data, dy.Data, dx.Data
 	parallelFor(len(gs), 1<<15, func(lo, hi int) {
 		switch a.kind {

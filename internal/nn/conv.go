@@ -15,9 +15,10 @@ type Conv2D struct {
 	W, B                               *Param
 
 	// cols recycles the per-sample (InC·K·K)×(OH·OW) im2col matrices and
-	// grads Backward's per-lane partial gradients between calls (nil in a
-	// Conv2D not made by NewConv2D: then every call allocates).
-	cols, grads *scratch
+	// partials Backward's per-lane partial gradients between calls (nil in
+	// a Conv2D not made by NewConv2D: then every call allocates).
+	cols, partials *scratch
+	recycling
 }
 
 // NewConv2D makes a Conv2D layer with weights drawn by init (fan-in
@@ -27,7 +28,7 @@ func NewConv2D(name string, inC, outC, kernel, stride, padding int, init Init, r
 		InC: inC, OutC: outC, Kernel: kernel, Stride: stride, Padding: padding,
 		W:    newParam(name+".weight", false, outC, inC, kernel, kernel),
 		B:    newParam(name+".bias", true, outC),
-		cols: &scratch{}, grads: &scratch{},
+		cols: &scratch{}, partials: &scratch{}, recycling: newRecycling(),
 	}
 	init(c.W.Value.Data, inC*kernel*kernel, outC*kernel*kernel, rng)
 	return c
@@ -106,7 +107,7 @@ const convLanes = 8
 func (c *Conv2D) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
 	g := c.geom(x)
 	plane, ckk, chw := g.oh*g.ow, g.c*g.k*g.k, g.c*g.h*g.w
-	y := NewTensor(g.n, c.OutC, g.oh, g.ow)
+	y := c.output(false, g.n, c.OutC, g.oh, g.ow) // the GEMMs (beta 0) write it all
 	bias, outC := c.B.Value.Data, c.OutC
 	parallelFor(g.n, grain(outC*ckk*plane), func(lo, hi int) {
 		cols, pad := c.cols.get(ckk*plane), c.cols.get(g.padded())
@@ -143,11 +144,11 @@ func (c *Conv2D) Backward(cache any, dy *Tensor, needInput bool) *Tensor {
 	outC := c.OutC
 	var dx *Tensor
 	if needInput {
-		dx = NewTensor(g.n, g.c, g.h, g.w)
+		dx = c.inputGrad(true, g.n, g.c, g.h, g.w) // col2im adds into it
 	}
 	lanes := min(convLanes, g.n)
 	wSize := outC * ckk
-	partial := c.grads.get(lanes * (wSize + outC))
+	partial := c.partials.get(lanes * (wSize + outC))
 	clear(partial)
 	perLane := (g.n + lanes - 1) / lanes
 	perSample := outC * ckk * plane * 3 // three products' worth of work
@@ -193,7 +194,7 @@ func (c *Conv2D) Backward(cache any, dy *Tensor, needInput bool) *Tensor {
 			dB[i] += v
 		}
 	}
-	c.grads.put(partial)
+	c.partials.put(partial)
 	return dx
 }
 

@@ -10,11 +10,12 @@ import (
 type Dense struct {
 	In, Out int
 	W, B    *Param
+	recycling
 }
 
 // NewDense makes a Dense layer with weights drawn by init and zero bias.
 func NewDense(name string, in, out int, init Init, rng *rand.Rand) *Dense {
-	d := &Dense{In: in, Out: out, W: newParam(name+".weight", false, out, in), B: newParam(name+".bias", true, out)}
+	d := &Dense{In: in, Out: out, W: newParam(name+".weight", false, out, in), B: newParam(name+".bias", true, out), recycling: newRecycling()}
 	init(d.W.Value.Data, in, out, rng)
 	return d
 }
@@ -31,7 +32,7 @@ func (d *Dense) OutShape(in []int) ([]int, error) {
 
 func (d *Dense) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
 	n := x.Batch()
-	y := NewTensor(n, d.Out)
+	y := d.output(false, n, d.Out) // every row gets the bias below
 	b := d.B.Value.Data
 	for i := 0; i < n; i++ {
 		copy(y.Data[i*d.Out:(i+1)*d.Out], b)
@@ -57,7 +58,7 @@ func (d *Dense) Backward(cache any, dy *Tensor, needInput bool) *Tensor {
 	if !needInput {
 		return nil
 	}
-	dx := NewTensor(x.Shape...)
+	dx := d.inputGrad(false, x.Shape...) // beta 0: the product overwrites it
 	gemm(false, false, n, d.In, d.Out, 1, dy.Data, d.W.Value.Data, 0, dx.Data)
 	return dx
 }

@@ -7,10 +7,11 @@ import "fmt"
 // inference is the identity and needs no rescaling.
 type Dropout struct {
 	Rate float64
+	recycling
 }
 
 // NewDropout makes a dropout layer; Build has checked rate is in [0, 1).
-func NewDropout(rate float64) *Dropout { return &Dropout{Rate: rate} }
+func NewDropout(rate float64) *Dropout { return &Dropout{Rate: rate, recycling: newRecycling()} }
 
 func (d *Dropout) Kind() string                     { return "dropout" }
 func (d *Dropout) Params() []*Param                 { return nil }
@@ -39,7 +40,7 @@ func (d *Dropout) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
 	// same mask however many cores there are.
 	scale := float32(1 / (1 - d.Rate))
 	mask := make([]float32, len(x.Data))
-	y := NewTensor(x.Shape...)
+	y := d.output(true, x.Shape...) // dropped elements stay 0
 	for i, v := range x.Data {
 		if ctx.RNG.Float64() >= d.Rate {
 			mask[i] = scale
@@ -57,7 +58,7 @@ func (d *Dropout) Backward(cache any, dy *Tensor, needInput bool) *Tensor {
 	if mask == nil {
 		return dy
 	}
-	dx := NewTensor(dy.Shape...)
+	dx := d.inputGrad(false, dy.Shape...) // every element written
 	for i, m := range mask {
 		dx.Data[i] = dy.Data[i] * m
 	}

@@ -1,6 +1,9 @@
 package nn
 
-import "math/rand/v2"
+import (
+	"math/rand/v2"
+	"slices"
+)
 
 // Layer is one step of a network. Implementations keep only their
 // parameters (and, for BatchNorm, running statistics); everything a
@@ -47,6 +50,56 @@ type Context struct {
 
 // Infer is the context for prediction: no dropout, running statistics, no caches.
 func Infer() *Context { return &Context{} }
+
+// Recycler layers take back a tensor they returned — an output of Forward
+// (grad false) or an input gradient of Backward (grad true) — once nothing
+// reads it any more, and hand its memory out again on a later call. A
+// training step then reuses the previous step's activations and gradients
+// instead of allocating and zeroing fresh ones (~22 MB a step for LeNet
+// on 64 images): they stay warm in the caches, and two training
+// processes on one machine do not stream them through the memory bus.
+// Model.BackwardNotify recycles a pass's tensors when the pass is done.
+type Recycler interface {
+	Recycle(t *Tensor, grad bool)
+}
+
+// recycling is the Recycler layers embed: one pool for outputs and one for
+// input gradients, whose sizes differ (one pool would keep handing out
+// buffers of the wrong size). The zero value allocates every time.
+type recycling struct{ outs, grads *scratch }
+
+func newRecycling() recycling { return recycling{outs: &scratch{}, grads: &scratch{}} }
+
+func (r recycling) Recycle(t *Tensor, grad bool) {
+	if grad {
+		r.grads.put(t.Data)
+	} else {
+		r.outs.put(t.Data)
+	}
+}
+
+// output is a tensor for Forward's result, from the pool when it has one.
+// A recycled buffer holds old values: zero says to clear it; callers that
+// write every element pass false.
+func (r recycling) output(zero bool, shape ...int) *Tensor {
+	return pooledTensor(r.outs, zero, shape)
+}
+
+// inputGrad is output's counterpart for Backward's input gradient.
+func (r recycling) inputGrad(zero bool, shape ...int) *Tensor {
+	return pooledTensor(r.grads, zero, shape)
+}
+
+func pooledTensor(s *scratch, zero bool, shape []int) *Tensor {
+	if s == nil {
+		return NewTensor(shape...)
+	}
+	data := s.get(Volume(shape))
+	if zero {
+		clear(data)
+	}
+	return &Tensor{Shape: slices.Clone(shape), Data: data}
+}
 
 // Stateful layers hold non-trainable state that a checkpoint and an export
 // must carry (BatchNorm's running mean and variance).

@@ -42,9 +42,13 @@ func (m *Model) ZeroGrad() {
 	}
 }
 
-// Pass holds the caches of one training forward pass for Backward.
+// Pass holds the caches of one training forward pass for Backward, and
+// the tensors the pass made, to recycle once it is backpropagated.
 type Pass struct {
 	caches []any
+	input  *Tensor
+	outs   []*Tensor // outs[i]: layer i's output
+	grads  []*Tensor // grads[i]: layer i's input gradient
 }
 
 // Forward runs the batch x through every layer. x's per-sample shape must
@@ -53,9 +57,10 @@ func (m *Model) Forward(ctx *Context, x *Tensor) (*Tensor, *Pass, error) {
 	if !sameShape(x.Shape[1:], m.Spec.Input) {
 		return nil, nil, fmt.Errorf("nn: input shape %v does not match the model's %v", x.Shape[1:], m.Spec.Input)
 	}
-	pass := &Pass{caches: make([]any, len(m.Layers))}
+	pass := &Pass{caches: make([]any, len(m.Layers)), input: x, outs: make([]*Tensor, len(m.Layers))}
 	for i, l := range m.Layers {
 		x, pass.caches[i] = l.Forward(ctx, x)
+		pass.outs[i] = x
 	}
 	return x, pass, nil
 }
@@ -77,11 +82,54 @@ func (m *Model) Backward(pass *Pass, dy *Tensor) { m.BackwardNotify(pass, dy, ni
 // data-parallel trainer can start averaging them while the earlier
 // layers are still being computed.
 func (m *Model) BackwardNotify(pass *Pass, dy *Tensor, done func(layer int)) {
+	lossGrad := dy
+	pass.grads = make([]*Tensor, len(m.Layers))
 	for i := len(m.Layers) - 1; i >= 0; i-- {
 		dy = m.Layers[i].Backward(pass.caches[i], dy, i > 0)
+		pass.grads[i] = dy
 		pass.caches[i] = nil // a pass is backpropagated once
 		if done != nil {
 			done(i)
 		}
 	}
+	m.recycle(pass, lossGrad)
+}
+
+// recycle gives a backpropagated pass's tensors back to the layers that
+// made them (Recycler). Tensors may share memory — Flatten returns a view
+// of its input, Dropout at rate 0 its input itself — so each buffer goes
+// back once, to the first layer that returned it (outputs in forward
+// order, gradients in backward order: the producer comes first), and
+// never when the caller holds it: the model's input and output, and the
+// loss gradient passed in. Views here always start at their buffer's
+// first element, which is what identifies a buffer.
+func (m *Model) recycle(pass *Pass, lossGrad *Tensor) {
+	if len(pass.outs) == 0 {
+		return
+	}
+	seen := make(map[*float32]bool, 2*len(m.Layers)+3)
+	mark := func(t *Tensor) bool {
+		if t == nil || len(t.Data) == 0 || seen[&t.Data[0]] {
+			return false
+		}
+		seen[&t.Data[0]] = true
+		return true
+	}
+	mark(pass.input)
+	mark(pass.outs[len(pass.outs)-1])
+	mark(lossGrad)
+	give := func(i int, t *Tensor, grad bool) {
+		if mark(t) {
+			if r, ok := m.Layers[i].(Recycler); ok {
+				r.Recycle(t, grad)
+			}
+		}
+	}
+	for i, t := range pass.outs {
+		give(i, t, false)
+	}
+	for i := len(pass.grads) - 1; i >= 0; i-- {
+		give(i, pass.grads[i], true)
+	}
+	pass.outs, pass.grads, pass.input = nil, nil, nil
 }

@@ -14,11 +14,12 @@ import (
 type Pool2D struct {
 	Max                     bool
 	Kernel, Stride, Padding int
+	recycling
 }
 
 // NewPool2D makes a max (isMax) or average pooling layer.
 func NewPool2D(isMax bool, kernel, stride, padding int) *Pool2D {
-	return &Pool2D{Max: isMax, Kernel: kernel, Stride: stride, Padding: padding}
+	return &Pool2D{Max: isMax, Kernel: kernel, Stride: stride, Padding: padding, recycling: newRecycling()}
 }
 
 func (p *Pool2D) Kind() string {
@@ -80,7 +81,7 @@ type poolCache struct {
 func (p *Pool2D) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
 	g := p.geom(x)
 	hw, plane := g.h*g.w, g.oh*g.ow
-	y := NewTensor(g.n, g.c, g.oh, g.ow)
+	y := p.output(false, g.n, g.c, g.oh, g.ow) // every window writes its output
 	var argmax []int32
 	if p.Max && ctx.Training {
 		argmax = make([]int32, len(y.Data))
@@ -175,7 +176,7 @@ func (p *Pool2D) Backward(cache any, dy *Tensor, needInput bool) *Tensor {
 	pc := cache.(*poolCache)
 	g := pc.g
 	hw, plane := g.h*g.w, g.oh*g.ow
-	dx := NewTensor(g.n, g.c, g.h, g.w)
+	dx := p.inputGrad(true, g.n, g.c, g.h, g.w) // gradients are added into it
 	parallelFor(g.n*g.c, grain(hw), func(lo, hi int) {
 		for pl := lo; pl < hi; pl++ {
 			src, dst := dy.Data[pl*plane:(pl+1)*plane], dx.Data[pl*hw:(pl+1)*hw]
