@@ -38,6 +38,9 @@
 //     because of the rollout itself. When a fleet must go from serving
 //     traffic to zero replicas, move the traffic first.
 //
+// To cancel a deployment (or give up on state it cannot read), pass
+// Abort(state, reason) to the next call instead of the state.
+//
 // Persist the returned State whenever it differs from the one passed in
 // (it changes on every tick, see below); add an entry to the
 // deployment's history when Moved(old, new) — a new phase, step or
