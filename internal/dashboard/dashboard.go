@@ -139,6 +139,9 @@ func (h *handler) routes() *http.ServeMux {
 	mux.Handle("GET /training", h.page(h.trainingPage))
 	mux.Handle("GET /training/{id}", h.page(h.trainingRunPage))
 	mux.Handle("GET /training/{id}/model.onnx", h.requireAuth(http.HandlerFunc(h.trainingModel), false))
+	mux.Handle("GET /models", h.page(h.modelsPage))
+	mux.Handle("GET /models/{name}", h.page(h.modelPage))
+	mux.Handle("GET /models/{name}/versions/{version}/model.onnx", h.requireAuth(http.HandlerFunc(h.modelArtifact), false))
 
 	mux.Handle("GET /ui/jobs", h.fragment(h.jobsFragment))
 	mux.Handle("GET /ui/jobs/{id}", h.fragment(h.jobFragment))
@@ -373,7 +376,7 @@ type templates struct {
 
 func (t *templates) page(name string) *template.Template { return t.pages[name] }
 
-var pageNames = []string{"jobs", "job", "queues", "data", "report", "training", "training_run", "login", "error"}
+var pageNames = []string{"jobs", "job", "queues", "data", "report", "training", "training_run", "models", "model", "login", "error"}
 
 func parseTemplates(funcs template.FuncMap) *templates {
 	base := template.Must(template.New("").Funcs(funcs).ParseFS(web.FS,

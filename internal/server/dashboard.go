@@ -13,6 +13,7 @@ import (
 	"github.com/hpcml/hpcml/internal/dashboard"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/joblog"
+	"github.com/hpcml/hpcml/internal/registry"
 	"github.com/hpcml/hpcml/internal/sched"
 	"github.com/hpcml/hpcml/internal/store"
 	"github.com/hpcml/hpcml/internal/train"
@@ -20,9 +21,10 @@ import (
 
 // newDashboard mounts the web dashboard on the server's own state; the
 // reports and training runs it shows are those in the server's storage.
-func newDashboard(st store.Store, sch *sched.Scheduler, logs *joblog.Source, storage *blob.Bucket, a *api.Handler, token string, log *slog.Logger) http.Handler {
+func newDashboard(st store.Store, sch *sched.Scheduler, logs *joblog.Source, storage *blob.Bucket, a *api.Handler, token string,
+	models *registry.Registry, log *slog.Logger) http.Handler {
 	src := &dashSource{store: st, sched: sch, logs: logs, reports: analysis.Reports{Bucket: storage},
-		runs: train.Runs{Bucket: storage}}
+		runs: train.Runs{Bucket: storage}, models: models}
 	return dashboard.New(src, &dashAuth{api: a, key: []byte(token)}, log)
 }
 
@@ -43,6 +45,7 @@ type dashSource struct {
 	logs    *joblog.Source
 	reports analysis.Reports
 	runs    train.Runs
+	models  *registry.Registry // dashboard_models.go
 }
 
 func notFound(err error) error {
