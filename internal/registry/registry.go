@@ -269,7 +269,7 @@ func (r *Registry) Register(ctx context.Context, q RegisterRequest) (*Version, e
 	if err != nil {
 		// onnx.Load's message names the problem: the operators it lacks
 		// (all of them), or what is corrupt.
-		return nil, inputErr("artifact", "artifact %s cannot be served: %v", blob.Redact(source), err)
+		return nil, inputErr("artifact", "%s cannot be served: %v", blob.Redact(source), err)
 	}
 	sum := sha256.Sum256(data)
 	v.SHA256, v.Size = hex.EncodeToString(sum[:]), int64(len(data))
@@ -361,14 +361,14 @@ func (r *Registry) readArtifact(ctx context.Context, source string) ([]byte, err
 	}
 	rd, err := b.NewReader(ctx, key, nil)
 	if blob.IsNotFound(err) {
-		return nil, inputErr("artifact", "artifact %s: no such file or object", blob.Redact(source))
+		return nil, inputErr("artifact", "%s: no such file or object", blob.Redact(source))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read artifact %s: %w", blob.Redact(source), err)
 	}
 	defer rd.Close()
 	if rd.Size() > MaxArtifactBytes {
-		return nil, inputErr("artifact", "artifact %s is %d bytes, more than the %d the registry takes", blob.Redact(source), rd.Size(), int64(MaxArtifactBytes))
+		return nil, inputErr("artifact", "%s is %d bytes, more than the %d the registry takes", blob.Redact(source), rd.Size(), int64(MaxArtifactBytes))
 	}
 	var buf bytes.Buffer
 	buf.Grow(int(rd.Size()))
@@ -376,7 +376,7 @@ func (r *Registry) readArtifact(ctx context.Context, source string) ([]byte, err
 		return nil, fmt.Errorf("read artifact %s: %w", blob.Redact(source), err)
 	}
 	if buf.Len() > MaxArtifactBytes {
-		return nil, inputErr("artifact", "artifact %s is larger than the %d bytes the registry takes", blob.Redact(source), int64(MaxArtifactBytes))
+		return nil, inputErr("artifact", "%s is larger than the %d bytes the registry takes", blob.Redact(source), int64(MaxArtifactBytes))
 	}
 	return buf.Bytes(), nil
 }
@@ -390,21 +390,21 @@ func (r *Registry) locate(ctx context.Context, source string) (*blob.Bucket, str
 		raw = (&url.URL{Scheme: "file", Path: filepath.ToSlash(raw)}).String()
 	}
 	if strings.HasPrefix(raw, "model://") {
-		return nil, "", inputErr("artifact", "artifact %s: a model:// URL is already registered; give a file:// or s3:// URL or a storage key", source)
+		return nil, "", inputErr("artifact", "%s: a model:// URL is already registered; give a file:// or s3:// URL or a storage key", source)
 	}
 	loc, err := blob.Resolve(raw, "")
 	if err != nil {
-		return nil, "", inputErr("artifact", "artifact: %v", err)
+		return nil, "", inputErr("artifact", "%v", err)
 	}
 	if loc.IsPrefix() {
-		return nil, "", inputErr("artifact", "artifact %s names a directory or prefix, not an ONNX file", blob.Redact(source))
+		return nil, "", inputErr("artifact", "%s names a directory or prefix, not an ONNX file", blob.Redact(source))
 	}
 	if loc.Bucket == "" {
 		return r.storage, loc.Key, nil
 	}
 	b, err := r.buckets.Open(ctx, loc.Bucket)
 	if err != nil {
-		return nil, "", inputErr("artifact", "artifact %s: %v", blob.Redact(source), err)
+		return nil, "", inputErr("artifact", "%s: %v", blob.Redact(source), err)
 	}
 	return b, loc.Key, nil
 }
