@@ -656,7 +656,7 @@ func (r *Registry) Open(ctx context.Context, v *Version) (io.ReadCloser, error) 
 
 // AliasesOf lists the aliases among m's that point at version, sorted.
 func AliasesOf(m map[string]int, version int) []string {
-	var out []string
+	out := []string{} // [] rather than null in JSON
 	for a, v := range m {
 		if v == version {
 			out = append(out, a)
