@@ -43,6 +43,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -95,7 +96,11 @@ type stepResult struct {
 	Success    float64       `json:"success"`
 	P50        time.Duration `json:"p50_ns"`
 	P99        time.Duration `json:"p99_ns"`
-	Pass       bool          `json:"pass"`
+	// ServerCPU is the server process's CPU time (user + system) per
+	// request during the step: less sensitive to a busy machine than
+	// the rates, it shows what a request costs the server.
+	ServerCPU time.Duration `json:"server_cpu_per_request_ns"`
+	Pass      bool          `json:"pass"`
 }
 
 type scenarioResult struct {
@@ -153,7 +158,7 @@ func run(hpcml string, step, bound, budget time.Duration, factor, startMLP, star
 		results = append(results, r)
 	}
 	fmt.Println()
-	fmt.Printf("%-16s %14s %10s %10s\n", "scenario", "max req/s", "p50", "p99")
+	fmt.Printf("%-16s %14s %10s %10s %14s\n", "scenario", "max req/s", "p50", "p99", "server CPU/req")
 	best := map[string]float64{}
 	for _, r := range results {
 		if r.Best == nil {
@@ -161,7 +166,7 @@ func run(hpcml string, step, bound, budget time.Duration, factor, startMLP, star
 			continue
 		}
 		best[r.Name] = r.Best.Throughput
-		fmt.Printf("%-16s %14.0f %10v %10v\n", r.Name, r.Best.Throughput, r.Best.P50.Round(time.Microsecond), r.Best.P99.Round(time.Microsecond))
+		fmt.Printf("%-16s %14.0f %10v %10v %14v\n", r.Name, r.Best.Throughput, r.Best.P50.Round(time.Microsecond), r.Best.P99.Round(time.Microsecond), r.Best.ServerCPU.Round(time.Microsecond))
 	}
 	if a, b := best["mlp/hpcml"], best["mlp/net-http"]; a > 0 && b > 0 {
 		fmt.Printf("MLP: hpcml serve %.0f req/s = %.2f× the plain net/http peer (goal ≥ 15000 req/s)\n", a, a/b)
@@ -241,7 +246,11 @@ func runScenario(s scenario, hpcml, model string, bodies [][]byte, step, bound t
 	attack(url, bodies, s.start/2, step/2)
 	rate, lastPass, lastFail := s.start, 0.0, 0.0
 	for time.Now().Add(step).Before(deadline) {
+		cpu0 := processCPU(cmd.Process.Pid)
 		r := attack(url, bodies, rate, step)
+		if n := r.Throughput * step.Seconds(); n > 0 && cpu0 >= 0 {
+			r.ServerCPU = time.Duration(float64(processCPU(cmd.Process.Pid)-cpu0) / n)
+		}
 		r.Pass = r.Success == 1 && r.P99 <= bound && r.Throughput >= 0.95*rate
 		res.Steps = append(res.Steps, r)
 		verdict := "fail"
@@ -252,8 +261,8 @@ func runScenario(s scenario, hpcml, model string, bodies [][]byte, step, bound t
 				res.Best = &rr
 			}
 		}
-		fmt.Printf("  rate %7.0f/s: throughput %7.0f/s, success %5.1f%%, p50 %8v, p99 %8v  %s\n",
-			rate, r.Throughput, 100*r.Success, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), verdict)
+		fmt.Printf("  rate %7.0f/s: throughput %7.0f/s, success %5.1f%%, p50 %8v, p99 %8v, server CPU %6v/request  %s\n",
+			rate, r.Throughput, 100*r.Success, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.ServerCPU.Round(time.Microsecond), verdict)
 		switch {
 		case r.Pass:
 			lastPass = rate
@@ -317,6 +326,32 @@ func startServer(cmd *exec.Cmd) (string, error) {
 		cmd.Process.Kill()
 		return "", fmt.Errorf("%s did not start serving within 30 s", cmd.Path)
 	}
+}
+
+// processCPU is a process's user + system CPU time from /proc (Linux),
+// -1 if unknown.
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// The command name (field 2) may hold spaces; fields after its ")"
+	// start at field 3, so utime and stime (14, 15) are the 12th and 13th.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return -1
+		}
+		ticks += v
+	}
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(ticks) * time.Second / clockTicks
 }
 
 // attack sends rate requests/s for d, cycling over the bodies, and

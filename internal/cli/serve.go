@@ -189,6 +189,13 @@ func runServe(ctx context.Context, f *serveFlags, e env, stderr io.Writer) error
 	if version == "" || strings.ContainsAny(version, "/?#%") {
 		return fmt.Errorf("model version %q cannot be served (set --model-version)", version)
 	}
+	if e.getenv("GOGC") == "" {
+		// The server's live heap is small (the weights and some buffers)
+		// and every request allocates, so at Go's default the collector
+		// runs every few thousand requests; four times the live heap
+		// costs a few MB and a quarter of that work.
+		debug.SetGCPercent(400)
+	}
 	model, err := serve.LoadONNX(data, name, version)
 	if err != nil {
 		return fmt.Errorf("model %s: %w", f.model, err)
