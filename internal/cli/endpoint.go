@@ -295,10 +295,10 @@ func printEndpoint(out io.Writer, now time.Time, base string, st *deploy.Status)
 	if len(st.Replicas) > 0 {
 		fmt.Fprintln(out)
 		tw = newTable(out)
-		fmt.Fprintln(tw, "JOB\tVARIANT\tFLEET\tSTATE\tADDRESS\tOUTSTANDING\tSINCE\tREASON")
+		fmt.Fprintln(tw, "JOB\tVARIANT\tFLEET\tSTATE\tJOB STATE\tADDRESS\tOUTSTANDING\tSINCE\tREASON")
 		for _, r := range st.Replicas {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Job, r.Variant, r.Fleet, r.State, dash(r.Addr), r.Outstanding,
-				age(now, r.Since), dash(r.Reason))
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Job, r.Variant, r.Fleet, r.State, r.JobState, dash(r.Addr),
+				r.Outstanding, age(now, r.Since), dash(r.Reason))
 		}
 		tw.Flush()
 	}

@@ -631,8 +631,12 @@ func (c *Controller) stepDeployment(ctx context.Context, e *endpoint.Endpoint, v
 	next, tgt := rollout.Next(strat, alarms, st, obs)
 
 	if next != st {
+		// The state changes every tick (the bake time watched); the
+		// history gets a line when the phase, step or reason moves.
 		var events []endpoint.Event
-		events = append(events, endpoint.Event{At: now, Message: describeStep(next, tgt)})
+		if next.Phase != st.Phase || next.Step != st.Step || next.Reason != st.Reason {
+			events = append(events, endpoint.Event{At: now, Message: describeStep(next, tgt)})
+		}
 		raw, _ := json.Marshal(next)
 		d.State, d.Phase, d.Step = raw, string(next.Phase), next.Step
 		var ep *endpoint.Endpoint
@@ -657,8 +661,10 @@ func (c *Controller) stepDeployment(ctx context.Context, e *endpoint.Endpoint, v
 			c.log.Warn("persist deployment", "deployment", d.ID, "err", err)
 			return []fleetWant{{variant: *v, revision: v.Revision, want: v.Replicas, percent: 100}}, false
 		}
-		c.log.Info("deployment", "endpoint", e.Name, "deployment", d.ID, "phase", next.Phase, "step", next.Step,
-			"green_percent", tgt.GreenPercent, "reason", next.Reason)
+		if len(events) > 0 {
+			c.log.Info("deployment", "endpoint", e.Name, "deployment", d.ID, "phase", next.Phase, "step", next.Step,
+				"green_percent", tgt.GreenPercent, "reason", next.Reason)
+		}
 		if next.Phase.Terminal() {
 			delete(rt.greenFailed, d.ID)
 			return []fleetWant{{variant: *v, revision: v.Revision, want: v.Replicas, percent: 100}}, true

@@ -266,7 +266,7 @@ func (c *Controller) Update(ctx context.Context, name string, req UpdateRequest)
 			MinRequests: alarms.MinRequests, ReadyTimeout: job.Duration(alarms.ReadyTimeout)},
 		Phase: "pending"}
 	ev := endpoint.Event{At: time.Now().UTC(), Message: fmt.Sprintf("update of variant %s requested: %s:%d → %s:%d, %s",
-		v.Name, v.Model, v.Version, to.Model, to.Version, plan)}
+		v.Name, v.Model, v.Version, to.Model, to.Version, strat)}
 	if err := c.cfg.Store.StartDeployment(ctx, d, []endpoint.Event{ev}); err != nil {
 		if errors.Is(err, store.ErrDeploymentRunning) {
 			return nil, conflictError(fmt.Sprintf("a deployment is already running on endpoint %s: one update at a time", name))
@@ -357,6 +357,7 @@ type ReplicaStatus struct {
 	Fleet       string       `json:"fleet"` // "blue", or "green" during a deployment
 	Addr        string       `json:"addr,omitempty"`
 	State       ReplicaState `json:"state"`
+	JobState    job.State    `json:"job_state"`
 	Since       time.Time    `json:"since"`
 	Outstanding int64        `json:"outstanding"`
 	Reason      string       `json:"reason,omitempty"`
@@ -472,7 +473,7 @@ func (c *Controller) fill(st *Status, now time.Time) {
 			fleet = "green"
 		}
 		st.Replicas = append(st.Replicas, ReplicaStatus{Job: r.JobID, Variant: r.Variant, Revision: r.Revision, Fleet: fleet,
-			Addr: r.Addr, State: r.state, Since: r.since.UTC(), Outstanding: r.Outstanding(), Reason: r.reason})
+			Addr: r.Addr, State: r.state, JobState: r.jobState, Since: r.since.UTC(), Outstanding: r.Outstanding(), Reason: r.reason})
 	}
 	sort.Slice(st.Replicas, func(i, j int) bool { return st.Replicas[i].Job < st.Replicas[j].Job })
 	gw := c.cfg.Gateway
