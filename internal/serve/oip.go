@@ -46,6 +46,7 @@ var dataTypes = map[string]dataType{
 type inferRequest struct {
 	ID      []byte
 	HasID   bool
+	Params  []byte // raw JSON object, nil if absent
 	Inputs  []requestInput
 	Outputs []requestOutput
 	// OutputsGiven tells "outputs": [] (none asked for, which we answer
@@ -128,7 +129,8 @@ func parseInferRequest(body []byte, req *inferRequest) error {
 				return nil
 			})
 		case "parameters":
-			_, err := parseParams(s, `"parameters"`)
+			var err error
+			req.Params, err = parseParams(s, `"parameters"`)
 			return err
 		default:
 			_, err := s.skip()

@@ -31,7 +31,7 @@ func TestHealthAndMetadata(t *testing.T) {
 	if code != 200 || meta["name"] != "hpcml" || meta["version"] != "1.2.3" {
 		t.Errorf("server metadata: %d %s", code, body)
 	}
-	if ext, ok := meta["extensions"].([]any); !ok || len(ext) != 0 {
+	if ext, ok := meta["extensions"].([]any); !ok || len(ext) != 1 || ext[0] != "binary_tensor_data" {
 		t.Errorf("server metadata extensions: %s", body)
 	}
 
@@ -285,7 +285,10 @@ func TestInferErrors(t *testing.T) {
 		{"no datatype", in(`"name":"input","shape":[1,4],"data":[1,2,3,4]`), 400, []string{`input "input" has no datatype`}},
 		{"no shape", in(`"name":"input","datatype":"FP32","data":[1,2,3,4]`), 400, []string{`input "input" has no shape`}},
 		{"no data", in(`"name":"input","shape":[1,4],"datatype":"FP32"`), 400, []string{`input "input" has no data`}},
-		{"binary data", in(`"name":"input","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":16}`), 400, []string{"binary tensor data is not supported"}},
+		{"binary data missing", in(`"name":"input","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":16}`), 400, []string{`input "input": binary_data_size 16, but only 0 bytes`}},
+		{"binary and data", in(`"name":"input","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":0},"data":[1,2,3,4]`), 400, []string{`input "input" has both "data" and binary data`}},
+		{"bad binary size", in(`"name":"input","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":"16"}`), 400, []string{`"binary_data_size" must be an integer`}},
+		{"bad binary_data", `{"inputs":[{` + ok + `}],"outputs":[{"name":"output","parameters":{"binary_data":1}}]}`, 400, []string{`output "output"`, `"binary_data" must be true or false`}},
 		{"string for FP32", in(`"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,"4"]`), 400, []string{`input "input"`, "numbers"}},
 		{"fraction for INT32", in(`"name":"input","shape":[1,4],"datatype":"INT32","data":[1,2,3,4.5]`), 400, []string{`input "input"`, "4.5 is not an integer"}},
 		{"UINT8 overflow", in(`"name":"input","shape":[1,4],"datatype":"UINT8","data":[1,2,3,256]`), 400, []string{`input "input"`, "256"}},

@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -372,7 +371,7 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 func (s *Server) encodeServerMeta() []byte {
 	b := appendJSONString([]byte(`{"name":`), s.opts.ServerName)
 	b = appendJSONString(append(b, `,"version":`...), s.opts.ServerVersion)
-	return append(b, `,"extensions":[]}`...)
+	return append(b, `,"extensions":["`+extensionBinary+`"]}`...)
 }
 
 func (s *Server) encodeModelMeta() []byte {
@@ -480,8 +479,17 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.putBuf(bp)
+	body, bin := *bp, []byte(nil)
+	if h := r.Header.Get(headerJSONLength); h != "" {
+		n, err := strconv.Atoi(h)
+		if err != nil || n <= 0 || n > len(body) {
+			s.writeFailure(w, badf("%s: %q is not a length within the body's %d bytes", headerJSONLength, h, len(body)))
+			return
+		}
+		body, bin = body[:n], body[n:]
+	}
 	var req inferRequest
-	if err := parseInferRequest(*bp, &req); err != nil {
+	if err := parseInferRequest(body, &req); err != nil {
 		if errors.Is(err, errSyntax) {
 			s.writeFailure(w, &badRequest{msg: err.Error()})
 		} else {
@@ -489,24 +497,44 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	inputs, rows, err := s.prepareInputs(req.Inputs)
+	inputs, rows, err := s.prepareInputs(req.Inputs, bin)
 	if err != nil {
 		s.writeFailure(w, err)
 		return
 	}
-	var selected []int
+	allBinary, _, err := paramBool(req.Params, "binary_data_output")
+	if err != nil {
+		s.writeFailure(w, badf("request parameters: %v", err))
+		return
+	}
+	type selection struct {
+		index  int
+		binary bool
+	}
+	var selected []selection
+	anyBinary := false
 	for _, o := range req.Outputs {
 		i, ok := s.outputIndex[string(o.Name)]
 		if !ok {
 			s.writeFailure(w, badf("unknown output %q (the model's outputs: %s)", o.Name, s.outputNames))
 			return
 		}
-		selected = append(selected, i)
+		b, given, err := paramBool(o.Params, "binary_data")
+		if err != nil {
+			s.writeFailure(w, badf("output %q: %v", o.Name, err))
+			return
+		}
+		if !given {
+			b = allBinary
+		}
+		anyBinary = anyBinary || b
+		selected = append(selected, selection{i, b})
 	}
 	if len(selected) == 0 {
 		for i := range s.info.Outputs {
-			selected = append(selected, i)
+			selected = append(selected, selection{i, allBinary})
 		}
+		anyBinary = allBinary
 	}
 	ctx := newDeadlineCtx(r.Context(), s.opts.Timeout)
 	defer ctx.release()
@@ -523,8 +551,8 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 		out = appendJSONString(append(out, `,"id":`...), string(req.ID))
 	}
 	out = append(out, `,"outputs":[`...)
-	for k, i := range selected {
-		name := s.info.Outputs[i].Name
+	for k, sel := range selected {
+		name := s.info.Outputs[sel.index].Name
 		t := outs[name]
 		if t == nil {
 			s.writeFailure(w, fmt.Errorf("the model computed no output %q", name))
@@ -536,20 +564,43 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 		out = appendJSONString(append(out, `{"name":`...), name)
 		out = append(out, `,"datatype":"FP32","shape":`...)
 		out = appendInts(out, t.Shape)
+		if sel.binary {
+			out = append(out, `,"parameters":{"binary_data_size":`...)
+			out = strconv.AppendInt(out, int64(4*len(t.Data)), 10)
+			out = append(out, "}}"...)
+			continue
+		}
 		out = appendFloats(append(out, `,"data":`...), t.Data)
 		out = append(out, '}')
 	}
 	out = append(out, "]}"...)
+	if !anyBinary {
+		*ob = out
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	jsonLen := len(out)
+	for _, sel := range selected {
+		if sel.binary {
+			out = appendFloatBytes(out, outs[s.info.Outputs[sel.index].Name].Data)
+		}
+	}
 	*ob = out
-	writeJSON(w, http.StatusOK, out)
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set(headerJSONLength, strconv.Itoa(jsonLen))
+	h.Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(out)
 }
 
 // prepareInputs validates the request's inputs against the model's and
 // converts them to float32 tensors. It returns the rows (first dimension)
 // of the request when batching.
-func (s *Server) prepareInputs(reqs []requestInput) (map[string]*nn.Tensor, int, error) {
+func (s *Server) prepareInputs(reqs []requestInput, bin []byte) (map[string]*nn.Tensor, int, error) {
 	inputs := make(map[string]*nn.Tensor, len(s.info.Inputs))
 	rows := 0
+	binOff := 0
 	for k := range reqs {
 		in := &reqs[k]
 		name := string(in.Name)
@@ -574,11 +625,17 @@ func (s *Server) prepareInputs(reqs []requestInput) (map[string]*nn.Tensor, int,
 			return nil, 0, badf("input %q: datatype BYTES cannot be converted to the model's %s", name, want.DataType)
 		case !in.HasShape:
 			return nil, 0, badf("input %q has no shape", name)
-		case in.Data == nil:
-			if bytes.Contains(in.Params, []byte(`"binary_data_size"`)) {
-				return nil, 0, badf("input %q: binary tensor data is not supported; send \"data\" as JSON", name)
-			}
+		}
+		binSize, err := paramSize(in.Params, "binary_data_size")
+		switch {
+		case err != nil:
+			return nil, 0, badf("input %q: %v", name, err)
+		case binSize >= 0 && in.Data != nil:
+			return nil, 0, badf("input %q has both \"data\" and binary data", name)
+		case binSize < 0 && in.Data == nil:
 			return nil, 0, badf("input %q has no data", name)
+		case binSize > int64(len(bin)-binOff):
+			return nil, 0, badf("input %q: binary_data_size %d, but only %d bytes of binary data are left after the JSON (is %s right?)", name, binSize, len(bin)-binOff, headerJSONLength)
 		}
 		if err := checkShape(in.Shape, want.Shape); err != nil {
 			return nil, 0, badf("input %q: %v", name, err)
@@ -594,7 +651,13 @@ func (s *Server) prepareInputs(reqs []requestInput) (map[string]*nn.Tensor, int,
 			volume *= d
 			shape[j] = int(d)
 		}
-		data, err := convertData(in.Data, dt, in.Shape, make([]float32, 0, volume))
+		var data []float32
+		if binSize >= 0 {
+			data, err = convertBinary(bin[binOff:binOff+int(binSize)], string(in.DataType), make([]float32, 0, volume))
+			binOff += int(binSize)
+		} else {
+			data, err = convertData(in.Data, dt, in.Shape, make([]float32, 0, volume))
+		}
 		if err != nil {
 			return nil, 0, badf("input %q: %v", name, err)
 		}
@@ -614,6 +677,9 @@ func (s *Server) prepareInputs(reqs []requestInput) (map[string]*nn.Tensor, int,
 		if inputs[want.Name] == nil {
 			return nil, 0, badf("input %q is missing (the model's inputs: %s)", want.Name, s.inputNames)
 		}
+	}
+	if binOff != len(bin) {
+		return nil, 0, badf("%d bytes of binary data follow the JSON beyond what the inputs' binary_data_size declare", len(bin)-binOff)
 	}
 	if !s.batched && len(reqs) > 0 {
 		if sh := inputs[string(reqs[0].Name)].Shape; len(sh) > 0 {
