@@ -1,9 +1,11 @@
 package serve
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -331,4 +333,69 @@ func (f *fixedBatch) Info() ModelInfo {
 	i := f.twoOutputs.Info()
 	i.Inputs[0].Shape = []int64{2, 2}
 	return i
+}
+
+// TestBodyTimeout: a body that trickles in past the timeout is answered
+// 408 rather than holding the handler.
+func TestBodyTimeout(t *testing.T) {
+	m := loadModel(t, mlpSpec(), "iris")
+	ts := startServer(t, m, Options{Timeout: 300 * time.Millisecond})
+	for _, path := range []string{"/v2/models/iris/infer", "/invocations"} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"inputs\":", path)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, b)
+		}
+		contains(t, path, errorMessage(t, b), "did not arrive within the timeout")
+	}
+}
+
+func TestInvocationsBatched(t *testing.T) {
+	base := loadModel(t, mlpSpec(), "iris")
+	rec := &recordingModel{Model: base, started: make(chan struct{}, 100), gate: make(chan struct{})}
+	ts := startServer(t, rec, Options{MaxBatch: 8, Concurrency: 1})
+	first := make(chan result, 1)
+	inferRows(t, ts, randomData(1, 4), first)
+	<-rec.started
+	x := randomData(2, 12)
+	want := direct(t, base, "input", []int{3, 4}, x)
+	var chans []chan result
+	for i := range 3 {
+		ch := make(chan result, 1)
+		body := mustJSON(t, map[string]any{"instances": [][]float32{x[4*i : 4*i+4]}})
+		go func() {
+			resp, err := http.Post(ts.URL+"/invocations", "application/json", strings.NewReader(body))
+			if err != nil {
+				ch <- result{code: -1, body: []byte(err.Error())}
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			ch <- result{code: resp.StatusCode, body: b}
+		}()
+		chans = append(chans, ch)
+	}
+	waitFor(t, "3 queued requests", func() bool { return len(ts.exec.queue) == 3 })
+	close(rec.gate)
+	<-first
+	for i, ch := range chans {
+		r := <-ch
+		var got map[string][][]float32
+		if r.code != 200 || json.Unmarshal(r.body, &got) != nil {
+			t.Fatalf("request %d: %d %s", i, r.code, r.body)
+		}
+		sameFloats(t, fmt.Sprint("request ", i), got["predictions"][0], want.Data[3*i:3*i+3])
+	}
+	if got := rec.recorded(); !slices.Equal(got, []int{1, 3}) {
+		t.Errorf("executions of %v rows, want [1 3]", got)
+	}
 }

@@ -51,6 +51,8 @@ func (s *Server) invocations(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotAcceptable, fmt.Sprintf("cannot answer Accept: %s; accept application/json or text/csv", r.Header.Get("Accept")))
 		return
 	}
+	ctx := s.requestDeadline(w, r)
+	defer ctx.release()
 	bp, err := s.readBody(r)
 	if err != nil {
 		s.writeFailure(w, err)
@@ -69,8 +71,6 @@ func (s *Server) invocations(w http.ResponseWriter, r *http.Request) {
 		s.writeFailure(w, err)
 		return
 	}
-	ctx := newDeadlineCtx(r.Context(), s.opts.Timeout)
-	defer ctx.release()
 	outs, err := s.exec.infer(ctx, inputs, rows)
 	if err != nil {
 		s.writeFailure(w, err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -409,6 +410,20 @@ func (s *Server) encodeModelMeta() []byte {
 // errPayloadTooLarge is a body over the limit.
 var errPayloadTooLarge = errors.New("payload too large")
 
+// errBodyTimeout is a body that did not arrive within the timeout.
+var errBodyTimeout = errors.New("the request body did not arrive within the timeout")
+
+// requestDeadline starts an inference request's clock: its context ends
+// --timeout after arrival, and reading its body must end by then too (a
+// client trickling a body in would otherwise hold a handler forever).
+func (s *Server) requestDeadline(w http.ResponseWriter, r *http.Request) *deadlineCtx {
+	ctx := newDeadlineCtx(r.Context(), s.opts.Timeout)
+	// Not every ResponseWriter has a connection (httptest's has not);
+	// then there is nothing to bound.
+	_ = http.NewResponseController(w).SetReadDeadline(ctx.deadline)
+	return ctx
+}
+
 // readBody reads the request body into a pooled buffer, refusing more
 // than MaxPayload bytes. The caller puts the buffer back.
 func (s *Server) readBody(r *http.Request) (*[]byte, error) {
@@ -438,6 +453,9 @@ func (s *Server) readBody(r *http.Request) (*[]byte, error) {
 		if err != nil {
 			*bp = buf
 			s.putBuf(bp)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil, errBodyTimeout
+			}
 			return nil, fmt.Errorf("reading the request body: %w", err)
 		}
 	}
@@ -473,6 +491,8 @@ func badf(format string, args ...any) error { return &badRequest{msg: fmt.Sprint
 func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 	s.m.inflight.Inc()
 	defer s.m.inflight.Dec()
+	ctx := s.requestDeadline(w, r)
+	defer ctx.release()
 	bp, err := s.readBody(r)
 	if err != nil {
 		s.writeFailure(w, err)
@@ -536,8 +556,6 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 		}
 		anyBinary = allBinary
 	}
-	ctx := newDeadlineCtx(r.Context(), s.opts.Timeout)
-	defer ctx.release()
 	outs, err := s.exec.infer(ctx, inputs, rows)
 	if err != nil {
 		s.writeFailure(w, err)
@@ -713,6 +731,8 @@ func (s *Server) writeFailure(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &br):
 		writeError(w, http.StatusBadRequest, br.msg)
+	case errors.Is(err, errBodyTimeout):
+		writeError(w, http.StatusRequestTimeout, fmt.Sprintf("%v (%v)", err, s.opts.Timeout))
 	case errors.Is(err, errPayloadTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than the limit of %d bytes", s.opts.MaxPayload))
 	case errors.Is(err, errQueueTimeout):
