@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -48,9 +49,9 @@ type trainFlags struct {
 	stages     int
 	nodes      int
 	register   string
-	// datasets are the dataset versions the data URLs named, NAME:VERSION
-	// (data first), recorded on the job as its lineage.
-	datasets []string
+	// datasets are the dataset versions --data and --test named,
+	// NAME:VERSION by job tag, recorded on the job as its lineage.
+	datasets map[string]string
 }
 
 func newTrainCmd(o *rootOptions) *cobra.Command {
@@ -154,7 +155,14 @@ func (f *trainFlags) config(ctx context.Context, o *rootOptions) (train.Config, 
 				return cfg, fmt.Errorf("%s: %w", *u, err)
 			}
 			*u = r
-			f.datasets = append(f.datasets, fmt.Sprintf("%s:%d", name, n))
+			tag := registry.DatasetTag
+			if u == &cfg.Test {
+				tag = registry.TestDatasetTag
+			}
+			if f.datasets == nil {
+				f.datasets = map[string]string{}
+			}
+			f.datasets[tag] = fmt.Sprintf("%s:%d", name, n)
 		case !strings.Contains(*u, "://"):
 			abs, err := filepath.Abs(*u)
 			if err != nil {
@@ -241,11 +249,9 @@ func runTrain(ctx context.Context, cmd *cobra.Command, o *rootOptions, f *trainF
 			OnExitCodes: []int{ExitPeerLost, 128 + 9, 128 + 15}},
 		Tags: map[string]string{"hpcml.train": cfg.Algorithm},
 	}
-	if len(f.datasets) > 0 {
-		// The model registry's lineage: which dataset versions this run
-		// read (the URLs in its config are their resolved sources).
-		spec.Tags[registry.DatasetTag] = strings.Join(f.datasets, ",")
-	}
+	// The model registry's lineage: which dataset versions this run read
+	// (the URLs in its config are their resolved sources).
+	maps.Copy(spec.Tags, f.datasets)
 	if ranks > 1 {
 		spec.Nodes, spec.TasksPerNode = f.nodes, ranks/f.nodes
 	}

@@ -53,10 +53,13 @@ const (
 	MaxMetadataValue   = 4096
 )
 
-// DatasetTag is the job tag in which hpcml train records the dataset
-// versions a run read, "NAME:VERSION[,NAME:VERSION]" (data, then test),
-// since the run's config holds their resolved URLs.
-const DatasetTag = "hpcml.dataset"
+// DatasetTag and TestDatasetTag are the job tags in which hpcml train
+// records the dataset versions of a run's data and held-out test data,
+// "NAME:VERSION", since the run's config holds their resolved URLs.
+const (
+	DatasetTag     = "hpcml.dataset"
+	TestDatasetTag = "hpcml.test_dataset"
+)
 
 // ErrNotFound is wrapped by every error about a model, version, alias or
 // training job that does not exist (it is store.ErrNotFound, so callers
@@ -108,6 +111,9 @@ type Lineage struct {
 	// Dataset is the dataset version trained on, NAME:VERSION, when the
 	// data was a registered dataset.
 	Dataset string `json:"dataset,omitempty"`
+	// TestDataset is the dataset version it was evaluated on, when the
+	// held-out data was one.
+	TestDataset string `json:"test_dataset,omitempty"`
 }
 
 // Version is one immutable version of a model: its record is written once,
@@ -439,10 +445,11 @@ func (r *Registry) fromTraining(ctx context.Context, id int64, v *Version) error
 		v.Metadata["label"] = ri.Data.Label
 	}
 	if tag := j.Spec.Tags[DatasetTag]; tag != "" {
-		v.Lineage.Dataset, _, _ = strings.Cut(tag, ",")
+		v.Lineage.Dataset = tag
 	} else {
 		v.Lineage.Dataset = r.datasetVersion(ctx, ri.Config.Data, ri.StartedAt)
 	}
+	v.Lineage.TestDataset = j.Spec.Tags[TestDatasetTag]
 	var md train.ModelMetadata
 	if err := readRunJSON(ctx, runs, id, train.MetadataFile, &md); err == nil && md.Output != "" {
 		v.Metadata["output"] = md.Output

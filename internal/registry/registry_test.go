@@ -494,8 +494,8 @@ func TestRegisterFromTrainingJob(t *testing.T) {
 
 	// hpcml train resolves dataset:// at submission and tags the job with
 	// the versions; the tag wins over the (resolved) URL in run.json.
-	id3 := trainingRun(t, e, job.Succeeded, "file:///srv/iris/", DatasetTag, "iris:1,iris-test:4")
-	if v3, err := e.reg.Register(ctx, RegisterRequest{Name: "iris", TrainingJob: id3}); err != nil || v3.Lineage.Dataset != "iris:1" {
+	id3 := trainingRun(t, e, job.Succeeded, "file:///srv/iris/", DatasetTag, "iris:1", TestDatasetTag, "iris-test:4")
+	if v3, err := e.reg.Register(ctx, RegisterRequest{Name: "iris", TrainingJob: id3}); err != nil || v3.Lineage.Dataset != "iris:1" || v3.Lineage.TestDataset != "iris-test:4" {
 		t.Fatalf("dataset from the job's tag: %+v %v", v3, err)
 	}
 
