@@ -102,6 +102,19 @@ func TestModelRegistry(t *testing.T) {
 	}
 	check("registered")
 
+	// The server's dashboard reads the same registry.
+	if code, _, body := s.raw("GET", "/models", s.Token, nil); code != 200 || !strings.Contains(string(body), `data-model="moons"`) ||
+		!strings.Contains(string(body), "production → 1") {
+		t.Fatalf("dashboard /models: %d\n%s", code, body)
+	}
+	if code, _, body := s.raw("GET", "/models/moons?version=1", s.Token, nil); code != 200 || !strings.Contains(string(body), ">moons:1<") ||
+		!strings.Contains(string(body), fmt.Sprintf(`href="/training/%d"`, res.ID)) {
+		t.Fatalf("dashboard /models/moons: %d\n%s", code, body)
+	}
+	if code, _, body := s.raw("GET", "/models/moons/versions/1/model.onnx", s.Token, nil); code != 200 || !bytes.Equal(body, trained) {
+		t.Fatalf("dashboard download: %d, %d bytes", code, len(body))
+	}
+
 	// The storage layout of the contract.
 	key := filepath.Join(s.DataDir, "objects", "models", "moons", "2")
 	if b, err := os.ReadFile(filepath.Join(key, "model.onnx")); err != nil || !bytes.Equal(b, trained) {
