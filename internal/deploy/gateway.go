@@ -1,20 +1,16 @@
 package deploy
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -107,7 +103,7 @@ type Route struct {
 type Gateway struct {
 	routes     atomic.Pointer[map[string]*Route]
 	mu         sync.Mutex // serialises writers of routes
-	transport  *http.Transport
+	up         *upstream
 	authorized func(token string) bool
 	maxBody    int64
 	log        *slog.Logger
@@ -140,20 +136,10 @@ func NewGateway(cfg GatewayConfig) *Gateway {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{authorized: cfg.Authorized, maxBody: cfg.MaxBody, log: cfg.Log, stats: map[statsKey]*Stats{}}
-	// Replicas are on loopback or the cluster's network: keep many
-	// connections alive per replica (a new TCP handshake per request
-	// would double the added latency), no compression (it costs more
-	// CPU than it saves on loopback), HTTP/1.1 (h2c is not offered).
-	g.transport = &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          4096,
-		MaxIdleConnsPerHost:   512,
-		IdleConnTimeout:       90 * time.Second,
-		DisableCompression:    true,
-		ExpectContinueTimeout: 0,
-		WriteBufferSize:       32 << 10,
-		ReadBufferSize:        32 << 10,
-	}
+	// Replicas are on loopback or the cluster's network: many keep-alive
+	// connections per replica (a TCP handshake per request would double
+	// the added latency), read and written by the request's goroutine.
+	g.up = newUpstream()
 	g.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	empty := map[string]*Route{}
 	g.routes.Store(&empty)
@@ -161,7 +147,7 @@ func NewGateway(cfg GatewayConfig) *Gateway {
 }
 
 // Close closes idle connections to replicas.
-func (g *Gateway) Close() { g.transport.CloseIdleConnections() }
+func (g *Gateway) Close() { g.up.closeIdle() }
 
 // SetRoute publishes an endpoint's routing table, and forgets the stats
 // of its fleets the table no longer has.
@@ -330,21 +316,15 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *Route, v *
 			path += "/" + tail
 		}
 	}
-	u := &url.URL{Scheme: "http", Host: rep.Addr, Path: path, RawQuery: r.URL.RawQuery}
-	out, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), bytes.NewReader(body))
-	if err != nil {
-		return true, err
+	target := path
+	if r.URL.RawQuery != "" {
+		target += "?" + r.URL.RawQuery
 	}
-	for k, vs := range r.Header {
-		if hopHeader(k) {
-			continue
-		}
-		out.Header[k] = vs
-	}
+	auth := ""
 	if rt.Token != "" {
-		out.Header.Set("Authorization", "Bearer "+rt.Token)
+		auth = "Bearer " + rt.Token
 	}
-	resp, err := g.transport.RoundTrip(out)
+	resp, err := g.up.do(r.Context(), rep.Addr, r.Method, target, r.Header, auth, body)
 	if err != nil {
 		if refused(err) {
 			return false, err
@@ -356,7 +336,6 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *Route, v *
 		gatewayError(w, http.StatusBadGateway, "replica of variant %q failed: %v", v.Name, err)
 		return true, err
 	}
-	defer resp.Body.Close()
 	h := w.Header()
 	for k, vs := range resp.Header {
 		if !hopHeader(k) {
@@ -369,6 +348,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *Route, v *
 	bp := g.bufs.Get().(*[]byte)
 	_, cerr := io.CopyBuffer(w, resp.Body, *bp)
 	g.bufs.Put(bp)
+	resp.finish(cerr == nil)
 	f.Stats.Record(time.Now(), time.Since(start), resp.StatusCode >= 500 || cerr != nil)
 	return true, nil
 }
@@ -376,11 +356,8 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *Route, v *
 // refused reports whether err means the request never reached the
 // replica: the dial failed.
 func refused(err error) bool {
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return true
-	}
-	return errors.Is(err, syscall.ECONNREFUSED)
+	var ns errNotSent
+	return errors.As(err, &ns)
 }
 
 // hopHeader reports headers that are the connection's, not the

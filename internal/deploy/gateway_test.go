@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -268,5 +269,71 @@ func TestStatsWindow(t *testing.T) {
 		if mid := bucketMid(b); ns >= 8 && (float64(mid) < float64(ns)*0.87 || float64(mid) > float64(ns)*1.13) {
 			t.Errorf("bucket of %d has middle %d", ns, mid)
 		}
+	}
+}
+
+// The gateway's own HTTP client: a pooled connection the replica closed
+// while idle is replaced without failing the request; chunked answers
+// and answers to HEAD pass through; the caller going away frees the
+// replica.
+func TestGatewayUpstream(t *testing.T) {
+	g, front := newTestGateway(t)
+	release := make(chan struct{})
+	rep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/invocations":
+			w.Write([]byte("part one, "))
+			w.(http.Flusher).Flush() // chunked from here
+			w.Write([]byte("part two"))
+		case "/v2/slow":
+			<-release
+		default:
+			w.Header().Set("X-Seen", r.Method)
+		}
+	}))
+	t.Cleanup(rep.Close)
+	r := &Replica{Addr: strings.TrimPrefix(rep.URL, "http://")}
+	g.SetRoute(&Route{Endpoint: "ep", Variants: []RouteVariant{{Name: "v", Weight: 1,
+		Fleets: []Fleet{{Percent: 100, Replicas: []*Replica{r}, Stats: g.Stats("ep", "v", 0)}}}}})
+	do := func(method, path string) (int, string, http.Header) {
+		t.Helper()
+		req, _ := http.NewRequest(method, front.URL+path, strings.NewReader("x"))
+		req.Header.Set("Authorization", "Bearer server-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header
+	}
+	for i := range 3 {
+		if code, body, _ := do("POST", "/endpoints/ep/invocations"); code != 200 || body != "part one, part two" {
+			t.Fatalf("chunked answer %d: %d %q", i, code, body)
+		}
+		rep.CloseClientConnections() // the pooled connection dies while idle
+	}
+	if code, _, h := do("HEAD", "/endpoints/ep/v2/health/ready"); code != 200 || h.Get("X-Seen") != "HEAD" {
+		t.Fatalf("HEAD: %d %v", code, h)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, "POST", front.URL+"/endpoints/ep/v2/slow", strings.NewReader("x"))
+	req.Header.Set("Authorization", "Bearer server-token")
+	go func() {
+		for r.Outstanding() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	if _, err := http.DefaultClient.Do(req); err == nil {
+		t.Fatal("a cancelled request succeeded")
+	}
+	waitUntil := time.Now().Add(5 * time.Second)
+	for r.Outstanding() != 0 && time.Now().Before(waitUntil) {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	if r.Outstanding() != 0 {
+		t.Fatalf("the replica still holds %d requests after the caller left", r.Outstanding())
 	}
 }

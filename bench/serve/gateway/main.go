@@ -1,0 +1,228 @@
+// Command gateway measures the latency the endpoint gateway adds: the same
+// small MLP replica (an `hpcml serve` job of a real endpoint) is called
+// directly and through `hpcml server`'s gateway (/endpoints/NAME/v2/...),
+// at the same fixed request rate, alternately, with vegeta (as a library)
+// on loopback. The difference of the p50 (and p99) latencies is what the
+// gateway costs a request: its routing, its proxy hop and its stats.
+//
+//	go run ./bench/serve/gateway -hpcml bin/hpcml [-rate 1000] [-step 5s] [-rounds 3]
+//
+// The goal (ARCHITECTURE.md §7): the gateway adds ≤ 150 µs at p50. The
+// run is bounded: rounds × 2 × step of load, plus start-up.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/hpcml/hpcml/internal/client"
+	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/nn"
+	"github.com/hpcml/hpcml/internal/onnx"
+)
+
+func main() {
+	hpcml := flag.String("hpcml", "bin/hpcml", "the hpcml binary")
+	rate := flag.Int("rate", 1000, "requests per second, the same for both paths")
+	step := flag.Duration("step", 5*time.Second, "load per path and round")
+	rounds := flag.Int("rounds", 3, "rounds (direct, then gateway)")
+	out := flag.String("out", "", "write the results as JSON to this file")
+	flag.Parse()
+	if err := run(*hpcml, *rate, *step, *rounds, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/serve/gateway:", err)
+		os.Exit(1)
+	}
+}
+
+type sample struct {
+	Path       string        `json:"path"`
+	Round      int           `json:"round"`
+	Throughput float64       `json:"throughput"`
+	Success    float64       `json:"success"`
+	P50        time.Duration `json:"p50_ns"`
+	P99        time.Duration `json:"p99_ns"`
+}
+
+func run(hpcml string, rate int, step time.Duration, rounds int, outPath string) error {
+	if _, err := os.Stat(hpcml); err != nil {
+		return fmt.Errorf("the hpcml binary: %w (make build, or -hpcml)", err)
+	}
+	dir, err := os.MkdirTemp("", "hpcml-bench-gateway-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	srv := exec.Command(hpcml, "server", "--data-dir", filepath.Join(dir, "data"), "--listen", addr, "--cpus", "2")
+	logf, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		return err
+	}
+	srv.Stdout, srv.Stderr = logf, logf
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	base := "http://" + addr
+	var c *client.Client
+	defer func() {
+		if c != nil {
+			c.DeleteEndpoint(ctx, "gw")
+			time.Sleep(2 * time.Second) // the replica drains and stops
+		}
+		srv.Process.Signal(syscall.SIGTERM)
+		srv.Wait()
+	}()
+	var token string
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		if resp, err := http.Get(base + "/healthz"); err == nil {
+			resp.Body.Close()
+			if b, err := os.ReadFile(filepath.Join(dir, "data", "token")); err == nil {
+				token = strings.TrimSpace(string(b))
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("server did not start (log in %s)", logf.Name())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c = client.New(base, token)
+
+	// The MLP of bench/serve: 32 → 64 → 10, softmax.
+	m, err := nn.Build(nn.Spec{Input: []int{32}, Layers: []nn.LayerSpec{{Type: "dense", Units: 64}, {Type: "relu"},
+		{Type: "dense", Units: 10}}}, 1)
+	if err != nil {
+		return err
+	}
+	data, err := onnx.Export(m, onnx.ExportOptions{Head: "softmax"})
+	if err != nil {
+		return err
+	}
+	modelPath := filepath.Join(dir, "mlp.onnx")
+	if err := os.WriteFile(modelPath, data, 0o644); err != nil {
+		return err
+	}
+	cli := func(args ...string) error {
+		cmd := exec.Command(hpcml, append(args, "--server", base)...)
+		cmd.Env = append(os.Environ(), "HPCML_TOKEN="+token)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("hpcml %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	if err := cli("model", "register", "mlp", "--artifact", modelPath); err != nil {
+		return err
+	}
+	if err := cli("endpoint", "create", "gw", "--model", "mlp:1", "--cpus", "1", "--wait"); err != nil {
+		return err
+	}
+	st, err := c.GetEndpoint(ctx, "gw")
+	if err != nil {
+		return err
+	}
+	if len(st.Replicas) != 1 || st.Replicas[0].Addr == "" {
+		return fmt.Errorf("replica not found: %+v", st.Replicas)
+	}
+	j, err := c.GetJob(ctx, strconv.FormatInt(st.Replicas[0].Job, 10))
+	if err != nil {
+		return err
+	}
+	replicaToken := j.Spec.Env[job.ServeTokenEnv]
+	direct := "http://" + st.Replicas[0].Addr + "/v2/models/mlp/infer"
+	viaGateway := base + "/endpoints/gw/v2/models/mlp/infer"
+	bodies := requests()
+
+	fmt.Printf("bench/serve/gateway: %d req/s, %v per path and round, %d rounds; GOMAXPROCS %d\n", rate, step, rounds, runtime.GOMAXPROCS(0))
+	fmt.Printf("  replica %s (job %d), gateway %s\n", direct, j.ID, viaGateway)
+	attack(direct, replicaToken, bodies, rate, step/2) // warm-up: connections, heaps
+	attack(viaGateway, token, bodies, rate, step/2)
+	var samples []sample
+	for r := 1; r <= rounds; r++ {
+		for _, p := range []struct{ name, url, tok string }{{"direct", direct, replicaToken}, {"gateway", viaGateway, token}} {
+			s := attack(p.url, p.tok, bodies, rate, step)
+			s.Path, s.Round = p.name, r
+			samples = append(samples, s)
+			fmt.Printf("  round %d %-8s throughput %7.0f/s, success %5.1f%%, p50 %8v, p99 %8v\n", r, p.name, s.Throughput,
+				100*s.Success, s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond))
+		}
+	}
+	med := func(path string, f func(sample) time.Duration) time.Duration {
+		var v []time.Duration
+		for _, s := range samples {
+			if s.Path == path {
+				v = append(v, f(s))
+			}
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	p50 := func(s sample) time.Duration { return s.P50 }
+	p99 := func(s sample) time.Duration { return s.P99 }
+	d50, g50, d99, g99 := med("direct", p50), med("gateway", p50), med("direct", p99), med("gateway", p99)
+	fmt.Printf("\nmedian of %d rounds: direct p50 %v p99 %v; gateway p50 %v p99 %v\n", rounds,
+		d50.Round(time.Microsecond), d99.Round(time.Microsecond), g50.Round(time.Microsecond), g99.Round(time.Microsecond))
+	fmt.Printf("the gateway adds %v at p50 (goal ≤ 150µs) and %v at p99\n", (g50 - d50).Round(time.Microsecond),
+		(g99 - d99).Round(time.Microsecond))
+	if outPath != "" {
+		b, _ := json.MarshalIndent(map[string]any{"samples": samples, "added_p50_ns": g50 - d50, "added_p99_ns": g99 - d99}, "", "  ")
+		return os.WriteFile(outPath, b, 0o644)
+	}
+	return nil
+}
+
+// requests makes 64 different OIP request bodies of one 32-feature row.
+func requests() [][]byte {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var out [][]byte
+	for range 64 {
+		data := make([]float32, 32)
+		for i := range data {
+			data[i] = float32(rng.NormFloat64())
+		}
+		b, _ := json.Marshal(map[string]any{"inputs": []any{map[string]any{
+			"name": onnx.InputName, "shape": []int{1, 32}, "datatype": "FP32", "data": data}}})
+		out = append(out, b)
+	}
+	return out
+}
+
+func attack(url, token string, bodies [][]byte, rate int, d time.Duration) sample {
+	var i atomic.Uint64
+	hdr := http.Header{"Content-Type": []string{"application/json"}, "Authorization": []string{"Bearer " + token}}
+	targeter := func(t *vegeta.Target) error {
+		n := i.Add(1)
+		*t = vegeta.Target{Method: http.MethodPost, URL: url, Body: bodies[n%uint64(len(bodies))], Header: hdr}
+		return nil
+	}
+	atk := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Workers(8), vegeta.MaxWorkers(256), vegeta.Timeout(10*time.Second))
+	var m vegeta.Metrics
+	for r := range atk.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, d, "gateway") {
+		m.Add(r)
+	}
+	m.Close()
+	return sample{Throughput: m.Throughput, Success: m.Success, P50: m.Latencies.P50, P99: m.Latencies.P99}
+}

@@ -1,0 +1,199 @@
+package deploy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// upstream is the gateway's HTTP/1.1 client to replicas: keep-alive
+// connections used by one request at a time, written and read by the
+// request's own goroutine. net/http's Transport hands every request to
+// a writer and a reader goroutine per connection; on a loaded 2-core
+// machine each hand-off is a wake-up that can wait for a core, and the
+// gateway's job is to add as little latency as it can.
+type upstream struct {
+	mu      sync.Mutex
+	idle    map[string][]*upConn
+	maxIdle int // per replica
+	dialer  net.Dialer
+}
+
+type upConn struct {
+	c        net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	lastUsed time.Time
+}
+
+// idleFor bounds how long an idle connection is kept: shorter than any
+// replica's idle timeout, so a kept connection is still open.
+const idleFor = 30 * time.Second
+
+func newUpstream() *upstream {
+	return &upstream{idle: map[string][]*upConn{}, maxIdle: 256,
+		dialer: net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}}
+}
+
+func (u *upstream) get(ctx context.Context, addr string) (*upConn, bool, error) {
+	now := time.Now()
+	u.mu.Lock()
+	for list := u.idle[addr]; len(list) > 0; list = u.idle[addr] {
+		pc := list[len(list)-1]
+		u.idle[addr] = list[:len(list)-1]
+		if now.Sub(pc.lastUsed) < idleFor {
+			u.mu.Unlock()
+			return pc, true, nil
+		}
+		pc.c.Close()
+	}
+	u.mu.Unlock()
+	c, err := u.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return &upConn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}, false, nil
+}
+
+func (u *upstream) put(addr string, pc *upConn) {
+	pc.lastUsed = time.Now()
+	u.mu.Lock()
+	if len(u.idle[addr]) < u.maxIdle {
+		u.idle[addr] = append(u.idle[addr], pc)
+		pc = nil
+	}
+	u.mu.Unlock()
+	if pc != nil {
+		pc.c.Close()
+	}
+}
+
+func (u *upstream) closeIdle() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for addr, list := range u.idle {
+		for _, pc := range list {
+			pc.c.Close()
+		}
+		delete(u.idle, addr)
+	}
+}
+
+// errNotSent: the request did not reach the replica (the dial failed),
+// so it may go to another.
+type errNotSent struct{ err error }
+
+func (e errNotSent) Error() string { return e.err.Error() }
+func (e errNotSent) Unwrap() error { return e.err }
+
+// upstreamResponse is a response being read; Close returns the
+// connection to the pool when the body was read to its end.
+type upstreamResponse struct {
+	*http.Response
+	u    *upstream
+	addr string
+	pc   *upConn
+	stop func() bool
+}
+
+func (r *upstreamResponse) finish(complete bool) {
+	// stop is false when the caller's context ended and the deadline
+	// may be set: that connection is not reused.
+	if r.stop() && complete && !r.Close && r.pc.br.Buffered() == 0 {
+		r.u.put(r.addr, r.pc)
+		return
+	}
+	r.pc.c.Close()
+}
+
+// do sends one request and reads the response's head. header holds the
+// request's end-to-end headers; Host, Content-Length and Authorization
+// are the gateway's to set. A connection from the pool that turns out to
+// be closed by the replica before answering anything is replaced by a
+// new one once, as net/http's Transport does for a request whose body it
+// can send again.
+func (u *upstream) do(ctx context.Context, addr, method, target string, header http.Header, auth string, body []byte) (*upstreamResponse, error) {
+	for attempt := 0; ; attempt++ {
+		pc, reused, err := u.get(ctx, addr)
+		if err != nil {
+			return nil, errNotSent{err}
+		}
+		// The caller going away (or the request's deadline) interrupts
+		// the connection's reads and writes.
+		stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(time.Unix(1, 0)) })
+		resp, got, err := roundTrip(pc, addr, method, target, header, auth, body)
+		if err == nil {
+			return &upstreamResponse{Response: resp, u: u, addr: addr, pc: pc, stop: stop}, nil
+		}
+		stop()
+		pc.c.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if reused && !got && attempt == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err)) {
+			continue
+		}
+		return nil, err
+	}
+}
+
+func isReset(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && (op.Op == "read" || op.Op == "write")
+}
+
+// roundTrip writes the request on pc and reads the response head; got
+// reports whether any byte of a response arrived.
+func roundTrip(pc *upConn, addr, method, target string, header http.Header, auth string, body []byte) (*http.Response, bool, error) {
+	w := pc.bw
+	w.WriteString(method)
+	w.WriteByte(' ')
+	w.WriteString(target)
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.WriteString(addr)
+	w.WriteString("\r\nContent-Length: ")
+	w.WriteString(strconv.Itoa(len(body)))
+	if auth != "" {
+		w.WriteString("\r\nAuthorization: ")
+		w.WriteString(auth)
+	}
+	w.WriteString("\r\n")
+	for k, vs := range header {
+		if hopHeader(k) || k == "Host" || k == "Content-Length" {
+			continue
+		}
+		for _, v := range vs {
+			w.WriteString(k)
+			w.WriteString(": ")
+			w.WriteString(v)
+			w.WriteString("\r\n")
+		}
+	}
+	w.WriteString("\r\n")
+	w.Write(body)
+	if err := w.Flush(); err != nil {
+		return nil, false, err
+	}
+	if _, err := pc.br.Peek(1); err != nil {
+		return nil, false, err
+	}
+	req := &http.Request{Method: method} // ReadResponse knows a HEAD's answer has no body
+	resp, err := http.ReadResponse(pc.br, req)
+	if err != nil {
+		return nil, true, fmt.Errorf("read the replica's answer: %w", err)
+	}
+	for resp.StatusCode == http.StatusContinue {
+		// A 100 Continue needs no answer: the body has been sent.
+		if resp, err = http.ReadResponse(pc.br, req); err != nil {
+			return nil, true, fmt.Errorf("read the replica's answer: %w", err)
+		}
+	}
+	return resp, true, nil
+}
