@@ -142,6 +142,8 @@ func (h *handler) routes() *http.ServeMux {
 	mux.Handle("GET /models", h.page(h.modelsPage))
 	mux.Handle("GET /models/{name}", h.page(h.modelPage))
 	mux.Handle("GET /models/{name}/versions/{version}/model.onnx", h.requireAuth(http.HandlerFunc(h.modelArtifact), false))
+	mux.Handle("GET /serving", h.page(h.endpointsPage))
+	mux.Handle("GET /serving/{name}", h.page(h.endpointPage))
 
 	mux.Handle("GET /ui/jobs", h.fragment(h.jobsFragment))
 	mux.Handle("GET /ui/jobs/{id}", h.fragment(h.jobFragment))
@@ -151,6 +153,8 @@ func (h *handler) routes() *http.ServeMux {
 	mux.Handle("GET /ui/training", h.fragment(h.trainingFragment))
 	mux.Handle("GET /ui/training/{id}", h.fragment(h.trainingRunFragment))
 	mux.Handle("GET /ui/training/{id}/metrics", h.requireAuth(http.HandlerFunc(h.trainingMetrics), true))
+	mux.Handle("GET /ui/serving", h.fragment(h.endpointsFragment))
+	mux.Handle("GET /ui/serving/{name}", h.fragment(h.endpointFragment))
 
 	mux.Handle("/", h.page(func(*http.Request) (*pageResult, error) {
 		return nil, &httpError{Status: http.StatusNotFound, Msg: "There is no page here."}
@@ -376,11 +380,11 @@ type templates struct {
 
 func (t *templates) page(name string) *template.Template { return t.pages[name] }
 
-var pageNames = []string{"jobs", "job", "queues", "data", "report", "training", "training_run", "models", "model", "login", "error"}
+var pageNames = []string{"jobs", "job", "queues", "data", "report", "training", "training_run", "models", "model", "endpoints", "endpoint", "login", "error"}
 
 func parseTemplates(funcs template.FuncMap) *templates {
 	base := template.Must(template.New("").Funcs(funcs).ParseFS(web.FS,
-		"templates/layout.html", "templates/partials.html", "templates/training_parts.html"))
+		"templates/layout.html", "templates/partials.html", "templates/training_parts.html", "templates/endpoints_parts.html"))
 	t := &templates{base: base, pages: map[string]*template.Template{}}
 	for _, name := range pageNames {
 		clone := template.Must(base.Clone())

@@ -11,6 +11,7 @@ import (
 	"github.com/hpcml/hpcml/internal/api"
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/dashboard"
+	"github.com/hpcml/hpcml/internal/deploy"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/joblog"
 	"github.com/hpcml/hpcml/internal/registry"
@@ -22,9 +23,9 @@ import (
 // newDashboard mounts the web dashboard on the server's own state; the
 // reports and training runs it shows are those in the server's storage.
 func newDashboard(st store.Store, sch *sched.Scheduler, logs *joblog.Source, storage *blob.Bucket, a *api.Handler, token string,
-	models *registry.Registry, log *slog.Logger) http.Handler {
+	models *registry.Registry, endpoints *deploy.Controller, log *slog.Logger) http.Handler {
 	src := &dashSource{store: st, sched: sch, logs: logs, reports: analysis.Reports{Bucket: storage},
-		runs: train.Runs{Bucket: storage}, models: models}
+		runs: train.Runs{Bucket: storage}, models: models, endpoints: endpoints}
 	return dashboard.New(src, &dashAuth{api: a, key: []byte(token)}, log)
 }
 
@@ -46,6 +47,8 @@ type dashSource struct {
 	reports analysis.Reports
 	runs    train.Runs
 	models  *registry.Registry // dashboard_models.go
+	// endpoints is the endpoint controller (dashboard_endpoints.go).
+	endpoints *deploy.Controller
 }
 
 func notFound(err error) error {

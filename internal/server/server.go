@@ -145,7 +145,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Handle("/healthz", apiHandler)
 	mux.Handle("/metrics", apiHandler)
 	mux.Handle("/endpoints/", gateway)
-	mux.Handle("/", newDashboard(st, sch, logs, bucket, apiHandler, token, models, log))
+	mux.Handle("/", newDashboard(st, sch, logs, bucket, apiHandler, token, models, endpoints, log))
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
