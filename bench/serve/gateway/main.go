@@ -7,11 +7,18 @@
 //
 //	go run ./bench/serve/gateway -hpcml bin/hpcml [-rate 1000] [-step 5s] [-rounds 3]
 //
+// A peer runs in the same rounds: this binary re-executed as a plain
+// net/http server with httputil.ReverseProxy in front of the same replica,
+// so the gateway's cost can be read against what any proxy hop costs on
+// the machine. Each proxy's CPU time per request is reported too (less
+// sensitive to a busy machine than latencies).
+//
 // The goal (ARCHITECTURE.md §7): the gateway adds ≤ 150 µs at p50. The
-// run is bounded: rounds × 2 × step of load, plus start-up.
+// run is bounded: rounds × 3 × step of load, plus start-up.
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -19,6 +26,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +47,20 @@ import (
 	"github.com/hpcml/hpcml/internal/onnx"
 )
 
+// peerEnv makes this binary the peer: a plain net/http server with
+// httputil.ReverseProxy in front of the replica (the proxy every Go
+// programmer would write), so that the gateway's added latency can be
+// read against what any extra hop costs on this machine.
+const peerEnv = "HPCML_BENCH_GATEWAY_PEER"
+
 func main() {
+	if target := os.Getenv(peerEnv); target != "" {
+		if err := runPeer(target); err != nil {
+			fmt.Fprintln(os.Stderr, "peer:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	hpcml := flag.String("hpcml", "bin/hpcml", "the hpcml binary")
 	rate := flag.Int("rate", 1000, "requests per second, the same for both paths")
 	step := flag.Duration("step", 5*time.Second, "load per path and round")
@@ -58,6 +80,10 @@ type sample struct {
 	Success    float64       `json:"success"`
 	P50        time.Duration `json:"p50_ns"`
 	P99        time.Duration `json:"p99_ns"`
+	// ServerCPU is the hpcml server's CPU time per request during a
+	// gateway round: what the gateway costs, less sensitive to a busy
+	// machine than latencies.
+	ServerCPU time.Duration `json:"server_cpu_per_request_ns,omitempty"`
 }
 
 func run(hpcml string, rate int, step time.Duration, rounds int, outPath string) error {
@@ -155,19 +181,39 @@ func run(hpcml string, rate int, step time.Duration, rounds int, outPath string)
 	direct := "http://" + st.Replicas[0].Addr + "/v2/models/mlp/infer"
 	viaGateway := base + "/endpoints/gw/v2/models/mlp/infer"
 	bodies := requests()
+	peer, peerURL, err := startPeer("http://"+st.Replicas[0].Addr, replicaToken)
+	if err != nil {
+		return err
+	}
+	defer func() { peer.Process.Kill(); peer.Wait() }()
+	viaPeer := peerURL + "/v2/models/mlp/infer"
 
 	fmt.Printf("bench/serve/gateway: %d req/s, %v per path and round, %d rounds; GOMAXPROCS %d\n", rate, step, rounds, runtime.GOMAXPROCS(0))
 	fmt.Printf("  replica %s (job %d), gateway %s\n", direct, j.ID, viaGateway)
 	attack(direct, replicaToken, bodies, rate, step/2) // warm-up: connections, heaps
 	attack(viaGateway, token, bodies, rate, step/2)
+	attack(viaPeer, "", bodies, rate, step/2)
 	var samples []sample
 	for r := 1; r <= rounds; r++ {
-		for _, p := range []struct{ name, url, tok string }{{"direct", direct, replicaToken}, {"gateway", viaGateway, token}} {
+		for _, p := range []struct{ name, url, tok string }{{"direct", direct, replicaToken}, {"gateway", viaGateway, token},
+			{"peer", viaPeer, ""}} {
+			pid := srv.Process.Pid
+			if p.name == "peer" {
+				pid = peer.Process.Pid
+			}
+			cpu0 := processCPU(pid)
 			s := attack(p.url, p.tok, bodies, rate, step)
 			s.Path, s.Round = p.name, r
+			if n := s.Throughput * step.Seconds(); p.name != "direct" && n > 0 && cpu0 >= 0 {
+				s.ServerCPU = time.Duration(float64(processCPU(pid)-cpu0) / n)
+			}
 			samples = append(samples, s)
-			fmt.Printf("  round %d %-8s throughput %7.0f/s, success %5.1f%%, p50 %8v, p99 %8v\n", r, p.name, s.Throughput,
+			fmt.Printf("  round %d %-8s throughput %7.0f/s, success %5.1f%%, p50 %8v, p99 %8v", r, p.name, s.Throughput,
 				100*s.Success, s.P50.Round(time.Microsecond), s.P99.Round(time.Microsecond))
+			if s.ServerCPU > 0 {
+				fmt.Printf(", server CPU %v/request", s.ServerCPU.Round(time.Microsecond))
+			}
+			fmt.Println()
 		}
 	}
 	med := func(path string, f func(sample) time.Duration) time.Duration {
@@ -183,12 +229,15 @@ func run(hpcml string, rate int, step time.Duration, rounds int, outPath string)
 	p50 := func(s sample) time.Duration { return s.P50 }
 	p99 := func(s sample) time.Duration { return s.P99 }
 	d50, g50, d99, g99 := med("direct", p50), med("gateway", p50), med("direct", p99), med("gateway", p99)
-	fmt.Printf("\nmedian of %d rounds: direct p50 %v p99 %v; gateway p50 %v p99 %v\n", rounds,
-		d50.Round(time.Microsecond), d99.Round(time.Microsecond), g50.Round(time.Microsecond), g99.Round(time.Microsecond))
-	fmt.Printf("the gateway adds %v at p50 (goal ≤ 150µs) and %v at p99\n", (g50 - d50).Round(time.Microsecond),
-		(g99 - d99).Round(time.Microsecond))
+	q50, q99 := med("peer", p50), med("peer", p99)
+	us := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
+	fmt.Printf("\nmedian of %d rounds: direct p50 %v p99 %v; gateway p50 %v p99 %v; peer proxy p50 %v p99 %v\n", rounds,
+		us(d50), us(d99), us(g50), us(g99), us(q50), us(q99))
+	fmt.Printf("the gateway adds %v at p50 (goal ≤ 150µs) and %v at p99; a plain httputil.ReverseProxy adds %v and %v\n",
+		us(g50-d50), us(g99-d99), us(q50-d50), us(q99-d99))
 	if outPath != "" {
-		b, _ := json.MarshalIndent(map[string]any{"samples": samples, "added_p50_ns": g50 - d50, "added_p99_ns": g99 - d99}, "", "  ")
+		b, _ := json.MarshalIndent(map[string]any{"samples": samples, "added_p50_ns": g50 - d50, "added_p99_ns": g99 - d99,
+			"peer_added_p50_ns": q50 - d50, "peer_added_p99_ns": q99 - d99}, "", "  ")
 		return os.WriteFile(outPath, b, 0o644)
 	}
 	return nil
@@ -225,4 +274,76 @@ func attack(url, token string, bodies [][]byte, rate int, d time.Duration) sampl
 	}
 	m.Close()
 	return sample{Throughput: m.Throughput, Success: m.Success, P50: m.Latencies.P50, P99: m.Latencies.P99}
+}
+
+// processCPU is a process's user + system CPU time from /proc (Linux),
+// -1 if unknown.
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// Fields after the command name's ")" start at field 3: utime and
+	// stime (14, 15) are the 12th and 13th.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return -1
+		}
+		ticks += v
+	}
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(ticks) * time.Second / clockTicks
+}
+
+// startPeer starts this binary as the peer proxy and returns its URL.
+func startPeer(target, token string) (*exec.Cmd, string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, "", err
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), peerEnv+"="+target, "HPCML_BENCH_GATEWAY_TOKEN="+token)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		return nil, "", fmt.Errorf("peer proxy: %w", err)
+	}
+	return cmd, "http://" + strings.TrimSpace(line), nil
+}
+
+// runPeer serves httputil.ReverseProxy to target on a free loopback port
+// (printed on stdout), adding the replica's token.
+func runPeer(target string) error {
+	u, err := url.Parse(target)
+	if err != nil {
+		return err
+	}
+	token := os.Getenv("HPCML_BENCH_GATEWAY_TOKEN")
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(u)
+			r.Out.Header.Set("Authorization", "Bearer "+token)
+		},
+		Transport: &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true},
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Println(ln.Addr().String())
+	return http.Serve(ln, rp)
 }
