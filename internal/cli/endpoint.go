@@ -176,7 +176,11 @@ func waitEndpoint(ctx context.Context, c *client.Client, w io.Writer, name strin
 		if st.State == endpoint.InService {
 			return st, nil
 		}
-		if line := fmt.Sprintf("%s: %s", st.State, variantsText(st)); line != last {
+		line := fmt.Sprintf("%s: %s", st.State, variantsText(st))
+		if st.Reason != "" {
+			line += " (" + st.Reason + ")"
+		}
+		if line != last {
 			fmt.Fprintf(w, "Endpoint %s %s\n", name, line)
 			last = line
 		}

@@ -86,6 +86,9 @@ type epRuntime struct {
 	backoffUntil map[fleetID]time.Time
 	failures     map[fleetID]int
 	everServed   bool
+	// submitErr is why the last replica could not be submitted (a
+	// queue that cannot fit it, say): the endpoint's reason until one is.
+	submitErr string
 }
 
 type fleetID struct {
@@ -448,7 +451,10 @@ func (c *Controller) reconcile(ctx context.Context, e *endpoint.Endpoint, d *end
 		if c.readyIn(e.Name, v.Name) == 0 {
 			state, reason = endpoint.Degraded, fmt.Sprintf("variant %s has no ready replica", v.Name)
 			if !rt.everServed {
-				state = endpoint.Creating
+				state, reason = endpoint.Creating, ""
+			}
+			if rt.submitErr != "" {
+				reason = rt.submitErr
 			}
 			break
 		}
@@ -515,8 +521,10 @@ func (c *Controller) applyFleets(ctx context.Context, e *endpoint.Endpoint, want
 				if err := c.submit(ctx, e, w.variant, w.revision, now); err != nil {
 					c.log.Warn("start replica", "endpoint", e.Name, "variant", w.variant.Name, "err", err)
 					rt.backoffUntil[id] = now.Add(5 * time.Second)
+					rt.submitErr = fmt.Sprintf("cannot start a replica of variant %s: %v", w.variant.Name, err)
 					break
 				}
+				rt.submitErr = ""
 			}
 		case len(live) > w.want:
 			// Surplus: those not serving first, then the newest.

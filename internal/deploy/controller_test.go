@@ -38,9 +38,17 @@ type testScheduler struct {
 	// crash makes replicas of this model URL exit at once.
 	crash     string
 	submitted int
+	// refuse, if set, is the error Submit returns.
+	refuse string
 }
 
 func (s *testScheduler) Submit(ctx context.Context, spec *job.Spec) (*job.Job, error) {
+	s.mu.Lock()
+	refuse := s.refuse
+	s.mu.Unlock()
+	if refuse != "" {
+		return nil, &job.FieldError{Field: "resources", Message: refuse}
+	}
 	now := time.Now().UTC()
 	j := &job.Job{Name: spec.Name, Queue: job.DefaultQueue, State: job.Running, Attempt: 1, SubmittedAt: now, StartedAt: &now, Spec: *spec}
 	if err := s.st.InsertJob(ctx, j, nil); err != nil {
@@ -425,4 +433,23 @@ func TestControllerDeployments(t *testing.T) {
 	if st.Spec.Variants[0].Version != 2 || st.State != endpoint.InService {
 		t.Fatalf("after the failed deployment: %+v %s", st.Spec.Variants[0], st.State)
 	}
+}
+
+// A replica the scheduler refuses (it cannot fit the queue) leaves the
+// endpoint creating with the scheduler's reason, and is tried again.
+func TestControllerSubmitRefused(t *testing.T) {
+	h := newHarness(t)
+	h.sch.mu.Lock()
+	h.sch.refuse = "cpus: 4 do not fit the largest node (2)"
+	h.sch.mu.Unlock()
+	if _, err := h.c.Create(t.Context(), CreateRequest{Name: "ep", Variants: []VariantRequest{{Model: "m:1", CPUs: 4}}}); err != nil {
+		t.Fatal(err)
+	}
+	h.wait("the reason", func(s *Status) bool {
+		return s.State == endpoint.Creating && strings.Contains(s.Reason, "do not fit the largest node")
+	})
+	h.sch.mu.Lock()
+	h.sch.refuse = ""
+	h.sch.mu.Unlock()
+	h.wait("in service once it fits", func(s *Status) bool { return s.State == endpoint.InService && s.Reason == "" })
 }
