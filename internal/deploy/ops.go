@@ -394,12 +394,11 @@ type VariantStatus struct {
 // Status is an endpoint as `endpoint get` shows it.
 type Status struct {
 	endpoint.Endpoint
-	URL         string                 `json:"url"`
-	Variants    []VariantStatus        `json:"variants"`
-	Replicas    []ReplicaStatus        `json:"replicas"`
-	Deployment  *endpoint.Deployment   `json:"deployment,omitempty"`
-	ScaleEvents []endpoint.ScaleEvent  `json:"scale_events"`
-	History     []*endpoint.Deployment `json:"-"`
+	URL         string                `json:"url"`
+	Variants    []VariantStatus       `json:"variants"`
+	Replicas    []ReplicaStatus       `json:"replicas"`
+	Deployment  *endpoint.Deployment  `json:"deployment,omitempty"`
+	ScaleEvents []endpoint.ScaleEvent `json:"scale_events"`
 }
 
 // TrafficWindow is the span of the traffic figures.
