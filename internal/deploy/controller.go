@@ -590,7 +590,7 @@ func (c *Controller) publish(e *endpoint.Endpoint, wants []fleetWant) {
 				continue
 			}
 			f := Fleet{Revision: w.revision, Model: w.variant.Model, Percent: w.percent,
-				Stats: gw.Stats(e.Name, v.Name, w.revision)}
+				Stats: gw.Stats(e.Name, v.Name, w.revision), metrics: gw.variantMetrics(e.Name, v.Name)}
 			for _, r := range c.fleet(e.Name, v.Name, w.revision) {
 				if r.state == ReplicaReady {
 					f.Replicas = append(f.Replicas, r.Replica)

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Headers of the gateway. The SageMaker names are accepted and set too,
@@ -71,6 +73,19 @@ type Fleet struct {
 	Percent  int
 	Replicas []*Replica
 	Stats    *Stats
+	// metrics are the variant's Prometheus series (nil: none).
+	metrics *fleetMetrics
+}
+
+// record counts an answer (status 0: none) in the fleet's stats and
+// metrics.
+func (f *Fleet) record(start time.Time, status int) {
+	now := time.Now()
+	d := now.Sub(start)
+	if f.Stats != nil {
+		f.Stats.Record(now, d, status == 0 || status >= 500)
+	}
+	f.metrics.observe(status, d.Seconds())
 }
 
 // RouteVariant is a variant in a routing table.
@@ -110,6 +125,8 @@ type Gateway struct {
 
 	statsMu sync.Mutex
 	stats   map[statsKey]*Stats
+	metrics *gatewayMetrics             // nil without a registry
+	fleetM  map[[2]string]*fleetMetrics // by endpoint, variant
 
 	bufs sync.Pool
 }
@@ -125,6 +142,8 @@ type GatewayConfig struct {
 	Authorized func(token string) bool
 	MaxBody    int64 // default DefaultMaxBody
 	Log        *slog.Logger
+	// Registry, if set, gets the gateway's Prometheus metrics.
+	Registry prometheus.Registerer
 }
 
 // NewGateway returns a gateway with no endpoints.
@@ -135,7 +154,11 @@ func NewGateway(cfg GatewayConfig) *Gateway {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{authorized: cfg.Authorized, maxBody: cfg.MaxBody, log: cfg.Log, stats: map[statsKey]*Stats{}}
+	g := &Gateway{authorized: cfg.Authorized, maxBody: cfg.MaxBody, log: cfg.Log, stats: map[statsKey]*Stats{},
+		fleetM: map[[2]string]*fleetMetrics{}}
+	if cfg.Registry != nil {
+		g.metrics = newGatewayMetrics(cfg.Registry)
+	}
 	// Replicas are on loopback or the cluster's network: many keep-alive
 	// connections per replica (a TCP handshake per request would double
 	// the added latency), read and written by the request's goroutine.
@@ -181,7 +204,32 @@ func (g *Gateway) RemoveRoute(endpoint string) {
 			delete(g.stats, k)
 		}
 	}
+	for k := range g.fleetM {
+		if k[0] == endpoint {
+			delete(g.fleetM, k)
+		}
+	}
+	if g.metrics != nil {
+		g.metrics.forget(endpoint)
+	}
 	g.statsMu.Unlock()
+}
+
+// variantMetrics returns (resolving once) a variant's Prometheus series;
+// nil without a registry.
+func (g *Gateway) variantMetrics(endpoint, variant string) *fleetMetrics {
+	if g.metrics == nil {
+		return nil
+	}
+	g.statsMu.Lock()
+	defer g.statsMu.Unlock()
+	k := [2]string{endpoint, variant}
+	m := g.fleetM[k]
+	if m == nil {
+		m = g.metrics.fleet(endpoint, variant)
+		g.fleetM[k] = m
+	}
+	return m
 }
 
 // Route returns an endpoint's current routing table (nil if none).
@@ -298,8 +346,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Debug("replica refused the connection; trying another", "endpoint", name, "job", rep.JobID, "err", err)
 		tried = append(tried, rep)
 	}
-	if f := v.Fleets; len(f) > 0 && f[0].Stats != nil {
-		f[0].Stats.Record(time.Now(), time.Since(start), true)
+	if len(v.Fleets) > 0 {
+		v.Fleets[0].record(start, http.StatusServiceUnavailable)
 	}
 	gatewayError(w, http.StatusServiceUnavailable, "variant %q of endpoint %q has no ready replica that answers", v.Name, name)
 }
@@ -329,7 +377,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *Route, v *
 		if refused(err) {
 			return false, err
 		}
-		f.Stats.Record(time.Now(), time.Since(start), true)
+		f.record(start, 0)
 		if r.Context().Err() != nil {
 			return true, err // the caller went away
 		}
@@ -349,7 +397,11 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *Route, v *
 	_, cerr := io.CopyBuffer(w, resp.Body, *bp)
 	g.bufs.Put(bp)
 	resp.finish(cerr == nil)
-	f.Stats.Record(time.Now(), time.Since(start), resp.StatusCode >= 500 || cerr != nil)
+	status := resp.StatusCode
+	if cerr != nil {
+		status = 0 // the answer was cut short
+	}
+	f.record(start, status)
 	return true, nil
 }
 

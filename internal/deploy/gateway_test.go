@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // fakeReplica is a real HTTP server on loopback that answers like a
@@ -336,4 +338,71 @@ func TestGatewayUpstream(t *testing.T) {
 	if r.Outstanding() != 0 {
 		t.Fatalf("the replica still holds %d requests after the caller left", r.Outstanding())
 	}
+}
+
+// The gateway's Prometheus series count answers by status class and
+// time them, per endpoint and variant; deleting the endpoint drops them.
+func TestGatewayMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	g := NewGateway(GatewayConfig{Authorized: func(tok string) bool { return tok == "server-token" }, Registry: reg})
+	mux := http.NewServeMux()
+	mux.Handle("/endpoints/", g)
+	front := httptest.NewServer(mux)
+	t.Cleanup(func() { front.Close(); g.Close() })
+	rep := newFakeReplica(t, "a")
+	g.SetRoute(&Route{Endpoint: "ep", Token: "replica-token", Variants: []RouteVariant{{Name: "v", Weight: 1,
+		Fleets: []Fleet{{Percent: 100, Replicas: []*Replica{rep.replica("v", 0)}, Stats: g.Stats("ep", "v", 0),
+			metrics: g.variantMetrics("ep", "v")}}}}})
+	for range 3 {
+		call(t, front, "POST", "/endpoints/ep/invocations", "x", nil)
+	}
+	wrong := &Route{Endpoint: "ep", Token: "wrong", Variants: []RouteVariant{{Name: "v", Weight: 1,
+		Fleets: []Fleet{{Percent: 100, Replicas: []*Replica{rep.replica("v", 0)}, Stats: g.Stats("ep", "v", 0),
+			metrics: g.variantMetrics("ep", "v")}}}}}
+	g.SetRoute(wrong)
+	call(t, front, "POST", "/endpoints/ep/invocations", "x", nil) // the replica answers 401
+	if n := series(t, reg, "hpcml_gateway_requests_total", "2xx"); n != 3 {
+		t.Fatalf("2xx: %v", n)
+	}
+	if n := series(t, reg, "hpcml_gateway_requests_total", "4xx"); n != 1 {
+		t.Fatalf("4xx: %v", n)
+	}
+	if n := series(t, reg, "hpcml_gateway_request_duration_seconds", ""); n != 4 {
+		t.Fatalf("durations observed: %v", n)
+	}
+	g.RemoveRoute("ep")
+	if n := series(t, reg, "hpcml_gateway_requests_total", "2xx"); n != -1 {
+		t.Fatalf("series after the endpoint went: %v", n)
+	}
+}
+
+// series reads a counter's value (code label given) or a histogram's
+// count from reg; -1 if there is no such series.
+func series(t *testing.T, reg *prometheus.Registry, name, code string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["endpoint"] != "ep" || labels["variant"] != "v" {
+				t.Fatalf("labels %v", labels)
+			}
+			if h := m.GetHistogram(); h != nil {
+				return float64(h.GetSampleCount())
+			}
+			if labels["code"] == code {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return -1
 }
