@@ -132,7 +132,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer models.Close()
 	// The gateway (/endpoints/{name}/...) takes the server's token, like
 	// the API; replicas take their endpoint's own, which it adds.
-	gateway := deploy.NewGateway(deploy.GatewayConfig{Log: log,
+	gateway := deploy.NewGateway(deploy.GatewayConfig{Log: log, Registry: reg,
 		Authorized: func(tok string) bool { return subtle.ConstantTimeCompare([]byte(tok), []byte(token)) == 1 }})
 	defer gateway.Close()
 	endpoints := deploy.New(deploy.Config{Store: st, Scheduler: sch, Storage: bucket, Registry: models, Gateway: gateway, Log: log})
