@@ -4,7 +4,7 @@ BIN      := bin/hpcml
 DATA_DIR ?= .hpcml
 LISTEN   ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend bench-deps bench-transfer bench-profile bench-train bench-allreduce bench-dataparallel bench-serve test-openblas clean
+.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend bench-deps bench-transfer bench-profile bench-train bench-allreduce bench-dataparallel bench-serve bench-gateway test-openblas clean
 
 all: build
 
@@ -113,6 +113,9 @@ bench-dataparallel:
 # batching; see docs/benchmarks.md. Takes about 4 minutes.
 bench-serve: build
 	$(GO) run ./bench/serve -hpcml $(BIN)
+
+bench-gateway: build
+	$(GO) run ./bench/serve/gateway -hpcml $(BIN)
 
 fmt:
 	gofmt -w cmd internal web bench
