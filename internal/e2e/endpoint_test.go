@@ -338,4 +338,11 @@ func TestEndpointAutoscale(t *testing.T) {
 	if out := s.cli("endpoint", "get", "ep"); !strings.Contains(out, "Scale events:") {
 		t.Fatalf("endpoint get:\n%s", out)
 	}
+	// The dashboard's Endpoints tab shows the same, from the real server.
+	code, _, page := s.raw("GET", "/ui/serving/ep", s.Token, nil)
+	for _, want := range []string{`data-variant="primary"`, `data-scale="out"`, `data-scale="in"`, `data-state="ready"`, "moons:1"} {
+		if code != 200 || !strings.Contains(string(page), want) {
+			t.Fatalf("dashboard /ui/serving/ep: %d, no %q in\n%s", code, want, page)
+		}
+	}
 }
