@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -638,10 +639,20 @@ func (c *Controller) stepDeployment(ctx context.Context, e *endpoint.Endpoint, v
 		GreenFailed: rt.greenFailed[d.ID], Green: rollout.Window{Requests: w.Requests, Errors: w.Errors, P99: w.P99}}
 	next, tgt := rollout.Next(strat, alarms, st, obs)
 
-	if next != st {
+	var events []endpoint.Event
+	// Green waiting for room beside blue is the usual reason a
+	// deployment never gets going on a small machine: say so, once.
+	for _, r := range c.fleet(e.Name, v.Name, d.To.Revision) {
+		if (r.jobState == job.Runnable || r.jobState == job.Pending) && now.Sub(r.submitted) >= 5*time.Second &&
+			!hasEvent(d, "waiting for room") {
+			events = append(events, endpoint.Event{At: now, Message: fmt.Sprintf("green replica job %d is %s: waiting for room "+
+				"in its queue beside blue (fewer --cpus per replica, or more capacity, would let it start)", r.JobID, r.jobState)})
+			break
+		}
+	}
+	if next != st || len(events) > 0 {
 		// The state changes every tick (the bake time watched); the
 		// history gets a line when the phase, step or reason moves.
-		var events []endpoint.Event
 		if next.Phase != st.Phase || next.Step != st.Step || next.Reason != st.Reason {
 			events = append(events, endpoint.Event{At: now, Message: describeStep(next, tgt)})
 		}
@@ -759,4 +770,13 @@ func (c *Controller) autoscale(ctx context.Context, e *endpoint.Endpoint, v *end
 		rt.lastIn[v.Name] = now
 	}
 	c.log.Info("autoscale", "endpoint", e.Name, "variant", v.Name, "from", old, "to", desired, "reason", reason)
+}
+
+func hasEvent(d *endpoint.Deployment, substr string) bool {
+	for _, ev := range d.Events {
+		if strings.Contains(ev.Message, substr) {
+			return true
+		}
+	}
+	return false
 }

@@ -40,6 +40,8 @@ type testScheduler struct {
 	submitted int
 	// refuse, if set, is the error Submit returns.
 	refuse string
+	// hold keeps replicas of this model URL waiting for resources.
+	hold string
 }
 
 func (s *testScheduler) Submit(ctx context.Context, spec *job.Spec) (*job.Job, error) {
@@ -59,6 +61,13 @@ func (s *testScheduler) Submit(ctx context.Context, spec *job.Spec) (*job.Job, e
 	s.submitted++
 	s.jobs[j.ID] = j
 	model := spec.Command[slicesIndex(spec.Command, "--model")+1]
+	if model == s.hold {
+		j.State, j.StartedAt = job.Runnable, nil
+		if err := s.st.Apply(ctx, []store.Change{{Job: j}}); err != nil {
+			return nil, err
+		}
+		return j, nil
+	}
 	if model == s.crash {
 		s.endLocked(ctx, j.ID, job.Failed, "exit 1: model failed to load")
 		return j, nil
@@ -452,4 +461,38 @@ func TestControllerSubmitRefused(t *testing.T) {
 	h.sch.refuse = ""
 	h.sch.mu.Unlock()
 	h.wait("in service once it fits", func(s *Status) bool { return s.State == endpoint.InService && s.Reason == "" })
+}
+
+// Green that cannot start for want of room: the deployment says so in
+// its history and fails at the ready timeout; blue serves throughout.
+func TestControllerGreenWaiting(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	if _, err := h.c.Create(ctx, CreateRequest{Name: "ep", Variants: []VariantRequest{{Model: "m:1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	h.wait("ready", func(s *Status) bool { return len(ready(s)) == 1 })
+	h.sch.mu.Lock()
+	h.sch.hold = "model://m/2"
+	h.sch.mu.Unlock()
+	if _, err := h.c.Update(ctx, "ep", UpdateRequest{Model: "m:2", ReadyTimeout: job.Duration(7 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	var d *endpoint.Deployment
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if code, _ := h.invoke(); code != 200 {
+			t.Fatalf("blue failed a request: %d", code)
+		}
+		hist, _ := h.c.History(ctx, "ep", 0)
+		if len(hist) == 1 && hist[0].Outcome != endpoint.Running {
+			d = hist[0]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deployment did not end: %+v", hist)
+		}
+	}
+	if d.Outcome != endpoint.Failed || !strings.Contains(d.Reason, "not ready") || !hasEvent(d, "is RUNNABLE: waiting for room") {
+		t.Fatalf("deployment %s: %s; events %+v", d.Outcome, d.Reason, d.Events)
+	}
 }
