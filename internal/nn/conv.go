@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+
+	"github.com/hpcml/hpcml/internal/nn/vec"
 )
 
 // Conv2D is a 2-D convolution over NCHW images — a cross-correlation, as
@@ -259,13 +261,13 @@ func im2col(g *convGeom, x, cols, pad []float32) {
 			for kw := 0; kw < k; kw++ {
 				r := (ch*k+kh)*k + kw
 				row := cols[r*plane : (r+1)*plane]
+				if s == 1 {
+					vec.CopyRows(row, ow, img[kh*w+kw:], w, oh, ow)
+					continue
+				}
 				for y := 0; y < oh; y++ {
 					dst := row[y*ow : (y+1)*ow]
 					start := (y*s+kh)*w + kw
-					if s == 1 {
-						copy(dst, img[start:start+ow])
-						continue
-					}
 					for i := range dst {
 						dst[i] = img[start+i*s]
 					}
@@ -313,6 +315,14 @@ func col2im(g *convGeom, cols, dx []float32) {
 				if owLo == owHi {
 					continue
 				}
+				if s == 1 {
+					// Output rows y whose input row y−p+kh is inside the image.
+					yLo, yHi := max(0, p-kh), min(oh, h+p-kh)
+					if yLo < yHi {
+						vec.AddRows(dst[(yLo-p+kh)*w+owLo+off:], w, row[yLo*ow+owLo:], ow, yHi-yLo, owHi-owLo)
+					}
+					continue
+				}
 				for y := 0; y < oh; y++ {
 					ih := y*s - p + kh
 					if ih < 0 || ih >= h {
@@ -320,14 +330,6 @@ func col2im(g *convGeom, cols, dx []float32) {
 					}
 					src := row[y*ow+owLo : y*ow+owHi]
 					drow := dst[ih*w : (ih+1)*w]
-					if s == 1 {
-						d := drow[owLo+off : owHi+off]
-						d = d[:len(src)] // bounds checks out of the loop
-						for i, v := range src {
-							d[i] += v
-						}
-						continue
-					}
 					iw := owLo*s + off
 					for _, v := range src {
 						drow[iw] += v
