@@ -346,3 +346,38 @@ func TestEndpointAutoscale(t *testing.T) {
 		}
 	}
 }
+
+// TestEndpointRolloutUnderLoad: a linear deployment of a good version
+// while a load runs fails no request — blue replicas leave the routing
+// and finish what they hold before their jobs are stopped — and traffic
+// ends on the new version.
+func TestEndpointRolloutUnderLoad(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--cpus", "2")
+	trainModel(t, s, "moons")
+	trainModel(t, s, "moons")
+	s.cli("endpoint", "create", "ep", "--model", "moons:1", "--replicas", "2", "--cpus", "0.25", "--wait")
+	l := startLoad(s, "ep", 3, 2, 1<<30, time.Millisecond)
+	out, stderr, err := hpcml(s, "endpoint", "update", "ep", "--model", "moons:2", "--strategy", "linear:50%:2s", "--wait")
+	if err != nil {
+		t.Fatalf("deployment: %v\n%s%s", err, out, stderr)
+	}
+	waitFor(t, 30*time.Second, "blue to stop", func() bool {
+		st := getEndpoint(t, s, "ep")
+		return len(st.Replicas) == 2 && len(readyReplicas(st)) == 2
+	})
+	n := l.count()
+	waitFor(t, 10*time.Second, "traffic on green alone", func() bool { return l.count() > n+100 })
+	rs := l.finish()
+	versions := map[string]int{}
+	for _, r := range rs {
+		if r.err != nil || r.status != 200 {
+			t.Fatalf("a request failed during the deployment: %s", summarize(rs))
+		}
+		versions[r.version]++
+	}
+	if last := rs[len(rs)-1]; versions["1"] == 0 || versions["2"] == 0 || last.version != "2" {
+		t.Fatalf("versions answered %v, the last %q", versions, last.version)
+	}
+	t.Logf("linear deployment under load: %d requests, none failed (%v)", len(rs), versions)
+}
