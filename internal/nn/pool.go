@@ -2,6 +2,7 @@ package nn
 
 import (
 	"fmt"
+	"github.com/hpcml/hpcml/internal/nn/vec"
 	"slices"
 )
 
@@ -139,31 +140,17 @@ func (p *Pool2D) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
 }
 
 // maxPool2x2 is max pooling's common case, 2×2 windows at stride 2
-// without padding, unrolled (the general loop's window arithmetic costs
-// more than the comparisons); same semantics: the first maximum of a
-// window wins ties, a NaN wins. am, if not nil, gets the maxima's places.
+// without padding, a row of outputs at a time by vec.MaxPool2x2Row (the
+// general loop's window arithmetic costs more than the comparisons); same
+// semantics: the first maximum of a window wins ties, a NaN wins. am, if
+// not nil, gets the maxima's places.
 func maxPool2x2(src, dst []float32, am []int32, w, oh, ow int) {
 	for i := 0; i < oh; i++ {
-		r0 := src[2*i*w : 2*i*w+w]
-		r1 := src[(2*i+1)*w : (2*i+1)*w+w]
-		d := dst[i*ow : i*ow+ow]
-		for j := range d {
-			c := 2 * j
-			best, at := r0[c], c
-			if v := r0[c+1]; v > best || (v != v && best == best) {
-				best, at = v, c+1
-			}
-			if v := r1[c]; v > best || (v != v && best == best) {
-				best, at = v, w+c
-			}
-			if v := r1[c+1]; v > best || (v != v && best == best) {
-				best, at = v, w+c+1
-			}
-			d[j] = best
-			if am != nil {
-				am[i*ow+j] = int32(2*i*w + at)
-			}
+		var amRow []int32
+		if am != nil {
+			amRow = am[i*ow : i*ow+ow]
 		}
+		vec.MaxPool2x2Row(src[2*i*w:2*i*w+w], src[(2*i+1)*w:(2*i+1)*w+w], dst[i*ow:i*ow+ow], amRow, 2*i*w, w)
 	}
 }
 
