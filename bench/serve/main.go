@@ -35,7 +35,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -43,14 +42,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
-	vegeta "github.com/tsenart/vegeta/v12/lib"
-
+	"github.com/hpcml/hpcml/bench/internal/load"
 	"github.com/hpcml/hpcml/internal/nn"
 	"github.com/hpcml/hpcml/internal/onnx"
 )
@@ -130,7 +126,7 @@ func run(hpcml string, step, bound, budget time.Duration, factor, startMLP, star
 		return err
 	}
 	models := map[string]string{"mlp": mlp, "cnn": cnn}
-	bodies := map[string][][]byte{"mlp": requests(32, []int{1, 32}), "cnn": requests(256, []int{1, 1, 16, 16})}
+	bodies := map[string][][]byte{"mlp": load.OIPBodies(onnx.InputName, []int{1, 32}), "cnn": load.OIPBodies(onnx.InputName, []int{1, 1, 16, 16})}
 	all := []scenario{
 		{Name: "mlp/hpcml", model: "mlp", start: startMLP},
 		{Name: "mlp/net-http", model: "mlp", peer: true, start: startMLP},
@@ -195,22 +191,6 @@ func writeModel(dir, name string, spec nn.Spec) (string, error) {
 	return p, os.WriteFile(p, data, 0o644)
 }
 
-// requests makes 64 different OIP request bodies of one sample each.
-func requests(n int, shape []int) [][]byte {
-	rng := rand.New(rand.NewPCG(1, 2))
-	var out [][]byte
-	for range 64 {
-		data := make([]float32, n)
-		for i := range data {
-			data[i] = float32(rng.NormFloat64())
-		}
-		b, _ := json.Marshal(map[string]any{"inputs": []any{map[string]any{
-			"name": onnx.InputName, "shape": shape, "datatype": "FP32", "data": data}}})
-		out = append(out, b)
-	}
-	return out
-}
-
 func runScenario(s scenario, hpcml, model string, bodies [][]byte, step, bound time.Duration, factor float64, deadline time.Time) (scenarioResult, error) {
 	res := scenarioResult{Name: s.Name}
 	var cmd *exec.Cmd
@@ -246,10 +226,10 @@ func runScenario(s scenario, hpcml, model string, bodies [][]byte, step, bound t
 	attack(url, bodies, s.start/2, step/2)
 	rate, lastPass, lastFail := s.start, 0.0, 0.0
 	for time.Now().Add(step).Before(deadline) {
-		cpu0 := processCPU(cmd.Process.Pid)
+		cpu0 := load.ProcessCPU(cmd.Process.Pid)
 		r := attack(url, bodies, rate, step)
 		if n := r.Throughput * step.Seconds(); n > 0 && cpu0 >= 0 {
-			r.ServerCPU = time.Duration(float64(processCPU(cmd.Process.Pid)-cpu0) / n)
+			r.ServerCPU = time.Duration(float64(load.ProcessCPU(cmd.Process.Pid)-cpu0) / n)
 		}
 		r.Pass = r.Success == 1 && r.P99 <= bound && r.Throughput >= 0.95*rate
 		res.Steps = append(res.Steps, r)
@@ -328,51 +308,6 @@ func startServer(cmd *exec.Cmd) (string, error) {
 	}
 }
 
-// processCPU is a process's user + system CPU time from /proc (Linux),
-// -1 if unknown.
-func processCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return -1
-	}
-	// The command name (field 2) may hold spaces; fields after its ")"
-	// start at field 3, so utime and stime (14, 15) are the 12th and 13th.
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return -1
-	}
-	var ticks int64
-	for _, s := range f[11:13] {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return -1
-		}
-		ticks += v
-	}
-	const clockTicks = 100 // USER_HZ on Linux
-	return time.Duration(ticks) * time.Second / clockTicks
-}
-
-// attack sends rate requests/s for d, cycling over the bodies, and
-// summarises the results.
-func attack(url string, bodies [][]byte, rate float64, d time.Duration) stepResult {
-	var i atomic.Uint64
-	hdr := http.Header{"Content-Type": []string{"application/json"}}
-	targeter := func(t *vegeta.Target) error {
-		n := i.Add(1)
-		*t = vegeta.Target{Method: http.MethodPost, URL: url, Body: bodies[n%uint64(len(bodies))], Header: hdr}
-		return nil
-	}
-	atk := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Workers(8), vegeta.MaxWorkers(512), vegeta.Timeout(10*time.Second))
-	var m vegeta.Metrics
-	for r := range atk.Attack(targeter, vegeta.Rate{Freq: int(rate), Per: time.Second}, d, "step") {
-		m.Add(r)
-	}
-	m.Close()
-	return stepResult{Rate: rate, Throughput: m.Throughput, Success: m.Success, P50: m.Latencies.P50, P99: m.Latencies.P99}
-}
-
 // runPeer is the plain net/http server: encoding/json in and out, the same
 // onnx.Graph.Run, nothing else (no validation beyond the graph's own, no
 // batching, no metrics).
@@ -439,4 +374,10 @@ func runPeer(modelPath string) error {
 		return err
 	}
 	return nil
+}
+
+// attack runs one step of load and summarises it.
+func attack(url string, bodies [][]byte, rate float64, d time.Duration) stepResult {
+	m := load.Attack(url, http.Header{"Content-Type": {"application/json"}}, bodies, rate, d, 512, "step")
+	return stepResult{Rate: rate, Throughput: m.Throughput, Success: m.Success, P50: m.Latencies.P50, P99: m.Latencies.P99}
 }

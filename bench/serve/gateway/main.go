@@ -23,7 +23,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -35,12 +34,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
-	vegeta "github.com/tsenart/vegeta/v12/lib"
-
+	"github.com/hpcml/hpcml/bench/internal/load"
 	"github.com/hpcml/hpcml/internal/client"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/nn"
@@ -180,7 +177,7 @@ func run(hpcml string, rate int, step time.Duration, rounds int, outPath string)
 	replicaToken := j.Spec.Env[job.ServeTokenEnv]
 	direct := "http://" + st.Replicas[0].Addr + "/v2/models/mlp/infer"
 	viaGateway := base + "/endpoints/gw/v2/models/mlp/infer"
-	bodies := requests()
+	bodies := load.OIPBodies(onnx.InputName, []int{1, 32})
 	peer, peerURL, err := startPeer("http://"+st.Replicas[0].Addr, replicaToken)
 	if err != nil {
 		return err
@@ -201,11 +198,11 @@ func run(hpcml string, rate int, step time.Duration, rounds int, outPath string)
 			if p.name == "peer" {
 				pid = peer.Process.Pid
 			}
-			cpu0 := processCPU(pid)
+			cpu0 := load.ProcessCPU(pid)
 			s := attack(p.url, p.tok, bodies, rate, step)
 			s.Path, s.Round = p.name, r
 			if n := s.Throughput * step.Seconds(); p.name != "direct" && n > 0 && cpu0 >= 0 {
-				s.ServerCPU = time.Duration(float64(processCPU(pid)-cpu0) / n)
+				s.ServerCPU = time.Duration(float64(load.ProcessCPU(pid)-cpu0) / n)
 			}
 			samples = append(samples, s)
 			fmt.Printf("  round %d %-8s throughput %7.0f/s, success %5.1f%%, p50 %8v, p99 %8v", r, p.name, s.Throughput,
@@ -241,65 +238,6 @@ func run(hpcml string, rate int, step time.Duration, rounds int, outPath string)
 		return os.WriteFile(outPath, b, 0o644)
 	}
 	return nil
-}
-
-// requests makes 64 different OIP request bodies of one 32-feature row.
-func requests() [][]byte {
-	rng := rand.New(rand.NewPCG(1, 2))
-	var out [][]byte
-	for range 64 {
-		data := make([]float32, 32)
-		for i := range data {
-			data[i] = float32(rng.NormFloat64())
-		}
-		b, _ := json.Marshal(map[string]any{"inputs": []any{map[string]any{
-			"name": onnx.InputName, "shape": []int{1, 32}, "datatype": "FP32", "data": data}}})
-		out = append(out, b)
-	}
-	return out
-}
-
-func attack(url, token string, bodies [][]byte, rate int, d time.Duration) sample {
-	var i atomic.Uint64
-	hdr := http.Header{"Content-Type": []string{"application/json"}, "Authorization": []string{"Bearer " + token}}
-	targeter := func(t *vegeta.Target) error {
-		n := i.Add(1)
-		*t = vegeta.Target{Method: http.MethodPost, URL: url, Body: bodies[n%uint64(len(bodies))], Header: hdr}
-		return nil
-	}
-	atk := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Workers(8), vegeta.MaxWorkers(256), vegeta.Timeout(10*time.Second))
-	var m vegeta.Metrics
-	for r := range atk.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, d, "gateway") {
-		m.Add(r)
-	}
-	m.Close()
-	return sample{Throughput: m.Throughput, Success: m.Success, P50: m.Latencies.P50, P99: m.Latencies.P99}
-}
-
-// processCPU is a process's user + system CPU time from /proc (Linux),
-// -1 if unknown.
-func processCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return -1
-	}
-	// Fields after the command name's ")" start at field 3: utime and
-	// stime (14, 15) are the 12th and 13th.
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return -1
-	}
-	var ticks int64
-	for _, s := range f[11:13] {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return -1
-		}
-		ticks += v
-	}
-	const clockTicks = 100 // USER_HZ on Linux
-	return time.Duration(ticks) * time.Second / clockTicks
 }
 
 // startPeer starts this binary as the peer proxy and returns its URL.
@@ -346,4 +284,15 @@ func runPeer(target string) error {
 	}
 	fmt.Println(ln.Addr().String())
 	return http.Serve(ln, rp)
+}
+
+// attack runs rate requests/s at url for d with the bearer token (none if
+// empty) and summarises them.
+func attack(url, token string, bodies [][]byte, rate int, d time.Duration) sample {
+	hdr := http.Header{"Content-Type": {"application/json"}}
+	if token != "" {
+		hdr.Set("Authorization", "Bearer "+token)
+	}
+	m := load.Attack(url, hdr, bodies, float64(rate), d, 256, "gateway")
+	return sample{Throughput: m.Throughput, Success: m.Success, P50: m.Latencies.P50, P99: m.Latencies.P99}
 }
