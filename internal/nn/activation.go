@@ -24,7 +24,8 @@ func (a *Activation) Params() []*Param                 { return nil }
 func (a *Activation) OutShape(in []int) ([]int, error) { return in, nil }
 
 // activationCache keeps what the derivative needs: the input for relu and
-// gelu, the output for tanh and sigmoid.
+// gelu, the output for tanh and sigmoid — and for a relu computed in
+// place only the output (y > 0 exactly where x > 0, NaN included).
 type activationCache struct{ x, y *Tensor }
 
 func (a *Activation) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
@@ -57,17 +58,54 @@ func (a *Activation) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
 	return y, activationCache{x: x, y: y}
 }
 
+// forwardInPlace is relu written over x, whose memory Model hands over.
+func (a *Activation) forwardInPlace(ctx *Context, x *Tensor) (*Tensor, any, bool) {
+	if a.kind != "relu" {
+		return nil, nil, false
+	}
+	xs := x.Data
+	parallelFor(len(xs), 1<<15, func(lo, hi int) { vec.ReLU(xs[lo:hi], xs[lo:hi]) })
+	if !ctx.Training {
+		return x, nil, true
+	}
+	return x, activationCache{y: x}, true
+}
+
+// backwardInPlace is relu's backward pass written over dy.
+func (a *Activation) backwardInPlace(cache any, dy *Tensor) (*Tensor, bool) {
+	if a.kind != "relu" {
+		return nil, false
+	}
+	mask := reluMask(cache.(activationCache))
+	gs := dy.Data
+	parallelFor(len(gs), 1<<15, func(lo, hi int) { vec.ReLUBackward(mask[lo:hi], gs[lo:hi], gs[lo:hi]) })
+	return dy, true
+}
+
+// reluMask is what relu's derivative tests for > 0: the input, or the
+// output of a relu computed in place.
+func reluMask(c activationCache) []float32 {
+	if c.x != nil {
+		return c.x.Data
+	}
+	return c.y.Data
+}
+
 func (a *Activation) Backward(cache any, dy *Tensor, needInput bool) *Tensor {
 	if !needInput {
 		return nil
 	}
 	c := cache.(activationCache)
 	dx := a.inputGrad(false, dy.Shape...)
-	xs, ys, gs, ds := c.x.Data, c.y.Data, dy.Data, dx.Data
+	var xs []float32 // nil for a relu computed in place
+	if c.x != nil {
+		xs = c.x.Data
+	}
+	ys, gs, ds := c.y.Data, dy.Data, dx.Data
 	parallelFor(len(gs), 1<<15, func(lo, hi int) {
 		switch a.kind {
 		case "relu":
-			vec.ReLUBackward(xs[lo:hi], gs[lo:hi], ds[lo:hi])
+			vec.ReLUBackward(reluMask(c)[lo:hi], gs[lo:hi], ds[lo:hi])
 		case "gelu":
 			for i := lo; i < hi; i++ {
 				v := float64(xs[i])

@@ -101,6 +101,24 @@ func pooledTensor(s *scratch, zero bool, shape []int) *Tensor {
 	return &Tensor{Shape: slices.Clone(shape), Data: data}
 }
 
+// outputFree layers never keep their output in a cache, so once Forward
+// has returned, the next layer may overwrite it.
+type outputFree interface{ keepsNoOutput() }
+
+func (*Conv2D) keepsNoOutput()    {}
+func (*Dense) keepsNoOutput()     {}
+func (*Pool2D) keepsNoOutput()    {}
+func (*BatchNorm) keepsNoOutput() {}
+
+// inPlacer layers can write their output over their input, and their
+// input gradient over dy, when Model says nothing else reads them (ReLU
+// after a convolution: one activation and one gradient of the batch less
+// to stream through memory each step). ok false: not for this layer.
+type inPlacer interface {
+	forwardInPlace(ctx *Context, x *Tensor) (y *Tensor, cache any, ok bool)
+	backwardInPlace(cache any, dy *Tensor) (dx *Tensor, ok bool)
+}
+
 // Stateful layers hold non-trainable state that a checkpoint and an export
 // must carry (BatchNorm's running mean and variance).
 type Stateful interface {

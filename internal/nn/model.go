@@ -58,8 +58,24 @@ func (m *Model) Forward(ctx *Context, x *Tensor) (*Tensor, *Pass, error) {
 		return nil, nil, fmt.Errorf("nn: input shape %v does not match the model's %v", x.Shape[1:], m.Spec.Input)
 	}
 	pass := &Pass{caches: make([]any, len(m.Layers)), input: x, outs: make([]*Tensor, len(m.Layers))}
+	in := x // the previous layer's input
 	for i, l := range m.Layers {
-		x, pass.caches[i] = l.Forward(ctx, x)
+		// A layer may overwrite its input when the previous layer made it
+		// (not a view of its own input, not the caller's batch) and keeps
+		// no reference to it.
+		done := false
+		if ip, ok := l.(inPlacer); ok && i > 0 && !sameData(x, in) {
+			if _, free := m.Layers[i-1].(outputFree); free {
+				var y *Tensor
+				if y, pass.caches[i], done = ip.forwardInPlace(ctx, x); done {
+					in, x = x, y
+				}
+			}
+		}
+		if !done {
+			in = x
+			x, pass.caches[i] = l.Forward(ctx, x)
+		}
 		pass.outs[i] = x
 	}
 	return x, pass, nil
@@ -85,7 +101,18 @@ func (m *Model) BackwardNotify(pass *Pass, dy *Tensor, done func(layer int)) {
 	lossGrad := dy
 	pass.grads = make([]*Tensor, len(m.Layers))
 	for i := len(m.Layers) - 1; i >= 0; i-- {
-		dy = m.Layers[i].Backward(pass.caches[i], dy, i > 0)
+		// dy may be overwritten unless it is the caller's: gradients are
+		// read only by the layer they are passed to.
+		inPlace := false
+		if ip, ok := m.Layers[i].(inPlacer); ok && i > 0 && !sameData(dy, lossGrad) {
+			var dx *Tensor
+			if dx, inPlace = ip.backwardInPlace(pass.caches[i], dy); inPlace {
+				dy = dx
+			}
+		}
+		if !inPlace {
+			dy = m.Layers[i].Backward(pass.caches[i], dy, i > 0)
+		}
 		pass.grads[i] = dy
 		pass.caches[i] = nil // a pass is backpropagated once
 		if done != nil {
@@ -132,4 +159,10 @@ func (m *Model) recycle(pass *Pass, lossGrad *Tensor) {
 		give(i, pass.grads[i], true)
 	}
 	pass.outs, pass.grads, pass.input = nil, nil, nil
+}
+
+// sameData says whether a and b share their first element's memory (how
+// a view of a tensor shows).
+func sameData(a, b *Tensor) bool {
+	return a != nil && b != nil && len(a.Data) > 0 && len(b.Data) > 0 && &a.Data[0] == &b.Data[0]
 }

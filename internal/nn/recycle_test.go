@@ -92,3 +92,85 @@ func TestRecycledBuffersChangeNothing(t *testing.T) {
 		t.Errorf("a warm step allocated %d bytes, the first %d: buffers are not being recycled", least, first)
 	}
 }
+
+// TestInPlaceMatchesLayerByLayer: Model's forward and backward passes,
+// which run a relu over its input's memory where that is safe, give bit
+// for bit the output and gradients of calling the layers one by one
+// (never in place), leave the caller's batch and loss gradient alone,
+// and keep working after a relu at the input or after a tanh (whose
+// backward pass reads its output: no overwriting there).
+func TestInPlaceMatchesLayerByLayer(t *testing.T) {
+	spec := Spec{Input: []int{1, 10, 10}, Layers: []LayerSpec{
+		{Type: "relu"},
+		{Type: "conv2d", Filters: 3, Kernel: 3, Padding: 1}, {Type: "relu"},
+		{Type: "conv2d", Filters: 4, Kernel: 3, Padding: 1}, {Type: "tanh"}, {Type: "relu"},
+		{Type: "maxpool2d", Kernel: 2}, {Type: "flatten"},
+		{Type: "dense", Units: 12}, {Type: "relu"}, {Type: "dense", Units: 3}, {Type: "relu"},
+	}}
+	rng := testRNG()
+	x := randTensor(rng, 5, 1, 10, 10)
+	xCopy := append([]float32(nil), x.Data...)
+	labels := []int{0, 1, 2, 1, 0}
+
+	// Layer by layer, with plain Forward and Backward.
+	ref, err := Build(spec, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := &Context{Training: true, RNG: rand.New(rand.NewPCG(1, 1))}
+	caches := make([]any, len(ref.Layers))
+	h := x
+	for i, l := range ref.Layers {
+		h, caches[i] = l.Forward(ctx, h)
+	}
+	wantOut := append([]float32(nil), h.Data...)
+	_, grad, err := SoftmaxCrossEntropy(h, labels, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dy := grad
+	for i := len(ref.Layers) - 1; i >= 0; i-- {
+		dy = ref.Layers[i].Backward(caches[i], dy, i > 0)
+	}
+
+	m, err := Build(spec, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second time with recycled buffers
+		m.ZeroGrad()
+		out, pass, err := m.Forward(&Context{Training: true, RNG: rand.New(rand.NewPCG(1, 1))}, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range wantOut {
+			if math.Float32bits(out.Data[i]) != math.Float32bits(wantOut[i]) {
+				t.Fatalf("output %d: %v, layer by layer %v", i, out.Data[i], wantOut[i])
+			}
+		}
+		_, g, err := SoftmaxCrossEntropy(out, labels, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gCopy := append([]float32(nil), g.Data...)
+		m.Backward(pass, g)
+		for i := range gCopy {
+			if math.Float32bits(g.Data[i]) != math.Float32bits(gCopy[i]) {
+				t.Fatal("the loss gradient passed in was overwritten")
+			}
+		}
+		for p, want := range ref.Params() {
+			got := m.Params()[p]
+			for i := range want.Grad.Data {
+				if math.Float32bits(got.Grad.Data[i]) != math.Float32bits(want.Grad.Data[i]) {
+					t.Fatalf("gradient of %s[%d]: %v, layer by layer %v", got.Name, i, got.Grad.Data[i], want.Grad.Data[i])
+				}
+			}
+		}
+		for i := range xCopy {
+			if math.Float32bits(x.Data[i]) != math.Float32bits(xCopy[i]) {
+				t.Fatal("the input batch was overwritten")
+			}
+		}
+	}
+}
