@@ -658,6 +658,9 @@ func (c *Controller) stepDeployment(ctx context.Context, e *endpoint.Endpoint, v
 		}
 		raw, _ := json.Marshal(next)
 		d.State, d.Phase, d.Step = raw, string(next.Phase), next.Step
+		// What a failed write must put back: the endpoint's variant and
+		// state change below only once the store has them.
+		oldVariant, oldState, oldReason := *v, e.State, e.Reason
 		var ep *endpoint.Endpoint
 		if next.Phase.Terminal() {
 			d.Reason, d.EndedAt = next.Reason, now
@@ -676,7 +679,10 @@ func (c *Controller) stepDeployment(ctx context.Context, e *endpoint.Endpoint, v
 			ep = e
 		}
 		if err := c.cfg.Store.UpdateDeployment(ctx, d, events, ep); err != nil {
-			// Nothing is acted on that is not stored: try again next tick.
+			// Nothing is acted on that is not stored: try again next tick,
+			// with blue still the variant (not green's config, which the
+			// fleets below would otherwise switch to, draining blue).
+			*v, e.State, e.Reason = oldVariant, oldState, oldReason
 			c.log.Warn("persist deployment", "deployment", d.ID, "err", err)
 			return []fleetWant{{variant: *v, revision: v.Revision, want: v.Replicas, percent: 100}}, false
 		}

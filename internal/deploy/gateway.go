@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -302,6 +303,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case sub == "v2" || strings.HasPrefix(sub, "v2/"):
 		path = "/" + sub
+		for _, seg := range strings.Split(sub, "/") {
+			if seg == "." || seg == ".." || strings.ContainsFunc(seg, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
+				gatewayError(w, http.StatusBadRequest, "path segment %q is not allowed", seg)
+				return
+			}
+		}
 	default:
 		gatewayError(w, http.StatusNotFound, "no route %s under endpoint %q (invocations, ping, v2/...)", r.URL.Path, name)
 		return
@@ -346,6 +353,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Debug("replica refused the connection; trying another", "endpoint", name, "job", rep.JobID, "err", err)
 		tried = append(tried, rep)
 	}
+	if r.Context().Err() != nil {
+		return
+	}
 	if len(v.Fleets) > 0 {
 		v.Fleets[0].record(start, http.StatusServiceUnavailable)
 	}
@@ -364,10 +374,11 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *Route, v *
 			path += "/" + tail
 		}
 	}
-	target := path
-	if r.URL.RawQuery != "" {
-		target += "?" + r.URL.RawQuery
-	}
+	// The path was decoded by the server: escape it again, so that a
+	// client's %0d%0a or %20 cannot end the request line early and
+	// smuggle a second request (carrying the replica token) onto the
+	// connection.
+	target := (&url.URL{Path: path, RawQuery: r.URL.RawQuery}).RequestURI()
 	auth := ""
 	if rt.Token != "" {
 		auth = "Bearer " + rt.Token
@@ -377,10 +388,12 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *Route, v *
 		if refused(err) {
 			return false, err
 		}
-		f.record(start, 0)
 		if r.Context().Err() != nil {
-			return true, err // the caller went away
+			// The caller went away: not the replica's failure, and not
+			// counted against it (a canary's alarm reads these stats).
+			return true, err
 		}
+		f.record(start, 0)
 		gatewayError(w, http.StatusBadGateway, "replica of variant %q failed: %v", v.Name, err)
 		return true, err
 	}
@@ -399,6 +412,9 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *Route, v *
 	resp.finish(cerr == nil)
 	status := resp.StatusCode
 	if cerr != nil {
+		if r.Context().Err() != nil {
+			return true, nil // the caller went away mid-answer
+		}
 		status = 0 // the answer was cut short
 	}
 	f.record(start, status)

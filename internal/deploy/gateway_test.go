@@ -406,3 +406,47 @@ func series(t *testing.T, reg *prometheus.Registry, name, code string) float64 {
 	}
 	return -1
 }
+
+// TestGatewayNoSmuggling: a path whose escapes decode to CR LF and spaces
+// reaches the replica as one request with that path (escaped again on
+// the way), not as a second request on the connection; dot segments are
+// refused before anything is sent.
+func TestGatewayNoSmuggling(t *testing.T) {
+	g, front := newTestGateway(t)
+	a := newFakeReplica(t, "a")
+	g.SetRoute(&Route{Endpoint: "ep", Token: "replica-token", Variants: []RouteVariant{
+		{Name: "one", Weight: 1, Fleets: []Fleet{{Percent: 100, Replicas: []*Replica{a.replica("one", 0)},
+			Stats: g.Stats("ep", "one", 0)}}},
+	}})
+	// Control characters in a path are refused outright.
+	evil := "/endpoints/ep/v2/models/m/infer%20HTTP/1.1%0d%0aHost:%20x%0d%0aContent-Length:%200%0d%0a%0d%0aGET%20/smuggled"
+	if got := call(t, front, "POST", evil, "{}", nil); got.status != http.StatusBadRequest {
+		t.Fatalf("a path with CR LF: %+v, want 400", got)
+	}
+	// A space is legal in a path: it must reach the replica escaped, as
+	// part of one request line.
+	got := call(t, front, "POST", "/endpoints/ep/v2/models/m%20HTTP%2F1.1/infer", "x", nil)
+	if got.status != 200 || got.body["path"] != "/v2/models/m HTTP/1.1/infer" || got.body["body"] != "x" {
+		t.Fatalf("a path with a space: %+v", got)
+	}
+	// The pooled connection still answers the next caller with its own answer.
+	got = call(t, front, "POST", "/endpoints/ep/invocations", "after", nil)
+	if got.status != 200 || got.body["path"] != "/invocations" || got.body["body"] != "after" {
+		t.Fatalf("the request after the crafted ones got %+v", got)
+	}
+	for _, p := range []string{"/endpoints/ep/v2/models/m/..%2F..%2Fmetrics", "/endpoints/ep/v2/models/%2E%2E/x"} {
+		req, _ := http.NewRequest("GET", front.URL+p, nil)
+		req.Header.Set("Authorization", "Bearer server-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusMovedPermanently {
+			t.Errorf("%s: status %d, want 400 (or the mux's redirect)", p, resp.StatusCode)
+		}
+	}
+	if n := a.hits.Load(); n != 2 {
+		t.Fatalf("the replica saw %d requests, want the 2 legal ones", n)
+	}
+}

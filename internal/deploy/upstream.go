@@ -123,6 +123,12 @@ func (u *upstream) do(ctx context.Context, addr, method, target string, header h
 	for attempt := 0; ; attempt++ {
 		pc, reused, err := u.get(ctx, addr)
 		if err != nil {
+			if attempt > 0 {
+				// The request went out on the pooled connection before:
+				// the replica may have acted on it (and died of it), so
+				// it must not go to another replica.
+				return nil, err
+			}
 			return nil, errNotSent{err}
 		}
 		// The caller going away (or the request's deadline) interrupts
@@ -189,11 +195,15 @@ func roundTrip(pc *upConn, addr, method, target string, header http.Header, auth
 	if err != nil {
 		return nil, true, fmt.Errorf("read the replica's answer: %w", err)
 	}
-	for resp.StatusCode == http.StatusContinue {
-		// A 100 Continue needs no answer: the body has been sent.
+	for resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		// Interim answers (100 Continue, 103 Early Hints) need nothing
+		// from us: the body has been sent; the final answer follows.
 		if resp, err = http.ReadResponse(pc.br, req); err != nil {
 			return nil, true, fmt.Errorf("read the replica's answer: %w", err)
 		}
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		resp.Close = true // never reuse a connection that changed protocol
 	}
 	return resp, true, nil
 }
