@@ -373,6 +373,11 @@ func (r *Registry) readArtifact(ctx context.Context, source string) ([]byte, err
 		return nil, fmt.Errorf("read artifact %s: %w", blob.Redact(source), err)
 	}
 	defer rd.Close()
+	if rd.Size() <= 0 {
+		// An ONNX file is never empty; what reports no size is a device
+		// or a pipe (/dev/zero), which would be read up to the limit.
+		return nil, inputErr("artifact", "%s is empty or not a regular file", blob.Redact(source))
+	}
 	if rd.Size() > MaxArtifactBytes {
 		return nil, inputErr("artifact", "%s is %d bytes, more than the %d the registry takes", blob.Redact(source), rd.Size(), int64(MaxArtifactBytes))
 	}

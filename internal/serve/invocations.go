@@ -304,6 +304,13 @@ func (s *Server) rowsTensor(want TensorInfo, list []any) (*nn.Tensor, error) {
 		return nil, &badRequest{msg: err.Error()}
 	}
 	n := nn.Volume(sample)
+	// Every value takes at least two bytes of the body: a shape that needs
+	// more values than the payload limit could carry is refused before
+	// anything is allocated for it (a 400-byte body must not make the
+	// server allocate for millions of values).
+	if int64(n)*int64(len(list)) > s.opts.MaxPayload/2 {
+		return nil, badf("input %q: %d rows of %d values (shape %v) are more than a %d-byte payload can hold", want.Name, len(list), n, sample, s.opts.MaxPayload)
+	}
 	data := make([]float32, 0, n*len(list))
 	for i, row := range list {
 		before := len(data)

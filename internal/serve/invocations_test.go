@@ -125,6 +125,10 @@ func TestInvocationsErrors(t *testing.T) {
 		{"unsupported type", "application/x-protobuf", "", `x`, 415, "application/x-protobuf is not supported"},
 		{"unacceptable", "application/json", "application/xml", `{"instances": [[1,2,3,4]]}`, 406, "accept application/json or text/csv"},
 		{"oversize", "text/csv", "", strings.Repeat("1,2,3,4\n", 200), 413, "larger than the limit of 1024 bytes"},
+		// 200 rows of 4 values cannot come in 1024 bytes: refused before
+		// room for them is made (the 401-byte body would otherwise make
+		// the server allocate for rows × the model's values per row).
+		{"rows beyond the payload", "application/json", "", "[" + strings.Repeat("0,", 199) + "0]", 400, "are more than a 1024-byte payload can hold"},
 	} {
 		code, body, _ := ts.do(t, http.MethodPost, "/invocations", c.ct, []byte(c.body), "Accept", c.accept)
 		if code != c.code {

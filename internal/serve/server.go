@@ -434,7 +434,10 @@ func (s *Server) readBody(r *http.Request) (*[]byte, error) {
 	bp := s.getBuf()
 	buf := (*bp)[:0]
 	if r.ContentLength > 0 && int64(cap(buf)) < r.ContentLength+1 {
-		buf = make([]byte, 0, r.ContentLength+1)
+		// Grown as bytes arrive, not sized by what the client announced:
+		// a client that sends a large Content-Length and then nothing
+		// must not pin that much memory.
+		buf = make([]byte, 0, min(r.ContentLength+1, 64<<10))
 	}
 	for {
 		if len(buf) == cap(buf) {
@@ -669,12 +672,15 @@ func (s *Server) prepareInputs(reqs []requestInput, bin []byte) (map[string]*nn.
 			volume *= d
 			shape[j] = int(d)
 		}
+		// Room for what the request's bytes can hold, not for what its
+		// shape claims: a 73-byte request must not allocate for millions
+		// of values (the count is checked against the shape below).
 		var data []float32
 		if binSize >= 0 {
-			data, err = convertBinary(bin[binOff:binOff+int(binSize)], string(in.DataType), make([]float32, 0, volume))
+			data, err = convertBinary(bin[binOff:binOff+int(binSize)], string(in.DataType), make([]float32, 0, min(volume, binSize)))
 			binOff += int(binSize)
 		} else {
-			data, err = convertData(in.Data, dt, in.Shape, make([]float32, 0, volume))
+			data, err = convertData(in.Data, dt, in.Shape, make([]float32, 0, min(volume, int64(len(in.Data))/2+1)))
 		}
 		if err != nil {
 			return nil, 0, badf("input %q: %v", name, err)
