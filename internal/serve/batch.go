@@ -35,9 +35,10 @@ type executor struct {
 	timeout   time.Duration // bounds a merged batch's execution
 	m         *metrics
 
-	queue   chan *job
-	stop    chan struct{}
-	stopped sync.WaitGroup
+	queue     chan *job
+	stop      chan struct{}
+	closeOnce sync.Once // Close may be called more than once
+	stopped   sync.WaitGroup
 }
 
 // job is one request in the batcher's queue.
@@ -87,7 +88,7 @@ func newExecutor(model Model, o Options, m *metrics) *executor {
 // close stops the batcher once the requests already queued have run.
 func (e *executor) close() {
 	if e.queue != nil {
-		close(e.stop)
+		e.closeOnce.Do(func() { close(e.stop) })
 		e.stopped.Wait()
 	}
 }
