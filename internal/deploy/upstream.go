@@ -20,10 +20,11 @@ import (
 // machine each hand-off is a wake-up that can wait for a core, and the
 // gateway's job is to add as little latency as it can.
 type upstream struct {
-	mu      sync.Mutex
-	idle    map[string][]*upConn
-	maxIdle int // per replica
-	dialer  net.Dialer
+	mu        sync.Mutex
+	idle      map[string][]*upConn
+	maxIdle   int // per replica
+	dialer    net.Dialer
+	lastSweep time.Time
 }
 
 type upConn struct {
@@ -65,6 +66,27 @@ func (u *upstream) get(ctx context.Context, addr string) (*upConn, bool, error) 
 func (u *upstream) put(addr string, pc *upConn) {
 	pc.lastUsed = time.Now()
 	u.mu.Lock()
+	if pc.lastUsed.Sub(u.lastSweep) > idleFor {
+		// Replicas that were replaced come back on new ports: close the
+		// connections to addresses nobody asks for any more, or they
+		// would hold their sockets until the gateway closes.
+		u.lastSweep = pc.lastUsed
+		for a, list := range u.idle {
+			keep := list[:0]
+			for _, c := range list {
+				if pc.lastUsed.Sub(c.lastUsed) < idleFor {
+					keep = append(keep, c)
+				} else {
+					c.c.Close()
+				}
+			}
+			if len(keep) == 0 {
+				delete(u.idle, a)
+			} else {
+				u.idle[a] = keep
+			}
+		}
+	}
 	if len(u.idle[addr]) < u.maxIdle {
 		u.idle[addr] = append(u.idle[addr], pc)
 		pc = nil
