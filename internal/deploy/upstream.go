@@ -25,7 +25,16 @@ type upstream struct {
 	maxIdle   int // per replica
 	dialer    net.Dialer
 	lastSweep time.Time
+	// timeout bounds one exchange, answer body included: a replica that
+	// accepts a request and never answers must not hold it (and its
+	// place in the least-outstanding count) for ever.
+	timeout time.Duration
 }
+
+// upstreamTimeout is a replica's own default request limit (hpcml serve
+// --timeout 60s, which endpoints do not change) and a margin: the
+// replica answers 503/504 first when it can.
+const upstreamTimeout = 65 * time.Second
 
 type upConn struct {
 	c        net.Conn
@@ -39,7 +48,7 @@ type upConn struct {
 const idleFor = 30 * time.Second
 
 func newUpstream() *upstream {
-	return &upstream{idle: map[string][]*upConn{}, maxIdle: 256,
+	return &upstream{idle: map[string][]*upConn{}, maxIdle: 256, timeout: upstreamTimeout,
 		dialer: net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}}
 }
 
@@ -64,6 +73,7 @@ func (u *upstream) get(ctx context.Context, addr string) (*upConn, bool, error) 
 }
 
 func (u *upstream) put(addr string, pc *upConn) {
+	pc.c.SetDeadline(time.Time{}) // the exchange's deadline ends with it
 	pc.lastUsed = time.Now()
 	u.mu.Lock()
 	if pc.lastUsed.Sub(u.lastSweep) > idleFor {
@@ -155,6 +165,7 @@ func (u *upstream) do(ctx context.Context, addr, method, target string, header h
 		}
 		// The caller going away (or the request's deadline) interrupts
 		// the connection's reads and writes.
+		pc.c.SetDeadline(time.Now().Add(u.timeout))
 		stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(time.Unix(1, 0)) })
 		resp, got, err := roundTrip(pc, addr, method, target, header, auth, body)
 		if err == nil {
