@@ -60,7 +60,10 @@ func convertBinary(raw []byte, dt string, dst []float32) ([]float32, error) {
 	case "FP64":
 		for i := range n {
 			v := math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:]))
-			if math.Abs(v) > math.MaxFloat32 && !math.IsInf(v, 0) {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil, fmt.Errorf("element %d is %g: FP64 data must be finite", i, v)
+			}
+			if math.Abs(v) > math.MaxFloat32 {
 				return nil, fmt.Errorf("element %d (%g) is out of range for the model's FP32", i, v)
 			}
 			dst = append(dst, float32(v))

@@ -193,7 +193,15 @@ func (s *scanner) unescape(start int) ([]byte, error) {
 						return nil, s.errorf("bad \\u escape")
 					}
 				}
-				r = utf16.DecodeRune(r, r2)
+				if d := utf16.DecodeRune(r, r2); d != utf8.RuneError || r2 < 0 {
+					r = d
+				} else {
+					// Not a surrogate pair: the first becomes U+FFFD and
+					// the second escape is read again on its own (it may
+					// start a pair with the next), as encoding/json does.
+					s.i -= 6
+					r = utf8.RuneError
+				}
 			}
 			out = utf8.AppendRune(out, r)
 		default:
