@@ -86,11 +86,12 @@ func TestHealthAndMetadata(t *testing.T) {
 		contains(t, c.method+" "+c.path, errorMessage(t, body), c.msg)
 	}
 
-	// Draining: ready routes say 503, live stays 200.
+	// Draining: the OIP ready routes say 400 (the protocol's 4xx for an
+	// unsuccessful health check), /ping 503, live stays 200.
 	ts.Drain()
-	for _, p := range []string{"/v2/health/ready", "/v2/models/iris/ready", "/ping"} {
-		if code, body := ts.get(t, p); code != http.StatusServiceUnavailable {
-			t.Errorf("GET %s while draining: %d %s", p, code, body)
+	for p, want := range map[string]int{"/v2/health/ready": 400, "/v2/models/iris/ready": 400, "/ping": 503} {
+		if code, body := ts.get(t, p); code != want {
+			t.Errorf("GET %s while draining: %d %s, want %d", p, code, body, want)
 		}
 	}
 	if code, _ := ts.get(t, "/v2/health/live"); code != 200 {

@@ -235,12 +235,12 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 		return routeHealth
 	case "/v2/health/ready":
 		if s.method(w, r, http.MethodGet) {
-			s.writeReady(w, []byte(`{"ready":true}`), []byte(`{"ready":false}`))
+			s.writeReady(w, http.StatusBadRequest, []byte(`{"ready":true}`), []byte(`{"ready":false}`))
 		}
 		return routeHealth
 	case "/ping":
 		if s.method(w, r, http.MethodGet) {
-			s.writeReady(w, []byte(`{"status":"ok"}`), []byte(`{"error":"the server is draining"}`))
+			s.writeReady(w, http.StatusServiceUnavailable, []byte(`{"status":"ok"}`), []byte(`{"error":"the server is draining"}`))
 		}
 		return routePing
 	}
@@ -309,7 +309,7 @@ func (s *Server) routeModel(w http.ResponseWriter, r *http.Request, rest string)
 		writeJSON(w, http.StatusOK, s.modelMeta)
 	case "ready":
 		ready := appendJSONString([]byte(`{"name":`), s.info.Name)
-		s.writeReady(w, append(ready, `,"ready":true}`...), append(slices.Clone(ready), `,"ready":false}`...))
+		s.writeReady(w, http.StatusBadRequest, append(ready, `,"ready":true}`...), append(slices.Clone(ready), `,"ready":false}`...))
 	case "infer":
 		s.infer(w, r)
 	}
@@ -344,12 +344,16 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-func (s *Server) writeReady(w http.ResponseWriter, ok, notReady []byte) {
+// writeReady answers a readiness route: 200, or notReadyCode while
+// draining — a 4xx on the OIP routes, as the protocol specifies for an
+// unsuccessful health check (Triton answers 400), and 503 on SageMaker's
+// /ping, whose callers treat anything but 200 as unhealthy.
+func (s *Server) writeReady(w http.ResponseWriter, notReadyCode int, ok, notReady []byte) {
 	if s.ready.Load() {
 		writeJSON(w, http.StatusOK, ok)
 		return
 	}
-	writeJSON(w, http.StatusServiceUnavailable, notReady)
+	writeJSON(w, notReadyCode, notReady)
 }
 
 // jsonContentType is shared by every response (net/http only reads it).
