@@ -450,3 +450,29 @@ func TestGatewayNoSmuggling(t *testing.T) {
 		t.Fatalf("the replica saw %d requests, want the 2 legal ones", n)
 	}
 }
+
+// TestGatewayDropsConnectionNamedHeaders: headers a request's Connection
+// header names are that hop's and do not reach the replica; others do.
+func TestGatewayDropsConnectionNamedHeaders(t *testing.T) {
+	g, front := newTestGateway(t)
+	rep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Got-Private", r.Header.Get("X-Private"))
+		w.Header().Set("X-Got-Public", r.Header.Get("X-Public"))
+	}))
+	t.Cleanup(rep.Close)
+	g.SetRoute(&Route{Endpoint: "ep", Variants: []RouteVariant{{Name: "v", Weight: 1,
+		Fleets: []Fleet{{Percent: 100, Replicas: []*Replica{{Addr: strings.TrimPrefix(rep.URL, "http://")}}, Stats: g.Stats("ep", "v", 0)}}}}})
+	req, _ := http.NewRequest("POST", front.URL+"/endpoints/ep/invocations", strings.NewReader("x"))
+	req.Header.Set("Authorization", "Bearer server-token")
+	req.Header.Set("Connection", "X-Private")
+	req.Header.Set("X-Private", "hop only")
+	req.Header.Set("X-Public", "end to end")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Got-Private") != "" || resp.Header.Get("X-Got-Public") != "end to end" {
+		t.Fatalf("status %d, replica saw X-Private %q and X-Public %q", resp.StatusCode, resp.Header.Get("X-Got-Private"), resp.Header.Get("X-Got-Public"))
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -204,8 +205,9 @@ func roundTrip(pc *upConn, addr, method, target string, header http.Header, auth
 		w.WriteString(auth)
 	}
 	w.WriteString("\r\n")
+	named := connectionHeaders(header)
 	for k, vs := range header {
-		if hopHeader(k) || k == "Host" || k == "Content-Length" {
+		if hopHeader(k) || k == "Host" || k == "Content-Length" || named[k] {
 			continue
 		}
 		for _, v := range vs {
@@ -239,4 +241,21 @@ func roundTrip(pc *upConn, addr, method, target string, header http.Header, auth
 		resp.Close = true // never reuse a connection that changed protocol
 	}
 	return resp, true, nil
+}
+
+// connectionHeaders are the headers the request's Connection header
+// names: they are the hop's own (RFC 9110 §7.6.1) and are not forwarded.
+func connectionHeaders(h http.Header) map[string]bool {
+	var named map[string]bool
+	for _, v := range h["Connection"] {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				if named == nil {
+					named = map[string]bool{}
+				}
+				named[http.CanonicalHeaderKey(f)] = true
+			}
+		}
+	}
+	return named
 }
