@@ -77,27 +77,32 @@ func (h *Handler) listModels(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (h *Handler) getModel(w http.ResponseWriter, r *http.Request) error {
+// model reads the {name} path value's model.
+func (h *Handler) model(r *http.Request) (*registry.Model, error) {
 	reg, err := h.models()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	m, err := reg.Get(r.Context(), r.PathValue("name"))
 	if err != nil {
-		return modelError(err)
+		return nil, modelError(err)
+	}
+	return m, nil
+}
+
+func (h *Handler) getModel(w http.ResponseWriter, r *http.Request) error {
+	m, err := h.model(r)
+	if err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, m)
 	return nil
 }
 
 func (h *Handler) listModelVersions(w http.ResponseWriter, r *http.Request) error {
-	reg, err := h.models()
+	m, err := h.model(r)
 	if err != nil {
 		return err
-	}
-	m, err := reg.Get(r.Context(), r.PathValue("name"))
-	if err != nil {
-		return modelError(err)
 	}
 	out := make([]versionView, 0, len(m.Versions))
 	for _, v := range m.Versions {
