@@ -224,28 +224,18 @@ func (g *Group) shmRead(n int, use func(off int, b []byte)) error {
 	s := g.prevShm
 	prev := (g.rank + g.size - 1) % g.size
 	filled := s.u64(shmFilled)
-	for done := 0; done < n; {
-		if s.plen == 0 {
-			if err := g.shmWait(func() bool { return atomic.LoadUint64(filled) > s.seq },
-				s, s.u32(shmRecvWaiting), prev); err != nil {
-				return err
-			}
-			_, length := s.piece(s.seq)
-			s.off, s.plen = 0, int(*length)
+	for done := 0; ; {
+		base := done
+		done += g.shmTake(s, n-done, func(off int, b []byte) { use(base+off, b) })
+		if done == n {
+			return nil
 		}
-		slot, _ := s.piece(s.seq)
-		take := min(n-done, s.plen-s.off)
-		use(done, slot[s.off:s.off+take])
-		done += take
-		if s.off += take; s.off < s.plen {
-			continue
+		// shmTake stopped at a slot not filled yet.
+		if err := g.shmWait(func() bool { return atomic.LoadUint64(filled) > s.seq },
+			s, s.u32(shmRecvWaiting), prev); err != nil {
+			return err
 		}
-		s.seq++
-		s.off, s.plen = 0, 0
-		atomic.StoreUint64(s.u64(shmFreed), s.seq)
-		g.shmWake(s.u32(shmSendWaiting), g.prev, slotFree)
 	}
-	return nil
 }
 
 // shmWait returns when ready() holds: at once, after spinning up to
