@@ -79,6 +79,28 @@ type plan struct {
 	ring bool
 }
 
+// firstXfer is where a loop over xs starts: xs[0].lo, or past the end
+// (i == len(xs)) when this side of the plan is idle (!active).
+func firstXfer(xs []xfer, active bool) (i, lo int) {
+	if !active {
+		return len(xs), 0
+	}
+	if len(xs) > 0 {
+		lo = xs[0].lo
+	}
+	return 0, lo
+}
+
+// skipEmptyXfers moves *i, *lo past transfers with nothing left from *lo
+// on (empty ranges have no segments).
+func skipEmptyXfers(xs []xfer, i, lo *int) {
+	for *i < len(xs) && *lo >= xs[*i].hi {
+		if *i++; *i < len(xs) {
+			*lo = xs[*i].lo
+		}
+	}
+}
+
 func mod(a, n int) int { return ((a % n) + n) % n }
 
 func (g *Group) chunk(length, c int) (int, int) { return Shard(length, g.size, mod(c, g.size)) }

@@ -27,38 +27,21 @@ func (g *Group) runShm(buf []float32, p *plan) error {
 	p.hdr.encode(&hb)
 
 	// The sending side: p.send[si], next segment at slo.
-	si, slo := 0, 0
+	si, slo := firstXfer(p.send, p.sendHdr)
 	hdrOut := p.sendHdr
 	sendDone := func() bool { return si >= len(p.send) && !hdrOut }
-	if !p.sendHdr {
-		si = len(p.send)
-	} else if len(p.send) > 0 {
-		slo = p.send[0].lo
-	}
 	// The receiving side: p.recv[ri], segment [rlo, min(rlo+seg, hi)),
 	// roff elements of it done; the header first.
-	ri, rlo, roff := 0, 0, 0
+	ri, rlo := firstXfer(p.recv, p.recvHdr)
+	roff := 0
 	hdrIn := p.recvHdr
 	var hbIn [headerSize]byte
 	hdrGot := 0
-	if !p.recvHdr {
-		ri = len(p.recv)
-	} else if len(p.recv) > 0 {
-		rlo = p.recv[0].lo
-	}
 	recvDone := func() bool { return ri >= len(p.recv) && !hdrIn }
 	// Skip empty ranges: they have no segments on either side.
 	skip := func() {
-		for si < len(p.send) && slo >= p.send[si].hi {
-			if si++; si < len(p.send) {
-				slo = p.send[si].lo
-			}
-		}
-		for ri < len(p.recv) && rlo >= p.recv[ri].hi {
-			if ri++; ri < len(p.recv) {
-				rlo = p.recv[ri].lo
-			}
-		}
+		skipEmptyXfers(p.send, &si, &slo)
+		skipEmptyXfers(p.recv, &ri, &rlo)
 	}
 	skip()
 	tokens, sentRel, usedRel := 0, 0, 0

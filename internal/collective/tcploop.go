@@ -39,39 +39,21 @@ func (g *Group) runTCP(buf []float32, p *plan) error {
 
 	// Sending: p.send[si], next segment at slo; out holds what is left of
 	// the segment being written (the header in front of the first).
-	si, slo := 0, 0
+	si, slo := firstXfer(p.send, p.sendHdr)
 	hdrOut := p.sendHdr
 	var out [2][]byte
 	outHi, outBusy := 0, false
-	if !p.sendHdr {
-		si = len(p.send)
-	} else if len(p.send) > 0 {
-		slo = p.send[0].lo
-	}
 	sendDone := func() bool { return si >= len(p.send) && !hdrOut && !outBusy }
 	// Receiving: the header, then p.recv[ri]'s segment [rlo, rhi), rgot
 	// bytes of it read (into the buffer, or the scratch for a reduction).
-	ri, rlo := 0, 0
+	ri, rlo := firstXfer(p.recv, p.recvHdr)
 	hdrIn := p.recvHdr
 	var hbIn [headerSize]byte
 	hdrGot, rgot := 0, 0
-	if !p.recvHdr {
-		ri = len(p.recv)
-	} else if len(p.recv) > 0 {
-		rlo = p.recv[0].lo
-	}
 	recvDone := func() bool { return ri >= len(p.recv) && !hdrIn }
 	skip := func() {
-		for si < len(p.send) && slo >= p.send[si].hi {
-			if si++; si < len(p.send) {
-				slo = p.send[si].lo
-			}
-		}
-		for ri < len(p.recv) && rlo >= p.recv[ri].hi {
-			if ri++; ri < len(p.recv) {
-				rlo = p.recv[ri].lo
-			}
-		}
+		skipEmptyXfers(p.send, &si, &slo)
+		skipEmptyXfers(p.recv, &ri, &rlo)
 	}
 	skip()
 	if cap(g.scratch) < seg {
