@@ -80,6 +80,8 @@ type Server struct {
 
 	serverMeta []byte
 	modelMeta  []byte
+	// The model ready route's two answers, built once like the metadata.
+	modelReady, modelUnready []byte
 
 	bufs sync.Pool // *[]byte, request bodies and responses
 }
@@ -166,6 +168,9 @@ func New(model Model, o Options) (*Server, error) {
 	}
 	s.serverMeta = s.encodeServerMeta()
 	s.modelMeta = s.encodeModelMeta()
+	ready := appendJSONString([]byte(`{"name":`), s.info.Name)
+	s.modelReady = append(slices.Clone(ready), `,"ready":true}`...)
+	s.modelUnready = append(ready, `,"ready":false}`...)
 	s.m = newMetrics()
 	s.metrics = promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{})
 	s.exec = newExecutor(model, o, s.m)
@@ -308,8 +313,7 @@ func (s *Server) routeModel(w http.ResponseWriter, r *http.Request, rest string)
 	case "":
 		writeJSON(w, http.StatusOK, s.modelMeta)
 	case "ready":
-		ready := appendJSONString([]byte(`{"name":`), s.info.Name)
-		s.writeReady(w, http.StatusBadRequest, append(ready, `,"ready":true}`...), append(slices.Clone(ready), `,"ready":false}`...))
+		s.writeReady(w, http.StatusBadRequest, s.modelReady, s.modelUnready)
 	case "infer":
 		s.infer(w, r)
 	}
