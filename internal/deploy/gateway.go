@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -303,7 +304,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case sub == "v2" || strings.HasPrefix(sub, "v2/"):
 		path = "/" + sub
-		for _, seg := range strings.Split(sub, "/") {
+		for seg := range strings.SplitSeq(sub, "/") {
 			if seg == "." || seg == ".." || strings.ContainsFunc(seg, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
 				gatewayError(w, http.StatusBadRequest, "path segment %q is not allowed", seg)
 				return
@@ -543,7 +544,7 @@ func leastOutstanding(reps []*Replica, skip []*Replica) *Replica {
 	var bestN int64
 	for i := range n {
 		r := reps[(off+i)%n]
-		if r.draining.Load() || contains(skip, r) {
+		if r.draining.Load() || slices.Contains(skip, r) {
 			continue
 		}
 		if o := r.outstanding.Load(); best == nil || o < bestN {
@@ -551,13 +552,4 @@ func leastOutstanding(reps []*Replica, skip []*Replica) *Replica {
 		}
 	}
 	return best
-}
-
-func contains(s []*Replica, r *Replica) bool {
-	for _, x := range s {
-		if x == r {
-			return true
-		}
-	}
-	return false
 }
