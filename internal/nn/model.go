@@ -91,12 +91,13 @@ func (m *Model) Predict(x *Tensor) (*Tensor, error) {
 // the parameters' gradients.
 func (m *Model) Backward(pass *Pass, dy *Tensor) { m.BackwardNotify(pass, dy, nil) }
 
-// A pass can be backpropagated once: its caches go back to the layers.
-//
 // BackwardNotify is Backward that calls done(i) as soon as layer i's
 // parameter gradients are final (last layer first), so that a
 // data-parallel trainer can start averaging them while the earlier
 // layers are still being computed.
+//
+// A pass can be backpropagated once: its caches are dropped and its
+// tensors go back to the layers that made them.
 func (m *Model) BackwardNotify(pass *Pass, dy *Tensor, done func(layer int)) {
 	lossGrad := dy
 	pass.grads = make([]*Tensor, len(m.Layers))
