@@ -358,7 +358,7 @@ func (g *Group) joinWorker(ctx, jctx context.Context) error {
 // connectRing dials this rank's successor and waits for its
 // predecessor's connection.
 func (g *Group) connectRing(ctx context.Context) error {
-	next, prev := (g.rank+1)%g.size, (g.rank+g.size-1)%g.size
+	next, prev := g.nextRank(), g.prevRank()
 	h := hello{Kind: kindRing, Rank: g.rank, Session: g.session}
 	var offer *shmChan
 	if !g.cfg.NoSharedMemory {
@@ -496,7 +496,7 @@ func (g *Group) handshake(c net.Conn, regs chan<- registration) {
 		c.Close()
 		return
 	}
-	prev := (g.rank + g.size - 1) % g.size
+	prev := g.prevRank()
 	if h.Kind == kindRing {
 		// One predecessor, once: a second hello (which a valid session
 		// rules out) must not replace the link in use.

@@ -101,6 +101,11 @@ func skipEmptyXfers(xs []xfer, i, lo *int) {
 	}
 }
 
+// nextRank and prevRank are this rank's successor and predecessor on the
+// ring.
+func (g *Group) nextRank() int { return (g.rank + 1) % g.size }
+func (g *Group) prevRank() int { return (g.rank + g.size - 1) % g.size }
+
 func mod(a, n int) int { return ((a % n) + n) % n }
 
 func (g *Group) chunk(length, c int) (int, int) { return Shard(length, g.size, mod(c, g.size)) }
@@ -190,7 +195,7 @@ func (g *Group) Broadcast(ctx context.Context, buf []float32, root int) error {
 	return g.collective(ctx, opBroadcast, func(seq uint64) *plan {
 		p := &plan{hdr: header{kind: kindBroadcast, root: int32(root), seq: seq, count: uint64(len(buf))}}
 		whole := xfer{lo: 0, hi: len(buf)}
-		last := (g.rank+1)%g.size == root // the ring ends here
+		last := g.nextRank() == root // the ring ends here
 		switch {
 		case g.rank == root:
 			p.sendHdr, p.send = true, []xfer{whole}
@@ -412,7 +417,7 @@ func (g *Group) recvHeader(p *plan) error {
 
 // checkHeader checks the predecessor's header hb against p's.
 func (g *Group) checkHeader(p *plan, hb *[headerSize]byte) error {
-	prev := (g.rank + g.size - 1) % g.size
+	prev := g.prevRank()
 	h, err := decodeHeader(hb)
 	if err != nil {
 		g.observe(prev, err, err.Error(), true)

@@ -185,7 +185,7 @@ func (s *shmChan) drop() {
 // the successor can start on it) and at the end.
 func (g *Group) shmWrite(parts ...[]byte) error {
 	s := g.nextShm
-	next := (g.rank + 1) % g.size
+	next := g.nextRank()
 	freed := s.u64(shmFreed)
 	for {
 		var n int
@@ -222,7 +222,7 @@ func (g *Group) shmWrite(parts ...[]byte) error {
 // A slot is freed as soon as it is consumed.
 func (g *Group) shmRead(n int, use func(off int, b []byte)) error {
 	s := g.prevShm
-	prev := (g.rank + g.size - 1) % g.size
+	prev := g.prevRank()
 	filled := s.u64(shmFilled)
 	for done := 0; ; {
 		base := done

@@ -20,7 +20,7 @@ import (
 // token), a released receive for the matching send.
 func (g *Group) runShm(buf []float32, p *plan) error {
 	out, in := g.nextShm, g.prevShm
-	next, prev := (g.rank+1)%g.size, (g.rank+g.size-1)%g.size
+	next, prev := g.nextRank(), g.prevRank()
 	// A segment is one piece, the first with the header in front.
 	seg := min(g.segment(p, true), (min(out.slot, in.slot)-headerSize)/4)
 	var hb [headerSize]byte

@@ -27,7 +27,7 @@ import (
 // The bytes on the wire are exactly those of the two-goroutine path (a
 // header, then the payload in plan order), so neighbours may run either.
 func (g *Group) runTCP(buf []float32, p *plan) error {
-	next, prev := (g.rank+1)%g.size, (g.rank+g.size-1)%g.size
+	next, prev := g.nextRank(), g.prevRank()
 	wc, err1 := g.next.(syscall.Conn).SyscallConn()
 	rc, err2 := g.prev.(syscall.Conn).SyscallConn()
 	if err := errors.Join(err1, err2); err != nil {
@@ -302,7 +302,7 @@ func (g *Group) pollLinks(wc, rc syscall.RawConn, wantWrite, wantRead bool) erro
 			return errAborted{}
 		default:
 		}
-		g.observeIO((g.rank+g.size-1)%g.size, perr)
+		g.observeIO(g.prevRank(), perr)
 	}
 	return perr
 }

@@ -17,7 +17,7 @@ func (g *Group) writeNext(pending, data []byte) error {
 	if g.nextShm != nil {
 		return g.shmWrite(pending, data)
 	}
-	next := (g.rank + 1) % g.size
+	next := g.nextRank()
 	_ = g.next.SetWriteDeadline(time.Now().Add(g.timeout))
 	var err error
 	if pending != nil {
@@ -38,7 +38,7 @@ func (g *Group) readPrev(dst []byte) error {
 	if g.prevShm != nil {
 		return g.shmRead(len(dst), func(off int, b []byte) { copy(dst[off:], b) })
 	}
-	prev := (g.rank + g.size - 1) % g.size
+	prev := g.prevRank()
 	// Deadlines per segment-sized read: the timeout bounds a pause, not
 	// a whole large message.
 	for len(dst) > 0 {
@@ -60,7 +60,7 @@ func (g *Group) reducePrev(dst []float32, f func(d, s []float32)) error {
 	if g.prevShm != nil {
 		return g.shmRead(4*len(dst), func(off int, b []byte) { f(dst[off/4:off/4+len(b)/4], floatsOf(b)) })
 	}
-	prev := (g.rank + g.size - 1) % g.size
+	prev := g.prevRank()
 	for len(dst) > 0 {
 		d := dst[:min(len(dst), g.seg)]
 		dst = dst[len(d):]
