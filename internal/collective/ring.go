@@ -261,8 +261,13 @@ func (g *Group) segment(p *plan, fine bool) int {
 	if !fine {
 		return g.seg
 	}
-	largest := int((p.hdr.count + uint64(g.size) - 1) / uint64(g.size))
+	largest := int(g.largestChunk(p))
 	return min(g.seg, max(16<<10, (largest+3)/4))
+}
+
+// largestChunk is the element count of p's largest chunk (Shard's first).
+func (g *Group) largestChunk(p *plan) uint64 {
+	return (p.hdr.count + uint64(g.size) - 1) / uint64(g.size)
 }
 
 // run exchanges the data of plan p: in a progress loop when both links
@@ -457,8 +462,7 @@ const lockstepBytes = 64 << 10
 // alike: the lock-step path always sends over TCP, even between
 // neighbours that share memory.
 func (g *Group) lockstep(p *plan) bool {
-	largest := (p.hdr.count + uint64(g.size) - 1) / uint64(g.size)
-	return p.ring && 4*largest <= uint64(max(g.lockstepMax, 0)) && g.lockstepMax >= 0
+	return p.ring && g.lockstepMax >= 0 && 4*g.largestChunk(p) <= uint64(g.lockstepMax)
 }
 
 // runLockstep runs a small ring plan on this goroutine: at each step,
