@@ -10,9 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path"
 	"path/filepath"
-	"regexp"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -21,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/registry"
 	"github.com/hpcml/hpcml/internal/serve"
 	"github.com/hpcml/hpcml/internal/task"
 )
@@ -31,9 +30,6 @@ const (
 	envJobID      = "HPCML_JOB_ID"
 	envAttempt    = "HPCML_ATTEMPT"
 )
-
-// modelNameRE is the registry's model name rule, which model:// follows.
-var modelNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 
 type serveFlags struct {
 	model, name, version, listen, announce, storage string
@@ -276,17 +272,20 @@ func runServe(ctx context.Context, f *serveFlags, e env, stderr io.Writer) error
 func loadModel(ctx context.Context, ref, storage string) (data []byte, name, version string, err error) {
 	if rest, ok := strings.CutPrefix(ref, "model://"); ok {
 		n, v, ok := strings.Cut(rest, "/")
-		if !ok || !modelNameRE.MatchString(n) {
-			return nil, "", "", fmt.Errorf("--model %s: want model://NAME/VERSION with NAME like %s", ref, modelNameRE)
+		if !ok {
+			return nil, "", "", fmt.Errorf("--model %s: want model://NAME/VERSION", ref)
 		}
-		if iv, err := strconv.Atoi(v); err != nil || iv < 1 || strconv.Itoa(iv) != v {
+		if err := registry.CheckName(n); err != nil {
+			return nil, "", "", fmt.Errorf("--model %s: want model://NAME/VERSION: %w", ref, err)
+		}
+		iv, err := strconv.Atoi(v)
+		if err != nil || iv < 1 || strconv.Itoa(iv) != v {
 			return nil, "", "", fmt.Errorf("--model %s: the version must be a whole number ≥ 1", ref)
 		}
 		if storage == "" {
 			return nil, "", "", fmt.Errorf("--model %s needs storage: --storage or $%s", ref, task.StorageEnv)
 		}
-		key := path.Join("models", n, v, "model.onnx")
-		data, err := readObject(ctx, storage, key)
+		data, err := readObject(ctx, storage, registry.ArtifactKey(n, iv))
 		if err != nil {
 			return nil, "", "", fmt.Errorf("--model %s: %w", ref, err)
 		}
