@@ -224,10 +224,9 @@ func newEndpointListCmd(o *rootOptions) *cobra.Command {
 			tw := newTable(cmd.OutOrStdout())
 			fmt.Fprintln(tw, "NAME\tSTATE\tVARIANTS\tREQ/S\tERRORS\tP99\tAGE")
 			for _, st := range list {
-				var req, errs int
+				var errs int
 				var rps, p99 float64
 				for _, v := range st.Variants {
-					req += v.Traffic.Requests
 					errs += v.Traffic.Errors
 					rps += v.Traffic.RPS
 					p99 = max(p99, v.Traffic.P99Ms)
