@@ -89,9 +89,9 @@ func (c *Client) InvokeEndpoint(ctx context.Context, name, path, contentType str
 	if body == nil {
 		method = http.MethodGet
 	}
-	u := c.base.String() + "/endpoints/" + url.PathEscape(name) + "/" + strings.TrimPrefix(path, "/")
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	u := c.endpoint("/endpoints/"+url.PathEscape(name)+"/"+strings.TrimPrefix(path, "/"), nil)
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
