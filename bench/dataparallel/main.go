@@ -233,8 +233,8 @@ func main() {
 	} else {
 		defer os.RemoveAll(p.tmp)
 	}
-	rep := report{Machine: machine(), LoadAvg: loadAvg(), Batch: p.batch, Warmup: p.warmup, Steps: p.steps,
-		Versions: map[string]string{"go": runtime.Version(), "hpcml": treeVersion()}}
+	rep := report{Machine: machine(), LoadAvg: load.LoadAvg(), Batch: p.batch, Warmup: p.warmup, Steps: p.steps,
+		Versions: map[string]string{"go": runtime.Version(), "hpcml": load.TreeVersion()}}
 	log.Printf("%s; load average %s; batch %d per worker, %d warm-up + %d timed steps, %d runs", rep.Machine, rep.LoadAvg, p.batch, p.warmup, p.steps, *runs)
 
 	// Subsets of MNIST with exactly the images the steps take.
@@ -615,10 +615,10 @@ func summarize(runs []result, tool string, counts []int) summary {
 	s.OneRuns, s.TwoRuns = per[counts[0]], per[counts[1]]
 	s.OneMedian, s.TwoMedian = median(s.OneRuns), median(s.TwoRuns)
 	if s.OneMedian > 0 {
-		s.Ratio = round(s.TwoMedian/s.OneMedian, 3)
+		s.Ratio = load.Round(s.TwoMedian/s.OneMedian, 3)
 	}
 	for i := range min(len(s.OneRuns), len(s.TwoRuns)) {
-		s.PairedRatios = append(s.PairedRatios, round(s.TwoRuns[i]/s.OneRuns[i], 3))
+		s.PairedRatios = append(s.PairedRatios, load.Round(s.TwoRuns[i]/s.OneRuns[i], 3))
 	}
 	return s
 }
@@ -708,11 +708,6 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-func round(x float64, digits int) float64 {
-	p := math.Pow(10, float64(digits))
-	return math.Round(x*p) / p
-}
-
 // readMNIST reads the training images and labels IDX files (gzipped or
 // not), raw: their headers are written again for each subset.
 func readMNIST(dir string) (images, labels []byte, err error) {
@@ -783,37 +778,9 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func treeVersion() string {
-	if out, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
-		return "tree " + strings.TrimSpace(string(out))
-	}
-	return "unknown tree"
-}
-
 // machine describes the CPU, cores and memory.
 func machine() string {
-	model := "unknown CPU"
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%s, %d CPUs", model, runtime.NumCPU())
-}
-
-func loadAvg() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(data))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
+	return fmt.Sprintf("%s, %d CPUs", load.CPUModel(), runtime.NumCPU())
 }
 
 // busyCPU is the CPU time the whole machine has spent busy and the time

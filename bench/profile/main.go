@@ -59,7 +59,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -397,10 +396,10 @@ func main() {
 		enc.SetIndent("", "  ")
 		enc.Encode(map[string]any{
 			"rows": ds.truth.Rows, "columns": numCols, "runs": *runs, "versions": b.versions,
-			"machine": machine(), "file_bytes": sizes, "results": results, "ratios": ratios,
+			"machine": load.Machine(), "file_bytes": sizes, "results": results, "ratios": ratios,
 		})
 	} else {
-		fmt.Printf("# %s\n", machine())
+		fmt.Printf("# %s\n", load.Machine())
 		for _, t := range []string{"hpcml", "pandas", "numpy", "duckdb", "node"} {
 			if v := b.versions[t]; v != "" {
 				fmt.Printf("# %s %s\n", t, v)
@@ -419,13 +418,13 @@ func ratios3(format string, secs map[string]float64) *ratio {
 	h := secs["hpcml"]
 	r := &ratio{Format: format}
 	if p := secs["pandas"]; p > 0 {
-		r.PandasOverHpcml = round(p/h, 2)
+		r.PandasOverHpcml = load.Round(p/h, 2)
 	}
 	if d := secs["duckdb"]; d > 0 {
-		r.HpcmlOverDuckDB = round(h/d, 2)
+		r.HpcmlOverDuckDB = load.Round(h/d, 2)
 	}
 	if d := secs["duckdb-corr"]; d > 0 {
-		r.HpcmlOverDuckDBCorr = round(h/d, 2)
+		r.HpcmlOverDuckDBCorr = load.Round(h/d, 2)
 	}
 	return r
 }
@@ -490,51 +489,6 @@ func fmtInner(in map[string]float64) string {
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
-func round(f float64, places int) float64 {
-	p := math.Pow(10, float64(places))
-	return math.Round(f*p) / p
-}
-
-// machine describes the CPU, cores and memory.
-func machine() string {
-	model := "unknown CPU"
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	mem := ""
-	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
-		var kb int64
-		fmt.Sscanf(string(data), "MemTotal: %d kB", &kb)
-		mem = fmt.Sprintf(", %.0f GiB", float64(kb)/(1<<20))
-	}
-	return fmt.Sprintf("%d CPU %s%s, %s", runtime.NumCPU(), model, mem, runtime.Version())
-}
-
-// busyCPU is the CPU time the whole machine has spent busy, in seconds
-// (from /proc/stat: all but idle and iowait).
-func busyCPU() float64 {
-	data, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	f := strings.Fields(line)
-	var busy float64
-	for i, v := range f[1:] {
-		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is in user already
-			continue
-		}
-		n, _ := strconv.ParseFloat(v, 64)
-		busy += n
-	}
-	return busy / 100 // USER_HZ
-}
-
 // file is the input of a format.
 func (ds *dataset) file(format string) string {
 	if format == "csv" {
@@ -577,7 +531,7 @@ func (b *bench) run(tool, format string, ds *dataset) measurement {
 	cmd.ExtraFiles = []*os.File{usageW}
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	busy0 := busyCPU()
+	busy0 := load.BusyCPU()
 	b.mu.Lock()
 	err = cmd.Start()
 	b.current = cmd
@@ -594,7 +548,7 @@ func (b *bench) run(tool, format string, ds *dataset) measurement {
 	timer.Stop()
 	uerr := <-usageDone
 	usageR.Close()
-	busy := busyCPU() - busy0
+	busy := load.BusyCPU() - busy0
 	b.mu.Lock()
 	b.current = nil
 	b.mu.Unlock()
@@ -625,9 +579,9 @@ func (b *bench) run(tool, format string, ds *dataset) measurement {
 	}
 	return measurement{
 		Format: format, Tool: tool, Input: filepath.Base(input),
-		Seconds: round(u.Seconds, 3), PeakMiB: round(float64(u.MaxRSSKiB)/1024, 1), CPUSeconds: round(u.CPUSeconds, 2),
+		Seconds: load.Round(u.Seconds, 3), PeakMiB: load.Round(float64(u.MaxRSSKiB)/1024, 1), CPUSeconds: load.Round(u.CPUSeconds, 2),
 		// The spawner's own few milliseconds count as others'.
-		OtherCPU: round(max(0, busy-u.CPUSeconds), 2), Inner: a.inner,
+		OtherCPU: load.Round(max(0, busy-u.CPUSeconds), 2), Inner: a.inner,
 	}
 }
 
@@ -719,7 +673,7 @@ func parseAnswer(tool string, out []byte) (answer, error) {
 		if c := p.Correlations; c != nil && len(c.Pearson) > 1 && len(c.Pearson[0]) > 1 && c.Pearson[0][1] != nil {
 			a.corr01 = *c.Pearson[0][1]
 		}
-		a.inner = map[string]float64{"profile": round(rep.Seconds, 2)}
+		a.inner = map[string]float64{"profile": load.Round(rep.Seconds, 2)}
 		return a, nil
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
@@ -739,7 +693,7 @@ func parseAnswer(tool string, out []byte) (answer, error) {
 		a.nullsTol = r.Rows/20000 + 1 // ±0.005 %
 	}
 	for k, v := range a.inner {
-		a.inner[k] = round(v, 2)
+		a.inner[k] = load.Round(v, 2)
 	}
 	if r.Mean0 != nil {
 		a.mean0 = *r.Mean0
@@ -800,7 +754,7 @@ func (ds *dataset) ensure(rows int64, seed uint64) error {
 	if err != nil {
 		return err
 	}
-	t.Seconds = round(time.Since(start).Seconds(), 1)
+	t.Seconds = load.Round(time.Since(start).Seconds(), 1)
 	ds.truth = t
 	data, _ := json.MarshalIndent(t, "", "  ")
 	return os.WriteFile(truthFile, append(data, '\n'), 0o644)
@@ -1028,7 +982,7 @@ const src = fmt === "csv" ? "read_csv(" + q(path) + ")" : "read_parquet(" + q(pa
   const out = {
     rows: Number(x0.count),
     mean_x0: Number(x0.avg),
-    nulls_x7: Math.round(Number(x7.count) * Number(x7.null_percentage) / 100),
+    nulls_x7: Math.load.Round(Number(x7.count) * Number(x7.null_percentage) / 100),
     seconds: secs,
     version: "duckdb=" + version(),
   };

@@ -70,7 +70,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -265,8 +264,8 @@ func main() {
 		target: map[string]float64{"mlp": *targetMLP, "cnn": *targetCNN},
 	}
 
-	rep := report{Machine: machine(), BLAS: nn.BLAS, Batch: cfg.batch, Threads: cfg.threads, LoadAvg: loadAvg(),
-		Versions: map[string]string{"go": runtime.Version(), "hpcml": treeVersion()}}
+	rep := report{Machine: load.Machine(), BLAS: nn.BLAS, Batch: cfg.batch, Threads: cfg.threads, LoadAvg: load.LoadAvg(),
+		Versions: map[string]string{"go": runtime.Version(), "hpcml": load.TreeVersion()}}
 	if nn.BLAS == "openblas" {
 		rep.BLAS = fmt.Sprintf("openblas (%s, OPENBLAS_NUM_THREADS=%d", mappedLib(os.Getpid(), "libopenblas"), *obThreads)
 		if t := os.Getenv("OPENBLAS_THREAD_TIMEOUT"); t != "" {
@@ -372,8 +371,8 @@ func main() {
 		if best != nil {
 			tp.TorchBest = best.name
 			if tp.Hpcml.SamplesPerSec > 0 {
-				tp.Ratio = round(tp.Hpcml.SamplesPerSec/bestRate.SamplesPerSec, 3)
-				tp.BestRatio = round(tp.Hpcml.Best/bestRate.Best, 3)
+				tp.Ratio = load.Round(tp.Hpcml.SamplesPerSec/bestRate.SamplesPerSec, 3)
+				tp.BestRatio = load.Round(tp.Hpcml.Best/bestRate.Best, 3)
 			}
 		}
 		rep.Throughput = append(rep.Throughput, tp)
@@ -415,7 +414,7 @@ func main() {
 			}
 			t.Hpcml, t.Torch = medianTTA(hs), medianTTA(ts)
 			if t.Hpcml.Reached && t.Torch.Reached {
-				r := round(t.Torch.Seconds/t.Hpcml.Seconds, 3)
+				r := load.Round(t.Torch.Seconds/t.Hpcml.Seconds, 3)
 				t.Ratio = &r
 			}
 			rep.TTA = append(rep.TTA, t)
@@ -682,12 +681,12 @@ func (h *hpcmlSide) throughput(warmup, steps int) roundResult {
 	runtime.ReadMemStats(&m0)
 	metrics.Read(gcMetrics)
 	gc0, tot0 := gcMetrics[0].Value.Float64(), gcMetrics[1].Value.Float64()
-	busy0, cpu0 := busyCPU(), selfCPU()
+	busy0, cpu0 := load.BusyCPU(), selfCPU()
 	t0 := time.Now()
 	h.steps(steps)
 	secs := time.Since(t0).Seconds()
 	cpu := selfCPU() - cpu0
-	busy := busyCPU() - busy0
+	busy := load.BusyCPU() - busy0
 	metrics.Read(gcMetrics)
 	runtime.ReadMemStats(&m1)
 	return roundResult{
@@ -703,19 +702,19 @@ func summarize(rs []roundResult) sideRate {
 	}
 	var s sideRate
 	for _, r := range rs {
-		s.Rounds = append(s.Rounds, round(r.rate, 1))
+		s.Rounds = append(s.Rounds, load.Round(r.rate, 1))
 		s.OtherCPU += r.other
 	}
-	s.OtherCPU = round(s.OtherCPU, 2)
+	s.OtherCPU = load.Round(s.OtherCPU, 2)
 	sorted := slices.Clone(rs)
 	slices.SortFunc(sorted, func(a, b roundResult) int { return cmpF(a.rate, b.rate) })
 	med := sorted[len(sorted)/2]
-	s.SamplesPerSec, s.Best = round(med.rate, 1), round(sorted[len(sorted)-1].rate, 1)
+	s.SamplesPerSec, s.Best = load.Round(med.rate, 1), load.Round(sorted[len(sorted)-1].rate, 1)
 	n := float64(med.steps)
-	s.MsPerStep, s.CPUPerStepMs = round(med.secs*1e3/n, 3), round(med.cpu*1e3/n, 3)
-	s.AllocPerStep, s.GCPerStep = round(med.alloc/n/(1<<20), 3), round(med.gcs/n, 3)
+	s.MsPerStep, s.CPUPerStepMs = load.Round(med.secs*1e3/n, 3), load.Round(med.cpu*1e3/n, 3)
+	s.AllocPerStep, s.GCPerStep = load.Round(med.alloc/n/(1<<20), 3), load.Round(med.gcs/n, 3)
 	if med.pCPU > 0 {
-		s.GCCPUShare = round(med.gcCPU/med.pCPU, 3)
+		s.GCCPUShare = load.Round(med.gcCPU/med.pCPU, 3)
 	}
 	return s
 }
@@ -803,7 +802,7 @@ func (h *hpcmlSide) timeToAccuracy(target float64, maxEpochs int) sideTTA {
 	n, b, px := len(h.data.trainY), h.cfg.batch, 28*28
 	xbuf, ybuf := make([]float32, b*px), make([]int, b)
 	var res sideTTA
-	busy0, cpu0 := busyCPU(), selfCPU()
+	busy0, cpu0 := load.BusyCPU(), selfCPU()
 	start := time.Now()
 	for e := 1; e <= maxEpochs; e++ {
 		t0 := time.Now()
@@ -819,8 +818,8 @@ func (h *hpcmlSide) timeToAccuracy(target float64, maxEpochs int) sideTTA {
 		t1 := time.Now()
 		acc := h.accuracy()
 		t2 := time.Now()
-		ep := epoch{Epoch: e, Accuracy: acc, TrainSeconds: round(t1.Sub(t0).Seconds(), 2),
-			EvalSeconds: round(t2.Sub(t1).Seconds(), 2), Elapsed: round(t2.Sub(start).Seconds(), 2)}
+		ep := epoch{Epoch: e, Accuracy: acc, TrainSeconds: load.Round(t1.Sub(t0).Seconds(), 2),
+			EvalSeconds: load.Round(t2.Sub(t1).Seconds(), 2), Elapsed: load.Round(t2.Sub(start).Seconds(), 2)}
 		res.Epochs = append(res.Epochs, ep)
 		res.TrainSeconds += t1.Sub(t0).Seconds()
 		res.EvalSeconds += t2.Sub(t1).Seconds()
@@ -830,10 +829,10 @@ func (h *hpcmlSide) timeToAccuracy(target float64, maxEpochs int) sideTTA {
 			break
 		}
 	}
-	res.Seconds = round(time.Since(start).Seconds(), 2)
-	res.CPUSeconds = round(selfCPU()-cpu0, 2)
-	res.OtherCPU = round(max(0, busyCPU()-busy0-res.CPUSeconds), 2)
-	res.TrainSeconds, res.EvalSeconds = round(res.TrainSeconds, 2), round(res.EvalSeconds, 2)
+	res.Seconds = load.Round(time.Since(start).Seconds(), 2)
+	res.CPUSeconds = load.Round(selfCPU()-cpu0, 2)
+	res.OtherCPU = load.Round(max(0, load.BusyCPU()-busy0-res.CPUSeconds), 2)
+	res.TrainSeconds, res.EvalSeconds = load.Round(res.TrainSeconds, 2), load.Round(res.EvalSeconds, 2)
 	return res
 }
 
@@ -1001,9 +1000,9 @@ func (p *torchProc) call(c map[string]any) (json.RawMessage, error) {
 }
 
 func (p *torchProc) throughput(warmup, steps, batch int) (roundResult, error) {
-	busy0 := busyCPU()
+	busy0 := load.BusyCPU()
 	raw, err := p.call(map[string]any{"cmd": "throughput", "warmup": warmup, "steps": steps})
-	busy := busyCPU() - busy0
+	busy := load.BusyCPU() - busy0
 	if err != nil {
 		return roundResult{}, err
 	}
@@ -1023,9 +1022,9 @@ func (p *torchProc) throughput(warmup, steps, batch int) (roundResult, error) {
 }
 
 func (p *torchProc) tta(target float64, maxEpochs int) (sideTTA, error) {
-	busy0 := busyCPU()
+	busy0 := load.BusyCPU()
 	raw, err := p.call(map[string]any{"cmd": "tta", "target": target, "max_epochs": maxEpochs})
-	busy := busyCPU() - busy0
+	busy := load.BusyCPU() - busy0
 	if err != nil {
 		return sideTTA{}, err
 	}
@@ -1033,12 +1032,12 @@ func (p *torchProc) tta(target float64, maxEpochs int) (sideTTA, error) {
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return sideTTA{}, err
 	}
-	r.Seconds, r.TrainSeconds, r.EvalSeconds, r.CPUSeconds = round(r.Seconds, 2), round(r.TrainSeconds, 2), round(r.EvalSeconds, 2), round(r.CPUSeconds, 2)
+	r.Seconds, r.TrainSeconds, r.EvalSeconds, r.CPUSeconds = load.Round(r.Seconds, 2), load.Round(r.TrainSeconds, 2), load.Round(r.EvalSeconds, 2), load.Round(r.CPUSeconds, 2)
 	for i := range r.Epochs {
 		e := &r.Epochs[i]
-		e.TrainSeconds, e.EvalSeconds, e.Elapsed = round(e.TrainSeconds, 2), round(e.EvalSeconds, 2), round(e.Elapsed, 2)
+		e.TrainSeconds, e.EvalSeconds, e.Elapsed = load.Round(e.TrainSeconds, 2), load.Round(e.EvalSeconds, 2), load.Round(e.Elapsed, 2)
 	}
-	r.OtherCPU = round(max(0, busy-r.CPUSeconds), 2)
+	r.OtherCPU = load.Round(max(0, busy-r.CPUSeconds), 2)
 	return r, nil
 }
 
@@ -1166,71 +1165,6 @@ func goalNote(blas string, r float64) string {
 		return fmt.Sprintf("  (below the %.1fx goal)", goal)
 	}
 	return fmt.Sprintf("  (meets the %.1fx goal)", goal)
-}
-
-func round(f float64, places int) float64 {
-	p := math.Pow(10, float64(places))
-	return math.Round(f*p) / p
-}
-
-// treeVersion is the repository revision the benchmark runs from.
-func treeVersion() string {
-	if out, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
-		return "tree " + strings.TrimSpace(string(out))
-	}
-	return "unknown tree"
-}
-
-// machine describes the CPU, cores and memory.
-func machine() string {
-	model := "unknown CPU"
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	mem := ""
-	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
-		var kb int64
-		fmt.Sscanf(string(data), "MemTotal: %d kB", &kb)
-		mem = fmt.Sprintf(", %.0f GiB", float64(kb)/(1<<20))
-	}
-	return fmt.Sprintf("%d CPU %s%s, %s", runtime.NumCPU(), model, mem, runtime.Version())
-}
-
-func loadAvg() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(data))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// busyCPU is the CPU time the whole machine has spent busy, in seconds
-// (from /proc/stat: all but idle and iowait).
-func busyCPU() float64 {
-	data, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	f := strings.Fields(line)
-	var busy float64
-	for i, v := range f[1:] {
-		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is in user already
-			continue
-		}
-		n, _ := strconv.ParseFloat(v, 64)
-		busy += n
-	}
-	return busy / 100 // USER_HZ
 }
 
 // selfCPU is this process's user+system CPU time, seconds.
