@@ -209,11 +209,17 @@ func (g *Group) shmWrite(parts ...[]byte) error {
 				parts = parts[1:]
 			}
 		}
-		*length = uint32(filled)
-		s.seq++
-		atomic.StoreUint64(s.u64(shmFilled), s.seq)
-		g.shmWake(s.u32(shmRecvWaiting), g.next, doorbell)
+		g.shmPublish(s, length, filled)
 	}
+}
+
+// shmPublish hands the successor the slot just filled with n bytes
+// (length is its length word) and wakes it if it sleeps.
+func (g *Group) shmPublish(s *shmChan, length *uint32, n int) {
+	*length = uint32(n)
+	s.seq++
+	atomic.StoreUint64(s.u64(shmFilled), s.seq)
+	g.shmWake(s.u32(shmRecvWaiting), g.next, doorbell)
 }
 
 // shmRead consumes n bytes of the predecessor's stream, handing them to

@@ -164,10 +164,7 @@ func (g *Group) shmPut(out *shmChan, pending, data []byte) {
 	slot, length := out.piece(out.seq)
 	k := copy(slot, pending)
 	k += copy(slot[k:], data)
-	*length = uint32(k)
-	out.seq++
-	atomic.StoreUint64(out.u64(shmFilled), out.seq)
-	g.shmWake(out.u32(shmRecvWaiting), g.next, doorbell)
+	g.shmPublish(out, length, k)
 }
 
 // shmTake consumes up to n bytes the predecessor has filled (without
