@@ -442,11 +442,17 @@ func (g *Group) recvInto(dst []float32, x xfer, op Op) error {
 	if !x.reduce {
 		return g.readPrev(bytesOf(dst))
 	}
+	return g.reducePrev(dst, func(d, s []float32) { g.reduceStep(d, s, x, op) })
+}
+
+// reduceStep adds s into d for the receive x, dividing by the group
+// size when x is the last step of a Mean.
+func (g *Group) reduceStep(d, s []float32, x xfer, op Op) {
 	if x.final && op == Mean {
-		n := float32(g.size)
-		return g.reducePrev(dst, func(d, s []float32) { g.red.addDiv(d, s, n) })
+		g.red.addDiv(d, s, float32(g.size))
+	} else {
+		g.red.add(d, s)
 	}
-	return g.reducePrev(dst, g.red.add)
 }
 
 // lockstepBytes is the largest step, in bytes, that runLockstep takes:

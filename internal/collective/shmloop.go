@@ -49,7 +49,6 @@ func (g *Group) runShm(buf []float32, p *plan) error {
 	freed, filled := out.u64(shmFreed), in.u64(shmFilled)
 	slotFree := func() bool { return out.seq-atomic.LoadUint64(freed) < shmSlots }
 	dataIn := func() bool { return in.plen > 0 || atomic.LoadUint64(filled) > in.seq }
-	n := float32(g.size)
 
 	for !sendDone() || !recvDone() {
 		moved := false
@@ -118,17 +117,12 @@ func (g *Group) runShm(buf []float32, p *plan) error {
 				hi := min(rlo+seg, y.hi)
 				dst := buf[rlo+roff : hi]
 				var took int
-				switch {
-				case !y.reduce:
+				if y.reduce {
+					took = g.shmTake(in, 4*len(dst), func(off int, b []byte) {
+						g.reduceStep(dst[off/4:off/4+len(b)/4], floatsOf(b), y, p.hdr.op)
+					})
+				} else {
 					took = g.shmTake(in, 4*len(dst), func(off int, b []byte) { copy(bytesOf(dst)[off:], b) })
-				case y.final && p.hdr.op == Mean:
-					took = g.shmTake(in, 4*len(dst), func(off int, b []byte) {
-						g.red.addDiv(dst[off/4:off/4+len(b)/4], floatsOf(b), n)
-					})
-				default:
-					took = g.shmTake(in, 4*len(dst), func(off int, b []byte) {
-						g.red.add(dst[off/4:off/4+len(b)/4], floatsOf(b))
-					})
 				}
 				roff += took / 4
 				got += int64(took)

@@ -61,7 +61,6 @@ func (g *Group) runTCP(buf []float32, p *plan) error {
 	}
 	tokens, sentRel, usedRel := 0, 0, 0
 	var sent, got int64
-	n := float32(g.size)
 	lastMove := time.Now()
 	idleSince := time.Time{}
 
@@ -157,12 +156,7 @@ func (g *Group) runTCP(buf []float32, p *plan) error {
 				} else if rgot += k; complete {
 					rhi := min(rlo+seg, y.hi)
 					if y.reduce {
-						sc := g.scratch[:rhi-rlo]
-						if y.final && p.hdr.op == Mean {
-							g.red.addDiv(buf[rlo:rhi], sc, n)
-						} else {
-							g.red.add(buf[rlo:rhi], sc)
-						}
+						g.reduceStep(buf[rlo:rhi], g.scratch[:rhi-rlo], y, p.hdr.op)
 					}
 					if y.chained {
 						tokens++
