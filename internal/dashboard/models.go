@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -69,15 +70,7 @@ func aliasChips(name string, m map[string]int) []aliasChip {
 	for a, v := range m {
 		out = append(out, aliasChip{Alias: a, Version: v, Href: modelVersionHref(name, v)})
 	}
-	slices.SortFunc(out, func(a, b aliasChip) int {
-		if a.Alias < b.Alias {
-			return -1
-		}
-		if a.Alias > b.Alias {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b aliasChip) int { return cmp.Compare(a.Alias, b.Alias) })
 	return out
 }
 
