@@ -16,9 +16,11 @@ type Conv2D struct {
 	InC, OutC, Kernel, Stride, Padding int
 	W, B                               *Param
 
-	// cols recycles the per-sample (InC·K·K)×(OH·OW) im2col matrices and
-	// partials Backward's per-lane partial gradients between calls (nil in
-	// a Conv2D not made by NewConv2D: then every call allocates).
+	// cols recycles the per-sample buffers — the (InC·K·K)×(OH·OW) im2col
+	// matrix, Backward's dcols and the zero-bordered image im2col copies
+	// into — and partials Backward's per-lane partial gradients between
+	// calls (nil in a Conv2D not made by NewConv2D: then every call
+	// allocates).
 	cols, partials *scratch
 	recycling
 }
