@@ -62,34 +62,34 @@ func (g *Group) runShm(buf []float32, p *plan) error {
 				x = p.send[si]
 				ready = !x.chained || tokens > 0
 			}
-			if ready {
-				if slotFree() {
-					var data []byte
-					hi := slo
-					if si < len(p.send) {
-						hi = min(slo+seg, x.hi)
-						data = bytesOf(buf[slo:hi])
-					}
-					var pending []byte
-					if hdrOut {
-						pending, hdrOut = hb[:], false
-					}
-					g.shmPut(out, pending, data)
-					if si < len(p.send) {
-						if x.chained {
-							tokens--
-						}
-						if x.released {
-							sentRel++
-						}
-						sent += int64(4 * (hi - slo))
-						slo = hi
-						skip()
-					}
-					moved = true
-				} else {
-					wantSlot = true
+			switch {
+			case !ready:
+			case !slotFree():
+				wantSlot = true
+			default:
+				var data []byte
+				hi := slo
+				if si < len(p.send) {
+					hi = min(slo+seg, x.hi)
+					data = bytesOf(buf[slo:hi])
 				}
+				var pending []byte
+				if hdrOut {
+					pending, hdrOut = hb[:], false
+				}
+				g.shmPut(out, pending, data)
+				if si < len(p.send) {
+					if x.chained {
+						tokens--
+					}
+					if x.released {
+						sentRel++
+					}
+					sent += int64(4 * (hi - slo))
+					slo = hi
+					skip()
+				}
+				moved = true
 			}
 		}
 
