@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpcml/hpcml/internal/deploy/autoscale"
 	"github.com/hpcml/hpcml/internal/job"
 )
 
@@ -156,10 +157,10 @@ type Autoscale struct {
 	ScaleInWindow job.Duration `json:"scale_in_window,omitempty"`
 }
 
-// Autoscale metrics.
+// Autoscale metrics: the autoscaler's own.
 const (
-	MetricInflight = "inflight"
-	MetricRPS      = "rps"
+	MetricInflight = autoscale.MetricInFlight
+	MetricRPS      = autoscale.MetricRPS
 )
 
 // ParseAutoscale reads "min=1,max=4,target=2[,metric=inflight|rps]
