@@ -54,8 +54,9 @@
 // pipelined in segments; a rank whose two links are of one kind drives
 // both from one progress loop (ring.go describes the other paths). Every
 // element is reduced once, on the rank that owns its chunk, and copied to
-// the others, so all ranks hold bit-identical results; the order of the additions is fixed by the world size and the
-// length (see Shard and ring.go), so results are reproducible.
+// the others, so all ranks hold bit-identical results; the order of the
+// additions is fixed by the world size and the length (see Shard and
+// ring.go), so results are reproducible.
 //
 // # Failures
 //
