@@ -52,7 +52,7 @@ func (c *Client) ListModels(ctx context.Context) ([]*registry.Model, error) {
 // GetModel reads a model with every version, newest first.
 func (c *Client) GetModel(ctx context.Context, name string) (*registry.Model, error) {
 	var out registry.Model
-	if err := c.do(ctx, http.MethodGet, "/api/v1/models/"+url.PathEscape(name), nil, nil, &out, 0); err != nil {
+	if err := c.do(ctx, http.MethodGet, modelPath(name), nil, nil, &out, 0); err != nil {
 		return nil, fmt.Errorf("get model %s: %w", name, err)
 	}
 	return &out, nil
@@ -61,10 +61,18 @@ func (c *Client) GetModel(ctx context.Context, name string) (*registry.Model, er
 // ListModelVersions lists a model's versions, newest first.
 func (c *Client) ListModelVersions(ctx context.Context, name string) ([]ModelVersion, error) {
 	var out []ModelVersion
-	if err := c.do(ctx, http.MethodGet, "/api/v1/models/"+url.PathEscape(name)+"/versions", nil, nil, &out, 0); err != nil {
+	if err := c.do(ctx, http.MethodGet, modelPath(name)+"/versions", nil, nil, &out, 0); err != nil {
 		return nil, fmt.Errorf("list versions of model %s: %w", name, err)
 	}
 	return out, nil
+}
+
+// modelPath is the API path of model name.
+func modelPath(name string) string { return "/api/v1/models/" + url.PathEscape(name) }
+
+// aliasPath is the API path of an alias of model name.
+func aliasPath(name, alias string) string {
+	return modelPath(name) + "/aliases/" + url.PathEscape(alias)
 }
 
 // refPath is the API path of a reference's version.
@@ -76,7 +84,7 @@ func refPath(ref registry.Ref) string {
 	case ref.Alias != "":
 		sel = ref.Alias
 	}
-	return "/api/v1/models/" + url.PathEscape(ref.Name) + "/versions/" + url.PathEscape(sel)
+	return modelPath(ref.Name) + "/versions/" + url.PathEscape(sel)
 }
 
 // GetModelVersion reads the version a reference names.
@@ -119,7 +127,7 @@ func (c *Client) DownloadModel(ctx context.Context, ref registry.Ref, w io.Write
 func (c *Client) SetModelAlias(ctx context.Context, name, alias string, version int) (*ModelAlias, error) {
 	var out ModelAlias
 	body := map[string]int{"version": version}
-	if err := c.do(ctx, http.MethodPut, "/api/v1/models/"+url.PathEscape(name)+"/aliases/"+url.PathEscape(alias), nil, body, &out, 0); err != nil {
+	if err := c.do(ctx, http.MethodPut, aliasPath(name, alias), nil, body, &out, 0); err != nil {
 		return nil, fmt.Errorf("set alias %s of model %s: %w", alias, name, err)
 	}
 	return &out, nil
@@ -127,7 +135,7 @@ func (c *Client) SetModelAlias(ctx context.Context, name, alias string, version 
 
 // DeleteModelAlias removes an alias of model name.
 func (c *Client) DeleteModelAlias(ctx context.Context, name, alias string) error {
-	if err := c.do(ctx, http.MethodDelete, "/api/v1/models/"+url.PathEscape(name)+"/aliases/"+url.PathEscape(alias), nil, nil, nil, 0); err != nil {
+	if err := c.do(ctx, http.MethodDelete, aliasPath(name, alias), nil, nil, nil, 0); err != nil {
 		return fmt.Errorf("delete alias %s of model %s: %w", alias, name, err)
 	}
 	return nil
