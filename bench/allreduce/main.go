@@ -29,7 +29,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +37,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hpcml/hpcml/bench/internal/load"
 )
 
 // childEnv makes this binary an hpcml rank instead of the driver.
@@ -132,7 +133,7 @@ func drive(p params, runs int, peers []string, quiet float64) error {
 		}
 	}
 	fmt.Printf("# all-reduce, 2 ranks, float32 sum, in place; %s; GOMAXPROCS %d; load average %s\n",
-		time.Now().Format(time.RFC3339), runtime.GOMAXPROCS(0), loadavg())
+		time.Now().Format(time.RFC3339), runtime.GOMAXPROCS(0), load.LoadAvg())
 	results := map[string]result{}
 	for run := range runs {
 		order := slices.Clone(peers)
@@ -152,7 +153,7 @@ func drive(p params, runs int, peers []string, quiet float64) error {
 			for size, t := range r {
 				results[name][size] = append(results[name][size], t)
 			}
-			fmt.Printf("# run %d %-9s %5.1fs; CPUs %2.0f%% busy before, load average %s after\n", run+1, name, time.Since(start).Seconds(), 100*busy, loadavg())
+			fmt.Printf("# run %d %-9s %5.1fs; CPUs %2.0f%% busy before, load average %s after\n", run+1, name, time.Since(start).Seconds(), 100*busy, load.LoadAvg())
 		}
 	}
 	report(p, peers, results)
@@ -215,14 +216,6 @@ func waitQuiet(max float64) float64 {
 	}
 }
 
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
-}
-
 // launcher makes the processes of one run; the first one's stdout
 // carries the "SIZE ITERS SECONDS" lines (rank 0, or mpirun).
 type launcher func(ctx context.Context) ([]*exec.Cmd, error)
@@ -268,18 +261,9 @@ func runOnce(start launcher) (map[int64]float64, error) {
 	return res, first
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // twoRanks starts argv twice, with the rank variables env gives each.
 func twoRanks(ctx context.Context, argv []string, env func(rank, port int) []string) ([]*exec.Cmd, error) {
-	port, err := freePort()
+	port, err := load.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -318,15 +302,6 @@ func mpiRanks(ctx context.Context, bin, btl string, p params) []*exec.Cmd {
 	args := []string{"--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "2",
 		"--mca", "pml", "ob1", "--mca", "btl", btl, bin}
 	return []*exec.Cmd{exec.CommandContext(ctx, "mpirun", append(args, p.args()...)...)}
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func humanBytes(n int64) string {
@@ -376,7 +351,7 @@ func report(p params, peers []string, res map[string]result) {
 	for size := p.min; size <= p.max; size *= p.factor {
 		for _, name := range peers {
 			if ts := res[name][size]; len(ts) > 0 {
-				t := median(ts)
+				t := load.Median(ts)
 				alg := float64(size) / t / 1e9
 				fmt.Printf("| %s | %s | %s | %.2f GB/s | %.2f GB/s | %d |\n", humanBytes(size), name, fmtTime(t), alg, alg*busFactor, len(ts))
 			}
@@ -394,7 +369,7 @@ func report(p params, peers []string, res map[string]result) {
 				row += " – | – |"
 				continue
 			}
-			t := median(ts)
+			t := load.Median(ts)
 			bus[name] = float64(size) / t / 1e9 * busFactor // algbw × 2(n−1)/n; algbw = busbw for n = 2
 			row += fmt.Sprintf(" %s | %.2f GB/s |", fmtTime(t), bus[name])
 		}

@@ -55,6 +55,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	_ "embed"
@@ -66,7 +67,6 @@ import (
 	"io"
 	"log"
 	"math"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -350,7 +350,7 @@ func runHpcml(p params, n, run int) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	port, err := freePort()
+	port, err := load.FreePort()
 	if err != nil {
 		return result{}, err
 	}
@@ -493,7 +493,7 @@ func splitCalls(bd *breakdown, ranks []rankStats, keep bool) error {
 
 // runTorch trains on n Python processes.
 func runTorch(p params, n, run int) (result, error) {
-	port, err := freePort()
+	port, err := load.FreePort()
 	if err != nil {
 		return result{}, err
 	}
@@ -613,7 +613,7 @@ func summarize(runs []result, tool string, counts []int) summary {
 		return s
 	}
 	s.OneRuns, s.TwoRuns = per[counts[0]], per[counts[1]]
-	s.OneMedian, s.TwoMedian = median(s.OneRuns), median(s.TwoRuns)
+	s.OneMedian, s.TwoMedian = load.Median(s.OneRuns), load.Median(s.TwoRuns)
 	if s.OneMedian > 0 {
 		s.Ratio = load.Round(s.TwoMedian/s.OneMedian, 3)
 	}
@@ -639,7 +639,7 @@ func printTable(rep report, counts []int) {
 			for _, x := range xs {
 				runs = append(runs, fmt.Sprintf("%.0f", x))
 			}
-			fmt.Printf("%-8s %8d %12.0f [%s]\n", s.Tool, w, median(xs), strings.Join(runs, " "))
+			fmt.Printf("%-8s %8d %12.0f [%s]\n", s.Tool, w, load.Median(xs), strings.Join(runs, " "))
 		}
 	}
 	if len(counts) >= 2 {
@@ -659,7 +659,7 @@ func printTable(rep report, counts []int) {
 		if len(rs) == 0 {
 			continue
 		}
-		slices.SortFunc(rs, func(a, b result) int { return cmpFloat(a.SamplesPerSec, b.SamplesPerSec) })
+		slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(a.SamplesPerSec, b.SamplesPerSec) })
 		r := rs[len(rs)/2]
 		fmt.Printf("\nhpcml, %d workers, median run (%d): %.2f s for %d steps\n", w, r.Run, r.Seconds, rep.Steps)
 		fmt.Printf("%-6s %10s %10s %12s %12s %10s %10s %8s %10s %8s\n", "rank", "compute s", "wait s", "(for last)", "(transfer)", "other s", "cpu s", "gc", "alloc MiB", "ivcsw")
@@ -684,28 +684,6 @@ func versions(v map[string]string) string {
 		parts = append(parts, k+" "+v[k])
 	}
 	return strings.Join(parts, ", ")
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // readMNIST reads the training images and labels IDX files (gzipped or
@@ -767,15 +745,6 @@ func writeSubset(dir string, images, labels []byte, n int) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "train-labels-idx1-ubyte"), lab, 0o644)
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // machine describes the CPU, cores and memory.

@@ -61,6 +61,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	_ "embed"
 	"encoding/binary"
@@ -707,7 +708,7 @@ func summarize(rs []roundResult) sideRate {
 	}
 	s.OtherCPU = load.Round(s.OtherCPU, 2)
 	sorted := slices.Clone(rs)
-	slices.SortFunc(sorted, func(a, b roundResult) int { return cmpF(a.rate, b.rate) })
+	slices.SortFunc(sorted, func(a, b roundResult) int { return cmp.Compare(a.rate, b.rate) })
 	med := sorted[len(sorted)/2]
 	s.SamplesPerSec, s.Best = load.Round(med.rate, 1), load.Round(sorted[len(sorted)-1].rate, 1)
 	n := float64(med.steps)
@@ -717,16 +718,6 @@ func summarize(rs []roundResult) sideRate {
 		s.GCCPUShare = load.Round(med.gcCPU/med.pCPU, 3)
 	}
 	return s
-}
-
-func cmpF(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // profile writes a CPU profile of steps more training steps.
@@ -846,7 +837,7 @@ func medianTTA(rs []sideTTA) sideTTA {
 		secs = append(secs, r.Seconds)
 	}
 	sorted := slices.Clone(rs)
-	slices.SortFunc(sorted, func(a, b sideTTA) int { return cmpF(a.Seconds, b.Seconds) })
+	slices.SortFunc(sorted, func(a, b sideTTA) int { return cmp.Compare(a.Seconds, b.Seconds) })
 	m := sorted[len(sorted)/2]
 	if len(rs) > 1 {
 		m.RunsSeconds = secs

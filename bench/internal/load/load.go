@@ -3,6 +3,7 @@
 package load
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -44,4 +45,17 @@ func Pct(sorted []float64, p float64) float64 {
 		return 0
 	}
 	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
+}
+
+// Median is the median of xs (0 if empty); xs is left as it is.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

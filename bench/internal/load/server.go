@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,4 +51,14 @@ func StartServer(ctx context.Context, exe, dataDir, addr string, banner io.Write
 func (s *Server) Stop() {
 	s.cmd.Process.Signal(os.Interrupt)
 	s.cmd.Wait()
+}
+
+// FreePort is a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
