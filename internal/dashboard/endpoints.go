@@ -125,7 +125,7 @@ func (h *handler) endpointsData(ctx context.Context) (*endpointsView, error) {
 	}
 	list, err := src.ListEndpoints(ctx)
 	if err != nil {
-		return nil, &httpError{Status: http.StatusInternalServerError, Msg: "Could not read the endpoints.", Err: err}
+		return nil, sourceErr("endpoints", err)
 	}
 	now := h.now()
 	v := &endpointsView{}
@@ -226,7 +226,7 @@ func deploymentViewOf(now time.Time, d *endpoint.Deployment) deploymentView {
 func (h *handler) endpointData(r *http.Request) (*endpointView, error) {
 	src := h.endpoints()
 	if src == nil {
-		return nil, &httpError{Status: http.StatusNotFound, Msg: "This server has no endpoints."}
+		return nil, notFound("This server has no endpoints.")
 	}
 	name := r.PathValue("name")
 	if !endpoint.ValidName(name) {
@@ -238,7 +238,7 @@ func (h *handler) endpointData(r *http.Request) (*endpointView, error) {
 		return nil, &httpError{Status: http.StatusNotFound, Msg: fmt.Sprintf("There is no endpoint %s.", name), Err: err}
 	}
 	if err != nil {
-		return nil, &httpError{Status: http.StatusInternalServerError, Msg: "Could not read the endpoint.", Err: err}
+		return nil, sourceErr("endpoint", err) // not ErrNotFound: that is above
 	}
 	hist, err := src.EndpointHistory(ctx, name)
 	if err != nil && !isNotFound(err) {
