@@ -129,13 +129,13 @@ func (s *SQLite) CreateEndpoint(ctx context.Context, e *endpoint.Endpoint) error
 		e.CreatedAt = now
 	}
 	e.UpdatedAt = e.CreatedAt
-	_, err = s.w.ExecContext(ctx, `INSERT INTO endpoints(`+endpointCols+`) VALUES (?,?,?,?,?,?,?)`,
+	res, err := s.w.ExecContext(ctx, `INSERT INTO endpoints(`+endpointCols+`) VALUES (?,?,?,?,?,?,?) ON CONFLICT(name) DO NOTHING`,
 		e.Name, string(spec), e.State, e.Reason, e.Token, e.CreatedAt.UnixNano(), e.UpdatedAt.UnixNano())
-	if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") {
-		return fmt.Errorf("endpoint %s: %w", e.Name, ErrExists)
-	}
 	if err != nil {
 		return fmt.Errorf("create endpoint %s: %w", e.Name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("endpoint %s: %w", e.Name, ErrExists)
 	}
 	return nil
 }
