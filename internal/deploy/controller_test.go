@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,7 +61,7 @@ func (s *testScheduler) Submit(ctx context.Context, spec *job.Spec) (*job.Job, e
 	defer s.mu.Unlock()
 	s.submitted++
 	s.jobs[j.ID] = j
-	model := spec.Command[slicesIndex(spec.Command, "--model")+1]
+	model := spec.Command[slices.Index(spec.Command, "--model")+1]
 	if model == s.hold {
 		j.State, j.StartedAt = job.Runnable, nil
 		if err := s.st.Apply(ctx, []store.Change{{Job: j}}); err != nil {
@@ -73,7 +74,7 @@ func (s *testScheduler) Submit(ctx context.Context, spec *job.Spec) (*job.Job, e
 		return j, nil
 	}
 	token := spec.Env[job.ServeTokenEnv]
-	version := spec.Command[slicesIndex(spec.Command, "--model-version")+1]
+	version := spec.Command[slices.Index(spec.Command, "--model-version")+1]
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v2/health/ready" {
 			return
@@ -86,21 +87,12 @@ func (s *testScheduler) Submit(ctx context.Context, spec *job.Spec) (*job.Job, e
 		fmt.Fprintf(w, `{"model_version":%q,"job":%d}`, version, j.ID)
 	}))
 	s.srvs[j.ID] = srv
-	prefix := spec.Command[slicesIndex(spec.Command, "--announce")+1]
+	prefix := spec.Command[slices.Index(spec.Command, "--announce")+1]
 	a, _ := json.Marshal(Announcement{Addr: strings.TrimPrefix(srv.URL, "http://"), Job: strconv.FormatInt(j.ID, 10), PID: 1})
 	if err := s.bucket.WriteAll(ctx, prefix+strconv.FormatInt(j.ID, 10)+".json", a, nil); err != nil {
 		return nil, err
 	}
 	return j, nil
-}
-
-func slicesIndex(s []string, v string) int {
-	for i, x := range s {
-		if x == v {
-			return i
-		}
-	}
-	return -1
 }
 
 func (s *testScheduler) Cancel(ctx context.Context, id int64) error {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -280,7 +281,7 @@ func (c *Controller) Update(ctx context.Context, name string, req UpdateRequest)
 
 func sameBatching(a, b endpoint.Batching) bool {
 	return a.MaxBatch == b.MaxBatch && a.MaxQueueDelay == b.MaxQueueDelay && a.Concurrency == b.Concurrency &&
-		fmt.Sprint(a.PreferredBatch) == fmt.Sprint(b.PreferredBatch)
+		slices.Equal(a.PreferredBatch, b.PreferredBatch)
 }
 
 func (c *Controller) updateInPlace(ctx context.Context, e *endpoint.Endpoint, v *endpoint.Variant, req UpdateRequest) (*UpdateResult, error) {
