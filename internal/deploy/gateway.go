@@ -174,8 +174,8 @@ func NewGateway(cfg GatewayConfig) *Gateway {
 // Close closes idle connections to replicas.
 func (g *Gateway) Close() { g.up.closeIdle() }
 
-// SetRoute publishes an endpoint's routing table, and forgets the stats
-// of its fleets the table no longer has.
+// SetRoute publishes an endpoint's routing table (PruneStats forgets
+// the stats of fleets it no longer has).
 func (g *Gateway) SetRoute(rt *Route) {
 	g.mu.Lock()
 	old := *g.routes.Load()
@@ -380,11 +380,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt *Route, v *
 	// smuggle a second request (carrying the replica token) onto the
 	// connection.
 	target := (&url.URL{Path: path, RawQuery: r.URL.RawQuery}).RequestURI()
-	auth := ""
-	if rt.Token != "" {
-		auth = "Bearer " + rt.Token
-	}
-	resp, err := g.up.do(r.Context(), rep.Addr, r.Method, target, r.Header, auth, body)
+	resp, err := g.up.do(r.Context(), rep.Addr, r.Method, target, r.Header, rt.Token, body)
 	if err != nil {
 		if refused(err) {
 			return false, err

@@ -148,11 +148,11 @@ func (r *upstreamResponse) finish(complete bool) {
 
 // do sends one request and reads the response's head. header holds the
 // request's end-to-end headers; Host, Content-Length and Authorization
-// are the gateway's to set. A connection from the pool that turns out to
+// (Bearer token, if token is set) are the gateway's to set. A connection from the pool that turns out to
 // be closed by the replica before answering anything is replaced by a
 // new one once, as net/http's Transport does for a request whose body it
 // can send again.
-func (u *upstream) do(ctx context.Context, addr, method, target string, header http.Header, auth string, body []byte) (*upstreamResponse, error) {
+func (u *upstream) do(ctx context.Context, addr, method, target string, header http.Header, token string, body []byte) (*upstreamResponse, error) {
 	for attempt := 0; ; attempt++ {
 		pc, reused, err := u.get(ctx, addr)
 		if err != nil {
@@ -168,7 +168,7 @@ func (u *upstream) do(ctx context.Context, addr, method, target string, header h
 		// the connection's reads and writes.
 		pc.c.SetDeadline(time.Now().Add(u.timeout))
 		stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(time.Unix(1, 0)) })
-		resp, got, err := roundTrip(pc, addr, method, target, header, auth, body)
+		resp, got, err := roundTrip(pc, addr, method, target, header, token, body)
 		if err == nil {
 			return &upstreamResponse{Response: resp, u: u, addr: addr, pc: pc, stop: stop}, nil
 		}
@@ -191,7 +191,7 @@ func isReset(err error) bool {
 
 // roundTrip writes the request on pc and reads the response head; got
 // reports whether any byte of a response arrived.
-func roundTrip(pc *upConn, addr, method, target string, header http.Header, auth string, body []byte) (*http.Response, bool, error) {
+func roundTrip(pc *upConn, addr, method, target string, header http.Header, token string, body []byte) (*http.Response, bool, error) {
 	w := pc.bw
 	w.WriteString(method)
 	w.WriteByte(' ')
@@ -200,9 +200,9 @@ func roundTrip(pc *upConn, addr, method, target string, header http.Header, auth
 	w.WriteString(addr)
 	w.WriteString("\r\nContent-Length: ")
 	w.WriteString(strconv.Itoa(len(body)))
-	if auth != "" {
-		w.WriteString("\r\nAuthorization: ")
-		w.WriteString(auth)
+	if token != "" {
+		w.WriteString("\r\nAuthorization: Bearer ")
+		w.WriteString(token)
 	}
 	w.WriteString("\r\n")
 	named := connectionHeaders(header)
