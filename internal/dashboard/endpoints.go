@@ -49,14 +49,14 @@ type endpointRow struct {
 
 // variantView is a variant's line: configuration, fleet and traffic.
 type variantView struct {
-	Name, Model, Share          string
-	Weight, Ready, Replicas     int
-	Requests, Errors            int
-	RPS, ErrorRate, P50, P99    string
-	InFlight                    int64
-	SharePct                    float64
-	Green                       *fleetView
-	ErrorClass, DeploymentModel string
+	Name, Model, Share       string
+	Weight, Ready, Replicas  int
+	Requests, Errors         int
+	RPS, ErrorRate, P50, P99 string
+	InFlight                 int64
+	SharePct                 float64
+	Green                    *fleetView
+	ErrorClass               string
 }
 
 type fleetView struct {
