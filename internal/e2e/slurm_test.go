@@ -300,7 +300,8 @@ func TestSlurm(t *testing.T) {
 		second.DependsOn = []job.Dependency{{Type: job.AfterOK, JobID: first.ID}}
 		sj := s.submit(second)
 		s.waitFor(id(sj), 30*time.Second, "held by Slurm", func(j *job.Job) bool {
-			return j.State == job.Starting && strings.Contains(j.Reason, "dependenc")
+			// Slurm's own reason reads "PD (Dependency)"; hpcml's, "dependency".
+			return j.State == job.Starting && strings.Contains(strings.ToLower(j.Reason), "dependenc")
 		})
 		if err := os.WriteFile(gate, nil, 0o644); err != nil {
 			t.Fatal(err)
