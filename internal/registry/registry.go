@@ -474,15 +474,12 @@ func (r *Registry) fromTraining(ctx context.Context, id int64, v *Version) error
 }
 
 func readRunJSON(ctx context.Context, runs train.Runs, id int64, file string, out any) error {
-	data, err := runs.Raw(ctx, id, file)
+	err := runs.ReadJSON(ctx, id, file, out)
 	if errors.Is(err, train.ErrNoRun) {
 		return inputErr("training_job", "training job %d has no %s in the server's storage (not a training job?)", id, file)
 	}
 	if err != nil {
 		return fmt.Errorf("training job %d: %w", id, err)
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("training job %d: %s: %w", id, file, err)
 	}
 	return nil
 }

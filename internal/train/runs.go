@@ -83,13 +83,13 @@ func (r Runs) List(ctx context.Context) ([]RunSummary, error) {
 // Summary describes run id from its files.
 func (r Runs) Summary(ctx context.Context, id int64) (*RunSummary, error) {
 	var ri RunInfo
-	if err := r.readJSON(ctx, id, RunFile, &ri); err != nil {
+	if err := r.ReadJSON(ctx, id, RunFile, &ri); err != nil {
 		return nil, err
 	}
 	s := &RunSummary{ID: id, Algorithm: ri.Config.Algorithm, Data: ri.Data.Source, Task: ri.Data.Task,
 		Epochs: ri.Config.Epochs, StartedAt: ri.StartedAt.Format("2006-01-02T15:04:05Z07:00")}
 	var ev Evaluation
-	switch err := r.readJSON(ctx, id, EvaluationFile, &ev); {
+	switch err := r.ReadJSON(ctx, id, EvaluationFile, &ev); {
 	case err == nil:
 		s.Finished, s.Set = true, ev.Set
 		if ri.Data.Task == Classification {
@@ -141,7 +141,9 @@ func (r Runs) Metrics(ctx context.Context, id int64) ([]Point, error) {
 	return points, nil
 }
 
-func (r Runs) readJSON(ctx context.Context, id int64, file string, v any) error {
+// ReadJSON decodes one of run id's JSON files into v; an error wrapping
+// ErrNoRun when the run or the file does not exist.
+func (r Runs) ReadJSON(ctx context.Context, id int64, file string, v any) error {
 	data, err := r.Raw(ctx, id, file)
 	if err != nil {
 		return err
