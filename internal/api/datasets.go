@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -77,14 +76,8 @@ func (h *Handler) addDatasetVersion(w http.ResponseWriter, r *http.Request) erro
 		return &job.FieldError{Field: "name", Message: fmt.Sprintf("%q is not a valid dataset name (letters, digits, . _ -; at most 128)", name)}
 	}
 	var m dataset.Manifest
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
-		return badRequest("invalid", "malformed manifest: "+err.Error())
+	if err := decodeJSON(r, &m, "manifest"); err != nil {
+		return err
 	}
 	if err := m.Validate(); err != nil {
 		return &job.FieldError{Field: "objects", Message: err.Error()}

@@ -1,8 +1,6 @@
 package api
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -180,17 +178,8 @@ func (h *Handler) getQueue(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handler) updateQueue(w http.ResponseWriter, r *http.Request) error {
 	var p job.QueuePatch
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
-		return badRequest("invalid", "malformed queue update (priority, max_running, price_cpu_hour, price_gb_hour, partition, account, qos): "+err.Error())
-	}
-	if dec.More() {
-		return badRequest("invalid", "malformed queue update: trailing data after the JSON object")
+	if err := decodeJSON(r, &p, "queue update (priority, max_running, price_cpu_hour, price_gb_hour, partition, account, qos)"); err != nil {
+		return err
 	}
 	q, err := h.cfg.Store.GetQueue(r.Context(), r.PathValue("name"))
 	if err != nil {
@@ -218,17 +207,8 @@ func (h *Handler) updateQueue(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handler) createQueue(w http.ResponseWriter, r *http.Request) error {
 	var q job.Queue
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&q); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
-		return badRequest("invalid", "malformed queue: "+err.Error())
-	}
-	if dec.More() {
-		return badRequest("invalid", "malformed queue: trailing data after the JSON object")
+	if err := decodeJSON(r, &q, "queue"); err != nil {
+		return err
 	}
 	q.CreatedAt, q.Counts = time.Time{}, nil
 	if err := q.Validate(); err != nil {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -43,17 +42,8 @@ func (h *Handler) registerModel(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req registry.RegisterRequest
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
-		return badRequest("invalid", "malformed model registration (name, artifact or training_job, description, metadata, metrics): "+err.Error())
-	}
-	if dec.More() {
-		return badRequest("invalid", "malformed model registration: trailing data after the JSON object")
+	if err := decodeJSON(r, &req, "model registration (name, artifact or training_job, description, metadata, metrics)"); err != nil {
+		return err
 	}
 	v, err := reg.Register(r.Context(), req)
 	if err != nil {
@@ -193,10 +183,8 @@ func (h *Handler) setModelAlias(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var body aliasBody
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		return badRequest("invalid", `malformed alias: want {"version": N}: `+err.Error())
+	if err := decodeJSON(r, &body, `alias: want {"version": N}`); err != nil {
+		return err
 	}
 	name, alias := r.PathValue("name"), r.PathValue("alias")
 	prev, err := reg.SetAlias(r.Context(), name, alias, body.Version)
