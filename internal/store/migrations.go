@@ -104,4 +104,6 @@ var migrations = []string{
 	// 5: real-time endpoints, their deployments (with events) and scale
 	// events (the SQL is in endpoints.go, beside the code that uses it).
 	endpointsMigration,
+	// 6: the durable queue of asynchronous inference requests (async.go).
+	asyncMigration,
 }

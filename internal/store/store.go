@@ -68,6 +68,7 @@ type Store interface {
 
 	ModelStore
 	EndpointStore
+	AsyncStore
 
 	Close() error
 }

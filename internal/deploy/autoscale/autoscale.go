@@ -54,6 +54,10 @@ import (
 const (
 	MetricInFlight = "inflight" // requests in flight, summed over replicas
 	MetricRPS      = "rps"      // requests per second, summed over replicas
+	// MetricBacklog is an asynchronous endpoint's queue: requests queued
+	// or running. It alone allows Min 0 (scale to zero): its requests
+	// wait in the queue while a replica starts.
+	MetricBacklog = "backlog"
 )
 
 // Defaults for the windows, and the scale-in margin.
@@ -69,9 +73,9 @@ const (
 
 // Policy is a target tracking policy.
 type Policy struct {
-	// Min and Max bound the replica count; Min is at least 1 (there is no
-	// scale to zero: the gateway does not hold requests while a replica
-	// starts, so a variant with no replica fails every request).
+	// Min and Max bound the replica count; Min is at least 1 but for
+	// MetricBacklog (a real-time request finds no replica to hold it
+	// while one starts; a queued one waits).
 	Min, Max int
 	// Metric is MetricInFlight or MetricRPS; Target the value per replica
 	// to keep it at.
@@ -89,12 +93,13 @@ type Policy struct {
 // Validate checks a policy, naming what is wrong.
 func (p Policy) Validate() error {
 	switch {
-	case p.Min < 1:
-		return fmt.Errorf("min replicas %d: want at least 1 (scale to zero is not supported: requests would fail while a replica starts)", p.Min)
-	case p.Max < p.Min:
-		return fmt.Errorf("max replicas %d is below min %d", p.Max, p.Min)
-	case p.Metric != MetricInFlight && p.Metric != MetricRPS:
-		return fmt.Errorf("metric %q: want %s or %s", p.Metric, MetricInFlight, MetricRPS)
+	case p.Min < 0 || p.Min == 0 && p.Metric != MetricBacklog:
+		return fmt.Errorf("min replicas %d: want at least 1 (scale to zero is for metric %s only: real-time requests would fail while a replica starts)",
+			p.Min, MetricBacklog)
+	case p.Max < max(p.Min, 1):
+		return fmt.Errorf("max replicas %d is below min %d (or 1)", p.Max, p.Min)
+	case p.Metric != MetricInFlight && p.Metric != MetricRPS && p.Metric != MetricBacklog:
+		return fmt.Errorf("metric %q: want %s, %s or %s", p.Metric, MetricInFlight, MetricRPS, MetricBacklog)
 	case math.IsNaN(p.Target) || math.IsInf(p.Target, 0) || p.Target <= 0:
 		return fmt.Errorf("target %v: want a number above 0 (%s per replica)", p.Target, metricName(p.Metric))
 	case p.ScaleOutCooldown < 0:
@@ -149,6 +154,9 @@ func Desired(p Policy, current int, window []Sample, lastOut, lastIn, now time.T
 	}
 	name := metricName(p.Metric)
 	outW, inW := p.windows()
+	if current == 0 {
+		return fromZero(p, window)
+	}
 
 	avg, err := average(window, now, outW)
 	if err != nil {
@@ -203,6 +211,23 @@ func Desired(p Policy, current int, window []Sample, lastOut, lastIn, now time.T
 	return to, r
 }
 
+// fromZero decides for a fleet scaled to zero: the latest sample alone
+// counts, so that the first queued request starts a replica at once
+// rather than after a window of history (nothing serves it meanwhile).
+func fromZero(p Policy, window []Sample) (int, string) {
+	var last *Sample
+	for i := range window {
+		if last == nil || !window[i].At.Before(last.At) {
+			last = &window[i]
+		}
+	}
+	if last == nil || !(last.Value > 0) {
+		return 0, "steady: scaled to zero, nothing queued"
+	}
+	want := p.clamp(max(ceil(last.Value/p.Target), 1))
+	return want, fmt.Sprintf("%s %.3g with no replica → %d replicas (scale from zero)", metricName(p.Metric), last.Value, want)
+}
+
 var errNoSamples = errors.New("no samples")
 
 // average is the mean of the samples in (now-w, now]. It needs a sample
@@ -253,6 +278,9 @@ func (p Policy) clamp(n int) int { return min(max(n, p.Min), p.Max) }
 func metricName(m string) string {
 	if m == MetricRPS {
 		return "req/s"
+	}
+	if m == MetricBacklog {
+		return "backlog"
 	}
 	return "in-flight"
 }

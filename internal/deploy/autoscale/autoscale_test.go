@@ -112,9 +112,10 @@ func TestValidate(t *testing.T) {
 		edit func(*Policy)
 		want string
 	}{
-		{"min 0", func(p *Policy) { p.Min = 0 }, "min replicas 0: want at least 1 (scale to zero is not supported"},
+		{"min 0", func(p *Policy) { p.Min = 0 }, "min replicas 0: want at least 1 (scale to zero is for metric backlog only"},
+		{"min below 0", func(p *Policy) { p.Min, p.Metric = -1, MetricBacklog }, "min replicas -1"},
 		{"max below min", func(p *Policy) { p.Min, p.Max = 3, 2 }, "max replicas 2 is below min 3"},
-		{"unknown metric", func(p *Policy) { p.Metric = "cpu" }, `metric "cpu": want inflight or rps`},
+		{"unknown metric", func(p *Policy) { p.Metric = "cpu" }, `metric "cpu": want inflight, rps or backlog`},
 		{"empty metric", func(p *Policy) { p.Metric = "" }, `metric ""`},
 		{"target 0", func(p *Policy) { p.Target = 0 }, "target 0: want a number above 0 (req/s per replica)"},
 		{"negative target", func(p *Policy) { p.Target = -1 }, "target -1"},

@@ -227,12 +227,13 @@ func (a *Autoscale) Check() error {
 		a.Metric = MetricInflight
 	}
 	switch {
-	case a.Min < 1 || a.Min > MaxReplicas:
-		return fieldErr("autoscale.min", "want 1..%d", MaxReplicas)
-	case a.Max < a.Min || a.Max > MaxReplicas:
-		return fieldErr("autoscale.max", "want min..%d", MaxReplicas)
-	case a.Metric != MetricInflight && a.Metric != MetricRPS:
-		return fieldErr("autoscale.metric", "%q is not inflight or rps", a.Metric)
+	case a.Min < 0 || a.Min > MaxReplicas:
+		// 0 (scale to zero) is for asynchronous endpoints: Spec.Check.
+		return fieldErr("autoscale.min", "want 0..%d", MaxReplicas)
+	case a.Max < max(a.Min, 1) || a.Max > MaxReplicas:
+		return fieldErr("autoscale.max", "want max(min,1)..%d", MaxReplicas)
+	case a.Metric != MetricInflight && a.Metric != MetricRPS && a.Metric != MetricBacklog:
+		return fieldErr("autoscale.metric", "%q is not inflight, rps or backlog", a.Metric)
 	case !(a.Target > 0) || a.Target > 1e6:
 		return fieldErr("autoscale.target", "want a target above 0")
 	case a.ScaleOutCooldown < 0 || a.ScaleInCooldown < 0 || a.Window < 0 || a.ScaleInWindow < 0:
@@ -247,6 +248,8 @@ type Spec struct {
 	Autoscale *Autoscale `json:"autoscale,omitempty"`
 	// Queue is where replica jobs go (local or Slurm, by the queue).
 	Queue string `json:"queue,omitempty"`
+	// Async makes the endpoint asynchronous (see async.go).
+	Async *Async `json:"async,omitempty"`
 }
 
 // Check validates a spec, filling defaults.
@@ -272,6 +275,9 @@ func (s *Spec) Check() error {
 	}
 	if total == 0 {
 		return fieldErr("variants", "at least one variant needs a weight above 0")
+	}
+	if err := s.checkAsync(); err != nil {
+		return err
 	}
 	if s.Autoscale != nil {
 		if err := s.Autoscale.Check(); err != nil {

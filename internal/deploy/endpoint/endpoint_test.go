@@ -29,7 +29,8 @@ func TestParseAutoscale(t *testing.T) {
 	for s, want := range map[string]string{
 		"min=1,max=4":                     "target is required",
 		"min=1,max=4,target=0":            "autoscale.target",
-		"min=0,max=4,target=1":            "autoscale.min",
+		"min=-1,max=4,target=1":           "autoscale.min",
+		"min=0,max=0,target=1":            "autoscale.max",
 		"min=3,max=2,target=1":            "autoscale.max",
 		"min=1,max=100,target=1":          "autoscale.max",
 		"min=1,max=2,target=1,metric=x":   "autoscale.metric",
