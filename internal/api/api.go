@@ -43,6 +43,8 @@ type Config struct {
 	// Endpoints is the endpoint controller (nil: those routes answer 503).
 	Endpoints *deploy.Controller
 	Log       *slog.Logger
+	// Async is the asynchronous inference dispatcher (nil: 503).
+	Async *deploy.Dispatcher
 }
 
 // Handler serves the API.
@@ -135,6 +137,8 @@ func (h *Handler) routes() []route {
 		{"PATCH", "/api/v1/endpoints/{name}", false, h.updateEndpoint, 0},
 		{"DELETE", "/api/v1/endpoints/{name}", false, h.deleteEndpoint, 0},
 		{"GET", "/api/v1/endpoints/{name}/deployments", false, h.endpointDeployments, 0},
+		{"GET", "/api/v1/endpoints/{name}/async-invocations", false, h.listAsync, 0},
+		{"GET", "/api/v1/endpoints/{name}/async-invocations/{id}", false, h.getAsync, 0},
 	}
 }
 

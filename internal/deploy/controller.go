@@ -449,7 +449,8 @@ func (c *Controller) reconcile(ctx context.Context, e *endpoint.Endpoint, d *end
 	}
 	state, reason := endpoint.InService, ""
 	for _, v := range e.Spec.Variants {
-		if c.readyIn(e.Name, v.Name) == 0 {
+		// A fleet scaled to zero (async) is in service with nothing ready.
+		if c.readyIn(e.Name, v.Name) == 0 && v.Replicas > 0 {
 			state, reason = endpoint.Degraded, fmt.Sprintf("variant %s has no ready replica", v.Name)
 			if !rt.everServed {
 				state, reason = endpoint.Creating, ""
@@ -741,7 +742,9 @@ func (c *Controller) autoscale(ctx context.Context, e *endpoint.Endpoint, v *end
 		}
 	}
 	var value float64
-	if p.Metric == autoscale.MetricRPS {
+	if p.Metric == autoscale.MetricBacklog {
+		value = c.asyncBacklog(ctx, e.Name)
+	} else if p.Metric == autoscale.MetricRPS {
 		w := c.cfg.Gateway.Stats(e.Name, v.Name, v.Revision).Window(now.Add(-time.Second), time.Second, time.Time{})
 		value = float64(w.Requests)
 	} else {

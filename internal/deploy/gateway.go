@@ -25,6 +25,20 @@ const (
 	HeaderSageMakerTargetVariant = "X-Amzn-SageMaker-Target-Variant"
 	HeaderInvokedVariant         = "X-Hpcml-Invoked-Variant"
 	HeaderSageMakerInvoked       = "X-Amzn-Invoked-Production-Variant"
+
+	// Asynchronous inference (async.go): the request's input location,
+	// processing limit (seconds) and webhook; the answer's id and the
+	// locations of its result and error objects.
+	HeaderInputLocation              = "X-Hpcml-Input-Location"
+	HeaderSageMakerInputLocation     = "X-Amzn-SageMaker-InputLocation"
+	HeaderInvocationTimeout          = "X-Hpcml-Invocation-Timeout"
+	HeaderSageMakerInvocationTimeout = "X-Amzn-SageMaker-InvocationTimeoutSeconds"
+	HeaderWebhook                    = "X-Hpcml-Webhook"
+	HeaderInferenceID                = "X-Hpcml-Inference-Id"
+	HeaderOutputLocation             = "X-Hpcml-Output-Location"
+	HeaderFailureLocation            = "X-Hpcml-Failure-Location"
+	HeaderSageMakerOutputLocation    = "X-Amzn-SageMaker-OutputLocation"
+	HeaderSageMakerFailureLocation   = "X-Amzn-SageMaker-FailureLocation"
 )
 
 // DefaultMaxBody bounds a request body the gateway buffers (SageMaker's
@@ -131,6 +145,9 @@ type Gateway struct {
 	fleetM  map[[2]string]*fleetMetrics // by endpoint, variant
 
 	bufs sync.Pool
+
+	// asyncH serves /endpoints/{name}/async-invocations (async_http.go).
+	asyncH atomic.Pointer[Dispatcher]
 }
 
 type statsKey struct {
@@ -277,6 +294,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok || g.authorized == nil || !g.authorized(strings.TrimSpace(tok)) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="hpcml"`)
 		gatewayError(w, http.StatusUnauthorized, "missing or invalid bearer token (the server's token, see <data-dir>/token)")
+		return
+	}
+	if sub == "async-invocations" || strings.HasPrefix(sub, "async-invocations/") {
+		g.serveAsync(w, r, name, sub) // from the store: no route needed
 		return
 	}
 	rt := g.Route(name)

@@ -44,6 +44,8 @@ type CreateRequest struct {
 	Variants  []VariantRequest    `json:"variants"`
 	Autoscale *endpoint.Autoscale `json:"autoscale,omitempty"`
 	Queue     string              `json:"queue,omitempty"`
+	// Async makes the endpoint asynchronous (docs/async-inference.md).
+	Async *endpoint.Async `json:"async,omitempty"`
 }
 
 // UpdateRequest changes an endpoint. With Model it is a deployment of a
@@ -121,7 +123,7 @@ func (c *Controller) Create(ctx context.Context, req CreateRequest) (*endpoint.E
 	if len(req.Variants) == 0 {
 		return nil, fieldErr("variants", "at least one variant (a model) is required")
 	}
-	spec := endpoint.Spec{Autoscale: req.Autoscale, Queue: req.Queue}
+	spec := endpoint.Spec{Autoscale: req.Autoscale, Queue: req.Queue, Async: req.Async}
 	for i, vr := range req.Variants {
 		field := fmt.Sprintf("variants[%d]", i)
 		if vr.Name == "" && len(req.Variants) == 1 {

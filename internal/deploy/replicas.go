@@ -86,6 +86,7 @@ func replicaSpec(e *endpoint.Endpoint, v endpoint.Variant, revision int64) *job.
 	cmd := []string{task.SelfProgram, "serve", "--model", v.ModelURL(), "--name", v.Model,
 		"--model-version", strconv.Itoa(v.Version), "--listen", "127.0.0.1:0", "--announce", AnnouncePrefix(e.Name)}
 	cmd = append(cmd, v.Batching.Args()...)
+	cmd = append(cmd, asyncReplicaArgs(e)...)
 	return &job.Spec{
 		Name:      "endpoint-" + e.Name + "-" + v.Name,
 		Queue:     e.Spec.Queue,

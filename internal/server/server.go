@@ -136,9 +136,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Authorized: func(tok string) bool { return subtle.ConstantTimeCompare([]byte(tok), []byte(token)) == 1 }})
 	defer gateway.Close()
 	endpoints := deploy.New(deploy.Config{Store: st, Scheduler: sch, Storage: bucket, Registry: models, Gateway: gateway, Log: log})
+	// Asynchronous inference: the durable queue's dispatcher, which the
+	// gateway's /endpoints/{name}/async-invocations routes feed.
+	async := deploy.NewDispatcher(deploy.AsyncConfig{Store: st, Storage: bucket, StorageURL: cfg.Storage, Gateway: gateway,
+		Controller: endpoints, Log: log, Registry: reg})
+	defer async.Close()
 	apiHandler := api.New(api.Config{
 		Store: st, Scheduler: sch, Token: token, Registry: reg, Log: log,
-		Logs: logs, Storage: bucket, Models: models, Endpoints: endpoints,
+		Logs: logs, Storage: bucket, Models: models, Endpoints: endpoints, Async: async,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/api/", apiHandler)
@@ -175,6 +180,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	go func() {
 		if err := endpoints.Run(ctx); err != nil {
 			log.Error("endpoint controller stopped", "err", err)
+		}
+	}()
+	go func() {
+		if err := async.Run(ctx); err != nil {
+			log.Error("async dispatcher stopped", "err", err)
 		}
 	}()
 	serveDone := make(chan error, 1)

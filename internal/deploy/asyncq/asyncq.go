@@ -72,7 +72,7 @@ type Request struct {
 	Output      string `json:"output_location"`
 	Failure     string `json:"failure_location"`
 	// Timeout bounds one attempt's processing.
-	Timeout time.Duration `json:"invocation_timeout_ns"`
+	Timeout time.Duration `json:"-"`
 	// Attempts counts every send to a replica (restarts included);
 	// Failures those that failed on the replica's side (5xx, connection
 	// lost), which MaxAttempts bounds.

@@ -1,0 +1,514 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/deploy/asyncq"
+	"github.com/hpcml/hpcml/internal/deploy/endpoint"
+	"github.com/hpcml/hpcml/internal/store"
+)
+
+// AsyncConfig wires a Dispatcher.
+type AsyncConfig struct {
+	Store store.Store
+	// Storage is the server's bucket and StorageURL its URL: bare keys
+	// (inline inputs, default output locations) are in it.
+	Storage    *blob.Bucket
+	StorageURL string
+	Gateway    *Gateway
+	// Controller is poked when work is queued, so that a fleet scaled to
+	// zero starts a replica at once.
+	Controller *Controller
+	Log        *slog.Logger
+	Registry   prometheus.Registerer
+	// Tick is how often the queue is looked at without a wake-up (250 ms).
+	Tick time.Duration
+	// WebhookWorkers deliver notifications in parallel (8): a slow
+	// webhook holds one of them, never the queue.
+	WebhookWorkers int
+	// Webhooks is the client for webhook calls (default: a plain one that
+	// follows no redirect); WebhookTimeout bounds one call
+	// (asyncq.WebhookTimeout).
+	Webhooks       *http.Client
+	WebhookTimeout time.Duration
+}
+
+// Dispatcher runs asynchronous inference: it takes requests from the
+// durable queue (leases), streams each payload from storage to a ready
+// replica's /invocations, writes the answer (or an error document) to
+// storage and only then ends the row, conditionally on its lease. A
+// separate worker delivers webhooks. Owner identifies this server's
+// leases: running rows of any other owner were interrupted by a restart
+// and are reconciled when Run starts.
+type Dispatcher struct {
+	cfg     AsyncConfig
+	log     *slog.Logger
+	owner   string
+	buckets *blob.Cache
+	hc      *http.Client
+	wake    chan struct{}
+	hooks   chan struct{}
+	metrics *asyncMetrics
+
+	// running counts this dispatcher's requests in flight (tests and
+	// shutdown read it).
+	running atomic.Int64
+	wg      sync.WaitGroup
+}
+
+// NewDispatcher returns a dispatcher; Run starts it.
+func NewDispatcher(cfg AsyncConfig) *Dispatcher {
+	if cfg.Tick <= 0 {
+		cfg.Tick = 250 * time.Millisecond
+	}
+	if cfg.WebhookWorkers <= 0 {
+		cfg.WebhookWorkers = 8
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.WebhookTimeout <= 0 {
+		cfg.WebhookTimeout = asyncq.WebhookTimeout
+	}
+	if cfg.Webhooks == nil {
+		// A redirect is an answer like any other non-2xx: the webhook's
+		// owner fixes the URL (nothing is sent where it was not asked).
+		cfg.Webhooks = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	b := make([]byte, 8)
+	rand.Read(b)
+	d := &Dispatcher{cfg: cfg, log: cfg.Log.With("component", "async"), owner: hex.EncodeToString(b), buckets: blob.NewCache(),
+		wake: make(chan struct{}, 1), hooks: make(chan struct{}, 1),
+		// Payloads stream to replicas on loopback or the cluster network;
+		// the request's own context bounds each exchange (up to an hour).
+		hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true,
+			ResponseHeaderTimeout: 0, IdleConnTimeout: idleFor}}}
+	if cfg.Registry != nil {
+		d.metrics = newAsyncMetrics(cfg.Registry)
+	}
+	if cfg.Gateway != nil {
+		cfg.Gateway.asyncH.Store(d)
+	}
+	return d
+}
+
+// Owner is this dispatcher's lease owner id.
+func (d *Dispatcher) Owner() string { return d.owner }
+
+// Close closes the buckets the dispatcher opened (not the server's).
+func (d *Dispatcher) Close() error { return d.buckets.Close() }
+
+func (d *Dispatcher) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (d *Dispatcher) pokeHooks() {
+	select {
+	case d.hooks <- struct{}{}:
+	default:
+	}
+}
+
+// Run reconciles what a previous server left running, then dispatches
+// and delivers webhooks until ctx ends. Requests in flight when it ends
+// go back to the queue (or, cut off by a kill, are reconciled at the
+// next start).
+func (d *Dispatcher) Run(ctx context.Context) error {
+	if err := d.reconcile(ctx); err != nil {
+		return err
+	}
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); d.runWebhooks(ctx) }()
+	t := time.NewTicker(d.cfg.Tick)
+	defer t.Stop()
+	for {
+		d.dispatch(ctx)
+		select {
+		case <-ctx.Done():
+			d.wg.Wait()
+			return nil
+		case <-t.C:
+		case <-d.wake:
+		}
+	}
+}
+
+// reconcile settles the requests a killed server was running: one whose
+// result object exists succeeded (it is not run again), one whose error
+// object exists failed, and any other goes back to the queue; its
+// attempt stays counted.
+func (d *Dispatcher) reconcile(ctx context.Context) error {
+	orphans, err := d.cfg.Store.OrphanedAsync(ctx, d.owner)
+	if err != nil {
+		return err
+	}
+	var done, failed, requeued int
+	for _, r := range orphans {
+		if ok, err := d.cfg.Store.AdoptAsync(ctx, r.ID, r.Owner, d.owner); err != nil || !ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		now := time.Now()
+		if ok, err := d.exists(ctx, r.Output); err != nil {
+			return fmt.Errorf("reconcile async request %s: %w", r.ID, err)
+		} else if ok {
+			if _, err := d.cfg.Store.FinishAsync(ctx, r.ID, d.owner, asyncq.Succeeded, "", now); err != nil {
+				return err
+			}
+			done++
+			continue
+		}
+		if msg, ok, err := d.readFailure(ctx, r.Failure); err != nil {
+			return fmt.Errorf("reconcile async request %s: %w", r.ID, err)
+		} else if ok {
+			if _, err := d.cfg.Store.FinishAsync(ctx, r.ID, d.owner, asyncq.Failed, msg, now); err != nil {
+				return err
+			}
+			failed++
+			continue
+		}
+		if _, err := d.cfg.Store.RetryAsync(ctx, r.ID, d.owner, false, "interrupted by a server restart", now); err != nil {
+			return err
+		}
+		requeued++
+	}
+	if len(orphans) > 0 {
+		d.log.Info("async requests reconciled after a restart", "succeeded", done, "failed", failed, "requeued", requeued)
+		d.pokeHooks()
+	}
+	return nil
+}
+
+// dispatch leases as many due requests per async endpoint as its ready
+// replicas have room for, and starts each.
+func (d *Dispatcher) dispatch(ctx context.Context) {
+	eps, err := d.cfg.Store.ListEndpoints(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn("list endpoints", "err", err)
+		}
+		return
+	}
+	for _, e := range eps {
+		if e.Spec.Async == nil || e.State == endpoint.Deleting {
+			continue
+		}
+		rt := d.cfg.Gateway.Route(e.Name)
+		if rt == nil {
+			continue
+		}
+		var reps []*Replica
+		free := 0
+		for i := range rt.Variants {
+			for j := range rt.Variants[i].Fleets {
+				for _, rep := range rt.Variants[i].Fleets[j].Replicas {
+					if rep.draining.Load() {
+						continue
+					}
+					reps = append(reps, rep)
+					free += max(0, e.Spec.Async.MaxConcurrency-int(rep.Outstanding()))
+				}
+			}
+		}
+		if free == 0 {
+			continue
+		}
+		reqs, err := d.cfg.Store.LeaseAsync(ctx, e.Name, d.owner, free, time.Now())
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("lease async requests", "endpoint", e.Name, "err", err)
+			}
+			continue
+		}
+		for _, r := range reqs {
+			rep := pickAsyncReplica(reps)
+			if rep == nil {
+				// Every replica began draining since: back to the queue,
+				// not counted as a failure.
+				d.cfg.Store.RetryAsync(context.WithoutCancel(ctx), r.ID, d.owner, false, "", time.Now())
+				continue
+			}
+			d.running.Add(1)
+			d.wg.Add(1)
+			go func() {
+				defer d.wg.Done()
+				defer d.running.Add(-1)
+				defer rep.release()
+				d.process(ctx, e, rt.Token, rep, r)
+			}()
+		}
+	}
+}
+
+// pickAsyncReplica acquires the replica with the fewest requests.
+func pickAsyncReplica(reps []*Replica) *Replica {
+	var tried []*Replica
+	for range len(reps) {
+		rep := leastOutstanding(reps, tried)
+		if rep == nil {
+			return nil
+		}
+		if rep.acquire() {
+			return rep
+		}
+		tried = append(tried, rep)
+	}
+	return nil
+}
+
+// process runs one attempt of r on rep and records what came of it.
+func (d *Dispatcher) process(ctx context.Context, e *endpoint.Endpoint, token string, rep *Replica, r *asyncq.Request) {
+	start := time.Now()
+	out, body := d.attempt(ctx, token, rep, r)
+	wctx := context.WithoutCancel(ctx)
+	action, why := asyncq.Decide(out, r.Failures, r.MaxAttempts)
+	if action != asyncq.Succeed && ctx.Err() != nil {
+		// The server is stopping: the request goes back to the queue as it
+		// was (a kill leaves it running, for reconcile).
+		d.cfg.Store.RetryAsync(wctx, r.ID, d.owner, false, "interrupted by a server shutdown", time.Now())
+		return
+	}
+	if action == asyncq.Succeed {
+		// The replica's answer is in storage (attempt wrote it): now, and
+		// only now, the row.
+		ok, err := d.cfg.Store.FinishAsync(wctx, r.ID, d.owner, asyncq.Succeeded, "", time.Now())
+		d.finished(r, ok, err, asyncq.Succeeded, start)
+		return
+	}
+	if action == asyncq.Retry {
+		next := time.Now().Add(asyncq.RetryDelay(r.Failures + 1))
+		d.log.Info("async request will be retried", "endpoint", r.Endpoint, "id", r.ID, "attempt", r.Attempts, "why", why,
+			"at", next.Format(time.RFC3339))
+		if _, err := d.cfg.Store.RetryAsync(wctx, r.ID, d.owner, true, why, next); err != nil {
+			d.log.Warn("requeue async request", "id", r.ID, "err", err)
+		}
+		d.count("retried")
+		return
+	}
+	doc, _ := json.MarshalIndent(failureDoc{InferenceID: r.ID, Endpoint: r.Endpoint, Error: why, Status: out.Status,
+		Attempts: r.Attempts, Replica: truncate(body, 4096), At: time.Now().UTC()}, "", "  ")
+	if err := d.write(wctx, r.Failure, bytes.NewReader(doc)); err != nil {
+		// Without its error object the request is not over: it stays
+		// running under this lease and the next start reconciles it.
+		d.log.Warn("write async failure object", "id", r.ID, "location", r.Failure, "err", err)
+		d.cfg.Store.RetryAsync(wctx, r.ID, d.owner, false, "could not write the failure object: "+err.Error(), time.Now().Add(5*time.Second))
+		return
+	}
+	ok, err := d.cfg.Store.FinishAsync(wctx, r.ID, d.owner, asyncq.Failed, why, time.Now())
+	d.finished(r, ok, err, asyncq.Failed, start)
+}
+
+// failureDoc is the error object of a failed request.
+type failureDoc struct {
+	InferenceID string    `json:"inference_id"`
+	Endpoint    string    `json:"endpoint"`
+	Error       string    `json:"error"`
+	Status      int       `json:"status,omitempty"`
+	Attempts    int       `json:"attempts"`
+	Replica     string    `json:"replica_answer,omitempty"`
+	At          time.Time `json:"at"`
+}
+
+func (d *Dispatcher) finished(r *asyncq.Request, ok bool, err error, state asyncq.State, start time.Time) {
+	switch {
+	case err != nil:
+		d.log.Warn("end async request", "id", r.ID, "err", err)
+	case !ok:
+		d.log.Warn("async request was no longer held by this dispatcher", "id", r.ID)
+	default:
+		d.count(string(state))
+		if d.metrics != nil {
+			d.metrics.latency.Observe(time.Since(r.SubmittedAt).Seconds())
+		}
+		d.log.Debug("async request ended", "endpoint", r.Endpoint, "id", r.ID, "state", state, "seconds", time.Since(start).Seconds())
+		if r.Webhook != "" {
+			d.pokeHooks()
+		}
+	}
+}
+
+func (d *Dispatcher) count(outcome string) {
+	if d.metrics != nil {
+		d.metrics.ended.WithLabelValues(outcome).Inc()
+	}
+}
+
+// attempt sends r's payload to rep, streaming it from storage, and on a
+// 2xx streams the answer to r's output object. It returns the outcome
+// and, for an error answer, the start of its body.
+func (d *Dispatcher) attempt(ctx context.Context, token string, rep *Replica, r *asyncq.Request) (asyncq.Outcome, []byte) {
+	tctx, cancel := context.WithTimeout(ctx, r.Timeout)
+	defer cancel()
+	timedOut := func() bool { return ctx.Err() == nil && errors.Is(tctx.Err(), context.DeadlineExceeded) }
+	b, key, err := d.locate(tctx, r.Input, false)
+	if err != nil {
+		return asyncq.Outcome{Err: err}, nil
+	}
+	in, err := b.NewReader(tctx, key, nil)
+	if err != nil {
+		if blob.IsNotFound(err) {
+			return asyncq.Outcome{InputMissing: true}, nil
+		}
+		return asyncq.Outcome{Err: fmt.Errorf("open the input: %w", err), TimedOut: timedOut()}, nil
+	}
+	defer in.Close()
+	req, err := http.NewRequestWithContext(tctx, http.MethodPost, "http://"+rep.Addr+"/invocations", in)
+	if err != nil {
+		return asyncq.Outcome{Err: err}, nil
+	}
+	req.ContentLength = in.Size()
+	if r.ContentType != "" {
+		req.Header.Set("Content-Type", r.ContentType)
+	}
+	if r.Accept != "" {
+		req.Header.Set("Accept", r.Accept)
+	}
+	req.Header.Set(HeaderInferenceID, r.ID)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := d.hc.Do(req)
+	if err != nil {
+		return asyncq.Outcome{Err: err, TimedOut: timedOut()}, nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return asyncq.Outcome{Status: resp.StatusCode}, body
+	}
+	if err := d.write(tctx, r.Output, resp.Body); err != nil {
+		// The answer was cut short, or storage refused it: the object
+		// does not exist (the write is aborted), so this is a retry.
+		return asyncq.Outcome{Err: fmt.Errorf("store the answer: %w", err), TimedOut: timedOut()}, nil
+	}
+	return asyncq.Outcome{Status: resp.StatusCode}, nil
+}
+
+// locate opens the bucket of a stored location: a bare key is in the
+// server's storage, a URL in its own bucket (made if missing for
+// outputs).
+func (d *Dispatcher) locate(ctx context.Context, raw string, output bool) (*blob.Bucket, string, error) {
+	loc, err := blob.Resolve(raw, d.cfg.StorageURL)
+	if err != nil {
+		return nil, "", err
+	}
+	if loc.IsPrefix() {
+		return nil, "", fmt.Errorf("location %q names a prefix, not an object", raw)
+	}
+	if loc.Bucket == d.cfg.StorageURL {
+		return d.cfg.Storage, loc.Key, nil
+	}
+	u := loc.Bucket
+	if output {
+		u = blob.WithCreateDir(u)
+	}
+	b, err := d.buckets.Open(ctx, u)
+	return b, loc.Key, err
+}
+
+func (d *Dispatcher) write(ctx context.Context, location string, r io.Reader) error {
+	b, key, err := d.locate(ctx, location, true)
+	if err != nil {
+		return err
+	}
+	_, err = blob.UploadReader(ctx, b, key, r)
+	return err
+}
+
+func (d *Dispatcher) exists(ctx context.Context, location string) (bool, error) {
+	b, key, err := d.locate(ctx, location, true)
+	if err != nil {
+		return false, err
+	}
+	return b.Exists(ctx, key)
+}
+
+// readFailure reads the error of an existing failure object.
+func (d *Dispatcher) readFailure(ctx context.Context, location string) (string, bool, error) {
+	b, key, err := d.locate(ctx, location, true)
+	if err != nil {
+		return "", false, err
+	}
+	data, err := b.ReadAll(ctx, key)
+	if blob.IsNotFound(err) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	var doc failureDoc
+	if json.Unmarshal(data, &doc) != nil || doc.Error == "" {
+		doc.Error = "failed (see the failure object)"
+	}
+	return doc.Error, true, nil
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
+	}
+	return string(bytes.ToValidUTF8(b, nil))
+}
+
+// asyncReplicaArgs are the serve flags of an asynchronous endpoint's
+// replicas: the longest processing and the largest payload any request
+// may have, so that the dispatcher's own limits are the ones that apply.
+func asyncReplicaArgs(e *endpoint.Endpoint) []string {
+	if e.Spec.Async == nil {
+		return nil
+	}
+	return []string{"--timeout", (endpoint.MaxAsyncTimeout + 5*time.Second).String(),
+		"--max-payload", strconv.FormatInt(endpoint.MaxAsyncInputBytes, 10)}
+}
+
+// asyncBacklog is an endpoint's backlog (queued + running), the sample of
+// the backlog autoscaling metric.
+func (c *Controller) asyncBacklog(ctx context.Context, name string) float64 {
+	counts, err := c.cfg.Store.AsyncBacklog(ctx)
+	if err != nil {
+		c.log.Warn("count async backlog", "endpoint", name, "err", err)
+		return 0
+	}
+	return float64(counts[name].Backlog())
+}
+
+type asyncMetrics struct {
+	ended   *prometheus.CounterVec
+	latency prometheus.Histogram
+}
+
+func newAsyncMetrics(reg prometheus.Registerer) *asyncMetrics {
+	m := &asyncMetrics{
+		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hpcml_async_requests_total",
+			Help: "Asynchronous inference attempts by outcome: succeeded, failed (for good) or retried.",
+		}, []string{"outcome"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hpcml_async_request_seconds",
+			Help:    "Time from an asynchronous request's submission to its result (or error) object.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 16),
+		}),
+	}
+	reg.MustRegister(m.ended, m.latency)
+	return m
+}

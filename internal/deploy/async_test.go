@@ -1,0 +1,504 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/deploy/asyncq"
+	"github.com/hpcml/hpcml/internal/deploy/endpoint"
+	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/store"
+)
+
+// doubler is a replica for the dispatcher's tests: it answers
+// {"x": n} with {"y": 2n}, counts the requests it completed per input,
+// answers 503 to {"x": -1} and 400 to {"x": -2}, and checks the token.
+type doubler struct {
+	mu    sync.Mutex
+	calls map[int]int
+	srv   *httptest.Server
+}
+
+func newDoubler(t *testing.T) *doubler {
+	d := &doubler{calls: map[int]int{}}
+	d.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/invocations" || r.Header.Get("Authorization") != "Bearer ep-token" {
+			http.Error(w, "wrong path or token", http.StatusUnauthorized)
+			return
+		}
+		var in struct{ X int }
+		if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		d.mu.Lock()
+		d.calls[in.X]++
+		d.mu.Unlock()
+		switch in.X {
+		case -1:
+			http.Error(w, "replica overloaded", http.StatusServiceUnavailable)
+		case -2:
+			http.Error(w, "bad input", http.StatusBadRequest)
+		default:
+			fmt.Fprintf(w, `{"y":%d}`, 2*in.X)
+		}
+	}))
+	t.Cleanup(d.srv.Close)
+	return d
+}
+
+func (d *doubler) count(x int) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.calls[x]
+}
+
+type asyncHarness struct {
+	t      *testing.T
+	st     store.Store
+	bucket *blob.Bucket
+	url    string // the bucket's URL
+	gw     *Gateway
+	front  *httptest.Server
+	d      *Dispatcher
+	stop   func()
+}
+
+// newAsyncHarness makes an async endpoint "ep" (async settings a) whose
+// route has the given replica, a gateway in front, and no dispatcher yet.
+func newAsyncHarness(t *testing.T, a endpoint.Async, replica *httptest.Server) *asyncHarness {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.Open(t.Context(), filepath.Join(dir, "hpcml.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	url := blob.WithCreateDir("file://" + filepath.Join(dir, "objects"))
+	bucket, err := blob.Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bucket.Close() })
+	spec := endpoint.Spec{Variants: []endpoint.Variant{{Name: "primary", Model: "m", Version: 1}}, Async: &a}
+	if err := spec.Check(); err != nil {
+		t.Fatal(err)
+	}
+	e := &endpoint.Endpoint{Name: "ep", Spec: spec, State: endpoint.InService, Token: "ep-token"}
+	if err := st.CreateEndpoint(t.Context(), e); err != nil {
+		t.Fatal(err)
+	}
+	rt2 := &endpoint.Endpoint{Name: "rt", Spec: endpoint.Spec{Variants: spec.Variants}, State: endpoint.InService, Token: "x"}
+	if err := st.CreateEndpoint(t.Context(), rt2); err != nil {
+		t.Fatal(err)
+	}
+	h := &asyncHarness{t: t, st: st, bucket: bucket, url: url}
+	h.gw = NewGateway(GatewayConfig{Authorized: func(tok string) bool { return tok == "server-token" }})
+	rt := &Route{Endpoint: "ep", Token: "ep-token", Variants: []RouteVariant{{Name: "primary", Weight: 1}}}
+	if replica != nil {
+		rt.Variants[0].Fleets = []Fleet{{Percent: 100, Replicas: []*Replica{{JobID: 1, Addr: strings.TrimPrefix(replica.URL, "http://")}}}}
+	}
+	h.gw.SetRoute(rt)
+	h.front = httptest.NewServer(h.gw)
+	t.Cleanup(h.front.Close)
+	h.d = NewDispatcher(AsyncConfig{Store: h.st, Storage: h.bucket, StorageURL: h.url, Gateway: h.gw, Tick: 20 * time.Millisecond})
+	return h
+}
+
+// run starts a dispatcher, as a (re)started server does.
+func (h *asyncHarness) run(webhookTimeout time.Duration) {
+	if webhookTimeout > 0 {
+		h.d.cfg.WebhookTimeout = webhookTimeout
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { h.d.Run(ctx); close(done) }()
+	h.stop = func() { cancel(); <-done; h.d.Close() }
+	h.t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			h.stop()
+		}
+	})
+}
+
+func (h *asyncHarness) do(method, path string, body []byte, hdr ...string) (int, http.Header, []byte) {
+	h.t.Helper()
+	req, _ := http.NewRequest(method, h.front.URL+path, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer server-token")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}
+
+func (h *asyncHarness) submit(body string, hdr ...string) AsyncAccepted {
+	h.t.Helper()
+	code, head, b := h.do("POST", "/endpoints/ep/async-invocations", []byte(body), hdr...)
+	var acc AsyncAccepted
+	if code != http.StatusAccepted || json.Unmarshal(b, &acc) != nil || acc.InferenceID == "" {
+		h.t.Fatalf("submit %s: %d %s", body, code, b)
+	}
+	if head.Get(HeaderInferenceID) != acc.InferenceID || head.Get(HeaderSageMakerOutputLocation) != acc.OutputLocation ||
+		head.Get(HeaderFailureLocation) != acc.FailureLocation {
+		h.t.Fatalf("headers %v do not match %+v", head, acc)
+	}
+	return acc
+}
+
+func (h *asyncHarness) get(id string) *asyncq.Request {
+	h.t.Helper()
+	r, err := h.st.GetAsync(h.t.Context(), "ep", id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
+func (h *asyncHarness) waitEnded(ids []string) {
+	h.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, id := range ids {
+		for !h.get(id).State.Terminal() {
+			if time.Now().After(deadline) {
+				h.t.Fatalf("request %s still %s", id, h.get(id).State)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+func (h *asyncHarness) object(loc string) string {
+	h.t.Helper()
+	b, err := h.bucket.ReadAll(h.t.Context(), loc)
+	if err != nil {
+		h.t.Fatalf("object %s: %v", loc, err)
+	}
+	return string(b)
+}
+
+// Requests sent inline go to the replica and their answers to storage;
+// each one once, with its own answer; the status, the output route and
+// the webhook tell the same story.
+func TestAsyncDispatch(t *testing.T) {
+	rep := newDoubler(t)
+	var mu sync.Mutex
+	notices := map[string][]Notice{}
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n Notice
+		json.NewDecoder(r.Body).Decode(&n)
+		mu.Lock()
+		notices[n.InferenceID] = append(notices[n.InferenceID], n)
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	h := newAsyncHarness(t, endpoint.Async{Webhook: hook.URL + "/all", MaxConcurrency: 3}, rep.srv)
+	// Queued before the dispatcher runs: nothing is lost by waiting.
+	var ids []string
+	for i := range 40 {
+		ids = append(ids, h.submit(fmt.Sprintf(`{"x":%d}`, i)).InferenceID)
+	}
+	if st := h.get(ids[0]); st.State != asyncq.Queued || !st.Inline || st.WebhookState != asyncq.WebhookWaiting {
+		t.Fatalf("before the dispatcher: %+v", st)
+	}
+	h.run(0)
+	h.waitEnded(ids)
+	for i, id := range ids {
+		r := h.get(id)
+		if r.State != asyncq.Succeeded || r.Attempts != 1 {
+			t.Fatalf("request %d: %+v", i, r)
+		}
+		if got, want := h.object(r.Output), fmt.Sprintf(`{"y":%d}`, 2*i); got != want {
+			t.Fatalf("request %d: output %s, want %s", i, got, want)
+		}
+		if rep.count(i) != 1 {
+			t.Fatalf("input %d reached the replica %d times", i, rep.count(i))
+		}
+	}
+	code, _, body := h.do("GET", "/endpoints/ep/async-invocations/"+ids[3]+"/output", nil)
+	if code != 200 || string(body) != `{"y":6}` {
+		t.Fatalf("output route: %d %s", code, body)
+	}
+	code, _, body = h.do("GET", "/endpoints/ep/async-invocations/"+ids[3], nil)
+	var st AsyncStatus
+	if code != 200 || json.Unmarshal(body, &st) != nil || st.State != asyncq.Succeeded || st.InvocationTimeoutSeconds != 900 {
+		t.Fatalf("status route: %d %s", code, body)
+	}
+	waitUntil(t, "every webhook delivered", func() bool {
+		for _, id := range ids {
+			if h.get(id).WebhookState != asyncq.WebhookDelivered {
+				return false
+			}
+		}
+		return true
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range ids {
+		n := notices[id]
+		if len(n) != 1 || n[0].Status != asyncq.Succeeded || n[0].OutputLocation != h.get(id).Output || n[0].FailureLocation != "" {
+			t.Fatalf("notices of %s: %+v", id, n)
+		}
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A replica failure is retried up to max attempts, then the request
+// fails with its error object; a caller's mistake (4xx) fails at once;
+// neither holds up the requests behind them.
+func TestAsyncRetriesThenFailure(t *testing.T) {
+	rep := newDoubler(t)
+	h := newAsyncHarness(t, endpoint.Async{MaxAttempts: 2}, rep.srv)
+	h.run(0)
+	flaky := h.submit(`{"x":-1}`).InferenceID
+	bad := h.submit(`{"x":-2}`).InferenceID
+	good := h.submit(`{"x":5}`).InferenceID
+	h.waitEnded([]string{flaky, bad, good})
+	f := h.get(flaky)
+	if f.State != asyncq.Failed || f.Attempts != 2 || f.Failures != 1 || !strings.Contains(f.Error, "503") || rep.count(-1) != 2 {
+		t.Fatalf("flaky request: %+v (replica saw it %d times)", f, rep.count(-1))
+	}
+	var doc failureDoc
+	if err := json.Unmarshal([]byte(h.object(f.Failure)), &doc); err != nil || doc.Status != 503 ||
+		!strings.Contains(doc.Replica, "overloaded") || doc.InferenceID != flaky {
+		t.Fatalf("failure object %+v %v", doc, err)
+	}
+	if ok, _ := h.bucket.Exists(t.Context(), f.Output); ok {
+		t.Fatal("a failed request has an output object")
+	}
+	b := h.get(bad)
+	if b.State != asyncq.Failed || b.Attempts != 1 || !strings.Contains(b.Error, "400") || rep.count(-2) != 1 {
+		t.Fatalf("bad request: %+v", b)
+	}
+	if g := h.get(good); g.State != asyncq.Succeeded {
+		t.Fatalf("good request: %+v", g)
+	}
+	code, _, body := h.do("GET", "/endpoints/ep/async-invocations/"+flaky+"/output", nil)
+	if code != 404 || !strings.Contains(string(body), "failed") {
+		t.Fatalf("output of a failed request: %d %s", code, body)
+	}
+}
+
+// After a kill, a request found running whose output object exists is
+// marked succeeded without running again; the others run again, and
+// every request ends with its own answer once.
+func TestAsyncReconcileAfterKill(t *testing.T) {
+	rep := newDoubler(t)
+	h := newAsyncHarness(t, endpoint.Async{}, rep.srv)
+	var ids []string
+	for i := range 6 {
+		ids = append(ids, h.submit(fmt.Sprintf(`{"x":%d}`, 100+i)).InferenceID)
+	}
+	// A server that was killed: it leased four, and wrote the answer of
+	// the first before dying (its row never said so).
+	leased, err := h.st.LeaseAsync(t.Context(), "ep", "dead-server", 4, time.Now())
+	if err != nil || len(leased) != 4 {
+		t.Fatalf("lease: %v %v", leased, err)
+	}
+	first := h.get(ids[0])
+	if err := h.bucket.WriteAll(t.Context(), first.Output, []byte(`{"y":200}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	h.run(0)
+	h.waitEnded(ids)
+	if rep.count(100) != 0 {
+		t.Fatalf("the request whose answer was stored ran again (%d times)", rep.count(100))
+	}
+	for i, id := range ids {
+		r := h.get(id)
+		if r.State != asyncq.Succeeded || h.object(r.Output) != fmt.Sprintf(`{"y":%d}`, 2*(100+i)) {
+			t.Fatalf("request %d: %+v", i, r)
+		}
+		wantAttempts := 1
+		if i > 0 && i < 4 {
+			wantAttempts = 2 // interrupted once, counted
+		}
+		if r.Attempts != wantAttempts || r.Failures != 0 {
+			t.Fatalf("request %d: %d attempts, %d failures; want %d, 0", i, r.Attempts, r.Failures, wantAttempts)
+		}
+		if i > 0 && rep.count(100+i) != 1 {
+			t.Fatalf("request %d reached the replica %d times", i, rep.count(100+i))
+		}
+	}
+}
+
+// A webhook that hangs or fails holds up no request: the queue drains
+// while its deliveries wait, and the failures are recorded.
+func TestAsyncWebhookNeverBlocks(t *testing.T) {
+	rep := newDoubler(t)
+	release := make(chan struct{})
+	var hung sync.WaitGroup
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hung.Add(1)
+		defer hung.Done()
+		<-release
+	}))
+	defer slow.Close()
+	defer close(release)
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusInternalServerError)
+	}))
+	defer failing.Close()
+	h := newAsyncHarness(t, endpoint.Async{Webhook: slow.URL}, rep.srv)
+	// Every hanging delivery gives up after 300 ms (and is tried again
+	// later), so the failing webhook gets its turn among them.
+	h.run(300 * time.Millisecond)
+	var ids []string
+	for i := range 30 {
+		ids = append(ids, h.submit(fmt.Sprintf(`{"x":%d}`, i)).InferenceID) // more than the webhook workers
+	}
+	other := h.submit(`{"x":77}`, HeaderWebhook, failing.URL+"/hook").InferenceID
+	h.waitEnded(append(ids, other))
+	for _, id := range ids {
+		if r := h.get(id); r.State != asyncq.Succeeded {
+			t.Fatalf("%s: %+v", id, r)
+		}
+	}
+	waitUntil(t, "the failing webhook's first attempt recorded", func() bool {
+		r := h.get(other)
+		return r.WebhookAttempts >= 1 && r.WebhookState == asyncq.WebhookPending && strings.Contains(r.WebhookError, "500")
+	})
+	if r := h.get(other); r.Webhook != failing.URL+"/hook" {
+		t.Fatalf("per-request webhook: %+v", r)
+	}
+}
+
+// Bad requests get a clear 4xx and change nothing.
+func TestAsyncBadRequests(t *testing.T) {
+	h := newAsyncHarness(t, endpoint.Async{MaxInlineBytes: 64}, nil)
+	h.run(0)
+	for _, c := range []struct {
+		name, path, body string
+		hdr              []string
+		code             int
+		msg              string
+	}{
+		{"unknown endpoint", "/endpoints/nope/async-invocations", `{}`, nil, 404, "does not exist"},
+		{"real-time endpoint", "/endpoints/rt/async-invocations", `{}`, nil, 400, "not asynchronous"},
+		{"over the inline limit", "/endpoints/ep/async-invocations", strings.Repeat("x", 65), nil, 413, "over the limit of 64"},
+		{"empty", "/endpoints/ep/async-invocations", ``, nil, 400, "empty payload"},
+		{"missing input", "/endpoints/ep/async-invocations", ``, []string{HeaderInputLocation, "in/nope.json"}, 400, "does not exist"},
+		{"missing input (SageMaker header)", "/endpoints/ep/async-invocations", ``,
+			[]string{HeaderSageMakerInputLocation, "file:///nonexistent-dir/x.json"}, 400, "x.json"},
+		{"escaping input", "/endpoints/ep/async-invocations", ``, []string{HeaderInputLocation, "../etc/passwd"}, 400, "escapes"},
+		{"inline and location", "/endpoints/ep/async-invocations", `{}`, []string{HeaderInputLocation, "in/x.json"}, 400, "not both"},
+		{"timeout", "/endpoints/ep/async-invocations", `{}`, []string{HeaderSageMakerInvocationTimeout, "3601"}, 400, "1..3600"},
+		{"webhook scheme", "/endpoints/ep/async-invocations", `{}`, []string{HeaderWebhook, "file:///etc/x"}, 400, "http or https"},
+		{"unknown id", "/endpoints/ep/async-invocations/nope", ``, nil, 404, "nope"},
+		{"bad status filter", "/endpoints/ep/async-invocations?status=done", ``, nil, 400, "status"},
+		{"no token", "", ``, nil, 401, "token"},
+	} {
+		method := "POST"
+		if strings.Contains(c.path, "/async-invocations/") || strings.Contains(c.path, "?") {
+			method = "GET"
+		}
+		var code int
+		var body []byte
+		if c.path == "" {
+			resp, err := http.Post(h.front.URL+"/endpoints/ep/async-invocations", "application/json", strings.NewReader("{}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			code = resp.StatusCode
+		} else {
+			code, _, body = h.do(method, c.path, []byte(c.body), c.hdr...)
+		}
+		if code != c.code || !strings.Contains(string(body), c.msg) {
+			t.Errorf("%s: %d %s, want %d %q", c.name, code, body, c.code, c.msg)
+		}
+	}
+	if list, _ := h.st.ListAsync(t.Context(), "ep", "", 0); len(list) != 0 {
+		t.Fatalf("a refused request was queued: %+v", list[0])
+	}
+	iter := h.bucket.List(nil)
+	if obj, err := iter.Next(t.Context()); err == nil {
+		t.Fatalf("a refused request left %s in storage", obj.Key)
+	}
+	// An input by reference: accepted with its size.
+	if err := h.bucket.WriteAll(t.Context(), "in/x.json", []byte(`{"x":1}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	acc := h.submit("", HeaderInputLocation, "in/x.json", HeaderInvocationTimeout, "30")
+	r := h.get(acc.InferenceID)
+	if r.Inline || r.Input != "in/x.json" || r.InputBytes != 7 || r.Timeout != 30*time.Second {
+		t.Fatalf("by reference: %+v", r)
+	}
+}
+
+// Scale to zero and back, through the controller: an async endpoint
+// with min=0 loses its replica once the queue has been empty for the
+// scale-in window, and starts one at once when a request is queued,
+// which then runs.
+func TestAsyncScaleToZero(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	auto := &endpoint.Autoscale{Min: 0, Max: 2, Target: 4, Metric: endpoint.MetricBacklog,
+		Window: job.Duration(200 * time.Millisecond), ScaleInWindow: job.Duration(400 * time.Millisecond),
+		ScaleInCooldown: job.Duration(100 * time.Millisecond)}
+	if _, err := h.c.Create(ctx, CreateRequest{Name: "ep", Variants: []VariantRequest{{Model: "m:1", CPUs: 0.5}},
+		Autoscale: auto, Async: &endpoint.Async{}}); err != nil {
+		t.Fatal(err)
+	}
+	h.wait("a ready replica", func(s *Status) bool { return len(ready(s)) == 1 })
+	st := h.wait("scaled to zero", func(s *Status) bool { return s.Spec.Variants[0].Replicas == 0 && len(s.Replicas) == 0 })
+	if st.State != endpoint.InService {
+		t.Fatalf("an endpoint at zero is %s (%s), want in service", st.State, st.Reason)
+	}
+	// Bare keys (inline payloads, default outputs) are in the bucket
+	// given as Storage, whatever its URL is called.
+	d := NewDispatcher(AsyncConfig{Store: h.st, Storage: h.c.cfg.Storage, StorageURL: "file:///server-storage", Gateway: h.gw,
+		Controller: h.c, Tick: 20 * time.Millisecond})
+	dctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { d.Run(dctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	req, _ := http.NewRequest("POST", h.front.URL+"/endpoints/ep/async-invocations", strings.NewReader(`{"x":1}`))
+	req.Header.Set("Authorization", "Bearer server-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 202 {
+		t.Fatalf("submit at zero: %d", resp.StatusCode)
+	}
+	h.wait("scaled from zero", func(s *Status) bool { return s.Spec.Variants[0].Replicas >= 1 })
+	waitUntil(t, "the request to run on the new replica", func() bool {
+		l, _ := h.st.ListAsync(ctx, "ep", asyncq.Succeeded, 0)
+		return len(l) == 1
+	})
+	evs, _ := h.st.ListScaleEvents(ctx, "ep", 10)
+	if len(evs) < 2 || evs[0].From != 0 || !strings.Contains(evs[0].Reason, "scale from zero") {
+		t.Fatalf("scale events %+v", evs)
+	}
+}
