@@ -1,0 +1,137 @@
+package batchtransform
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hpcml/hpcml/internal/serve"
+)
+
+// WorkerOptions say which worker this is and where it reports.
+type WorkerOptions struct {
+	// Worker (0-based) of Workers: the worker scores the parts whose
+	// index is Worker modulo Workers.
+	Worker, Workers int
+	// Job and Attempt are recorded in every part it scores.
+	Job     string
+	Attempt int
+	// Progress, if set, is called after every part.
+	Progress func(WorkerProgress)
+	Log      *slog.Logger
+}
+
+// WorkerProgress is how far a worker has come.
+type WorkerProgress struct {
+	PartsDone, PartsOwned int
+	BytesDone, BytesOwned int64
+	Records, Failures     int64
+}
+
+// WorkerResult is what one attempt of a worker did; the last attempt's
+// is stored at _hpcml/workers/NNN.json for the report.
+type WorkerResult struct {
+	Worker       int     `json:"worker"`
+	Job          string  `json:"job,omitempty"`
+	Attempt      int     `json:"attempt,omitempty"`
+	PartsOwned   int     `json:"parts_owned"`
+	PartsScored  int     `json:"parts_scored"`
+	PartsSkipped int     `json:"parts_skipped"` // done by an earlier attempt (or run)
+	Records      int64   `json:"records"`
+	Failures     int64   `json:"failures"`
+	Seconds      float64 `json:"seconds"`
+}
+
+func partKey(i int) string           { return fmt.Sprintf("%s%06d", partsDir, i) }
+func workerKey(w int) string         { return fmt.Sprintf("%s%03d.json", workersDir, w) }
+func owns(w, workers, part int) bool { return part%workers == w }
+
+// RunWorker scores the parts of the plan at output that this worker owns
+// with the model m, skipping those whose object exists (a rerun after a
+// kill). Each part's object — its header line, then its output records —
+// is written in one piece once the part is scored.
+func RunWorker(ctx context.Context, output string, m serve.Model, o WorkerOptions) (*WorkerResult, error) {
+	if o.Workers < 1 || o.Worker < 0 || o.Worker >= o.Workers {
+		return nil, fmt.Errorf("worker %d of %d", o.Worker, o.Workers)
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s, err := openOutput(ctx, output)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	p, err := s.plan(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := newScorer(p, m)
+	if err != nil {
+		return nil, fmt.Errorf("model %s:%d: %w", p.Model, p.Version, err)
+	}
+	in := newInputs()
+	defer in.Close()
+	start := time.Now()
+	res := &WorkerResult{Worker: o.Worker, Job: o.Job, Attempt: o.Attempt}
+	prog := WorkerProgress{}
+	for _, part := range p.Parts {
+		if owns(o.Worker, o.Workers, part.Index) {
+			prog.PartsOwned++
+			prog.BytesOwned += part.Bytes
+		}
+	}
+	res.PartsOwned = prog.PartsOwned
+	var hdrLine bytes.Buffer
+	for _, part := range p.Parts {
+		if !owns(o.Worker, o.Workers, part.Index) {
+			continue
+		}
+		done, err := s.exists(ctx, partKey(part.Index))
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			res.PartsSkipped++
+		} else {
+			hdr, out, err := sc.scorePart(ctx, in, part)
+			if err != nil {
+				return nil, fmt.Errorf("part %d (%s): %w", part.Index, p.Files[part.File].Name, err)
+			}
+			hdr.Worker, hdr.Job, hdr.Attempt = o.Worker, o.Job, o.Attempt
+			hdrLine.Reset()
+			if err := json.NewEncoder(&hdrLine).Encode(hdr); err != nil {
+				return nil, err
+			}
+			obj := make([]byte, 0, hdrLine.Len()+len(out))
+			obj = append(append(obj, hdrLine.Bytes()...), out...)
+			if err := s.write(ctx, partKey(part.Index), obj); err != nil {
+				return nil, err
+			}
+			res.PartsScored++
+			res.Records += hdr.Records
+			res.Failures += hdr.Failures
+			prog.Records += hdr.Records
+			prog.Failures += hdr.Failures
+			log.Debug("part scored", "part", part.Index, "records", hdr.Records, "failures", hdr.Failures, "seconds", hdr.Seconds)
+		}
+		prog.PartsDone++
+		prog.BytesDone += part.Bytes
+		if o.Progress != nil {
+			o.Progress(prog)
+		}
+	}
+	res.Seconds = time.Since(start).Seconds()
+	data, err := json.Marshal(res)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.write(ctx, workerKey(o.Worker), data); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
