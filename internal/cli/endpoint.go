@@ -34,7 +34,7 @@ or rolling, watching green's error rate and p99 latency, and rolls back by itsel
 See docs/endpoints.md.`,
 	}
 	cmd.AddCommand(newEndpointCreateCmd(o), newEndpointListCmd(o), newEndpointGetCmd(o), newEndpointUpdateCmd(o),
-		newEndpointHistoryCmd(o), newEndpointDeleteCmd(o), newEndpointInvokeCmd(o))
+		newEndpointHistoryCmd(o), newEndpointDeleteCmd(o), newEndpointInvokeCmd(o), newEndpointAsyncCmd(o))
 	return cmd
 }
 
@@ -88,6 +88,7 @@ func newEndpointCreateCmd(o *rootOptions) *cobra.Command {
 		replicas           int
 		cpus               float64
 		batch              batchingFlags
+		async              asyncCreateFlags
 		wait               bool
 		waitTimeout        time.Duration
 	)
@@ -125,9 +126,12 @@ latest); it is resolved now, and the endpoint keeps that version until an update
 				req.Variants = append(req.Variants, v)
 			}
 			if auto != "" {
-				if req.Autoscale, err = endpoint.ParseAutoscale(auto); err != nil {
+				if req.Autoscale, err = endpoint.ParseAutoscale(async.autoscale(auto)); err != nil {
 					return err
 				}
+			}
+			if req.Async, err = async.spec(cmd.Flags()); err != nil {
+				return err
 			}
 			st, err := c.CreateEndpoint(ctx, req)
 			if err != nil {
@@ -142,6 +146,11 @@ latest); it is resolved now, and the endpoint keeps that version until an update
 				return printDoc(cmd.OutOrStdout(), format, st)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Endpoint %s %s: %s\n", st.Name, st.State, variantsText(st))
+			if st.Spec.Async != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "Queue requests at %s/endpoints/%s/async-invocations (hpcml endpoint invoke %s --async)\n",
+					c.BaseURL(), st.Name, st.Name)
+				return nil
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Invoke it at %s/endpoints/%s/invocations or %s/endpoints/%s/v2/models/%s/infer\n",
 				c.BaseURL(), st.Name, c.BaseURL(), st.Name, st.Spec.Variants[0].Model)
 			return nil
@@ -157,6 +166,7 @@ latest); it is resolved now, and the endpoint keeps that version until an update
 	fl.BoolVar(&wait, "wait", false, "wait until every variant has a ready replica")
 	fl.DurationVar(&waitTimeout, "wait-timeout", 5*time.Minute, "give up waiting after this long")
 	batch.add(fl)
+	async.add(fl)
 	return cmd
 }
 

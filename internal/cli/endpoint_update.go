@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -236,6 +235,7 @@ func newEndpointHistoryCmd(o *rootOptions) *cobra.Command {
 
 func newEndpointInvokeCmd(o *rootOptions) *cobra.Command {
 	var data, path, contentType, variant string
+	var async asyncInvokeFlags
 	cmd := &cobra.Command{
 		Use:   "invoke NAME --data JSON|@FILE|-",
 		Short: "Send one request to an endpoint through the gateway and print the answer",
@@ -244,27 +244,22 @@ Open Inference Protocol) with the server's token, and prints the answer. A body 
 CSV rather than JSON wants --content-type text/csv. Exits 1 on an error status.`,
 		Example: `  hpcml endpoint invoke digits --data '{"instances": [[0, 1, 2, 3]]}'
   hpcml endpoint invoke digits --path v2/models/digits/infer --data @request.json
-  hpcml endpoint invoke digits --content-type text/csv --data '0,1,2,3'`,
+  hpcml endpoint invoke digits --content-type text/csv --data '0,1,2,3'
+  hpcml endpoint invoke big --async --input-location s3://data/req/1.json --wait`,
 		Args: cobra.ExactArgs(1),
 		RunE: o.action(func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
-			var body []byte
-			switch {
-			case data == "":
+			if err := async.check(cmd.Flags()); err != nil {
+				return err
+			}
+			if async.async {
+				return async.run(ctx, o, cmd, c, args[0], data, contentType)
+			}
+			if data == "" {
 				return fmt.Errorf("--data is required (JSON, @FILE, or - for standard input)")
-			case data == "-":
-				b, err := io.ReadAll(cmd.InOrStdin())
-				if err != nil {
-					return err
-				}
-				body = b
-			case strings.HasPrefix(data, "@"):
-				b, err := os.ReadFile(data[1:])
-				if err != nil {
-					return err
-				}
-				body = b
-			default:
-				body = []byte(data)
+			}
+			body, err := readPayload(cmd, data)
+			if err != nil {
+				return err
 			}
 			inv, err := c.InvokeEndpoint(ctx, args[0], path, contentType, body, variant)
 			if err != nil {
@@ -288,5 +283,6 @@ CSV rather than JSON wants --content-type text/csv. Exits 1 on an error status.`
 	cmd.Flags().StringVar(&path, "path", "invocations", "the gateway path under /endpoints/NAME/")
 	cmd.Flags().StringVar(&contentType, "content-type", "application/json", "the body's content type")
 	cmd.Flags().StringVar(&variant, "variant", "", "target this variant")
+	async.add(cmd.Flags())
 	return cmd
 }
