@@ -55,7 +55,7 @@ where data-dir is $HPCML_DATA_DIR or ./.hpcml.`,
 		return &hintError{err: err, hint: fmt.Sprintf("run '%s --help' for usage", cmd.CommandPath())}
 	})
 	root.AddCommand(newJobCmd(o), newQueueCmd(o), newCapacityCmd(o), newDataCmd(o), newDatasetCmd(o), newTrainCmd(o), newModelCmd(o),
-		newEndpointCmd(o))
+		newEndpointCmd(o), newBatchTransformCmd(o))
 	root.AddCommand(newServeCmd(o))
 	if serverCmd != nil {
 		root.AddCommand(serverCmd)
