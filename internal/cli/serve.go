@@ -37,12 +37,15 @@ type serveFlags struct {
 	maxQueueDelay, timeout, drainTimeout            time.Duration
 	preferred                                       []int
 	maxPayload                                      string
+	// Multi-model: --multi-model, --models, --model-cache-bytes.
+	multi              bool
+	models, cacheBytes string
 }
 
 func newServeCmd(o *rootOptions) *cobra.Command {
 	f := &serveFlags{}
 	cmd := &cobra.Command{
-		Use:   "serve --model PATH|URL|model://NAME/VERSION",
+		Use:   "serve --model PATH|URL|model://NAME/VERSION | --multi-model",
 		Short: "Serve a model over the Open Inference Protocol v2 and SageMaker's /invocations",
 		Long: `Serve one ONNX model over HTTP until SIGTERM or SIGINT, then drain: stop accepting
 connections, finish the requests in flight (up to --drain-timeout) and exit 0.
@@ -61,10 +64,19 @@ ending in "/" gets "$HPCML_JOB_ID.json" appended), and deletes it on a graceful 
 
 Dynamic batching (--max-batch > 1) merges concurrent requests into one model
 execution of up to --max-batch rows, waiting at most --max-queue-delay for more,
-and sends a batch of a --preferred-batch size at once. See docs/serving.md.`,
+and sends a batch of a --preferred-batch size at once.
+
+--multi-model serves every model of the registry's layout in --storage
+(models/NAME/VERSION/model.onnx) instead of one: a model loads on its first request
+into a cache of --model-cache-bytes, least recently used evicted; --models limits
+which (NAME, NAME:VERSION or PREFIX*, comma-separated). /invocations then needs
+X-Hpcml-Target-Model (or X-Amzn-SageMaker-Target-Model): NAME or NAME:VERSION, and
+POST /v2/repository/index, /v2/repository/models/NAME/load and .../unload are served.
+See docs/serving.md.`,
 		Example: `  hpcml serve --model mnist.onnx --listen 127.0.0.1:8081
   hpcml serve --model model://mnist/3 --storage file:///srv/hpcml/objects --max-batch 32 --max-queue-delay 2ms
-  curl -s localhost:8081/v2/models/mnist`,
+  curl -s localhost:8081/v2/models/mnist
+  hpcml serve --multi-model --storage file:///srv/hpcml/objects --models 'digits-*,iris:2' --model-cache-bytes 512M`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runServe(cmd.Context(), f, o.env, cmd.ErrOrStderr())
@@ -84,6 +96,9 @@ and sends a batch of a --preferred-batch size at once. See docs/serving.md.`,
 	fl.StringVar(&f.maxPayload, "max-payload", "6MB", "largest request body (413 beyond); K, M, G units are binary")
 	fl.DurationVar(&f.timeout, "timeout", serve.DefaultTimeout, "per-request timeout (503 if still queued, 504 if computing)")
 	fl.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long SIGTERM waits for requests in flight")
+	fl.BoolVar(&f.multi, "multi-model", false, "serve every model in --storage (models/NAME/VERSION/model.onnx), each loaded on first use")
+	fl.StringVar(&f.models, "models", "", "with --multi-model: the models served, NAME, NAME:VERSION or PREFIX* (comma-separated; default all)")
+	fl.StringVar(&f.cacheBytes, "model-cache-bytes", "", "with --multi-model: bytes of loaded models kept (K, M, G; default half the memory)")
 	return cmd
 }
 
@@ -131,7 +146,10 @@ type announcement struct {
 
 func runServe(ctx context.Context, f *serveFlags, e env, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	if f.model == "" {
+	if err := checkMultiFlags(f); err != nil {
+		return err
+	}
+	if f.model == "" && !f.multi {
 		return errors.New("--model is required (a path, a file:// or s3:// URL, or model://NAME/VERSION)")
 	}
 	maxPayload, err := parseBytes(f.maxPayload)
@@ -169,22 +187,6 @@ func runServe(ctx context.Context, f *serveFlags, e env, stderr io.Writer) error
 		}
 	}
 
-	data, name, version, err := loadModel(ctx, f.model, storage)
-	if err != nil {
-		return err
-	}
-	if f.name != "" {
-		name = f.name
-	}
-	if f.version != "" {
-		version = f.version
-	}
-	if name == "" || strings.ContainsAny(name, "/?#%") {
-		return fmt.Errorf("model name %q cannot be served (set --name)", name)
-	}
-	if version == "" || strings.ContainsAny(version, "/?#%") {
-		return fmt.Errorf("model version %q cannot be served (set --model-version)", version)
-	}
 	if e.getenv("GOGC") == "" {
 		// The server's live heap is small (the weights and some buffers)
 		// and every request allocates, so at Go's default the collector
@@ -192,15 +194,18 @@ func runServe(ctx context.Context, f *serveFlags, e env, stderr io.Writer) error
 		// costs a few MB and a quarter of that work.
 		debug.SetGCPercent(400)
 	}
-	model, err := serve.LoadONNX(data, name, version)
-	if err != nil {
-		return fmt.Errorf("model %s: %w", f.model, err)
-	}
-	srv, err := serve.New(model, serve.Options{
+	opts := serve.Options{
 		MaxBatch: f.maxBatch, MaxQueueDelay: f.maxQueueDelay, PreferredBatch: f.preferred,
 		Concurrency: f.concurrency, MaxPayload: maxPayload, Timeout: f.timeout,
 		Token: e.getenv(envServeToken), ServerVersion: buildVersion(), Logger: log,
-	})
+	}
+	var srv servedHandler
+	var name, version string
+	if f.multi {
+		srv, err = newMultiServer(ctx, f, storage, opts)
+	} else {
+		srv, name, version, err = newSingleServer(ctx, f, storage, opts)
+	}
 	if err != nil {
 		return err
 	}
@@ -218,7 +223,7 @@ func runServe(ctx context.Context, f *serveFlags, e env, stderr io.Writer) error
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	addr := ln.Addr().String()
-	log.Info("serving", "addr", addr, "model", name, "version", version,
+	log.Info("serving", "addr", addr, "model", name, "version", version, "multi_model", f.multi,
 		"max_batch", f.maxBatch, "max_queue_delay", f.maxQueueDelay, "token", e.getenv(envServeToken) != "")
 
 	var bucket *blob.Bucket
@@ -266,6 +271,39 @@ func runServe(ctx context.Context, f *serveFlags, e env, stderr io.Writer) error
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// servedHandler is a Server or a MultiServer.
+type servedHandler interface {
+	Handler() http.Handler
+	Drain()
+	Close()
+}
+
+// newSingleServer loads --model and serves it.
+func newSingleServer(ctx context.Context, f *serveFlags, storage string, opts serve.Options) (*serve.Server, string, string, error) {
+	data, name, version, err := loadModel(ctx, f.model, storage)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if f.name != "" {
+		name = f.name
+	}
+	if f.version != "" {
+		version = f.version
+	}
+	if name == "" || strings.ContainsAny(name, "/?#%") {
+		return nil, "", "", fmt.Errorf("model name %q cannot be served (set --name)", name)
+	}
+	if version == "" || strings.ContainsAny(version, "/?#%") {
+		return nil, "", "", fmt.Errorf("model version %q cannot be served (set --model-version)", version)
+	}
+	model, err := serve.LoadONNX(data, name, version)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("model %s: %w", f.model, err)
+	}
+	srv, err := serve.New(model, opts)
+	return srv, name, version, err
 }
 
 // loadModel reads the model's bytes and the name and version it implies.

@@ -35,7 +35,10 @@ type executor struct {
 	timeout   time.Duration // bounds a merged batch's execution
 	m         *metrics
 
-	queue     chan *job
+	queue chan *job
+	// holding is 1 while the batcher holds the request it took from the
+	// queue and waits for an execution slot (see queued).
+	holding   atomic.Int32
 	stop      chan struct{}
 	closeOnce sync.Once // Close may be called more than once
 	stopped   sync.WaitGroup
@@ -66,10 +69,15 @@ type jobResult struct {
 // request is refused with 503 rather than queued without limit.
 const queueCapacity = 8192
 
-func newExecutor(model Model, o Options, m *metrics) *executor {
+// newExecutor starts the model's executor; slots, when not nil, are
+// shared with other executors (a MultiServer's models).
+func newExecutor(model Model, o Options, m *metrics, slots chan struct{}) *executor {
+	if slots == nil {
+		slots = make(chan struct{}, o.Concurrency)
+	}
 	e := &executor{
 		model:     model,
-		slots:     make(chan struct{}, o.Concurrency),
+		slots:     slots,
 		maxBatch:  o.MaxBatch,
 		delay:     o.MaxQueueDelay,
 		preferred: slices.Clone(o.PreferredBatch),
@@ -155,10 +163,29 @@ func (e *executor) batcher() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
+		// The first request, then a free execution slot: an idle batcher
+		// holds no slot, because a MultiServer's models share theirs and
+		// a slot held by one idle model would be missing for the others.
+		first := held
+		held = nil
+		for first == nil {
+			select {
+			case j := <-e.queue:
+				if j.state.Load() == jobQueued {
+					first = j
+				}
+			case <-e.stop:
+				e.drainQueue(nil)
+				return
+			}
+		}
+		e.holding.Store(1)
 		select {
 		case e.slots <- struct{}{}:
+			e.holding.Store(0)
 		case <-e.stop:
-			e.drainQueue(held)
+			e.holding.Store(0)
+			e.drainQueue(first)
 			return
 		}
 		var batch []*job
@@ -172,20 +199,9 @@ func (e *executor) batcher() {
 			rows += j.rows
 			return true
 		}
-		// The first request: block until there is one.
-		for len(batch) == 0 {
-			j := held
-			held = nil
-			if j == nil {
-				select {
-				case j = <-e.queue:
-				case <-e.stop:
-					<-e.slots
-					e.drainQueue(nil)
-					return
-				}
-			}
-			add(j)
+		if !add(first) {
+			<-e.slots // it gave up while waiting for the slot
+			continue
 		}
 		waiting := false
 		for rows < e.maxBatch {
@@ -227,6 +243,10 @@ func (e *executor) batcher() {
 		go e.run(batch, rows)
 	}
 }
+
+// queued is how many requests wait for the batcher: in its queue, and
+// the one it holds while it waits for an execution slot.
+func (e *executor) queued() int { return len(e.queue) + int(e.holding.Load()) }
 
 // drainQueue runs what is still queued when the server stops, so that a
 // graceful drain loses no request, one batch at a time.

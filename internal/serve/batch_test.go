@@ -67,7 +67,7 @@ func TestBatchingMerges(t *testing.T) {
 		results[i] = make(chan result, 1)
 		inferRows(t, ts, inputs[i], results[i])
 	}
-	waitFor(t, "7 queued requests", func() bool { return len(ts.exec.queue) == len(sizes) })
+	waitFor(t, "7 queued requests", func() bool { return ts.exec.queued() == len(sizes) })
 	close(rec.gate)
 
 	if r := <-first; r.code != 200 {
@@ -104,7 +104,7 @@ func queueInOrder(t *testing.T, ts *testServer, sizes []int) []chan result {
 		ch := make(chan result, 1)
 		inferRows(t, ts, randomData(uint64(i), 4*n), ch)
 		out = append(out, ch)
-		waitFor(t, "a queued request", func() bool { return len(ts.exec.queue) == i+1 })
+		waitFor(t, "a queued request", func() bool { return ts.exec.queued() == i+1 })
 	}
 	return out
 }
@@ -384,7 +384,7 @@ func TestInvocationsBatched(t *testing.T) {
 		}()
 		chans = append(chans, ch)
 	}
-	waitFor(t, "3 queued requests", func() bool { return len(ts.exec.queue) == 3 })
+	waitFor(t, "3 queued requests", func() bool { return ts.exec.queued() == 3 })
 	close(rec.gate)
 	<-first
 	for i, ch := range chans {

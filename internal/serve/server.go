@@ -89,6 +89,14 @@ type Server struct {
 // New checks the options against the model and starts the batcher. The
 // server is ready at once; Drain makes it unready.
 func New(model Model, o Options) (*Server, error) {
+	return newServer(model, o, nil, nil)
+}
+
+// newServer is New with the metrics and the execution slots of a
+// MultiServer, which its per-model servers share (nil: the server's own),
+// so that one /metrics covers every model and --concurrency bounds the
+// executions of all of them together.
+func newServer(model Model, o Options, m *metrics, slots chan struct{}) (*Server, error) {
 	if model == nil {
 		return nil, errors.New("serve: no model")
 	}
@@ -102,43 +110,9 @@ func New(model Model, o Options) (*Server, error) {
 	if len(info.Inputs) == 0 || len(info.Outputs) == 0 {
 		return nil, fmt.Errorf("serve: model %q has %d inputs and %d outputs; it needs at least one of each", info.Name, len(info.Inputs), len(info.Outputs))
 	}
-	if o.MaxBatch < 1 {
-		o.MaxBatch = 1
-	}
-	if o.MaxQueueDelay < 0 {
-		return nil, fmt.Errorf("serve: max queue delay %v is negative", o.MaxQueueDelay)
-	}
-	for _, p := range o.PreferredBatch {
-		if p < 1 || p > o.MaxBatch {
-			return nil, fmt.Errorf("serve: preferred batch size %d is not between 1 and the max batch size %d", p, o.MaxBatch)
-		}
-	}
-	if o.Concurrency < 0 {
-		return nil, fmt.Errorf("serve: concurrency %d is negative", o.Concurrency)
-	}
-	if o.Concurrency == 0 {
-		o.Concurrency = runtime.GOMAXPROCS(0)
-	}
-	if o.MaxPayload < 0 {
-		return nil, fmt.Errorf("serve: max payload %d is negative", o.MaxPayload)
-	}
-	if o.MaxPayload == 0 {
-		o.MaxPayload = DefaultMaxPayload
-	}
-	if o.Timeout < 0 {
-		return nil, fmt.Errorf("serve: timeout %v is negative", o.Timeout)
-	}
-	if o.Timeout == 0 {
-		o.Timeout = DefaultTimeout
-	}
-	if o.ServerName == "" {
-		o.ServerName = "hpcml"
-	}
-	if o.ServerVersion == "" {
-		o.ServerVersion = "dev"
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	s := &Server{model: model, info: info, opts: o, log: o.Logger, batched: o.MaxBatch > 1,
 		inputIndex: map[string]int{}, outputIndex: map[string]int{}}
@@ -171,11 +145,58 @@ func New(model Model, o Options) (*Server, error) {
 	ready := appendJSONString([]byte(`{"name":`), s.info.Name)
 	s.modelReady = append(slices.Clone(ready), `,"ready":true}`...)
 	s.modelUnready = append(ready, `,"ready":false}`...)
-	s.m = newMetrics()
+	if m == nil {
+		m = newMetrics()
+	}
+	s.m = m
 	s.metrics = promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{})
-	s.exec = newExecutor(model, o, s.m)
+	s.exec = newExecutor(model, o, s.m, slots)
 	s.ready.Store(true)
 	return s, nil
+}
+
+// withDefaults checks the options that do not depend on the model and
+// fills their defaults.
+func (o Options) withDefaults() (Options, error) {
+	if o.MaxBatch < 1 {
+		o.MaxBatch = 1
+	}
+	if o.MaxQueueDelay < 0 {
+		return o, fmt.Errorf("serve: max queue delay %v is negative", o.MaxQueueDelay)
+	}
+	for _, p := range o.PreferredBatch {
+		if p < 1 || p > o.MaxBatch {
+			return o, fmt.Errorf("serve: preferred batch size %d is not between 1 and the max batch size %d", p, o.MaxBatch)
+		}
+	}
+	if o.Concurrency < 0 {
+		return o, fmt.Errorf("serve: concurrency %d is negative", o.Concurrency)
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = runtime.GOMAXPROCS(0)
+	}
+	if o.MaxPayload < 0 {
+		return o, fmt.Errorf("serve: max payload %d is negative", o.MaxPayload)
+	}
+	if o.MaxPayload == 0 {
+		o.MaxPayload = DefaultMaxPayload
+	}
+	if o.Timeout < 0 {
+		return o, fmt.Errorf("serve: timeout %v is negative", o.Timeout)
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.ServerName == "" {
+		o.ServerName = "hpcml"
+	}
+	if o.ServerVersion == "" {
+		o.ServerVersion = "dev"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
 }
 
 // Handler is the server's HTTP handler: OIP v2, /invocations, /ping and
@@ -219,45 +240,27 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) { serveCounted(w, r, s.m, s.route) }
+
+// serveCounted serves a request by route and counts it in the metrics,
+// by the route label it returns and the status it answered.
+func serveCounted(w http.ResponseWriter, r *http.Request, m *metrics, route func(http.ResponseWriter, *http.Request) string) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
-	route := s.route(sw, r)
+	label := route(sw, r)
 	if sw.code == 0 {
 		sw.code = http.StatusOK
 	}
-	s.m.request(route, sw.code, time.Since(start).Seconds())
+	m.request(label, sw.code, time.Since(start).Seconds())
 }
 
 // route dispatches a request and returns its route label.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
+	if route, done := routeCommon(w, r, &s.ready, s.authz, s.serverMeta, s.metrics); done {
+		return route
+	}
 	p := r.URL.Path
-	switch p {
-	case "/v2/health/live":
-		if s.method(w, r, http.MethodGet) {
-			writeJSON(w, http.StatusOK, []byte(`{"live":true}`))
-		}
-		return routeHealth
-	case "/v2/health/ready":
-		if s.method(w, r, http.MethodGet) {
-			s.writeReady(w, http.StatusBadRequest, []byte(`{"ready":true}`), []byte(`{"ready":false}`))
-		}
-		return routeHealth
-	case "/ping":
-		if s.method(w, r, http.MethodGet) {
-			s.writeReady(w, http.StatusServiceUnavailable, []byte(`{"status":"ok"}`), []byte(`{"error":"the server is draining"}`))
-		}
-		return routePing
-	}
-	if !s.authorized(w, r) {
-		return routeOther
-	}
 	switch {
-	case p == "/v2" || p == "/v2/":
-		if s.method(w, r, http.MethodGet) {
-			writeJSON(w, http.StatusOK, s.serverMeta)
-		}
-		return routeMetadata
 	case strings.HasPrefix(p, "/v2/models/"):
 		return s.routeModel(w, r, p[len("/v2/models/"):])
 	case p == "/invocations":
@@ -265,40 +268,55 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 			s.invocations(w, r)
 		}
 		return routeInvocations
-	case p == "/metrics":
-		if s.method(w, r, http.MethodGet) {
-			s.metrics.ServeHTTP(w, r)
-		}
-		return routeMetrics
 	}
 	writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, p))
 	return routeOther
 }
 
+// routeCommon answers the routes every server has (health, /ping, the
+// token check, /v2 and /metrics); done is false when the request is the
+// caller's to route, its token checked.
+func routeCommon(w http.ResponseWriter, r *http.Request, ready *atomic.Bool, authz, serverMeta []byte, metrics http.Handler) (route string, done bool) {
+	p := r.URL.Path
+	switch p {
+	case "/v2/health/live":
+		if allowMethod(w, r, http.MethodGet) {
+			writeJSON(w, http.StatusOK, []byte(`{"live":true}`))
+		}
+		return routeHealth, true
+	case "/v2/health/ready":
+		if allowMethod(w, r, http.MethodGet) {
+			writeReady(w, ready.Load(), http.StatusBadRequest, []byte(`{"ready":true}`), []byte(`{"ready":false}`))
+		}
+		return routeHealth, true
+	case "/ping":
+		if allowMethod(w, r, http.MethodGet) {
+			writeReady(w, ready.Load(), http.StatusServiceUnavailable, []byte(`{"status":"ok"}`), []byte(`{"error":"the server is draining"}`))
+		}
+		return routePing, true
+	}
+	if !authorize(w, r, authz) {
+		return routeOther, true
+	}
+	switch p {
+	case "/v2", "/v2/":
+		if allowMethod(w, r, http.MethodGet) {
+			writeJSON(w, http.StatusOK, serverMeta)
+		}
+		return routeMetadata, true
+	case "/metrics":
+		if allowMethod(w, r, http.MethodGet) {
+			metrics.ServeHTTP(w, r)
+		}
+		return routeMetrics, true
+	}
+	return "", false
+}
+
 // routeModel serves /v2/models/{m}[/versions/{v}][/ready|/infer].
 func (s *Server) routeModel(w http.ResponseWriter, r *http.Request, rest string) string {
-	name, rest, _ := strings.Cut(rest, "/")
-	version := ""
-	if v, ok := strings.CutPrefix(rest, "versions/"); ok {
-		version, rest, _ = strings.Cut(v, "/")
-		if version == "" {
-			writeError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)
-			return routeOther
-		}
-	}
-	var route, method string
-	switch rest {
-	case "":
-		route, method = routeMetadata, http.MethodGet
-	case "ready":
-		route, method = routeHealth, http.MethodGet
-	case "infer":
-		route, method = routeInfer, http.MethodPost
-	default:
-		writeError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)
-		return routeOther
-	}
-	if !s.method(w, r, method) {
+	name, version, rest, route, ok := parseModelPath(w, r, rest)
+	if !ok {
 		return route
 	}
 	if name != s.info.Name {
@@ -320,9 +338,40 @@ func (s *Server) routeModel(w http.ResponseWriter, r *http.Request, rest string)
 	return route
 }
 
+// parseModelPath reads {m}[/versions/{v}][/ready|/infer] (the path
+// after /v2/models/) and checks the method; when it answers the request
+// itself (404, 405), ok is false.
+func parseModelPath(w http.ResponseWriter, r *http.Request, path string) (name, version, rest, route string, ok bool) {
+	name, rest, _ = strings.Cut(path, "/")
+	if v, found := strings.CutPrefix(rest, "versions/"); found {
+		version, rest, _ = strings.Cut(v, "/")
+		if version == "" {
+			writeError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)
+			return "", "", "", routeOther, false
+		}
+	}
+	var method string
+	switch rest {
+	case "":
+		route, method = routeMetadata, http.MethodGet
+	case "ready":
+		route, method = routeHealth, http.MethodGet
+	case "infer":
+		route, method = routeInfer, http.MethodPost
+	default:
+		writeError(w, http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)
+		return "", "", "", routeOther, false
+	}
+	return name, version, rest, route, allowMethod(w, r, method)
+}
+
 // method answers 405 unless the request's method is want (HEAD counts as
 // GET).
 func (s *Server) method(w http.ResponseWriter, r *http.Request, want string) bool {
+	return allowMethod(w, r, want)
+}
+
+func allowMethod(w http.ResponseWriter, r *http.Request, want string) bool {
 	if r.Method == want || (want == http.MethodGet && r.Method == http.MethodHead) {
 		return true
 	}
@@ -332,11 +381,17 @@ func (s *Server) method(w http.ResponseWriter, r *http.Request, want string) boo
 }
 
 func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
-	if s.authz == nil {
+	return authorize(w, r, s.authz)
+}
+
+// authorize checks the bearer token (authz: "Bearer <token>", nil for
+// none) and answers 401 when it is missing or wrong.
+func authorize(w http.ResponseWriter, r *http.Request, authz []byte) bool {
+	if authz == nil {
 		return true
 	}
 	got := r.Header.Get("Authorization")
-	if subtle.ConstantTimeCompare([]byte(got), s.authz) == 1 {
+	if subtle.ConstantTimeCompare([]byte(got), authz) == 1 {
 		return true
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="hpcml serve"`)
@@ -353,7 +408,11 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 // unsuccessful health check (Triton answers 400), and 503 on SageMaker's
 // /ping, whose callers treat anything but 200 as unhealthy.
 func (s *Server) writeReady(w http.ResponseWriter, notReadyCode int, ok, notReady []byte) {
-	if s.ready.Load() {
+	writeReady(w, s.ready.Load(), notReadyCode, ok, notReady)
+}
+
+func writeReady(w http.ResponseWriter, ready bool, notReadyCode int, ok, notReady []byte) {
+	if ready {
 		writeJSON(w, http.StatusOK, ok)
 		return
 	}
