@@ -177,6 +177,7 @@ func (d *Dispatcher) reconcile(ctx context.Context) error {
 			if _, err := d.cfg.Store.FinishAsync(ctx, r.ID, d.owner, asyncq.Succeeded, "", now); err != nil {
 				return err
 			}
+			d.log.Debug("async request ended", "endpoint", r.Endpoint, "id", r.ID, "state", asyncq.Succeeded, "reconciled", true)
 			done++
 			continue
 		}
@@ -186,6 +187,7 @@ func (d *Dispatcher) reconcile(ctx context.Context) error {
 			if _, err := d.cfg.Store.FinishAsync(ctx, r.ID, d.owner, asyncq.Failed, msg, now); err != nil {
 				return err
 			}
+			d.log.Debug("async request ended", "endpoint", r.Endpoint, "id", r.ID, "state", asyncq.Failed, "reconciled", true)
 			failed++
 			continue
 		}
