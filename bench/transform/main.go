@@ -57,24 +57,29 @@ func main() {
 	hidden := flag.Int("hidden", 64, "width of the MLP's hidden layers")
 	batch := flag.Int("batch", 256, "rows per model execution")
 	out := flag.String("out", "", "write the results as JSON to this file")
+	keep := flag.String("keep", "", "work in this directory and keep it (input, model.onnx, outputs), not a temporary one")
 	flag.Parse()
-	if err := run(*hpcml, *rows, *files, *hidden, *batch, *out); err != nil {
+	if err := run(*hpcml, *rows, *files, *hidden, *batch, *out, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/transform:", err)
 		os.Exit(1)
 	}
 }
 
-func run(hpcml string, rows, files, hidden, batch int, outFile string) error {
+func run(hpcml string, rows, files, hidden, batch int, outFile, keep string) error {
 	ctx := context.Background()
 	exe, err := filepath.Abs(hpcml)
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "hpcml-bench-transform-")
-	if err != nil {
+	dir := keep
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "hpcml-bench-transform-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
 	in := filepath.Join(dir, "input")
 	if err := writeInput(in, rows, files); err != nil {
 		return err

@@ -47,7 +47,7 @@ const (
 // Defaults and bounds.
 const (
 	DefaultBatchSize = 256
-	DefaultPartBytes = 4 << 20
+	DefaultPartBytes = 1 << 20
 	MaxParts         = 10000
 	planVersion      = 1
 )
@@ -330,49 +330,51 @@ func (p *Plan) pickFeatures(o Options, first *firstRecord) error {
 	return nil
 }
 
-// cut lists the input's files and cuts them into parts: byte ranges of
-// text files, row groups of Parquet files, whole compressed files.
+// cut lists the input's files and cuts each into parts of about
+// partBytes (larger when the input would make more than MaxParts): byte
+// ranges of text files, row groups of Parquet files, whole compressed
+// files. A part belongs to one file, whose output it adds to.
 func (p *Plan) cut(ctx context.Context, partBytes int64) error {
-	opts := table.Options{Spec: &p.Spec, PartitionBytes: partBytes}
-	wholeFiles := p.Split == SplitNone || p.Split == SplitRecord && p.Spec.Format == table.FormatCSV
-	if wholeFiles {
-		opts.PartitionBytes = 1 << 62
-	}
-	parts, err := table.Split(ctx, p.Input, opts, 0)
+	listing, err := table.Split(ctx, p.Input, table.Options{Spec: &p.Spec, PartitionBytes: 1 << 62}, 1)
 	if err != nil {
 		return fmt.Errorf("--input: %w", err)
 	}
-	fileOf := map[string]int{}
-	for _, tp := range parts {
+	var total int64
+	for _, tp := range listing {
 		for _, pc := range tp.Pieces {
-			fi, ok := fileOf[pc.URL]
-			if !ok {
-				name := relName(p.Input, pc.URL)
-				size, err := pieceFileSize(ctx, pc.URL)
-				if err != nil {
-					return err
-				}
-				fi = len(p.Files)
-				fileOf[pc.URL] = fi
-				p.Files = append(p.Files, File{Name: name, URL: pc.URL, Size: size, Out: name + OutSuffix})
+			if n := len(p.Files); n > 0 && p.Files[n-1].URL == pc.URL {
+				continue
 			}
-			if wholeFiles {
-				pc = table.Piece{URL: pc.URL}
-				if n := len(p.Parts); n > 0 && p.Parts[n-1].File == fi {
-					continue // row groups of the same file, already whole
-				}
+			size, err := pieceFileSize(ctx, pc.URL)
+			if err != nil {
+				return fmt.Errorf("--input: %w", err)
 			}
-			bytes := p.Files[fi].Size
-			if pc.End > 0 {
-				bytes = pc.End - pc.Start
-			} else if pc.Start > 0 {
-				bytes -= pc.Start
+			name := relName(p.Input, pc.URL)
+			p.Files = append(p.Files, File{Name: name, URL: pc.URL, Size: size, Out: name + OutSuffix})
+			total += size
+		}
+	}
+	partBytes = max(partBytes, (total+MaxParts-1)/MaxParts)
+	whole := p.Split == SplitNone || p.Split == SplitRecord && p.Spec.Format == table.FormatCSV
+	for fi, f := range p.Files {
+		n := int((f.Size + partBytes - 1) / partBytes)
+		if whole || n <= 1 {
+			p.Parts = append(p.Parts, Part{Index: len(p.Parts), File: fi, Piece: table.Piece{URL: f.URL}, Bytes: f.Size})
+			continue
+		}
+		cut, err := table.Split(ctx, f.URL, table.Options{Spec: &p.Spec}, n)
+		if err != nil {
+			return fmt.Errorf("--input: %w", err)
+		}
+		for _, tp := range cut {
+			for _, pc := range tp.Pieces {
+				pc.URL = f.URL
+				p.Parts = append(p.Parts, Part{Index: len(p.Parts), File: fi, Piece: pc, Bytes: tp.Bytes})
 			}
-			p.Parts = append(p.Parts, Part{Index: len(p.Parts), File: fi, Piece: pc, Bytes: bytes})
 		}
 	}
 	if len(p.Parts) > MaxParts {
-		return fmt.Errorf("the input makes %d parts, more than %d: make them larger", len(p.Parts), MaxParts)
+		return fmt.Errorf("the input makes %d parts, more than %d: give a larger --part-size", len(p.Parts), MaxParts)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package batchtransform
 
 import (
 	"bytes"
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -49,12 +48,13 @@ func newParser(p *Plan) (parser, error) {
 
 // csvParser reads one CSV record.
 type csvParser struct {
-	p      *Plan
-	delim  byte
-	ncols  int
-	feats  []int // column of each feature
-	id     int   // column of the id, or -1
-	fields [][]byte
+	p       *Plan
+	delim   byte
+	ncols   int
+	feats   []int // column of each feature
+	id      int   // column of the id, or -1
+	fields  [][]byte
+	scratch []byte // unquoted fields
 }
 
 func (c *csvParser) parse(text []byte, rec *record) {
@@ -86,10 +86,12 @@ func (c *csvParser) parse(text []byte, rec *record) {
 }
 
 // split cuts a record into fields: by the delimiter when nothing is
-// quoted (the common case, no allocation), else as encoding/csv reads it.
+// quoted (the common case), else by RFC 4180's rules ("" in a quoted
+// field is a quote). Fields point into text or c.scratch; no allocation
+// once the buffers have grown.
 func (c *csvParser) split(text []byte) ([][]byte, error) {
+	c.fields = c.fields[:0]
 	if bytes.IndexByte(text, '"') < 0 {
-		c.fields = c.fields[:0]
 		for {
 			i := bytes.IndexByte(text, c.delim)
 			if i < 0 {
@@ -99,21 +101,54 @@ func (c *csvParser) split(text []byte) ([][]byte, error) {
 			text = text[i+1:]
 		}
 	}
-	r := csv.NewReader(bytes.NewReader(text))
-	r.Comma = rune(c.delim)
-	r.FieldsPerRecord = -1
-	strs, err := r.Read()
-	if err != nil {
-		return nil, err
+	// Unquoted text is never longer than the record: fields into scratch
+	// stay valid as it fills.
+	if cap(c.scratch) < len(text) {
+		c.scratch = make([]byte, 0, len(text))
 	}
-	if _, err := r.Read(); err == nil {
-		return nil, fmt.Errorf("more than one record on the line")
+	c.scratch = c.scratch[:0]
+	for pos := 0; ; {
+		if pos < len(text) && text[pos] == '"' {
+			start := len(c.scratch)
+			pos++
+			for {
+				i := bytes.IndexByte(text[pos:], '"')
+				if i < 0 {
+					return nil, fmt.Errorf("a quoted field does not end (field %d)", len(c.fields)+1)
+				}
+				c.scratch = append(c.scratch, text[pos:pos+i]...)
+				pos += i + 1
+				if pos < len(text) && text[pos] == '"' {
+					c.scratch = append(c.scratch, '"')
+					pos++
+					continue
+				}
+				break
+			}
+			c.fields = append(c.fields, c.scratch[start:len(c.scratch):len(c.scratch)])
+			if pos == len(text) {
+				return c.fields, nil
+			}
+			if text[pos] != c.delim {
+				return nil, fmt.Errorf("text after the closing quote of field %d", len(c.fields))
+			}
+			pos++
+			continue
+		}
+		i := bytes.IndexByte(text[pos:], c.delim)
+		field := text[pos:]
+		if i >= 0 {
+			field = text[pos : pos+i]
+		}
+		if bytes.IndexByte(field, '"') >= 0 {
+			return nil, fmt.Errorf(`a quote inside unquoted field %d`, len(c.fields)+1)
+		}
+		c.fields = append(c.fields, field)
+		if i < 0 {
+			return c.fields, nil
+		}
+		pos += i + 1
 	}
-	c.fields = c.fields[:0]
-	for _, s := range strs {
-		c.fields = append(c.fields, []byte(s))
-	}
-	return c.fields, nil
 }
 
 // parseNumber reads a feature: a number, surrounding spaces allowed.

@@ -82,7 +82,7 @@ unless --overwrite). See docs/batch-transform.md.`,
 	fl.StringVar(&f.idColumn, "id-column", "", "a column that identifies a record (left out of the features)")
 	fl.StringVar(&f.join, "join", batchtransform.JoinNone, "what each output record carries besides the predictions: input (every input column), id (the id column) or none")
 	fl.StringVar(&f.format, "output-format", "", "csv or jsonl (default: csv for CSV input, else jsonl)")
-	fl.StringVar(&f.partSize, "part-size", "4MB", "about how much input a part (the unit of work and of resume) holds")
+	fl.StringVar(&f.partSize, "part-size", "1MB", "about how much input a part (the unit of work and of resume) holds")
 	fl.StringVarP(&f.queue, "queue", "q", "", "the jobs' queue")
 	fl.Float64Var(&f.cpus, "cpus", 1, "CPUs per worker job")
 	fl.BoolVar(&f.detach, "detach", false, "submit and print the transform's id; do not wait")
