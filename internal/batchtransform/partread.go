@@ -184,10 +184,10 @@ func readParquetPart(ctx context.Context, p *Plan, part Part, get func() *record
 			switch p.Join {
 			case JoinInput:
 				for c, col := range cols {
-					rec.join = appendArrow(rec.join, p.Format, p.Columns[c], col, i)
+					rec.join = appendArrow(rec.join, c == 0, p.Format, p.Columns[c], col, i)
 				}
 			case JoinID:
-				rec.join = appendArrow(rec.join, p.Format, p.IDColumn, cols[id], i)
+				rec.join = appendArrow(rec.join, true, p.Format, p.IDColumn, cols[id], i)
 			}
 			if err := fn(rec); err != nil {
 				b.Release()
@@ -217,12 +217,13 @@ func arrowNumber(a arrow.Array, i int) (float32, bool) {
 	return 0, false
 }
 
-// appendArrow appends one joined column's value of row i.
-func appendArrow(dst []byte, format, name string, a arrow.Array, i int) []byte {
+// appendArrow appends one joined column's value of row i; first says it
+// is the first column.
+func appendArrow(dst []byte, first bool, format, name string, a arrow.Array, i int) []byte {
+	if !first {
+		dst = append(dst, ',')
+	}
 	if format == FormatCSV {
-		if len(dst) > 0 {
-			dst = append(dst, ',')
-		}
 		if a.IsNull(i) {
 			return dst
 		}
@@ -230,9 +231,6 @@ func appendArrow(dst []byte, format, name string, a arrow.Array, i int) []byte {
 			return appendCSVField(dst, []byte(s.Value(i)))
 		}
 		return appendCSVField(dst, []byte(a.ValueStr(i)))
-	}
-	if len(dst) > 0 {
-		dst = append(dst, ',')
 	}
 	dst = appendJSONString(dst, name)
 	dst = append(dst, ':')

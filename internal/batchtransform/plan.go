@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/serve"
 	"github.com/hpcml/hpcml/internal/table"
 )
@@ -189,10 +190,8 @@ func (o *Options) defaults() error {
 	if o.Output, err = NormalizeURL(o.Output); err != nil {
 		return fmt.Errorf("--output: %w", err)
 	}
-	if !strings.HasSuffix(o.Output, "/") {
-		o.Output += "/"
-	}
-	if in := strings.TrimSuffix(o.Input, "/") + "/"; strings.HasPrefix(o.Output, in) || o.Output == in {
+	o.Output = asPrefix(o.Output)
+	if in := strings.TrimSuffix(urlPath(o.Input), "/") + "/"; strings.HasPrefix(urlPath(o.Output), in) {
 		return fmt.Errorf("--output %s is inside --input %s: write the outputs elsewhere", o.Output, o.Input)
 	}
 	if o.Split == "" {
@@ -415,6 +414,37 @@ func relName(input, fileURL string) string {
 		return rest
 	}
 	return path.Base(f)
+}
+
+// asPrefix makes a location name a prefix: its path ends in "/" (an
+// s3:// URL keeps its query after it).
+func asPrefix(loc string) string {
+	if !strings.Contains(loc, "://") {
+		if strings.HasSuffix(loc, "/") {
+			return loc
+		}
+		return loc + "/"
+	}
+	u, err := url.Parse(loc)
+	if err != nil || strings.HasSuffix(u.Path, "/") {
+		return loc
+	}
+	u.Path += "/"
+	return u.String()
+}
+
+// Join names an object under an output prefix, for people: a local path
+// or the URL with the key appended (secrets in its query redacted).
+func Join(prefix, rel string) string {
+	if !strings.Contains(prefix, "://") {
+		return prefix + rel
+	}
+	u, err := url.Parse(prefix)
+	if err != nil {
+		return prefix + rel
+	}
+	u.Path += rel
+	return blob.Redact(u.String())
 }
 
 // urlPath is the slash path of a local path or URL (an s3 URL's bucket

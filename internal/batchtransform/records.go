@@ -78,10 +78,10 @@ func (c *csvParser) parse(text []byte, rec *record) {
 	switch c.p.Join {
 	case JoinInput:
 		for i, f := range fields {
-			rec.join = appendJoined(rec.join, c.p.Format, c.p.Columns[i], f, textValue)
+			rec.join = appendJoined(rec.join, i == 0, c.p.Format, c.p.Columns[i], f, textValue)
 		}
 	case JoinID:
-		rec.join = appendJoined(rec.join, c.p.Format, c.p.IDColumn, fields[c.id], textValue)
+		rec.join = appendJoined(rec.join, true, c.p.Format, c.p.IDColumn, fields[c.id], textValue)
 	}
 }
 
@@ -199,7 +199,7 @@ func (j *jsonParser) parse(text []byte, rec *record) {
 		}
 		rec.feats = feats
 		if p.Join == JoinInput {
-			rec.join = appendJoined(rec.join, p.Format, "input", text, rawJSON)
+			rec.join = appendJoined(rec.join, true, p.Format, "input", text, rawJSON)
 		}
 		return
 	}
@@ -239,8 +239,8 @@ func (j *jsonParser) parse(text []byte, rec *record) {
 			rec.join = append(rec.join, inner...)
 			break
 		}
-		for _, c := range p.Columns {
-			rec.join = appendJoined(rec.join, p.Format, c, obj[c], rawJSON)
+		for i, c := range p.Columns {
+			rec.join = appendJoined(rec.join, i == 0, p.Format, c, obj[c], rawJSON)
 		}
 	case JoinID:
 		raw, ok := obj[p.IDColumn]
@@ -248,7 +248,7 @@ func (j *jsonParser) parse(text []byte, rec *record) {
 			rec.err = fmt.Sprintf("id key %q is missing", p.IDColumn)
 			return
 		}
-		rec.join = appendJoined(rec.join, p.Format, p.IDColumn, raw, rawJSON)
+		rec.join = appendJoined(rec.join, true, p.Format, p.IDColumn, raw, rawJSON)
 	}
 }
 
@@ -292,9 +292,10 @@ const (
 
 // appendJoined appends one joined column to a record's join fragment in
 // the output format: CSV fields separated by commas, or JSON members
-// separated by commas (the braces come with the row).
-func appendJoined(dst []byte, format, name string, v []byte, kind valueKind) []byte {
-	if len(dst) > 0 {
+// separated by commas (the braces come with the row); first says it is
+// the first column (a CSV field may be empty).
+func appendJoined(dst []byte, first bool, format, name string, v []byte, kind valueKind) []byte {
+	if !first {
 		dst = append(dst, ',')
 	}
 	if format == FormatCSV {
@@ -392,7 +393,7 @@ func csvHeader(p *Plan) []byte {
 func appendRow(dst []byte, p *Plan, join []byte, outs [][]float32) []byte {
 	if p.Format == FormatCSV {
 		dst = append(dst, join...)
-		first := len(join) == 0
+		first := p.Join == JoinNone
 		for _, vals := range outs {
 			for _, v := range vals {
 				if !first {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/hpcml/hpcml/internal/blob"
 )
 
 // Report is what a transform did, written to <output>/_report.json by
@@ -68,9 +70,9 @@ type FileOutput struct {
 }
 
 func newReport(p *Plan, o CommitOptions) *Report {
-	return &Report{PlanHash: p.Hash, Model: p.Model + ":" + strconv.Itoa(p.Version), Input: p.Input, Output: p.Output,
+	return &Report{PlanHash: p.Hash, Model: p.Model + ":" + strconv.Itoa(p.Version), Input: blob.Redact(p.Input), Output: blob.Redact(p.Output),
 		Split: p.Split, Join: p.Join, Format: p.Format, BatchSize: p.BatchSize, Files: len(p.Files), Parts: len(p.Parts),
-		Planned: p.Created, Workers: []WorkerReport{}, ErrorsFile: p.Output + ErrorsFile}
+		Planned: p.Created, Workers: []WorkerReport{}, ErrorsFile: Join(p.Output, ErrorsFile)}
 }
 
 // ReadReport reads the report at an output prefix; ok is false when

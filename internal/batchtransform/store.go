@@ -116,7 +116,7 @@ func (s *outputStore) where(rel string) string {
 	if s.dir != "" {
 		return filepath.Join(s.dir, filepath.FromSlash(rel))
 	}
-	return strings.TrimSuffix(blob.Redact(s.url), "/") + "/" + rel
+	return Join(asPrefix(s.url), rel)
 }
 
 // read returns an object's bytes; ok is false when it does not exist.

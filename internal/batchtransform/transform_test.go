@@ -400,3 +400,47 @@ func TestSplitNone(t *testing.T) {
 		t.Fatalf("errors %q", errs)
 	}
 }
+
+// TestSplitRecordQuotedNewlines: with --split record a CSV record whose
+// quoted field spans lines is one record (the file is read whole), its
+// error lines are the file's; JSON Lines input joined into CSV output.
+func TestSplitRecordQuotedNewlines(t *testing.T) {
+	ctx := context.Background()
+	in, out := t.TempDir(), t.TempDir()
+	csv := "id,note,a,b,c,d\n1,\"two\nlines\",1,2,3,4\n2,plain,x,2,3,4\n3,\"a \"\"quote\"\"\",1,1,1,1\n"
+	os.WriteFile(filepath.Join(in, "notes.csv"), []byte(csv), 0o644)
+	m := testModel(t)
+	o := options(m, in, out)
+	o.Features = []string{"a", "b", "c", "d"}
+	o.Split, o.Join = SplitRecord, JoinInput
+	plan(t, ctx, o)
+	rep := runAll(t, ctx, out, m, 1)
+	if rep.Records != 2 || rep.Failures != 1 {
+		t.Fatalf("report: %d records, %d failures", rep.Records, rep.Failures)
+	}
+	got := string(must(os.ReadFile(filepath.Join(out, "notes.csv.out"))))
+	if !strings.HasPrefix(got, "id,note,a,b,c,d,output_0,output_1,output_2\n1,\"two\nlines\",1,2,3,4,") || !strings.Contains(got, "\n3,\"a \"\"quote\"\"\",1,1,1,1,") {
+		t.Fatalf("output:\n%s", got)
+	}
+	if errs := string(must(os.ReadFile(filepath.Join(out, ErrorsFile)))); !strings.Contains(errs, `"record":4,`) {
+		t.Fatalf("errors: %s", errs)
+	}
+
+	jin, jout := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(jin, "rows.jsonl"), []byte("{\"k\":\"a,b\",\"x\":[1,2,3,4]}\n{\"k\":null,\"x\":[4,3,2,1],\"extra\":true}\n"), 0o644)
+	o = options(m, jin, jout)
+	o.Features, o.Join, o.Format = []string{"x"}, JoinInput, FormatCSV
+	plan(t, ctx, o)
+	runAll(t, ctx, jout, m, 1)
+	lines := readLines(t, filepath.Join(jout, "rows.jsonl.out"))
+	if len(lines) != 3 || lines[0] != "k,x,output_0,output_1,output_2" || !strings.HasPrefix(lines[1], `"a,b","[1,2,3,4]",`) || !strings.HasPrefix(lines[2], `,"[4,3,2,1]",`) {
+		t.Fatalf("jsonl → csv: %q", lines)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hpcml/hpcml/internal/batchtransform"
+	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/client"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/registry"
@@ -140,7 +141,7 @@ func runBatchTransform(ctx context.Context, cmd *cobra.Command, o *rootOptions, 
 	}
 	stderr := cmd.ErrOrStderr()
 	if st.Done {
-		fmt.Fprintf(stderr, "The transform at %s is already complete (the same model, input and settings); --overwrite redoes it.\n", p.Output)
+		fmt.Fprintf(stderr, "The transform at %s is already complete (the same model, input and settings); --overwrite redoes it.\n", blob.Redact(p.Output))
 		return printBatchReport(cmd.OutOrStdout(), format, st.Report)
 	}
 	sub := st.Submission
@@ -159,7 +160,7 @@ func runBatchTransform(ctx context.Context, cmd *cobra.Command, o *rootOptions, 
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stderr, "Resuming the transform at %s: %d of %d parts are already scored.\n", p.Output, done, len(p.Parts))
+			fmt.Fprintf(stderr, "Resuming the transform at %s: %d of %d parts are already scored.\n", blob.Redact(p.Output), done, len(p.Parts))
 		}
 		if sub, err = submitBatchTransform(ctx, c, p, f); err != nil {
 			return err
@@ -172,7 +173,7 @@ func runBatchTransform(ctx context.Context, cmd *cobra.Command, o *rootOptions, 
 	}
 	if f.detach {
 		if format != formatTable {
-			return printDoc(cmd.OutOrStdout(), format, map[string]any{"id": sub.Commit, "workers": sub.Workers, "output": p.Output})
+			return printDoc(cmd.OutOrStdout(), format, map[string]any{"id": sub.Commit, "workers": sub.Workers, "output": blob.Redact(p.Output)})
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "%d\n", sub.Commit)
 		fmt.Fprintf(stderr, "Follow it with: hpcml transform get %d\n", sub.Commit)
@@ -180,7 +181,8 @@ func runBatchTransform(ctx context.Context, cmd *cobra.Command, o *rootOptions, 
 	}
 	if err := waitBatchTransform(ctx, c, sub, stderr, o.now); err != nil {
 		if errors.Is(err, context.Canceled) {
-			return fmt.Errorf("stopped waiting; transform %d goes on (hpcml transform get %d): %w", sub.Commit, sub.Commit, err)
+			// The exit says "interrupted"; what goes on is said here.
+			fmt.Fprintf(stderr, "Stopped waiting; transform %d goes on: hpcml transform get %d\n", sub.Commit, sub.Commit)
 		}
 		return err
 	}
@@ -189,7 +191,7 @@ func runBatchTransform(ctx context.Context, cmd *cobra.Command, o *rootOptions, 
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("transform %d: the commit job succeeded but %s%s is missing", sub.Commit, p.Output, batchtransform.ReportFile)
+		return fmt.Errorf("transform %d: the commit job succeeded but %s is missing", sub.Commit, batchtransform.Join(p.Output, batchtransform.ReportFile))
 	}
 	return printBatchReport(cmd.OutOrStdout(), format, rep)
 }
@@ -269,7 +271,7 @@ type batchWorkerState struct {
 
 // batchStatusOf reads the commit job and its workers.
 func batchStatusOf(ctx context.Context, c *client.Client, commit *job.Job) (*batchStatus, error) {
-	st := &batchStatus{ID: commit.ID, State: commit.State, Output: commit.Spec.Tags[tagBatchOutput]}
+	st := &batchStatus{ID: commit.ID, State: commit.State, Output: blob.Redact(commit.Spec.Tags[tagBatchOutput])}
 	for _, d := range commit.Spec.DependsOn {
 		w, err := c.GetJob(ctx, strconv.FormatInt(d.JobID, 10))
 		if err != nil {
@@ -418,7 +420,7 @@ its worker jobs.`,
 				if ok {
 					return printBatchReport(cmd.OutOrStdout(), format, rep)
 				}
-				return fmt.Errorf("transform %s was committed, but %s%s is gone", args[0], output, batchtransform.ReportFile)
+				return fmt.Errorf("transform %s was committed, but %s is gone", args[0], batchtransform.Join(output, batchtransform.ReportFile))
 			}
 			st, err := batchStatusOf(ctx, c, commit)
 			if err != nil {
