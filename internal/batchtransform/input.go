@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/klauspost/compress/gzip"
@@ -37,7 +36,12 @@ type firstRecord struct {
 // numbers only is data, not a header); the JSON Lines keys come from the
 // first object.
 func inferInput(ctx context.Context, input string) (*table.Spec, *firstRecord, error) {
-	spec, err := table.Infer(ctx, input, table.Options{SampleRows: 1})
+	// Read as headerless first: a CSV whose first line is numbers only
+	// has no header (SageMaker's inputs mostly have none).
+	spec, err := table.Infer(ctx, input, table.Options{SampleRows: 1, NoHeader: true})
+	if err != nil || spec.Format != table.FormatCSV || !numericTypes(spec.Columns) {
+		spec, err = table.Infer(ctx, input, table.Options{SampleRows: 1})
+	}
 	if err != nil {
 		// JSON lines that are arrays are not a table to the table
 		// package, but they are samples: look at the first line.
@@ -47,19 +51,7 @@ func inferInput(ctx context.Context, input string) (*table.Spec, *firstRecord, e
 		}
 		return &table.Spec{Format: table.FormatJSONL, Columns: []table.Column{{Name: "value", Type: "string"}}}, first, nil
 	}
-	switch spec.Format {
-	case table.FormatCSV:
-		if spec.Header && allNumbers(spec.Columns) {
-			if spec, err = table.Infer(ctx, input, table.Options{SampleRows: 1, NoHeader: true}); err != nil {
-				return nil, nil, fmt.Errorf("--input: %w", err)
-			}
-		}
-		first := &firstRecord{file: spec.From, volumes: map[string]int{}}
-		for _, c := range spec.Columns {
-			first.columns = append(first.columns, c.Name)
-		}
-		return spec, first, nil
-	case table.FormatJSONL:
+	if spec.Format == table.FormatJSONL {
 		first, err := firstJSONLine(ctx, input)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--input: %w", err)
@@ -73,10 +65,10 @@ func inferInput(ctx context.Context, input string) (*table.Spec, *firstRecord, e
 	return spec, first, nil
 }
 
-// allNumbers: a "header" of numbers only is a first row of data.
-func allNumbers(cols []table.Column) bool {
+// numericTypes: every column of the (one-row) sample is a number.
+func numericTypes(cols []table.Column) bool {
 	for _, c := range cols {
-		if _, err := strconv.ParseFloat(strings.TrimSpace(c.Name), 64); err != nil {
+		if c.Type != "int64" && c.Type != "float64" {
 			return false
 		}
 	}

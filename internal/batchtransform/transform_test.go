@@ -444,3 +444,24 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestHeaderless reads a CSV whose first line is numbers as data, its
+// columns column_1, column_2, ... (repeated values that would be a bad
+// header included).
+func TestHeaderless(t *testing.T) {
+	ctx := context.Background()
+	in, out := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(in, "x.csv"), []byte("0,0,1,2,7\n0,1,1,1,8\n"), 0o644)
+	m := testModel(t)
+	o := options(m, in, out)
+	o.IDColumn, o.Join = "column_5", JoinID
+	p := plan(t, ctx, o)
+	if p.Spec.Header || strings.Join(p.Features, ",") != "column_1,column_2,column_3,column_4" {
+		t.Fatalf("plan: header %v, features %v", p.Spec.Header, p.Features)
+	}
+	rep := runAll(t, ctx, out, m, 1)
+	lines := readLines(t, filepath.Join(out, "x.csv.out"))
+	if rep.Records != 2 || len(lines) != 3 || !strings.HasPrefix(lines[1], "7,") || !strings.HasPrefix(lines[2], "8,") {
+		t.Fatalf("%d records: %q", rep.Records, lines)
+	}
+}
