@@ -291,3 +291,43 @@ func TestBatchTransformWorkerKilled(t *testing.T) {
 	}
 	checkScored(t, model, out, rows)
 }
+
+// TestBatchTransformFailsThenResumes: a worker that cannot run (its
+// model's artefact is gone from storage) fails all its attempts; the
+// command exits 1 with the worker's error and says how to resume; with
+// the artefact back, the same command resumes the stored plan.
+func TestBatchTransformFailsThenResumes(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--cpus", "2")
+	model := scoringModel(t, 16)
+	registerScoring(t, s, "scorer", model)
+	artefact := filepath.Join(s.DataDir, "objects", "models", "scorer", "1", "model.onnx")
+	if err := os.Remove(artefact); err != nil {
+		t.Fatal(err)
+	}
+	in, rows := scoringRows(t, 1, 3000, nil)
+	out := filepath.Join(t.TempDir(), "scored")
+	args := []string{"transform", "--model", "scorer:1", "--input", in, "--output", out, "--id-column", "id", "--join", "id", "--part-size", "16KB"}
+	_, stderr, err := hpcml(s, args...)
+	if err == nil || !strings.Contains(stderr, "model.onnx") || !strings.Contains(stderr, "rerun the same command to resume") {
+		t.Fatalf("a worker without its model: %v\n%s", err, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(out, "_hpcml", "plan.json")); err != nil {
+		t.Fatalf("the plan is gone after the failure: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, batchtransform.ReportFile)); !os.IsNotExist(err) {
+		t.Fatalf("a report after the failure: %v", err)
+	}
+	if err := os.WriteFile(artefact, model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := hpcml(s, append(args, "-o", "json")...)
+	if err != nil || !strings.Contains(stderr, "Resuming the transform") {
+		t.Fatalf("resume: %v\n%s", err, stderr)
+	}
+	var rep batchtransform.Report
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || rep.Records != 3000 {
+		t.Fatalf("report: %v %+v", err, rep)
+	}
+	checkScored(t, model, out, rows)
+}
