@@ -168,8 +168,8 @@ func runBatchTransform(ctx context.Context, cmd *cobra.Command, o *rootOptions, 
 		if err := batchtransform.SaveSubmission(ctx, p.Output, sub); err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "Transform %d: %s over %d files (%d parts), %d worker jobs (%s), committed by job %d.\n",
-			sub.Commit, p.Model+":"+strconv.Itoa(p.Version), len(p.Files), len(p.Parts), len(sub.Workers), idList(sub.Workers), sub.Commit)
+		fmt.Fprintf(stderr, "Transform %d: %s over %s (%s), worker jobs %s, committed by job %d.\n",
+			sub.Commit, p.Model+":"+strconv.Itoa(p.Version), plural(len(p.Files), "file"), plural(len(p.Parts), "part"), idList(sub.Workers), sub.Commit)
 	}
 	if f.detach {
 		if format != formatTable {
@@ -361,7 +361,7 @@ func printBatchReport(w io.Writer, format string, rep *batchtransform.Report) er
 		return printDoc(w, format, rep)
 	}
 	fmt.Fprintf(w, "Model:      %s\n", rep.Model)
-	fmt.Fprintf(w, "Input:      %s (%d files, %d parts)\n", rep.Input, rep.Files, rep.Parts)
+	fmt.Fprintf(w, "Input:      %s (%s, %s)\n", rep.Input, plural(rep.Files, "file"), plural(rep.Parts, "part"))
 	fmt.Fprintf(w, "Output:     %s\n", rep.Output)
 	fmt.Fprintf(w, "Records:    %s scored, %s failed", groupDigits(rep.Records), groupDigits(rep.Failures))
 	if rep.Failures > 0 {
@@ -412,15 +412,22 @@ its worker jobs.`,
 			if output == "" {
 				return fmt.Errorf("job %s is not a batch transform (its id is the one 'hpcml transform' printed)", args[0])
 			}
-			if commit.State == job.Succeeded {
+			if commit.State.Terminal() {
 				rep, ok, err := batchtransform.ReadReport(ctx, output)
 				if err != nil {
 					return err
 				}
-				if ok {
+				switch {
+				case ok && commit.State != job.Succeeded:
+					// A rerun of the same command finished what this run
+					// left.
+					fmt.Fprintf(cmd.ErrOrStderr(), "Transform %s %s; a later run at the same output finished it:\n", args[0], commit.State)
+					fallthrough
+				case ok:
 					return printBatchReport(cmd.OutOrStdout(), format, rep)
+				case commit.State == job.Succeeded:
+					return fmt.Errorf("transform %s was committed, but %s is gone", args[0], batchtransform.Join(output, batchtransform.ReportFile))
 				}
-				return fmt.Errorf("transform %s was committed, but %s is gone", args[0], batchtransform.Join(output, batchtransform.ReportFile))
 			}
 			st, err := batchStatusOf(ctx, c, commit)
 			if err != nil {
