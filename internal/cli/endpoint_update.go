@@ -47,7 +47,8 @@ the endpoint in place.`,
   hpcml endpoint update digits --model digits-mlp:3 --strategy linear:25%:1m --max-error-rate 0.02 --max-p99 200ms --wait
   hpcml endpoint update digits --model digits-mlp:3 --dry-run
   hpcml endpoint update digits --replicas 4
-  hpcml endpoint update digits --autoscale min=2,max=8,target=4`,
+  hpcml endpoint update digits --autoscale min=2,max=8,target=4
+  hpcml endpoint update many --models 'digits-*,iris:2'`,
 		Args: cobra.ExactArgs(1),
 		RunE: o.action(func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
 			format, err := o.format(formatTable, formatJSON, formatYAML)
@@ -136,6 +137,7 @@ the endpoint in place.`,
 	fl := cmd.Flags()
 	fl.StringVar(&req.Variant, "variant", "", "the variant to change (default: the only one)")
 	fl.StringVar(&req.Model, "model", "", "the version to deploy: NAME, NAME:VERSION or NAME:ALIAS")
+	fl.StringVar(&req.Models, "models", "", "a multi-model endpoint's new filter: NAME, NAME:VERSION, PREFIX* (comma-separated; no restart)")
 	fl.StringVar(&req.Strategy, "strategy", "", "all-at-once[:BAKE], canary:PCT%:BAKE, linear:PCT%:BAKE or rolling:N[:BAKE] (default all-at-once)")
 	fl.Float64Var(&maxErr, "max-error-rate", 0, "roll back when green's 5xx rate is above this fraction (default 0.01)")
 	fl.DurationVar(&maxP99, "max-p99", 0, "roll back when green's p99 latency is above this (default 1s; 0 turns it off)")
@@ -154,7 +156,7 @@ the endpoint in place.`,
 func specText(e *endpoint.Endpoint) string {
 	var parts []string
 	for _, v := range e.Spec.Variants {
-		parts = append(parts, fmt.Sprintf("%s=%s:%d ×%d weight %d", v.Name, v.Model, v.Version, v.Replicas, v.Weight))
+		parts = append(parts, fmt.Sprintf("%s=%s ×%d weight %d", v.Name, modelText(e.Spec, v), v.Replicas, v.Weight))
 	}
 	s := strings.Join(parts, ", ")
 	if e.Spec.Autoscale != nil {
@@ -234,7 +236,7 @@ func newEndpointHistoryCmd(o *rootOptions) *cobra.Command {
 }
 
 func newEndpointInvokeCmd(o *rootOptions) *cobra.Command {
-	var data, path, contentType, variant string
+	var data, path, contentType, variant, targetModel string
 	var async asyncInvokeFlags
 	cmd := &cobra.Command{
 		Use:   "invoke NAME --data JSON|@FILE|-",
@@ -245,7 +247,8 @@ CSV rather than JSON wants --content-type text/csv. Exits 1 on an error status.`
 		Example: `  hpcml endpoint invoke digits --data '{"instances": [[0, 1, 2, 3]]}'
   hpcml endpoint invoke digits --path v2/models/digits/infer --data @request.json
   hpcml endpoint invoke digits --content-type text/csv --data '0,1,2,3'
-  hpcml endpoint invoke big --async --input-location s3://data/req/1.json --wait`,
+  hpcml endpoint invoke big --async --input-location s3://data/req/1.json --wait
+  hpcml endpoint invoke many --target-model digits-mlp:3 --data '{"instances": [[0, 1, 2, 3]]}'`,
 		Args: cobra.ExactArgs(1),
 		RunE: o.action(func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
 			if err := async.check(cmd.Flags()); err != nil {
@@ -261,7 +264,7 @@ CSV rather than JSON wants --content-type text/csv. Exits 1 on an error status.`
 			if err != nil {
 				return err
 			}
-			inv, err := c.InvokeEndpoint(ctx, args[0], path, contentType, body, variant)
+			inv, err := c.InvokeEndpointTo(ctx, args[0], path, contentType, body, client.Target{Variant: variant, Model: targetModel})
 			if err != nil {
 				return err
 			}
@@ -283,6 +286,7 @@ CSV rather than JSON wants --content-type text/csv. Exits 1 on an error status.`
 	cmd.Flags().StringVar(&path, "path", "invocations", "the gateway path under /endpoints/NAME/")
 	cmd.Flags().StringVar(&contentType, "content-type", "application/json", "the body's content type")
 	cmd.Flags().StringVar(&variant, "variant", "", "target this variant")
+	cmd.Flags().StringVar(&targetModel, "target-model", "", "a multi-model endpoint's model: NAME, NAME:VERSION or NAME:ALIAS")
 	async.add(cmd.Flags())
 	return cmd
 }

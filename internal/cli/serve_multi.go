@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/deploy/endpoint"
 	"github.com/hpcml/hpcml/internal/registry"
 	"github.com/hpcml/hpcml/internal/serve"
 	"github.com/hpcml/hpcml/internal/task"
@@ -28,7 +29,7 @@ func checkMultiFlags(f *serveFlags) error {
 		return errors.New("--name and --model-version name the one model of --model; with --multi-model the request names its model")
 	}
 	if f.models != "" {
-		if _, err := registry.ParseFilter(f.models); err != nil {
+		if _, err := endpoint.ParseFilter(f.models); err != nil {
 			return fmt.Errorf("--models: %w", err)
 		}
 	}
@@ -66,7 +67,7 @@ func newMultiServer(ctx context.Context, f *serveFlags, storage string, opts ser
 		mo.CacheBytes, _ = parseBytes(f.cacheBytes) // checked by checkMultiFlags
 	}
 	if f.models != "" {
-		filter, _ := registry.ParseFilter(f.models) // checked by checkMultiFlags
+		filter, _ := endpoint.ParseFilter(f.models) // checked by checkMultiFlags
 		mo.Allow = func(name, version string) bool {
 			v, err := strconv.Atoi(version)
 			return err == nil && filter.Match(name, v)

@@ -85,6 +85,20 @@ type Invocation struct {
 // OIP path ("v2/models/NAME/infer"); variant, if not empty, targets one.
 // Any answer, error statuses included, is returned as it came.
 func (c *Client) InvokeEndpoint(ctx context.Context, name, path, contentType string, body []byte, variant string) (*Invocation, error) {
+	return c.InvokeEndpointTo(ctx, name, path, contentType, body, Target{Variant: variant})
+}
+
+// Target is what a request to an endpoint targets besides its path.
+type Target struct {
+	// Variant, if not empty, targets one production variant.
+	Variant string
+	// Model is a multi-model endpoint's target model (NAME, NAME:VERSION
+	// or NAME:ALIAS), sent as X-Hpcml-Target-Model.
+	Model string
+}
+
+// InvokeEndpointTo is InvokeEndpoint with a Target.
+func (c *Client) InvokeEndpointTo(ctx context.Context, name, path, contentType string, body []byte, t Target) (*Invocation, error) {
 	method := http.MethodPost
 	if body == nil {
 		method = http.MethodGet
@@ -102,8 +116,11 @@ func (c *Client) InvokeEndpoint(ctx context.Context, name, path, contentType str
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	if variant != "" {
-		req.Header.Set(deploy.HeaderTargetVariant, variant)
+	if t.Variant != "" {
+		req.Header.Set(deploy.HeaderTargetVariant, t.Variant)
+	}
+	if t.Model != "" {
+		req.Header.Set(deploy.HeaderTargetModel, t.Model)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

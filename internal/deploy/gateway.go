@@ -39,6 +39,11 @@ const (
 	HeaderFailureLocation            = "X-Hpcml-Failure-Location"
 	HeaderSageMakerOutputLocation    = "X-Amzn-SageMaker-OutputLocation"
 	HeaderSageMakerFailureLocation   = "X-Amzn-SageMaker-FailureLocation"
+
+	// Multi-model endpoints (multimodel.go): the request's target model,
+	// NAME, NAME:VERSION or NAME:ALIAS.
+	HeaderTargetModel          = "X-Hpcml-Target-Model"
+	HeaderSageMakerTargetModel = "X-Amzn-SageMaker-Target-Model"
 )
 
 // DefaultMaxBody bounds a request body the gateway buffers (SageMaker's
@@ -127,6 +132,9 @@ type Route struct {
 	// Token is the endpoint's replica token, sent as the bearer token.
 	Token    string
 	Variants []RouteVariant
+	// Models is a multi-model endpoint's target-model routing (nil for
+	// others; multimodel.go).
+	Models *ModelRouting
 }
 
 // Gateway routes /endpoints/{name}/invocations and /endpoints/{name}/v2/...
@@ -335,6 +343,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		gatewayError(w, http.StatusNotFound, "no route %s under endpoint %q (invocations, ping, v2/...)", r.URL.Path, name)
 		return
 	}
+	var modelKey string // routes a multi-model endpoint's request
+	if rt.Models != nil {
+		if path, modelKey, ok = g.multiModel(w, r, rt, path); !ok {
+			return
+		}
+	}
 	if r.ContentLength > g.maxBody {
 		gatewayError(w, http.StatusRequestEntityTooLarge, "request body of %d bytes is over the limit of %d", r.ContentLength, g.maxBody)
 		return
@@ -363,7 +377,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// is the caller's to see (the replica may have acted on it).
 	var tried []*Replica
 	for range 3 {
-		f, rep := pickReplica(v, tried)
+		f, rep := pickReplica(v, tried, modelKey)
 		if rep == nil {
 			break
 		}
@@ -499,12 +513,13 @@ func chooseVariant(rt *Route, h http.Header) (*RouteVariant, error) {
 }
 
 // pickReplica chooses a fleet of v by its percentage and, in it, the
-// replica with the fewest outstanding requests, skipping tried ones; the
+// replica with the fewest outstanding requests (or, with a model key, the
+// one the model goes to: pickFor), skipping tried ones; the
 // replica is acquired. A fleet with no ready replica passes its share to
 // the others; a fleet at 0 % is a last resort (green before its first
 // step, blue when green has taken everything), so a request is answered
 // whenever some replica of the variant is ready.
-func pickReplica(v *RouteVariant, tried []*Replica) (*Fleet, *Replica) {
+func pickReplica(v *RouteVariant, tried []*Replica, modelKey string) (*Fleet, *Replica) {
 	if len(v.Fleets) == 0 {
 		return nil, nil
 	}
@@ -521,7 +536,7 @@ func pickReplica(v *RouteVariant, tried []*Replica) (*Fleet, *Replica) {
 	}
 	try := func(f *Fleet) *Replica {
 		for range 4 {
-			rep := leastOutstanding(f.Replicas, tried)
+			rep := pickFor(f.Replicas, tried, modelKey)
 			if rep == nil {
 				return nil
 			}

@@ -46,6 +46,9 @@ type CreateRequest struct {
 	Queue     string              `json:"queue,omitempty"`
 	// Async makes the endpoint asynchronous (docs/async-inference.md).
 	Async *endpoint.Async `json:"async,omitempty"`
+	// MultiModel makes it serve many models; its variant names none
+	// (docs/endpoints.md, multi-model endpoints).
+	MultiModel *endpoint.MultiModel `json:"multi_model,omitempty"`
 }
 
 // UpdateRequest changes an endpoint. With Model it is a deployment of a
@@ -67,6 +70,8 @@ type UpdateRequest struct {
 	Weight      *int                `json:"weight,omitempty"`
 	Autoscale   *endpoint.Autoscale `json:"autoscale,omitempty"`
 	NoAutoscale bool                `json:"no_autoscale,omitempty"`
+	// Models replaces a multi-model endpoint's filter (no replica restarts).
+	Models string `json:"models,omitempty"`
 }
 
 // UpdateResult is what an update did (or, dry, would do).
@@ -120,14 +125,25 @@ func (c *Controller) Create(ctx context.Context, req CreateRequest) (*endpoint.E
 	if !endpoint.ValidName(req.Name) {
 		return nil, fieldErr("name", "%q is not a valid endpoint name (lower-case letters, digits, '-'; at most 63)", req.Name)
 	}
+	if req.MultiModel != nil && len(req.Variants) == 0 {
+		req.Variants = []VariantRequest{{}} // the requests name the model
+	}
 	if len(req.Variants) == 0 {
 		return nil, fieldErr("variants", "at least one variant (a model) is required")
 	}
-	spec := endpoint.Spec{Autoscale: req.Autoscale, Queue: req.Queue, Async: req.Async}
+	spec := endpoint.Spec{Autoscale: req.Autoscale, Queue: req.Queue, Async: req.Async, MultiModel: req.MultiModel}
 	for i, vr := range req.Variants {
 		field := fmt.Sprintf("variants[%d]", i)
 		if vr.Name == "" && len(req.Variants) == 1 {
 			vr.Name = endpoint.DefaultVariantName
+		}
+		if req.MultiModel != nil {
+			v, err := multiModelVariant(field, vr)
+			if err != nil {
+				return nil, err
+			}
+			spec.Variants = append(spec.Variants, v)
+			continue
 		}
 		if vr.Model == "" {
 			return nil, fieldErr(field+".model", "a model reference is required (NAME[:VERSION|:ALIAS])")
@@ -191,6 +207,9 @@ func (c *Controller) Update(ctx context.Context, name string, req UpdateRequest)
 	e, err := c.getForChange(ctx, name)
 	if err != nil {
 		return nil, err
+	}
+	if res, handled, err := c.updateMultiModel(ctx, e, req); handled {
+		return res, err
 	}
 	vname := req.Variant
 	if vname == "" {
@@ -402,6 +421,8 @@ type Status struct {
 	Replicas    []ReplicaStatus       `json:"replicas"`
 	Deployment  *endpoint.Deployment  `json:"deployment,omitempty"`
 	ScaleEvents []endpoint.ScaleEvent `json:"scale_events"`
+	// AsyncQueue is an asynchronous endpoint's backlog.
+	AsyncQueue *store.AsyncCounts `json:"async_queue,omitempty"`
 }
 
 // TrafficWindow is the span of the traffic figures.
@@ -422,6 +443,9 @@ func (c *Controller) Status(ctx context.Context, name string) (*Status, error) {
 		st.Deployment = deps[0]
 	}
 	if st.ScaleEvents, err = c.cfg.Store.ListScaleEvents(ctx, name, 20); err != nil {
+		return nil, err
+	}
+	if err := c.fillAsyncQueue(ctx, []*Status{st}); err != nil {
 		return nil, err
 	}
 	c.fill(st, time.Now())
@@ -450,6 +474,9 @@ func (c *Controller) List(ctx context.Context) ([]*Status, error) {
 		c.fill(st, now)
 		st.Replicas = nil
 		out = append(out, st)
+	}
+	if err := c.fillAsyncQueue(ctx, out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

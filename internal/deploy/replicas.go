@@ -85,6 +85,9 @@ func (r *replica) live() bool {
 func replicaSpec(e *endpoint.Endpoint, v endpoint.Variant, revision int64) *job.Spec {
 	cmd := []string{task.SelfProgram, "serve", "--model", v.ModelURL(), "--name", v.Model,
 		"--model-version", strconv.Itoa(v.Version), "--listen", "127.0.0.1:0", "--announce", AnnouncePrefix(e.Name)}
+	if mm := multiModelArgs(e); mm != nil {
+		cmd = mm // every model: the requests name theirs
+	}
 	cmd = append(cmd, v.Batching.Args()...)
 	cmd = append(cmd, asyncReplicaArgs(e)...)
 	return &job.Spec{

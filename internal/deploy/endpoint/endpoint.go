@@ -250,6 +250,8 @@ type Spec struct {
 	Queue string `json:"queue,omitempty"`
 	// Async makes the endpoint asynchronous (see async.go).
 	Async *Async `json:"async,omitempty"`
+	// MultiModel makes the endpoint serve many models (see multimodel.go).
+	MultiModel *MultiModel `json:"multi_model,omitempty"`
 }
 
 // Check validates a spec, filling defaults.
@@ -264,7 +266,7 @@ func (s *Spec) Check() error {
 	total := 0
 	for i := range s.Variants {
 		v := &s.Variants[i]
-		if err := v.Check(fmt.Sprintf("variants[%d]", i)); err != nil {
+		if err := s.checkVariant(v, fmt.Sprintf("variants[%d]", i)); err != nil {
 			return err
 		}
 		if seen[v.Name] {
@@ -277,6 +279,9 @@ func (s *Spec) Check() error {
 		return fieldErr("variants", "at least one variant needs a weight above 0")
 	}
 	if err := s.checkAsync(); err != nil {
+		return err
+	}
+	if err := s.checkMultiModel(); err != nil {
 		return err
 	}
 	if s.Autoscale != nil {

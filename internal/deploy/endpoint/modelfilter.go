@@ -1,7 +1,8 @@
-package registry
+package endpoint
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,27 +39,30 @@ func ParseFilter(s string) (Filter, error) {
 			return Filter{}, fmt.Errorf("model filter %q has an empty term", s)
 		}
 		if p, ok := strings.CutSuffix(t, "*"); ok {
-			if p != "" && !strings.ContainsFunc(p, func(r rune) bool { return !validNameRune(r) }) && validFirst(p) {
+			if p == "" || prefixRE.MatchString(p) {
 				f.terms = append(f.terms, filterTerm{name: p, prefix: true})
-				continue
-			}
-			if p == "" {
-				f.terms = append(f.terms, filterTerm{prefix: true})
 				continue
 			}
 			return Filter{}, fmt.Errorf("model filter term %q: a prefix takes the characters of a model name (a-z, 0-9, '.', '_', '-') before the *", t)
 		}
-		ref, err := ParseRef(t)
-		if err != nil {
-			return Filter{}, fmt.Errorf("model filter term %q: %w", t, err)
+		name, sel, hasVersion := strings.Cut(t, ":")
+		if !modelRE.MatchString(name) {
+			return Filter{}, fmt.Errorf("model filter term %q: model name %q: want 1-63 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit", t, name)
 		}
-		if ref.Alias != "" {
-			return Filter{}, fmt.Errorf("model filter term %q: aliases move, so a filter takes NAME, NAME:VERSION or PREFIX*, not NAME:ALIAS", t)
+		version := 0
+		if hasVersion {
+			n, err := strconv.Atoi(sel)
+			switch {
+			case sel == "latest":
+				return Filter{}, fmt.Errorf("model filter term %q: NAME already means every version; drop :latest", t)
+			case sel != "" && sel[0] >= 'a' && sel[0] <= 'z':
+				return Filter{}, fmt.Errorf("model filter term %q: aliases move, so a filter takes NAME, NAME:VERSION or PREFIX*, not NAME:ALIAS", t)
+			case err != nil || n < 1:
+				return Filter{}, fmt.Errorf("model filter term %q: version %q is not a positive number", t, sel)
+			}
+			version = n
 		}
-		if strings.HasSuffix(t, ":"+Latest) {
-			return Filter{}, fmt.Errorf("model filter term %q: NAME already means every version; drop :%s", t, Latest)
-		}
-		f.terms = append(f.terms, filterTerm{name: ref.Name, version: ref.Version})
+		f.terms = append(f.terms, filterTerm{name: name, version: version})
 	}
 	if len(f.terms) > MaxFilterTerms {
 		return Filter{}, fmt.Errorf("model filter has %d terms; at most %d (use PREFIX*)", len(f.terms), MaxFilterTerms)
@@ -66,11 +70,8 @@ func ParseFilter(s string) (Filter, error) {
 	return f, nil
 }
 
-func validNameRune(r rune) bool {
-	return r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
-}
-
-func validFirst(p string) bool { return p[0] >= 'a' && p[0] <= 'z' || p[0] >= '0' && p[0] <= '9' }
+// prefixRE is the start of a model name (modelRE without its length).
+var prefixRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 
 // IsZero reports a filter that was never parsed (it matches everything).
 func (f Filter) IsZero() bool { return len(f.terms) == 0 }
