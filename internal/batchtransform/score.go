@@ -41,7 +41,8 @@ type scorer struct {
 	shape []int // the input's per-sample shape
 	batch []*record
 	free  []*record
-	out   []byte
+	row   []byte // one rendered record
+	out   spool  // the part's rendered records
 	hdr   partHeader
 }
 
@@ -90,12 +91,12 @@ func (s *scorer) fail(line int64, reason string) {
 	s.hdr.Errors = append(s.hdr.Errors, partError{Line: line, Reason: reason})
 }
 
-// scorePart reads, scores and renders a part: its header and its
-// output records.
-func (s *scorer) scorePart(ctx context.Context, in *inputs, part Part) (*partHeader, []byte, error) {
+// scorePart reads, scores and renders a part: its header, and its output
+// records in s.out.
+func (s *scorer) scorePart(ctx context.Context, in *inputs, part Part) (*partHeader, error) {
 	start := time.Now()
 	s.hdr = partHeader{Part: part.Index, File: part.File}
-	s.out = s.out[:0]
+	s.out.reset()
 	var err error
 	if s.p.Split == SplitNone {
 		err = s.scoreWhole(ctx, in, part)
@@ -126,11 +127,11 @@ func (s *scorer) scorePart(ctx context.Context, in *inputs, part Part) (*partHea
 	}
 	s.batch = s.batch[:0]
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	s.hdr.Seconds = time.Since(start).Seconds()
 	h := s.hdr
-	return &h, s.out, nil
+	return &h, nil
 }
 
 // scoreWhole scores a file as one sample (--split none): the features of
@@ -172,7 +173,7 @@ func (s *scorer) flush(ctx context.Context) error {
 		return ctx.Err()
 	}
 	if err == nil {
-		s.render(s.batch, outs)
+		err = s.render(s.batch, outs)
 	} else {
 		for _, r := range s.batch {
 			one := []*record{r}
@@ -184,14 +185,16 @@ func (s *scorer) flush(ctx context.Context) error {
 				s.fail(r.line, "model: "+err.Error())
 				continue
 			}
-			s.render(one, o)
+			if err = s.render(one, o); err != nil {
+				break
+			}
 		}
 	}
 	for _, r := range s.batch {
 		s.put(r)
 	}
 	s.batch = s.batch[:0]
-	return nil
+	return err
 }
 
 // infer runs the model on records and checks the outputs have a row of
@@ -220,14 +223,16 @@ func (s *scorer) infer(ctx context.Context, recs []*record) ([][]float32, error)
 	return res, nil
 }
 
-// render appends the output records of scored records.
-func (s *scorer) render(recs []*record, outs [][]float32) {
-	row := make([][]float32, len(outs))
+// render adds the output records of scored records to the part's output.
+func (s *scorer) render(recs []*record, outs [][]float32) error {
+	vals := make([][]float32, len(outs))
+	s.row = s.row[:0]
 	for i, r := range recs {
 		for k, o := range s.p.Outputs {
-			row[k] = outs[k][i*o.Volume : (i+1)*o.Volume]
+			vals[k] = outs[k][i*o.Volume : (i+1)*o.Volume]
 		}
-		s.out = appendRow(s.out, s.p, r.join, row)
+		s.row = appendRow(s.row, s.p, r.join, vals)
 		s.hdr.Records++
 	}
+	return s.out.append(s.row)
 }

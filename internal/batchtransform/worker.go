@@ -1,7 +1,6 @@
 package batchtransform
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -86,7 +85,6 @@ func RunWorker(ctx context.Context, output string, m serve.Model, o WorkerOption
 		}
 	}
 	res.PartsOwned = prog.PartsOwned
-	var hdrLine bytes.Buffer
 	for _, part := range p.Parts {
 		if !owns(o.Worker, o.Workers, part.Index) {
 			continue
@@ -98,18 +96,12 @@ func RunWorker(ctx context.Context, output string, m serve.Model, o WorkerOption
 		if done {
 			res.PartsSkipped++
 		} else {
-			hdr, out, err := sc.scorePart(ctx, in, part)
+			hdr, err := sc.scorePart(ctx, in, part)
 			if err != nil {
 				return nil, fmt.Errorf("part %d (%s): %w", part.Index, p.Files[part.File].Name, err)
 			}
 			hdr.Worker, hdr.Job, hdr.Attempt = o.Worker, o.Job, o.Attempt
-			hdrLine.Reset()
-			if err := json.NewEncoder(&hdrLine).Encode(hdr); err != nil {
-				return nil, err
-			}
-			obj := make([]byte, 0, hdrLine.Len()+len(out))
-			obj = append(append(obj, hdrLine.Bytes()...), out...)
-			if err := s.write(ctx, partKey(part.Index), obj); err != nil {
+			if err := writePart(ctx, s, part.Index, hdr, &sc.out); err != nil {
 				return nil, err
 			}
 			res.PartsScored++
@@ -125,6 +117,7 @@ func RunWorker(ctx context.Context, output string, m serve.Model, o WorkerOption
 			o.Progress(prog)
 		}
 	}
+	sc.out.reset()
 	res.Seconds = time.Since(start).Seconds()
 	data, err := json.Marshal(res)
 	if err != nil {
@@ -134,4 +127,36 @@ func RunWorker(ctx context.Context, output string, m serve.Model, o WorkerOption
 		return nil, err
 	}
 	return res, nil
+}
+
+// writePart writes a part's object, its header line then its output
+// records, in one piece: a reader sees all of it or nothing.
+func writePart(ctx context.Context, s *outputStore, i int, hdr *partHeader, out *spool) error {
+	line, err := json.Marshal(hdr)
+	if err != nil {
+		return err
+	}
+	if out.file == nil {
+		obj := make([]byte, 0, len(line)+1+len(out.mem))
+		return s.write(ctx, partKey(i), append(append(append(obj, line...), '\n'), out.mem...))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := s.create(ctx, partKey(i))
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(line, '\n'))
+	if err == nil {
+		err = out.writeTo(w)
+	}
+	if err != nil {
+		cancel() // the object is abandoned, not written half
+		w.Close()
+		return fmt.Errorf("write %s: %w", s.where(partKey(i)), err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", s.where(partKey(i)), err)
+	}
+	return nil
 }
