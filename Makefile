@@ -4,7 +4,7 @@ BIN      := bin/hpcml
 DATA_DIR ?= .hpcml
 LISTEN   ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend bench-deps bench-transfer bench-profile bench-train bench-allreduce bench-dataparallel bench-serve bench-gateway bench-transform test-openblas clean
+.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend bench-deps bench-transfer bench-profile bench-train bench-allreduce bench-dataparallel bench-serve bench-gateway bench-transform bench-async test-openblas clean
 
 all: build
 
@@ -116,6 +116,12 @@ bench-serve: build
 
 bench-gateway: build
 	$(GO) run ./bench/serve/gateway -hpcml $(BIN)
+
+# Asynchronous inference: end-to-end latency (submit → result object) and
+# throughput at a steady rate, against synchronous /invocations of the same
+# replica through the gateway; see docs/benchmarks.md. About a minute.
+bench-async: build
+	$(GO) run ./bench/async -hpcml $(BIN) $(BENCH_ASYNC_FLAGS)
 
 # hpcml transform (batch transform): rows/s with 1 and 2 worker jobs
 # against scoring the same CSV files in one in-process loop (same model,

@@ -89,19 +89,24 @@ func newEndpointCreateCmd(o *rootOptions) *cobra.Command {
 		cpus               float64
 		batch              batchingFlags
 		async              asyncCreateFlags
+		multi              multiModelFlags
 		wait               bool
 		waitTimeout        time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "create NAME (--model REF | --variant NAME=REF:WEIGHT ...)",
+		Use:   "create NAME (--model REF | --variant NAME=REF:WEIGHT ... | --multi-model --models FILTER)",
 		Short: "Create an endpoint serving a registered model version",
 		Long: `Creates endpoint NAME and starts its replicas (hpcml serve jobs, --cpus each).
 REF is a registered model: NAME:VERSION, NAME:ALIAS (staging, production...) or NAME (the
 latest); it is resolved now, and the endpoint keeps that version until an update.
---variant (repeatable) makes several production variants sharing the traffic by weight.`,
+--variant (repeatable) makes several production variants sharing the traffic by weight.
+--multi-model serves every registered model version --models names (NAME, NAME:VERSION,
+PREFIX*), each loaded on its first request into a replica's cache of --model-cache-bytes;
+a request names its model (X-Hpcml-Target-Model, or the OIP path).`,
 		Example: `  hpcml endpoint create digits --model digits-mlp:1 --replicas 2 --wait
   hpcml endpoint create ab --variant a=digits-mlp:1:90 --variant b=digits-mlp:2:10
-  hpcml endpoint create digits --model digits-mlp --autoscale min=1,max=4,target=2`,
+  hpcml endpoint create digits --model digits-mlp --autoscale min=1,max=4,target=2
+  hpcml endpoint create many --multi-model --models 'digits-*,iris' --model-cache-bytes 1G --replicas 2`,
 		Args: cobra.ExactArgs(1),
 		RunE: o.action(func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
 			format, err := o.format(formatTable, formatJSON, formatYAML)
@@ -109,11 +114,14 @@ latest); it is resolved now, and the endpoint keeps that version until an update
 				return err
 			}
 			req := deploy.CreateRequest{Name: args[0], Queue: queue}
-			if (model == "") == (len(variants) == 0) {
+			if req.MultiModel, err = multi.spec(cmd.Flags(), model, variants); err != nil {
+				return err
+			}
+			if req.MultiModel == nil && (model == "") == (len(variants) == 0) {
 				return fmt.Errorf("give --model REF, or --variant NAME=REF:WEIGHT (repeatable), not both")
 			}
 			vr := deploy.VariantRequest{Model: model, Replicas: replicas, CPUs: cpus, Batching: batch.batching()}
-			if model != "" {
+			if model != "" || req.MultiModel != nil {
 				req.Variants = []deploy.VariantRequest{vr}
 			}
 			for _, s := range variants {
@@ -151,6 +159,10 @@ latest); it is resolved now, and the endpoint keeps that version until an update
 					c.BaseURL(), st.Name, st.Name)
 				return nil
 			}
+			if st.Spec.MultiModel != nil {
+				printMultiModelInvoke(cmd.OutOrStdout(), c.BaseURL(), st)
+				return nil
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Invoke it at %s/endpoints/%s/invocations or %s/endpoints/%s/v2/models/%s/infer\n",
 				c.BaseURL(), st.Name, c.BaseURL(), st.Name, st.Spec.Variants[0].Model)
 			return nil
@@ -167,6 +179,7 @@ latest); it is resolved now, and the endpoint keeps that version until an update
 	fl.DurationVar(&waitTimeout, "wait-timeout", 5*time.Minute, "give up waiting after this long")
 	batch.add(fl)
 	async.add(fl)
+	multi.add(fl)
 	return cmd
 }
 
@@ -205,7 +218,7 @@ func waitEndpoint(ctx context.Context, c *client.Client, w io.Writer, name strin
 func variantsText(st *deploy.Status) string {
 	var parts []string
 	for _, v := range st.Variants {
-		parts = append(parts, fmt.Sprintf("%s=%s:%d %d/%d ready", v.Name, v.Model, v.Version, v.Ready, v.Replicas))
+		parts = append(parts, fmt.Sprintf("%s=%s %d/%d ready", v.Name, modelText(st.Spec, v.Variant), v.Ready, v.Replicas))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -291,12 +304,15 @@ func printEndpoint(out io.Writer, now time.Time, base string, st *deploy.Status)
 	if st.Spec.Autoscale != nil {
 		fmt.Fprintf(out, "Autoscale: %s\n", st.Spec.Autoscale)
 	}
+	if st.Spec.Async != nil {
+		printAsyncSpec(out, base, st)
+	}
 	fmt.Fprintf(out, "Created:   %s\n\n", age(now, st.CreatedAt))
 	tw := newTable(out)
 	fmt.Fprintf(tw, "VARIANT\tMODEL\tWEIGHT\tREPLICAS\tREQUESTS/%ds\tREQ/S\tERRORS\tP50\tP99\tIN FLIGHT\n", int(deploy.TrafficWindow.Seconds()))
 	for _, v := range st.Variants {
 		t := v.Traffic
-		fmt.Fprintf(tw, "%s\t%s:%d\t%d (%.0f%%)\t%d/%d\t%d\t%.1f\t%d\t%s\t%s\t%d\n", v.Name, v.Model, v.Version, v.Weight,
+		fmt.Fprintf(tw, "%s\t%s\t%d (%.0f%%)\t%d/%d\t%d\t%.1f\t%d\t%s\t%s\t%d\n", v.Name, modelText(st.Spec, v.Variant), v.Weight,
 			100*v.TrafficShare, v.Ready, v.Replicas, t.Requests, t.RPS, t.Errors, msText(t.P50Ms), msText(t.P99Ms), t.InFlight)
 		if g := v.Green; g != nil && st.Deployment != nil {
 			d := st.Deployment

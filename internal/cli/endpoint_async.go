@@ -357,3 +357,21 @@ func newEndpointAsyncResultCmd(o *rootOptions) *cobra.Command {
 	cmd.Flags().StringVarP(&file, "output-file", "f", "", "write the result to this file instead of standard output")
 	return cmd
 }
+
+// printAsyncSpec is endpoint get's part for an asynchronous endpoint.
+func printAsyncSpec(w io.Writer, base string, st *deploy.Status) {
+	a := st.Spec.Async
+	fmt.Fprintf(w, "Async:     %s%sasync-invocations", base, st.URL)
+	if q := st.AsyncQueue; q != nil {
+		fmt.Fprintf(w, "; %d queued, %d running", q.Queued, q.Running)
+	}
+	out := a.OutputPath
+	if out == "" {
+		out = "async/" + st.Name + "/output/"
+	}
+	fmt.Fprintf(w, "\n           results to %s; at most %d attempts; timeout %s; %d per replica; inline up to %s\n", out,
+		a.MaxAttempts, a.InvocationTimeout, a.MaxConcurrency, bytesText(a.MaxInlineBytes))
+	if a.Webhook != "" {
+		fmt.Fprintf(w, "           webhook %s\n", a.Webhook)
+	}
+}

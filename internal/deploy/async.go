@@ -483,6 +483,35 @@ func asyncReplicaArgs(e *endpoint.Endpoint) []string {
 		"--max-payload", strconv.FormatInt(endpoint.MaxAsyncInputBytes, 10)}
 }
 
+// asyncDrainTimeout is how long a draining replica of e may finish its
+// requests: an asynchronous request may take the longest invocation
+// timeout any request can ask for (0: the controller's default applies).
+func asyncDrainTimeout(e *endpoint.Endpoint) time.Duration {
+	if e.Spec.Async == nil {
+		return 0
+	}
+	return endpoint.MaxAsyncTimeout + 30*time.Second
+}
+
+// fillAsyncQueue gives the asynchronous endpoints among sts their queue.
+func (c *Controller) fillAsyncQueue(ctx context.Context, sts []*Status) error {
+	var counts map[string]store.AsyncCounts
+	for _, st := range sts {
+		if st.Spec.Async == nil {
+			continue
+		}
+		if counts == nil {
+			var err error
+			if counts, err = c.cfg.Store.AsyncBacklog(ctx); err != nil {
+				return err
+			}
+		}
+		q := counts[st.Name]
+		st.AsyncQueue = &q
+	}
+	return nil
+}
+
 // asyncBacklog is an endpoint's backlog (queued + running), the sample of
 // the backlog autoscaling metric.
 func (c *Controller) asyncBacklog(ctx context.Context, name string) float64 {

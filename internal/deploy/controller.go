@@ -90,6 +90,9 @@ type epRuntime struct {
 	// submitErr is why the last replica could not be submitted (a
 	// queue that cannot fit it, say): the endpoint's reason until one is.
 	submitErr string
+	// drainFor, if longer than the configured drain timeout, is how long
+	// a draining replica may take (an async request runs up to an hour).
+	drainFor time.Duration
 }
 
 type fleetID struct {
@@ -393,7 +396,11 @@ func (c *Controller) progressDrains(ctx context.Context, now time.Time) {
 		if r.state != ReplicaDraining {
 			continue
 		}
-		if r.Outstanding() > 0 && now.Sub(r.since) < c.cfg.DrainTimeout {
+		timeout := c.cfg.DrainTimeout
+		if rt := c.runtime[r.endpoint]; rt != nil {
+			timeout = max(timeout, rt.drainFor)
+		}
+		if r.Outstanding() > 0 && now.Sub(r.since) < timeout {
 			continue
 		}
 		if err := c.cfg.Scheduler.Cancel(ctx, r.JobID); err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -407,6 +414,10 @@ func (c *Controller) progressDrains(ctx context.Context, now time.Time) {
 // reconcile makes one endpoint's fleets match what it should be now.
 func (c *Controller) reconcile(ctx context.Context, e *endpoint.Endpoint, d *endpoint.Deployment, now time.Time) {
 	rt := c.rt(e.Name)
+	rt.drainFor = 0
+	if e.State != endpoint.Deleting {
+		rt.drainFor = asyncDrainTimeout(e)
+	}
 	var wants []fleetWant
 	if e.State != endpoint.Deleting {
 		for i := range e.Spec.Variants {
@@ -583,7 +594,7 @@ func (c *Controller) publish(e *endpoint.Endpoint, wants []fleetWant) {
 		gw.RemoveRoute(e.Name)
 		return
 	}
-	rt := &Route{Endpoint: e.Name, Token: e.Token}
+	rt := &Route{Endpoint: e.Name, Token: e.Token, Models: c.modelRouting(e)}
 	keep := map[fleetID]bool{}
 	for _, v := range e.Spec.Variants {
 		rv := RouteVariant{Name: v.Name, Weight: v.Weight}

@@ -316,6 +316,12 @@ func TestAsyncInferenceEdges(t *testing.T) {
 	if !fromZero {
 		t.Fatalf("no scale-from-zero event: %+v", st.ScaleEvents)
 	}
+	if st.AsyncQueue == nil || st.AsyncQueue.Backlog() != 0 {
+		t.Fatalf("queue of an idle async endpoint: %+v", st.AsyncQueue)
+	}
+	if out := s.cli("endpoint", "get", "ep"); !strings.Contains(out, "/endpoints/ep/async-invocations; 0 queued, 0 running") {
+		t.Fatalf("endpoint get of an async endpoint:\n%s", out)
+	}
 	// A real-time endpoint has no async route.
 	s.cli("endpoint", "create", "rt", "--model", "moons:1", "--cpus", "0.25")
 	if _, code, msg := submitAsync(http.DefaultClient, s, "rt", asyncBody(0)); code != 400 || !strings.Contains(msg, "not asynchronous") {
