@@ -26,6 +26,7 @@ import (
 const (
 	tagBatchTransform = "hpcml.batch-transform"
 	tagBatchOutput    = "hpcml.batch-transform.output"
+	tagBatchModel     = "hpcml.batch-transform.model"
 	// batchAttempts: a worker killed (node lost, OOM, kill -9) is rerun
 	// and skips the parts it finished.
 	batchAttempts   = 3
@@ -95,7 +96,7 @@ unless --overwrite). See docs/batch-transform.md.`,
 	for _, name := range []string{"model", "input", "output"} {
 		cmd.MarkFlagRequired(name)
 	}
-	cmd.AddCommand(newBatchTransformGetCmd(o), newBatchWorkerCmd(o), newBatchCommitCmd())
+	cmd.AddCommand(newBatchTransformGetCmd(o), newBatchTransformListCmd(o), newBatchWorkerCmd(o), newBatchCommitCmd())
 	return cmd
 }
 
@@ -225,7 +226,7 @@ func submitBatchTransform(ctx context.Context, c *client.Client, p *batchtransfo
 		Command: append(append([]string(nil), base...), "__commit", "--output", p.Output, "--workers", workers,
 			"--started", started.Format(time.RFC3339Nano)),
 		Resources: job.Resources{CPUs: 0.25}, Retry: job.RetryPolicy{Attempts: batchAttempts},
-		Tags: map[string]string{tagBatchTransform: "commit", tagBatchOutput: p.Output}}
+		Tags: map[string]string{tagBatchTransform: "commit", tagBatchOutput: p.Output, tagBatchModel: p.Model + ":" + strconv.Itoa(p.Version)}}
 	j, err := c.SubmitJob(ctx, s)
 	if err != nil {
 		cancelJobs(ctx, c, sub.Workers)
@@ -447,6 +448,59 @@ its worker jobs.`,
 			return tw.Flush()
 		}),
 	}
+}
+
+// batchListed is one transform in `transform list`.
+type batchListed struct {
+	ID        int64     `json:"id"`
+	State     job.State `json:"state"`
+	Model     string    `json:"model"`
+	Output    string    `json:"output"`
+	Workers   int       `json:"workers"`
+	Submitted time.Time `json:"submitted_at"`
+}
+
+// newBatchTransformListCmd lists the batch transforms among the newest
+// jobs: their commit jobs, by their tag.
+func newBatchTransformListCmd(o *rootOptions) *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List batch transforms, newest first",
+		Long: `List the batch transforms among the server's newest --limit jobs: each one's id (its commit
+job's), state, model, output and number of workers.`,
+		Args: cobra.NoArgs,
+		RunE: o.action(func(ctx context.Context, cmd *cobra.Command, c *client.Client, _ []string) error {
+			format, err := o.format(formatTable, formatJSON, formatYAML)
+			if err != nil {
+				return err
+			}
+			jobs, err := c.ListJobs(ctx, client.ListOptions{Limit: limit})
+			if err != nil {
+				return err
+			}
+			list := []batchListed{}
+			for _, j := range jobs {
+				if j.Spec.Tags[tagBatchTransform] != "commit" {
+					continue
+				}
+				list = append(list, batchListed{ID: j.ID, State: j.State, Model: j.Spec.Tags[tagBatchModel],
+					Output: blob.Redact(j.Spec.Tags[tagBatchOutput]), Workers: len(j.Spec.DependsOn), Submitted: j.SubmittedAt})
+			}
+			if format != formatTable {
+				return printDoc(cmd.OutOrStdout(), format, list)
+			}
+			tw := newTable(cmd.OutOrStdout())
+			fmt.Fprintln(tw, "ID\tSTATE\tMODEL\tWORKERS\tSUBMITTED\tOUTPUT")
+			for _, b := range list {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", b.ID, b.State, dash(b.Model), b.Workers, age(o.now(), b.Submitted), b.Output)
+			}
+			return tw.Flush()
+		}),
+	}
+	cmd.Flags().IntVar(&limit, "limit", 1000, "how many of the newest jobs to look through (at most 1000)")
+	return cmd
 }
 
 // newBatchWorkerCmd is a worker job: the parts it owns, scored with the

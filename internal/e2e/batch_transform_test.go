@@ -207,6 +207,19 @@ func TestBatchTransform(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, "_hpcml")); !os.IsNotExist(err) {
 		t.Fatalf("_hpcml/ left after the commit: %v", err)
 	}
+	var listed []struct {
+		ID      int64  `json:"id"`
+		State   string `json:"state"`
+		Model   string `json:"model"`
+		Workers int    `json:"workers"`
+	}
+	if err := json.Unmarshal([]byte(s.cli("transform", "list", "-o", "json")), &listed); err != nil || len(listed) != 1 ||
+		listed[0].Model != "scorer:1" || listed[0].Workers != 2 || listed[0].State != "SUCCEEDED" {
+		t.Fatalf("transform list: %+v %v", listed, err)
+	}
+	if got := s.cli("transform", "get", strconv.FormatInt(listed[0].ID, 10)); !strings.Contains(got, "29,997 scored, 3 failed") {
+		t.Fatalf("transform get:\n%s", got)
+	}
 	jobs := s.jobCount()
 
 	// The same command again: already complete, nothing submitted.
