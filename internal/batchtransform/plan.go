@@ -397,10 +397,11 @@ func (p *Plan) checkOutput() error {
 
 // hash is the SHA-256 of everything that decides the outputs: not when
 // the plan was made, nor the batch size (a row's prediction does not
-// depend on its batch).
+// depend on its batch), nor how the input and output were spelled ("in"
+// or "./in/": the files and their parts say what is read).
 func (p *Plan) hash() string {
 	q := *p
-	q.Hash, q.Created, q.BatchSize = "", time.Time{}, 0
+	q.Hash, q.Created, q.BatchSize, q.Input, q.Output = "", time.Time{}, 0, "", ""
 	data, _ := json.Marshal(&q)
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])

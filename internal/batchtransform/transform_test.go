@@ -465,3 +465,27 @@ func TestHeaderless(t *testing.T) {
 		t.Fatalf("%d records: %q", rep.Records, lines)
 	}
 }
+
+// TestSpellingsResume: the same input and output spelled differently
+// ("dir" or "dir/", relative or absolute) are the same plan.
+func TestSpellingsResume(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	in := filepath.Join(root, "in")
+	os.Mkdir(in, 0o755)
+	writeCSVFiles(t, in, 1, 50)
+	m := testModel(t)
+	o := options(m, in, filepath.Join(root, "out"))
+	o.IDColumn = "id"
+	o.Features = []string{"a", "b", "c", "d"}
+	plan(t, ctx, o)
+	t.Chdir(root)
+	o.Input, o.Output = "in/", "./out/"
+	p, err := NewPlan(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := Prepare(ctx, p, false); err != nil || !st.Resume {
+		t.Fatalf("the same transform spelled otherwise: %+v %v", st, err)
+	}
+}
