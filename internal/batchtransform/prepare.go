@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -129,4 +130,22 @@ func PartsDone(ctx context.Context, p *Plan) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// Abandon removes a plan that no job was submitted for (its submission
+// was refused): the output is left as it was, but for an empty local
+// directory made for it, which goes too.
+func Abandon(ctx context.Context, p *Plan) error {
+	s, err := openOutput(ctx, p.Output)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.removeAll(ctx, workDir); err != nil {
+		return err
+	}
+	if s.dir != "" {
+		os.Remove(s.dir) // only if empty
+	}
+	return nil
 }

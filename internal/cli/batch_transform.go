@@ -164,6 +164,10 @@ func runBatchTransform(ctx context.Context, cmd *cobra.Command, o *rootOptions, 
 			fmt.Fprintf(stderr, "Resuming the transform at %s: %d of %d parts are already scored.\n", blob.Redact(p.Output), done, len(p.Parts))
 		}
 		if sub, err = submitBatchTransform(ctx, c, p, f); err != nil {
+			if !st.Resume {
+				// Nothing was submitted: leave the output as it was.
+				batchtransform.Abandon(ctx, p)
+			}
 			return err
 		}
 		if err := batchtransform.SaveSubmission(ctx, p.Output, sub); err != nil {

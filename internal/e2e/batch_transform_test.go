@@ -238,6 +238,12 @@ func TestBatchTransform(t *testing.T) {
 	if err == nil || !strings.Contains(stderr, missing) || s.jobCount() != jobs {
 		t.Fatalf("missing input: %v\n%s", err, stderr)
 	}
+	// An unknown queue: refused at submission, the plan removed.
+	qout := filepath.Join(t.TempDir(), "q")
+	_, stderr, err = hpcml(s, "transform", "--model", "scorer", "--input", in, "--output", qout, "--id-column", "id", "--queue", "nosuch")
+	if _, serr := os.Stat(qout); err == nil || !strings.Contains(stderr, "nosuch") || !os.IsNotExist(serr) || s.jobCount() != jobs {
+		t.Fatalf("unknown queue: %v (output: %v)\n%s", err, serr, stderr)
+	}
 	// An unknown model: the same.
 	_, stderr, err = hpcml(s, "transform", "--model", "nosuch", "--input", in, "--output", t.TempDir())
 	if err == nil || !strings.Contains(stderr, "nosuch") || s.jobCount() != jobs {
