@@ -30,7 +30,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -205,7 +204,7 @@ func runScenario(s scenario, hpcml, model string, bodies [][]byte, step, bound t
 		cmd = exec.Command(hpcml, append([]string{"serve", "--model", model, "--name", s.model, "--listen", "127.0.0.1:0"}, s.args...)...)
 		cmd.Env = os.Environ()
 	}
-	addr, err := startServer(cmd)
+	addr, err := load.StartServe(cmd)
 	if err != nil {
 		return res, err
 	}
@@ -263,49 +262,6 @@ func runScenario(s scenario, hpcml, model string, bodies [][]byte, step, bound t
 		}
 	}
 	return res, nil
-}
-
-// startServer starts cmd and returns the address it logs: hpcml serve's
-// "msg=serving addr=HOST:PORT" line on stderr, or the peer's "addr=" line.
-func startServer(cmd *exec.Cmd) (string, error) {
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return "", err
-	}
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sent := false
-		for sc.Scan() {
-			line := sc.Text()
-			if i := strings.Index(line, "addr="); i >= 0 && !sent {
-				f := strings.Fields(line[i+len("addr="):])
-				if len(f) > 0 {
-					found <- f[0]
-					sent = true
-				}
-			} else if strings.Contains(line, "level=ERROR") || strings.HasPrefix(line, "error") {
-				fmt.Fprintln(os.Stderr, "  server:", line)
-			}
-		}
-		if !sent {
-			close(found)
-		}
-	}()
-	select {
-	case addr, ok := <-found:
-		if !ok {
-			cmd.Wait()
-			return "", fmt.Errorf("%s exited without serving", cmd.Path)
-		}
-		return addr, nil
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		return "", fmt.Errorf("%s did not start serving within 30 s", cmd.Path)
-	}
 }
 
 // runPeer is the plain net/http server: encoding/json in and out, the same
