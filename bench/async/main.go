@@ -26,7 +26,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -37,8 +36,6 @@ import (
 	"github.com/hpcml/hpcml/bench/internal/load"
 	"github.com/hpcml/hpcml/internal/client"
 	"github.com/hpcml/hpcml/internal/deploy"
-	"github.com/hpcml/hpcml/internal/nn"
-	"github.com/hpcml/hpcml/internal/onnx"
 )
 
 func main() {
@@ -131,27 +128,11 @@ func run(hpcml string, rate int, d time.Duration, outFile string) error {
 	go hook.Serve(ln)
 	defer hook.Close()
 
-	m, err := nn.Build(nn.Spec{Input: []int{32}, Layers: []nn.LayerSpec{{Type: "dense", Units: 64}, {Type: "relu"},
-		{Type: "dense", Units: 10}}}, 1)
+	modelPath, err := load.SmallMLP(dir)
 	if err != nil {
 		return err
 	}
-	data, err := onnx.Export(m, onnx.ExportOptions{Head: "softmax"})
-	if err != nil {
-		return err
-	}
-	modelPath := filepath.Join(dir, "mlp.onnx")
-	if err := os.WriteFile(modelPath, data, 0o644); err != nil {
-		return err
-	}
-	cli := func(args ...string) error {
-		cmd := exec.Command(hpcml, append(args, "--server", base)...)
-		cmd.Env = append(os.Environ(), "HPCML_TOKEN="+token)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("hpcml %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
+	cli := load.CLI(hpcml, base, token)
 	if err := cli("model", "register", "mlp", "--artifact", modelPath); err != nil {
 		return err
 	}

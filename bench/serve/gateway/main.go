@@ -40,7 +40,6 @@ import (
 	"github.com/hpcml/hpcml/bench/internal/load"
 	"github.com/hpcml/hpcml/internal/client"
 	"github.com/hpcml/hpcml/internal/job"
-	"github.com/hpcml/hpcml/internal/nn"
 	"github.com/hpcml/hpcml/internal/onnx"
 )
 
@@ -136,27 +135,11 @@ func run(hpcml string, rate int, step time.Duration, rounds int, outPath string)
 	c = client.New(base, token)
 
 	// The MLP of bench/serve: 32 → 64 → 10, softmax.
-	m, err := nn.Build(nn.Spec{Input: []int{32}, Layers: []nn.LayerSpec{{Type: "dense", Units: 64}, {Type: "relu"},
-		{Type: "dense", Units: 10}}}, 1)
+	modelPath, err := load.SmallMLP(dir)
 	if err != nil {
 		return err
 	}
-	data, err := onnx.Export(m, onnx.ExportOptions{Head: "softmax"})
-	if err != nil {
-		return err
-	}
-	modelPath := filepath.Join(dir, "mlp.onnx")
-	if err := os.WriteFile(modelPath, data, 0o644); err != nil {
-		return err
-	}
-	cli := func(args ...string) error {
-		cmd := exec.Command(hpcml, append(args, "--server", base)...)
-		cmd.Env = append(os.Environ(), "HPCML_TOKEN="+token)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("hpcml %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
+	cli := load.CLI(hpcml, base, token)
 	if err := cli("model", "register", "mlp", "--artifact", modelPath); err != nil {
 		return err
 	}
