@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -214,10 +215,16 @@ func (s *MultiServer) routeModel(w http.ResponseWriter, r *http.Request, path st
 		// that is not loaded answers 400 ready:false (it loads on its
 		// first request, or on POST /v2/repository/models/NAME/load).
 		b := appendJSONString([]byte(`{"name":`), name)
-		switch {
-		case !s.ready.Load() || !s.cache.loaded(name, resolved):
+		loaded := s.cache.loaded(name, resolved)
+		if !loaded {
+			if vs, err := s.versions(ctx, name); err != nil || !slices.Contains(vs, resolved) {
+				s.writeLoadFailure(w, fmt.Errorf("model %s version %s is not in the repository: %w", name, resolved, ErrModelNotFound))
+				return route
+			}
+		}
+		if !s.ready.Load() || !loaded {
 			writeJSON(w, http.StatusBadRequest, append(b, `,"ready":false}`...))
-		default:
+		} else {
 			writeJSON(w, http.StatusOK, append(b, `,"ready":true}`...))
 		}
 		return route

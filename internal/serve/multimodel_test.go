@@ -426,6 +426,8 @@ func TestMultiModelRepository(t *testing.T) {
 		{"POST", "/v2/models/secret/infer", `{}`, nil, 404, "not in the repository"},
 		{"POST", "/v2/models/secret/versions/1/infer", `{}`, nil, 404, "not served here"},
 		{"GET", "/v2/models/nope/ready", "", nil, 404, "nope"},
+		{"GET", "/v2/models/iris/versions/3/ready", "", nil, 404, "iris version 3"},
+		{"GET", "/v2/models/digits/versions/1/ready", "", nil, 400, `"ready":false`},
 		{"POST", "/v2/repository/models/nope/load", "", nil, 404, "nope"},
 		{"POST", "/v2/repository/models/nope/unload", "", nil, 404, "nope"},
 		{"POST", "/v2/repository/models/iris/unload", `{"parameters":{"version":"9"}}`, nil, 404, "iris"},
