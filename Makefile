@@ -4,7 +4,7 @@ BIN      := bin/hpcml
 DATA_DIR ?= .hpcml
 LISTEN   ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend bench-deps bench-transfer bench-profile bench-train bench-allreduce bench-dataparallel bench-serve bench-gateway bench-transform bench-async test-openblas clean
+.PHONY: all build run test test-deps vet fmt bench bench-slurm bench-slurm-backend bench-deps bench-transfer bench-profile bench-train bench-allreduce bench-dataparallel bench-serve bench-gateway bench-transform bench-async bench-multimodel test-openblas clean
 
 all: build
 
@@ -122,6 +122,13 @@ bench-gateway: build
 # replica through the gateway; see docs/benchmarks.md. About a minute.
 bench-async: build
 	$(GO) run ./bench/async -hpcml $(BIN) $(BENCH_ASYNC_FLAGS)
+
+# hpcml serve --multi-model: latency of a model's first request (cold
+# load), of a cached model (warm) and of round robin over more models than
+# the cache holds, against the single-model server; see docs/benchmarks.md.
+# 40 models of 4.5 MB, about a minute.
+bench-multimodel: build
+	$(GO) run ./bench/multimodel -hpcml $(BIN) $(BENCH_MULTIMODEL_FLAGS)
 
 # hpcml transform (batch transform): rows/s with 1 and 2 worker jobs
 # against scoring the same CSV files in one in-process loop (same model,
