@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcml/hpcml/internal/batchtransform"
 	"github.com/hpcml/hpcml/internal/client"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/train"
@@ -396,6 +397,31 @@ func TestSlurm(t *testing.T) {
 		}
 		if _, err := s.Client.GetTrainingFile(ctx, res.ID, "onnx"); err != nil {
 			t.Fatalf("the model of a Slurm run: %v", err)
+		}
+	})
+
+	t.Run("batch transform as Slurm jobs", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
+		model := scoringModel(t, 8)
+		registerScoring(t, s, "slurm-scorer", model)
+		in, rows := scoringRows(t, 2, 2_000, nil)
+		out := filepath.Join(shared, "scored")
+		stdout, stderr, err := hpcml(s, "transform", "--model", "slurm-scorer", "--input", in, "--output", out,
+			"--workers", "2", "--id-column", "id", "--join", "id", "--part-size", "16KB", "-o", "json")
+		if err != nil {
+			t.Fatalf("transform on Slurm: %v\n%s", err, stderr)
+		}
+		var rep batchtransform.Report
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil || rep.Records != 4_000 || rep.Failures != 0 || len(rep.Workers) != 2 {
+			t.Fatalf("report: %v\n%s", err, stdout)
+		}
+		checkScored(t, model, out, rows)
+		for _, w := range rep.Workers {
+			j, err := s.Client.GetJob(ctx, w.Job)
+			if err != nil || len(j.Attempts) == 0 || !strings.HasPrefix(j.Attempts[0].BackendID, "slurm:") {
+				t.Fatalf("worker job %s did not run on Slurm: %+v %v", w.Job, j, err)
+			}
 		}
 	})
 
