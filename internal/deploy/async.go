@@ -213,8 +213,22 @@ func (d *Dispatcher) dispatch(ctx context.Context) {
 		}
 		return
 	}
+	var backlog map[string]store.AsyncCounts
 	for _, e := range eps {
 		if e.Spec.Async == nil || e.State == endpoint.Deleting {
+			continue
+		}
+		if backlog == nil {
+			// One read for all endpoints, so that an idle queue costs no
+			// write (a lease is an UPDATE on the one writer).
+			if backlog, err = d.cfg.Store.AsyncBacklog(ctx); err != nil {
+				if ctx.Err() == nil {
+					d.log.Warn("count async backlog", "err", err)
+				}
+				return
+			}
+		}
+		if backlog[e.Name].Queued == 0 {
 			continue
 		}
 		rt := d.cfg.Gateway.Route(e.Name)
@@ -257,6 +271,7 @@ func (d *Dispatcher) dispatch(ctx context.Context) {
 			go func() {
 				defer d.wg.Done()
 				defer d.running.Add(-1)
+				defer d.poke() // its slot is free: lease the next one now
 				defer rep.release()
 				d.process(ctx, e, rt.Token, rep, r)
 			}()
