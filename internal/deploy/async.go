@@ -134,8 +134,20 @@ func (d *Dispatcher) pokeHooks() {
 // go back to the queue (or, cut off by a kill, are reconciled at the
 // next start).
 func (d *Dispatcher) Run(ctx context.Context) error {
-	if err := d.reconcile(ctx); err != nil {
-		return err
+	// Nothing is dispatched before the last server's requests are
+	// settled; storage or the database being away for a moment must not
+	// stop asynchronous inference for the server's life, so try again.
+	for {
+		err := d.reconcile(ctx)
+		if err == nil {
+			break
+		}
+		d.log.Warn("reconcile async requests; trying again in 5s", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
 	}
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); d.runWebhooks(ctx) }()
@@ -156,7 +168,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // reconcile settles the requests a killed server was running: one whose
 // result object exists succeeded (it is not run again), one whose error
 // object exists failed, and any other goes back to the queue; its
-// attempt stays counted.
+// attempt stays counted. Storage is looked at before the row is touched:
+// if it cannot be read, the request stays as it is and reconcile fails,
+// to be tried again (requeueing it blind could run it twice).
 func (d *Dispatcher) reconcile(ctx context.Context) error {
 	orphans, err := d.cfg.Store.OrphanedAsync(ctx, d.owner)
 	if err != nil {
@@ -164,37 +178,38 @@ func (d *Dispatcher) reconcile(ctx context.Context) error {
 	}
 	var done, failed, requeued int
 	for _, r := range orphans {
-		if ok, err := d.cfg.Store.AdoptAsync(ctx, r.ID, r.Owner, d.owner); err != nil || !ok {
-			if err != nil {
-				return err
-			}
+		state, msg := asyncq.Queued, ""
+		if ok, err := d.exists(ctx, r.Output); err != nil {
+			return fmt.Errorf("reconcile async request %s: result object: %w", r.ID, err)
+		} else if ok {
+			state = asyncq.Succeeded
+		} else if msg, ok, err = d.readFailure(ctx, r.Failure); err != nil {
+			return fmt.Errorf("reconcile async request %s: error object: %w", r.ID, err)
+		} else if ok {
+			state = asyncq.Failed
+		}
+		if ok, err := d.cfg.Store.AdoptAsync(ctx, r.ID, r.Owner, d.owner); err != nil {
+			return err
+		} else if !ok {
 			continue
 		}
 		now := time.Now()
-		if ok, err := d.exists(ctx, r.Output); err != nil {
-			return fmt.Errorf("reconcile async request %s: %w", r.ID, err)
-		} else if ok {
-			if _, err := d.cfg.Store.FinishAsync(ctx, r.ID, d.owner, asyncq.Succeeded, "", now); err != nil {
+		if state == asyncq.Queued {
+			if _, err := d.cfg.Store.RetryAsync(ctx, r.ID, d.owner, false, "interrupted by a server restart", now); err != nil {
 				return err
 			}
-			d.log.Debug("async request ended", "endpoint", r.Endpoint, "id", r.ID, "state", asyncq.Succeeded, "reconciled", true)
-			done++
+			requeued++
 			continue
 		}
-		if msg, ok, err := d.readFailure(ctx, r.Failure); err != nil {
-			return fmt.Errorf("reconcile async request %s: %w", r.ID, err)
-		} else if ok {
-			if _, err := d.cfg.Store.FinishAsync(ctx, r.ID, d.owner, asyncq.Failed, msg, now); err != nil {
-				return err
-			}
-			d.log.Debug("async request ended", "endpoint", r.Endpoint, "id", r.ID, "state", asyncq.Failed, "reconciled", true)
-			failed++
-			continue
-		}
-		if _, err := d.cfg.Store.RetryAsync(ctx, r.ID, d.owner, false, "interrupted by a server restart", now); err != nil {
+		if _, err := d.cfg.Store.FinishAsync(ctx, r.ID, d.owner, state, msg, now); err != nil {
 			return err
 		}
-		requeued++
+		d.log.Debug("async request ended", "endpoint", r.Endpoint, "id", r.ID, "state", state, "reconciled", true)
+		if state == asyncq.Succeeded {
+			done++
+		} else {
+			failed++
+		}
 	}
 	if len(orphans) > 0 {
 		d.log.Info("async requests reconciled after a restart", "succeeded", done, "failed", failed, "requeued", requeued)

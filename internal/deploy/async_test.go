@@ -317,22 +317,33 @@ func TestAsyncReconcileAfterKill(t *testing.T) {
 	for i := range 6 {
 		ids = append(ids, h.submit(fmt.Sprintf(`{"x":%d}`, 100+i)).InferenceID)
 	}
-	// A server that was killed: it leased four, and wrote the answer of
-	// the first before dying (its row never said so).
-	leased, err := h.st.LeaseAsync(t.Context(), "ep", "dead-server", 4, time.Now())
-	if err != nil || len(leased) != 4 {
+	// A server that was killed: it leased five, wrote the answer of the
+	// first and the error object of the fifth before dying (their rows
+	// never said so).
+	leased, err := h.st.LeaseAsync(t.Context(), "ep", "dead-server", 5, time.Now())
+	if err != nil || len(leased) != 5 {
 		t.Fatalf("lease: %v %v", leased, err)
 	}
 	first := h.get(ids[0])
 	if err := h.bucket.WriteAll(t.Context(), first.Output, []byte(`{"y":200}`), nil); err != nil {
 		t.Fatal(err)
 	}
+	fifth := h.get(ids[4])
+	if err := h.bucket.WriteAll(t.Context(), fifth.Failure, []byte(`{"error":"replica answered 400 Bad Request"}`), nil); err != nil {
+		t.Fatal(err)
+	}
 	h.run(0)
 	h.waitEnded(ids)
-	if rep.count(100) != 0 {
-		t.Fatalf("the request whose answer was stored ran again (%d times)", rep.count(100))
+	if rep.count(100) != 0 || rep.count(104) != 0 {
+		t.Fatalf("a request whose object was stored ran again (%d, %d times)", rep.count(100), rep.count(104))
+	}
+	if r := h.get(ids[4]); r.State != asyncq.Failed || r.Error != "replica answered 400 Bad Request" {
+		t.Fatalf("the request whose error object was stored: %+v", r)
 	}
 	for i, id := range ids {
+		if i == 4 {
+			continue
+		}
 		r := h.get(id)
 		if r.State != asyncq.Succeeded || h.object(r.Output) != fmt.Sprintf(`{"y":%d}`, 2*(100+i)) {
 			t.Fatalf("request %d: %+v", i, r)
