@@ -261,6 +261,29 @@ func TestAsyncInferenceEdges(t *testing.T) {
 	if out := s.cli("endpoint", "async", "get", "ep", ids[0]); !strings.Contains(out, "Webhook:") || !strings.Contains(out, "pending") {
 		t.Fatalf("async get:\n%s", out)
 	}
+	var listed []deploy.AsyncStatus
+	if out := s.cli("endpoint", "async", "list", "ep", "--status", "succeeded", "-o", "json"); json.Unmarshal([]byte(out), &listed) != nil ||
+		len(listed) != len(ids) || listed[0].ID != ids[len(ids)-1] {
+		t.Fatalf("async list -o json (newest first):\n%s", out)
+	}
+	if out := s.cli("endpoint", "async", "list", "ep"); !strings.Contains(out, "INFERENCE ID") || !strings.Contains(out, ids[2]) {
+		t.Fatalf("async list:\n%s", out)
+	}
+	direct, err := s.Client.InvokeEndpoint(t.Context(), "ep", "invocations", "application/json", asyncBody(3), "")
+	if err != nil || direct.Status != 200 {
+		t.Fatalf("synchronous answer: %v %+v", err, direct)
+	}
+	if out := s.cli("endpoint", "async", "result", "ep", ids[3]); strings.TrimSpace(out) != strings.TrimSpace(string(direct.Body)) {
+		t.Fatalf("async result %q, want %q", out, direct.Body)
+	}
+	if _, stderr, err := hpcml(s, "endpoint", "async", "result", "ep", "no-such-id"); err == nil || !strings.Contains(stderr, "no asynchronous request") {
+		t.Fatalf("result of an unknown id: %v %s", err, stderr)
+	}
+	_, _, metrics := s.raw("GET", "/metrics", s.Token, nil)
+	if !strings.Contains(string(metrics), `hpcml_async_requests_total{outcome="succeeded"}`) ||
+		!strings.Contains(string(metrics), "hpcml_async_request_seconds_count") {
+		t.Fatal("/metrics lacks the async series")
+	}
 
 	// Refused: nothing queued, a clear message, a non-zero exit.
 	big := `{"instances": [` + strings.Repeat("[0.1, 0.5],", 200) + `[0.1, 0.5]]}`
