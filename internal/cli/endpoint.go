@@ -218,7 +218,7 @@ func waitEndpoint(ctx context.Context, c *client.Client, w io.Writer, name strin
 func variantsText(st *deploy.Status) string {
 	var parts []string
 	for _, v := range st.Variants {
-		parts = append(parts, fmt.Sprintf("%s=%s %d/%d ready", v.Name, modelText(st.Spec, v.Variant), v.Ready, v.Replicas))
+		parts = append(parts, fmt.Sprintf("%s=%s %d/%d ready", v.Name, st.Spec.ModelText(v.Variant), v.Ready, v.Replicas))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -312,7 +312,7 @@ func printEndpoint(out io.Writer, now time.Time, base string, st *deploy.Status)
 	fmt.Fprintf(tw, "VARIANT\tMODEL\tWEIGHT\tREPLICAS\tREQUESTS/%ds\tREQ/S\tERRORS\tP50\tP99\tIN FLIGHT\n", int(deploy.TrafficWindow.Seconds()))
 	for _, v := range st.Variants {
 		t := v.Traffic
-		fmt.Fprintf(tw, "%s\t%s\t%d (%.0f%%)\t%d/%d\t%d\t%.1f\t%d\t%s\t%s\t%d\n", v.Name, modelText(st.Spec, v.Variant), v.Weight,
+		fmt.Fprintf(tw, "%s\t%s\t%d (%.0f%%)\t%d/%d\t%d\t%.1f\t%d\t%s\t%s\t%d\n", v.Name, st.Spec.ModelText(v.Variant), v.Weight,
 			100*v.TrafficShare, v.Ready, v.Replicas, t.Requests, t.RPS, t.Errors, msText(t.P50Ms), msText(t.P99Ms), t.InFlight)
 		if g := v.Green; g != nil && st.Deployment != nil {
 			d := st.Deployment

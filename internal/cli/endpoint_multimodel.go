@@ -57,15 +57,6 @@ func (m *multiModelFlags) spec(fl *pflag.FlagSet, model string, variants []strin
 	return mm, nil
 }
 
-// modelText is what a variant serves: its model version, or a
-// multi-model endpoint's filter.
-func modelText(spec endpoint.Spec, v endpoint.Variant) string {
-	if spec.MultiModel != nil {
-		return "models " + spec.MultiModel.Models
-	}
-	return fmt.Sprintf("%s:%d", v.Model, v.Version)
-}
-
 func printMultiModelInvoke(w io.Writer, base string, st *deploy.Status) {
 	fmt.Fprintf(w, "Invoke a model at %s/endpoints/%s/invocations with %s: NAME[:VERSION|:ALIAS],\n"+
 		"or at %s/endpoints/%s/v2/models/NAME/infer (hpcml endpoint invoke %s --target-model NAME ...)\n",

@@ -25,6 +25,7 @@ func newEndpointUpdateCmd(o *rootOptions) *cobra.Command {
 		weight       int
 		auto         string
 		batch        batchingFlags
+		async        asyncCreateFlags
 		wait         bool
 	)
 	cmd := &cobra.Command{
@@ -48,7 +49,8 @@ the endpoint in place.`,
   hpcml endpoint update digits --model digits-mlp:3 --dry-run
   hpcml endpoint update digits --replicas 4
   hpcml endpoint update digits --autoscale min=2,max=8,target=4
-  hpcml endpoint update many --models 'digits-*,iris:2'`,
+  hpcml endpoint update many --models 'digits-*,iris:2'
+  hpcml endpoint update big --webhook https://hooks.example.com/new --max-attempts 5`,
 		Args: cobra.ExactArgs(1),
 		RunE: o.action(func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
 			format, err := o.format(formatTable, formatJSON, formatYAML)
@@ -82,6 +84,9 @@ the endpoint in place.`,
 				if req.Autoscale, err = endpoint.ParseAutoscale(auto); err != nil {
 					return err
 				}
+			}
+			if err := async.update(ctx, c, fl, args[0], auto, &req); err != nil {
+				return err
 			}
 			res, err := c.UpdateEndpoint(ctx, args[0], req)
 			if err != nil {
@@ -150,13 +155,14 @@ the endpoint in place.`,
 	fl.StringVar(&auto, "autoscale", "", "change the autoscaling policy in place (off removes it)")
 	fl.BoolVar(&wait, "wait", false, "wait for the deployment to end; exit 1 unless it succeeded")
 	batch.add(fl)
+	async.addSettings(fl)
 	return cmd
 }
 
 func specText(e *endpoint.Endpoint) string {
 	var parts []string
 	for _, v := range e.Spec.Variants {
-		parts = append(parts, fmt.Sprintf("%s=%s ×%d weight %d", v.Name, modelText(e.Spec, v), v.Replicas, v.Weight))
+		parts = append(parts, fmt.Sprintf("%s=%s ×%d weight %d", v.Name, e.Spec.ModelText(v), v.Replicas, v.Weight))
 	}
 	s := strings.Join(parts, ", ")
 	if e.Spec.Autoscale != nil {

@@ -101,7 +101,7 @@ func variantsView(st *deploy.Status) []variantView {
 	var out []variantView
 	for _, v := range st.Variants {
 		t := v.Traffic
-		vv := variantView{Name: v.Name, Model: fmt.Sprintf("%s:%d", v.Model, v.Version), Weight: v.Weight,
+		vv := variantView{Name: v.Name, Model: st.Spec.ModelText(v.Variant), Weight: v.Weight,
 			Share: pctView(v.TrafficShare), SharePct: 100 * v.TrafficShare, Ready: v.Ready, Replicas: v.Replicas,
 			Requests: t.Requests, Errors: t.Errors, RPS: rateView(t.RPS), ErrorRate: pctView(t.ErrorRate),
 			P50: msView(t.P50Ms), P99: msView(t.P99Ms), InFlight: t.InFlight}

@@ -129,7 +129,11 @@ func (c *modelCache) loadEntry(key string, e *cacheEntry) {
 		e.err = err
 		delete(c.entries, key)
 		c.m.loadFailures.Inc()
-		c.log.Warn("model load failed", "model", e.name, "version", e.version, "seconds", seconds, "err", err)
+		level := slog.LevelWarn
+		if errors.Is(err, ErrModelNotFound) {
+			level = slog.LevelDebug // the caller's mistake, answered 404: not the server's to report
+		}
+		c.log.Log(ctx, level, "model load failed", "model", e.name, "version", e.version, "seconds", seconds, "err", err)
 	} else {
 		e.srv, e.size, e.loadedAt, e.lastUsed = srv, size, time.Now(), time.Now()
 		e.elem = c.lru.PushFront(e)

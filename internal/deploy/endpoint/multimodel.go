@@ -1,5 +1,7 @@
 package endpoint
 
+import "fmt"
+
 // MaxModelCacheBytes bounds a replica's model cache (1 TiB): a larger
 // number is a typo, not a machine.
 const MaxModelCacheBytes = 1 << 40
@@ -75,5 +77,11 @@ func (s *Spec) checkVariant(v *Variant, prefix string) error {
 	return err
 }
 
-// IsMultiModel reports whether the endpoint serves many models.
-func (s *Spec) IsMultiModel() bool { return s.MultiModel != nil }
+// ModelText is what variant v of s serves, for display: its model
+// version, or a multi-model endpoint's filter.
+func (s *Spec) ModelText(v Variant) string {
+	if s.MultiModel != nil {
+		return "models " + s.MultiModel.Models
+	}
+	return fmt.Sprintf("%s:%d", v.Model, v.Version)
+}
