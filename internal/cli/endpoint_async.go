@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +32,15 @@ type asyncCreateFlags struct {
 
 func (a *asyncCreateFlags) add(fl *pflag.FlagSet) {
 	fl.BoolVar(&a.async, "async", false, "an asynchronous endpoint: requests are queued and their results written to storage (docs/async-inference.md)")
+	a.addSettings(fl)
+}
+
+// asyncSettingFlags are the flags of an asynchronous endpoint's settings
+// (create's with --async; update's for an async endpoint).
+var asyncSettingFlags = []string{"async-output", "async-failure", "webhook", "max-inline-bytes", "max-attempts", "invocation-timeout",
+	"async-concurrency"}
+
+func (a *asyncCreateFlags) addSettings(fl *pflag.FlagSet) {
 	fl.StringVar(&a.output, "async-output", "", "where results go: a URL or key prefix (default async/NAME/output/ in the server's storage)")
 	fl.StringVar(&a.failure, "async-failure", "", "where error objects go (default: <async-output>failures/, or async/NAME/failure/)")
 	fl.StringVar(&a.hook, "webhook", "", "http(s) URL POSTed a JSON notice when each request ends")
@@ -44,7 +54,7 @@ func (a *asyncCreateFlags) add(fl *pflag.FlagSet) {
 // other flags without it are an error).
 func (a *asyncCreateFlags) spec(fl *pflag.FlagSet) (*endpoint.Async, error) {
 	if !a.async {
-		for _, n := range []string{"async-output", "async-failure", "webhook", "max-inline-bytes", "max-attempts", "invocation-timeout", "async-concurrency"} {
+		for _, n := range asyncSettingFlags {
 			if fl.Changed(n) {
 				return nil, fmt.Errorf("--%s is for asynchronous endpoints: add --async", n)
 			}
@@ -57,6 +67,58 @@ func (a *asyncCreateFlags) spec(fl *pflag.FlagSet) (*endpoint.Async, error) {
 	}
 	return &endpoint.Async{OutputPath: a.output, FailurePath: a.failure, Webhook: a.hook, MaxInlineBytes: inline,
 		MaxAttempts: a.attempts, InvocationTimeout: job.Duration(a.timeout), MaxConcurrency: a.concurrency}, nil
+}
+
+// update fills an update's asynchronous part: the endpoint's settings
+// with the flags given changed, and, for an async endpoint, backlog as
+// the metric of an --autoscale that names none. It asks the server only
+// when one of those applies.
+func (a *asyncCreateFlags) update(ctx context.Context, c *client.Client, fl *pflag.FlagSet, name, auto string, req *deploy.UpdateRequest) error {
+	changed := slices.ContainsFunc(asyncSettingFlags, fl.Changed)
+	if !changed && req.Autoscale == nil {
+		return nil
+	}
+	st, err := c.GetEndpoint(ctx, name)
+	if err != nil {
+		return err
+	}
+	cur := st.Spec.Async
+	if cur == nil {
+		if changed {
+			return fmt.Errorf("endpoint %s is real-time: --webhook, --max-attempts and the other asynchronous settings are for endpoints created with --async", name)
+		}
+		return nil
+	}
+	if req.Autoscale != nil && !strings.Contains(auto, "metric=") {
+		req.Autoscale.Metric = endpoint.MetricBacklog
+	}
+	if !changed {
+		return nil
+	}
+	next := *cur
+	set := map[string]func() error{
+		"async-output":       func() error { next.OutputPath = a.output; return nil },
+		"async-failure":      func() error { next.FailurePath = a.failure; return nil },
+		"webhook":            func() error { next.Webhook = a.hook; return nil },
+		"max-attempts":       func() error { next.MaxAttempts = a.attempts; return nil },
+		"invocation-timeout": func() error { next.InvocationTimeout = job.Duration(a.timeout); return nil },
+		"async-concurrency":  func() error { next.MaxConcurrency = a.concurrency; return nil },
+		"max-inline-bytes": func() (err error) {
+			if next.MaxInlineBytes, err = parseBytes(a.maxInline); err != nil {
+				return fmt.Errorf("--max-inline-bytes: %w", err)
+			}
+			return nil
+		},
+	}
+	for _, n := range asyncSettingFlags {
+		if fl.Changed(n) {
+			if err := set[n](); err != nil {
+				return err
+			}
+		}
+	}
+	req.Async = &next
+	return nil
 }
 
 // autoscale gives an asynchronous endpoint's --autoscale its metric,

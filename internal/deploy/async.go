@@ -513,6 +513,35 @@ func asyncReplicaArgs(e *endpoint.Endpoint) []string {
 		"--max-payload", strconv.FormatInt(endpoint.MaxAsyncInputBytes, 10)}
 }
 
+// updateAsync applies an update that changes an asynchronous endpoint's
+// settings (with, optionally, its replicas, weight or autoscaling);
+// handled is false for any other update.
+func (c *Controller) updateAsync(ctx context.Context, e *endpoint.Endpoint, req UpdateRequest) (*UpdateResult, bool, error) {
+	if req.Async == nil {
+		return nil, false, nil
+	}
+	if e.Spec.Async == nil {
+		return nil, true, fieldErr("async", "endpoint %s is real-time: asynchronous settings are for endpoints created with --async", e.Name)
+	}
+	if req.Model != "" || req.CPUs != 0 || req.Batching != nil || req.Strategy != "" {
+		return nil, true, fieldErr("async", "change the asynchronous settings and deploy a model in separate updates")
+	}
+	e.Spec.Async = req.Async
+	if req.Replicas > 0 || req.Weight != nil || req.Autoscale != nil || req.NoAutoscale {
+		res, err := c.updateInPlace(ctx, e, &e.Spec.Variants[0], req)
+		return res, true, err
+	}
+	if err := e.Spec.Check(); err != nil {
+		return nil, true, err
+	}
+	if !req.DryRun {
+		if err := c.cfg.Store.UpdateEndpoint(ctx, e); err != nil {
+			return nil, true, err
+		}
+	}
+	return &UpdateResult{Endpoint: e, DryRun: req.DryRun}, true, nil
+}
+
 // asyncDrainTimeout is how long a draining replica of e may finish its
 // requests: an asynchronous request may take the longest invocation
 // timeout any request can ask for (0: the controller's default applies).

@@ -72,6 +72,9 @@ type UpdateRequest struct {
 	NoAutoscale bool                `json:"no_autoscale,omitempty"`
 	// Models replaces a multi-model endpoint's filter (no replica restarts).
 	Models string `json:"models,omitempty"`
+	// Async replaces an asynchronous endpoint's settings (no replica
+	// restarts; requests already queued keep their locations and limits).
+	Async *endpoint.Async `json:"async,omitempty"`
 }
 
 // UpdateResult is what an update did (or, dry, would do).
@@ -209,6 +212,9 @@ func (c *Controller) Update(ctx context.Context, name string, req UpdateRequest)
 		return nil, err
 	}
 	if res, handled, err := c.updateMultiModel(ctx, e, req); handled {
+		return res, err
+	}
+	if res, handled, err := c.updateAsync(ctx, e, req); handled {
 		return res, err
 	}
 	vname := req.Variant
