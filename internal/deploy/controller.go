@@ -581,7 +581,7 @@ func (c *Controller) submit(ctx context.Context, e *endpoint.Endpoint, v endpoin
 		return err
 	}
 	c.log.Info("replica submitted", "endpoint", e.Name, "variant", v.Name, "revision", revision, "job", j.ID,
-		"model", v.ModelURL())
+		"model", e.Spec.ModelText(v))
 	c.replicas[j.ID] = &replica{Replica: &Replica{JobID: j.ID, Variant: v.Name, Revision: revision}, endpoint: e.Name,
 		state: ReplicaStarting, since: now, submitted: now, jobState: j.State}
 	return nil
