@@ -350,4 +350,25 @@ func TestAsyncInferenceEdges(t *testing.T) {
 	if _, code, msg := submitAsync(http.DefaultClient, s, "rt", asyncBody(0)); code != 400 || !strings.Contains(msg, "not asynchronous") {
 		t.Fatalf("async on a real-time endpoint: %d %s", code, msg)
 	}
+	if _, stderr, err := hpcml(s, "endpoint", "update", "rt", "--webhook", "http://127.0.0.1:1/x"); err == nil || !strings.Contains(stderr, "real-time") {
+		t.Fatalf("async settings on a real-time endpoint: %v %s", err, stderr)
+	}
+
+	// Settings change in place: the new webhook gets the next request's
+	// notice; the other settings stay.
+	good := newHookRecorder(t, http.StatusOK)
+	s.cli("endpoint", "update", "ep", "--webhook", good.srv.URL+"/new", "--max-attempts", "5")
+	st = getEndpoint(t, s, "ep")
+	if a := st.Spec.Async; a.Webhook != good.srv.URL+"/new" || a.MaxAttempts != 5 || a.MaxInlineBytes != 1024 {
+		t.Fatalf("async settings after update: %+v", a)
+	}
+	if _, stderr, err := hpcml(s, "endpoint", "update", "ep", "--max-attempts", "99"); err == nil || !strings.Contains(stderr, "async.max_attempts") {
+		t.Fatalf("a bad setting: %v %s", err, stderr)
+	}
+	out = s.cli("endpoint", "invoke", "ep", "--async", "--data", string(asyncBody(1)), "-o", "json")
+	var acc deploy.AsyncAccepted
+	if err := json.Unmarshal([]byte(out), &acc); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the new webhook's notice", func() bool { return len(good.get(acc.InferenceID)) == 1 })
 }
