@@ -21,7 +21,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,8 +31,8 @@ import (
 	"time"
 
 	"github.com/hpcml/hpcml/bench/internal/load"
-	"github.com/hpcml/hpcml/internal/nn"
 	"github.com/hpcml/hpcml/internal/onnx"
+	"github.com/hpcml/hpcml/internal/serve/servetest"
 )
 
 // latencies summarises one scenario's request latencies.
@@ -163,18 +162,7 @@ func modelName(i int) string { return fmt.Sprintf("model-%03d", i) }
 // writeModel writes model i (its own weights) in the registry's layout
 // and returns the bytes of its tensors as the server counts them.
 func writeModel(dir string, i, hidden int) (int64, error) {
-	m, err := nn.Build(nn.Spec{Input: []int{64}, Layers: []nn.LayerSpec{{Type: "dense", Units: hidden}, {Type: "relu"},
-		{Type: "dense", Units: hidden}, {Type: "relu"}, {Type: "dense", Units: 10}}}, 1)
-	if err != nil {
-		return 0, err
-	}
-	rng := rand.New(rand.NewPCG(uint64(i), 3))
-	for _, p := range m.Params() {
-		for j := range p.Value.Data {
-			p.Value.Data[j] = float32(rng.NormFloat64() * 0.05)
-		}
-	}
-	data, err := onnx.Export(m, onnx.ExportOptions{Head: "softmax"})
+	data, err := servetest.MLP(uint64(i), 0.05, "softmax", 64, hidden, hidden, 10)
 	if err != nil {
 		return 0, err
 	}

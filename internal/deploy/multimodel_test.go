@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,9 +17,9 @@ import (
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/deploy/endpoint"
 	"github.com/hpcml/hpcml/internal/nn"
-	"github.com/hpcml/hpcml/internal/onnx"
 	"github.com/hpcml/hpcml/internal/registry"
 	"github.com/hpcml/hpcml/internal/serve"
+	"github.com/hpcml/hpcml/internal/serve/servetest"
 )
 
 // repoRegistry resolves references over the versions written to a test
@@ -60,17 +59,7 @@ func multiModelRepo(t *testing.T, versions map[string][]int) (string, map[string
 	for name, vs := range versions {
 		for _, v := range vs {
 			seed++
-			m, err := nn.Build(nn.Spec{Input: []int{2}, Layers: []nn.LayerSpec{{Type: "dense", Units: 4}, {Type: "relu"}, {Type: "dense", Units: 2}}}, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rng := rand.New(rand.NewPCG(seed, 5))
-			for _, p := range m.Params() {
-				for i := range p.Value.Data {
-					p.Value.Data[i] = float32(rng.NormFloat64())
-				}
-			}
-			data, err := onnx.Export(m, onnx.ExportOptions{})
+			data, err := servetest.MLP(seed, 1, "", 2, 4, 2)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,25 +14,15 @@ import (
 
 	"github.com/hpcml/hpcml/internal/deploy"
 	"github.com/hpcml/hpcml/internal/nn"
-	"github.com/hpcml/hpcml/internal/onnx"
 	"github.com/hpcml/hpcml/internal/serve"
+	"github.com/hpcml/hpcml/internal/serve/servetest"
 )
 
 // mmModel writes a small MLP (2 features → 2 outputs) with its own
 // weights as ONNX and returns the file and its model for reference.
 func mmModel(t *testing.T, dir string, seed uint64) (string, *serve.ONNXModel) {
 	t.Helper()
-	m, err := nn.Build(nn.Spec{Input: []int{2}, Layers: []nn.LayerSpec{{Type: "dense", Units: 16}, {Type: "relu"}, {Type: "dense", Units: 2}}}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewPCG(seed, 11))
-	for _, p := range m.Params() {
-		for i := range p.Value.Data {
-			p.Value.Data[i] = float32(rng.NormFloat64())
-		}
-	}
-	data, err := onnx.Export(m, onnx.ExportOptions{})
+	data, err := servetest.MLP(seed, 1, "", 2, 16, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

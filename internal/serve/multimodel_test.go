@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,8 +15,7 @@ import (
 	"testing"
 
 	"github.com/hpcml/hpcml/internal/blob"
-	"github.com/hpcml/hpcml/internal/nn"
-	"github.com/hpcml/hpcml/internal/onnx"
+	"github.com/hpcml/hpcml/internal/serve/servetest"
 )
 
 // repoModel is a model written to a test repository, with its reference
@@ -41,17 +39,7 @@ func writeRepoDir(t *testing.T, refs []ModelRef) (*StorageLoader, map[ModelRef]*
 	dir := t.TempDir()
 	out := map[ModelRef]*repoModel{}
 	for i, r := range refs {
-		m, err := nn.Build(mlpSpec(), 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rng := rand.New(rand.NewPCG(uint64(i+1), 99))
-		for _, p := range m.Params() {
-			for j := range p.Value.Data {
-				p.Value.Data[j] = float32(rng.NormFloat64() * 0.5)
-			}
-		}
-		data, err := onnx.Export(m, onnx.ExportOptions{Head: "softmax"})
+		data, err := servetest.MLP(uint64(i+1), 0.5, "softmax", 4, 16, 3) // mlpSpec's shape
 		if err != nil {
 			t.Fatal(err)
 		}
