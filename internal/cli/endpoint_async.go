@@ -136,6 +136,7 @@ type asyncInvokeFlags struct {
 	inputLocation string
 	webhook       string
 	accept        string
+	id            string
 	timeout       time.Duration
 	wait          bool
 	waitTimeout   time.Duration
@@ -146,6 +147,7 @@ func (a *asyncInvokeFlags) add(fl *pflag.FlagSet) {
 	fl.StringVar(&a.inputLocation, "input-location", "", "with --async: the payload is this object (URL or key in the server's storage), up to 1GB")
 	fl.StringVar(&a.webhook, "webhook", "", "with --async: notify this http(s) URL instead of the endpoint's webhook")
 	fl.StringVar(&a.accept, "accept", "", "the answer's content type (e.g. text/csv)")
+	fl.StringVar(&a.id, "inference-id", "", "with --async: the request's id (default: one the server makes); the same id again is refused")
 	fl.DurationVar(&a.timeout, "invocation-timeout", 0, "with --async: this request's processing limit (at most 1h)")
 	fl.BoolVar(&a.wait, "wait", false, "with --async: wait for the request to end and print its result")
 	fl.DurationVar(&a.waitTimeout, "wait-timeout", time.Hour, "with --wait: give up waiting after this long")
@@ -155,7 +157,7 @@ func (a *asyncInvokeFlags) check(fl *pflag.FlagSet) error {
 	if a.async {
 		return nil
 	}
-	for _, n := range []string{"input-location", "webhook", "accept", "invocation-timeout", "wait", "wait-timeout"} {
+	for _, n := range []string{"input-location", "webhook", "accept", "inference-id", "invocation-timeout", "wait", "wait-timeout"} {
 		if fl.Changed(n) {
 			return fmt.Errorf("--%s is for asynchronous invocations: add --async", n)
 		}
@@ -190,7 +192,7 @@ func (a *asyncInvokeFlags) run(ctx context.Context, o *rootOptions, cmd *cobra.C
 		return err
 	}
 	opts := client.AsyncOptions{ContentType: contentType, Accept: a.accept, InputLocation: a.inputLocation, Webhook: a.webhook,
-		Timeout: a.timeout}
+		Timeout: a.timeout, InferenceID: a.id}
 	var body io.Reader
 	switch {
 	case a.inputLocation != "" && data != "":

@@ -25,6 +25,10 @@ type AsyncOptions struct {
 	Webhook string
 	// Timeout is the request's processing limit (0: the endpoint's).
 	Timeout time.Duration
+	// InferenceID, if set, is the request's id (the server makes one
+	// otherwise): submitting it again is refused with 409, so a retry
+	// after a lost answer cannot queue the request twice.
+	InferenceID string
 }
 
 // InvokeAsync queues a request on an asynchronous endpoint through the
@@ -55,6 +59,9 @@ func (c *Client) InvokeAsync(ctx context.Context, name string, body io.Reader, o
 	}
 	if o.Webhook != "" {
 		h.Set(deploy.HeaderWebhook, o.Webhook)
+	}
+	if o.InferenceID != "" {
+		h.Set(deploy.HeaderInferenceID, o.InferenceID)
 	}
 	if o.Timeout > 0 {
 		h.Set(deploy.HeaderInvocationTimeout, strconv.Itoa(int((o.Timeout+time.Second-1)/time.Second)))

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,16 @@ import (
 	"github.com/hpcml/hpcml/internal/deploy/endpoint"
 	"github.com/hpcml/hpcml/internal/store"
 )
+
+// HeaderSageMakerInferenceID names a request's inference id on input
+// (as does HeaderInferenceID): a caller that sends its own id can submit
+// again after losing the answer and is told 409 if the first try was
+// queued, so a request is never queued twice.
+const HeaderSageMakerInferenceID = "X-Amzn-SageMaker-Inference-Id"
+
+// inferenceIDRE is what a caller's inference id may be: it is part of
+// object keys (<prefix><id>.out).
+var inferenceIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 // AsyncAccepted is the 202 answer to an asynchronous invocation.
 type AsyncAccepted struct {
@@ -115,6 +126,8 @@ func (d *Dispatcher) ServeAsync(w http.ResponseWriter, r *http.Request, name, re
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			gatewayError(w, http.StatusNotFound, "%v", err)
+		case errors.Is(err, store.ErrExists):
+			gatewayError(w, http.StatusConflict, "%v", err)
 		case errors.Is(err, ErrNotAsync):
 			gatewayError(w, http.StatusBadRequest, "%v", err)
 		default:
@@ -278,6 +291,13 @@ func (d *Dispatcher) submit(ctx context.Context, name string, r *http.Request) (
 	if req.ContentType == "" {
 		req.ContentType = "application/json"
 	}
+	if v := firstHeader(r.Header, HeaderInferenceID, HeaderSageMakerInferenceID); v != "" {
+		if !inferenceIDRE.MatchString(v) {
+			return nil, http.StatusBadRequest, fmt.Errorf("inference id %q: want 1..128 letters, digits, '.', '_' or '-', "+
+				"starting with a letter or digit", v)
+		}
+		req.ID = v
+	}
 	if v := firstHeader(r.Header, HeaderInvocationTimeout, HeaderSageMakerInvocationTimeout); v != "" {
 		secs, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || secs < 1 || time.Duration(secs)*time.Second > endpoint.MaxAsyncTimeout {
@@ -310,7 +330,10 @@ func (d *Dispatcher) submit(ctx context.Context, name string, r *http.Request) (
 				"put it in storage and name it with %s (up to %d bytes)", r.ContentLength, a.MaxInlineBytes, HeaderInputLocation,
 				int64(endpoint.MaxAsyncInputBytes))
 		}
-		key := "async/" + name + "/input/" + req.ID
+		// A key of its own per submission: a second submission with the
+		// same (caller's) id must not overwrite the first one's payload
+		// before its insert is refused.
+		key := "async/" + name + "/input/" + req.ID + "." + newInferenceID()[:8]
 		n, err := blob.UploadReader(ctx, d.cfg.Storage, key, &limitReader{r: r.Body, left: a.MaxInlineBytes})
 		if errors.Is(err, errTooLarge) {
 			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("inline payload is over the limit of %d bytes: "+
@@ -330,6 +353,10 @@ func (d *Dispatcher) submit(ctx context.Context, name string, r *http.Request) (
 	if err := d.cfg.Store.InsertAsync(ctx, req); err != nil {
 		if req.Inline {
 			d.cfg.Storage.Delete(context.WithoutCancel(ctx), req.Input)
+		}
+		if errors.Is(err, store.ErrExists) {
+			return nil, 0, fmt.Errorf("inference id %s is taken: it was submitted before (see GET %s/%s): %w", req.ID,
+				"/endpoints/"+name+"/async-invocations", req.ID, store.ErrExists)
 		}
 		return nil, 0, err
 	}

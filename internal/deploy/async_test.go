@@ -513,3 +513,32 @@ func TestAsyncScaleToZero(t *testing.T) {
 		t.Fatalf("scale events %+v", evs)
 	}
 }
+
+// A caller's own inference id: used as given; the same id again is a
+// 409 that leaves the first request (and its payload) as it was; an id
+// that could not be part of a key is refused.
+func TestAsyncCallerInferenceID(t *testing.T) {
+	rep := newDoubler(t)
+	h := newAsyncHarness(t, endpoint.Async{}, rep.srv)
+	acc := h.submit(`{"x":4}`, HeaderSageMakerInferenceID, "order-17.a")
+	if acc.InferenceID != "order-17.a" || !strings.HasSuffix(acc.OutputLocation, "/order-17.a.out") {
+		t.Fatalf("caller's id: %+v", acc)
+	}
+	code, _, body := h.do("POST", "/endpoints/ep/async-invocations", []byte(`{"x":5}`), HeaderInferenceID, "order-17.a")
+	if code != http.StatusConflict || !strings.Contains(string(body), "taken") {
+		t.Fatalf("the same id again: %d %s", code, body)
+	}
+	for _, bad := range []string{"../x", ".hidden", "a/b", strings.Repeat("x", 129)} {
+		if code, _, body := h.do("POST", "/endpoints/ep/async-invocations", []byte(`{"x":5}`), HeaderInferenceID, bad); code != 400 {
+			t.Errorf("id %q: %d %s", bad, code, body)
+		}
+	}
+	h.run(0)
+	h.waitEnded([]string{"order-17.a"})
+	if r := h.get("order-17.a"); r.State != asyncq.Succeeded || h.object(r.Output) != `{"y":8}` || rep.count(5) != 0 {
+		t.Fatalf("the first request after a refused duplicate: %+v (x=5 ran %d times)", r, rep.count(5))
+	}
+	if list, _ := h.st.ListAsync(t.Context(), "ep", "", 0); len(list) != 1 {
+		t.Fatalf("%d requests queued, want 1", len(list))
+	}
+}
