@@ -34,7 +34,8 @@ or rolling, watching green's error rate and p99 latency, and rolls back by itsel
 See docs/endpoints.md.`,
 	}
 	cmd.AddCommand(newEndpointCreateCmd(o), newEndpointListCmd(o), newEndpointGetCmd(o), newEndpointUpdateCmd(o),
-		newEndpointHistoryCmd(o), newEndpointDeleteCmd(o), newEndpointInvokeCmd(o), newEndpointAsyncCmd(o))
+		newEndpointHistoryCmd(o), newEndpointDeleteCmd(o), newEndpointInvokeCmd(o), newEndpointAsyncCmd(o),
+		newEndpointModelsCmd(o))
 	return cmd
 }
 

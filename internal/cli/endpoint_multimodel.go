@@ -1,12 +1,17 @@
 package cli
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/hpcml/hpcml/internal/client"
 	"github.com/hpcml/hpcml/internal/deploy"
 	"github.com/hpcml/hpcml/internal/deploy/endpoint"
 )
@@ -61,4 +66,90 @@ func printMultiModelInvoke(w io.Writer, base string, st *deploy.Status) {
 	fmt.Fprintf(w, "Invoke a model at %s/endpoints/%s/invocations with %s: NAME[:VERSION|:ALIAS],\n"+
 		"or at %s/endpoints/%s/v2/models/NAME/infer (hpcml endpoint invoke %s --target-model NAME ...)\n",
 		base, st.Name, deploy.HeaderTargetModel, base, st.Name, st.Name)
+}
+
+// repositoryRow is a row of a multi-model endpoint's repository index.
+type repositoryRow struct {
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	State    string `json:"state"`
+	Reason   string `json:"reason,omitempty"`
+	Bytes    int64  `json:"bytes,omitempty"`
+	Replicas int    `json:"replicas"`
+}
+
+func newEndpointModelsCmd(o *rootOptions) *cobra.Command {
+	var ready bool
+	var load, unload string
+	cmd := &cobra.Command{
+		Use:   "models NAME [--ready] [--load MODEL | --unload MODEL]",
+		Short: "A multi-model endpoint's models: which are loaded, on how many replicas; load or unload one",
+		Long: `Lists every registered model version a multi-model endpoint's filter allows, with its state
+on the replicas (READY: loaded on REPLICAS of them; LOADING; UNAVAILABLE: not loaded, it loads
+on its first request). --load MODEL[:VERSION|:ALIAS] loads one on the replica its requests go
+to (a warm-up); --unload unloads it from every replica. It is the Open Inference Protocol's
+repository extension at /endpoints/NAME/v2/repository/.`,
+		Example: `  hpcml endpoint models many
+  hpcml endpoint models many --load digits-mlp:production
+  hpcml endpoint models many --unload digits-mlp:3`,
+		Args: cobra.ExactArgs(1),
+		RunE: o.action(func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
+			format, err := o.format(formatTable, formatJSON, formatYAML)
+			if err != nil {
+				return err
+			}
+			if load != "" && unload != "" {
+				return errors.New("give --load or --unload, not both")
+			}
+			path, body := "v2/repository/index", []byte(`{"ready":`+strconv.FormatBool(ready)+`}`)
+			switch {
+			case load != "":
+				path, body = "v2/repository/models/"+load+"/load", []byte("{}")
+			case unload != "":
+				path, body = "v2/repository/models/"+unload+"/unload", []byte("{}")
+			}
+			inv, err := c.InvokeEndpointTo(ctx, args[0], path, "application/json", body, client.Target{})
+			if err != nil {
+				return err
+			}
+			if inv.Status >= 300 {
+				var e struct {
+					Error string `json:"error"`
+				}
+				json.Unmarshal(inv.Body, &e)
+				return &exitError{code: 1, err: fmt.Errorf("endpoint %s answered %d: %s", args[0], inv.Status, e.Error)}
+			}
+			out := cmd.OutOrStdout()
+			if load != "" || unload != "" {
+				if format != formatTable {
+					var doc any
+					json.Unmarshal(inv.Body, &doc)
+					return printDoc(out, format, doc)
+				}
+				fmt.Fprintf(out, "%s\n", inv.Body)
+				return nil
+			}
+			var rows []repositoryRow
+			if err := json.Unmarshal(inv.Body, &rows); err != nil {
+				return fmt.Errorf("endpoint %s's index: %w", args[0], err)
+			}
+			if format != formatTable {
+				return printDoc(out, format, rows)
+			}
+			tw := newTable(out)
+			fmt.Fprintln(tw, "MODEL\tVERSION\tSTATE\tREPLICAS\tBYTES")
+			for _, r := range rows {
+				bytes := "-"
+				if r.Bytes > 0 {
+					bytes = strconv.FormatInt(r.Bytes, 10)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", r.Name, r.Version, r.State, r.Replicas, bytes)
+			}
+			return tw.Flush()
+		}),
+	}
+	cmd.Flags().BoolVar(&ready, "ready", false, "only the loaded versions")
+	cmd.Flags().StringVar(&load, "load", "", "load MODEL[:VERSION|:ALIAS] on the replica its requests go to")
+	cmd.Flags().StringVar(&unload, "unload", "", "unload MODEL[:VERSION|:ALIAS] from every replica")
+	return cmd
 }

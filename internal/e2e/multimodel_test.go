@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/hpcml/hpcml/internal/deploy"
+	"github.com/hpcml/hpcml/internal/deploy/endpoint"
 	"github.com/hpcml/hpcml/internal/nn"
 	"github.com/hpcml/hpcml/internal/serve"
 	"github.com/hpcml/hpcml/internal/serve/servetest"
@@ -214,6 +215,55 @@ func TestMultiModelEndpoint(t *testing.T) {
 		if err == nil || !strings.Contains(stderr, c.want) {
 			t.Errorf("hpcml %v: err %v, stderr %q; want an error with %q", c.args, err, stderr, c.want)
 		}
+	}
+
+	// The CLI's view of the repository: load a model on its replica,
+	// unload it everywhere.
+	type row struct {
+		Name, Version, State string
+		Replicas             int
+	}
+	loadedModels := func() map[string]int {
+		var rows []row
+		if err := json.Unmarshal([]byte(s.cli("endpoint", "models", "mm", "--ready", "-o", "json")), &rows); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int{}
+		for _, r := range rows {
+			if r.State != "READY" {
+				t.Fatalf("models --ready lists %+v", r)
+			}
+			out[r.Name+":"+r.Version] = r.Replicas
+		}
+		return out
+	}
+	s.cli("endpoint", "models", "mm", "--load", "mm-a") // the latest, 2
+	if n := loadedModels()["mm-a:2"]; n != 1 {
+		t.Fatalf("after --load mm-a, mm-a:2 is loaded on %d replicas, want 1", n)
+	}
+	s.cli("endpoint", "models", "mm", "--unload", "mm-a:2")
+	if n, ok := loadedModels()["mm-a:2"]; ok {
+		t.Fatalf("after --unload mm-a:2 it is still loaded on %d replicas", n)
+	}
+	if out := s.cli("endpoint", "models", "mm"); !strings.Contains(out, "UNAVAILABLE") || !strings.Contains(out, "MODEL") {
+		t.Fatalf("models:\n%s", out)
+	}
+	// The API refuses a multi-model endpoint that is also async, or
+	// whose variant names a model; nothing is created.
+	for _, c := range []struct {
+		req  deploy.CreateRequest
+		want string
+	}{
+		{deploy.CreateRequest{Name: "mm3", MultiModel: &endpoint.MultiModel{Models: "mm-*"}, Async: &endpoint.Async{}}, "either async or multi-model"},
+		{deploy.CreateRequest{Name: "mm3", MultiModel: &endpoint.MultiModel{Models: "mm-*"}, Variants: []deploy.VariantRequest{{Model: "mm-a"}}}, "takes no model"},
+		{deploy.CreateRequest{Name: "mm3", MultiModel: &endpoint.MultiModel{Models: "mm-*", CacheBytes: -5}}, "cache_bytes"},
+	} {
+		if _, err := s.Client.CreateEndpoint(t.Context(), c.req); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("create %+v: %v, want an error with %q", c.req.MultiModel, err, c.want)
+		}
+	}
+	if list, _ := s.Client.ListEndpoints(t.Context()); len(list) != 1 {
+		t.Fatalf("refused creates changed the endpoints: %d", len(list))
 	}
 
 	// A new filter: applied at once, no replica restarted.
