@@ -305,6 +305,23 @@ func TestPickForBoundedLoad(t *testing.T) {
 	if len(seen) != 3 {
 		t.Fatalf("64 keys went to replicas %v, want all three", seen)
 	}
+	// A replica that joins takes models only for itself: every key whose
+	// replica changed went to the new one, and the others stayed.
+	grown := append(slices.Clone(reps), &Replica{JobID: 4})
+	moved := 0
+	for i := range 400 {
+		key := fmt.Sprintf("model-%d:1", i)
+		before, after := pickFor(reps, nil, key), pickFor(grown, nil, key)
+		if before != after {
+			moved++
+			if after.JobID != 4 {
+				t.Fatalf("%s moved from replica %d to %d, not to the new one", key, before.JobID, after.JobID)
+			}
+		}
+	}
+	if moved == 0 || moved == 400 {
+		t.Fatalf("%d of 400 keys moved to a fourth replica; want some (about a quarter), not none or all", moved)
+	}
 	first.outstanding.Store(5) // others idle: 5 ≥ ⌈1.5 (5+1)/3⌉ = 3
 	second := pickFor(reps, nil, "m:1")
 	if second == first {
