@@ -132,6 +132,7 @@ func metricValue(t *testing.T, ts *testServer, name string) float64 {
 type indexRow struct {
 	Name, Version, State, Reason string
 	Bytes                        int64
+	InFlight                     int `json:"in_flight"`
 }
 
 func repoIndex(t *testing.T, ts *testServer, body string) map[string]indexRow {
@@ -232,10 +233,16 @@ func TestMultiModelEvictions(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
-	loads := metricValue(t, ts, "hpcml_serve_model_loads_total")
-	unloads := metricValue(t, ts, "hpcml_serve_model_unloads_total")
-	loaded := metricValue(t, ts, "hpcml_serve_models_loaded")
-	bytes := metricValue(t, ts, "hpcml_serve_model_cache_bytes")
+	// A request's hold on its model ends just after its answer: once
+	// the last has, what was taken out of the cache is closed.
+	var loads, unloads, loaded, bytes float64
+	waitFor(t, "the last holds to end", func() bool {
+		loads = metricValue(t, ts, "hpcml_serve_model_loads_total")
+		unloads = metricValue(t, ts, "hpcml_serve_model_unloads_total")
+		loaded = metricValue(t, ts, "hpcml_serve_models_loaded")
+		bytes = metricValue(t, ts, "hpcml_serve_model_cache_bytes")
+		return loads-unloads == loaded && loaded <= 2
+	})
 	if loads <= float64(len(refs)) || unloads < 1 || loads-unloads != loaded {
 		t.Errorf("loads %v, unloads %v, loaded %v: want more loads than models (evictions forced reloads) and loads-unloads = loaded", loads, unloads, loaded)
 	}
@@ -316,18 +323,23 @@ func TestMultiModelInFlightNotEvicted(t *testing.T) {
 		}
 	}
 	// b went for c (idle, least recently used), and c itself once its
-	// request was done: the cache was over its budget, and busy in use.
-	idx := repoIndex(t, ts, "")
-	if idx["busy:1"].State != stateReady || idx["b:1"].State != stateUnavailable || idx["c:1"].State != stateUnavailable {
-		t.Fatalf("with busy in flight: %+v; want busy loaded, b and c evicted", idx)
+	// request was done (its hold ends just after its answer): the cache
+	// was over its budget, and busy in use.
+	waitFor(t, "b and c to be evicted", func() bool {
+		idx := repoIndex(t, ts, "")
+		return idx["b:1"].State == stateUnavailable && idx["c:1"].State == stateUnavailable
+	})
+	if idx := repoIndex(t, ts, ""); idx["busy:1"].State != stateReady || idx["busy:1"].InFlight != 1 {
+		t.Fatalf("with busy in flight: %+v; want busy loaded, with its request", idx)
 	}
 	close(gate.gate)
 	sameFloats(t, "busy", <-done, want.Data)
+	waitFor(t, "busy's hold to end", func() bool { return repoIndex(t, ts, "")["busy:1"].InFlight == 0 })
 	// Idle now, and least recently used: it goes when b needs the room.
 	if code, _, _ := inferModel(t, ts, "/v2/models/b/infer", x); code != 200 {
 		t.Fatalf("b: %d", code)
 	}
-	idx = repoIndex(t, ts, "")
+	idx := repoIndex(t, ts, "")
 	if idx["busy:1"].State != stateUnavailable || idx["b:1"].State != stateReady {
 		t.Fatalf("after busy's request: %+v; want busy evicted for b", idx)
 	}
@@ -478,5 +490,49 @@ func TestMultiModelLoadFailure(t *testing.T) {
 	}
 	if n := cl.count("bad", "1"); n != 2 {
 		t.Fatalf("a failed load is not remembered: want 2 attempts, got %d", n)
+	}
+}
+
+// TestMultiModelUnloadInFlight: an unload while a request computes takes
+// the model out of the cache at once (the index says so, a new request
+// loads it again) and frees it only when that request is answered —
+// rightly.
+func TestMultiModelUnloadInFlight(t *testing.T) {
+	loader, models := writeRepo(t, []ModelRef{{"a", "1"}})
+	gate := &recordingModel{started: make(chan struct{}, 4), gate: make(chan struct{})}
+	cl := &countingLoader{Loader: loader, loads: map[string]int{}, gates: map[string]*recordingModel{"a": gate}}
+	_, ts := startMulti(t, cl, MultiOptions{})
+	x := randomData(9, 4)
+	want := direct(t, models[ModelRef{"a", "1"}].ref, "input", []int{1, 4}, x)
+	done := make(chan []float32, 1)
+	go func() {
+		_, got, _ := inferModel(t, ts, "/v2/models/a/infer", x)
+		done <- got
+	}()
+	<-gate.started
+	if code, b := ts.post(t, "/v2/repository/models/a/unload", ""); code != 200 || !strings.Contains(string(b), `"unloaded":["1"]`) {
+		t.Fatalf("unload: %d %s", code, b)
+	}
+	if st := repoIndex(t, ts, "")["a:1"].State; st != stateUnavailable {
+		t.Fatalf("after the unload the index says %s", st)
+	}
+	// Still held by its request: counted, not yet unloaded.
+	if b, u := metricValue(t, ts, "hpcml_serve_model_cache_bytes"), metricValue(t, ts, "hpcml_serve_model_unloads_total"); b != float64(models[ModelRef{"a", "1"}].size) || u != 0 {
+		t.Fatalf("with its request in flight: cache bytes %v, unloads %v; want the model's bytes and 0", b, u)
+	}
+	close(gate.gate)
+	sameFloats(t, "a", <-done, want.Data)
+	// The hold ends just after the answer is written.
+	waitFor(t, "the model to be freed", func() bool {
+		return metricValue(t, ts, "hpcml_serve_model_cache_bytes") == 0 && metricValue(t, ts, "hpcml_serve_model_unloads_total") == 1
+	})
+	// The next request loads it again.
+	if code, got, _ := inferModel(t, ts, "/v2/models/a/infer", x); code != 200 {
+		t.Fatalf("after the unload: %d", code)
+	} else {
+		sameFloats(t, "a again", got, want.Data)
+	}
+	if n := cl.count("a", "1"); n != 2 {
+		t.Fatalf("%d loads, want 2", n)
 	}
 }
