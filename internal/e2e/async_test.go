@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -336,6 +337,18 @@ func TestAsyncInferenceEdges(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(out), &ans); err != nil || len(ans.Predictions) != 2000 {
 		t.Fatalf("result of 2000 rows: %v %.200s", err, out)
+	}
+	// CSV in, CSV out: the content type and Accept go to the replica.
+	csvOut, csvErr, err := hpcml(s, "endpoint", "invoke", "ep", "--async", "--content-type", "text/csv", "--accept", "text/csv",
+		"--data", "0.1,0.5\n0.9,0.5", "--wait")
+	lines := strings.Split(strings.TrimSpace(csvOut), "\n")
+	if err != nil || len(lines) != 2 || strings.Contains(csvOut, "{") {
+		t.Fatalf("CSV answer: %v\n%s\n%s", err, csvOut, csvErr)
+	}
+	for _, l := range lines {
+		if _, err := strconv.ParseFloat(strings.Split(l, ",")[0], 64); err != nil {
+			t.Fatalf("CSV answer line %q: %v", l, err)
+		}
 	}
 	st := getEndpoint(t, s, "ep")
 	fromZero := false
