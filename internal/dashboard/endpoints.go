@@ -163,6 +163,8 @@ type endpointView struct {
 	History                                    []deploymentView
 	ScaleEvents                                []scaleEventView
 	LiveURL                                    string
+	// Async is an asynchronous endpoint's queue and settings ("": none).
+	Async string
 }
 
 type replicaView struct {
@@ -250,6 +252,7 @@ func (h *handler) endpointData(r *http.Request) (*endpointView, error) {
 	if st.Spec.Autoscale != nil {
 		v.Autoscale = st.Spec.Autoscale.String()
 	}
+	v.Async = asyncSummary(st)
 	for _, rp := range st.Replicas {
 		id := strconv.FormatInt(rp.Job, 10)
 		v.Replicas = append(v.Replicas, replicaView{Job: id, JobHref: "/jobs/" + id, Variant: rp.Variant, Fleet: rp.Fleet,
