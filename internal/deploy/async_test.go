@@ -46,6 +46,12 @@ func newDoubler(t *testing.T) *doubler {
 		d.calls[in.X]++
 		d.mu.Unlock()
 		switch in.X {
+		case -3:
+			select { // slower than any timeout the tests give
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+			fmt.Fprint(w, `{"y":"late"}`)
 		case -1:
 			http.Error(w, "replica overloaded", http.StatusServiceUnavailable)
 		case -2:
@@ -540,5 +546,60 @@ func TestAsyncCallerInferenceID(t *testing.T) {
 	}
 	if list, _ := h.st.ListAsync(t.Context(), "ep", "", 0); len(list) != 1 {
 		t.Fatalf("%d requests queued, want 1", len(list))
+	}
+}
+
+// A request that takes longer than its timeout fails at once with its
+// error object, without a retry.
+func TestAsyncTimeout(t *testing.T) {
+	rep := newDoubler(t)
+	h := newAsyncHarness(t, endpoint.Async{}, rep.srv)
+	h.run(0)
+	slow := h.submit(`{"x":-3}`, HeaderInvocationTimeout, "1").InferenceID
+	h.waitEnded([]string{slow})
+	r := h.get(slow)
+	if r.State != asyncq.Failed || r.Attempts != 1 || !strings.Contains(r.Error, "timed out") || r.Timeout != time.Second {
+		t.Fatalf("slow request: %+v", r)
+	}
+	if !strings.Contains(h.object(r.Failure), "timed out") {
+		t.Fatalf("error object: %s", h.object(r.Failure))
+	}
+}
+
+// A webhook that keeps failing is given up after MaxWebhookAttempts, and
+// says so on the request.
+func TestAsyncWebhookGivesUp(t *testing.T) {
+	rep := newDoubler(t)
+	calls := 0
+	var mu sync.Mutex
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		http.Redirect(w, r, "http://127.0.0.1:1/elsewhere", http.StatusFound) // not followed: a failure
+	}))
+	defer hook.Close()
+	h := newAsyncHarness(t, endpoint.Async{Webhook: hook.URL}, rep.srv)
+	id := h.submit(`{"x":1}`).InferenceID
+	// The request has ended and its webhook has failed all but once.
+	if _, err := h.st.LeaseAsync(t.Context(), "ep", "old", 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := h.st.FinishAsync(t.Context(), id, "old", asyncq.Succeeded, "", time.Now()); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if err := h.st.WebhookResult(t.Context(), id, asyncq.WebhookPending, asyncq.MaxWebhookAttempts-1, "earlier", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h.run(0)
+	waitUntil(t, "the webhook to be given up", func() bool { return h.get(id).WebhookState == asyncq.WebhookFailed })
+	r := h.get(id)
+	if r.WebhookAttempts != asyncq.MaxWebhookAttempts || !strings.Contains(r.WebhookError, "302") {
+		t.Fatalf("given up: %+v", r)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 1 {
+		t.Fatalf("the webhook was called %d times, want 1", calls)
 	}
 }
