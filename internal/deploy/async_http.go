@@ -361,8 +361,11 @@ func (d *Dispatcher) submit(ctx context.Context, name string, r *http.Request) (
 		return nil, 0, err
 	}
 	d.poke()
-	if d.cfg.Controller != nil {
-		d.cfg.Controller.poke() // a fleet at zero starts a replica now
+	if d.cfg.Controller != nil && e.Spec.Variants[0].Replicas == 0 {
+		// A fleet at zero starts a replica now, not at the next tick (a
+		// poke for every request would run the controller's whole
+		// reconciliation, readiness checks included, once per request).
+		d.cfg.Controller.poke()
 	}
 	return &AsyncAccepted{InferenceID: req.ID, OutputLocation: req.Output, FailureLocation: req.Failure}, 0, nil
 }
