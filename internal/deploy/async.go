@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,10 +65,8 @@ type Dispatcher struct {
 	hooks   chan struct{}
 	metrics *asyncMetrics
 
-	// running counts this dispatcher's requests in flight (tests and
-	// shutdown read it).
-	running atomic.Int64
-	wg      sync.WaitGroup
+	// wg holds Run until the requests in flight have been recorded.
+	wg sync.WaitGroup
 }
 
 // NewDispatcher returns a dispatcher; Run starts it.
@@ -281,14 +278,12 @@ func (d *Dispatcher) dispatch(ctx context.Context) {
 				d.cfg.Store.RetryAsync(context.WithoutCancel(ctx), r.ID, d.owner, false, "", time.Now())
 				continue
 			}
-			d.running.Add(1)
 			d.wg.Add(1)
 			go func() {
 				defer d.wg.Done()
-				defer d.running.Add(-1)
 				defer d.poke() // its slot is free: lease the next one now
 				defer rep.release()
-				d.process(ctx, e, rt.Token, rep, r)
+				d.process(ctx, rt.Token, rep, r)
 			}()
 		}
 	}
@@ -311,7 +306,7 @@ func pickAsyncReplica(reps []*Replica) *Replica {
 }
 
 // process runs one attempt of r on rep and records what came of it.
-func (d *Dispatcher) process(ctx context.Context, e *endpoint.Endpoint, token string, rep *Replica, r *asyncq.Request) {
+func (d *Dispatcher) process(ctx context.Context, token string, rep *Replica, r *asyncq.Request) {
 	start := time.Now()
 	out, body := d.attempt(ctx, token, rep, r)
 	wctx := context.WithoutCancel(ctx)
@@ -342,11 +337,16 @@ func (d *Dispatcher) process(ctx context.Context, e *endpoint.Endpoint, token st
 	doc, _ := json.MarshalIndent(failureDoc{InferenceID: r.ID, Endpoint: r.Endpoint, Error: why, Status: out.Status,
 		Attempts: r.Attempts, Replica: truncate(body, 4096), At: time.Now().UTC()}, "", "  ")
 	if err := d.write(wctx, r.Failure, bytes.NewReader(doc)); err != nil {
-		// Without its error object the request is not over: it stays
-		// running under this lease and the next start reconciles it.
+		// Storage refused the error object: try the request again later
+		// (counted, so that a failure location that never works does not
+		// loop for ever); the last time, end it with the error on its row.
 		d.log.Warn("write async failure object", "id", r.ID, "location", r.Failure, "err", err)
-		d.cfg.Store.RetryAsync(wctx, r.ID, d.owner, false, "could not write the failure object: "+err.Error(), time.Now().Add(5*time.Second))
-		return
+		why = fmt.Sprintf("%s; the error object could not be written: %v", why, err)
+		if r.Failures+1 < r.MaxAttempts {
+			d.cfg.Store.RetryAsync(wctx, r.ID, d.owner, true, why, time.Now().Add(asyncq.RetryDelay(r.Failures+1)))
+			d.count("retried")
+			return
+		}
 	}
 	ok, err := d.cfg.Store.FinishAsync(wctx, r.ID, d.owner, asyncq.Failed, why, time.Now())
 	d.finished(r, ok, err, asyncq.Failed, start)

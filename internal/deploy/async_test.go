@@ -603,3 +603,18 @@ func TestAsyncWebhookGivesUp(t *testing.T) {
 		t.Fatalf("the webhook was called %d times, want 1", calls)
 	}
 }
+
+// A failure location storage refuses does not loop for ever: the request
+// is tried up to its attempts, then ends failed with the reason on its row.
+func TestAsyncUnwritableFailureLocation(t *testing.T) {
+	rep := newDoubler(t)
+	h := newAsyncHarness(t, endpoint.Async{MaxAttempts: 2, FailurePath: "file:///proc/hpcml-nope/"}, rep.srv)
+	h.run(0)
+	id := h.submit(`{"x":-2}`).InferenceID
+	h.waitEnded([]string{id})
+	r := h.get(id)
+	if r.State != asyncq.Failed || r.Attempts != 2 || !strings.Contains(r.Error, "400") ||
+		!strings.Contains(r.Error, "could not be written") {
+		t.Fatalf("request: %+v", r)
+	}
+}
