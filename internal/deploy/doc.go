@@ -11,4 +11,11 @@
 // announces its address in storage (endpoints/<ep>/replicas/<job>.json).
 // Readiness, outstanding requests and traffic windows are in memory and
 // are measured again after a restart.
+//
+// Asynchronous endpoints (async*.go) add a durable queue: the gateway's
+// /endpoints/{name}/async-invocations stores a request (its payload in
+// storage, its row in the store) before answering 202, and a Dispatcher
+// sends queued requests to ready replicas, writes each answer to storage
+// and only then ends the row, under a lease that a restarted server
+// reconciles; webhooks go out from their own worker.
 package deploy
