@@ -141,8 +141,22 @@ func (s *outputStore) exists(ctx context.Context, rel string) (bool, error) {
 }
 
 // write puts an object in one piece: readers see all of it or nothing.
+// Not Bucket.WriteAll: that hashes the data twice more for a Content-MD5
+// (once up front, once to check it), a tenth of a worker's CPU, where
+// the S3 client already checksums its uploads.
 func (s *outputStore) write(ctx context.Context, rel string, data []byte) error {
-	if err := s.b.WriteAll(ctx, s.key(rel), data, nil); err != nil {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // an unclosed writer is abandoned, not committed
+	w, err := s.b.NewWriter(ctx, s.key(rel), nil)
+	if err == nil {
+		if _, err = w.Write(data); err == nil {
+			err = w.Close()
+		} else {
+			cancel()
+			w.Close()
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("write %s: %w", s.where(rel), err)
 	}
 	return nil
