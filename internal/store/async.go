@@ -274,8 +274,13 @@ func (s *SQLite) AdoptAsync(ctx context.Context, id, from, owner string) (bool, 
 
 // AsyncBacklog implements AsyncStore.
 func (s *SQLite) AsyncBacklog(ctx context.Context) (map[string]AsyncCounts, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT endpoint, state, COUNT(*) FROM async_requests
-		WHERE state IN ('queued', 'running') GROUP BY endpoint, state`)
+	// Each half reads its partial index only: the one query with
+	// "state IN (...)" scanned every request ever made (a fifth of the
+	// server's CPU at 200 requests/s, run on every dispatch pass).
+	rows, err := s.r.QueryContext(ctx, `SELECT endpoint, state, COUNT(*) FROM async_requests INDEXED BY async_queue
+		WHERE state = 'queued' GROUP BY endpoint
+		UNION ALL SELECT endpoint, state, COUNT(*) FROM async_requests INDEXED BY async_running
+		WHERE state = 'running' GROUP BY endpoint`)
 	if err != nil {
 		return nil, fmt.Errorf("count async backlog: %w", err)
 	}
