@@ -116,6 +116,11 @@ func ServeExecutor(ctx context.Context, jobsDir string, cacheBytes int64, log *s
 		}
 	}()
 	log.Info("executor ready", "jobs_dir", jobsDir, "pid", os.Getpid())
+	// The connections' handlers, waited for on the way out: one may be
+	// claiming an attempt dir, and whoever removes the jobs dir after the
+	// executor returned must not race its last files.
+	var handlers sync.WaitGroup
+	defer handlers.Wait()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -124,7 +129,7 @@ func ServeExecutor(ctx context.Context, jobsDir string, cacheBytes int64, log *s
 		// Registered here, not in serveConn, so that the idle check can
 		// never miss a connection that is about to hand over work.
 		if cc := e.register(c); cc != nil {
-			go e.serveConn(cc)
+			handlers.Go(func() { e.serveConn(cc) })
 		}
 	}
 	// On idle exit nothing runs. On ctx end (SIGTERM: the node goes down)
