@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -31,21 +30,6 @@ func (h *Handler) endpoints() (*deploy.Controller, error) {
 	return h.cfg.Endpoints, nil
 }
 
-// decodeStrict reads a JSON body, refusing unknown fields (a typo must
-// not silently become a default).
-func decodeStrict(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
-		return badRequest("invalid_json", "request body: "+err.Error())
-	}
-	return nil
-}
-
 func (h *Handler) listEndpoints(w http.ResponseWriter, r *http.Request) error {
 	c, err := h.endpoints()
 	if err != nil {
@@ -65,7 +49,7 @@ func (h *Handler) createEndpoint(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req deploy.CreateRequest
-	if err := decodeStrict(r, &req); err != nil {
+	if err := decodeJSON(r, &req, "endpoint"); err != nil {
 		return err
 	}
 	if _, err := c.Create(r.Context(), req); err != nil {
@@ -102,7 +86,7 @@ func (h *Handler) updateEndpoint(w http.ResponseWriter, r *http.Request) error {
 	}
 	name := r.PathValue("name")
 	var req deploy.UpdateRequest
-	if err := decodeStrict(r, &req); err != nil {
+	if err := decodeJSON(r, &req, "endpoint update"); err != nil {
 		return err
 	}
 	res, err := c.Update(r.Context(), name, req)
