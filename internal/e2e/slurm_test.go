@@ -17,6 +17,8 @@ import (
 	"github.com/hpcml/hpcml/internal/batchtransform"
 	"github.com/hpcml/hpcml/internal/client"
 	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/nn"
+	"github.com/hpcml/hpcml/internal/serve"
 	"github.com/hpcml/hpcml/internal/train"
 )
 
@@ -423,6 +425,74 @@ func TestSlurm(t *testing.T) {
 				t.Fatalf("worker job %s did not run on Slurm: %+v %v", w.Job, j, err)
 			}
 		}
+	})
+
+	t.Run("endpoint with replicas as Slurm jobs, a replica killed", func(t *testing.T) {
+		defer s.use(t)()
+		defer c.use(t)()
+		model := scoringModel(t, 8)
+		registerScoring(t, s, "slurm-ep-model", model)
+		if out := s.cli("endpoint", "create", "slurm-ep", "--model", "slurm-ep-model:1", "--replicas", "2", "--cpus", "0.5", "--wait"); !strings.Contains(out, "in-service") {
+			t.Fatalf("create --wait: %s", out)
+		}
+		defer hpcml(s, "endpoint", "delete", "slurm-ep")
+		st := getEndpoint(t, s, "slurm-ep")
+		ready := readyReplicas(st)
+		if len(ready) != 2 {
+			t.Fatalf("ready replicas: %+v", st.Replicas)
+		}
+		for _, r := range ready {
+			j, err := s.Client.GetJob(ctx, strconv.FormatInt(r.Job, 10))
+			if err != nil || len(j.Attempts) == 0 || !strings.HasPrefix(j.Attempts[0].BackendID, "slurm:") {
+				t.Fatalf("replica job %d did not run on Slurm: %+v %v", r.Job, j, err)
+			}
+		}
+		// The gateway's answer is the model's own.
+		m, err := serve.LoadONNX(model, "slurm-ep-model", "1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := []float32{0.1, -0.2, 0.3, 0.4}
+		want, err := m.Infer(ctx, map[string]*nn.Tensor{m.Info().Inputs[0].Name: {Shape: []int{1, 4}, Data: x}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check := func() {
+			t.Helper()
+			out := s.cli("endpoint", "invoke", "slurm-ep", "--content-type", "text/csv", "--data", "0.1,-0.2,0.3,0.4")
+			var inv struct {
+				Predictions [][]float64 `json:"predictions"`
+			}
+			if err := json.Unmarshal([]byte(strings.SplitN(out, "\n", 2)[0]), &inv); err != nil || len(inv.Predictions) != 1 {
+				t.Fatalf("invoke: %v\n%s", err, out)
+			}
+			for i, v := range want[m.Info().Outputs[0].Name].Data {
+				if float32(inv.Predictions[0][i]) != v {
+					t.Fatalf("prediction %d: %v, the model says %v", i, inv.Predictions[0][i], v)
+				}
+			}
+		}
+		check()
+		// A replica killed on its node is replaced by a new Slurm job.
+		killed := ready[0].Job
+		if err := syscall.Kill(replicaPID(t, s, "slurm-ep", killed), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 2*time.Minute, "a replacement replica", func() bool {
+			r := readyReplicas(getEndpoint(t, s, "slurm-ep"))
+			return len(r) == 2 && r[0].Job != killed && r[1].Job != killed
+		})
+		check()
+		s.cli("endpoint", "delete", "slurm-ep")
+		waitFor(t, 2*time.Minute, "the endpoint's replica jobs to end", func() bool {
+			for _, r := range ready {
+				if j, err := s.Client.GetJob(ctx, strconv.FormatInt(r.Job, 10)); err != nil || !j.State.Terminal() {
+					return false
+				}
+			}
+			_, err := s.Client.GetEndpoint(ctx, "slurm-ep")
+			return err != nil
+		})
 	})
 
 	t.Run("data-parallel training over two Slurm nodes, a worker killed", func(t *testing.T) {
