@@ -43,6 +43,7 @@ const features = 8
 type result struct {
 	Name       string  `json:"name"`
 	Workers    int     `json:"workers,omitempty"`
+	CPUs       int     `json:"cpus_per_worker,omitempty"`
 	Rows       int64   `json:"rows"`
 	Seconds    float64 `json:"seconds"`
 	RowsPerSec float64 `json:"rows_per_second"`
@@ -128,10 +129,14 @@ func run(hpcml string, rows, files, hidden, batch int, outFile, keep string) err
 	if _, err := cli("model", "register", "bench", "--artifact", modelPath); err != nil {
 		return err
 	}
-	for _, w := range []int{1, 2} {
+	// 1 and 2 workers of 1 CPU each, and 1 worker given both CPUs (it
+	// scores two parts at once).
+	for _, run := range []struct{ workers, cpus int }{{1, 1}, {2, 1}, {1, 2}} {
+		w := run.workers
 		start := time.Now()
-		b, err := cli("transform", "--model", "bench", "--input", in, "--output", filepath.Join(dir, fmt.Sprintf("out-%d", w)),
-			"--workers", strconv.Itoa(w), "--batch-size", strconv.Itoa(batch), "--id-column", "id", "--join", "id", "-o", "json")
+		b, err := cli("transform", "--model", "bench", "--input", in, "--output", filepath.Join(dir, fmt.Sprintf("out-%dx%d", w, run.cpus)),
+			"--workers", strconv.Itoa(w), "--cpus", strconv.Itoa(run.cpus), "--batch-size", strconv.Itoa(batch),
+			"--id-column", "id", "--join", "id", "-o", "json")
 		if err != nil {
 			return err
 		}
@@ -144,12 +149,12 @@ func run(hpcml string, rows, files, hidden, batch int, outFile, keep string) err
 			return fmt.Errorf("transform with %d workers scored %d rows, the loop %d", w, rep.Records, n)
 		}
 		r := float64(rep.Records) / secs
-		results = append(results, result{Name: fmt.Sprintf("hpcml transform, %d worker(s)", w), Workers: w, Rows: rep.Records,
+		results = append(results, result{Name: fmt.Sprintf("hpcml transform, %d worker(s) × %d CPU", w, run.cpus), Workers: w, CPUs: run.cpus, Rows: rep.Records,
 			Seconds: secs, RowsPerSec: r, Ratio: r / base})
 	}
-	fmt.Printf("%-30s %12s %10s %14s %8s\n", "run", "rows", "seconds", "rows/s", "× loop")
+	fmt.Printf("%-38s %12s %10s %14s %8s\n", "run", "rows", "seconds", "rows/s", "× loop")
 	for _, r := range results {
-		fmt.Printf("%-30s %12d %10.2f %14.0f %8.2f\n", r.Name, r.Rows, r.Seconds, r.RowsPerSec, r.Ratio)
+		fmt.Printf("%-38s %12d %10.2f %14.0f %8.2f\n", r.Name, r.Rows, r.Seconds, r.RowsPerSec, r.Ratio)
 	}
 	if outFile != "" {
 		b, _ := json.MarshalIndent(results, "", "  ")

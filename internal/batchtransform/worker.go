@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/hpcml/hpcml/internal/serve"
 )
@@ -18,6 +21,10 @@ type WorkerOptions struct {
 	// Job and Attempt are recorded in every part it scores.
 	Job     string
 	Attempt int
+	// Threads is how many parts the worker scores at once (each with its
+	// own parser and renderer; the model is shared): the worker job's
+	// CPUs, so that a worker given several uses them. 0 is 1.
+	Threads int
 	// Progress, if set, is called after every part.
 	Progress func(WorkerProgress)
 	Log      *slog.Logger
@@ -69,55 +76,85 @@ func RunWorker(ctx context.Context, output string, m serve.Model, o WorkerOption
 	if err != nil {
 		return nil, err
 	}
-	sc, err := newScorer(p, m)
-	if err != nil {
-		return nil, fmt.Errorf("model %s:%d: %w", p.Model, p.Version, err)
+	threads := max(o.Threads, 1)
+	scorers := make([]*scorer, threads)
+	for t := range scorers {
+		if scorers[t], err = newScorer(p, m); err != nil {
+			return nil, fmt.Errorf("model %s:%d: %w", p.Model, p.Version, err)
+		}
 	}
 	in := newInputs()
 	defer in.Close()
 	start := time.Now()
 	res := &WorkerResult{Worker: o.Worker, Job: o.Job, Attempt: o.Attempt}
 	prog := WorkerProgress{}
+	var owned []Part
 	for _, part := range p.Parts {
 		if owns(o.Worker, o.Workers, part.Index) {
+			owned = append(owned, part)
 			prog.PartsOwned++
 			prog.BytesOwned += part.Bytes
 		}
 	}
 	res.PartsOwned = prog.PartsOwned
-	for _, part := range p.Parts {
-		if !owns(o.Worker, o.Workers, part.Index) {
-			continue
-		}
-		done, err := s.exists(ctx, partKey(part.Index))
-		if err != nil {
-			return nil, err
-		}
-		if done {
-			res.PartsSkipped++
-		} else {
-			hdr, err := sc.scorePart(ctx, in, part)
-			if err != nil {
-				return nil, fmt.Errorf("part %d (%s): %w", part.Index, p.Files[part.File].Name, err)
+	// The threads take the owned parts in order; res and prog are theirs
+	// to update under mu, in the order parts finish.
+	var mu sync.Mutex
+	next := make(chan Part)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(next)
+		for _, part := range owned {
+			select {
+			case next <- part:
+			case <-gctx.Done():
+				return nil
 			}
-			hdr.Worker, hdr.Job, hdr.Attempt = o.Worker, o.Job, o.Attempt
-			if err := writePart(ctx, s, part.Index, hdr, &sc.out); err != nil {
-				return nil, err
+		}
+		return nil
+	})
+	for _, sc := range scorers {
+		g.Go(func() error {
+			defer sc.out.reset()
+			for part := range next {
+				done, err := s.exists(gctx, partKey(part.Index))
+				if err != nil {
+					return err
+				}
+				var hdr *partHeader
+				if !done {
+					if hdr, err = sc.scorePart(gctx, in, part); err != nil {
+						return fmt.Errorf("part %d (%s): %w", part.Index, p.Files[part.File].Name, err)
+					}
+					hdr.Worker, hdr.Job, hdr.Attempt = o.Worker, o.Job, o.Attempt
+					if err := writePart(gctx, s, part.Index, hdr, &sc.out); err != nil {
+						return err
+					}
+					log.Debug("part scored", "part", part.Index, "records", hdr.Records, "failures", hdr.Failures, "seconds", hdr.Seconds)
+				}
+				mu.Lock()
+				if done {
+					res.PartsSkipped++
+				} else {
+					res.PartsScored++
+					res.Records += hdr.Records
+					res.Failures += hdr.Failures
+					prog.Records += hdr.Records
+					prog.Failures += hdr.Failures
+				}
+				prog.PartsDone++
+				prog.BytesDone += part.Bytes
+				if o.Progress != nil {
+					o.Progress(prog)
+				}
+				mu.Unlock()
 			}
-			res.PartsScored++
-			res.Records += hdr.Records
-			res.Failures += hdr.Failures
-			prog.Records += hdr.Records
-			prog.Failures += hdr.Failures
-			log.Debug("part scored", "part", part.Index, "records", hdr.Records, "failures", hdr.Failures, "seconds", hdr.Seconds)
-		}
-		prog.PartsDone++
-		prog.BytesDone += part.Bytes
-		if o.Progress != nil {
-			o.Progress(prog)
-		}
+			return nil
+		})
 	}
-	sc.out.reset()
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
 	res.Seconds = time.Since(start).Seconds()
 	data, err := json.Marshal(res)
 	if err != nil {

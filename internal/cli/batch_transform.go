@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -215,7 +216,8 @@ func submitBatchTransform(ctx context.Context, c *client.Client, p *batchtransfo
 	var deps []job.Dependency
 	for w := range f.workers {
 		s := &job.Spec{Name: fmt.Sprintf("transform-%s-w%d", name, w), Queue: f.queue,
-			Command:   append(append([]string(nil), base...), "__worker", "--output", p.Output, "--worker", strconv.Itoa(w), "--workers", workers),
+			Command: append(append([]string(nil), base...), "__worker", "--output", p.Output, "--worker", strconv.Itoa(w), "--workers", workers,
+				"--threads", strconv.Itoa(int(math.Ceil(f.cpus)))),
 			Resources: job.Resources{CPUs: f.cpus}, Retry: job.RetryPolicy{Attempts: batchAttempts},
 			Tags: map[string]string{tagBatchTransform: "worker"}}
 		j, err := c.SubmitJob(ctx, s)
@@ -511,7 +513,7 @@ job's), state, model, output and number of workers.`,
 // registered model loaded from the server's storage.
 func newBatchWorkerCmd(o *rootOptions) *cobra.Command {
 	var output, storage string
-	var worker, workers int
+	var worker, workers, threads int
 	cmd := &cobra.Command{
 		Use:    "__worker",
 		Hidden: true,
@@ -537,7 +539,7 @@ func newBatchWorkerCmd(o *rootOptions) *cobra.Command {
 			progressFile := o.getenv(job.ProgressFileEnv)
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			res, err := batchtransform.RunWorker(ctx, output, m, batchtransform.WorkerOptions{
-				Worker: worker, Workers: workers, Job: o.getenv(envJobID), Attempt: attempt, Log: log,
+				Worker: worker, Workers: workers, Threads: threads, Job: o.getenv(envJobID), Attempt: attempt, Log: log,
 				Progress: func(pr batchtransform.WorkerProgress) {
 					if progressFile == "" {
 						return
@@ -558,6 +560,7 @@ func newBatchWorkerCmd(o *rootOptions) *cobra.Command {
 	fl.StringVar(&output, "output", "", "the transform's output prefix (holding its plan)")
 	fl.IntVar(&worker, "worker", 0, "this worker (0-based)")
 	fl.IntVar(&workers, "workers", 1, "how many workers share the parts")
+	fl.IntVar(&threads, "threads", 1, "parts scored at once (the job's CPUs)")
 	fl.StringVar(&storage, "storage", "", "the server's storage, where the model is (default $"+task.StorageEnv+")")
 	return cmd
 }
