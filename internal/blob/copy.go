@@ -254,7 +254,10 @@ func UploadReader(ctx context.Context, b *Bucket, key string, r io.Reader) (int6
 	if err != nil {
 		return 0, fmt.Errorf("write %q: %w", key, err)
 	}
-	n, err := io.Copy(w, r)
+	// Not io.Copy: that calls the writer's ReadFrom, which allocates
+	// 1 MiB per object — most of the garbage of a server storing many
+	// small objects (async payloads and results).
+	n, err := io.CopyBuffer(struct{ io.Writer }{w}, r, make([]byte, 32<<10))
 	if err != nil {
 		cancel() // aborts the upload instead of committing a partial object
 		w.Close()
