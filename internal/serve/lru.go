@@ -162,7 +162,7 @@ func (c *modelCache) evict() []*cacheEntry {
 			continue
 		}
 		c.takeOut(e, "evicted (least recently used)")
-		victims = append(victims, e)
+		victims = append(victims, c.closing(e))
 	}
 	if c.used > c.budget {
 		// Every other model has requests in flight: the cache is over its
@@ -182,8 +182,18 @@ func (c *modelCache) takeOut(e *cacheEntry, why string) {
 	c.log.Info("model unloaded", "model", e.name, "version", e.version, "bytes", e.size, "why", why)
 }
 
-// closeAll closes models taken out of the cache with no request left;
-// c.mu is not held (closing waits for a batcher).
+// closing marks e, taken out with no request left, as about to be
+// closed: its bytes leave the count now, so that an eviction in progress
+// stops as soon as what it frees is enough (counting them until the
+// close itself made evict empty the cache). c.mu is held.
+func (c *modelCache) closing(e *cacheEntry) *cacheEntry {
+	c.used -= e.size
+	return e
+}
+
+// closeAll closes models taken out of the cache with no request left
+// (passed through closing); c.mu is not held (closing waits for a
+// batcher).
 func (c *modelCache) closeAll(es []*cacheEntry) {
 	for _, e := range es {
 		e.srv.Close()
@@ -192,8 +202,7 @@ func (c *modelCache) closeAll(es []*cacheEntry) {
 		return
 	}
 	c.mu.Lock()
-	for _, e := range es {
-		c.used -= e.size
+	for range es {
 		c.m.unloads.Inc()
 	}
 	c.gauges()
@@ -207,7 +216,7 @@ func (c *modelCache) release(e *cacheEntry) {
 	e.refs--
 	if e.refs == 0 && e.srv != nil {
 		if e.out {
-			victims = append(victims, e)
+			victims = append(victims, c.closing(e))
 		} else if c.used > c.budget {
 			victims = c.evict()
 		}
@@ -228,7 +237,7 @@ func (c *modelCache) unload(name, version string) bool {
 	c.takeOut(e, "unloaded by request")
 	var victims []*cacheEntry
 	if e.refs == 0 {
-		victims = append(victims, e)
+		victims = append(victims, c.closing(e))
 	}
 	c.mu.Unlock()
 	c.closeAll(victims)
@@ -279,7 +288,7 @@ func (c *modelCache) close() {
 		el = el.Next()
 		c.takeOut(e, "server stopping")
 		if e.refs == 0 {
-			victims = append(victims, e)
+			victims = append(victims, c.closing(e))
 		}
 	}
 	c.mu.Unlock()

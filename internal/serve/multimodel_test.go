@@ -536,3 +536,27 @@ func TestMultiModelUnloadInFlight(t *testing.T) {
 		t.Fatalf("%d loads, want 2", n)
 	}
 }
+
+// TestMultiModelEvictsOnlyWhatItMust: a cache with room for three and a
+// half models, full with three, evicts one — the least recently used —
+// to load a fourth, not every idle model.
+func TestMultiModelEvictsOnlyWhatItMust(t *testing.T) {
+	refs := []ModelRef{{"a", "1"}, {"b", "1"}, {"c", "1"}, {"d", "1"}}
+	loader, models := writeRepo(t, refs)
+	size := models[refs[0]].size
+	_, ts := startMulti(t, loader, MultiOptions{CacheBytes: 3*size + size/2})
+	for _, r := range refs {
+		if code, _, _ := inferModel(t, ts, "/v2/models/"+r.Name+"/infer", randomData(1, 4)); code != 200 {
+			t.Fatalf("%s: %d", r.Name, code)
+		}
+	}
+	idx := repoIndex(t, ts, "")
+	for name, want := range map[string]string{"a:1": stateUnavailable, "b:1": stateReady, "c:1": stateReady, "d:1": stateReady} {
+		if idx[name].State != want {
+			t.Fatalf("%s is %s, want %s (index %+v)", name, idx[name].State, want, idx)
+		}
+	}
+	if got := metricValue(t, ts, "hpcml_serve_model_cache_bytes"); got != float64(3*size) {
+		t.Fatalf("cache bytes %v, want %d", got, 3*size)
+	}
+}
