@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,7 +45,11 @@ func noticeOf(r *asyncq.Request) Notice {
 // delivery cut short by a kill is made again (at least once).
 func (d *Dispatcher) runWebhooks(ctx context.Context) {
 	var busy atomic.Int64
-	done := make(chan struct{}, d.cfg.WebhookWorkers)
+	var deliveries sync.WaitGroup
+	// done wakes the loop when a delivery ends; a wake-up already
+	// pending is enough, so a delivery never waits to send one (it used
+	// to, outside busy, and the loop then started more).
+	done := make(chan struct{}, 1)
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -57,17 +62,21 @@ func (d *Dispatcher) runWebhooks(ctx context.Context) {
 			}
 			for _, r := range reqs {
 				busy.Add(1)
-				go func() {
-					defer func() { busy.Add(-1); done <- struct{}{} }()
+				deliveries.Go(func() {
+					defer func() {
+						busy.Add(-1)
+						select {
+						case done <- struct{}{}:
+						default:
+						}
+					}()
 					d.deliver(ctx, r)
-				}()
+				})
 			}
 		}
 		select {
 		case <-ctx.Done():
-			for busy.Load() > 0 {
-				<-done
-			}
+			deliveries.Wait()
 			return
 		case <-t.C:
 		case <-d.hooks:
