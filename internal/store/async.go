@@ -165,7 +165,13 @@ func (s *SQLite) InsertAsync(ctx context.Context, r *asyncq.Request) error {
 		return fmt.Errorf("queue async request %s: %w", r.ID, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		if _, err := s.GetAsync(ctx, r.Endpoint, r.ID); err == nil {
+		// Ids are unique across endpoints: one taken on another endpoint
+		// is as taken as one on this.
+		var taken bool
+		if err := s.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM async_requests WHERE id = ?)`, r.ID).Scan(&taken); err != nil {
+			return fmt.Errorf("queue async request %s: %w", r.ID, err)
+		}
+		if taken {
 			return fmt.Errorf("async request %s: %w", r.ID, ErrExists)
 		}
 		return fmt.Errorf("endpoint %s: %w", r.Endpoint, ErrNotFound)

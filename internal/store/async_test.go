@@ -35,6 +35,13 @@ func TestAsyncQueueLeaseFinish(t *testing.T) {
 	if err := s.InsertAsync(ctx, asyncReq("a", 0)); !errors.Is(err, ErrExists) {
 		t.Fatalf("duplicate id: %v", err)
 	}
+	// An id is unique across endpoints: taken on a, it is taken on b too.
+	if err := s.CreateEndpoint(ctx, testEndpoint("b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.InsertAsync(ctx, asyncReq("b", 0)); !errors.Is(err, ErrExists) {
+		t.Fatalf("an id taken on another endpoint: %v, want ErrExists", err)
+	}
 	now := time.Now()
 	got, err := s.LeaseAsync(ctx, "a", "d1", 3, now)
 	if err != nil || len(got) != 3 {
