@@ -135,12 +135,15 @@ func (d *Dispatcher) ServeAsync(w http.ResponseWriter, r *http.Request, name, re
 			gatewayError(w, http.StatusInternalServerError, "%v", err)
 		}
 	}
-	allow := func(m string) bool {
+	// allow checks the method of a route that reads (GET, HEAD); the
+	// collection also takes POST (handled before), which Allow says.
+	allow := func(m string, others ...string) bool {
 		if r.Method == m || m == http.MethodGet && r.Method == http.MethodHead {
 			return true
 		}
-		w.Header().Set("Allow", m)
-		gatewayError(w, http.StatusMethodNotAllowed, "%s takes %s", r.URL.Path, m)
+		all := strings.Join(append([]string{m}, others...), ", ")
+		w.Header().Set("Allow", all)
+		gatewayError(w, http.StatusMethodNotAllowed, "%s takes %s", r.URL.Path, all)
 		return false
 	}
 	switch {
@@ -162,7 +165,7 @@ func (d *Dispatcher) ServeAsync(w http.ResponseWriter, r *http.Request, name, re
 		h.Set(HeaderSageMakerFailureLocation, acc.FailureLocation)
 		writeJSONAnswer(w, http.StatusAccepted, acc)
 	case rest == "":
-		if !allow(http.MethodGet) {
+		if !allow(http.MethodGet, http.MethodPost) {
 			return
 		}
 		q := r.URL.Query()

@@ -432,10 +432,14 @@ func TestAsyncBadRequests(t *testing.T) {
 		{"unknown id", "/endpoints/ep/async-invocations/nope", ``, nil, 404, "nope"},
 		{"bad status filter", "/endpoints/ep/async-invocations?status=done", ``, nil, 400, "status"},
 		{"no token", "", ``, nil, 401, "token"},
+		{"method", "DELETE /endpoints/ep/async-invocations", ``, nil, 405, "takes GET, POST"},
 	} {
 		method := "POST"
 		if strings.Contains(c.path, "/async-invocations/") || strings.Contains(c.path, "?") {
 			method = "GET"
+		}
+		if m, p, ok := strings.Cut(c.path, " "); ok {
+			method, c.path = m, p
 		}
 		var code int
 		var body []byte
