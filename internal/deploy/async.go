@@ -133,9 +133,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	// Nothing is dispatched before the last server's requests are
 	// settled; storage or the database being away for a moment must not
 	// stop asynchronous inference for the server's life, so try again.
+	var left int
 	for {
-		err := d.reconcile(ctx)
-		if err == nil {
+		var err error
+		if left, err = d.reconcile(ctx); err == nil {
 			break
 		}
 		d.log.Warn("reconcile async requests; trying again in 5s", "err", err)
@@ -149,6 +150,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	go func() { defer d.wg.Done(); d.runWebhooks(ctx) }()
 	t := time.NewTicker(d.cfg.Tick)
 	defer t.Stop()
+	// Requests whose objects could not be looked at are settled later,
+	// one storage outage not holding up every other endpoint's queue.
+	again := time.NewTicker(30 * time.Second)
+	defer again.Stop()
 	for {
 		d.dispatch(ctx)
 		select {
@@ -157,6 +162,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		case <-d.wake:
+		case <-again.C:
+			if left > 0 {
+				n, err := d.reconcile(ctx)
+				if err != nil {
+					d.log.Warn("reconcile async requests", "err", err)
+				} else {
+					left = n
+				}
+			}
 		}
 	}
 }
@@ -165,40 +179,45 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // result object exists succeeded (it is not run again), one whose error
 // object exists failed, and any other goes back to the queue; its
 // attempt stays counted. Storage is looked at before the row is touched:
-// if it cannot be read, the request stays as it is and reconcile fails,
-// to be tried again (requeueing it blind could run it twice).
-func (d *Dispatcher) reconcile(ctx context.Context) error {
+// a request whose objects cannot be looked at stays as it is (requeueing
+// it blind could run it twice) and is counted in left, for a later try;
+// an error is the database's.
+func (d *Dispatcher) reconcile(ctx context.Context) (left int, err error) {
 	orphans, err := d.cfg.Store.OrphanedAsync(ctx, d.owner)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var done, failed, requeued int
 	for _, r := range orphans {
 		state, msg := asyncq.Queued, ""
 		if ok, err := d.exists(ctx, r.Output); err != nil {
-			return fmt.Errorf("reconcile async request %s: result object: %w", r.ID, err)
+			d.log.Warn("reconcile async request: its result object cannot be looked at; later", "id", r.ID, "err", err)
+			left++
+			continue
 		} else if ok {
 			state = asyncq.Succeeded
 		} else if msg, ok, err = d.readFailure(ctx, r.Failure); err != nil {
-			return fmt.Errorf("reconcile async request %s: error object: %w", r.ID, err)
+			d.log.Warn("reconcile async request: its error object cannot be looked at; later", "id", r.ID, "err", err)
+			left++
+			continue
 		} else if ok {
 			state = asyncq.Failed
 		}
 		if ok, err := d.cfg.Store.AdoptAsync(ctx, r.ID, r.Owner, d.owner); err != nil {
-			return err
+			return left, err
 		} else if !ok {
 			continue
 		}
 		now := time.Now()
 		if state == asyncq.Queued {
 			if _, err := d.cfg.Store.RetryAsync(ctx, r.ID, d.owner, false, "interrupted by a server restart", now); err != nil {
-				return err
+				return left, err
 			}
 			requeued++
 			continue
 		}
 		if _, err := d.cfg.Store.FinishAsync(ctx, r.ID, d.owner, state, msg, now); err != nil {
-			return err
+			return left, err
 		}
 		d.log.Debug("async request ended", "endpoint", r.Endpoint, "id", r.ID, "state", state, "reconciled", true)
 		if state == asyncq.Succeeded {
@@ -208,10 +227,10 @@ func (d *Dispatcher) reconcile(ctx context.Context) error {
 		}
 	}
 	if len(orphans) > 0 {
-		d.log.Info("async requests reconciled after a restart", "succeeded", done, "failed", failed, "requeued", requeued)
+		d.log.Info("async requests reconciled after a restart", "succeeded", done, "failed", failed, "requeued", requeued, "left", left)
 		d.pokeHooks()
 	}
-	return nil
+	return left, nil
 }
 
 // dispatch leases as many due requests per async endpoint as its ready
