@@ -43,6 +43,14 @@ func Commit(ctx context.Context, output string, o CommitOptions) (*Report, error
 	if err != nil {
 		return nil, err
 	}
+	// A commit killed mid-write left temporary files beside the outputs.
+	names := []string{ErrorsFile, ReportFile}
+	for _, f := range p.Files {
+		names = append(names, f.Out)
+	}
+	if err := s.removeStaleTemps(names); err != nil {
+		return nil, err
+	}
 	rep := newReport(p, o)
 	hdrs, err := assemble(ctx, s, p, rep)
 	if err != nil {

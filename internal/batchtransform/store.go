@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	gcblob "gocloud.dev/blob"
@@ -228,4 +229,46 @@ func firstLine(r io.Reader) ([]byte, *bufio.Reader, error) {
 		return nil, nil, err
 	}
 	return line, br, nil
+}
+
+// removeStaleTemps removes what writers killed mid-write left of the
+// objects names (relative to the output): a local output's objects are
+// written through "<name>.<hex>.tmp" beside them (no_tmp_dir, so that
+// the rename stays on one file system), which a kill -9 leaves among
+// the user's files. Object stores keep no such thing.
+func (s *outputStore) removeStaleTemps(names []string) error {
+	if s.dir == "" {
+		return nil
+	}
+	byDir := map[string]map[string]bool{}
+	for _, n := range names {
+		dir := filepath.Join(s.dir, filepath.Dir(filepath.FromSlash(n)))
+		if byDir[dir] == nil {
+			byDir[dir] = map[string]bool{}
+		}
+		byDir[dir][filepath.Base(n)] = true
+	}
+	for dir, want := range byDir {
+		ents, err := os.ReadDir(dir)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("output %s: %w", dir, err)
+		}
+		for _, e := range ents {
+			base, ok := strings.CutSuffix(e.Name(), ".tmp")
+			i := strings.LastIndexByte(base, '.')
+			if !ok || i < 0 || !want[base[:i]] {
+				continue
+			}
+			if _, err := strconv.ParseUint(base[i+1:], 16, 64); err != nil {
+				continue
+			}
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("remove %s: %w", e.Name(), err)
+			}
+		}
+	}
+	return nil
 }
