@@ -33,6 +33,12 @@ type modelCache struct {
 	lru     list.List              // loaded entries in the cache, most recently used first
 	used    int64                  // bytes of loaded models not yet closed (the cache's and those draining)
 	closed  bool
+	// loadSlot lets one load run at a time: the budget is checked when a
+	// load has ended, so cold requests for many models at once would
+	// otherwise hold all of them in memory before any eviction (ten 3 GB
+	// models against a 4 GB budget). One at a time, the cache exceeds its
+	// budget by one model at most, and only until that load's eviction.
+	loadSlot chan struct{}
 }
 
 // cacheEntry is one model version in the cache: loading, loaded, or
@@ -54,7 +60,8 @@ func cacheKey(name, version string) string { return name + "\x00" + version }
 
 func newModelCache(budget int64, timeout time.Duration, m *cacheMetrics, log *slog.Logger,
 	load func(ctx context.Context, name, version string) (*Server, int64, error)) *modelCache {
-	c := &modelCache{budget: budget, timeout: timeout, load: load, m: m, log: log, entries: map[string]*cacheEntry{}}
+	c := &modelCache{budget: budget, timeout: timeout, load: load, m: m, log: log, entries: map[string]*cacheEntry{},
+		loadSlot: make(chan struct{}, 1)}
 	m.budget.Set(float64(budget))
 	return c
 }
@@ -111,9 +118,19 @@ func (c *modelCache) touch(e *cacheEntry) {
 func (c *modelCache) loadEntry(key string, e *cacheEntry) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	start := time.Now()
-	srv, size, err := c.load(ctx, e.name, e.version)
-	seconds := time.Since(start).Seconds()
+	var srv *Server
+	var size int64
+	var err error
+	var seconds float64 // the load's own, not its wait for the slot
+	select {
+	case c.loadSlot <- struct{}{}:
+		start := time.Now()
+		srv, size, err = c.load(ctx, e.name, e.version)
+		seconds = time.Since(start).Seconds()
+		<-c.loadSlot
+	case <-ctx.Done():
+		err = fmt.Errorf("model %s version %s: waited %s for other models' loads to end: %w", e.name, e.version, c.timeout, ctx.Err())
+	}
 	if err == nil && size > c.budget {
 		srv.Close()
 		err = fmt.Errorf("model %s version %s needs %d bytes, more than the whole model cache (%d bytes; raise --model-cache-bytes): %w",

@@ -75,6 +75,8 @@ type countingLoader struct {
 	loads map[string]int
 	hold  map[string]chan struct{}
 	gates map[string]*recordingModel
+	// running and most: loads in progress now, and the most at once.
+	running, most int
 }
 
 func (l *countingLoader) Load(ctx context.Context, name, version string) (Model, int64, error) {
@@ -82,7 +84,14 @@ func (l *countingLoader) Load(ctx context.Context, name, version string) (Model,
 	l.loads[name+":"+version]++
 	hold := l.hold[name]
 	gate := l.gates[name]
+	l.running++
+	l.most = max(l.most, l.running)
 	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.running--
+		l.mu.Unlock()
+	}()
 	if hold != nil {
 		<-hold
 	}
@@ -558,5 +567,36 @@ func TestMultiModelEvictsOnlyWhatItMust(t *testing.T) {
 	}
 	if got := metricValue(t, ts, "hpcml_serve_model_cache_bytes"); got != float64(3*size) {
 		t.Fatalf("cache bytes %v, want %d", got, 3*size)
+	}
+}
+
+// TestMultiModelLoadsOneAtATime: cold requests for many models at once
+// load them one after the other (the budget is only checked when a load
+// ends), and every request is answered by its own model.
+func TestMultiModelLoadsOneAtATime(t *testing.T) {
+	var refs []ModelRef
+	for i := range 6 {
+		refs = append(refs, ModelRef{Name: fmt.Sprintf("cold%d", i), Version: "1"})
+	}
+	loader, models := writeRepo(t, refs)
+	cl := &countingLoader{Loader: loader, loads: map[string]int{}}
+	_, ts := startMulti(t, cl, MultiOptions{CacheBytes: 2 * models[refs[0]].size})
+	var wg sync.WaitGroup
+	for _, r := range refs {
+		wg.Go(func() {
+			x := randomData(3, 4)
+			code, got, _ := inferModel(t, ts, "/v2/models/"+r.Name+"/infer", x)
+			if code != 200 {
+				t.Errorf("%s: %d", r.Name, code)
+				return
+			}
+			sameFloats(t, r.Name, got, direct(t, models[r].ref, "input", []int{1, 4}, x).Data)
+		})
+	}
+	wg.Wait()
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.most != 1 || len(cl.loads) != len(refs) {
+		t.Fatalf("%d loads ran at once at most, %d models loaded; want 1 and %d", cl.most, len(cl.loads), len(refs))
 	}
 }
