@@ -16,11 +16,7 @@ import (
 func TestAsyncS3(t *testing.T) {
 	const access, secret = "asynctest", "asynctestsecret"
 	srv := s3test.Start(t, access, secret, "data")
-	t.Setenv("AWS_ACCESS_KEY_ID", access)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", secret)
-	t.Setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
-	t.Setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
-	q := "?endpoint=" + srv.Endpoint + "&region=us-east-1&use_path_style=true"
+	q := srv.URLEnv(t)
 	b, err := hblob.Open(t.Context(), "s3://data"+q)
 	if err != nil {
 		t.Fatal(err)

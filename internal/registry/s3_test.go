@@ -17,11 +17,7 @@ import (
 func TestS3(t *testing.T) {
 	const access, secret = "registrytest", "registrytestsecret"
 	srv := s3test.Start(t, access, secret, "lake", "platform")
-	t.Setenv("AWS_ACCESS_KEY_ID", access)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", secret)
-	t.Setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
-	t.Setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
-	q := "?endpoint=" + srv.Endpoint + "&region=us-east-1&use_path_style=true"
+	q := srv.URLEnv(t)
 	ctx := t.Context()
 	lake, err := blob.Open(ctx, "s3://lake"+q)
 	if err != nil {

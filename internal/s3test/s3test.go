@@ -24,6 +24,21 @@ import (
 type Server struct {
 	Endpoint string // http://127.0.0.1:PORT
 	Client   *s3.Client
+
+	access, secret string
+}
+
+// URLEnv makes hpcml's s3:// URLs reach the server: it sets the
+// credentials (and checksums only when required, which versitygw wants)
+// in the test's environment and returns the query an s3://bucket/key URL
+// needs (endpoint, region, path-style addressing).
+func (s *Server) URLEnv(t testing.TB) string {
+	t.Helper()
+	t.Setenv("AWS_ACCESS_KEY_ID", s.access)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s.secret)
+	t.Setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+	t.Setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
+	return "?endpoint=" + s.Endpoint + "&region=us-east-1&use_path_style=true"
 }
 
 // Binary finds versitygw. Its absence fails the test: a skipped S3 test
@@ -85,7 +100,7 @@ func Start(t testing.TB, access, secret string, buckets ...string) *Server {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	s := &Server{Endpoint: endpoint, Client: s3.New(s3.Options{
+	s := &Server{Endpoint: endpoint, access: access, secret: secret, Client: s3.New(s3.Options{
 		Region: "us-east-1", BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
 		Credentials: credentials.NewStaticCredentialsProvider(access, secret, ""),
 	})}

@@ -17,11 +17,7 @@ func startS3(t *testing.T, bucket string) string {
 	t.Helper()
 	const access, secret = "tabletest", "tabletestsecret"
 	srv := s3test.Start(t, access, secret, bucket)
-	t.Setenv("AWS_ACCESS_KEY_ID", access)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", secret)
-	t.Setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
-	t.Setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
-	return "?endpoint=" + srv.Endpoint + "&region=us-east-1&use_path_style=true"
+	return srv.URLEnv(t)
 }
 
 func TestS3(t *testing.T) {
