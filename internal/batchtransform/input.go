@@ -5,14 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/table"
@@ -190,32 +186,17 @@ func (in *inputs) open(ctx context.Context, url string, off, end int64) (io.Read
 			return nil, fmt.Errorf("%s: %w", blob.Redact(url), err)
 		}
 	}
-	name := strings.ToLower(urlPath(url))
-	switch {
-	case strings.HasSuffix(name, ".gz"):
-		if off != 0 {
-			r.Close()
-			return nil, fmt.Errorf("%s: a compressed file is read whole", url)
-		}
-		z, err := gzip.NewReader(r)
-		if err != nil {
-			r.Close()
-			return nil, fmt.Errorf("%s: not gzip: %w", url, err)
-		}
-		return readCloser{z, closers{z, r}}, nil
-	case strings.HasSuffix(name, ".zst"):
-		if off != 0 {
-			r.Close()
-			return nil, fmt.Errorf("%s: a compressed file is read whole", url)
-		}
-		z, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			r.Close()
-			return nil, fmt.Errorf("%s: not zstd: %w", url, err)
-		}
-		return readCloser{z, closers{z.IOReadCloser(), r}}, nil
+	name := urlPath(url)
+	if off != 0 && compressed(name) {
+		r.Close()
+		return nil, fmt.Errorf("%s: a compressed file is read whole", url)
 	}
-	return r, nil
+	return table.Decompress(name, r)
+}
+
+func compressed(name string) bool {
+	n := strings.ToLower(name)
+	return strings.HasSuffix(n, ".gz") || strings.HasSuffix(n, ".zst")
 }
 
 // pieceFileSize is a file's size, by the URL a part carries.
@@ -246,14 +227,4 @@ func pieceFileSize(ctx context.Context, url string) (int64, error) {
 type readCloser struct {
 	io.Reader
 	io.Closer
-}
-
-type closers []io.Closer
-
-func (c closers) Close() error {
-	var errs []error
-	for _, x := range c {
-		errs = append(errs, x.Close())
-	}
-	return errors.Join(errs...)
 }

@@ -327,6 +327,14 @@ func (f *file) stream(ctx context.Context, off int64) (io.ReadCloser, error) {
 	return newReadAhead(z, 1<<20, 2), nil
 }
 
+// Decompress wraps r, the bytes of the file name, in the decompressor
+// its extension names (.gz, .zst), as Open reads such files; r itself for
+// any other name. Errors name the file. Closing the result closes r.
+func Decompress(name string, r io.ReadCloser) (io.ReadCloser, error) {
+	_, comp := formatOf(name)
+	return (&file{name: name, comp: comp}).decompress(r)
+}
+
 func (f *file) decompress(r io.ReadCloser) (io.ReadCloser, error) {
 	switch f.comp {
 	case compGzip:
