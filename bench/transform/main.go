@@ -34,8 +34,8 @@ import (
 	"github.com/hpcml/hpcml/bench/internal/load"
 	"github.com/hpcml/hpcml/internal/batchtransform"
 	"github.com/hpcml/hpcml/internal/nn"
-	"github.com/hpcml/hpcml/internal/onnx"
 	"github.com/hpcml/hpcml/internal/serve"
+	"github.com/hpcml/hpcml/internal/serve/servetest"
 )
 
 const features = 8
@@ -202,13 +202,7 @@ func writeInput(dir string, rows, files int) error {
 }
 
 func exportModel(hidden int) ([]byte, error) {
-	m, err := nn.Build(nn.Spec{Input: []int{features}, Layers: []nn.LayerSpec{
-		{Type: "dense", Units: hidden}, {Type: "relu"}, {Type: "dense", Units: hidden}, {Type: "relu"}, {Type: "dense", Units: 3},
-	}}, 1)
-	if err != nil {
-		return nil, err
-	}
-	return onnx.Export(m, onnx.ExportOptions{Head: "softmax"})
+	return servetest.MLP(1, 0.3, "softmax", features, hidden, hidden, 3)
 }
 
 // inProcessLoop scores every file in this process: lines parsed, batches

@@ -13,27 +13,15 @@ import (
 	"testing"
 
 	"github.com/hpcml/hpcml/internal/nn"
-	"github.com/hpcml/hpcml/internal/onnx"
 	"github.com/hpcml/hpcml/internal/serve"
+	"github.com/hpcml/hpcml/internal/serve/servetest"
 )
 
 // testModel is a small MLP, 4 features → 3 class probabilities, with
 // seeded random weights.
 func testModel(t testing.TB) *serve.ONNXModel {
 	t.Helper()
-	m, err := nn.Build(nn.Spec{Input: []int{4}, Layers: []nn.LayerSpec{
-		{Type: "dense", Units: 16}, {Type: "relu"}, {Type: "dense", Units: 3},
-	}}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewPCG(3, 7))
-	for _, p := range m.Params() {
-		for i := range p.Value.Data {
-			p.Value.Data[i] = float32(rng.NormFloat64() * 0.5)
-		}
-	}
-	data, err := onnx.Export(m, onnx.ExportOptions{Head: "softmax"})
+	data, err := servetest.MLP(3, 0.5, "softmax", 4, 16, 3)
 	if err != nil {
 		t.Fatal(err)
 	}

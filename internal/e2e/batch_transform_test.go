@@ -17,27 +17,15 @@ import (
 	"github.com/hpcml/hpcml/internal/batchtransform"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/nn"
-	"github.com/hpcml/hpcml/internal/onnx"
 	"github.com/hpcml/hpcml/internal/serve"
+	"github.com/hpcml/hpcml/internal/serve/servetest"
 )
 
 // scoringModel exports an MLP of 4 features → 3 probabilities with
 // seeded weights; hidden sets its width (wider is slower).
 func scoringModel(t *testing.T, hidden int) []byte {
 	t.Helper()
-	m, err := nn.Build(nn.Spec{Input: []int{4}, Layers: []nn.LayerSpec{
-		{Type: "dense", Units: hidden}, {Type: "relu"}, {Type: "dense", Units: hidden}, {Type: "relu"}, {Type: "dense", Units: 3},
-	}}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	for _, p := range m.Params() {
-		for i := range p.Value.Data {
-			p.Value.Data[i] = float32(rng.NormFloat64() * 0.3)
-		}
-	}
-	data, err := onnx.Export(m, onnx.ExportOptions{Head: "softmax"})
+	data, err := servetest.MLP(1, 0.3, "softmax", 4, hidden, hidden, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
