@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -412,6 +413,14 @@ func TestAsyncWebhookNeverBlocks(t *testing.T) {
 func TestAsyncBadRequests(t *testing.T) {
 	h := newAsyncHarness(t, endpoint.Async{MaxInlineBytes: 64}, nil)
 	h.run(0)
+	// An input object one byte over 1 GB (sparse: it takes no disk).
+	if err := h.bucket.WriteAll(t.Context(), "in/huge.csv", []byte("1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	objects, _, _ := strings.Cut(strings.TrimPrefix(h.url, "file://"), "?")
+	if err := os.Truncate(filepath.Join(objects, "in", "huge.csv"), endpoint.MaxAsyncInputBytes+1); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name, path, body string
 		hdr              []string
@@ -423,6 +432,7 @@ func TestAsyncBadRequests(t *testing.T) {
 		{"over the inline limit", "/endpoints/ep/async-invocations", strings.Repeat("x", 65), nil, 413, "over the limit of 64"},
 		{"empty", "/endpoints/ep/async-invocations", ``, nil, 400, "empty payload"},
 		{"missing input", "/endpoints/ep/async-invocations", ``, []string{HeaderInputLocation, "in/nope.json"}, 400, "does not exist"},
+		{"input over 1 GB", "/endpoints/ep/async-invocations", ``, []string{HeaderInputLocation, "in/huge.csv"}, 413, "1073741824"},
 		{"missing input (SageMaker header)", "/endpoints/ep/async-invocations", ``,
 			[]string{HeaderSageMakerInputLocation, "file:///nonexistent-dir/x.json"}, 400, "x.json"},
 		{"escaping input", "/endpoints/ep/async-invocations", ``, []string{HeaderInputLocation, "../etc/passwd"}, 400, "escapes"},
@@ -460,6 +470,9 @@ func TestAsyncBadRequests(t *testing.T) {
 	}
 	if list, _ := h.st.ListAsync(t.Context(), "ep", "", 0); len(list) != 0 {
 		t.Fatalf("a refused request was queued: %+v", list[0])
+	}
+	if err := h.bucket.Delete(t.Context(), "in/huge.csv"); err != nil { // the caller's, not the server's
+		t.Fatal(err)
 	}
 	iter := h.bucket.List(nil)
 	if obj, err := iter.Next(t.Context()); err == nil {
