@@ -184,7 +184,9 @@ a request names its model (X-Hpcml-Target-Model, or the OIP path).`,
 	return cmd
 }
 
-// waitEndpoint polls until the endpoint is in service.
+// waitEndpoint polls until the endpoint is in service with every variant
+// at its full replica count: in service alone means one replica of each
+// serves, and a caller that asked for N expects N to take its load.
 func waitEndpoint(ctx context.Context, c *client.Client, w io.Writer, name string, timeout time.Duration) (*deploy.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -197,7 +199,7 @@ func waitEndpoint(ctx context.Context, c *client.Client, w io.Writer, name strin
 			}
 			return nil, err
 		}
-		if st.State == endpoint.InService {
+		if st.State == endpoint.InService && fullyReady(st) {
 			return st, nil
 		}
 		line := fmt.Sprintf("%s: %s", st.State, variantsText(st))
@@ -214,6 +216,15 @@ func waitEndpoint(ctx context.Context, c *client.Client, w io.Writer, name strin
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+func fullyReady(st *deploy.Status) bool {
+	for _, v := range st.Variants {
+		if v.Ready < v.Replicas {
+			return false
+		}
+	}
+	return true
 }
 
 func variantsText(st *deploy.Status) string {

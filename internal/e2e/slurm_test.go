@@ -16,6 +16,7 @@ import (
 
 	"github.com/hpcml/hpcml/internal/batchtransform"
 	"github.com/hpcml/hpcml/internal/client"
+	"github.com/hpcml/hpcml/internal/deploy"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/nn"
 	"github.com/hpcml/hpcml/internal/serve"
@@ -436,11 +437,13 @@ func TestSlurm(t *testing.T) {
 			t.Fatalf("create --wait: %s", out)
 		}
 		defer hpcml(s, "endpoint", "delete", "slurm-ep")
-		st := getEndpoint(t, s, "slurm-ep")
-		ready := readyReplicas(st)
-		if len(ready) != 2 {
-			t.Fatalf("ready replicas: %+v", st.Replicas)
-		}
+		// In service means one replica of each variant serves; the second
+		// Slurm job may still be starting.
+		var ready []deploy.ReplicaStatus
+		waitFor(t, 2*time.Minute, "both replicas ready", func() bool {
+			ready = readyReplicas(getEndpoint(t, s, "slurm-ep"))
+			return len(ready) == 2
+		})
 		for _, r := range ready {
 			j, err := s.Client.GetJob(ctx, strconv.FormatInt(r.Job, 10))
 			if err != nil || len(j.Attempts) == 0 || !strings.HasPrefix(j.Attempts[0].BackendID, "slurm:") {
