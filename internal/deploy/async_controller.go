@@ -83,12 +83,15 @@ func (c *Controller) fillAsyncQueue(ctx context.Context, sts []*Status) error {
 }
 
 // asyncBacklog is an endpoint's backlog (queued + running), the sample of
-// the backlog autoscaling metric.
-func (c *Controller) asyncBacklog(ctx context.Context, name string) float64 {
+// the backlog autoscaling metric; ok is false when it could not be
+// counted, and then no sample is taken: a zero recorded for a database
+// hiccup would read as an idle queue and could scale the endpoint to zero
+// under load.
+func (c *Controller) asyncBacklog(ctx context.Context, name string) (backlog float64, ok bool) {
 	counts, err := c.cfg.Store.AsyncBacklog(ctx)
 	if err != nil {
-		c.log.Warn("count async backlog", "endpoint", name, "err", err)
-		return 0
+		c.log.Warn("count async backlog; no autoscaling sample this tick", "endpoint", name, "err", err)
+		return 0, false
 	}
-	return float64(counts[name].Backlog())
+	return float64(counts[name].Backlog()), true
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -633,5 +634,52 @@ func TestAsyncUnwritableFailureLocation(t *testing.T) {
 	if r.State != asyncq.Failed || r.Attempts != 2 || !strings.Contains(r.Error, "400") ||
 		!strings.Contains(r.Error, "could not be written") {
 		t.Fatalf("request: %+v", r)
+	}
+}
+
+// backlogFailing is the store with AsyncBacklog failing while fail is set.
+type backlogFailing struct {
+	store.Store
+	fail atomic.Bool
+}
+
+func (s *backlogFailing) AsyncBacklog(ctx context.Context) (map[string]store.AsyncCounts, error) {
+	if s.fail.Load() {
+		return nil, fmt.Errorf("database is locked")
+	}
+	return s.Store.AsyncBacklog(ctx)
+}
+
+// A backlog that cannot be counted is no sample: read as zero, it would
+// scale a busy endpoint (min 0) to zero while the database hiccups.
+func TestAsyncBacklogUnreadableIsNoSample(t *testing.T) {
+	h := newHarness(t)
+	h.stop()
+	fs := &backlogFailing{Store: h.st}
+	h.cfg.Store = fs
+	h.start()
+	ctx := t.Context()
+	auto := &endpoint.Autoscale{Min: 0, Max: 2, Target: 4, Metric: endpoint.MetricBacklog,
+		Window: job.Duration(200 * time.Millisecond), ScaleInWindow: job.Duration(300 * time.Millisecond),
+		ScaleInCooldown: job.Duration(100 * time.Millisecond)}
+	if _, err := h.c.Create(ctx, CreateRequest{Name: "ep", Variants: []VariantRequest{{Model: "m:1", CPUs: 0.5}},
+		Autoscale: auto, Async: &endpoint.Async{}}); err != nil {
+		t.Fatal(err)
+	}
+	// Two queued requests (no dispatcher runs them): backlog 2, one replica.
+	for i := range 2 {
+		r := &asyncq.Request{ID: fmt.Sprintf("r%d", i), Endpoint: "ep", Input: "in", Output: "out", Failure: "err", MaxAttempts: 3}
+		if err := h.st.InsertAsync(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.wait("a ready replica", func(s *Status) bool { return len(ready(s)) == 1 })
+	fs.fail.Store(true)
+	time.Sleep(4 * (300 + 100) * time.Millisecond) // several scale-in windows
+	fs.fail.Store(false)
+	st := h.wait("the endpoint", func(*Status) bool { return true })
+	if st.Spec.Variants[0].Replicas != 1 {
+		evs, _ := h.st.ListScaleEvents(ctx, "ep", 10)
+		t.Fatalf("scaled to %d replicas while the backlog (2) could not be read: %+v", st.Spec.Variants[0].Replicas, evs)
 	}
 }

@@ -754,7 +754,10 @@ func (c *Controller) autoscale(ctx context.Context, e *endpoint.Endpoint, v *end
 	}
 	var value float64
 	if p.Metric == autoscale.MetricBacklog {
-		value = c.asyncBacklog(ctx, e.Name)
+		var ok bool
+		if value, ok = c.asyncBacklog(ctx, e.Name); !ok {
+			return
+		}
 	} else if p.Metric == autoscale.MetricRPS {
 		w := c.cfg.Gateway.Stats(e.Name, v.Name, v.Revision).Window(now.Add(-time.Second), time.Second, time.Time{})
 		value = float64(w.Requests)
