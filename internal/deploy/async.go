@@ -66,7 +66,25 @@ type Dispatcher struct {
 
 	// wg holds Run until the requests in flight have been recorded.
 	wg sync.WaitGroup
+
+	// unsettled are ends of requests the database refused to record: the
+	// row stays running under this owner, so no reconcile would pick it
+	// up before a restart; they are written again every settleEvery.
+	mu        sync.Mutex
+	unsettled []ending
 }
+
+// ending is the write that ends (or requeues) a request's attempt, and
+// what follows once it is stored.
+type ending struct {
+	id    string
+	what  string // for the log
+	write func(ctx context.Context) (held bool, err error)
+	after func(held bool)
+}
+
+// settleEvery is how often ends the database refused are written again.
+const settleEvery = 2 * time.Second
 
 // NewDispatcher returns a dispatcher; Run starts it.
 func NewDispatcher(cfg AsyncConfig) *Dispatcher {
@@ -154,6 +172,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	// one storage outage not holding up every other endpoint's queue.
 	again := time.NewTicker(30 * time.Second)
 	defer again.Stop()
+	settle := time.NewTicker(settleEvery)
+	defer settle.Stop()
 	for {
 		d.dispatch(ctx)
 		select {
@@ -162,6 +182,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		case <-d.wake:
+		case <-settle.C:
+			d.resettle(ctx)
 		case <-again.C:
 			if left > 0 {
 				n, err := d.reconcile(ctx)
@@ -233,6 +255,52 @@ func (d *Dispatcher) reconcile(ctx context.Context) (left int, err error) {
 	return left, nil
 }
 
+// end records e; a database error keeps it for resettle.
+func (d *Dispatcher) end(ctx context.Context, e ending) {
+	held, err := e.write(ctx)
+	if err != nil {
+		d.log.Warn("record async request; will try again", "id", e.id, "what", e.what, "err", err)
+		d.mu.Lock()
+		d.unsettled = append(d.unsettled, e)
+		d.mu.Unlock()
+		return
+	}
+	if e.after != nil {
+		e.after(held)
+	}
+}
+
+// resettle writes again the ends the database refused before.
+func (d *Dispatcher) resettle(ctx context.Context) {
+	d.mu.Lock()
+	pending := d.unsettled
+	d.unsettled = nil
+	d.mu.Unlock()
+	for _, e := range pending {
+		if ctx.Err() != nil {
+			// Left running: the next start reconciles them.
+			return
+		}
+		d.end(ctx, e)
+	}
+}
+
+// requeue puts a leased request back to the queue; failed counts the
+// attempt against its max attempts.
+func (d *Dispatcher) requeue(ctx context.Context, r *asyncq.Request, failed bool, why string, next time.Time) {
+	d.end(ctx, ending{id: r.ID, what: "requeue", write: func(ctx context.Context) (bool, error) {
+		return d.cfg.Store.RetryAsync(ctx, r.ID, d.owner, failed, why, next)
+	}})
+}
+
+// finish ends a leased request in state.
+func (d *Dispatcher) finish(ctx context.Context, r *asyncq.Request, state asyncq.State, msg string, start time.Time) {
+	now := time.Now()
+	d.end(ctx, ending{id: r.ID, what: string(state), write: func(ctx context.Context) (bool, error) {
+		return d.cfg.Store.FinishAsync(ctx, r.ID, d.owner, state, msg, now)
+	}, after: func(held bool) { d.finished(r, held, state, start) }})
+}
+
 // dispatch leases as many due requests per async endpoint as its ready
 // replicas have room for, and starts each.
 func (d *Dispatcher) dispatch(ctx context.Context) {
@@ -293,7 +361,7 @@ func (d *Dispatcher) dispatch(ctx context.Context) {
 			if rep == nil {
 				// Every replica began draining since: back to the queue,
 				// not counted as a failure.
-				d.cfg.Store.RetryAsync(context.WithoutCancel(ctx), r.ID, d.owner, false, "", time.Now())
+				d.requeue(context.WithoutCancel(ctx), r, false, "", time.Now())
 				continue
 			}
 			d.wg.Add(1)
@@ -338,17 +406,14 @@ func (d *Dispatcher) process(ctx context.Context, token string, rep *Replica, r 
 	if action == asyncq.Succeed {
 		// The replica's answer is in storage (attempt wrote it): now, and
 		// only now, the row.
-		ok, err := d.cfg.Store.FinishAsync(wctx, r.ID, d.owner, asyncq.Succeeded, "", time.Now())
-		d.finished(r, ok, err, asyncq.Succeeded, start)
+		d.finish(wctx, r, asyncq.Succeeded, "", start)
 		return
 	}
 	if action == asyncq.Retry {
 		next := time.Now().Add(asyncq.RetryDelay(r.Failures + 1))
 		d.log.Info("async request will be retried", "endpoint", r.Endpoint, "id", r.ID, "attempt", r.Attempts, "why", why,
 			"at", next.Format(time.RFC3339))
-		if _, err := d.cfg.Store.RetryAsync(wctx, r.ID, d.owner, true, why, next); err != nil {
-			d.log.Warn("requeue async request", "id", r.ID, "err", err)
-		}
+		d.requeue(wctx, r, true, why, next)
 		d.count("retried")
 		return
 	}
@@ -361,13 +426,12 @@ func (d *Dispatcher) process(ctx context.Context, token string, rep *Replica, r 
 		d.log.Warn("write async failure object", "id", r.ID, "location", r.Failure, "err", err)
 		why = fmt.Sprintf("%s; the error object could not be written: %v", why, err)
 		if r.Failures+1 < r.MaxAttempts {
-			d.cfg.Store.RetryAsync(wctx, r.ID, d.owner, true, why, time.Now().Add(asyncq.RetryDelay(r.Failures+1)))
+			d.requeue(wctx, r, true, why, time.Now().Add(asyncq.RetryDelay(r.Failures+1)))
 			d.count("retried")
 			return
 		}
 	}
-	ok, err := d.cfg.Store.FinishAsync(wctx, r.ID, d.owner, asyncq.Failed, why, time.Now())
-	d.finished(r, ok, err, asyncq.Failed, start)
+	d.finish(wctx, r, asyncq.Failed, why, start)
 }
 
 // failureDoc is the error object of a failed request.
@@ -381,10 +445,8 @@ type failureDoc struct {
 	At          time.Time `json:"at"`
 }
 
-func (d *Dispatcher) finished(r *asyncq.Request, ok bool, err error, state asyncq.State, start time.Time) {
+func (d *Dispatcher) finished(r *asyncq.Request, ok bool, state asyncq.State, start time.Time) {
 	switch {
-	case err != nil:
-		d.log.Warn("end async request", "id", r.ID, "err", err)
 	case !ok:
 		d.log.Warn("async request was no longer held by this dispatcher", "id", r.ID)
 	default:

@@ -683,3 +683,54 @@ func TestAsyncBacklogUnreadableIsNoSample(t *testing.T) {
 		t.Fatalf("scaled to %d replicas while the backlog (2) could not be read: %+v", st.Spec.Variants[0].Replicas, evs)
 	}
 }
+
+// endsFailing is the store with FinishAsync and RetryAsync failing while
+// fail is set, counting the refusals.
+type endsFailing struct {
+	store.Store
+	fail    atomic.Bool
+	refused atomic.Int32
+}
+
+func (s *endsFailing) FinishAsync(ctx context.Context, id, owner string, state asyncq.State, msg string, now time.Time) (bool, error) {
+	if s.fail.Load() {
+		s.refused.Add(1)
+		return false, fmt.Errorf("database is locked")
+	}
+	return s.Store.FinishAsync(ctx, id, owner, state, msg, now)
+}
+
+func (s *endsFailing) RetryAsync(ctx context.Context, id, owner string, failed bool, msg string, next time.Time) (bool, error) {
+	if s.fail.Load() {
+		s.refused.Add(1)
+		return false, fmt.Errorf("database is locked")
+	}
+	return s.Store.RetryAsync(ctx, id, owner, failed, msg, next)
+}
+
+// An end the database refuses is written again while the server runs: the
+// request does not stay running until a restart. Its answer was computed
+// once (the replica saw it once); the retry of a 503 is kept too.
+func TestAsyncEndRefusedIsWrittenAgain(t *testing.T) {
+	rep := newDoubler(t)
+	h := newAsyncHarness(t, endpoint.Async{MaxAttempts: 3}, rep.srv)
+	fs := &endsFailing{Store: h.st}
+	h.d.cfg.Store = fs
+	fs.fail.Store(true)
+	h.run(0)
+	good := h.submit(`{"x":7}`).InferenceID
+	flaky := h.submit(`{"x":-1}`).InferenceID
+	waitUntil(t, "both ends refused", func() bool { return fs.refused.Load() >= 2 })
+	if g := h.get(good); g.State != asyncq.Running {
+		t.Fatalf("while the database refuses, the request is %s", g.State)
+	}
+	fs.fail.Store(false)
+	h.waitEnded([]string{good})
+	if g := h.get(good); g.State != asyncq.Succeeded || rep.count(7) != 1 || h.object(g.Output) != `{"y":14}` {
+		t.Fatalf("request: %+v, replica saw it %d times", g, rep.count(7))
+	}
+	h.waitEnded([]string{flaky})
+	if f := h.get(flaky); f.State != asyncq.Failed || f.Failures != 2 || rep.count(-1) != 3 {
+		t.Fatalf("flaky request: %+v, replica saw it %d times", f, rep.count(-1))
+	}
+}
