@@ -22,3 +22,16 @@ type goGemm struct{}
 func (goGemm) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	gogemm.Sgemm(tA != blas.NoTrans, tB != blas.NoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
+
+// packedWeights is a weight matrix packed once for inference (Dense.Freeze).
+type packedWeights = *gogemm.PackedB
+
+// packWeights packs the out×in weights w for products x·wᵀ.
+func packWeights(w []float32, out, in int) packedWeights {
+	return gogemm.PackB(true, in, out, w, in)
+}
+
+// gemmPacked computes C (m×n) = A·op(B) + beta·C, op(B) packed by packWeights.
+func gemmPacked(m int, a []float32, pb packedWeights, beta float32, c []float32) {
+	gogemm.SgemmPacked(m, 1, a, pb.K(), pb, beta, c, pb.N())
+}

@@ -69,3 +69,13 @@ func (s splitBLAS) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []
 	}
 	wg.Wait()
 }
+
+// packedWeights: OpenBLAS packs inside every call; Dense.Freeze keeps
+// nothing and Forward calls it as before.
+type packedWeights = *struct{}
+
+func packWeights([]float32, int, int) packedWeights { return nil }
+
+func gemmPacked(int, []float32, packedWeights, float32, []float32) {
+	panic("nn: no packed weights with OpenBLAS")
+}

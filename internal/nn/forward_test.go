@@ -454,3 +454,44 @@ func TestResidualParamsAndBuffers(t *testing.T) {
 		t.Errorf("out shape %v", got)
 	}
 }
+
+// A frozen Dense computes what it computed before it was frozen, to the
+// bit, at every batch size (one row, odd sizes, a product big enough to be
+// split among goroutines), and refuses training.
+func TestDenseFrozenIdentical(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, sh := range [][2]int{{2048, 512}, {33, 10}, {1, 1}, {512, 2048}} {
+		in, out := sh[0], sh[1]
+		plain := NewDense("d", in, out, HeNormal, rng)
+		for i := range plain.B.Value.Data {
+			plain.B.Value.Data[i] = float32(rng.NormFloat64())
+		}
+		frozen := NewDense("d", in, out, HeNormal, rng)
+		copy(frozen.W.Value.Data, plain.W.Value.Data)
+		copy(frozen.B.Value.Data, plain.B.Value.Data)
+		frozen.Freeze()
+		for _, n := range []int{1, 3, 32, 100} {
+			x := &Tensor{Shape: []int{n, in}, Data: make([]float32, n*in)}
+			for i := range x.Data {
+				x.Data[i] = float32(rng.NormFloat64())
+			}
+			want, _ := plain.Forward(Infer(), x)
+			want = want.Clone()
+			got, _ := frozen.Forward(Infer(), x)
+			if !slices.Equal(got.Data, want.Data) {
+				t.Fatalf("%d→%d, batch %d: frozen and plain differ", in, out, n)
+			}
+		}
+	}
+	if BLAS != "go-gemm" {
+		return // OpenBLAS packs in every call: Freeze keeps nothing
+	}
+	d := NewDense("d", 4, 3, HeNormal, rng)
+	d.Freeze()
+	defer func() {
+		if recover() == nil {
+			t.Fatal("training a frozen layer did not panic")
+		}
+	}()
+	d.Forward(&Context{Training: true}, &Tensor{Shape: []int{1, 4}, Data: make([]float32, 4)})
+}

@@ -115,6 +115,9 @@ func denseFor(name string, b *value, transposed bool, alpha float32, c *value, b
 			d.B.Value.Data[i] = beta * c.f[i%len(c.f)]
 		}
 	}
+	// A loaded graph's weights never change: packed once here, not on
+	// every call.
+	d.Freeze()
 	return d, nil
 }
 

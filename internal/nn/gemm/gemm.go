@@ -375,10 +375,15 @@ func kcBlock(kc, k int) int {
 }
 
 // prepacked holds operands packed whole before a product is split among
-// goroutines, or nil where each goroutine packs its own.
+// goroutines (or once for many products: PackedB), or nil where each
+// goroutine packs its own.
 type prepacked struct {
 	a []float32 // op(A) by packAllA
 	b []float32 // op(B) by packAllB
+	// bStride is the padded column count op(B) was packed with (0: the
+	// product's own n), bCol the first of its columns this product uses
+	// (a multiple of nr): a column chunk of a B packed whole.
+	bStride, bCol int
 }
 
 // packAllB packs all of op(B) as one nc block: the k block at pc starts at
@@ -430,7 +435,11 @@ func run(cfg config, ws *workspace, p *product, pre prepacked) {
 			bb := ws.b
 			switch {
 			case pre.b != nil:
-				bb = pre.b[pc*roundUp(p.n, nr):]
+				stride := pre.bStride
+				if stride == 0 {
+					stride = roundUp(p.n, nr)
+				}
+				bb = pre.b[pc*stride+pre.bCol*kc:]
 			case p.transB:
 				packBT(cfg.pack, bb, p.b, p.ldb, pc, jc, kc, nc)
 			default:
