@@ -13,6 +13,10 @@
 //	cnn/unbatched    a small CNN on 1×16×16 images (conv 8×3×3, ReLU, dense 512, ReLU,
 //	                 dense 10, softmax) behind `hpcml serve`, no batching
 //	cnn/batched      the same with dynamic batching (--max-batch 32 --max-queue-delay 2ms)
+//	null/net-http    the machine's ceiling: a net/http server (this binary, re-executed)
+//	                 that reads each request and answers the MLP's response bytes, fixed,
+//	                 without decoding or computing anything. No server of a model can beat
+//	                 it with the same load generator on the same cores.
 //
 // The CNN's cost is mostly its dense head, whose weights a batch reads once
 // for all its rows: that is where batching pays on a CPU. (A network whose
@@ -34,6 +38,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -50,10 +55,21 @@ import (
 	"github.com/hpcml/hpcml/internal/onnx"
 )
 
-// childEnv makes this binary the plain net/http peer server.
-const childEnv = "HPCML_BENCH_SERVE_PEER"
+// childEnv makes this binary the plain net/http peer server; nullEnv
+// the server that answers without a model.
+const (
+	childEnv = "HPCML_BENCH_SERVE_PEER"
+	nullEnv  = "HPCML_BENCH_SERVE_NULL"
+)
 
 func main() {
+	if os.Getenv(nullEnv) != "" {
+		if err := runNull(); err != nil {
+			fmt.Fprintln(os.Stderr, "null server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if path := os.Getenv(childEnv); path != "" {
 		if err := runPeer(path); err != nil {
 			fmt.Fprintln(os.Stderr, "peer:", err)
@@ -81,6 +97,7 @@ type scenario struct {
 	Name  string
 	model string // "mlp" or "cnn"
 	peer  bool
+	null  bool
 	args  []string // extra hpcml serve flags
 	start float64
 }
@@ -131,6 +148,7 @@ func run(hpcml string, step, bound, budget time.Duration, factor, startMLP, star
 		{Name: "mlp/net-http", model: "mlp", peer: true, start: startMLP},
 		{Name: "cnn/unbatched", model: "cnn", start: startCNN},
 		{Name: "cnn/batched", model: "cnn", args: []string{"--max-batch", "32", "--max-queue-delay", "2ms"}, start: startCNN},
+		{Name: "null/net-http", model: "mlp", null: true, start: startMLP},
 	}
 	var scenarios []scenario
 	for _, s := range all {
@@ -166,6 +184,9 @@ func run(hpcml string, step, bound, budget time.Duration, factor, startMLP, star
 	if a, b := best["mlp/hpcml"], best["mlp/net-http"]; a > 0 && b > 0 {
 		fmt.Printf("MLP: hpcml serve %.0f req/s = %.2f× the plain net/http peer (goal ≥ 15000 req/s)\n", a, a/b)
 	}
+	if a := best["null/net-http"]; a > 0 {
+		fmt.Printf("ceiling: a net/http server that answers without a model sustains %.0f req/s at p99 ≤ %v on this machine\n", a, bound)
+	}
 	if a, b := best["cnn/batched"], best["cnn/unbatched"]; a > 0 && b > 0 {
 		fmt.Printf("CNN: dynamic batching %.2f× the unbatched throughput at p99 ≤ %v (goal ≥ 3×)\n", a/b, bound)
 	}
@@ -193,13 +214,16 @@ func writeModel(dir, name string, spec nn.Spec) (string, error) {
 func runScenario(s scenario, hpcml, model string, bodies [][]byte, step, bound time.Duration, factor float64, deadline time.Time) (scenarioResult, error) {
 	res := scenarioResult{Name: s.Name}
 	var cmd *exec.Cmd
-	if s.peer {
+	if s.peer || s.null {
 		self, err := os.Executable()
 		if err != nil {
 			return res, err
 		}
 		cmd = exec.Command(self)
 		cmd.Env = append(os.Environ(), childEnv+"="+model)
+		if s.null {
+			cmd.Env = append(os.Environ(), nullEnv+"=1")
+		}
 	} else {
 		cmd = exec.Command(hpcml, append([]string{"serve", "--model", model, "--name", s.model, "--listen", "127.0.0.1:0"}, s.args...)...)
 		cmd.Env = os.Environ()
@@ -314,12 +338,33 @@ func runPeer(modelPath string) error {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(resp)
 	})
+	return serveUntilSignal(mux, "peer")
+}
+
+// runNull serves fixed answers: the request's body is read and dropped,
+// the response is the MLP's shape of answer (ten probabilities), written
+// as bytes prepared once.
+func runNull() error {
+	answer := []byte(`{"model_name":"mlp","model_version":"1","outputs":[{"name":"probabilities","shape":[1,10],"datatype":"FP32",` +
+		`"data":[0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1]}]}`)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v2/models/{m}/infer", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(answer)
+	})
+	return serveUntilSignal(mux, "null server")
+}
+
+// serveUntilSignal serves h on a free loopback port, printing the address
+// as StartServe expects, until SIGTERM.
+func serveUntilSignal(h http.Handler, what string) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "peer serving addr=%s\n", ln.Addr())
-	srv := &http.Server{Handler: mux}
+	fmt.Fprintf(os.Stderr, "%s serving addr=%s\n", what, ln.Addr())
+	srv := &http.Server{Handler: h}
 	go func() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
