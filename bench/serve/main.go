@@ -3,7 +3,7 @@
 // latency within a bound (10 ms), found by stepping the rate up, with
 // vegeta (as a library) as the load generator on loopback.
 //
-//	go run ./bench/serve -hpcml bin/hpcml [-step 3s] [-p99 10ms] [-budget 4m]
+//	go run ./bench/serve -hpcml bin/hpcml [-step 3s] [-p99 10ms] [-budget 5m]
 //
 // Scenarios, each a fresh server process on 127.0.0.1:
 //
@@ -80,7 +80,7 @@ func main() {
 	hpcml := flag.String("hpcml", "bin/hpcml", "the hpcml binary")
 	step := flag.Duration("step", 3*time.Second, "duration of each rate step")
 	bound := flag.Duration("p99", 10*time.Millisecond, "p99 latency bound")
-	budget := flag.Duration("budget", 4*time.Minute, "bound on the whole run")
+	budget := flag.Duration("budget", 5*time.Minute, "bound on the whole run")
 	factor := flag.Float64("factor", 1.3, "rate growth per passing step")
 	startMLP := flag.Float64("start-mlp", 2000, "first rate for the MLP scenarios (requests/s)")
 	startCNN := flag.Float64("start-cnn", 200, "first rate for the CNN scenarios (requests/s)")

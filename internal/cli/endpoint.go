@@ -176,7 +176,7 @@ a request names its model (X-Hpcml-Target-Model, or the OIP path).`,
 	fl.Float64Var(&cpus, "cpus", 1, "CPUs per replica")
 	fl.StringVarP(&queue, "queue", "q", "", "the queue of the replica jobs (default: the default queue)")
 	fl.StringVar(&auto, "autoscale", "", "target tracking: min=1,max=4,target=2[,metric=inflight|rps][,scale-out-cooldown=30s][,scale-in-cooldown=60s]")
-	fl.BoolVar(&wait, "wait", false, "wait until every variant has a ready replica")
+	fl.BoolVar(&wait, "wait", false, "wait until every variant has all its replicas ready")
 	fl.DurationVar(&waitTimeout, "wait-timeout", 5*time.Minute, "give up waiting after this long")
 	batch.add(fl)
 	async.add(fl)
@@ -195,7 +195,7 @@ func waitEndpoint(ctx context.Context, c *client.Client, w io.Writer, name strin
 		st, err := c.GetEndpoint(ctx, name)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("endpoint %s not in service after %s", name, timeout)
+				return nil, fmt.Errorf("endpoint %s not ready after %s", name, timeout)
 			}
 			return nil, err
 		}
@@ -212,7 +212,9 @@ func waitEndpoint(ctx context.Context, c *client.Client, w io.Writer, name strin
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("endpoint %s not in service after %s (%s)", name, timeout, last)
+			// "in-service: primary=m:1 1/2 ready" says it serves, short
+			// of the replicas asked for.
+			return nil, fmt.Errorf("endpoint %s not fully ready after %s (%s)", name, timeout, last)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

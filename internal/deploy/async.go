@@ -255,33 +255,45 @@ func (d *Dispatcher) reconcile(ctx context.Context) (left int, err error) {
 	return left, nil
 }
 
-// end records e; a database error keeps it for resettle.
-func (d *Dispatcher) end(ctx context.Context, e ending) {
+// end records e; a database error keeps it for resettle (and is false).
+func (d *Dispatcher) end(ctx context.Context, e ending) bool {
 	held, err := e.write(ctx)
 	if err != nil {
 		d.log.Warn("record async request; will try again", "id", e.id, "what", e.what, "err", err)
-		d.mu.Lock()
-		d.unsettled = append(d.unsettled, e)
-		d.mu.Unlock()
-		return
+		d.keep(e)
+		return false
 	}
 	if e.after != nil {
 		e.after(held)
 	}
+	return true
 }
 
-// resettle writes again the ends the database refused before.
+func (d *Dispatcher) keep(e ...ending) {
+	d.mu.Lock()
+	d.unsettled = append(d.unsettled, e...)
+	d.mu.Unlock()
+}
+
+// resettle writes again the ends the database refused before. It stops
+// at the first refusal, keeping the rest for the next pass: with the
+// database still locked, each write could wait out the busy timeout, and
+// dispatching (on the same goroutine) must not wait for all of them.
 func (d *Dispatcher) resettle(ctx context.Context) {
 	d.mu.Lock()
 	pending := d.unsettled
 	d.unsettled = nil
 	d.mu.Unlock()
-	for _, e := range pending {
+	for i, e := range pending {
 		if ctx.Err() != nil {
 			// Left running: the next start reconciles them.
+			d.keep(pending[i:]...)
 			return
 		}
-		d.end(ctx, e)
+		if !d.end(ctx, e) { // kept again; the rest wait for the next pass
+			d.keep(pending[i+1:]...)
+			return
+		}
 	}
 }
 

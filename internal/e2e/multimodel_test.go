@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -85,9 +86,11 @@ func TestMultiModelEndpoint(t *testing.T) {
 	path, _ = mmModel(t, dir, 200)
 	s.cli("model", "register", "other", "--artifact", path)
 
-	// One model's tensors: 2×16 + 16 + 16×2 + 2 floats = 328 bytes; the
-	// cache holds two (and not three) per replica.
-	out := s.cli("endpoint", "create", "mm", "--multi-model", "--models", "mm-*", "--model-cache-bytes", "800",
+	// One model's tensors (its weights, the layers' copy and their packed
+	// copy; every model here is the same size): the cache holds two (and
+	// not three) per replica.
+	cache := refs["mm-a:1"].Graph().TensorBytes() * 5 / 2
+	out := s.cli("endpoint", "create", "mm", "--multi-model", "--models", "mm-*", "--model-cache-bytes", strconv.FormatInt(cache, 10),
 		"--replicas", "2", "--cpus", "0.5", "--wait")
 	if !strings.Contains(out, "in-service") || !strings.Contains(out, "models mm-*") || !strings.Contains(out, deploy.HeaderTargetModel) {
 		t.Fatalf("create --multi-model: %s", out)
@@ -97,7 +100,7 @@ func TestMultiModelEndpoint(t *testing.T) {
 	for _, r := range readyReplicas(st) {
 		jobs = append(jobs, r.Job)
 	}
-	if len(jobs) != 2 || st.Spec.MultiModel == nil || st.Spec.MultiModel.CacheBytes != 800 {
+	if len(jobs) != 2 || st.Spec.MultiModel == nil || st.Spec.MultiModel.CacheBytes != cache {
 		t.Fatalf("endpoint %+v", st)
 	}
 

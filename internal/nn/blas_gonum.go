@@ -31,6 +31,13 @@ func packWeights(w []float32, out, in int) packedWeights {
 	return gogemm.PackB(true, in, out, w, in)
 }
 
+func packedBytes(pb packedWeights) int64 {
+	if pb == nil {
+		return 0
+	}
+	return pb.Bytes()
+}
+
 // gemmPacked computes C (m×n) = A·op(B) + beta·C, op(B) packed by packWeights.
 func gemmPacked(m int, a []float32, pb packedWeights, beta float32, c []float32) {
 	gogemm.SgemmPacked(m, 1, a, pb.K(), pb, beta, c, pb.N())

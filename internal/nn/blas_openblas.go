@@ -76,6 +76,8 @@ type packedWeights = *struct{}
 
 func packWeights([]float32, int, int) packedWeights { return nil }
 
+func packedBytes(packedWeights) int64 { return 0 }
+
 func gemmPacked(int, []float32, packedWeights, float32, []float32) {
 	panic("nn: no packed weights with OpenBLAS")
 }

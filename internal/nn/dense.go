@@ -44,6 +44,10 @@ func (d *Dense) Freeze() {
 	}
 }
 
+// PackedBytes is the memory Freeze's packed copy of W takes (0 when the
+// layer is not frozen).
+func (d *Dense) PackedBytes() int64 { return packedBytes(d.frozen) }
+
 func (d *Dense) Forward(ctx *Context, x *Tensor) (*Tensor, any) {
 	n := x.Batch()
 	y := d.output(false, n, d.Out) // every row gets the bias below

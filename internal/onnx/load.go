@@ -32,6 +32,7 @@ type Graph struct {
 	outSlots []int
 	consts   []*value // by slot: the load-time value, nil for computed ones
 	steps    []step
+	held     int64 // what the steps' kernels keep of their own (nodeCtx.held)
 	metadata map[string]string
 }
 
@@ -242,6 +243,7 @@ func compileGraph(gp *graphProto, opset int64) (*Graph, error) {
 			st.out = append(st.out, define(name, nil))
 		}
 		g.steps = append(g.steps, st)
+		g.held += c.held
 	}
 	if len(gp.Outputs) == 0 {
 		return nil, errors.New("the graph has no outputs")

@@ -3,6 +3,8 @@ package onnx
 import (
 	"fmt"
 	"slices"
+
+	"github.com/hpcml/hpcml/internal/nn"
 )
 
 // nodeCtx is a node being compiled: its attributes and the inputs whose
@@ -14,6 +16,20 @@ type nodeCtx struct {
 	// outputs is how many outputs the kernel computes (1 unless the
 	// compiler says otherwise); a node naming more is refused.
 	outputs int
+	// held is the memory the kernel keeps of its own: the weights its
+	// layer copied from the initializers, and their packed copy.
+	held int64
+}
+
+// holds counts a layer built at load toward the graph's TensorBytes (its
+// parameters' values and extra bytes it keeps besides) and drops the
+// gradients it was made with: a loaded graph only infers.
+func (c *nodeCtx) holds(params []*nn.Param, extra int64) {
+	for _, p := range params {
+		c.held += 4 * int64(len(p.Value.Data))
+		p.Grad = nil
+	}
+	c.held += extra
 }
 
 // supportedOp reports whether compileNode knows op (default domain).

@@ -54,6 +54,7 @@ func compileGemm(c *nodeCtx) (kernel, error) {
 		if d, err := denseFor(c.node.Name, b, transB == 1, alpha, bias, beta, !c.has(2)); err != nil {
 			return nil, err
 		} else if d != nil {
+			c.holds(d.Params(), d.PackedBytes())
 			return denseKernel(d, transA == 1), nil
 		}
 	}
@@ -194,6 +195,7 @@ func compileMatMul(c *nodeCtx) (kernel, error) {
 		if err != nil {
 			return nil, err
 		}
+		c.holds(d.Params(), d.PackedBytes())
 		return denseKernel(d, false), nil
 	}
 	return single(func(in []*value) (*value, error) {
@@ -321,6 +323,7 @@ func compileConv(c *nodeCtx) (kernel, error) {
 	outC, inC := w.shape[0], w.shape[1]
 	conv := nn.NewConv2D(c.node.Name, inC, outC, k, stride, pad, keepWeights, nil)
 	copy(conv.W.Value.Data, w.f)
+	c.holds(conv.Params(), 0)
 	if c.has(2) {
 		b, err := c.constFloat(2, "bias")
 		if err != nil {
@@ -464,6 +467,7 @@ func compileBatchNorm(c *nodeCtx) (kernel, error) {
 	copy(bn.Beta.Value.Data, ps[1].f)
 	copy(bn.Mean.Value.Data, ps[2].f)
 	copy(bn.Var.Value.Data, ps[3].f)
+	c.holds(bn.Params(), 4*int64(len(bn.Mean.Value.Data)+len(bn.Var.Value.Data)))
 	return single(func(in []*value) (*value, error) {
 		x := in[0]
 		if err := wantFloat(x, "the input"); err != nil {

@@ -46,6 +46,9 @@ func packB(cfg config, transB bool, k, n int, b []float32, ldb int) *PackedB {
 	return pb
 }
 
+// Bytes is the memory of the packed copy (not of the B it refers to).
+func (pb *PackedB) Bytes() int64 { return 4 * int64(len(pb.data)) }
+
 // K and N are op(B)'s dimensions.
 func (pb *PackedB) K() int { return pb.k }
 func (pb *PackedB) N() int { return pb.n }
