@@ -212,13 +212,13 @@ func (d *Dispatcher) reconcile(ctx context.Context) (left int, err error) {
 	var done, failed, requeued int
 	for _, r := range orphans {
 		state, msg := asyncq.Queued, ""
-		if ok, err := d.exists(ctx, r.Output); err != nil {
+		if ok, err := d.resultSince(ctx, r.Output, r.SubmittedAt); err != nil {
 			d.log.Warn("reconcile async request: its result object cannot be looked at; later", "id", r.ID, "err", err)
 			left++
 			continue
 		} else if ok {
 			state = asyncq.Succeeded
-		} else if msg, ok, err = d.readFailure(ctx, r.Failure); err != nil {
+		} else if msg, ok, err = d.failureSince(ctx, r.Failure, r.SubmittedAt); err != nil {
 			d.log.Warn("reconcile async request: its error object cannot be looked at; later", "id", r.ID, "err", err)
 			left++
 			continue
@@ -559,32 +559,57 @@ func (d *Dispatcher) write(ctx context.Context, location string, r io.Reader) er
 	return err
 }
 
-func (d *Dispatcher) exists(ctx context.Context, location string) (bool, error) {
+// resultSince reports whether a result object exists at location that
+// was written after since (the request's submission). An older one is
+// another request's: a caller may reuse an inference id once its endpoint
+// was deleted and made again, and that request's result must not pass for
+// this one's. (The time is the store's clock: skewed behind the server's
+// by more than a request takes, a fresh result looks old and the request
+// runs again — at least once, never a wrong answer.)
+func (d *Dispatcher) resultSince(ctx context.Context, location string, since time.Time) (bool, error) {
 	b, key, err := d.locate(ctx, location, true)
 	if err != nil {
 		return false, err
 	}
-	return b.Exists(ctx, key)
+	attrs, err := b.Attributes(ctx, key)
+	if blob.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return !attrs.ModTime.Before(since), nil
 }
 
-// readFailure reads the error of an existing failure object.
-func (d *Dispatcher) readFailure(ctx context.Context, location string) (string, bool, error) {
+// failureSince reads the error of a failure object written after since
+// (by its own time, the dispatcher's clock; see resultSince).
+func (d *Dispatcher) failureSince(ctx context.Context, location string, since time.Time) (string, bool, error) {
+	msg, ok, at, err := d.readFailure(ctx, location)
+	if err != nil || !ok || (!at.IsZero() && at.Before(since)) {
+		return "", false, err
+	}
+	return msg, true, nil
+}
+
+// readFailure reads the error of an existing failure object, and when it
+// was written.
+func (d *Dispatcher) readFailure(ctx context.Context, location string) (string, bool, time.Time, error) {
 	b, key, err := d.locate(ctx, location, true)
 	if err != nil {
-		return "", false, err
+		return "", false, time.Time{}, err
 	}
 	data, err := b.ReadAll(ctx, key)
 	if blob.IsNotFound(err) {
-		return "", false, nil
+		return "", false, time.Time{}, nil
 	}
 	if err != nil {
-		return "", false, err
+		return "", false, time.Time{}, err
 	}
 	var doc failureDoc
 	if json.Unmarshal(data, &doc) != nil || doc.Error == "" {
 		doc.Error = "failed (see the failure object)"
 	}
-	return doc.Error, true, nil
+	return doc.Error, true, doc.At, nil
 }
 
 func truncate(b []byte, n int) string {

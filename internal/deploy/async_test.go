@@ -734,3 +734,41 @@ func TestAsyncEndRefusedIsWrittenAgain(t *testing.T) {
 		t.Fatalf("flaky request: %+v, replica saw it %d times", f, rep.count(-1))
 	}
 }
+
+// After a kill, objects at a request's locations older than the request
+// (a deleted endpoint's of the same name, whose inference ids a caller
+// reuses) are not taken for its outcome: it runs again and its own answer
+// replaces them.
+func TestAsyncReconcileIgnoresStaleObjects(t *testing.T) {
+	rep := newDoubler(t)
+	h := newAsyncHarness(t, endpoint.Async{}, rep.srv)
+	out := h.submit(`{"x":31}`, HeaderInferenceID, "reused-out")
+	fail := h.submit(`{"x":32}`, HeaderInferenceID, "reused-fail")
+	if _, err := h.st.LeaseAsync(t.Context(), "ep", "dead-server", 2, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// The old endpoint's objects, from before these requests were made.
+	old := h.get(out.InferenceID).SubmittedAt.Add(-time.Hour)
+	if err := h.bucket.WriteAll(t.Context(), h.get(out.InferenceID).Output, []byte(`{"y":"stale"}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	root := strings.TrimPrefix(strings.SplitN(h.url, "?", 2)[0], "file://")
+	if err := os.Chtimes(filepath.Join(root, filepath.FromSlash(h.get(out.InferenceID).Output)), old, old); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := json.Marshal(failureDoc{InferenceID: "reused-fail", Error: "an old failure", At: old})
+	if err := h.bucket.WriteAll(t.Context(), h.get(fail.InferenceID).Failure, doc, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.run(0)
+	h.waitEnded([]string{out.InferenceID, fail.InferenceID})
+	for _, c := range []struct {
+		id string
+		x  int
+	}{{out.InferenceID, 31}, {fail.InferenceID, 32}} {
+		r := h.get(c.id)
+		if r.State != asyncq.Succeeded || rep.count(c.x) != 1 || h.object(r.Output) != fmt.Sprintf(`{"y":%d}`, 2*c.x) {
+			t.Fatalf("%s: %+v, the replica saw it %d times", c.id, r, rep.count(c.x))
+		}
+	}
+}
