@@ -200,7 +200,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // reconcile settles the requests a killed server was running: one whose
 // result object exists succeeded (it is not run again), one whose error
 // object exists failed, and any other goes back to the queue; its
-// attempt stays counted. Storage is looked at before the row is touched:
+// attempt stays counted (and once its attempts that did not fail reach
+// its max attempts, it fails instead). Storage is looked at before the
+// row is touched:
 // a request whose objects cannot be looked at stays as it is (requeueing
 // it blind could run it twice) and is counted in left, for a later try;
 // an error is the database's.
@@ -224,6 +226,19 @@ func (d *Dispatcher) reconcile(ctx context.Context) (left int, err error) {
 			continue
 		} else if ok {
 			state = asyncq.Failed
+		}
+		if state == asyncq.Queued && r.Attempts-r.Failures >= max(r.MaxAttempts, 1) {
+			// Interrupted by restarts as many times as it may fail: a
+			// request that crashes the server must not crash it for ever.
+			state = asyncq.Failed
+			msg = fmt.Sprintf("interrupted by %d server restarts (max attempts %d)", r.Attempts-r.Failures, r.MaxAttempts)
+			doc, _ := json.MarshalIndent(failureDoc{InferenceID: r.ID, Endpoint: r.Endpoint, Error: msg,
+				Attempts: r.Attempts, At: time.Now().UTC()}, "", "  ")
+			if err := d.write(ctx, r.Failure, bytes.NewReader(doc)); err != nil {
+				d.log.Warn("reconcile async request: its error object cannot be written; later", "id", r.ID, "err", err)
+				left++
+				continue
+			}
 		}
 		if ok, err := d.cfg.Store.AdoptAsync(ctx, r.ID, r.Owner, d.owner); err != nil {
 			return left, err

@@ -772,3 +772,41 @@ func TestAsyncReconcileIgnoresStaleObjects(t *testing.T) {
 		}
 	}
 }
+
+// A request that restarts have interrupted max-attempts times fails at
+// the next restart (with its error object) instead of running again: a
+// request that crashes the server cannot do it for ever. One interrupted
+// fewer times runs again.
+func TestAsyncRestartsAreBounded(t *testing.T) {
+	rep := newDoubler(t)
+	h := newAsyncHarness(t, endpoint.Async{MaxAttempts: 2}, rep.srv)
+	doomed := h.submit(`{"x":41}`).InferenceID
+	// Two servers died running it: leased, requeued by a reconcile, and
+	// leased again by the second, which died too.
+	if l, err := h.st.LeaseAsync(t.Context(), "ep", "dead-1", 1, time.Now()); err != nil || len(l) != 1 {
+		t.Fatalf("lease: %v %v", l, err)
+	}
+	if ok, err := h.st.RetryAsync(t.Context(), doomed, "dead-1", false, "interrupted by a server restart", time.Now()); err != nil || !ok {
+		t.Fatalf("requeue: %v %v", ok, err)
+	}
+	if l, err := h.st.LeaseAsync(t.Context(), "ep", "dead-2", 1, time.Now()); err != nil || len(l) != 1 {
+		t.Fatalf("lease: %v %v", l, err)
+	}
+	spared := h.submit(`{"x":42}`).InferenceID
+	if l, err := h.st.LeaseAsync(t.Context(), "ep", "dead-2", 1, time.Now()); err != nil || len(l) != 1 || l[0].ID != spared {
+		t.Fatalf("lease: %v %v", l, err)
+	}
+	h.run(0)
+	h.waitEnded([]string{doomed, spared})
+	r := h.get(doomed)
+	if r.State != asyncq.Failed || !strings.Contains(r.Error, "interrupted by 2 server restarts") || rep.count(41) != 0 {
+		t.Fatalf("doomed request: %+v, the replica saw it %d times", r, rep.count(41))
+	}
+	var doc failureDoc
+	if err := json.Unmarshal([]byte(h.object(r.Failure)), &doc); err != nil || !strings.Contains(doc.Error, "server restarts") {
+		t.Fatalf("its error object: %+v %v", doc, err)
+	}
+	if s := h.get(spared); s.State != asyncq.Succeeded || rep.count(42) != 1 {
+		t.Fatalf("request interrupted once: %+v", s)
+	}
+}
