@@ -44,6 +44,9 @@ sbatch (available when Slurm's client commands are installed here);
 			if cfg.KeepJobDirs < 0 {
 				return fmt.Errorf("--keep-job-dirs must not be negative (0 keeps job dirs forever)")
 			}
+			if cfg.AsyncRetention < 0 {
+				return fmt.Errorf("--async-retention must not be negative (0 keeps ended requests forever)")
+			}
 			if backendName != job.BackendLocal && backendName != job.BackendSlurm {
 				return fmt.Errorf("--backend %q: want local or slurm", backendName)
 			}
@@ -79,6 +82,7 @@ sbatch (available when Slurm's client commands are installed here);
 	f.Int64Var(&cfg.MemoryMB, "memory-mb", 0, "memory in MB the local executor may hand out (default: this machine's)")
 	f.DurationVar(&cfg.KillGrace, "kill-grace", server.DefaultKillGrace, "time between SIGTERM and SIGKILL when a job is cancelled or times out")
 	f.DurationVar(&cfg.KeepJobDirs, "keep-job-dirs", 7*24*time.Hour, "how long to keep an ended job's dir (scratch files, local logs); logs stay in storage; 0 keeps them forever")
+	f.DurationVar(&cfg.AsyncRetention, "async-retention", 0, "how long an ended asynchronous inference request is kept (its record, inline payload and the result and error objects the server placed); 0 keeps them forever")
 	f.StringVar(&backendName, "backend", job.BackendLocal, "backend of the default queue: local or slurm")
 	f.StringVar(&cfg.Slurm.Dir, "slurm-dir", "", "where Slurm jobs' attempt dirs live (default <data-dir>/slurm); must be shared with the nodes at the same path")
 	f.StringVar(&cfg.Slurm.Bin, "slurm-bin", "", "directory of sbatch, squeue, scontrol and scancel (default: from PATH)")

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,11 @@ type AsyncConfig struct {
 	Registry   prometheus.Registerer
 	// Tick is how often the queue is looked at without a wake-up (250 ms).
 	Tick time.Duration
+	// Retention is how long an ended request is kept (its row, inline
+	// payload, and the objects the server placed); 0 keeps them.
+	// SweepEvery is how often the sweep runs (10 min), OrphanAge how old
+	// an inline payload no request names must be to go (1 h).
+	Retention, SweepEvery, OrphanAge time.Duration
 	// WebhookWorkers deliver notifications in parallel (8): a slow
 	// webhook holds one of them, never the queue.
 	WebhookWorkers int
@@ -66,6 +72,9 @@ type Dispatcher struct {
 
 	// wg holds Run until the requests in flight have been recorded.
 	wg sync.WaitGroup
+	// sweeping is set while a sweep runs (off the dispatch loop: listing
+	// storage can take a while), so that sweeps never overlap.
+	sweeping atomic.Bool
 
 	// unsettled are ends of requests the database refused to record: the
 	// row stays running under this owner, so no reconcile would pick it
@@ -93,6 +102,12 @@ func NewDispatcher(cfg AsyncConfig) *Dispatcher {
 	}
 	if cfg.WebhookWorkers <= 0 {
 		cfg.WebhookWorkers = 8
+	}
+	if cfg.SweepEvery <= 0 {
+		cfg.SweepEvery = defaultSweepEvery
+	}
+	if cfg.OrphanAge <= 0 {
+		cfg.OrphanAge = defaultOrphanAge
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -174,6 +189,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer again.Stop()
 	settle := time.NewTicker(settleEvery)
 	defer settle.Stop()
+	sweep := time.NewTicker(d.cfg.SweepEvery)
+	defer sweep.Stop()
+	d.startSweep(ctx) // once at start
 	for {
 		d.dispatch(ctx)
 		select {
@@ -184,6 +202,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-d.wake:
 		case <-settle.C:
 			d.resettle(ctx)
+		case <-sweep.C:
+			d.startSweep(ctx)
 		case <-again.C:
 			if left > 0 {
 				n, err := d.reconcile(ctx)

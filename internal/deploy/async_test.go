@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -808,5 +809,74 @@ func TestAsyncRestartsAreBounded(t *testing.T) {
 	}
 	if s := h.get(spared); s.State != asyncq.Succeeded || rep.count(42) != 1 {
 		t.Fatalf("request interrupted once: %+v", s)
+	}
+}
+
+// The sweep: requests ended longer ago than the retention go with their
+// inline payloads and the objects the server placed (a payload named by
+// reference stays: it is the caller's); a request still running stays;
+// inline payloads no request names go once older than the orphan age,
+// younger ones stay.
+func TestAsyncSweep(t *testing.T) {
+	rep := newDoubler(t)
+	h := newAsyncHarness(t, endpoint.Async{}, rep.srv)
+	h.d.cfg.Retention, h.d.cfg.SweepEvery, h.d.cfg.OrphanAge = 300*time.Millisecond, 50*time.Millisecond, time.Hour
+	ctx := t.Context()
+	if err := h.bucket.WriteAll(ctx, "in/mine.json", []byte(`{"x":3}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	root := strings.TrimPrefix(strings.SplitN(h.url, "?", 2)[0], "file://")
+	ageOf := func(key string, d time.Duration) {
+		t.Helper()
+		old := time.Now().Add(-d)
+		if err := os.Chtimes(filepath.Join(root, filepath.FromSlash(key)), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Orphans: one old, one recent; and an old payload a queued request
+	// still names (its endpoint has no replica to run it).
+	for _, k := range []string{"async/ep/input/gone.1234abcd", "async/ep/input/fresh.1234abcd", "async/gone-ep/input/x.1234abcd"} {
+		if err := h.bucket.WriteAll(ctx, k, []byte(`{"x":0}`), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ageOf("async/ep/input/gone.1234abcd", 2*time.Hour)
+	ageOf("async/gone-ep/input/x.1234abcd", 2*time.Hour)
+
+	h.run(0)
+	inline := h.submit(`{"x":1}`).InferenceID
+	byRef := h.submit(``, HeaderInputLocation, "in/mine.json").InferenceID
+	slow := h.submit(`{"x":-3}`).InferenceID // runs for 10 s
+	ageOf(h.get(slow).Input, 2*time.Hour)    // old, but its request names it
+	h.waitEnded([]string{inline, byRef})
+	in, done := h.get(inline), h.get(byRef)
+	waitUntil(t, "the ended requests to be swept", func() bool {
+		_, e1 := h.st.GetAsync(ctx, "ep", inline)
+		_, e2 := h.st.GetAsync(ctx, "ep", byRef)
+		return errors.Is(e1, store.ErrNotFound) && errors.Is(e2, store.ErrNotFound)
+	})
+	exists := func(key string) bool {
+		ok, err := h.bucket.Exists(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	for _, k := range []string{in.Input, in.Output, done.Output} {
+		if exists(k) {
+			t.Fatalf("%s is still there after its request expired", k)
+		}
+	}
+	if !exists("in/mine.json") {
+		t.Fatal("the caller's input object was deleted")
+	}
+	if r := h.get(slow); r.State != asyncq.Running || !exists(r.Input) {
+		t.Fatalf("the running request or its payload was swept: %+v", r)
+	}
+	if exists("async/ep/input/gone.1234abcd") || exists("async/gone-ep/input/x.1234abcd") {
+		t.Fatal("an old orphaned payload was kept")
+	}
+	if !exists("async/ep/input/fresh.1234abcd") {
+		t.Fatal("a recent payload with no request yet was deleted")
 	}
 }

@@ -29,6 +29,10 @@ type Config struct {
 	// and local logs) is kept; its logs live on in object storage. Zero
 	// keeps them forever.
 	KeepJobDirs time.Duration
+	// AsyncRetention is how long an ended asynchronous inference request
+	// is kept: its row, its inline payload, and the result and error
+	// objects the server placed. Zero keeps them forever.
+	AsyncRetention time.Duration
 	// Backend is the default queue's backend (job.BackendLocal by default).
 	Backend string
 	// Slurm configures the Slurm backend, which runs when Slurm's client

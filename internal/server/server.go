@@ -139,7 +139,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// Asynchronous inference: the durable queue's dispatcher, which the
 	// gateway's /endpoints/{name}/async-invocations routes feed.
 	async := deploy.NewDispatcher(deploy.AsyncConfig{Store: st, Storage: bucket, StorageURL: cfg.Storage, Gateway: gateway,
-		Controller: endpoints, Log: log, Registry: reg})
+		Controller: endpoints, Log: log, Registry: reg, Retention: cfg.AsyncRetention})
 	defer async.Close()
 	apiHandler := api.New(api.Config{
 		Store: st, Scheduler: sch, Token: token, Registry: reg, Log: log,

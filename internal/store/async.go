@@ -42,6 +42,12 @@ type AsyncStore interface {
 	AdoptAsync(ctx context.Context, id, from, owner string) (bool, error)
 	// AsyncBacklog counts queued and running requests by endpoint.
 	AsyncBacklog(ctx context.Context) (map[string]AsyncCounts, error)
+	// ExpiredAsync lists up to n requests that ended before cutoff and
+	// have no webhook left to deliver, oldest first.
+	ExpiredAsync(ctx context.Context, cutoff time.Time, n int) ([]*asyncq.Request, error)
+	// DeleteEndedAsync deletes the requests with these ids that have
+	// ended (a row in any other state is left as it is).
+	DeleteEndedAsync(ctx context.Context, ids []string) error
 
 	// ClaimWebhooks takes up to n pending notifications that are due,
 	// pushing their next try to until (a lease: a delivery cut short by a
@@ -255,6 +261,34 @@ func (s *SQLite) RetryAsync(ctx context.Context, id, owner string, failed bool, 
 	}
 	n, _ := res.RowsAffected()
 	return n == 1, nil
+}
+
+// ExpiredAsync implements AsyncStore. It scans the ended rows (no index
+// serves ended_at): a sweep runs every few minutes, not per request.
+func (s *SQLite) ExpiredAsync(ctx context.Context, cutoff time.Time, n int) ([]*asyncq.Request, error) {
+	out, err := s.queryAsync(ctx, s.r, `SELECT `+asyncCols+` FROM async_requests
+		WHERE state IN ('succeeded', 'failed') AND ended_at < ? AND webhook_state NOT IN ('waiting', 'pending')
+		ORDER BY ended_at LIMIT ?`, cutoff.UnixNano(), n)
+	if err != nil {
+		return nil, fmt.Errorf("list expired async requests: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteEndedAsync implements AsyncStore.
+func (s *SQLite) DeleteEndedAsync(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	q := `DELETE FROM async_requests WHERE state IN ('succeeded', 'failed') AND id IN (?` + strings.Repeat(",?", len(ids)-1) + `)`
+	if _, err := s.w.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("delete ended async requests: %w", err)
+	}
+	return nil
 }
 
 // OrphanedAsync implements AsyncStore.
