@@ -142,11 +142,7 @@ func sgemm(cfg config, transA, transB bool, m, n, k int, alpha float32, a []floa
 	checkMatrix("A", ar, ac, a, lda)
 	checkMatrix("B", br, bc, b, ldb)
 	checkMatrix("C", m, n, c, ldc)
-	if m == 0 || n == 0 {
-		return
-	}
-	if k == 0 || alpha == 0 {
-		scaleC(m, n, beta, c, ldc)
+	if degenerate(m, n, k, alpha, beta, c, ldc) {
 		return
 	}
 	p := product{transA, transB, m, n, k, alpha, beta, a, lda, b, ldb, c, ldc}
@@ -322,6 +318,19 @@ func checkMatrix(name string, rows, cols int, s []float32, ld int) {
 	if need := (rows-1)*ld + cols; len(s) < need {
 		panic(fmt.Sprintf("gemm: %s is %d×%d with leading dimension %d, which needs %d values, but has %d", name, rows, cols, ld, need, len(s)))
 	}
+}
+
+// degenerate carries out a product with nothing to multiply — an empty C,
+// or k or alpha 0 (C = beta·C) — and reports whether it was one.
+func degenerate(m, n, k int, alpha, beta float32, c []float32, ldc int) bool {
+	if m == 0 || n == 0 {
+		return true
+	}
+	if k == 0 || alpha == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return true
+	}
+	return false
 }
 
 // scaleC sets C = beta·C; beta == 0 clears C.

@@ -66,11 +66,7 @@ func sgemmPacked(cfg config, m int, alpha float32, a []float32, lda int, pb *Pac
 	}
 	checkMatrix("A", m, k, a, lda)
 	checkMatrix("C", m, n, c, ldc)
-	if m == 0 || n == 0 {
-		return
-	}
-	if k == 0 || alpha == 0 {
-		scaleC(m, n, beta, c, ldc)
+	if degenerate(m, n, k, alpha, beta, c, ldc) {
 		return
 	}
 	threads := cfg.maxThreads
