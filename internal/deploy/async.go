@@ -657,6 +657,7 @@ func truncate(b []byte, n int) string {
 type asyncMetrics struct {
 	ended   *prometheus.CounterVec
 	latency prometheus.Histogram
+	swept   *prometheus.CounterVec
 }
 
 func newAsyncMetrics(reg prometheus.Registerer) *asyncMetrics {
@@ -670,7 +671,11 @@ func newAsyncMetrics(reg prometheus.Registerer) *asyncMetrics {
 			Help:    "Time from an asynchronous request's submission to its result (or error) object.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 16),
 		}),
+		swept: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hpcml_async_swept_total",
+			Help: "What the asynchronous queue's sweep deleted: expired requests, and orphaned inline payloads.",
+		}, []string{"what"}),
 	}
-	reg.MustRegister(m.ended, m.latency)
+	reg.MustRegister(m.ended, m.latency, m.swept)
 	return m
 }

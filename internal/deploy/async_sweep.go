@@ -51,6 +51,7 @@ func (d *Dispatcher) sweep(ctx context.Context) {
 		}
 		if n > 0 {
 			d.log.Info("expired async requests deleted", "requests", n, "retention", d.cfg.Retention)
+			d.countSwept("expired_requests", n)
 		}
 	}
 	n, err := d.sweepOrphans(ctx, time.Now().Add(-d.cfg.OrphanAge))
@@ -59,6 +60,13 @@ func (d *Dispatcher) sweep(ctx context.Context) {
 	}
 	if n > 0 {
 		d.log.Info("orphaned async payloads deleted", "objects", n)
+		d.countSwept("orphaned_payloads", n)
+	}
+}
+
+func (d *Dispatcher) countSwept(what string, n int) {
+	if d.metrics != nil {
+		d.metrics.swept.WithLabelValues(what).Add(float64(n))
 	}
 }
 

@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/deploy/asyncq"
 	"github.com/hpcml/hpcml/internal/deploy/endpoint"
@@ -821,6 +824,7 @@ func TestAsyncSweep(t *testing.T) {
 	rep := newDoubler(t)
 	h := newAsyncHarness(t, endpoint.Async{}, rep.srv)
 	h.d.cfg.Retention, h.d.cfg.SweepEvery, h.d.cfg.OrphanAge = 300*time.Millisecond, 50*time.Millisecond, time.Hour
+	h.d.metrics = newAsyncMetrics(prometheus.NewRegistry())
 	ctx := t.Context()
 	if err := h.bucket.WriteAll(ctx, "in/mine.json", []byte(`{"x":3}`), nil); err != nil {
 		t.Fatal(err)
@@ -878,5 +882,9 @@ func TestAsyncSweep(t *testing.T) {
 	}
 	if !exists("async/ep/input/fresh.1234abcd") {
 		t.Fatal("a recent payload with no request yet was deleted")
+	}
+	if e, o := testutil.ToFloat64(h.d.metrics.swept.WithLabelValues("expired_requests")),
+		testutil.ToFloat64(h.d.metrics.swept.WithLabelValues("orphaned_payloads")); e != 2 || o != 2 {
+		t.Fatalf("hpcml_async_swept_total: %v expired requests, %v orphaned payloads; want 2 and 2", e, o)
 	}
 }
