@@ -133,6 +133,9 @@ repository extension at /endpoints/NAME/v2/repository/.`,
 			if err := json.Unmarshal(inv.Body, &rows); err != nil {
 				return fmt.Errorf("endpoint %s's index: %w", args[0], err)
 			}
+			if m := inv.Header.Get(deploy.HeaderIndexMissing); m != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s; the models they hold are not listed\n", m)
+			}
 			if format != formatTable {
 				return printDoc(out, format, rows)
 			}

@@ -221,10 +221,16 @@ func (g *Gateway) multiModel(w http.ResponseWriter, r *http.Request, rt *Route, 
 // replicaAnswer is one replica's answer to a request the gateway fans
 // out.
 type replicaAnswer struct {
+	job    int64
 	status int
 	body   []byte
 	err    error
 }
+
+// HeaderIndexMissing, on a multi-model endpoint's merged repository index,
+// says which replicas did not answer: the index lists what the others
+// hold, rather than nothing because one replica is restarting.
+const HeaderIndexMissing = "X-Hpcml-Index-Missing"
 
 // toReplicas sends one request to each ready replica of the endpoint at
 // once and returns their answers.
@@ -253,11 +259,11 @@ func (g *Gateway) toReplicas(ctx context.Context, rt *Route, target string, body
 func (g *Gateway) ask(ctx context.Context, rt *Route, rep *Replica, target string, h http.Header, body []byte) replicaAnswer {
 	resp, err := g.up.do(ctx, rep.Addr, http.MethodPost, target, h, rt.Token, body)
 	if err != nil {
-		return replicaAnswer{err: err}
+		return replicaAnswer{job: rep.JobID, err: err}
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	resp.finish(err == nil)
-	return replicaAnswer{status: resp.StatusCode, body: b, err: err}
+	return replicaAnswer{job: rep.JobID, status: resp.StatusCode, body: b, err: err}
 }
 
 // indexRow is a row of the OIP repository index; Replicas is hpcml's
@@ -395,15 +401,19 @@ func (g *Gateway) repositoryIndex(w http.ResponseWriter, r *http.Request, rt *Ro
 	}
 	rank := map[string]int{"UNAVAILABLE": 0, "LOADING": 1, "READY": 2}
 	merged := map[[2]string]*indexRow{}
+	var missing []string
 	for _, a := range answers {
-		if a.err != nil || a.status != http.StatusOK {
-			gatewayError(w, http.StatusBadGateway, "a replica did not list its models: %v %s", a.err, a.body)
-			return
-		}
 		var rows []indexRow
-		if err := json.Unmarshal(a.body, &rows); err != nil {
-			gatewayError(w, http.StatusBadGateway, "a replica's index: %v", err)
-			return
+		switch {
+		case a.err != nil:
+			missing = append(missing, fmt.Sprintf("replica %d: %v", a.job, a.err))
+			continue
+		case a.status != http.StatusOK:
+			missing = append(missing, fmt.Sprintf("replica %d: %d %s", a.job, a.status, truncate(a.body, 200)))
+			continue
+		case json.Unmarshal(a.body, &rows) != nil:
+			missing = append(missing, fmt.Sprintf("replica %d: its index is not JSON", a.job))
+			continue
 		}
 		for _, row := range rows {
 			v, err := strconv.Atoi(row.Version)
@@ -424,6 +434,15 @@ func (g *Gateway) repositoryIndex(w http.ResponseWriter, r *http.Request, rt *Ro
 				cur.State, cur.Reason = row.State, row.Reason
 			}
 		}
+	}
+	if len(missing) == len(answers) {
+		gatewayError(w, http.StatusBadGateway, "no replica listed its models: %s", strings.Join(missing, "; "))
+		return
+	}
+	if len(missing) > 0 {
+		// One line: a replica's answer may hold line breaks.
+		w.Header().Set(HeaderIndexMissing, strings.Join(strings.Fields(fmt.Sprintf("%d of %d replicas did not answer: %s",
+			len(missing), len(answers), strings.Join(missing, "; "))), " "))
 	}
 	out := []indexRow{}
 	for _, row := range merged {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -284,6 +285,33 @@ func TestGatewayMultiModel(t *testing.T) {
 	a = mmCall(t, front.URL, "/endpoints/mm/v2/repository/index", `{"ready":true}`)
 	if a.status != 200 || strings.Contains(a.body, `"alpha","version":"2"`) || !strings.Contains(a.body, `"alpha","version":"1"`) {
 		t.Fatalf("ready index after unload: %d %s", a.status, a.body)
+	}
+	if a.header.Get(HeaderIndexMissing) != "" {
+		t.Fatalf("every replica answered, yet %s: %s", HeaderIndexMissing, a.header.Get(HeaderIndexMissing))
+	}
+
+	// A replica that does not answer (restarting): the index lists what
+	// the others hold and names it; with none answering, 502.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := ln.Addr().String()
+	ln.Close()
+	withDead := func(reps []*Replica) {
+		g.SetRoute(&Route{Endpoint: "mm", Token: "replica-token",
+			Variants: []RouteVariant{{Name: "primary", Weight: 1, Fleets: []Fleet{{Percent: 100, Replicas: reps}}}},
+			Models:   &ModelRouting{filter: filter, models: "alpha,beta:1,churn-*", resolver: reg, cache: &resolveCache{m: map[string]resolvedRef{}}}})
+	}
+	withDead(append(slices.Clone(reps), &Replica{JobID: 99, Addr: deadAddr, Variant: "primary"}))
+	b := mmCall(t, front.URL, "/endpoints/mm/v2/repository/index", `{"ready":true}`)
+	if b.status != 200 || b.body != a.body || !strings.Contains(b.header.Get(HeaderIndexMissing), "1 of 4 replicas did not answer: replica 99") {
+		t.Fatalf("index with a replica down: %d %s (%s: %q); want the other three's: %s", b.status, b.body,
+			HeaderIndexMissing, b.header.Get(HeaderIndexMissing), a.body)
+	}
+	withDead([]*Replica{{JobID: 99, Addr: deadAddr, Variant: "primary"}})
+	if b := mmCall(t, front.URL, "/endpoints/mm/v2/repository/index", ""); b.status != 502 || !strings.Contains(b.body, "replica 99") {
+		t.Fatalf("index with every replica down: %d %s", b.status, b.body)
 	}
 }
 
