@@ -13,6 +13,11 @@
 // the machine. Each proxy's CPU time per request is reported too (less
 // sensitive to a busy machine than latencies).
 //
+// A floor runs in the same rounds too: a relay (this binary again) that
+// copies bytes between each client connection and one of its own to the
+// replica without parsing HTTP — what one more hop costs on this machine
+// before any proxy does anything.
+//
 // The goal (ARCHITECTURE.md §7): the gateway adds ≤ 150 µs at p50. The
 // run is bounded: rounds × 3 × step of load, plus start-up.
 package main
@@ -23,6 +28,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -49,7 +55,17 @@ import (
 // read against what any extra hop costs on this machine.
 const peerEnv = "HPCML_BENCH_GATEWAY_PEER"
 
+// relayEnv makes this binary the byte relay to the replica at its value.
+const relayEnv = "HPCML_BENCH_GATEWAY_RELAY"
+
 func main() {
+	if target := os.Getenv(relayEnv); target != "" {
+		if err := runRelay(target); err != nil {
+			fmt.Fprintln(os.Stderr, "relay:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if target := os.Getenv(peerEnv); target != "" {
 		if err := runPeer(target); err != nil {
 			fmt.Fprintln(os.Stderr, "peer:", err)
@@ -161,25 +177,35 @@ func run(hpcml string, rate int, step time.Duration, rounds int, outPath string)
 	direct := "http://" + st.Replicas[0].Addr + "/v2/models/mlp/infer"
 	viaGateway := base + "/endpoints/gw/v2/models/mlp/infer"
 	bodies := load.OIPBodies(onnx.InputName, []int{1, 32})
-	peer, peerURL, err := startPeer("http://"+st.Replicas[0].Addr, replicaToken)
+	peer, peerURL, err := startPeer(peerEnv+"=http://"+st.Replicas[0].Addr, "HPCML_BENCH_GATEWAY_TOKEN="+replicaToken)
 	if err != nil {
 		return err
 	}
 	defer func() { peer.Process.Kill(); peer.Wait() }()
 	viaPeer := peerURL + "/v2/models/mlp/infer"
+	relay, relayURL, err := startPeer(relayEnv + "=" + st.Replicas[0].Addr)
+	if err != nil {
+		return err
+	}
+	defer func() { relay.Process.Kill(); relay.Wait() }()
+	viaRelay := relayURL + "/v2/models/mlp/infer"
 
 	fmt.Printf("bench/serve/gateway: %d req/s, %v per path and round, %d rounds; GOMAXPROCS %d\n", rate, step, rounds, runtime.GOMAXPROCS(0))
 	fmt.Printf("  replica %s (job %d), gateway %s\n", direct, j.ID, viaGateway)
 	attack(direct, replicaToken, bodies, rate, step/2) // warm-up: connections, heaps
 	attack(viaGateway, token, bodies, rate, step/2)
 	attack(viaPeer, "", bodies, rate, step/2)
+	attack(viaRelay, replicaToken, bodies, rate, step/2)
 	var samples []sample
 	for r := 1; r <= rounds; r++ {
 		for _, p := range []struct{ name, url, tok string }{{"direct", direct, replicaToken}, {"gateway", viaGateway, token},
-			{"peer", viaPeer, ""}} {
+			{"peer", viaPeer, ""}, {"relay", viaRelay, replicaToken}} {
 			pid := srv.Process.Pid
-			if p.name == "peer" {
+			switch p.name {
+			case "peer":
 				pid = peer.Process.Pid
+			case "relay":
+				pid = relay.Process.Pid
 			}
 			cpu0 := load.ProcessCPU(pid)
 			s := attack(p.url, p.tok, bodies, rate, step)
@@ -210,27 +236,31 @@ func run(hpcml string, rate int, step time.Duration, rounds int, outPath string)
 	p99 := func(s sample) time.Duration { return s.P99 }
 	d50, g50, d99, g99 := med("direct", p50), med("gateway", p50), med("direct", p99), med("gateway", p99)
 	q50, q99 := med("peer", p50), med("peer", p99)
+	r50, r99 := med("relay", p50), med("relay", p99)
 	us := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
-	fmt.Printf("\nmedian of %d rounds: direct p50 %v p99 %v; gateway p50 %v p99 %v; peer proxy p50 %v p99 %v\n", rounds,
-		us(d50), us(d99), us(g50), us(g99), us(q50), us(q99))
-	fmt.Printf("the gateway adds %v at p50 (goal ≤ 150µs) and %v at p99; a plain httputil.ReverseProxy adds %v and %v\n",
-		us(g50-d50), us(g99-d99), us(q50-d50), us(q99-d99))
+	fmt.Printf("\nmedian of %d rounds: direct p50 %v p99 %v; gateway p50 %v p99 %v; peer proxy p50 %v p99 %v; relay p50 %v p99 %v\n", rounds,
+		us(d50), us(d99), us(g50), us(g99), us(q50), us(q99), us(r50), us(r99))
+	fmt.Printf("the gateway adds %v at p50 (goal ≤ 150µs) and %v at p99; a plain httputil.ReverseProxy adds %v and %v; "+
+		"a byte relay (one more hop, no HTTP) adds %v and %v\n",
+		us(g50-d50), us(g99-d99), us(q50-d50), us(q99-d99), us(r50-d50), us(r99-d99))
 	if outPath != "" {
 		b, _ := json.MarshalIndent(map[string]any{"samples": samples, "added_p50_ns": g50 - d50, "added_p99_ns": g99 - d99,
-			"peer_added_p50_ns": q50 - d50, "peer_added_p99_ns": q99 - d99}, "", "  ")
+			"peer_added_p50_ns": q50 - d50, "peer_added_p99_ns": q99 - d99,
+			"relay_added_p50_ns": r50 - d50, "relay_added_p99_ns": r99 - d99}, "", "  ")
 		return os.WriteFile(outPath, b, 0o644)
 	}
 	return nil
 }
 
-// startPeer starts this binary as the peer proxy and returns its URL.
-func startPeer(target, token string) (*exec.Cmd, string, error) {
+// startPeer starts this binary with env (the peer proxy or the relay)
+// and returns the URL it prints.
+func startPeer(env ...string) (*exec.Cmd, string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, "", err
 	}
 	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), peerEnv+"="+target, "HPCML_BENCH_GATEWAY_TOKEN="+token)
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, "", err
@@ -267,6 +297,33 @@ func runPeer(target string) error {
 	}
 	fmt.Println(ln.Addr().String())
 	return http.Serve(ln, rp)
+}
+
+// runRelay copies bytes between each connection it accepts on a free
+// loopback port (printed on stdout) and a connection of its own to the
+// replica at addr, both ways, parsing nothing.
+func runRelay(addr string) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Println(ln.Addr().String())
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer c.Close()
+			u, err := net.Dial("tcp", addr)
+			if err != nil {
+				return
+			}
+			defer u.Close()
+			go io.Copy(u, c)
+			io.Copy(c, u)
+		}()
+	}
 }
 
 // attack runs rate requests/s at url for d with the bearer token (none if
