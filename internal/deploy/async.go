@@ -220,8 +220,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // reconcile settles the requests a killed server was running: one whose
 // result object exists succeeded (it is not run again), one whose error
 // object exists failed, and any other goes back to the queue; its
-// attempt stays counted (and once its attempts that did not fail reach
-// its max attempts, it fails instead). Storage is looked at before the
+// attempt stays counted (and once restarts have cut short more of its
+// attempts than its max attempts, it fails instead). Storage is looked at before the
 // row is touched:
 // a request whose objects cannot be looked at stays as it is (requeueing
 // it blind could run it twice) and is counted in left, for a later try;
@@ -247,9 +247,11 @@ func (d *Dispatcher) reconcile(ctx context.Context) (left int, err error) {
 		} else if ok {
 			state = asyncq.Failed
 		}
-		if state == asyncq.Queued && r.Attempts-r.Failures >= max(r.MaxAttempts, 1) {
-			// Interrupted by restarts as many times as it may fail: a
-			// request that crashes the server must not crash it for ever.
+		if state == asyncq.Queued && r.Attempts-r.Failures > max(r.MaxAttempts, 1) {
+			// Interrupted by restarts more times than it may fail (each
+			// attempt that did not fail was cut short by a restart, this
+			// one included): a request that crashes the server must not
+			// crash it for ever.
 			state = asyncq.Failed
 			msg = fmt.Sprintf("interrupted by %d server restarts (max attempts %d)", r.Attempts-r.Failures, r.MaxAttempts)
 			doc, _ := json.MarshalIndent(failureDoc{InferenceID: r.ID, Endpoint: r.Endpoint, Error: msg,
@@ -407,8 +409,10 @@ func (d *Dispatcher) dispatch(ctx context.Context) {
 			rep := pickAsyncReplica(reps)
 			if rep == nil {
 				// Every replica began draining since: back to the queue,
-				// not counted as a failure.
-				d.requeue(context.WithoutCancel(ctx), r, false, "", time.Now())
+				// never sent, so not counted as an attempt.
+				d.end(context.WithoutCancel(ctx), ending{id: r.ID, what: "give back", write: func(ctx context.Context) (bool, error) {
+					return d.cfg.Store.UnleaseAsync(ctx, r.ID, d.owner)
+				}})
 				continue
 			}
 			d.wg.Add(1)
@@ -594,13 +598,18 @@ func (d *Dispatcher) write(ctx context.Context, location string, r io.Reader) er
 	return err
 }
 
+// staleBefore is how much older than its request an object must be to be
+// another request's: S3 keeps modification times to the second, and the
+// store's clock may be a little off the server's.
+const staleBefore = 2 * time.Second
+
 // resultSince reports whether a result object exists at location that
-// was written after since (the request's submission). An older one is
-// another request's: a caller may reuse an inference id once its endpoint
-// was deleted and made again, and that request's result must not pass for
-// this one's. (The time is the store's clock: skewed behind the server's
-// by more than a request takes, a fresh result looks old and the request
-// runs again — at least once, never a wrong answer.)
+// was not written before since (the request's submission, less
+// staleBefore). An older one is another request's: a caller may reuse an
+// inference id once its endpoint was deleted and made again, and that
+// request's result must not pass for this one's. (Skewed further, a fresh
+// result would look old and the request would run again: at least once,
+// never a wrong answer.)
 func (d *Dispatcher) resultSince(ctx context.Context, location string, since time.Time) (bool, error) {
 	b, key, err := d.locate(ctx, location, true)
 	if err != nil {
@@ -613,14 +622,15 @@ func (d *Dispatcher) resultSince(ctx context.Context, location string, since tim
 	if err != nil {
 		return false, err
 	}
-	return !attrs.ModTime.Before(since), nil
+	return !attrs.ModTime.Before(since.Truncate(time.Second).Add(-staleBefore)), nil
 }
 
 // failureSince reads the error of a failure object written after since
-// (by its own time, the dispatcher's clock; see resultSince).
+// (by the time it holds, a dispatcher's clock; see resultSince). One
+// without a time is not a dispatcher's: not this request's outcome.
 func (d *Dispatcher) failureSince(ctx context.Context, location string, since time.Time) (string, bool, error) {
 	msg, ok, at, err := d.readFailure(ctx, location)
-	if err != nil || !ok || (!at.IsZero() && at.Before(since)) {
+	if err != nil || !ok || at.IsZero() || at.Before(since.Add(-staleBefore)) {
 		return "", false, err
 	}
 	return msg, true, nil

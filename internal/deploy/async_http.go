@@ -383,6 +383,13 @@ func (d *Dispatcher) checkInput(ctx context.Context, loc string) (int64, int, er
 	if err != nil {
 		return 0, http.StatusBadRequest, fmt.Errorf("%s %q: %v", HeaderInputLocation, loc, err)
 	}
+	if b == d.cfg.Storage && strings.HasPrefix(key, "async/") {
+		// The queue's own objects: payloads and results come and go with
+		// their requests (retention, the orphan sweep), so another
+		// request must not depend on them.
+		return 0, http.StatusBadRequest, fmt.Errorf("%s %q is under async/, where the server keeps its queue's objects: "+
+			"copy the object elsewhere and name that", HeaderInputLocation, loc)
+	}
 	attrs, err := b.Attributes(ctx, key)
 	if err != nil {
 		if blob.IsNotFound(err) {

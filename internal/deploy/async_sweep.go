@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -104,10 +105,11 @@ func (d *Dispatcher) deleteObjects(ctx context.Context, r *asyncq.Request) bool 
 	if r.Inline {
 		locs = append(locs, r.Input)
 	}
+	own := []string{"async/" + r.Endpoint + "/input/", "async/" + r.Endpoint + "/output/", "async/" + r.Endpoint + "/failure/"}
 	for _, raw := range locs {
 		loc, err := blob.Resolve(raw, d.cfg.StorageURL)
-		if err != nil || loc.Bucket != d.cfg.StorageURL || !strings.HasPrefix(loc.Key, "async/"+r.Endpoint+"/") {
-			continue // not the server's to delete
+		if err != nil || loc.Bucket != d.cfg.StorageURL || !slices.ContainsFunc(own, func(p string) bool { return strings.HasPrefix(loc.Key, p) }) {
+			continue // not where the server puts things: the caller's or the endpoint's own path
 		}
 		if err := d.cfg.Storage.Delete(ctx, loc.Key); err != nil && !blob.IsNotFound(err) {
 			d.log.Warn("delete an expired async request's object", "id", r.ID, "key", loc.Key, "err", err)

@@ -341,7 +341,8 @@ func TestAsyncReconcileAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	fifth := h.get(ids[4])
-	if err := h.bucket.WriteAll(t.Context(), fifth.Failure, []byte(`{"error":"replica answered 400 Bad Request"}`), nil); err != nil {
+	doc, _ := json.Marshal(failureDoc{InferenceID: ids[4], Error: "replica answered 400 Bad Request", At: time.Now()})
+	if err := h.bucket.WriteAll(t.Context(), fifth.Failure, doc, nil); err != nil {
 		t.Fatal(err)
 	}
 	h.run(0)
@@ -441,6 +442,7 @@ func TestAsyncBadRequests(t *testing.T) {
 		{"missing input (SageMaker header)", "/endpoints/ep/async-invocations", ``,
 			[]string{HeaderSageMakerInputLocation, "file:///nonexistent-dir/x.json"}, 400, "x.json"},
 		{"escaping input", "/endpoints/ep/async-invocations", ``, []string{HeaderInputLocation, "../etc/passwd"}, 400, "escapes"},
+		{"the queue's own object", "/endpoints/ep/async-invocations", ``, []string{HeaderInputLocation, "async/ep/input/x.1234abcd"}, 400, "under async/"},
 		{"inline and location", "/endpoints/ep/async-invocations", `{}`, []string{HeaderInputLocation, "in/x.json"}, 400, "not both"},
 		{"timeout", "/endpoints/ep/async-invocations", `{}`, []string{HeaderSageMakerInvocationTimeout, "3601"}, 400, "1..3600"},
 		{"webhook scheme", "/endpoints/ep/async-invocations", `{}`, []string{HeaderWebhook, "file:///etc/x"}, 400, "http or https"},
@@ -777,33 +779,46 @@ func TestAsyncReconcileIgnoresStaleObjects(t *testing.T) {
 	}
 }
 
-// A request that restarts have interrupted max-attempts times fails at
-// the next restart (with its error object) instead of running again: a
-// request that crashes the server cannot do it for ever. One interrupted
-// fewer times runs again.
+// A request that restarts have interrupted more times than its max
+// attempts fails at the next restart (with its error object) instead of
+// running again: a request that crashes the server cannot do it for ever.
+// One interrupted max-attempts times runs again.
 func TestAsyncRestartsAreBounded(t *testing.T) {
 	rep := newDoubler(t)
 	h := newAsyncHarness(t, endpoint.Async{MaxAttempts: 2}, rep.srv)
 	doomed := h.submit(`{"x":41}`).InferenceID
-	// Two servers died running it: leased, requeued by a reconcile, and
-	// leased again by the second, which died too.
-	if l, err := h.st.LeaseAsync(t.Context(), "ep", "dead-1", 1, time.Now()); err != nil || len(l) != 1 {
-		t.Fatalf("lease: %v %v", l, err)
+	// Three servers died running it: each leased it, the next one's
+	// reconcile requeued it.
+	for i := range 3 {
+		owner := fmt.Sprintf("dead-%d", i)
+		if l, err := h.st.LeaseAsync(t.Context(), "ep", owner, 1, time.Now()); err != nil || len(l) != 1 {
+			t.Fatalf("lease: %v %v", l, err)
+		}
+		if i == 2 {
+			break
+		}
+		if ok, err := h.st.RetryAsync(t.Context(), doomed, owner, false, "interrupted by a server restart", time.Now()); err != nil || !ok {
+			t.Fatalf("requeue: %v %v", ok, err)
+		}
 	}
-	if ok, err := h.st.RetryAsync(t.Context(), doomed, "dead-1", false, "interrupted by a server restart", time.Now()); err != nil || !ok {
-		t.Fatalf("requeue: %v %v", ok, err)
-	}
-	if l, err := h.st.LeaseAsync(t.Context(), "ep", "dead-2", 1, time.Now()); err != nil || len(l) != 1 {
-		t.Fatalf("lease: %v %v", l, err)
-	}
+	// Interrupted twice (its max attempts): it runs again.
 	spared := h.submit(`{"x":42}`).InferenceID
-	if l, err := h.st.LeaseAsync(t.Context(), "ep", "dead-2", 1, time.Now()); err != nil || len(l) != 1 || l[0].ID != spared {
-		t.Fatalf("lease: %v %v", l, err)
+	for i := range 2 {
+		owner := fmt.Sprintf("dead-%d", i+10)
+		if l, err := h.st.LeaseAsync(t.Context(), "ep", owner, 1, time.Now()); err != nil || len(l) != 1 || l[0].ID != spared {
+			t.Fatalf("lease: %v %v", l, err)
+		}
+		if i == 1 {
+			break
+		}
+		if ok, err := h.st.RetryAsync(t.Context(), spared, owner, false, "interrupted by a server restart", time.Now()); err != nil || !ok {
+			t.Fatalf("requeue: %v %v", ok, err)
+		}
 	}
 	h.run(0)
 	h.waitEnded([]string{doomed, spared})
 	r := h.get(doomed)
-	if r.State != asyncq.Failed || !strings.Contains(r.Error, "interrupted by 2 server restarts") || rep.count(41) != 0 {
+	if r.State != asyncq.Failed || !strings.Contains(r.Error, "interrupted by 3 server restarts") || rep.count(41) != 0 {
 		t.Fatalf("doomed request: %+v, the replica saw it %d times", r, rep.count(41))
 	}
 	var doc failureDoc
@@ -886,5 +901,31 @@ func TestAsyncSweep(t *testing.T) {
 	if e, o := testutil.ToFloat64(h.d.metrics.swept.WithLabelValues("expired_requests")),
 		testutil.ToFloat64(h.d.metrics.swept.WithLabelValues("orphaned_payloads")); e != 2 || o != 2 {
 		t.Fatalf("hpcml_async_swept_total: %v expired requests, %v orphaned payloads; want 2 and 2", e, o)
+	}
+}
+
+// A result object a little older than its request by the store's clock
+// (S3 keeps whole seconds) is still the request's own: after a kill it is
+// not run again.
+func TestAsyncReconcileToleratesCoarseClocks(t *testing.T) {
+	rep := newDoubler(t)
+	h := newAsyncHarness(t, endpoint.Async{}, rep.srv)
+	id := h.submit(`{"x":51}`).InferenceID
+	if _, err := h.st.LeaseAsync(t.Context(), "ep", "dead-server", 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	r := h.get(id)
+	if err := h.bucket.WriteAll(t.Context(), r.Output, []byte(`{"y":102}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	root := strings.TrimPrefix(strings.SplitN(h.url, "?", 2)[0], "file://")
+	at := r.SubmittedAt.Truncate(time.Second).Add(-time.Second) // S3's second, and a second of skew
+	if err := os.Chtimes(filepath.Join(root, filepath.FromSlash(r.Output)), at, at); err != nil {
+		t.Fatal(err)
+	}
+	h.run(0)
+	h.waitEnded([]string{id})
+	if r := h.get(id); r.State != asyncq.Succeeded || rep.count(51) != 0 {
+		t.Fatalf("request: %+v, the replica saw it %d times", r, rep.count(51))
 	}
 }

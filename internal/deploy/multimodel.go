@@ -440,9 +440,14 @@ func (g *Gateway) repositoryIndex(w http.ResponseWriter, r *http.Request, rt *Ro
 		return
 	}
 	if len(missing) > 0 {
-		// One line: a replica's answer may hold line breaks.
+		// One line (a replica's answer may hold line breaks), of bounded
+		// length (proxies refuse long headers): the first three named.
+		named := strings.Join(missing[:min(len(missing), 3)], "; ")
+		if len(missing) > 3 {
+			named += fmt.Sprintf("; %d more", len(missing)-3)
+		}
 		w.Header().Set(HeaderIndexMissing, strings.Join(strings.Fields(fmt.Sprintf("%d of %d replicas did not answer: %s",
-			len(missing), len(answers), strings.Join(missing, "; "))), " "))
+			len(missing), len(answers), named)), " "))
 	}
 	out := []indexRow{}
 	for _, row := range merged {

@@ -34,6 +34,10 @@ type AsyncStore interface {
 	// RetryAsync puts a running request held by owner back in the queue,
 	// due at next, counting a replica failure when failed is set.
 	RetryAsync(ctx context.Context, id, owner string, failed bool, errMsg string, next time.Time) (bool, error)
+	// UnleaseAsync puts a running request held by owner back in the
+	// queue as if it had not been leased (its attempt uncounted): for a
+	// lease that was never sent.
+	UnleaseAsync(ctx context.Context, id, owner string) (bool, error)
 	// OrphanedAsync lists running requests not held by owner: those a
 	// previous server was running when it stopped.
 	OrphanedAsync(ctx context.Context, owner string) ([]*asyncq.Request, error)
@@ -289,6 +293,17 @@ func (s *SQLite) DeleteEndedAsync(ctx context.Context, ids []string) error {
 		return fmt.Errorf("delete ended async requests: %w", err)
 	}
 	return nil
+}
+
+// UnleaseAsync implements AsyncStore.
+func (s *SQLite) UnleaseAsync(ctx context.Context, id, owner string) (bool, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE async_requests SET state = 'queued', owner = '', attempts = MAX(attempts - 1, 0)
+		WHERE id = ? AND state = 'running' AND owner = ?`, id, owner)
+	if err != nil {
+		return false, fmt.Errorf("give back async request %s: %w", id, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
 }
 
 // OrphanedAsync implements AsyncStore.
