@@ -929,3 +929,26 @@ func TestAsyncReconcileToleratesCoarseClocks(t *testing.T) {
 		t.Fatalf("request: %+v, the replica saw it %d times", r, rep.count(51))
 	}
 }
+
+// Retention deletes only what the server placed by default: a result
+// under an endpoint's own output path stays even when that path is
+// under async/ENDPOINT/, and a caller's input stays.
+func TestAsyncExpireDeletesOnlyDefaults(t *testing.T) {
+	h := newAsyncHarness(t, endpoint.Async{}, nil)
+	ctx := t.Context()
+	r := &asyncq.Request{ID: "x", Endpoint: "ep", Input: "in/x.json", Output: "async/ep/results/x.out",
+		Failure: "async/ep/failure/x.error.json"}
+	for _, k := range []string{r.Input, r.Output, r.Failure} {
+		if err := h.bucket.WriteAll(ctx, k, []byte("{}"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !h.d.deleteObjects(ctx, r) {
+		t.Fatal("deleteObjects failed")
+	}
+	for k, want := range map[string]bool{r.Input: true, r.Output: true, r.Failure: false} {
+		if ok, _ := h.bucket.Exists(ctx, k); ok != want {
+			t.Errorf("%s exists: %v, want %v", k, ok, want)
+		}
+	}
+}

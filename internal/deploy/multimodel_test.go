@@ -309,6 +309,17 @@ func TestGatewayMultiModel(t *testing.T) {
 		t.Fatalf("index with a replica down: %d %s (%s: %q); want the other three's: %s", b.status, b.body,
 			HeaderIndexMissing, b.header.Get(HeaderIndexMissing), a.body)
 	}
+	// Many down: the header names three and counts the rest.
+	many := slices.Clone(reps)
+	for j := range 5 {
+		many = append(many, &Replica{JobID: int64(90 + j), Addr: deadAddr, Variant: "primary"})
+	}
+	withDead(many)
+	b = mmCall(t, front.URL, "/endpoints/mm/v2/repository/index", `{"ready":true}`)
+	if m := b.header.Get(HeaderIndexMissing); b.status != 200 || !strings.HasPrefix(m, "5 of 8 replicas did not answer") ||
+		!strings.HasSuffix(m, "; 2 more") || strings.Count(m, "replica 9") != 3 {
+		t.Fatalf("index with five replicas down: %d, %s: %q", b.status, HeaderIndexMissing, m)
+	}
 	withDead([]*Replica{{JobID: 99, Addr: deadAddr, Variant: "primary"}})
 	if b := mmCall(t, front.URL, "/endpoints/mm/v2/repository/index", ""); b.status != 502 || !strings.Contains(b.body, "replica 99") {
 		t.Fatalf("index with every replica down: %d %s", b.status, b.body)

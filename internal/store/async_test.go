@@ -169,3 +169,58 @@ func TestAsyncWebhookClaims(t *testing.T) {
 		t.Fatal("a delivered webhook is claimed")
 	}
 }
+
+// A lease given back leaves the request as before it (queued, its attempt
+// uncounted) and only under its owner; expired requests are the ended
+// ones past the cutoff with no webhook left, and deleting takes only
+// ended rows.
+func TestAsyncUnleaseExpireDelete(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := t.Context()
+	if err := s.CreateEndpoint(ctx, testEndpoint("a")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		r := asyncReq("a", i)
+		if i == 2 {
+			r.Webhook = "http://127.0.0.1:1/hook"
+		}
+		if err := s.InsertAsync(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	if got, err := s.LeaseAsync(ctx, "a", "d1", 3, now); err != nil || len(got) != 3 {
+		t.Fatalf("lease: %d %v", len(got), err)
+	}
+	if ok, err := s.UnleaseAsync(ctx, "req-000", "someone-else"); err != nil || ok {
+		t.Fatalf("unlease by another owner: %v %v", ok, err)
+	}
+	if ok, err := s.UnleaseAsync(ctx, "req-000", "d1"); err != nil || !ok {
+		t.Fatalf("unlease: %v %v", ok, err)
+	}
+	if r, _ := s.GetAsync(ctx, "a", "req-000"); r.State != asyncq.Queued || r.Attempts != 0 || r.Owner != "" {
+		t.Fatalf("given back: %+v", r)
+	}
+	for _, id := range []string{"req-001", "req-002"} {
+		if ok, err := s.FinishAsync(ctx, id, "d1", asyncq.Succeeded, "", now); err != nil || !ok {
+			t.Fatalf("finish %s: %v %v", id, ok, err)
+		}
+	}
+	exp, err := s.ExpiredAsync(ctx, now.Add(time.Second), 10)
+	if err != nil || len(exp) != 1 || exp[0].ID != "req-001" {
+		t.Fatalf("expired: %+v %v; want req-001 only (req-002's webhook is pending, req-000 queued)", exp, err)
+	}
+	if exp, _ := s.ExpiredAsync(ctx, now.Add(-time.Second), 10); len(exp) != 0 {
+		t.Fatalf("expired before the cutoff: %+v", exp)
+	}
+	if err := s.DeleteEndedAsync(ctx, []string{"req-000", "req-001"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetAsync(ctx, "a", "req-001"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("req-001 after delete: %v", err)
+	}
+	if r, err := s.GetAsync(ctx, "a", "req-000"); err != nil || r.State != asyncq.Queued {
+		t.Fatalf("a queued request was deleted: %+v %v", r, err)
+	}
+}
