@@ -19,6 +19,22 @@ type nodeCtx struct {
 	// held is the memory the kernel keeps of its own: the weights its
 	// layer copied from the initializers, and their packed copy.
 	held int64
+	// recycler, when set, is the layer whose pool the kernel's output
+	// comes from: the run hands the output back to it once nothing reads
+	// it any more (see freshOps).
+	recycler nn.Recycler
+}
+
+// freshOps are the operators whose output is always new memory — never
+// their input, a view of it, or anything that keeps a reference to it —
+// so that once they have run, an input they were the last to read may be
+// handed back to the pool it came from. (Identity, Dropout, Flatten,
+// Reshape, Squeeze and Unsqueeze return views, and the rest are not
+// audited: a value any of them reads is never recycled.)
+var freshOps = map[string]bool{
+	"Gemm": true, "MatMul": true, "Add": true, "Sub": true, "Mul": true, "Div": true, "Conv": true,
+	"MaxPool": true, "AveragePool": true, "GlobalAveragePool": true, "BatchNormalization": true,
+	"Relu": true, "Tanh": true, "Sigmoid": true, "Erf": true, "Gelu": true, "Softmax": true, "LogSoftmax": true,
 }
 
 // holds counts a layer built at load toward the graph's TensorBytes (its

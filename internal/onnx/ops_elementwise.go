@@ -174,6 +174,9 @@ func compileUnary(c *nodeCtx, op string) (kernel, error) {
 			return nil, fmt.Errorf("attribute approximate=%q is not supported (none or tanh)", approx)
 		}
 	}
+	if r, ok := layer.(nn.Recycler); ok {
+		c.recycler = r
+	}
 	return single(func(in []*value) (*value, error) {
 		x := in[0]
 		if err := wantFloat(x, "the input"); err != nil {

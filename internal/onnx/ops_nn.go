@@ -55,6 +55,7 @@ func compileGemm(c *nodeCtx) (kernel, error) {
 			return nil, err
 		} else if d != nil {
 			c.holds(d.Params(), d.PackedBytes())
+			c.recycler = d
 			return denseKernel(d, transA == 1), nil
 		}
 	}
@@ -196,6 +197,7 @@ func compileMatMul(c *nodeCtx) (kernel, error) {
 			return nil, err
 		}
 		c.holds(d.Params(), d.PackedBytes())
+		c.recycler = d
 		return denseKernel(d, false), nil
 	}
 	return single(func(in []*value) (*value, error) {
@@ -324,6 +326,7 @@ func compileConv(c *nodeCtx) (kernel, error) {
 	conv := nn.NewConv2D(c.node.Name, inC, outC, k, stride, pad, keepWeights, nil)
 	copy(conv.W.Value.Data, w.f)
 	c.holds(conv.Params(), 0)
+	c.recycler = conv
 	if c.has(2) {
 		b, err := c.constFloat(2, "bias")
 		if err != nil {
@@ -379,6 +382,7 @@ func compilePool(c *nodeCtx, isMax bool) (kernel, error) {
 		includePad = cip != 0 && pad > 0
 	}
 	pool := nn.NewPool2D(isMax, k, stride, pad)
+	c.recycler = pool
 	if includePad {
 		pool = nn.NewPool2D(false, k, stride, 0)
 	}
