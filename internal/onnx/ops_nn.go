@@ -382,10 +382,10 @@ func compilePool(c *nodeCtx, isMax bool) (kernel, error) {
 		includePad = cip != 0 && pad > 0
 	}
 	pool := nn.NewPool2D(isMax, k, stride, pad)
-	c.recycler = pool
 	if includePad {
 		pool = nn.NewPool2D(false, k, stride, 0)
 	}
+	c.recycler = pool // the pool Forward draws from
 	return single(func(in []*value) (*value, error) {
 		x := in[0]
 		if err := checkImage(x, 0, k, pad); err != nil {
