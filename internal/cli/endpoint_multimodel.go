@@ -68,16 +68,6 @@ func printMultiModelInvoke(w io.Writer, base string, st *deploy.Status) {
 		base, st.Name, deploy.HeaderTargetModel, base, st.Name, st.Name)
 }
 
-// repositoryRow is a row of a multi-model endpoint's repository index.
-type repositoryRow struct {
-	Name     string `json:"name"`
-	Version  string `json:"version"`
-	State    string `json:"state"`
-	Reason   string `json:"reason,omitempty"`
-	Bytes    int64  `json:"bytes,omitempty"`
-	Replicas int    `json:"replicas"`
-}
-
 func newEndpointModelsCmd(o *rootOptions) *cobra.Command {
 	var ready bool
 	var load, unload string
@@ -129,7 +119,7 @@ repository extension at /endpoints/NAME/v2/repository/.`,
 				fmt.Fprintf(out, "%s\n", inv.Body)
 				return nil
 			}
-			var rows []repositoryRow
+			var rows []deploy.RepositoryRow
 			if err := json.Unmarshal(inv.Body, &rows); err != nil {
 				return fmt.Errorf("endpoint %s's index: %w", args[0], err)
 			}

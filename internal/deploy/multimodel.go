@@ -266,9 +266,10 @@ func (g *Gateway) ask(ctx context.Context, rt *Route, rep *Replica, target strin
 	return replicaAnswer{job: rep.JobID, status: resp.StatusCode, body: b, err: err}
 }
 
-// indexRow is a row of the OIP repository index; Replicas is hpcml's
-// addition: how many replicas have the model loaded.
-type indexRow struct {
+// RepositoryRow is a row of a multi-model endpoint's OIP repository index
+// (what the gateway merges and `endpoint models` prints); Replicas is
+// hpcml's addition: how many replicas have the model loaded.
+type RepositoryRow struct {
 	Name     string `json:"name"`
 	Version  string `json:"version"`
 	State    string `json:"state"`
@@ -400,10 +401,10 @@ func (g *Gateway) repositoryIndex(w http.ResponseWriter, r *http.Request, rt *Ro
 		return
 	}
 	rank := map[string]int{"UNAVAILABLE": 0, "LOADING": 1, "READY": 2}
-	merged := map[[2]string]*indexRow{}
+	merged := map[[2]string]*RepositoryRow{}
 	var missing []string
 	for _, a := range answers {
-		var rows []indexRow
+		var rows []RepositoryRow
 		switch {
 		case a.err != nil:
 			missing = append(missing, fmt.Sprintf("replica %d: %v", a.job, a.err))
@@ -423,7 +424,7 @@ func (g *Gateway) repositoryIndex(w http.ResponseWriter, r *http.Request, rt *Ro
 			k := [2]string{row.Name, row.Version}
 			cur := merged[k]
 			if cur == nil {
-				cur = &indexRow{Name: row.Name, Version: row.Version, State: row.State, Reason: row.Reason}
+				cur = &RepositoryRow{Name: row.Name, Version: row.Version, State: row.State, Reason: row.Reason}
 				merged[k] = cur
 			}
 			if row.State == "READY" {
@@ -449,13 +450,13 @@ func (g *Gateway) repositoryIndex(w http.ResponseWriter, r *http.Request, rt *Ro
 		w.Header().Set(HeaderIndexMissing, strings.Join(strings.Fields(fmt.Sprintf("%d of %d replicas did not answer: %s",
 			len(missing), len(answers), named)), " "))
 	}
-	out := []indexRow{}
+	out := []RepositoryRow{}
 	for _, row := range merged {
 		if !req.Ready || row.State == "READY" {
 			out = append(out, *row)
 		}
 	}
-	slices.SortFunc(out, func(a, b indexRow) int {
+	slices.SortFunc(out, func(a, b RepositoryRow) int {
 		if c := strings.Compare(a.Name, b.Name); c != 0 {
 			return c
 		}

@@ -134,7 +134,7 @@ func loadedOn(t *testing.T, reps []*Replica) map[string][]int64 {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var rows []indexRow
+		var rows []RepositoryRow
 		json.NewDecoder(resp.Body).Decode(&rows)
 		resp.Body.Close()
 		for _, r := range rows {
@@ -260,11 +260,11 @@ func TestGatewayMultiModel(t *testing.T) {
 
 	// The repository extension through the gateway.
 	a := mmCall(t, front.URL, "/endpoints/mm/v2/repository/index", "")
-	var rows []indexRow
+	var rows []RepositoryRow
 	if a.status != 200 || json.Unmarshal([]byte(a.body), &rows) != nil {
 		t.Fatalf("index: %d %s", a.status, a.body)
 	}
-	got := map[string]indexRow{}
+	got := map[string]RepositoryRow{}
 	for _, r := range rows {
 		got[r.Name+":"+r.Version] = r
 	}
