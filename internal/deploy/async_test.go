@@ -148,17 +148,27 @@ func (h *asyncHarness) run(webhookTimeout time.Duration) {
 
 func (h *asyncHarness) do(method, path string, body []byte, hdr ...string) (int, http.Header, []byte) {
 	h.t.Helper()
-	req, _ := http.NewRequest(method, h.front.URL+path, bytes.NewReader(body))
+	return gatewayCall(h.t, method, h.front.URL+path, body, hdr...)
+}
+
+// gatewayCall sends a request with the server's token (the test
+// gateways'), headers given as name, value pairs, and reads the answer.
+func gatewayCall(t *testing.T, method, url string, body []byte, hdr ...string) (int, http.Header, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer server-token")
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return resp.StatusCode, resp.Header, b
 }
 

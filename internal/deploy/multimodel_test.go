@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -105,22 +104,8 @@ type mmAnswer struct {
 
 func mmCall(t *testing.T, url, path, body string, hdr ...string) mmAnswer {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer server-token")
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return mmAnswer{resp.StatusCode, string(b), resp.Header}
+	status, header, b := gatewayCall(t, http.MethodPost, url+path, []byte(body), append([]string{"Content-Type", "application/json"}, hdr...)...)
+	return mmAnswer{status, string(b), header}
 }
 
 // loadedOn asks each replica directly which models it has loaded.
