@@ -8,8 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/hpcml/hpcml/internal/nn"
@@ -136,3 +138,22 @@ func equal64(a, b []int64) bool { return slices.Equal(a, b) }
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+// collectBackToBack runs the garbage collector over and over on a
+// goroutine of its own (emptying every sync.Pool between and during what
+// a test runs) until the returned stop is called.
+func collectBackToBack() (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				runtime.GC()
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}

@@ -62,18 +62,7 @@ func TestRecycledRunsAreExact(t *testing.T) {
 					t.Fatalf("batch %d: the output differs from a fresh graph's", x.Shape[0])
 				}
 			}
-			stop := make(chan struct{})
-			var gc sync.WaitGroup
-			gc.Go(func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-						runtime.GC()
-					}
-				}
-			})
+			stopGC := collectBackToBack()
 			var wg sync.WaitGroup
 			for w := range 6 {
 				wg.Go(func() {
@@ -92,8 +81,7 @@ func TestRecycledRunsAreExact(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			close(stop)
-			gc.Wait()
+			stopGC()
 		})
 	}
 }

@@ -53,18 +53,7 @@ func TestLoadUnderGC(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	for _, procs := range []int{1, 2, 8} {
 		runtime.GOMAXPROCS(procs)
-		stop := make(chan struct{})
-		var gcs sync.WaitGroup
-		gcs.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-					runtime.GC()
-				}
-			}
-		})
+		stopGC := collectBackToBack()
 		var (
 			loads  atomic.Int64
 			failed atomic.Bool
@@ -96,8 +85,7 @@ func TestLoadUnderGC(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		close(stop)
-		gcs.Wait()
+		stopGC()
 		if loads.Load() == 0 && !failed.Load() {
 			t.Errorf("GOMAXPROCS %d: no model loaded", procs)
 		}
