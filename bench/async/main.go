@@ -104,11 +104,7 @@ func run(hpcml string, rate int, d time.Duration, outFile string) error {
 		time.Sleep(2 * time.Second) // the replica drains and stops
 		srv.Stop()
 	}()
-	tok, err := os.ReadFile(filepath.Join(dir, "data", "token"))
-	if err != nil {
-		return err
-	}
-	token := strings.TrimSpace(string(tok))
+	token := srv.Token
 
 	// A webhook receiver: each notice carries the request's end.
 	var mu sync.Mutex

@@ -116,8 +116,7 @@ func run(hpcml string, rows, files, hidden, batch int, outFile, keep string) err
 	defer srv.Stop()
 	cli := func(args ...string) ([]byte, error) {
 		cmd := exec.Command(exe, append(args, "--server", "http://"+addr)...)
-		tok, _ := os.ReadFile(filepath.Join(dir, "server", "token"))
-		cmd.Env = append(os.Environ(), "HPCML_TOKEN="+strings.TrimSpace(string(tok)))
+		cmd.Env = append(os.Environ(), "HPCML_TOKEN="+srv.Token)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		b, err := cmd.Output()

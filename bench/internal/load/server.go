@@ -17,6 +17,7 @@ import (
 // Server is an `hpcml server` a benchmark started.
 type Server struct {
 	Client *client.Client
+	Token  string // the API token it generated
 	cmd    *exec.Cmd
 }
 
@@ -33,7 +34,8 @@ func StartServer(ctx context.Context, exe, dataDir, addr string, banner io.Write
 	s := &Server{cmd: cmd}
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if tok, err := os.ReadFile(filepath.Join(dataDir, "token")); err == nil {
-			c := client.New("http://"+addr, strings.TrimSpace(string(tok)))
+			s.Token = strings.TrimSpace(string(tok))
+			c := client.New("http://"+addr, s.Token)
 			if c.Health(ctx) == nil {
 				s.Client = c
 				return s, nil
@@ -46,6 +48,9 @@ func StartServer(ctx context.Context, exe, dataDir, addr string, banner io.Write
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Pid is the server process's id.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
 
 // Stop interrupts the server and waits for it to exit.
 func (s *Server) Stop() {

@@ -40,11 +40,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/hpcml/hpcml/bench/internal/load"
-	"github.com/hpcml/hpcml/internal/client"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/onnx"
 )
@@ -109,46 +107,21 @@ func run(hpcml string, rate int, step time.Duration, rounds int, outPath string)
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := load.FreePort()
 	if err != nil {
 		return err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	srv := exec.Command(hpcml, "server", "--data-dir", filepath.Join(dir, "data"), "--listen", addr, "--cpus", "2")
-	logf, err := os.Create(filepath.Join(dir, "server.log"))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	srv, err := load.StartServer(ctx, hpcml, filepath.Join(dir, "data"), addr, nil, "--cpus", "2")
 	if err != nil {
 		return err
 	}
-	srv.Stdout, srv.Stderr = logf, logf
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	base := "http://" + addr
-	var c *client.Client
+	base, token, c := "http://"+addr, srv.Token, srv.Client
 	defer func() {
-		if c != nil {
-			c.DeleteEndpoint(ctx, "gw")
-			time.Sleep(2 * time.Second) // the replica drains and stops
-		}
-		srv.Process.Signal(syscall.SIGTERM)
-		srv.Wait()
+		c.DeleteEndpoint(ctx, "gw")
+		time.Sleep(2 * time.Second) // the replica drains and stops
+		srv.Stop()
 	}()
-	var token string
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		if resp, err := http.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			if b, err := os.ReadFile(filepath.Join(dir, "data", "token")); err == nil {
-				token = strings.TrimSpace(string(b))
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("server did not start (log in %s)", logf.Name())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	c = client.New(base, token)
 
 	// The MLP of bench/serve: 32 → 64 → 10, softmax.
 	modelPath, err := load.SmallMLP(dir)
@@ -200,7 +173,7 @@ func run(hpcml string, rate int, step time.Duration, rounds int, outPath string)
 	for r := 1; r <= rounds; r++ {
 		for _, p := range []struct{ name, url, tok string }{{"direct", direct, replicaToken}, {"gateway", viaGateway, token},
 			{"peer", viaPeer, ""}, {"relay", viaRelay, replicaToken}} {
-			pid := srv.Process.Pid
+			pid := srv.Pid()
 			switch p.name {
 			case "peer":
 				pid = peer.Process.Pid
