@@ -269,10 +269,15 @@ func (s *SQLite) RetryAsync(ctx context.Context, id, owner string, failed bool, 
 
 // ExpiredAsync implements AsyncStore. It scans the ended rows (no index
 // serves ended_at): a sweep runs every few minutes, not per request.
+// expiredAsyncQuery's state term is the async_ended index's condition
+// word for word: SQLite uses a partial index only for a query that
+// implies it.
+const expiredAsyncQuery = `SELECT ` + asyncCols + ` FROM async_requests
+	WHERE state IN ('succeeded', 'failed') AND ended_at < ? AND webhook_state NOT IN ('waiting', 'pending')
+	ORDER BY ended_at LIMIT ?`
+
 func (s *SQLite) ExpiredAsync(ctx context.Context, cutoff time.Time, n int) ([]*asyncq.Request, error) {
-	out, err := s.queryAsync(ctx, s.r, `SELECT `+asyncCols+` FROM async_requests
-		WHERE state IN ('succeeded', 'failed') AND ended_at < ? AND webhook_state NOT IN ('waiting', 'pending')
-		ORDER BY ended_at LIMIT ?`, cutoff.UnixNano(), n)
+	out, err := s.queryAsync(ctx, s.r, expiredAsyncQuery, cutoff.UnixNano(), n)
 	if err != nil {
 		return nil, fmt.Errorf("list expired async requests: %w", err)
 	}

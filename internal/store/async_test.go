@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -213,6 +214,24 @@ func TestAsyncUnleaseExpireDelete(t *testing.T) {
 	}
 	if exp, _ := s.ExpiredAsync(ctx, now.Add(-time.Second), 10); len(exp) != 0 {
 		t.Fatalf("expired before the cutoff: %+v", exp)
+	}
+	// The sweep reads the ended rows through their index, not the table.
+	var plan strings.Builder
+	rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+expiredAsyncQuery, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(detail + "; ")
+	}
+	rows.Close()
+	if !strings.Contains(plan.String(), "USING INDEX async_ended") {
+		t.Fatalf("expired scan plan %q does not use async_ended", plan.String())
 	}
 	if err := s.DeleteEndedAsync(ctx, []string{"req-000", "req-001"}); err != nil {
 		t.Fatal(err)

@@ -106,4 +106,7 @@ var migrations = []string{
 	endpointsMigration,
 	// 6: the durable queue of asynchronous inference requests (async.go).
 	asyncMigration,
+	// 7: the async retention sweep's scan of ended requests (ExpiredAsync)
+	// reads only those, oldest first, instead of the whole history.
+	`CREATE INDEX async_ended ON async_requests(ended_at) WHERE state IN ('succeeded', 'failed');`,
 }
