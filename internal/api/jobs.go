@@ -85,6 +85,17 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) error {
 		}
 		wait = min(d, maxWait)
 	}
+	var ended <-chan struct{}
+	if wait > 0 {
+		// A plain job id can be registered before the one read: an end
+		// in between then closes the signal. An array task's own id is
+		// known only after reading it, so it is read twice.
+		if id, _, isTask, err := job.ParseID(r.PathValue("id")); err == nil && !isTask {
+			var release func()
+			ended, release = h.cfg.Scheduler.EndSignal(id)
+			defer release()
+		}
+	}
 	j, err := h.lookup(r)
 	if err != nil || wait == 0 || j.State.Terminal() {
 		if err == nil {
@@ -92,15 +103,18 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	ended, release := h.cfg.Scheduler.EndSignal(j.ID)
-	defer release()
-	// Read again now that the signal is registered: the job may have
-	// ended in between.
-	if j, err = h.lookup(r); err != nil || j.State.Terminal() {
-		if err == nil {
-			h.writeJob(w, r, j)
+	if ended == nil {
+		var release func()
+		ended, release = h.cfg.Scheduler.EndSignal(j.ID)
+		defer release()
+		// Read again now that the signal is registered: the task may
+		// have ended in between.
+		if j, err = h.lookup(r); err != nil || j.State.Terminal() {
+			if err == nil {
+				h.writeJob(w, r, j)
+			}
+			return err
 		}
-		return err
 	}
 	select {
 	case <-ended:
