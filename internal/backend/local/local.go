@@ -188,6 +188,7 @@ func (b *Backend) LogPath(jobID int64, attempt int, stream string) string {
 func (b *Backend) request(ctx context.Context, req request, track bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	key := attemptKey{req.JobID, req.Attempt}
 	for try := 0; ; try++ {
 		if b.conn == nil {
 			if err := b.connectLocked(ctx); err != nil {
@@ -195,13 +196,19 @@ func (b *Backend) request(ctx context.Context, req request, track bool) error {
 			}
 		}
 		// Tracked only now: connecting attaches what is in flight, and an
-		// attach ahead of this launch would be answered "unknown".
+		// attach ahead of this launch would be answered "unknown" — read
+		// as "never started" while the launch that follows runs it.
 		if track {
-			b.inflight[attemptKey{req.JobID, req.Attempt}] = true
+			b.inflight[key] = true
 		}
 		err := b.enc.Encode(req)
 		if err == nil {
 			return nil
+		}
+		if track {
+			// Not in flight until a connection has taken the request: the
+			// retry's connect must not attach it ahead of itself.
+			delete(b.inflight, key)
 		}
 		b.conn.Close()
 		b.conn = nil
