@@ -93,6 +93,10 @@ func TestCrashWhileRunning(t *testing.T) {
 		if d := a.EndedAt.Sub(*a.StartedAt); d < 1900*time.Millisecond || d > 4*time.Second || !a.EndedAt.Before(restartAt) {
 			t.Fatalf("job %d ran %s by its record, ending at %s (restart at %s): %+v", j.ID, d, a.EndedAt, restartAt, a)
 		}
+		// The job's own times are its attempt's.
+		if j.StartedAt == nil || j.EndedAt == nil || !j.EndedAt.Equal(*a.EndedAt) || !j.StartedAt.Before(*a.EndedAt) {
+			t.Fatalf("job %d times %v–%v, its attempt's %v–%v", j.ID, j.StartedAt, j.EndedAt, a.StartedAt, a.EndedAt)
+		}
 		jobs[i] = j
 	}
 	if j := jobs[2]; j.ExitCode == nil || *j.ExitCode != 7 || j.Reason != "exit code 7" {

@@ -269,6 +269,15 @@ func (s *Scheduler) finish(st *state, e *entry, r *job.Result) {
 		st.setState(e, job.Runnable, fmt.Sprintf("retrying: attempt %d of %d failed (%s)", j.Attempt, j.Spec.Retry.Attempts, reason))
 		return
 	}
+	// The job's times are its last attempt's, not when the server heard of
+	// them: after a restart, an end (or a start it never saw) is reported
+	// long after it happened.
+	if j.StartedAt == nil && a.StartedAt != nil {
+		started := *a.StartedAt
+		j.StartedAt = &started
+	}
+	ended := *a.EndedAt
+	j.EndedAt = &ended
 	st.setState(e, state, reason)
 }
 
