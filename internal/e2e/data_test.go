@@ -273,7 +273,7 @@ func TestDataResumeAfterKill(t *testing.T) {
 					return nil
 				}
 				rel, _ := filepath.Rel(dstDir, p)
-				if strings.HasSuffix(p, ".tmp") {
+				if strings.HasPrefix(d.Name(), ".hpcml-") && strings.HasSuffix(d.Name(), ".partial") { // hpcml's temp files
 					tmp = append(tmp, filepath.ToSlash(rel))
 				} else {
 					whole = append(whole, filepath.ToSlash(rel))

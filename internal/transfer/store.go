@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -88,12 +87,9 @@ func (s *store) full(key string) string {
 	return s.ep.Prefix + key
 }
 
-// tempRE matches the temp files a killed writer leaves next to a local
-// object (gocloud's fileblob: <name>.<hex nanoseconds>.tmp).
-var tempRE = regexp.MustCompile(`\.[0-9a-f]{8,16}\.tmp$`)
-
-// list calls fn for every object of the endpoint, in key order. Temp
-// files of interrupted local writes are not objects: they are removed.
+// list calls fn for every object of the endpoint, in key order. At a
+// local destination, hpcml's own temporary files (isPartial) are not
+// objects: they are what a killed write left, and are removed.
 func (s *store) list(ctx context.Context, fn func(object) error) error {
 	if s.ep.Kind == KindHTTP {
 		o, err := s.stat(ctx, "")
@@ -124,7 +120,7 @@ func (s *store) list(ctx context.Context, fn func(object) error) error {
 		if o.IsDir || strings.HasSuffix(o.Key, "/") {
 			continue // S3 "folder" markers
 		}
-		if s.ep.Kind == KindLocal && s.writing && tempRE.MatchString(o.Key) {
+		if s.ep.Kind == KindLocal && s.writing && isPartial(o.Key) {
 			os.Remove(filepath.Join(s.ep.Root, filepath.FromSlash(o.Key)))
 			continue
 		}
@@ -203,15 +199,25 @@ func (s *store) open(ctx context.Context, key string, off, n int64) (io.ReadClos
 // (an unnamed file linked, a temp file renamed, a multipart upload
 // completed). mtime is the source's time, kept by local files.
 func (s *store) create(ctx context.Context, key string, size int64, meta map[string]string, mtime time.Time) (objectWriter, error) {
-	if s.ep.Kind == KindLocal && !s.noTmpfile && plainKey(s.full(key)) {
-		w, err := newTmpfileWriter(filepath.Join(s.ep.Root, filepath.FromSlash(s.full(key))), mtime)
-		if err == nil {
-			return w, nil
+	if s.ep.Kind == KindLocal && plainKey(s.full(key)) {
+		final := filepath.Join(s.ep.Root, filepath.FromSlash(s.full(key)))
+		if !s.noTmpfile {
+			w, err := newTmpfileWriter(final, mtime)
+			if err == nil {
+				return w, nil
+			}
+			if !errors.Is(err, errNoTmpfile) {
+				return nil, describe(err, s.ep.Raw+" "+key)
+			}
 		}
-		if !errors.Is(err, errNoTmpfile) {
+		w, err := newTempnameWriter(final, mtime)
+		if err != nil {
 			return nil, describe(err, s.ep.Raw+" "+key)
 		}
+		return w, nil
 	}
+	// Object stores, and local keys that fileblob must escape to make a
+	// path of (rare: see plainKey).
 	opts := &blob.WriterOptions{Metadata: meta, DisableContentTypeDetection: true, ContentType: "application/octet-stream"}
 	bw := &blobWriter{after: func() { s.setModTime(key, mtime) }}
 	switch s.ep.Kind {
