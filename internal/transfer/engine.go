@@ -319,6 +319,9 @@ func (e *engine) listBoth(ctx context.Context) ([]object, map[string]object, err
 	if err := g.Wait(); err != nil {
 		return nil, nil, err
 	}
+	if err := e.checkSourceExists(len(srcObjs)); err != nil {
+		return nil, nil, err
+	}
 	// A single source copied into a tree lands under its own name.
 	if e.src.ep.Single() && !e.dst.ep.Single() {
 		for i := range srcObjs {
@@ -327,6 +330,21 @@ func (e *engine) listBoth(ctx context.Context) ([]object, map[string]object, err
 	}
 	sort.Slice(srcObjs, func(i, j int) bool { return srcObjs[i].Key < srcObjs[j].Key })
 	return srcObjs, dstObjs, nil
+}
+
+// checkSourceExists refuses a tree source under which nothing was
+// listed, when that means it does not exist: an object store has no
+// directories, so a mistyped prefix lists no objects rather than fail,
+// and with --delete a sync from it would empty the destination (rclone
+// refuses a missing source directory likewise). A local directory that
+// exists but is empty is a source like any other (its absence fails at
+// open), and so is a whole bucket that exists but holds nothing.
+func (e *engine) checkSourceExists(listed int) error {
+	ep := e.src.ep
+	if listed > 0 || ep.Single() || ep.Kind != KindS3 || ep.Prefix == "" {
+		return nil
+	}
+	return fmt.Errorf("source %s not found (no objects under prefix %q)", ep.Raw, ep.Prefix)
 }
 
 // plan decides what to copy and what to delete.
