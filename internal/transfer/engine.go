@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -263,9 +265,11 @@ func checkEndpoints(src, dst Endpoint) error {
 	if dst.Kind == KindHTTP {
 		return fmt.Errorf("%s: an http(s) URL can only be a source", dst.Raw)
 	}
-	same := src.Kind == dst.Kind && src.Bucket == dst.Bucket
+	same := src.Kind == dst.Kind && src.Kind == KindS3 && s3Identity(src) == s3Identity(dst)
 	if src.Kind == KindLocal && dst.Kind == KindLocal {
-		a, b := filepath.Join(src.Root, src.Prefix), filepath.Join(dst.Root, dst.Prefix)
+		// As the file system resolves them: a symlinked path to the source
+		// is the source.
+		a, b := resolvePath(filepath.Join(src.Root, src.Prefix)), resolvePath(filepath.Join(dst.Root, dst.Prefix))
 		switch {
 		case a == b:
 			return fmt.Errorf("source and destination are the same (%s)", src.Raw)
@@ -288,6 +292,62 @@ func checkEndpoints(src, dst Endpoint) error {
 		}
 	}
 	return nil
+}
+
+// resolvePath is p with its symlinks resolved, as far as it exists: the
+// longest existing ancestor is resolved and the rest (a destination not
+// made yet) joined to it as written.
+func resolvePath(p string) string {
+	rest := ""
+	for cur := p; ; {
+		if r, err := filepath.EvalSymlinks(cur); err == nil {
+			return filepath.Join(r, rest)
+		}
+		parent := filepath.Dir(cur)
+		if parent == cur {
+			return p
+		}
+		rest = filepath.Join(filepath.Base(cur), rest)
+		cur = parent
+	}
+}
+
+// s3Identity names the bucket an S3 endpoint reaches, whatever the order
+// or spelling of its URL's query: the bucket and the endpoint (scheme and
+// host lower-cased, default port and trailing slash dropped). The other
+// parameters (region, path style, profile, ...) say how to reach or sign
+// for the bucket, not which bucket it is. No endpoint means the SDK's own,
+// which AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL may set.
+func s3Identity(ep Endpoint) string {
+	u, err := url.Parse(ep.Bucket)
+	if err != nil {
+		return ep.Bucket
+	}
+	endpoint := u.Query().Get("endpoint")
+	for _, k := range []string{"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"} {
+		if endpoint == "" {
+			endpoint = os.Getenv(k)
+		}
+	}
+	return strings.ToLower(u.Host) + " at " + normalEndpoint(endpoint)
+}
+
+// normalEndpoint is an endpoint URL in one spelling.
+func normalEndpoint(raw string) string {
+	e, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || e.Host == "" {
+		return strings.ToLower(strings.TrimRight(strings.TrimSpace(raw), "/"))
+	}
+	scheme, host, port := strings.ToLower(e.Scheme), strings.ToLower(e.Hostname()), e.Port()
+	if scheme == "http" && port == "80" || scheme == "https" && port == "443" {
+		port = ""
+	}
+	if port != "" {
+		host = net.JoinHostPort(host, port)
+	} else if strings.Contains(host, ":") {
+		host = "[" + host + "]" // IPv6
+	}
+	return scheme + "://" + host + strings.TrimRight(e.EscapedPath(), "/")
 }
 
 // within reports whether path p is inside dir (not dir itself).

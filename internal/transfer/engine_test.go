@@ -47,6 +47,12 @@ func TestCheckEndpoints(t *testing.T) {
 		{"s3://bkt/data/x.bin" + q, "s3://bkt/data/y.bin" + q, ""},
 		{"s3://bkt/data/" + q, src, ""},
 		{src, "s3://bkt/data/" + q, ""},
+		// The same bucket however the query is written.
+		{"s3://bkt/data/?region=us-east-1&use_path_style=true&endpoint=http://127.0.0.1:7070", "s3://bkt/data/sub/" + q, "inside the source"},
+		{"s3://bkt/data/" + q, "s3://bkt/?use_path_style=true&endpoint=http%3A%2F%2F127.0.0.1%3A7070%2F", "inside the destination"},
+		{"s3://bkt/data/?endpoint=HTTP://LocalHost:80/", "s3://bkt/data/?endpoint=http://localhost&region=eu-west-1", "the same"},
+		{"s3://BKT/data/" + q, "s3://bkt/data/" + q, "the same"},
+		{"s3://bkt/data/?endpoint=http://127.0.0.1:7070", "s3://bkt/data/?endpoint=http://127.0.0.1:7071", ""}, // another server
 		{src, "http://example.com/upload", "only be a source"},
 		{"s3://bkt/data/" + q, "https://example.com/x/", "only be a source"},
 	} {
@@ -607,4 +613,43 @@ func TestHTTPSource(t *testing.T) {
 			t.Errorf("wrote %v", got.keys())
 		}
 	})
+}
+
+// TestCheckEndpointsSymlinks: a path through a symlink is where the link
+// leads. A sync from src/inner reached through a link to src, into src,
+// would delete the source with --delete; it is refused, dry run or not,
+// and so is a destination inside the source reached through a link, even
+// one that does not exist yet.
+func TestCheckEndpointsSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	writeFile(t, filepath.Join(src, "inner", "f.txt"), []byte("f"))
+	writeFile(t, filepath.Join(src, "g.txt"), []byte("g"))
+	alias := filepath.Join(dir, "alias")
+	if err := os.Symlink("src", alias); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(src, "g.txt"), filepath.Join(dir, "g-link.txt")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ src, dst, want string }{
+		{filepath.Join(alias, "inner"), src, "inside the destination"},
+		{src, filepath.Join(alias, "inner"), "inside the source"},
+		{src, filepath.Join(alias, "new", "deeper") + "/", "inside the source"},
+		{alias, src, "the same"},
+		{alias + "/", "file://" + src + "/", "the same"},
+		{filepath.Join(dir, "g-link.txt"), filepath.Join(src, "g.txt"), "the same"},
+		{filepath.Join(alias, "inner"), filepath.Join(dir, "elsewhere") + "/", ""},
+	} {
+		for _, opts := range []Options{{Delete: true, DryRun: true}, {Delete: true}} {
+			_, err := Sync(context.Background(), mustEndpoint(t, tc.src), mustEndpoint(t, tc.dst), opts)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("%s -> %s: %v", tc.src, tc.dst, err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("%s -> %s (dry run %v): error %v, want %q", tc.src, tc.dst, opts.DryRun, err, tc.want)
+			}
+		}
+		sameTree(t, "source", readDir(t, src), tree{"inner/f.txt": []byte("f"), "g.txt": []byte("g")})
+	}
 }
