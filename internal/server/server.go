@@ -67,6 +67,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 	}
+	if err := claimScratchDir(dataDir, scratchDir); err != nil {
+		return err
+	}
 	token, err := loadOrCreateToken(dataDir)
 	if err != nil {
 		return err
