@@ -423,8 +423,7 @@ func (e *engine) plan(ctx context.Context, srcObjs []object, dstObjs map[string]
 			toCopy = append(toCopy, o)
 		case e.opts.Checksum:
 			toCheck = append(toCheck, o)
-		case o.ModTime.After(d.ModTime.Add(time.Second)):
-			// Newer at the source (with S3's one-second times in mind).
+		case e.timeChanged(o, d):
 			toCopy = append(toCopy, o)
 		default:
 			e.skip(o)
@@ -460,6 +459,31 @@ func (e *engine) plan(ctx context.Context, srcObjs []object, dstObjs map[string]
 		sort.Strings(toDelete)
 	}
 	return toCopy, toDelete, ctx.Err()
+}
+
+// timeWindow: times closer than this are taken as equal, as some stores
+// keep whole seconds.
+const timeWindow = time.Second
+
+// timeChanged reports whether the times of a source object and its
+// destination copy, of equal sizes, say the source changed.
+//
+// A local copy carries its source's time, so a time that differs either
+// way means another file: one replaced by an older version (a tar
+// extract, cp -p, a restore) has an older time and must be copied too.
+// An object store's listing gives only the time of the upload, which is
+// after its source's (the source's time recorded in the object's
+// metadata would take a request per object to read): there, only a source
+// newer than the upload is seen as changed — --checksum sees the rest.
+func (e *engine) timeChanged(src, dst object) bool {
+	if src.ModTime.IsZero() {
+		return false // no time known (an http source without Last-Modified)
+	}
+	if e.dst.ep.Kind == KindLocal {
+		d := src.ModTime.Sub(dst.ModTime)
+		return d > timeWindow || d < -timeWindow
+	}
+	return src.ModTime.After(dst.ModTime.Add(timeWindow))
 }
 
 func (e *engine) skip(o object) {
