@@ -181,7 +181,7 @@ func run(ctx context.Context, op string, src, dst Endpoint, opts Options) (*Repo
 	if opts.Progress != nil {
 		var total int64
 		for _, o := range toCopy {
-			total += o.Size
+			total += max(o.Size, 0) // an unknown size (-1) counts when copied
 		}
 		opts.Progress.Start(len(toCopy), total)
 	}
@@ -548,7 +548,7 @@ func (e *engine) copyAll(ctx context.Context, objs []object) {
 			if e.notAttempted(o) {
 				return nil
 			}
-			sum, err := e.copyWithRetries(gctx, o)
+			sum, size, err := e.copyWithRetries(gctx, o)
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			if err != nil {
@@ -562,8 +562,8 @@ func (e *engine) copyAll(ctx context.Context, objs []object) {
 				}
 				return nil
 			}
-			e.rep.Transferred = append(e.rep.Transferred, Entry{Key: o.Key, Size: o.Size, SHA256: sum})
-			e.rep.Totals.BytesTransferred += o.Size
+			e.rep.Transferred = append(e.rep.Transferred, Entry{Key: o.Key, Size: size, SHA256: sum})
+			e.rep.Totals.BytesTransferred += size
 			if e.opts.Progress != nil {
 				e.opts.Progress.FileDone()
 			}
@@ -597,21 +597,21 @@ func (e *engine) destFull() bool {
 	return e.full != nil
 }
 
-func (e *engine) copyWithRetries(ctx context.Context, o object) (string, error) {
+func (e *engine) copyWithRetries(ctx context.Context, o object) (string, int64, error) {
 	delay := e.opts.RetryDelay
 	for try := 0; ; try++ {
-		sum, err := e.copyOne(ctx, o)
+		sum, size, err := e.copyOne(ctx, o)
 		if err == nil || try >= e.opts.Retries || ctx.Err() != nil || permanent(err) || e.destFull() {
-			return sum, err
+			return sum, size, err
 		}
 		e.opts.Log.Warn("transfer failed; retrying", "key", o.Key, "try", try+1, "err", err)
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return "", 0, ctx.Err()
 		}
 		if e.destFull() {
-			return "", err // no new attempt on a full destination
+			return "", 0, err // no new attempt on a full destination
 		}
 		delay *= 2
 	}
@@ -625,23 +625,26 @@ func permanent(err error) bool {
 
 var errNotFoundSource = errors.New("source object vanished")
 
-// copyOne copies one object and returns its SHA-256. The checksum is of
-// the bytes read from the source, computed as they pass; it is recorded
-// with the destination object (where the store keeps metadata), so that
-// verification and later syncs can compare without reading the source.
-func (e *engine) copyOne(ctx context.Context, o object) (string, error) {
+// copyOne copies one object and returns its SHA-256 and size. The
+// checksum is of the bytes read from the source, computed as they pass;
+// it is recorded with the destination object (where the store keeps
+// metadata), so that verification and later syncs can compare without
+// reading the source. An object of unknown size (o.Size < 0: an http(s)
+// source that sent no Content-Length) is streamed, and its size is what
+// was read.
+func (e *engine) copyOne(ctx context.Context, o object) (string, int64, error) {
 	if e.opts.DryRun {
-		return "", nil
+		return "", o.Size, nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // an unfinished write is aborted: nothing lands
 	key := e.dstKey(o.Key)
 	meta := map[string]string{MetaMtime: o.ModTime.UTC().Format(time.RFC3339Nano)}
 
-	if o.Size <= smallObject {
+	if o.Size >= 0 && o.Size <= smallObject {
 		r, err := e.src.open(ctx, o.Key, 0, -1)
 		if err != nil {
-			return "", err
+			return "", 0, err
 		}
 		// Exactly the listed size, read into a buffer of that size (no
 		// doubling growth), then one byte more to catch a grown source.
@@ -659,18 +662,19 @@ func (e *engine) copyOne(ctx context.Context, o object) (string, error) {
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 				err = fmt.Errorf("source changed while copied: fewer than the listed %d bytes", o.Size)
 			}
-			return "", fmt.Errorf("read source: %w", err)
+			return "", 0, fmt.Errorf("read source: %w", err)
 		}
 		sum := sha256.Sum256(data)
 		meta[MetaSHA256] = hex.EncodeToString(sum[:])
-		if err := e.write(ctx, key, o, meta, countedReader{bytes.NewReader(data)}, nil); err != nil {
-			return "", err
+		if _, err := e.write(ctx, key, o, meta, countedReader{bytes.NewReader(data)}, nil); err != nil {
+			return "", 0, err
 		}
-		return meta[MetaSHA256], nil
+		return meta[MetaSHA256], o.Size, nil
 	}
 
 	if o.Size >= rangedMin && e.src.ep.Kind == KindS3 && e.dst.ep.Kind == KindLocal {
-		return e.copyRanged(ctx, key, o, meta)
+		sum, err := e.copyRanged(ctx, key, o, meta)
+		return sum, o.Size, err
 	}
 
 	// A large object. Where the destination keeps metadata, the checksum
@@ -679,41 +683,44 @@ func (e *engine) copyOne(ctx context.Context, o object) (string, error) {
 	if e.dst.ep.Kind != KindLocal {
 		sum, err := e.sum(ctx, e.src, o.Key)
 		if err != nil {
-			return "", fmt.Errorf("checksum source: %w", err)
+			return "", 0, fmt.Errorf("checksum source: %w", err)
 		}
 		meta[MetaSHA256] = sum
 	}
 	r, err := e.src.open(ctx, o.Key, 0, -1)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	defer r.Close()
 	h := sha256.New()
-	if err := e.write(ctx, key, o, meta, io.TeeReader(e.limited(ctx, r), h), func() error {
+	n, err := e.write(ctx, key, o, meta, io.TeeReader(e.limited(ctx, r), h), func() error {
 		got := hex.EncodeToString(h.Sum(nil))
 		if want := meta[MetaSHA256]; want != "" && want != got {
 			return fmt.Errorf("source changed while copied (SHA-256 %s, then %s)", want, got)
 		}
 		meta[MetaSHA256] = got
 		return nil
-	}); err != nil {
-		return "", err
+	})
+	if err != nil {
+		return "", 0, err
 	}
-	return meta[MetaSHA256], nil
+	return meta[MetaSHA256], n, nil
 }
 
-// write writes r to key; check, if set, runs after the last byte and
-// before the object is committed, and can still abort it.
-func (e *engine) write(ctx context.Context, key string, o object, meta map[string]string, r io.Reader, check func() error) error {
+// write writes r to key and returns the bytes written; check, if set,
+// runs after the last byte and before the object is committed, and can
+// still abort it.
+func (e *engine) write(ctx context.Context, key string, o object, meta map[string]string, r io.Reader, check func() error) (int64, error) {
 	w, err := e.dst.create(ctx, key, o.Size, meta, o.ModTime)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	return e.fill(key, o, w, r, check)
 }
 
-// fill copies r into w and commits it, or aborts it on any error.
-func (e *engine) fill(key string, o object, w objectWriter, r io.Reader, check func() error) error {
+// fill copies r into w and commits it, or aborts it on any error, and
+// returns the bytes copied.
+func (e *engine) fill(key string, o object, w objectWriter, r io.Reader, check func() error) (int64, error) {
 	// Through a pooled buffer: io.Copy would call the writer's ReadFrom,
 	// which allocates 1 MiB per object — most of the cost of a small file.
 	var src io.Reader = &progressReader{r: r, p: e.opts.Progress}
@@ -723,7 +730,7 @@ func (e *engine) fill(key string, o object, w objectWriter, r io.Reader, check f
 	buf := e.buffer()
 	n, err := io.CopyBuffer(struct{ io.Writer }{w}, src, *buf)
 	e.bufs.Put(buf)
-	if err == nil && n != o.Size {
+	if err == nil && o.Size >= 0 && n != o.Size {
 		err = fmt.Errorf("source changed while copied: listed %d bytes, read %d", o.Size, n)
 	}
 	if err == nil && check != nil {
@@ -731,12 +738,12 @@ func (e *engine) fill(key string, o object, w objectWriter, r io.Reader, check f
 	}
 	if err != nil {
 		w.Abort()
-		return err
+		return 0, err
 	}
 	if err := w.Commit(); err != nil {
-		return fmt.Errorf("write %s: %w", keyToURL(e.dst.ep, key), err)
+		return 0, fmt.Errorf("write %s: %w", keyToURL(e.dst.ep, key), err)
 	}
-	return nil
+	return n, nil
 }
 
 // countedReader holds bytes the progress has counted already (as they

@@ -44,7 +44,7 @@ func (e *engine) copyRanged(ctx context.Context, key string, o object, meta map[
 		}
 		defer r.Close()
 		h := sha256.New()
-		if err := e.fill(key, o, w, io.TeeReader(e.limited(ctx, r), h), nil); err != nil {
+		if _, err := e.fill(key, o, w, io.TeeReader(e.limited(ctx, r), h), nil); err != nil {
 			return "", err
 		}
 		return hex.EncodeToString(h.Sum(nil)), nil

@@ -26,7 +26,8 @@ const (
 )
 
 // object is one object of an endpoint. Key is relative to the
-// endpoint's prefix ("" for an endpoint that names one object).
+// endpoint's prefix ("" for an endpoint that names one object). Size is
+// -1 when unknown: an http(s) source that sends no Content-Length.
 type object struct {
 	Key     string
 	Size    int64
@@ -142,6 +143,7 @@ func (s *store) stat(ctx context.Context, key string) (object, error) {
 			return object{}, fmt.Errorf("%s: %s", s.ep.Raw, resp.Status)
 		}
 		mod, _ := http.ParseTime(resp.Header.Get("Last-Modified"))
+		// ContentLength is -1 when the server does not say (chunked).
 		return object{Key: "", Size: resp.ContentLength, ModTime: mod}, nil
 	}
 	a, err := s.bucket.Attributes(ctx, s.full(key))
