@@ -18,6 +18,10 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == RankCommand {
 		os.Exit(RankMain(os.Args[2:]))
 	}
+	if len(os.Args) > 2 && os.Args[1] == touchCommand {
+		touchMiB(os.Args[2])
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 

@@ -274,7 +274,7 @@ loop:
 	st := cmd.ProcessState
 	if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
 		res.CPUSeconds = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
-		res.MaxRSSBytes = ru.Maxrss * 1024
+		res.MaxRSSBytes = jobPeakRSS(ru.Maxrss*1024, ownPeakRSS())
 	}
 	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		res.Signal = job.SignalName(ws.Signal())

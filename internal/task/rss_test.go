@@ -1,0 +1,61 @@
+package task
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+)
+
+// touchCommand makes this test binary (see TestMain) a program that
+// touches the MiB its next argument gives, then exits.
+const touchCommand = "__test-touch"
+
+func touchMiB(arg string) {
+	n, err := strconv.Atoi(arg)
+	if err != nil {
+		os.Exit(2)
+	}
+	b := make([]byte, n<<20)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	runtime.KeepAlive(b)
+}
+
+// A job's peak memory is its own, not that of the process that started
+// it: a small command started by a process of 96+ MiB is not reported at
+// 96 MiB, and one that uses more than its starter is reported at its
+// size.
+func TestPeakRSSIsTheJobs(t *testing.T) {
+	ballast := make([]byte, 96<<20)
+	for i := 0; i < len(ballast); i += 4096 {
+		ballast[i] = 1
+	}
+	defer runtime.KeepAlive(ballast)
+
+	res, _ := runAttempt(t, &Launch{Argv: []string{"true"}, Env: []string{"PATH=/usr/bin:/bin"}})
+	if res.MaxRSSBytes != 0 {
+		t.Fatalf("true reported a peak of %d MiB (this process's own peak is %d MiB)", res.MaxRSSBytes>>20, ownPeakRSS()>>20)
+	}
+	res, _ = runAttempt(t, &Launch{Argv: []string{SelfProgram, touchCommand, "256"}, Env: []string{"PATH=/nonexistent"}})
+	if res.ExitCode == nil || *res.ExitCode != 0 {
+		t.Fatalf("touch program: exit %v, %s", derefInt(res.ExitCode), res.Error)
+	}
+	if mib := res.MaxRSSBytes >> 20; mib < 256 || mib > 256+64 {
+		t.Fatalf("a program touching 256 MiB reported a peak of %d MiB", mib)
+	}
+}
+
+func TestJobPeakRSS(t *testing.T) {
+	for _, c := range []struct{ child, own, want int64 }{
+		{40 << 20, 43 << 20, 0},          // at most ours: not known
+		{43 << 20, 43 << 20, 0},          // equal: ours
+		{300 << 20, 43 << 20, 300 << 20}, // above ours: the job's
+		{5 << 20, 0, 5 << 20},            // our own unknown: as reported
+	} {
+		if got := jobPeakRSS(c.child, c.own); got != c.want {
+			t.Errorf("jobPeakRSS(%d, %d) = %d, want %d", c.child, c.own, got, c.want)
+		}
+	}
+}
