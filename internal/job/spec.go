@@ -185,17 +185,16 @@ func (d *Duration) set(v any) error {
 	case nil:
 		*d = 0
 	case float64:
-		*d = Duration(x * float64(time.Second))
+		return d.setSeconds(x)
 	case int:
-		*d = Duration(time.Duration(x) * time.Second)
+		return d.setSeconds(float64(x))
 	case string:
 		if x == "" {
 			*d = 0
 			return nil
 		}
 		if secs, err := strconv.ParseFloat(x, 64); err == nil {
-			*d = Duration(secs * float64(time.Second))
-			return nil
+			return d.setSeconds(secs)
 		}
 		p, err := time.ParseDuration(x)
 		if err != nil {
@@ -205,6 +204,17 @@ func (d *Duration) set(v any) error {
 	default:
 		return fmt.Errorf("invalid duration %v", v)
 	}
+	return nil
+}
+
+// setSeconds sets d to secs seconds, refusing what a duration cannot hold
+// (it would wrap around and be reported as negative, or worse, accepted).
+func (d *Duration) setSeconds(secs float64) error {
+	const maxSeconds = float64(math.MaxInt64 / int64(time.Second))
+	if math.IsNaN(secs) || math.Abs(secs) > maxSeconds {
+		return fmt.Errorf("duration of %v seconds is out of range (at most %.0f, about 292 years)", secs, maxSeconds)
+	}
+	*d = Duration(secs * float64(time.Second))
 	return nil
 }
 
@@ -426,14 +436,21 @@ func checkJobPath(p string) error {
 	return nil
 }
 
+// maxCPUs bounds a CPU request far above any node, so that the count in
+// thousandths always fits.
+const maxCPUs = 1 << 20
+
 // normalize fills the default and checks the request against itself;
 // whether it fits a node is checkFits'.
 func (r *Resources) normalize() error {
 	if r.CPUs == 0 {
 		r.CPUs = 1
 	}
-	if r.CPUs < 0 || math.IsNaN(r.CPUs) || math.IsInf(r.CPUs, 0) {
+	if r.CPUs < 0 || math.IsNaN(r.CPUs) {
 		return fieldErr("resources.cpus", "must be positive")
+	}
+	if r.CPUs > maxCPUs { // also keeps MilliCPUs from overflowing
+		return fieldErr("resources.cpus", "at most %d", maxCPUs)
 	}
 	if r.MilliCPUs() < 1 {
 		return fieldErr("resources.cpus", "at least 0.001")

@@ -52,6 +52,9 @@ func TestParseSpec(t *testing.T) {
 		{name: "yaml second document", in: "command: [x]\n---\ncommand: [y]\n", wantErr: "trailing data"},
 		{name: "yaml document markers", in: "---\ncommand: [x]\n---\n", want: &Spec{Command: []string{"x"}}},
 		{name: "bad duration", in: `{"command":["x"],"time_limit":"soon"}`, wantErr: "invalid duration"},
+		{name: "huge duration", in: `{"command":["x"],"time_limit":1e300}`, wantErr: "out of range"},
+		{name: "huge duration string", in: `{"command":["x"],"time_limit":"1e19"}`, wantErr: "out of range"},
+		{name: "yaml nan duration", in: "command: [x]\ntime_limit: .nan\n", wantErr: "out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -142,6 +145,7 @@ func TestNormalizeRejects(t *testing.T) {
 		{"workdir escaping", func(s *Spec) { s.WorkDir = "../elsewhere" }, "workdir"},
 		{"workdir escaping after clean", func(s *Spec) { s.WorkDir = "a/../../b" }, "workdir"},
 		{"negative time limit", func(s *Spec) { s.TimeLimit = -1 }, "time_limit"},
+		{"huge cpus", func(s *Spec) { s.Resources.CPUs = 1e20 }, "resources.cpus"},
 		{"attempts too many", func(s *Spec) { s.Retry.Attempts = MaxAttempts + 1 }, "retry.attempts"},
 		{"attempts negative", func(s *Spec) { s.Retry.Attempts = -1 }, "retry.attempts"},
 		{"bad signal", func(s *Spec) { s.Retry.OnSignals = []string{"SIGTERM", "SIGFOO"} }, "retry.on_signals[1]"},
