@@ -112,26 +112,28 @@ func newDataTransferCmd(o *rootOptions, name string) *cobra.Command {
 			if sub.submit {
 				return submitTransfer(cmd.Context(), cmd, o, name, args, sub)
 			}
-			if err := f.prepare(cmd); err != nil {
-				return err
-			}
-			src, err := transfer.ParseEndpoint(args[0])
-			if err != nil {
-				return err
-			}
-			dst, err := transfer.ParseEndpoint(args[1])
-			if err != nil {
-				return err
-			}
-			f.opts.Delete = del
-			f.reportToJob(o.getenv(job.ProgressFileEnv), cmd.ErrOrStderr())
-			var rep *transfer.Report
-			if name == "cp" {
-				rep, err = transfer.Copy(cmd.Context(), src, dst, f.opts)
-			} else {
-				rep, err = transfer.Sync(cmd.Context(), src, dst, f.opts)
-			}
-			return finishTransfer(cmd, o, f.report, rep, err)
+			op := map[string]string{"cp": "copy", "sync": "sync"}[name]
+			run := transferRun{op: op, src: args[0], dst: args[1], started: time.Now()}
+			rep, err := func() (*transfer.Report, error) {
+				if err := f.prepare(cmd); err != nil {
+					return nil, err
+				}
+				src, err := transfer.ParseEndpoint(args[0])
+				if err != nil {
+					return nil, err
+				}
+				dst, err := transfer.ParseEndpoint(args[1])
+				if err != nil {
+					return nil, err
+				}
+				f.opts.Delete = del
+				f.reportToJob(o.getenv(job.ProgressFileEnv), cmd.ErrOrStderr())
+				if name == "cp" {
+					return transfer.Copy(cmd.Context(), src, dst, f.opts)
+				}
+				return transfer.Sync(cmd.Context(), src, dst, f.opts)
+			}()
+			return finishTransfer(cmd, o, f.report, run, rep, err)
 		},
 	}
 	f.add(cmd, true)
@@ -149,38 +151,52 @@ func newDataVerifyCmd(o *rootOptions) *cobra.Command {
 		Short: "Check that DST holds every file of SRC with the same content (SHA-256)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.prepare(cmd); err != nil {
-				return err
-			}
-			src, err := transfer.ParseEndpoint(args[0])
-			if err != nil {
-				return err
-			}
-			dst, err := transfer.ParseEndpoint(args[1])
-			if err != nil {
-				return err
-			}
-			rep, err := transfer.Verify(cmd.Context(), src, dst, f.opts)
-			return finishTransfer(cmd, o, f.report, rep, err)
+			run := transferRun{op: "verify", src: args[0], dst: args[1], started: time.Now()}
+			rep, err := func() (*transfer.Report, error) {
+				if err := f.prepare(cmd); err != nil {
+					return nil, err
+				}
+				src, err := transfer.ParseEndpoint(args[0])
+				if err != nil {
+					return nil, err
+				}
+				dst, err := transfer.ParseEndpoint(args[1])
+				if err != nil {
+					return nil, err
+				}
+				return transfer.Verify(cmd.Context(), src, dst, f.opts)
+			}()
+			return finishTransfer(cmd, o, f.report, run, rep, err)
 		},
 	}
 	f.add(cmd, false)
 	return cmd
 }
 
+// transferRun names a transfer for the report written when it could not
+// start: the operation and the locations as given.
+type transferRun struct {
+	op, src, dst string
+	started      time.Time
+}
+
 // finishTransfer writes the report, prints a summary (or the report with
-// -o json) and sets the exit code: 1 when anything failed.
-func finishTransfer(cmd *cobra.Command, o *rootOptions, reportPath string, rep *transfer.Report, err error) error {
+// -o json) and sets the exit code: 1 when anything failed. A transfer
+// that could not start (bad input, a missing source, refused
+// credentials) has no report of its own; --report then gets one that
+// carries the error, so that whatever reads it learns why.
+func finishTransfer(cmd *cobra.Command, o *rootOptions, reportPath string, run transferRun, rep *transfer.Report, err error) error {
 	if rep == nil {
+		if err != nil && reportPath != "" {
+			if werr := writeReport(reportPath, transfer.FailedReport(run.op, run.src, run.dst, run.started, err)); werr != nil {
+				return fmt.Errorf("%w (and the report could not be written: %v)", err, werr)
+			}
+		}
 		return err
 	}
 	if reportPath != "" {
-		data, jerr := json.MarshalIndent(rep, "", "  ")
-		if jerr == nil {
-			jerr = writeFileAtomic(reportPath, append(data, '\n'))
-		}
-		if jerr != nil {
-			return fmt.Errorf("write report: %w", jerr)
+		if werr := writeReport(reportPath, rep); werr != nil {
+			return werr
 		}
 	}
 	format, ferr := o.format(formatTable, formatJSON, formatYAML)
@@ -335,21 +351,36 @@ func newDataRmCmd(o *rootOptions) *cobra.Command {
 		Short: "Remove a file, or with --recursive every file under a location",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ep, err := transfer.ParseEndpoint(args[0])
-			if err != nil {
-				return err
-			}
-			if !ep.Single() && !recursive {
-				return fmt.Errorf("%s is a tree: give --recursive to remove everything under it", args[0])
-			}
-			rep, err := transfer.Remove(cmd.Context(), ep, f.opts)
-			return finishTransfer(cmd, o, f.report, rep, err)
+			run := transferRun{op: "remove", src: args[0], started: time.Now()}
+			rep, err := func() (*transfer.Report, error) {
+				ep, err := transfer.ParseEndpoint(args[0])
+				if err != nil {
+					return nil, err
+				}
+				if !ep.Single() && !recursive {
+					return nil, fmt.Errorf("%s is a tree: give --recursive to remove everything under it", args[0])
+				}
+				return transfer.Remove(cmd.Context(), ep, f.opts)
+			}()
+			return finishTransfer(cmd, o, f.report, run, rep, err)
 		},
 	}
 	f.add(cmd, false)
 	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "remove every file under the location")
 	cmd.Flags().BoolVar(&f.opts.DryRun, "dry-run", false, "list what would be removed; remove nothing")
 	return cmd
+}
+
+// writeReport writes a report as indented JSON, whole or not at all.
+func writeReport(path string, rep *transfer.Report) error {
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err == nil {
+		err = writeFileAtomic(path, append(data, '\n'))
+	}
+	if err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
 }
 
 // writeFileAtomic writes a file whole or not at all.

@@ -122,7 +122,17 @@ func (e *engine) buffer() *[]byte {
 	return &b
 }
 
+// run runs a transfer. An error that stops it once it has started comes
+// with its report, which carries the error at its top level too.
 func run(ctx context.Context, op string, src, dst Endpoint, opts Options) (*Report, error) {
+	rep, err := runTransfer(ctx, op, src, dst, opts)
+	if err != nil && rep != nil {
+		rep.setError(err)
+	}
+	return rep, err
+}
+
+func runTransfer(ctx context.Context, op string, src, dst Endpoint, opts Options) (*Report, error) {
 	opts.defaults()
 	if !src.Single() {
 		dst = dst.AsTree()
@@ -147,17 +157,20 @@ func run(ctx context.Context, op string, src, dst Endpoint, opts Options) (*Repo
 	}
 	defer s.close()
 	if src.Single() {
-		// Before the destination is touched (made, for a local one).
+		// Before the destination is opened (a missing object is named as
+		// the problem, rather than whatever the destination may say).
 		if _, err := s.stat(ctx, ""); err != nil {
 			return nil, err
 		}
 	}
-	d, err := openStore(ctx, dst, !opts.DryRun)
-	if err != nil && opts.DryRun && dst.Kind == KindLocal && errors.Is(err, os.ErrNotExist) {
-		d, err = &store{ep: dst}, nil // nothing there yet: everything would be copied
-	}
+	// A dry run's local destination may not exist: everything would be
+	// copied. Opened for writing, a missing one is made only by prepare.
+	d, err := openStore(ctx, dst, true)
 	if err != nil {
 		return nil, err
+	}
+	if opts.DryRun {
+		d.writing = false // a dry run removes no leftovers either
 	}
 	defer d.close()
 	d.noTmpfile = opts.noTmpfile
@@ -177,6 +190,11 @@ func run(ctx context.Context, op string, src, dst Endpoint, opts Options) (*Repo
 	toCopy, toDelete, err := e.plan(ctx, srcObjs, dstObjs)
 	if err != nil {
 		return nil, err
+	}
+	if !opts.DryRun {
+		if err := d.prepare(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Progress != nil {
 		var total int64
@@ -202,7 +220,8 @@ func run(ctx context.Context, op string, src, dst Endpoint, opts Options) (*Repo
 			e.verifyEntries(ctx, rep.Transferred)
 		case VerifyAll:
 			if err := e.verifyAll(ctx); err != nil {
-				return nil, err
+				rep.finish()
+				return rep, err
 			}
 		}
 	}

@@ -105,6 +105,9 @@ func checkFull(t *testing.T, rep *Report, err error, dstDir string, src tree, se
 	if rep == nil {
 		t.Fatal("no report")
 	}
+	if rep.Error != err.Error() {
+		t.Errorf("the report's error is %q, want %q", rep.Error, err)
+	}
 	prefix := "destination full: no space left on device writing " + dstDir + "/"
 	named := strings.TrimPrefix(err.Error(), prefix)
 	if !strings.HasPrefix(err.Error(), prefix) || src[named] == nil {

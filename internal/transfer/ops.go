@@ -103,7 +103,11 @@ func Remove(ctx context.Context, ep Endpoint, opts Options) (*Report, error) {
 		}
 	}
 	rep.finish()
-	return rep, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		rep.setError(err)
+		return rep, err
+	}
+	return rep, nil
 }
 
 // ParseRate reads a bandwidth such as "10M" (MiB/s), "512K", "1.5G" or a

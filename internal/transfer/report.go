@@ -16,6 +16,10 @@ type Report struct {
 	Seconds     float64   `json:"duration_seconds"`
 	// Result is SUCCESS, or ERROR when anything failed or did not verify.
 	Result string `json:"result"`
+	// Error is what stopped the transfer, or kept it from starting (a
+	// missing source, refused credentials, a full destination); files
+	// that failed on their own are in Failed. Empty when nothing did.
+	Error  string `json:"error,omitempty"`
 	Totals Totals `json:"totals"`
 
 	Transferred []Entry   `json:"transferred"`
@@ -51,4 +55,25 @@ type Failure struct {
 }
 
 // OK reports whether nothing failed.
-func (r *Report) OK() bool { return len(r.Failed) == 0 && len(r.Mismatched) == 0 }
+func (r *Report) OK() bool { return len(r.Failed) == 0 && len(r.Mismatched) == 0 && r.Error == "" }
+
+// setError records what stopped the transfer: the report says ERROR
+// whatever else it holds.
+func (r *Report) setError(err error) {
+	r.Error = err.Error()
+	r.Result = "ERROR"
+	if r.Ended.IsZero() {
+		r.Ended = time.Now().UTC()
+		r.Seconds = r.Ended.Sub(r.Started).Seconds()
+	}
+}
+
+// FailedReport is the report of a transfer that could not start (bad
+// input, a missing source or bucket, refused credentials): nothing
+// listed, nothing done, and err at its top level.
+func FailedReport(operation, source, destination string, started time.Time, err error) *Report {
+	r := &Report{Operation: operation, Source: source, Destination: destination, VerifyMode: VerifyNone,
+		Started: started.UTC(), Transferred: []Entry{}, Failed: []Failure{}, Mismatched: []Failure{}}
+	r.setError(err)
+	return r
+}

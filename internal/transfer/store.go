@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -37,8 +38,11 @@ type object struct {
 // store is an endpoint opened for transfers.
 type store struct {
 	ep     Endpoint
-	bucket *blob.Bucket // nil for HTTP (and a dry run's missing destination)
+	bucket *blob.Bucket // nil for HTTP, and for a local destination not made yet
 	http   *http.Client
+	// unmade: a local destination directory that does not exist yet,
+	// made by prepare once the transfer is sure to start.
+	unmade bool
 	// writing: the store is a destination, whose leftover temp files
 	// (a killed write's) are ours to remove.
 	writing bool
@@ -54,24 +58,56 @@ func openStore(ctx context.Context, ep Endpoint, forWriting bool) (*store, error
 		}
 		return &store{ep: ep, http: &http.Client{Timeout: 0}}, nil
 	}
-	bucketURL := ep.Bucket
+	s := &store{ep: ep, writing: forWriting}
 	if ep.Kind == KindLocal {
-		if forWriting {
-			if err := os.MkdirAll(ep.Root, 0o755); err != nil {
-				return nil, fmt.Errorf("create %s: %w", ep.Root, err)
+		if _, err := os.Stat(ep.Root); err != nil {
+			if forWriting && errors.Is(err, fs.ErrNotExist) {
+				// Not made here: a transfer that fails before it starts
+				// (a missing source, refused credentials) must leave
+				// nothing behind, not even an empty directory.
+				s.unmade = true
+				return s, nil
 			}
-			// Temp files next to their final name: the rename that
-			// completes a write stays on one file system.
-			bucketURL += "&no_tmp_dir=1"
-		} else if _, err := os.Stat(ep.Root); err != nil {
 			return nil, fmt.Errorf("%s: %w", ep.Raw, errors.Unwrap(err))
 		}
 	}
-	b, err := hblob.Open(ctx, bucketURL)
-	if err != nil {
+	if err := s.openBucket(ctx); err != nil {
 		return nil, err
 	}
-	return &store{ep: ep, bucket: b, writing: forWriting}, nil
+	return s, nil
+}
+
+func (s *store) openBucket(ctx context.Context) error {
+	bucketURL := s.ep.Bucket
+	if s.ep.Kind == KindLocal && s.writing {
+		// Temp files next to their final name: the rename that completes
+		// a write stays on one file system.
+		bucketURL += "&no_tmp_dir=1"
+	}
+	b, err := hblob.Open(ctx, bucketURL)
+	if err != nil {
+		return err
+	}
+	s.bucket = b
+	return nil
+}
+
+// prepare makes a local destination directory that does not exist yet:
+// called once the listings have succeeded, so that a transfer that
+// cannot start changes nothing, and one that starts makes its
+// destination even when there is nothing to copy into it.
+func (s *store) prepare(ctx context.Context) error {
+	if !s.unmade {
+		return nil
+	}
+	if err := os.MkdirAll(s.ep.Root, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", s.ep.Root, err)
+	}
+	if err := s.openBucket(ctx); err != nil {
+		return err
+	}
+	s.unmade = false
+	return nil
 }
 
 func (s *store) close() {

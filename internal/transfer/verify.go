@@ -40,7 +40,11 @@ func Verify(ctx context.Context, src, dst Endpoint, opts Options) (*Report, erro
 		return nil, err
 	}
 	rep.finish()
-	return rep, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		rep.setError(err)
+		return rep, err
+	}
+	return rep, nil
 }
 
 // verifyEntries re-reads what was written and compares it with the
