@@ -532,16 +532,34 @@ func (e *engine) sum(ctx context.Context, s *store, key string) (string, error) 
 
 // hashObject reads an object and returns its SHA-256.
 func hashObject(ctx context.Context, s *store, key string) (string, error) {
+	return hashThrough(ctx, s, key, func(r io.Reader) io.Reader { return r })
+}
+
+// hashThrough is hashObject reading through wrap (a bandwidth limit).
+func hashThrough(ctx context.Context, s *store, key string, wrap func(io.Reader) io.Reader) (string, error) {
 	r, err := s.open(ctx, key, 0, -1)
 	if err != nil {
 		return "", err
 	}
 	defer r.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, r); err != nil {
+	if _, err := io.Copy(h, wrap(r)); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// preSum is the SHA-256 of a source object that must be known before
+// its copy starts: the one recorded with it, else read — under the
+// bandwidth limit, since these are bytes read from the source as much as
+// the copy's own (a large file to S3 is read twice).
+func (e *engine) preSum(ctx context.Context, key string) (string, error) {
+	if meta, err := e.src.metadata(ctx, key); err != nil {
+		return "", err
+	} else if h := meta[MetaSHA256]; h != "" {
+		return h, nil
+	}
+	return hashThrough(ctx, e.src, key, func(r io.Reader) io.Reader { return e.limited(ctx, r) })
 }
 
 // copyAll copies objs, Transfers at a time. Once a write finds the
@@ -700,7 +718,7 @@ func (e *engine) copyOne(ctx context.Context, o object) (string, int64, error) {
 	// must be known before the write starts: read the source twice (from
 	// the page cache, for a local file) unless it carries one already.
 	if e.dst.ep.Kind != KindLocal {
-		sum, err := e.sum(ctx, e.src, o.Key)
+		sum, err := e.preSum(ctx, o.Key)
 		if err != nil {
 			return "", 0, fmt.Errorf("checksum source: %w", err)
 		}

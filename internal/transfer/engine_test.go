@@ -583,6 +583,32 @@ func TestBandwidthLimit(t *testing.T) {
 	sameTree(t, "limited", d.read(t, "bw/"), src)
 }
 
+// TestBandwidthLimitHashPass: a large file going to S3 from a source
+// that records no SHA-256 is read twice — once to hash it (the checksum
+// goes with the upload), once to copy it — and the limit holds over both
+// reads. Only a lower bound on the time is asserted, with a 20 % margin.
+func TestBandwidthLimitHashPass(t *testing.T) {
+	srcDir := t.TempDir()
+	data := randomBytes(21, smallObject+1<<20) // over the small-object size: streamed
+	writeFile(t, filepath.Join(srcDir, "large.bin"), data)
+	s := startS3(t, "bkt")
+	d := &dest{name: "s3", s3: s, bucket: "bkt", b: s.open(t, "bkt")}
+	const limit = 6 << 20
+	start := time.Now()
+	rep := mustSync(t, mustEndpoint(t, srcDir), d.ep(t, "bw/"), Options{BwLimit: limit})
+	elapsed := time.Since(start)
+	if rep.Totals.BytesTransferred != int64(len(data)) {
+		t.Fatalf("%+v", rep.Totals)
+	}
+	read := 2 * len(data) // the hash pass and the copy
+	ideal := time.Duration(float64(read) / limit * float64(time.Second))
+	if elapsed < ideal*8/10 {
+		t.Fatalf("%d MiB read (hashed, then copied) at 6 MiB/s took %v: faster than the limit allows (ideal %v)", read>>20, elapsed, ideal)
+	}
+	t.Logf("%d MiB read at 6 MiB/s: %v (ideal %v)", read>>20, elapsed, ideal)
+	sameTree(t, "limited", d.read(t, "bw/"), tree{"large.bin": data})
+}
+
 // TestHTTPSource copies from an http(s) URL.
 func TestHTTPSource(t *testing.T) {
 	data := randomBytes(9, 9<<20)
