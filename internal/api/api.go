@@ -17,6 +17,7 @@ import (
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/dataset"
 	"github.com/hpcml/hpcml/internal/deploy"
+	"github.com/hpcml/hpcml/internal/httpauth"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/joblog"
 	"github.com/hpcml/hpcml/internal/registry"
@@ -160,8 +161,8 @@ func (h *Handler) ValidToken(tok string) bool {
 }
 
 func (h *Handler) authorized(r *http.Request) bool {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && h.ValidToken(strings.TrimSpace(tok))
+	tok, ok := httpauth.BearerToken(r)
+	return ok && h.ValidToken(tok)
 }
 
 func (h *Handler) auth(next http.Handler, routeName string) http.Handler {

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/hpcml/hpcml/internal/httpauth"
 )
 
 const (
@@ -61,7 +63,7 @@ func (h *handler) authenticated(r *http.Request) bool {
 			return true
 		}
 	}
-	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && tok != "" {
+	if tok, ok := httpauth.BearerToken(r); ok {
 		return h.auth.ValidToken(tok)
 	}
 	return false

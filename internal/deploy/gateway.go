@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hpcml/hpcml/internal/httpauth"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -298,8 +299,8 @@ func gatewayError(w http.ResponseWriter, status int, format string, args ...any)
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	name, sub, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/endpoints/"), "/")
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || g.authorized == nil || !g.authorized(strings.TrimSpace(tok)) {
+	tok, ok := httpauth.BearerToken(r)
+	if !ok || g.authorized == nil || !g.authorized(tok) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="hpcml"`)
 		gatewayError(w, http.StatusUnauthorized, "missing or invalid bearer token (the server's token, see <data-dir>/token)")
 		return

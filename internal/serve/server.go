@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hpcml/hpcml/internal/httpauth"
 	"github.com/hpcml/hpcml/internal/nn"
 )
 
@@ -71,7 +72,7 @@ type Server struct {
 	ready   atomic.Bool
 	batched bool
 	metrics http.Handler
-	authz   []byte // "Bearer <token>", nil without a token
+	authz   []byte // the bearer token, nil without one
 
 	inputIndex  map[string]int
 	outputIndex map[string]int
@@ -138,7 +139,7 @@ func newServer(model Model, o Options, m *metrics, slots chan struct{}) (*Server
 	}
 	s.outputNames = strings.Join(names, ", ")
 	if o.Token != "" {
-		s.authz = []byte("Bearer " + o.Token)
+		s.authz = []byte(o.Token)
 	}
 	s.serverMeta = s.encodeServerMeta()
 	s.modelMeta = s.encodeModelMeta()
@@ -384,19 +385,18 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	return authorize(w, r, s.authz)
 }
 
-// authorize checks the bearer token (authz: "Bearer <token>", nil for
-// none) and answers 401 when it is missing or wrong.
+// authorize checks the bearer token (authz: the token, nil for none) and answers 401 when it is missing or wrong.
 func authorize(w http.ResponseWriter, r *http.Request, authz []byte) bool {
 	if authz == nil {
 		return true
 	}
-	got := r.Header.Get("Authorization")
-	if subtle.ConstantTimeCompare([]byte(got), authz) == 1 {
+	got, presented := httpauth.BearerToken(r)
+	if presented && subtle.ConstantTimeCompare([]byte(got), authz) == 1 {
 		return true
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="hpcml serve"`)
 	msg := "missing bearer token (Authorization: Bearer <token>)"
-	if got != "" {
+	if r.Header.Get("Authorization") != "" {
 		msg = "invalid bearer token"
 	}
 	writeError(w, http.StatusUnauthorized, msg)
