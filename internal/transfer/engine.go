@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
@@ -18,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"gocloud.dev/gcerrors"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
@@ -555,11 +557,29 @@ func hashThrough(ctx context.Context, s *store, key string, wrap func(io.Reader)
 // the copy's own (a large file to S3 is read twice).
 func (e *engine) preSum(ctx context.Context, key string) (string, error) {
 	if meta, err := e.src.metadata(ctx, key); err != nil {
-		return "", err
+		return "", sourceErr(err)
 	} else if h := meta[MetaSHA256]; h != "" {
 		return h, nil
 	}
-	return hashThrough(ctx, e.src, key, func(r io.Reader) io.Reader { return e.limited(ctx, r) })
+	sum, err := hashThrough(ctx, e.src, key, func(r io.Reader) io.Reader { return e.limited(ctx, r) })
+	return sum, sourceErr(err)
+}
+
+// openSource opens a source object for reading (see store.open).
+func (e *engine) openSource(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	r, err := e.src.open(ctx, key, off, n)
+	return r, sourceErr(err)
+}
+
+// sourceErr marks an error reading the source that says the object is
+// not there (any more): it was listed, so it was deleted meanwhile, or
+// the listing showed what cannot be read (a dangling symlink). Trying
+// again will not bring it back.
+func sourceErr(err error) error {
+	if err != nil && (errors.Is(err, fs.ErrNotExist) || gcerrors.Code(err) == gcerrors.NotFound) {
+		return fmt.Errorf("%w: %w", errNotFoundSource, err)
+	}
+	return err
 }
 
 // copyAll copies objs, Transfers at a time. Once a write finds the
@@ -654,10 +674,38 @@ func (e *engine) copyWithRetries(ctx context.Context, o object) (string, int64, 
 	}
 }
 
-// permanent errors are not worth a retry.
+// permanent reports whether an error is one that trying again will not
+// mend, so that a file is not retried (with 1+2+4 s of backoff by
+// default) only to fail the same way: a full destination, a source
+// object gone, permission denied by the file system, and the object
+// store's refusals — a missing bucket, unknown or refused credentials,
+// denied access.
 func permanent(err error) bool {
-	_, full := fullErrno(err)
-	return full || errors.Is(err, errNotFoundSource)
+	if _, full := fullErrno(err); full {
+		return true
+	}
+	return errors.Is(err, errNotFoundSource) || errors.Is(err, fs.ErrPermission) || refusedByStore(err)
+}
+
+// refusedCodes are the S3 error codes that say a request will never be
+// allowed as it is (XAdminUserNotFound: versitygw's unknown key).
+var refusedCodes = [...]string{"NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "XAdminUserNotFound"}
+
+// refusedByStore reports whether an object store refused a request for
+// good: a 401 or 403 (gocloud's PermissionDenied), or one of
+// refusedCodes as the AWS SDK words them ("api error CODE:"), which
+// keeps a key that merely contains such a word from matching.
+func refusedByStore(err error) bool {
+	if gcerrors.Code(err) == gcerrors.PermissionDenied {
+		return true
+	}
+	msg := err.Error()
+	for _, code := range refusedCodes {
+		if strings.Contains(msg, "api error "+code+":") {
+			return true
+		}
+	}
+	return false
 }
 
 var errNotFoundSource = errors.New("source object vanished")
@@ -679,7 +727,7 @@ func (e *engine) copyOne(ctx context.Context, o object) (string, int64, error) {
 	meta := map[string]string{MetaMtime: o.ModTime.UTC().Format(time.RFC3339Nano)}
 
 	if o.Size >= 0 && o.Size <= smallObject {
-		r, err := e.src.open(ctx, o.Key, 0, -1)
+		r, err := e.openSource(ctx, o.Key, 0, -1)
 		if err != nil {
 			return "", 0, err
 		}
@@ -724,7 +772,7 @@ func (e *engine) copyOne(ctx context.Context, o object) (string, int64, error) {
 		}
 		meta[MetaSHA256] = sum
 	}
-	r, err := e.src.open(ctx, o.Key, 0, -1)
+	r, err := e.openSource(ctx, o.Key, 0, -1)
 	if err != nil {
 		return "", 0, err
 	}

@@ -37,7 +37,7 @@ func (e *engine) copyRanged(ctx context.Context, key string, o object, meta map[
 	}
 	f, ok := w.(offsetFile)
 	if !ok {
-		r, err := e.src.open(ctx, o.Key, 0, -1)
+		r, err := e.openSource(ctx, o.Key, 0, -1)
 		if err != nil {
 			w.Abort()
 			return "", err
@@ -73,7 +73,7 @@ func (e *engine) downloadRanges(ctx context.Context, key string, o object, f off
 	parts := int((o.Size + part - 1) / part)
 	attrs, err := e.src.bucket.Attributes(ctx, e.src.full(key))
 	if err != nil {
-		return "", describe(err, e.src.ep.Raw+" "+key)
+		return "", sourceErr(describe(err, e.src.ep.Raw+" "+key))
 	}
 	if attrs.Size != o.Size {
 		return "", fmt.Errorf("source changed while copied: listed %d bytes, now %d", o.Size, attrs.Size)
@@ -116,7 +116,7 @@ func (e *engine) downloadPart(ctx context.Context, key, etag string, off, n int6
 		BeforeRead: ifMatch(etag),
 	})
 	if err != nil {
-		return describe(err, e.src.ep.Raw+" "+key)
+		return sourceErr(describe(err, e.src.ep.Raw+" "+key))
 	}
 	defer r.Close()
 	buf := e.buffer()
