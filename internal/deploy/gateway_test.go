@@ -340,6 +340,64 @@ func TestGatewayUpstream(t *testing.T) {
 	}
 }
 
+// A replica that closes every idle connection the gateway keeps to it
+// (it drained, or exited and came back) fails none of the requests that
+// follow: each dead pooled connection is noticed before a request is
+// written to it, however many there are.
+func TestGatewayDeadPooledConnections(t *testing.T) {
+	g, front := newTestGateway(t)
+	const conns = 8
+	var arrived sync.WaitGroup
+	arrived.Add(conns)
+	gather := make(chan struct{})
+	go func() { arrived.Wait(); close(gather) }()
+	rep := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/gather" {
+			arrived.Done()
+			<-gather // all in flight at once: one pooled connection each
+		}
+		w.Write([]byte("ok"))
+	}))
+	t.Cleanup(rep.Close)
+	r := &Replica{Addr: strings.TrimPrefix(rep.URL, "http://")}
+	g.SetRoute(&Route{Endpoint: "ep", Variants: []RouteVariant{{Name: "v", Weight: 1,
+		Fleets: []Fleet{{Percent: 100, Replicas: []*Replica{r}, Stats: g.Stats("ep", "v", 0)}}}}})
+	call := func(path string) int {
+		req, _ := http.NewRequest("POST", front.URL+"/endpoints/ep"+path, strings.NewReader("x"))
+		req.Header.Set("Authorization", "Bearer server-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Go(func() {
+			if code := call("/v2/gather"); code != 200 {
+				t.Errorf("filling the pool: %d", code)
+			}
+		})
+	}
+	wg.Wait()
+	g.up.mu.Lock()
+	pooled := len(g.up.idle[r.Addr])
+	g.up.mu.Unlock()
+	if pooled != conns {
+		t.Fatalf("%d pooled connections, want %d", pooled, conns)
+	}
+	rep.CloseClientConnections()
+	time.Sleep(50 * time.Millisecond) // the closes reach the gateway's sockets
+	for i := range 2 * conns {
+		if code := call("/invocations"); code != 200 {
+			t.Fatalf("request %d after the replica closed its connections: %d", i, code)
+		}
+	}
+}
+
 // The gateway's Prometheus series count answers by status class and
 // time them, per endpoint and variant; deleting the endpoint drops them.
 func TestGatewayMetrics(t *testing.T) {

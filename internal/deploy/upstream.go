@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -53,13 +54,15 @@ func newUpstream() *upstream {
 		dialer: net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}}
 }
 
-func (u *upstream) get(ctx context.Context, addr string) (*upConn, bool, error) {
+// get takes an idle connection to addr that the replica has not closed,
+// or dials a new one (always, when fresh).
+func (u *upstream) get(ctx context.Context, addr string, fresh bool) (*upConn, bool, error) {
 	now := time.Now()
 	u.mu.Lock()
-	for list := u.idle[addr]; len(list) > 0; list = u.idle[addr] {
+	for list := u.idle[addr]; !fresh && len(list) > 0; list = u.idle[addr] {
 		pc := list[len(list)-1]
 		u.idle[addr] = list[:len(list)-1]
-		if now.Sub(pc.lastUsed) < idleFor {
+		if now.Sub(pc.lastUsed) < idleFor && !closedByPeer(pc.c) {
 			u.mu.Unlock()
 			return pc, true, nil
 		}
@@ -108,6 +111,46 @@ func (u *upstream) put(addr string, pc *upConn) {
 	}
 }
 
+// closedByPeer reports whether the replica closed or reset an idle
+// connection (or, which it must not, wrote to it), by a non-blocking peek
+// at the socket: a replica that exits or drains closes its idle
+// connections, and a request written to one would be lost. (A Go read
+// with a deadline in the past returns before it reaches the socket, so it
+// cannot tell.)
+func closedByPeer(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	closed := false
+	var b [1]byte
+	raw.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		// EAGAIN: open with nothing to read, as an idle connection is.
+		// Anything else (end of stream, a reset, bytes nobody asked
+		// for) makes it unusable.
+		closed = err != syscall.EAGAIN && err != syscall.EINTR
+		return true // never wait for readiness
+	})
+	return closed
+}
+
+// dropIdle closes the idle connections to addr: once one of them turned
+// out dead, the replica has most likely gone and closed them all.
+func (u *upstream) dropIdle(addr string) {
+	u.mu.Lock()
+	list := u.idle[addr]
+	delete(u.idle, addr)
+	u.mu.Unlock()
+	for _, pc := range list {
+		pc.c.Close()
+	}
+}
+
 func (u *upstream) closeIdle() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -150,11 +193,11 @@ func (r *upstreamResponse) finish(complete bool) {
 // request's end-to-end headers; Host, Content-Length and Authorization
 // (Bearer token, if token is set) are the gateway's to set. A connection from the pool that turns out to
 // be closed by the replica before answering anything is replaced by a
-// new one once, as net/http's Transport does for a request whose body it
-// can send again.
+// newly dialled one once (the pool's other connections to it are dropped),
+// as net/http's Transport does for a request whose body it can send again.
 func (u *upstream) do(ctx context.Context, addr, method, target string, header http.Header, token string, body []byte) (*upstreamResponse, error) {
 	for attempt := 0; ; attempt++ {
-		pc, reused, err := u.get(ctx, addr)
+		pc, reused, err := u.get(ctx, addr, attempt > 0)
 		if err != nil {
 			if attempt > 0 {
 				// The request went out on the pooled connection before:
@@ -178,6 +221,7 @@ func (u *upstream) do(ctx context.Context, addr, method, target string, header h
 			return nil, ctx.Err()
 		}
 		if reused && !got && attempt == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err)) {
+			u.dropIdle(addr)
 			continue
 		}
 		return nil, err
