@@ -687,20 +687,18 @@ func permanent(err error) bool {
 	return errors.Is(err, errNotFoundSource) || errors.Is(err, fs.ErrPermission) || refusedByStore(err)
 }
 
-// refusedCodes are the S3 error codes that say a request will never be
-// allowed as it is (XAdminUserNotFound: versitygw's unknown key).
-var refusedCodes = [...]string{"NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "XAdminUserNotFound"}
-
 // refusedByStore reports whether an object store refused a request for
-// good: a 401 or 403 (gocloud's PermissionDenied), or one of
-// refusedCodes as the AWS SDK words them ("api error CODE:"), which
-// keeps a key that merely contains such a word from matching.
+// good: a 401 or 403 (gocloud's PermissionDenied), or an S3 error code
+// that says the request will never be allowed as it is, matched as the
+// AWS SDK words it ("api error CODE:") so that a key merely containing
+// such a word does not match.
 func refusedByStore(err error) bool {
 	if gcerrors.Code(err) == gcerrors.PermissionDenied {
 		return true
 	}
 	msg := err.Error()
-	for _, code := range refusedCodes {
+	for _, code := range []string{"NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+		"XAdminUserNotFound"} { // versitygw's word for an unknown key
 		if strings.Contains(msg, "api error "+code+":") {
 			return true
 		}
