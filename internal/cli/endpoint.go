@@ -114,6 +114,11 @@ a request names its model (X-Hpcml-Target-Model, or the OIP path).`,
 			if err != nil {
 				return err
 			}
+			if replicas < 1 {
+				// The API reads 0 as "the default, 1": an explicit 0 here
+				// is a mistake, not a request for one.
+				return fmt.Errorf("--replicas %d: an endpoint needs at least 1 replica per variant", replicas)
+			}
 			req := deploy.CreateRequest{Name: args[0], Queue: queue}
 			if req.MultiModel, err = multi.spec(cmd.Flags(), model, variants); err != nil {
 				return err

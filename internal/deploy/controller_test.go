@@ -137,10 +137,15 @@ func (s *testScheduler) closeAll() {
 	}
 }
 
-// testRegistry knows versions 1..3 of "m".
+// testRegistry knows versions 1..3 of "m", and "fixed:1", whose input
+// has a fixed first dimension (it cannot be batched).
 type testRegistry struct{}
 
 func (testRegistry) Resolve(ctx context.Context, ref registry.Ref) (*registry.Version, error) {
+	if ref.Name == "fixed" && ref.Version == 1 {
+		return &registry.Version{Name: "fixed", Version: 1, Signature: registry.Signature{
+			Inputs: []registry.Tensor{{Name: "x", DataType: "FP32", Shape: []int64{1, 4}}}}}, nil
+	}
 	v := ref.Version
 	if ref.Alias == "" && v == 0 {
 		v = 3
@@ -332,6 +337,10 @@ func TestControllerDeployments(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.wait("ready", func(s *Status) bool { return len(ready(s)) == 2 })
+	if _, err := h.c.Create(ctx, CreateRequest{Name: "fx", Variants: []VariantRequest{{Model: "fixed:1",
+		Batching: endpoint.Batching{MaxBatch: 4}}}}); err == nil || !strings.Contains(err.Error(), "cannot be batched") {
+		t.Errorf("create with batching of a model that cannot batch: %v", err)
+	}
 
 	for _, c := range []struct {
 		req  UpdateRequest
@@ -343,6 +352,8 @@ func TestControllerDeployments(t *testing.T) {
 		{UpdateRequest{Model: "m:2", Variant: "nope"}, "no variant"},
 		{UpdateRequest{Model: "m:2", Replicas: 3}, "cannot change replicas"},
 		{UpdateRequest{}, "nothing to change"},
+		{UpdateRequest{Model: "fixed:1", Batching: &endpoint.Batching{MaxBatch: 8}}, "cannot be batched"},
+		{UpdateRequest{Model: "m:2", Batching: &endpoint.Batching{MaxBatch: 2, PreferredBatch: []int{4}}}, "preferred batch size 4"},
 	} {
 		if _, err := h.c.Update(ctx, "ep", c.req); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("update %+v: %v, want %q", c.req, err, c.want)

@@ -89,6 +89,21 @@ func fieldErr(field, format string, args ...any) error {
 	return &job.FieldError{Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
+// checkBatchable refuses dynamic batching for a model whose tensors have
+// no variable first dimension, as hpcml serve would (its replicas would
+// fail to start, over and over).
+func checkBatchable(field string, mv *registry.Version, b endpoint.Batching) error {
+	if b.MaxBatch <= 1 {
+		return nil
+	}
+	for _, t := range append(slices.Clone(mv.Signature.Inputs), mv.Signature.Outputs...) {
+		if len(t.Shape) == 0 || t.Shape[0] != -1 {
+			return fieldErr(field, "model %s:%d cannot be batched: %q has shape %v, not a variable first (batch) dimension", mv.Name, mv.Version, t.Name, t.Shape)
+		}
+	}
+	return nil
+}
+
 // resolve turns a model reference into the variant's model and version.
 func (c *Controller) resolve(ctx context.Context, field, ref string) (*registry.Version, error) {
 	r, err := registry.ParseRef(ref)
@@ -153,6 +168,9 @@ func (c *Controller) Create(ctx context.Context, req CreateRequest) (*endpoint.E
 		}
 		mv, err := c.resolve(ctx, field+".model", vr.Model)
 		if err != nil {
+			return nil, err
+		}
+		if err := checkBatchable(field+".batching.max_batch", mv, vr.Batching); err != nil {
 			return nil, err
 		}
 		spec.Variants = append(spec.Variants, endpoint.Variant{Name: vr.Name, Ref: vr.Model, Model: mv.Name, Version: mv.Version,
@@ -254,6 +272,9 @@ func (c *Controller) Update(ctx context.Context, name string, req UpdateRequest)
 		to.Batching = *req.Batching
 	}
 	if err := to.Check("variant"); err != nil {
+		return nil, err
+	}
+	if err := checkBatchable("batching.max_batch", mv, to.Batching); err != nil {
 		return nil, err
 	}
 	if to.Model == v.Model && to.Version == v.Version && to.CPUs == v.CPUs && sameBatching(to.Batching, v.Batching) {

@@ -97,6 +97,8 @@ func TestEndpointLifecycle(t *testing.T) {
 		{[]string{"endpoint", "update", "nope", "--model", "moons:2"}, "endpoint nope does not exist"},
 		{[]string{"endpoint", "get", "nope"}, "endpoint nope does not exist"},
 		{[]string{"endpoint", "create", "ep2", "--model", "moons:1", "--autoscale", "min=3,max=2,target=1"}, "autoscale.max"},
+		{[]string{"endpoint", "create", "ep2", "--model", "moons:1", "--replicas", "0"}, "at least 1 replica"},
+		{[]string{"endpoint", "create", "ep2", "--model", "moons:1", "--max-batch", "2", "--preferred-batch", "4"}, "preferred batch size 4"},
 	} {
 		_, stderr, err := hpcml(s, c.args...)
 		if err == nil || !strings.Contains(stderr, c.want) {

@@ -134,8 +134,9 @@ func (v *Variant) Check(prefix string) error {
 		return fieldErr(prefix+".batching.concurrency", "want 0..4096")
 	}
 	for _, n := range v.Batching.PreferredBatch {
-		if n < 1 || n > 4096 {
-			return fieldErr(prefix+".batching.preferred_batch", "want sizes of 1..4096")
+		if n < 1 || n > max(v.Batching.MaxBatch, 1) {
+			// What hpcml serve refuses: the replicas would fail to start.
+			return fieldErr(prefix+".batching.preferred_batch", "preferred batch size %d is not between 1 and the max batch size %d", n, max(v.Batching.MaxBatch, 1))
 		}
 	}
 	return nil
