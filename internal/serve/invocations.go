@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
@@ -378,8 +379,10 @@ func (s *Server) csvInputs(body []byte) (map[string]*nn.Tensor, int, error) {
 		}
 		for j, f := range rec {
 			v, err := strconv.ParseFloat(strings.TrimSpace(f), 32)
-			if err != nil {
-				return nil, 0, badf("CSV row %d, column %d: %q is not a number", rows+1, j+1, f)
+			if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+				// NaN and infinities parse, but JSON bodies cannot carry
+				// them and a model given one answers nulls.
+				return nil, 0, badf("CSV row %d, column %d: %q is not a finite number", rows+1, j+1, f)
 			}
 			data = append(data, float32(v))
 		}

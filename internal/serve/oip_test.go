@@ -249,6 +249,12 @@ func TestOutputSelection(t *testing.T) {
 		t.Fatalf("unknown output: %d %s", code, body)
 	}
 	contains(t, "unknown output", errorMessage(t, body), `unknown output "triple"`, "sum, double")
+	code, body = ts.post(t, "/v2/models/two/infer", map[string]any{"inputs": []any{input},
+		"outputs": []any{map[string]any{"name": "sum"}, map[string]any{"name": "double"}, map[string]any{"name": "sum"}}})
+	if code != 400 {
+		t.Fatalf("an output requested twice: %d %s", code, body)
+	}
+	contains(t, "output requested twice", errorMessage(t, body), `output "sum" is requested twice`)
 }
 
 func TestInferErrors(t *testing.T) {

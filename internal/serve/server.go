@@ -609,6 +609,10 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 			s.writeFailure(w, badf("unknown output %q (the model's outputs: %s)", o.Name, s.outputNames))
 			return
 		}
+		if slices.ContainsFunc(selected, func(sel selection) bool { return sel.index == i }) {
+			s.writeFailure(w, badf("output %q is requested twice", o.Name))
+			return
+		}
 		b, given, err := paramBool(o.Params, "binary_data")
 		if err != nil {
 			s.writeFailure(w, badf("output %q: %v", o.Name, err))
