@@ -349,6 +349,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if path, modelKey, ok = g.multiModel(w, r, rt, path); !ok {
 			return
 		}
+	} else if rest, ok := strings.CutPrefix(path, "/v2/models/"); ok {
+		// The replicas' model is named by the endpoint's name or by a
+		// model its variants serve (which one answers is the gateway's
+		// choice); another name is not served here.
+		if model, _, _ := strings.Cut(rest, "/"); !rt.servesModel(model) {
+			gatewayError(w, http.StatusNotFound, "endpoint %q serves no model %q (name it %q, or by its model's name)", name, model, name)
+			return
+		}
 	}
 	if r.ContentLength > g.maxBody {
 		gatewayError(w, http.StatusRequestEntityTooLarge, "request body of %d bytes is over the limit of %d", r.ContentLength, g.maxBody)
@@ -397,6 +405,23 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		v.Fleets[0].record(start, http.StatusServiceUnavailable)
 	}
 	gatewayError(w, http.StatusServiceUnavailable, "variant %q of endpoint %q has no ready replica that answers", v.Name, name)
+}
+
+// servesModel reports whether an OIP path's model name addresses rt's
+// (single-model) replicas: the endpoint's name, or a model of one of its
+// fleets (a fleet of no model name the replica checks itself).
+func (rt *Route) servesModel(name string) bool {
+	if name == rt.Endpoint {
+		return true
+	}
+	for i := range rt.Variants {
+		for _, f := range rt.Variants[i].Fleets {
+			if f.Model == name || f.Model == "" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // forward sends the request to rep and copies the answer back. It

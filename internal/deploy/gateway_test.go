@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -92,13 +93,17 @@ func TestGatewayRoutes(t *testing.T) {
 	}})
 
 	// OIP paths: the model name is the variant's model, the query stays.
-	got := call(t, front, "POST", "/endpoints/ep/v2/models/whatever/infer?x=1", `{"inputs":[]}`,
+	got := call(t, front, "POST", "/endpoints/ep/v2/models/ep/infer?x=1", `{"inputs":[]}`,
 		map[string]string{HeaderTargetVariant: "two"})
 	if got.status != 200 || got.body["path"] != "/v2/models/cnn/infer" || got.body["query"] != "x=1" ||
 		got.body["body"] != `{"inputs":[]}` || got.variant != "two" {
 		t.Fatalf("OIP infer: %+v", got)
 	}
-	got = call(t, front, "GET", "/endpoints/ep/v2/models/x", "", map[string]string{HeaderSageMakerTargetVariant: "one"})
+	if got := call(t, front, "POST", "/endpoints/ep/v2/models/whatever/infer", `{"inputs":[]}`, nil); got.status != http.StatusNotFound ||
+		!strings.Contains(fmt.Sprint(got.body["error"]), `serves no model "whatever"`) {
+		t.Fatalf("a model the endpoint does not serve: %+v", got)
+	}
+	got = call(t, front, "GET", "/endpoints/ep/v2/models/cnn", "", map[string]string{HeaderSageMakerTargetVariant: "one"})
 	if got.status != 200 || got.body["path"] != "/v2/models/mlp" || got.body["replica"] != "a" {
 		t.Fatalf("model metadata with the SageMaker header: %+v", got)
 	}
@@ -227,7 +232,7 @@ func TestGatewayFleets(t *testing.T) {
 	}
 	set(0, []*Replica{green.replica("v", 7)})
 	for range 20 {
-		if got := call(t, front, "POST", "/endpoints/ep/v2/models/e/infer", "x", nil); got.body["replica"] != "blue" || got.body["path"] != "/v2/models/m1/infer" {
+		if got := call(t, front, "POST", "/endpoints/ep/v2/models/m2/infer", "x", nil); got.body["replica"] != "blue" || got.body["path"] != "/v2/models/m1/infer" {
 			t.Fatalf("green at 0%%: %+v", got)
 		}
 	}

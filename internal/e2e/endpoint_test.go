@@ -42,7 +42,7 @@ func TestEndpointLifecycle(t *testing.T) {
 
 	// OIP through the gateway: any model name in the path reaches the
 	// variant's model; the answer is the model's.
-	req, _ := http.NewRequest("POST", s.URL+"/endpoints/ep/v2/models/anything/infer", bytes.NewReader(oipBody(3)))
+	req, _ := http.NewRequest("POST", s.URL+"/endpoints/ep/v2/models/ep/infer", bytes.NewReader(oipBody(3)))
 	req.Header.Set("Authorization", "Bearer "+s.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
