@@ -73,6 +73,18 @@ func (f *transferFlags) add(cmd *cobra.Command, withCopy bool) {
 	fs.BoolVar(&f.noProg, "no-progress", false, "no progress bar (the default when stderr is not a terminal)")
 }
 
+// prepareEndpoints checks the flags and parses the SRC and DST arguments.
+func (f *transferFlags) prepareEndpoints(cmd *cobra.Command, args []string) (src, dst transfer.Endpoint, err error) {
+	if err = f.prepare(cmd); err != nil {
+		return src, dst, err
+	}
+	if src, err = transfer.ParseEndpoint(args[0]); err != nil {
+		return src, dst, err
+	}
+	dst, err = transfer.ParseEndpoint(args[1])
+	return src, dst, err
+}
+
 func (f *transferFlags) prepare(cmd *cobra.Command) error {
 	rate, err := transfer.ParseRate(f.bwlimit)
 	if err != nil {
@@ -115,14 +127,7 @@ func newDataTransferCmd(o *rootOptions, name string) *cobra.Command {
 			op := map[string]string{"cp": "copy", "sync": "sync"}[name]
 			run := transferRun{op: op, src: args[0], dst: args[1], started: time.Now()}
 			rep, err := func() (*transfer.Report, error) {
-				if err := f.prepare(cmd); err != nil {
-					return nil, err
-				}
-				src, err := transfer.ParseEndpoint(args[0])
-				if err != nil {
-					return nil, err
-				}
-				dst, err := transfer.ParseEndpoint(args[1])
+				src, dst, err := f.prepareEndpoints(cmd, args)
 				if err != nil {
 					return nil, err
 				}
@@ -153,14 +158,7 @@ func newDataVerifyCmd(o *rootOptions) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			run := transferRun{op: "verify", src: args[0], dst: args[1], started: time.Now()}
 			rep, err := func() (*transfer.Report, error) {
-				if err := f.prepare(cmd); err != nil {
-					return nil, err
-				}
-				src, err := transfer.ParseEndpoint(args[0])
-				if err != nil {
-					return nil, err
-				}
-				dst, err := transfer.ParseEndpoint(args[1])
+				src, dst, err := f.prepareEndpoints(cmd, args)
 				if err != nil {
 					return nil, err
 				}
