@@ -242,15 +242,26 @@ func uploadOne(ctx context.Context, b *Bucket, root *os.Root, rel, key string) (
 		return 0, fmt.Errorf("output %s: %w", rel, err)
 	}
 	defer f.Close()
-	return UploadReader(ctx, b, key, f)
+	size := int64(-1)
+	if info, err := f.Stat(); err == nil {
+		size = info.Size()
+	}
+	return UploadReader(ctx, b, key, f, size)
 }
 
 // UploadReader writes r to key; the object appears only if all of r was
-// written (the writer is aborted on error).
-func UploadReader(ctx context.Context, b *Bucket, key string, r io.Reader) (int64, error) {
+// written (the writer is aborted on error). size, when known (≥ 0), sizes
+// the parts of a multipart upload so that the object fits in S3's 10,000
+// parts; unknown (-1), the store's default parts bound it (about 48 GiB
+// on S3).
+func UploadReader(ctx context.Context, b *Bucket, key string, r io.Reader, size int64) (int64, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := b.NewWriter(wctx, key, nil)
+	var opts *gcblob.WriterOptions
+	if size > MinPart {
+		opts = &gcblob.WriterOptions{BufferSize: int(PartSize(size))}
+	}
+	w, err := b.NewWriter(wctx, key, opts)
 	if err != nil {
 		return 0, fmt.Errorf("write %q: %w", key, err)
 	}

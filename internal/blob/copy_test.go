@@ -14,7 +14,7 @@ import (
 
 func put(t *testing.T, b *Bucket, key, data string) {
 	t.Helper()
-	if _, err := UploadReader(context.Background(), b, key, strings.NewReader(data)); err != nil {
+	if _, err := UploadReader(context.Background(), b, key, strings.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -505,7 +505,7 @@ func (d *Dispatcher) write(ctx context.Context, location string, r io.Reader) er
 	if err != nil {
 		return err
 	}
-	_, err = blob.UploadReader(ctx, b, key, r)
+	_, err = blob.UploadReader(ctx, b, key, r, -1)
 	return err
 }
 

@@ -337,7 +337,7 @@ func (d *Dispatcher) submit(ctx context.Context, name string, r *http.Request) (
 		// same (caller's) id must not overwrite the first one's payload
 		// before its insert is refused.
 		key := "async/" + name + "/input/" + req.ID + "." + newInferenceID()[:8]
-		n, err := blob.UploadReader(ctx, d.cfg.Storage, key, &limitReader{r: r.Body, left: a.MaxInlineBytes})
+		n, err := blob.UploadReader(ctx, d.cfg.Storage, key, &limitReader{r: r.Body, left: a.MaxInlineBytes}, r.ContentLength)
 		if errors.Is(err, errTooLarge) {
 			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("inline payload is over the limit of %d bytes: "+
 				"put it in storage and name it with %s (up to %d bytes)", a.MaxInlineBytes, HeaderInputLocation,

@@ -383,12 +383,15 @@ func (r *runner) shipLogs(res *job.Result) {
 			r.log.Warn("ship logs", "err", err)
 			continue
 		}
-		if info, err := f.Stat(); err == nil && info.Size() == 0 {
-			f.Close()
-			continue
+		size := int64(-1)
+		if info, err := f.Stat(); err == nil {
+			if size = info.Size(); size == 0 {
+				f.Close()
+				continue
+			}
 		}
 		key := l.LogPrefix + s.file
-		_, err = blob.UploadReader(ctx, b, key, f)
+		_, err = blob.UploadReader(ctx, b, key, f, size)
 		f.Close()
 		if err != nil {
 			r.log.Warn("ship logs", "err", err)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	hblob "github.com/hpcml/hpcml/internal/blob"
 	"io"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -17,7 +18,7 @@ import (
 // rangedMin is the size from which an object store's object is
 // downloaded to a local file as parallel ranged GETs: below it one
 // stream is as fast and costs fewer requests.
-const rangedMin = 2 * defaultPart
+const rangedMin = 2 * hblob.DefaultPart
 
 // offsetFile is a destination written at offsets and read back: a
 // local file being made (tmpfileWriter).
@@ -69,7 +70,7 @@ func (e *engine) copyRanged(ctx context.Context, key string, o object, meta map[
 // meanwhile fails the copy rather than mixing two versions, and one that
 // carries hpcml's SHA-256 is checked against it.
 func (e *engine) downloadRanges(ctx context.Context, key string, o object, f offsetFile) (string, error) {
-	part := partSize(o.Size)
+	part := hblob.PartSize(o.Size)
 	parts := int((o.Size + part - 1) / part)
 	attrs, err := e.src.bucket.Attributes(ctx, e.src.full(key))
 	if err != nil {

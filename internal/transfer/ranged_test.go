@@ -3,6 +3,7 @@ package transfer
 import (
 	"bytes"
 	"context"
+	hblob "github.com/hpcml/hpcml/internal/blob"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -77,7 +78,7 @@ func TestRangedDownload(t *testing.T) {
 	if len(rep.Transferred) != 1 || rep.Transferred[0].SHA256 != sha256hex(data) {
 		t.Fatalf("report %+v, want the object's SHA-256", rep.Transferred)
 	}
-	part := partSize(int64(size))
+	part := hblob.PartSize(int64(size))
 	want := []string{
 		"bytes=0-" + itoa(part-1),
 		"bytes=" + itoa(part) + "-" + itoa(2*part-1),

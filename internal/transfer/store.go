@@ -260,7 +260,7 @@ func (s *store) create(ctx context.Context, key string, size int64, meta map[str
 	bw := &blobWriter{after: func() { s.setModTime(key, mtime) }}
 	switch s.ep.Kind {
 	case KindS3:
-		opts.BufferSize = int(partSize(size))
+		opts.BufferSize = int(hblob.PartSize(size))
 		opts.MaxConcurrency = partsInFlight
 	case KindLocal:
 		// Learn the temp file's name: fileblob removes it when a write is
@@ -357,24 +357,9 @@ func describe(err error, what string) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// S3's multipart limits: parts of 5 MiB to 5 GiB, at most 10,000 parts.
-const (
-	minPart       = 5 << 20
-	maxPart       = 5 << 30
-	maxParts      = 10000
-	defaultPart   = 16 << 20
-	partsInFlight = 4 // per object: memory is partSize × partsInFlight × transfers
-)
-
-// partSize is the part size for an object of size bytes: the default,
-// grown so that the object fits in 10,000 parts.
-func partSize(size int64) int64 {
-	p := int64(defaultPart)
-	if need := (size + maxParts - 1) / maxParts; need > p {
-		p = (need + minPart - 1) / minPart * minPart
-	}
-	return min(max(p, minPart), maxPart)
-}
+// partsInFlight bounds the parts of one object sent at once: memory is
+// part size × partsInFlight × transfers.
+const partsInFlight = 4
 
 // keyToURL renders an endpoint and key for reports.
 func keyToURL(ep Endpoint, key string) string {
