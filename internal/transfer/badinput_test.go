@@ -74,6 +74,15 @@ func TestBadInput(t *testing.T) {
 			_, err = Verify(ctx, mustEndpoint(t, srcDir), d.ep(t, "out3/"), Options{})
 			expectErr(t, err, "credentials were refused")
 		})
+		t.Run("no credentials", func(t *testing.T) {
+			for _, v := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"} {
+				t.Setenv(v, "")
+			}
+			t.Setenv("HOME", t.TempDir())                 // no ~/.aws files
+			t.Setenv("AWS_EC2_METADATA_DISABLED", "true") // no wait for an instance role
+			_, err := Sync(ctx, mustEndpoint(t, srcDir), d.ep(t, "out4/"), Options{})
+			expectErr(t, err, "no S3 credentials found")
+		})
 	})
 
 	t.Run("local destination inside the source", func(t *testing.T) {

@@ -342,6 +342,10 @@ func (s *store) remove(ctx context.Context, key string) error {
 func describe(err error, what string) error {
 	msg := err.Error()
 	switch {
+	case strings.Contains(msg, "failed to refresh cached credentials"), strings.Contains(msg, "no EC2 IMDS role found"):
+		// The SDK tried every source of credentials and ended at the EC2
+		// instance metadata, which it names instead of the problem.
+		return fmt.Errorf("%s: no S3 credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE): %w", what, err)
 	case strings.Contains(msg, "NoSuchBucket"):
 		return fmt.Errorf("%s: the bucket does not exist: %w", what, err)
 	case strings.Contains(msg, "SignatureDoesNotMatch"), strings.Contains(msg, "InvalidAccessKeyId"),
