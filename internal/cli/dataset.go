@@ -46,6 +46,9 @@ the latest version holds exactly the same objects, no version is added.`,
 			if err != nil {
 				return err
 			}
+			if ep.Kind == transfer.KindHTTP {
+				return fmt.Errorf("%s: an http(s) URL cannot hold a dataset (jobs fetch its objects by key); copy it to a bucket or directory first", args[1])
+			}
 			m, err := transfer.Manifest(ctx, ep, opts)
 			if err != nil {
 				return err

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"path"
 	"regexp"
 	"sort"
@@ -72,6 +73,10 @@ func ValidName(s string) bool { return nameRE.MatchString(s) }
 
 // Validate checks a manifest and puts its objects in key order.
 func (m *Manifest) Validate() error {
+	if u, err := url.Parse(m.Source); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+		// Jobs fetch a version's objects by key from its source.
+		return fmt.Errorf("manifest source %s: an http(s) URL cannot hold a dataset (its objects cannot be fetched by key); copy it to a bucket or directory first", m.Source)
+	}
 	if len(m.Objects) > MaxObjects {
 		return fmt.Errorf("manifest: %d objects, at most %d", len(m.Objects), MaxObjects)
 	}
