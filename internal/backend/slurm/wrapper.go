@@ -14,6 +14,7 @@ import (
 
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/cache"
+	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/task"
 )
 
@@ -81,7 +82,34 @@ func RunWrapper(args []string, log *slog.Logger) int {
 		fmt.Fprintln(os.Stderr, "hpcml job wrapper:", err)
 		return 1
 	}
-	return 0
+	return exitStatus(dir)
+}
+
+// exitStatus is the batch script's exit status for the attempt's outcome:
+// Slurm's own dependencies read it (afterok starts a held job when it is
+// 0), so a failed command must not end the script with 0 — else a job
+// hpcml holds behind a failed one could start before hpcml cancels it.
+// A command's exit code passes through, a signal is 128+its number (as a
+// shell reports it), any other failure is 1.
+func exitStatus(dir string) int {
+	st, err := task.ReadStatus(dir)
+	if err != nil || st.Done == nil || st.Done.Result == nil {
+		return 1
+	}
+	r := st.Done.Result
+	if state, _ := r.Outcome(); state == job.Succeeded {
+		return 0
+	}
+	if r.Error != "" {
+		return 1
+	}
+	if sig, ok := job.SignalNumber(r.Signal); ok && r.Signal != "" {
+		return 128 + int(sig)
+	}
+	if r.ExitCode != nil && *r.ExitCode > 0 && *r.ExitCode < 256 {
+		return *r.ExitCode
+	}
+	return 1
 }
 
 // nodeCacheBytes bounds a Slurm node's dataset cache.

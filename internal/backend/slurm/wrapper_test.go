@@ -2,11 +2,14 @@ package slurm
 
 import (
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/hpcml/hpcml/internal/task"
 )
 
 func TestArrayTaskDir(t *testing.T) {
@@ -108,6 +111,34 @@ func TestRunWrapperUsage(t *testing.T) {
 	for _, args := range [][]string{nil, {"a", "b"}, {"--array", "a", "b"}, {"--arr", "a"}} {
 		if code := RunWrapper(args, nil); code != 2 {
 			t.Errorf("RunWrapper(%q) = %d, want 2 (usage)", args, code)
+		}
+	}
+}
+
+// The batch script ends with the command's status — Slurm's afterok and
+// afternotok read it — whatever hpcml's journal says beside it.
+func TestRunWrapperExitStatus(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	for _, c := range []struct {
+		script string
+		want   int
+	}{
+		{"exit 0", 0},
+		{"exit 3", 3},
+		{"kill -KILL $$", 128 + 9},
+	} {
+		dir := t.TempDir()
+		work := filepath.Join(dir, task.WorkDir)
+		if err := os.MkdirAll(work, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		l := task.Launch{Argv: []string{"/bin/sh", "-c", c.script}, Env: []string{"PATH=/usr/bin:/bin"}, WorkDir: work}
+		data, _ := json.Marshal(l)
+		if err := os.WriteFile(filepath.Join(dir, launchFile), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := RunWrapper([]string{dir}, log); got != c.want {
+			t.Errorf("%q: wrapper exit status %d, want %d", c.script, got, c.want)
 		}
 	}
 }
