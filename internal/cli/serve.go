@@ -86,7 +86,7 @@ See docs/serving.md.`,
 	fl.StringVar(&f.model, "model", "", "the model: a path, file:// or s3:// URL, or model://NAME/VERSION (required)")
 	fl.StringVar(&f.name, "name", "", "model name served (default: NAME of model://, else the file name without extension)")
 	fl.StringVar(&f.version, "model-version", "", `model version served (default: VERSION of model://, else "1")`)
-	fl.StringVar(&f.listen, "listen", "127.0.0.1:8081", `address to listen on ("127.0.0.1:0" picks a free port)`)
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:8081", `address to listen on (port 0 picks a free port; host 0.0.0.0 listens on every interface and announces this node's address)`)
 	fl.StringVar(&f.announce, "announce", "", `storage key to write the replica's announcement to once ready (trailing "/" appends "$HPCML_JOB_ID.json")`)
 	fl.StringVar(&f.storage, "storage", "", "object storage URL for model:// and --announce (default $"+task.StorageEnv+")")
 	fl.IntVar(&f.maxBatch, "max-batch", 1, "most rows per model execution; > 1 turns dynamic batching on")
@@ -222,7 +222,11 @@ func runServe(ctx context.Context, f *serveFlags, e env, stderr io.Writer) error
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
-	addr := ln.Addr().String()
+	addr, err := reachableAddr(ln.Addr().(*net.TCPAddr))
+	if err != nil {
+		hs.Close()
+		return err
+	}
 	log.Info("serving", "addr", addr, "model", name, "version", version, "multi_model", f.multi,
 		"max_batch", f.maxBatch, "max_queue_delay", f.maxQueueDelay, "token", e.getenv(envServeToken) != "")
 

@@ -576,7 +576,7 @@ func (c *Controller) applyFleets(ctx context.Context, e *endpoint.Endpoint, want
 }
 
 func (c *Controller) submit(ctx context.Context, e *endpoint.Endpoint, v endpoint.Variant, revision int64, now time.Time) error {
-	j, err := c.cfg.Scheduler.Submit(ctx, replicaSpec(e, v, revision))
+	j, err := c.cfg.Scheduler.Submit(ctx, replicaSpec(e, v, revision, c.replicaListen(ctx, e)))
 	if err != nil {
 		return err
 	}
@@ -585,6 +585,21 @@ func (c *Controller) submit(ctx context.Context, e *endpoint.Endpoint, v endpoin
 	c.replicas[j.ID] = &replica{Replica: &Replica{JobID: j.ID, Variant: v.Name, Revision: revision}, endpoint: e.Name,
 		state: ReplicaStarting, since: now, submitted: now, jobState: j.State}
 	return nil
+}
+
+// replicaListen is where e's replicas listen: loopback when they run on
+// this machine, every interface when the queue's backend may place them
+// on other nodes (they announce the node's address; every route but the
+// health checks needs the replica token).
+func (c *Controller) replicaListen(ctx context.Context, e *endpoint.Endpoint) string {
+	name := e.Spec.Queue
+	if name == "" {
+		name = job.DefaultQueue
+	}
+	if q, err := c.cfg.Store.GetQueue(ctx, name); err == nil && q.Backend != "" && q.Backend != "local" {
+		return "0.0.0.0:0"
+	}
+	return "127.0.0.1:0"
 }
 
 // publish gives the gateway the endpoint's routing table.

@@ -73,12 +73,12 @@ func (c *Controller) modelRouting(e *endpoint.Endpoint) *ModelRouting {
 // multiModelArgs are the hpcml serve flags of a multi-model replica (nil
 // for other endpoints): every model of the registry's storage, loaded on
 // first use; the gateway enforces the endpoint's filter.
-func multiModelArgs(e *endpoint.Endpoint) []string {
+func multiModelArgs(e *endpoint.Endpoint, listen string) []string {
 	m := e.Spec.MultiModel
 	if m == nil {
 		return nil
 	}
-	cmd := []string{task.SelfProgram, "serve", "--multi-model", "--listen", "127.0.0.1:0", "--announce", AnnouncePrefix(e.Name)}
+	cmd := []string{task.SelfProgram, "serve", "--multi-model", "--listen", listen, "--announce", AnnouncePrefix(e.Name)}
 	if m.CacheBytes > 0 {
 		cmd = append(cmd, "--model-cache-bytes", strconv.FormatInt(m.CacheBytes, 10))
 	}

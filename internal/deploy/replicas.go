@@ -81,11 +81,12 @@ func (r *replica) live() bool {
 	return r.state == ReplicaStarting || r.state == ReplicaReady || r.state == ReplicaUnhealthy
 }
 
-// replicaSpec is the job that runs one replica of variant v.
-func replicaSpec(e *endpoint.Endpoint, v endpoint.Variant, revision int64) *job.Spec {
+// replicaSpec is the job that runs one replica of variant v, listening on
+// listen (see Controller.replicaListen).
+func replicaSpec(e *endpoint.Endpoint, v endpoint.Variant, revision int64, listen string) *job.Spec {
 	cmd := []string{task.SelfProgram, "serve", "--model", v.ModelURL(), "--name", v.Model,
-		"--model-version", strconv.Itoa(v.Version), "--listen", "127.0.0.1:0", "--announce", AnnouncePrefix(e.Name)}
-	if mm := multiModelArgs(e); mm != nil {
+		"--model-version", strconv.Itoa(v.Version), "--listen", listen, "--announce", AnnouncePrefix(e.Name)}
+	if mm := multiModelArgs(e, listen); mm != nil {
 		cmd = mm // every model: the requests name theirs
 	}
 	cmd = append(cmd, v.Batching.Args()...)

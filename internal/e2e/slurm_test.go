@@ -449,6 +449,12 @@ func TestSlurm(t *testing.T) {
 			if err != nil || len(j.Attempts) == 0 || !strings.HasPrefix(j.Attempts[0].BackendID, "slurm:") {
 				t.Fatalf("replica job %d did not run on Slurm: %+v %v", r.Job, j, err)
 			}
+			// A Slurm replica may run on another node: it announces the
+			// node's address, not loopback (and the gateway reaches it
+			// there, below).
+			if host, _, err := net.SplitHostPort(r.Addr); err != nil || net.ParseIP(host) == nil || net.ParseIP(host).IsLoopback() {
+				t.Fatalf("Slurm replica %d announced %q, want this node's address", r.Job, r.Addr)
+			}
 		}
 		// The gateway's answer is the model's own.
 		m, err := serve.LoadONNX(model, "slurm-ep-model", "1")
