@@ -13,6 +13,8 @@
 //	cnn/unbatched    a small CNN on 1×16×16 images (conv 8×3×3, ReLU, dense 512, ReLU,
 //	                 dense 10, softmax) behind `hpcml serve`, no batching
 //	cnn/batched      the same with dynamic batching (--max-batch 32 --max-queue-delay 2ms)
+//	cnn/batched-greedy  --max-batch 32 with no queue delay (Triton's default): a batch
+//	                 is whatever queued while the previous ones computed
 //	null/net-http    the machine's ceiling: a net/http server (this binary, re-executed)
 //	                 that reads each request and answers the MLP's response bytes, fixed,
 //	                 without decoding or computing anything. No server of a model can beat
@@ -148,6 +150,7 @@ func run(hpcml string, step, bound, budget time.Duration, factor, startMLP, star
 		{Name: "mlp/net-http", model: "mlp", peer: true, start: startMLP},
 		{Name: "cnn/unbatched", model: "cnn", start: startCNN},
 		{Name: "cnn/batched", model: "cnn", args: []string{"--max-batch", "32", "--max-queue-delay", "2ms"}, start: startCNN},
+		{Name: "cnn/batched-greedy", model: "cnn", args: []string{"--max-batch", "32", "--max-queue-delay", "0s"}, start: startCNN},
 		{Name: "null/net-http", model: "mlp", null: true, start: startMLP},
 	}
 	var scenarios []scenario
@@ -187,8 +190,8 @@ func run(hpcml string, step, bound, budget time.Duration, factor, startMLP, star
 	if a := best["null/net-http"]; a > 0 {
 		fmt.Printf("ceiling: a net/http server that answers without a model sustains %.0f req/s at p99 ≤ %v on this machine\n", a, bound)
 	}
-	if a, b := best["cnn/batched"], best["cnn/unbatched"]; a > 0 && b > 0 {
-		fmt.Printf("CNN: dynamic batching %.2f× the unbatched throughput at p99 ≤ %v (goal ≥ 3×)\n", a/b, bound)
+	if a, b := max(best["cnn/batched"], best["cnn/batched-greedy"]), best["cnn/unbatched"]; a > 0 && b > 0 {
+		fmt.Printf("CNN: dynamic batching (the better of its two settings) %.2f× the unbatched throughput at p99 ≤ %v (goal ≥ 3×)\n", a/b, bound)
 	}
 	if outPath != "" {
 		b, _ := json.MarshalIndent(results, "", "  ")
