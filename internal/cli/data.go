@@ -40,7 +40,7 @@ nothing is ever visible at the destination half-written.`,
 		}
 	}
 	cmd.AddCommand(newDataTransferCmd(o, "sync"), newDataTransferCmd(o, "cp"), newDataVerifyCmd(o),
-		newDataLsCmd(o), newDataDuCmd(o), newDataRmCmd(o), newDataProfileCmd(o), newDataTransformCmd(o),
+		newDataLsCmd(o), newDataDuCmd(o), newDataRmCmd(o), newDataCleanupCmd(o), newDataProfileCmd(o), newDataTransformCmd(o),
 		newProfilePartCmd(), newProfileMergeCmd())
 	cmd.AddCommand(newDataSynthCmd(o))
 	return cmd

@@ -236,6 +236,26 @@ func TestDataResumeAfterKill(t *testing.T) {
 		}
 		t.Logf("killed after %d of %d objects", len(before), len(files))
 
+		// What the kill left of a large file's upload is cleaned up: the
+		// unfinished multipart uploads under the destination are aborted.
+		unfinished := func() int {
+			out, err := client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket), Prefix: aws.String("resume/")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(out.Uploads)
+		}
+		left := unfinished()
+		if code, out := xferRun(t, env, "cleanup", dst, "--dry-run", "--older-than", "0s"); code != 0 ||
+			!strings.Contains(out, fmt.Sprintf("would abort %d unfinished upload(s)", left)) || unfinished() != left {
+			t.Fatalf("cleanup --dry-run with %d unfinished: exit %d\n%s", left, code, out)
+		}
+		if code, out := xferRun(t, env, "cleanup", dst, "--older-than", "0s"); code != 0 ||
+			!strings.Contains(out, fmt.Sprintf("aborted %d unfinished upload(s)", left)) || unfinished() != 0 {
+			t.Fatalf("cleanup with %d unfinished: exit %d, %d left\n%s", left, code, unfinished(), out)
+		}
+		t.Logf("the kill left %d unfinished multipart uploads", left)
+
 		report := filepath.Join(t.TempDir(), "report.json")
 		if code, out := xferRun(t, env, "sync", srcDir, dst, "--report", report); code != 0 {
 			t.Fatalf("rerun: exit %d\n%s", code, out)
