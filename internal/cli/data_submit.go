@@ -71,7 +71,8 @@ func submitTransfer(ctx context.Context, cmd *cobra.Command, o *rootOptions, nam
 		Name:    "data-" + name,
 		Queue:   s.queue,
 		Command: argv,
-		Outputs: []job.Output{{Path: "report.json", URL: reportKey}},
+		// Always: a failed transfer's report is the one that says what failed.
+		Outputs: []job.Output{{Path: "report.json", URL: reportKey, Always: true}},
 	}
 	format, err := o.format(formatTable, formatJSON, formatYAML)
 	if err != nil {
@@ -82,7 +83,7 @@ func submitTransfer(ctx context.Context, cmd *cobra.Command, o *rootOptions, nam
 		return err
 	}
 	if format == formatTable {
-		fmt.Fprintf(cmd.OutOrStdout(), "The report will be stored at %s when the job succeeds.\n", reportKey)
+		fmt.Fprintf(cmd.OutOrStdout(), "The report will be stored at %s when the job ends.\n", reportKey)
 	}
 	return explain(submit(ctx, cmd, o, c, spec, s.wait, format), cfg)
 }

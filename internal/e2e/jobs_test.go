@@ -548,6 +548,29 @@ func TestInputsOutputs(t *testing.T) {
 		}
 	})
 
+	t.Run("outputs of a failed command", func(t *testing.T) {
+		s := s.with(t)
+		// The report is kept (always), the result is not; an always
+		// output the command never wrote is skipped without an error.
+		spec := sh(`echo partial > result.txt; echo '{"failed":1}' > report.json; exit 3`)
+		spec.Outputs = []job.Output{{Path: "result.txt", URL: "results/failed/result.txt"},
+			{Path: "report.json", URL: "results/failed/report.json", Always: true},
+			{Path: "never-written", URL: "results/failed/nw", Always: true}}
+		j := s.wait(s.submit(spec), 10*time.Second)
+		expectState(t, j, job.Failed)
+		if j.Reason != "exit code 3" {
+			t.Fatalf("reason = %q, want the command's exit (the outputs after a failure add none)", j.Reason)
+		}
+		if got, err := os.ReadFile(filepath.Join(objects, "results/failed/report.json")); err != nil || string(got) != "{\"failed\":1}\n" {
+			t.Fatalf("the always output: %q %v", got, err)
+		}
+		for _, key := range []string{"results/failed/result.txt", "results/failed/nw"} {
+			if _, err := os.Stat(filepath.Join(objects, key)); !os.IsNotExist(err) {
+				t.Fatalf("%s stored after a failure: %v", key, err)
+			}
+		}
+	})
+
 	t.Run("missing output", func(t *testing.T) {
 		s := s.with(t)
 		spec := job.Spec{Command: []string{"true"}}

@@ -140,10 +140,12 @@ func (in Input) DatasetRef() (string, bool) {
 }
 
 // Output copies Path (a file or a directory) inside the job dir to URL
-// after the command succeeds.
+// after the command succeeds — or, with Always, also after it failed, if
+// it wrote Path (a report or a checkpoint that says what went wrong).
 type Output struct {
-	Path string `json:"path" yaml:"path"`
-	URL  string `json:"url" yaml:"url"`
+	Path   string `json:"path" yaml:"path"`
+	URL    string `json:"url" yaml:"url"`
+	Always bool   `json:"always,omitempty" yaml:"always,omitempty"`
 }
 
 // Duration is a time.Duration that reads "90s", "1h30m" or a number of seconds.

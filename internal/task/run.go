@@ -149,12 +149,30 @@ func (r *runner) execute(res *job.Result) {
 		return
 	}
 	if !r.runCommand(res) {
+		r.stageOutAfterFailure(stager, root)
 		return
 	}
 	for _, out := range l.Outputs {
 		if _, err := stager.Upload(context.Background(), root, out.Path, out.URL); err != nil {
 			res.Error = "stage-out: " + err.Error()
 			return
+		}
+	}
+}
+
+// stageOutAfterFailure copies the outputs marked always that the failed
+// command wrote. The attempt has failed already: what cannot be copied is
+// noted in the job's stderr, not made its error.
+func (r *runner) stageOutAfterFailure(stager *blob.Stager, root *os.Root) {
+	for _, out := range r.launch.Outputs {
+		if !out.Always {
+			continue
+		}
+		if _, err := root.Stat(filepath.Clean(out.Path)); err != nil {
+			continue // not written: nothing to keep
+		}
+		if _, err := stager.Upload(context.Background(), root, out.Path, out.URL); err != nil {
+			r.jobNote("output %s (always) not stored after the failure: %v", out.Path, err)
 		}
 	}
 }
