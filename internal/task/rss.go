@@ -14,9 +14,10 @@ import (
 // exec'd from into its ru_maxrss: a command started by this process
 // (vfork, then exec) begins with our peak (tens of MB) however little it
 // uses itself. ru_maxrss is the larger of the two, so one above our own
-// peak (which only grows, and is read after the command ended) is the
-// job's; one at or below it is not known, and is reported as 0 (not
-// measured) rather than as our size.
+// peak as it stood when the command exec'd (ownPeak: read right after the
+// start, since it only grows — and grows with whatever else this process
+// does while the command runs) is the job's; one at or below it is not
+// known, and is reported as 0 (not measured) rather than as our size.
 func jobPeakRSS(childMaxRSS, ownPeak int64) int64 {
 	if ownPeak <= 0 || childMaxRSS > ownPeak {
 		return childMaxRSS

@@ -249,6 +249,10 @@ func (r *runner) runCommand(res *job.Result) bool {
 		res.Error = startError(l.Argv[0], err)
 		return false
 	}
+	// Read now, not at the end: Start returns once the child has exec'd,
+	// so this bounds the peak it inherited, and the executor's own peak
+	// may grow later with the other attempts it runs (see jobPeakRSS).
+	starterPeak := ownPeakRSS()
 	started := time.Now().UTC()
 	res.StartedAt = started
 	if err := r.status.append(Record{Stage: StageStarted, At: started, PID: cmd.Process.Pid}); err != nil {
@@ -292,7 +296,7 @@ loop:
 	st := cmd.ProcessState
 	if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
 		res.CPUSeconds = tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
-		res.MaxRSSBytes = jobPeakRSS(ru.Maxrss*1024, ownPeakRSS())
+		res.MaxRSSBytes = jobPeakRSS(ru.Maxrss*1024, starterPeak)
 	}
 	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		res.Signal = job.SignalName(ws.Signal())
