@@ -128,7 +128,7 @@ func closedByPeer(c net.Conn) bool {
 	}
 	closed := false
 	var b [1]byte
-	raw.Read(func(fd uintptr) bool {
+	err = raw.Read(func(fd uintptr) bool {
 		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		// EAGAIN: open with nothing to read, as an idle connection is.
 		// Anything else (end of stream, a reset, bytes nobody asked
@@ -136,7 +136,7 @@ func closedByPeer(c net.Conn) bool {
 		closed = err != syscall.EAGAIN && err != syscall.EINTR
 		return true // never wait for readiness
 	})
-	return closed
+	return closed || err != nil // a closed descriptor, or a deadline already past
 }
 
 // dropIdle closes the idle connections to addr: once one of them turned
@@ -228,9 +228,12 @@ func (u *upstream) do(ctx context.Context, addr, method, target string, header h
 	}
 }
 
+// isReset: the connection failed under a read or write — not a timeout:
+// a replica that took the whole limit over a request may have computed
+// it, and must not be sent it again.
 func isReset(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && (op.Op == "read" || op.Op == "write")
+	return errors.As(err, &op) && (op.Op == "read" || op.Op == "write") && !op.Timeout()
 }
 
 // roundTrip writes the request on pc and reads the response head; got
