@@ -576,7 +576,11 @@ func (c *Controller) applyFleets(ctx context.Context, e *endpoint.Endpoint, want
 }
 
 func (c *Controller) submit(ctx context.Context, e *endpoint.Endpoint, v endpoint.Variant, revision int64, now time.Time) error {
-	j, err := c.cfg.Scheduler.Submit(ctx, replicaSpec(e, v, revision, c.replicaListen(ctx, e)))
+	listen, err := c.replicaListen(ctx, e)
+	if err != nil {
+		return err
+	}
+	j, err := c.cfg.Scheduler.Submit(ctx, replicaSpec(e, v, revision, listen))
 	if err != nil {
 		return err
 	}
@@ -591,15 +595,21 @@ func (c *Controller) submit(ctx context.Context, e *endpoint.Endpoint, v endpoin
 // this machine, every interface when the queue's backend may place them
 // on other nodes (they announce the node's address; every route but the
 // health checks needs the replica token).
-func (c *Controller) replicaListen(ctx context.Context, e *endpoint.Endpoint) string {
+func (c *Controller) replicaListen(ctx context.Context, e *endpoint.Endpoint) (string, error) {
 	name := e.Spec.Queue
 	if name == "" {
 		name = job.DefaultQueue
 	}
-	if q, err := c.cfg.Store.GetQueue(ctx, name); err == nil && q.Backend != "" && q.Backend != "local" {
-		return "0.0.0.0:0"
+	q, err := c.cfg.Store.GetQueue(ctx, name)
+	if err != nil {
+		// Not a guess: loopback would make replicas on other nodes
+		// unreachable. The submission is tried again.
+		return "", fmt.Errorf("queue %s of the replicas: %w", name, err)
 	}
-	return "127.0.0.1:0"
+	if q.Backend != "" && q.Backend != "local" {
+		return "0.0.0.0:0", nil
+	}
+	return "127.0.0.1:0", nil
 }
 
 // publish gives the gateway the endpoint's routing table.

@@ -36,6 +36,12 @@ func writeOnce(path string, data []byte) ([]byte, error) {
 	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
+	// The new name survives a power loss only once its directory is on
+	// disk (a server-id lost so would orphan the scratch dir it owns).
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
 	// Ours, or another writer's that got there first.
 	return os.ReadFile(path)
 }

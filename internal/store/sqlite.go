@@ -44,6 +44,12 @@ func Open(ctx context.Context, path string) (*SQLite, error) {
 	if err := os.Chmod(path, 0o600); err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
+	for _, side := range []string{path + "-wal", path + "-shm"} {
+		// Left by an older version (with its mode) if it was killed.
+		if err := os.Chmod(side, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("open database %s: %w", path, err)
+		}
+	}
 	dsn := func(extra string) string {
 		q := url.Values{}
 		for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(1)"} {

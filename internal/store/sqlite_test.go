@@ -422,8 +422,10 @@ func TestConcurrentReadsDuringWrites(t *testing.T) {
 // version created the database readable by others.
 func TestDatabaseIsPrivate(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hpcml.db")
-	if err := os.WriteFile(path, nil, 0o644); err != nil {
-		t.Fatal(err)
+	for _, p := range []string{path, path + "-shm"} { // as an older version left them
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s, err := Open(t.Context(), path)
 	if err != nil {
@@ -431,7 +433,7 @@ func TestDatabaseIsPrivate(t *testing.T) {
 	}
 	defer s.Close()
 	mustQueue(t, s, "q", 0) // a write: the WAL exists
-	for _, p := range []string{path, path + "-wal"} {
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
 		info, err := os.Stat(p)
 		if err != nil {
 			t.Fatal(err)
