@@ -495,12 +495,14 @@ const timeWindow = time.Second
 // An object store's listing gives only the time of the upload, which is
 // after its source's (the source's time recorded in the object's
 // metadata would take a request per object to read): there, only a source
-// newer than the upload is seen as changed — --checksum sees the rest.
+// newer than the upload is seen as changed — --checksum sees the rest. So
+// too for a local file whose key the file store had to escape (see
+// plainKey): its time cannot be set, so it is the time of its writing.
 func (e *engine) timeChanged(src, dst object) bool {
 	if src.ModTime.IsZero() {
 		return false // no time known (an http source without Last-Modified)
 	}
-	if e.dst.ep.Kind == KindLocal {
+	if e.dst.ep.Kind == KindLocal && plainKey(e.dst.full(dst.Key)) {
 		d := src.ModTime.Sub(dst.ModTime)
 		return d > timeWindow || d < -timeWindow
 	}

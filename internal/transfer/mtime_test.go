@@ -62,3 +62,28 @@ func TestSyncOlderReplacement(t *testing.T) {
 		t.Fatalf("a time 0.7 s off was taken for a change: copied %v", entryKeys(rep.Transferred))
 	}
 }
+
+// A file whose name the local file store must escape (it holds "__0x")
+// keeps its time of writing: it is not copied again by every sync, and
+// setting its time touches no other file.
+func TestSyncEscapedNameOnce(t *testing.T) {
+	srcDir, dstDir := t.TempDir(), t.TempDir()
+	src := tree{"weird__0x41.txt": []byte("escaped"), "plain.txt": []byte("plain")}
+	for k, v := range src {
+		writeFile(t, filepath.Join(srcDir, k), v)
+	}
+	old := time.Now().Add(-time.Hour)
+	for k := range src {
+		if err := os.Chtimes(filepath.Join(srcDir, k), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustSync(t, mustEndpoint(t, srcDir), mustEndpoint(t, dstDir), Options{})
+	rep := mustSync(t, mustEndpoint(t, srcDir), mustEndpoint(t, dstDir), Options{})
+	if got := entryKeys(rep.Transferred); len(got) != 0 {
+		t.Fatalf("the second sync copied %v again", got)
+	}
+	if got := readDir(t, dstDir); len(got) != 2 || string(got["plain.txt"]) != "plain" {
+		t.Fatalf("destination holds %v", got.keys())
+	}
+}

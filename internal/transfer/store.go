@@ -323,7 +323,9 @@ func (b *blobWriter) removeTmp() {
 // setModTime makes a local file's time the source's, so that the next
 // sync sees it as up to date.
 func (s *store) setModTime(key string, t time.Time) {
-	if s.ep.Kind != KindLocal || t.IsZero() {
+	// An escaped key's file is not at the plain path (a//b is not a/b):
+	// setting that path's time would touch another file.
+	if s.ep.Kind != KindLocal || t.IsZero() || !plainKey(s.full(key)) {
 		return
 	}
 	p := filepath.Join(s.ep.Root, filepath.FromSlash(s.full(key)))
