@@ -14,10 +14,11 @@
 // fetches and evictions. So:
 //
 //   - the file "state" holds the bytes in use (objects plus
-//     reservations, of every process), and every change to those bytes
+//     reservations, of every process), the bytes of reservations alone,
+//     and the claim of a waiting fetch (below); every change to them
 //     — reserving, releasing, committing an object, evicting, walking —
 //     is made under an exclusive flock on it. A miss takes it twice
-//     (to reserve, to commit), each time for an 8-byte read and write
+//     (to reserve, to commit), each time for a 48-byte read and write
 //     and a few file operations, never a walk of the dir;
 //   - a fetch reserves its object's size before it starts: it is a temp
 //     file in tmp/ made under that lock, truncated to the object's size
@@ -25,19 +26,39 @@
 //     count never lets concurrent fetches (of any process) together pass
 //     the limit, and a walk sees every process's reservations;
 //   - the dir is the truth and the state a sum of it. When a reservation
-//     does not fit, the dir is walked under the lock: the walk recounts
-//     the bytes, removes temp files nobody holds (their writer died:
-//     kill -9 frees its flocks, and live writers make and lock theirs
-//     under the state lock, so a walk never sees one unlocked), and
-//     evicts the least recently used objects by modification time, which
-//     every process's hits set. It evicts a tenth of the limit more than
-//     asked, so walks are one per tenth of the cache fetched, not one per
-//     miss. A process killed mid-change leaves the state counting too
-//     much, never too little, until that walk;
-//   - hits take no lock. An object evicted while a job reads it stays
-//     readable through the job's open file (Linux frees an unlinked
-//     file's bytes at its last close); a job that has its path but has
-//     not yet opened it gets ENOENT.
+//     does not fit but the other reservations leave room for it, the
+//     dir is walked under the lock: the walk recounts the bytes, removes
+//     temp files nobody holds (their writer died: kill -9 frees its
+//     flocks, and live writers make and lock theirs under the state
+//     lock, so a walk never sees one unlocked), and evicts the least
+//     recently used objects by modification time, which every process's
+//     hits set. It evicts a tenth of the limit more than asked, so walks
+//     are one per tenth of the cache fetched, not one per miss. A process
+//     killed mid-change leaves the state counting too much, never too
+//     little, until a walk or a look at tmp/ (below);
+//   - Get hands out an open file, never a path to open later: opened on a
+//     hit, or on a miss under the lock that commits the object, so no
+//     walk can evict it first. An evicted object stays readable through
+//     every file open on it (Linux frees an unlinked file's bytes at its
+//     last close); the cache forgets it at once. Hits take no lock.
+//
+// # Waiting for room
+//
+// A fetch that does not fit while other fetches' reservations fill the
+// cache waits: it reads the state again (cheap) each time a reservation
+// of its process ends and every 100 ms, and walks only once the
+// reservations alone leave room, since every object can be evicted but
+// no reservation can. Reservations of killed fetches are found by a look
+// at tmp/ alone (one file per fetch under way), at most once a second
+// per node, not by a walk.
+//
+// The first waiter that finds no live claim claims its size: other
+// fetches then reserve only while the reservations leave that much room
+// beside theirs, so the reservations drain for it and a large object is
+// not starved by a stream of small ones. The waiter renews its claim at
+// each look and it lapses a second after the last, so a killed waiter
+// holds nobody up for long. It is one claim, not a queue: the waiters
+// behind it race for the next claim when it is used.
 package cache
 
 import (
@@ -50,6 +71,7 @@ import (
 	"io"
 	"io/fs"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -59,16 +81,26 @@ import (
 	"time"
 )
 
-// pollRoom is how often a fetch waiting for room looks again: other
-// processes' reservations end without telling this one.
-const pollRoom = 100 * time.Millisecond
+const (
+	// pollRoom is how often a fetch waiting for room reads the state
+	// again: other processes' reservations end without telling this one.
+	pollRoom = 100 * time.Millisecond
+	// rescanTemps is how long a node's waiters go between looks at tmp/
+	// for the reservations of killed fetches, which only such a look (or
+	// a walk) finds.
+	rescanTemps = time.Second
+	// claimTTL is how long a claim outlives its waiter's last look: ten
+	// looks, so a live waiter keeps it, and a killed one frees the room
+	// soon.
+	claimTTL = 10 * pollRoom
+)
 
 // Cache is one node's cache dir. Safe for concurrent use within a
 // process, and by several processes at once (see the package comment).
 type Cache struct {
 	dir   string
 	limit int64
-	state *os.File // bytes in use; its flock guards every change to them (under shared)
+	state *os.File // the state file (see state); its flock guards every change to it (under shared)
 
 	// shared makes this process's goroutines take the state's flock one
 	// at a time: a flock belongs to the open file, so goroutines sharing
@@ -79,7 +111,50 @@ type Cache struct {
 	inflight map[string]*fetch // by checksum: one download per object at a time
 	freed    chan struct{}     // closed (and replaced) when reserved bytes are released or become evictable
 
+	claimTTL time.Duration // claimTTL; longer in tests, so a slow machine's waiter keeps its claim
+
 	walks atomic.Int64 // directory walks: at open, then only when a reservation does not fit
+	waits atomic.Int64 // looks at the state that found no room
+}
+
+// state is the content of the state file: six little-endian int64s.
+type state struct {
+	used     int64 // objects plus reservations
+	reserved int64 // reservations alone: what no eviction frees
+
+	// A waiting fetch's claim (claimID 0: none): other fetches leave
+	// claimSize bytes free of reservations until claimUntil (Unix ns).
+	claimID, claimSize, claimUntil int64
+
+	rescanned int64 // Unix ns of the last look at tmp/ (or walk)
+}
+
+const stateSize = 6 * 8
+
+func (s *state) decode(b []byte) bool {
+	v := [6]*int64{&s.used, &s.reserved, &s.claimID, &s.claimSize, &s.claimUntil, &s.rescanned}
+	for i, p := range v {
+		*p = int64(binary.LittleEndian.Uint64(b[i*8:]))
+	}
+	return s.used >= 0 && s.reserved >= 0 && s.reserved <= s.used
+}
+
+func (s *state) encode(b []byte) {
+	for i, x := range [6]int64{s.used, s.reserved, s.claimID, s.claimSize, s.claimUntil, s.rescanned} {
+		binary.LittleEndian.PutUint64(b[i*8:], uint64(x))
+	}
+}
+
+// claimed is the room another waiter's live claim keeps from a fetch
+// whose own claim (if any) is id. A claim further ahead than ttl was
+// made before the clock stepped back: it counts as lapsed, or a killed
+// waiter's claim would outlive it by the step.
+func (s *state) claimed(id int64, now time.Time, ttl time.Duration) int64 {
+	left := s.claimUntil - now.UnixNano()
+	if s.claimID == 0 || s.claimID == id || left <= 0 || left > int64(ttl) {
+		return 0
+	}
+	return s.claimSize
 }
 
 type fetch struct {
@@ -96,11 +171,11 @@ type Stats struct {
 // limit if limit <= 0). It walks dir once: temp files of fetches killed
 // before they ended are removed and the bytes in use recounted.
 func New(dir string, limit int64) (*Cache, error) {
-	c := &Cache{dir: dir, limit: limit, inflight: map[string]*fetch{}, freed: make(chan struct{})}
+	c := &Cache{dir: dir, limit: limit, inflight: map[string]*fetch{}, freed: make(chan struct{}), claimTTL: claimTTL}
 	if err := c.reopen(); err != nil {
 		return nil, err
 	}
-	if err := c.locked(true, func(*int64) error { return nil }); err != nil {
+	if err := c.locked(true, func(*state) error { return nil }); err != nil {
 		c.state.Close()
 		return nil, err
 	}
@@ -135,22 +210,19 @@ func (c *Cache) Close() error {
 func (c *Cache) Path(sum string) string { return filepath.Join(c.dir, "sha256", sum[:2], sum) }
 
 // Get makes sure the object with checksum sum and size is in the cache,
-// fetching it with open on a miss, and returns its path. A fetched
-// object whose bytes do not hash to sum is refused. A miss waits while
-// the cache is full of other fetches.
-func (c *Cache) Get(ctx context.Context, sum string, size int64, open func(context.Context) (io.ReadCloser, error), st *Stats) (string, error) {
+// fetching it with open on a miss, and returns it open for reading; the
+// caller closes it. It is open before any walk can evict it, and stays
+// readable if one does. A fetched object whose bytes do not hash to sum
+// is refused. A miss waits while the cache is full of other fetches.
+func (c *Cache) Get(ctx context.Context, sum string, size int64, open func(context.Context) (io.ReadCloser, error), st *Stats) (*os.File, error) {
 	if len(sum) != 64 {
-		return "", fmt.Errorf("cache: %q is not a SHA-256", sum)
+		return nil, fmt.Errorf("cache: %q is not a SHA-256", sum)
 	}
 	p := c.Path(sum)
 	for {
-		if info, err := os.Stat(p); err == nil && info.Size() == size {
-			// The modification time is the LRU clock: every process's
-			// walk reads it.
-			now := time.Now()
-			os.Chtimes(p, now, now)
+		if f := hit(p, size); f != nil {
 			st.Hits.Add(1)
-			return p, nil
+			return f, nil
 		}
 		c.mu.Lock()
 		f := c.inflight[sum]
@@ -158,32 +230,50 @@ func (c *Cache) Get(ctx context.Context, sum string, size int64, open func(conte
 			f = &fetch{done: make(chan struct{})}
 			c.inflight[sum] = f
 			c.mu.Unlock()
-			f.err = c.fill(ctx, sum, size, open, st)
+			obj, err := c.fill(ctx, sum, size, open, st)
+			f.err = err
 			c.mu.Lock()
 			delete(c.inflight, sum)
 			c.mu.Unlock()
 			close(f.done)
-			if f.err != nil {
-				return "", f.err
-			}
-			return p, nil
+			return obj, err
 		}
 		c.mu.Unlock()
-		select { // another job fetches it: wait, then look again
+		// Another job fetches it: wait, then look again. Should a walk
+		// evict it before this one opens it, this one fetches it again.
+		select {
 		case <-f.done:
 			if f.err != nil {
-				return "", f.err
+				return nil, f.err
 			}
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }
 
-func (c *Cache) fill(ctx context.Context, sum string, size int64, open func(context.Context) (io.ReadCloser, error), st *Stats) error {
+// hit opens the cached object at p if it is there with its size (another
+// size is a damaged copy, which a fetch replaces).
+func hit(p string, size int64) *os.File {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil
+	}
+	if info, err := f.Stat(); err != nil || info.Size() != size {
+		f.Close()
+		return nil
+	}
+	// The modification time is the LRU clock: every process's walk reads
+	// it.
+	now := time.Now()
+	os.Chtimes(p, now, now)
+	return f
+}
+
+func (c *Cache) fill(ctx context.Context, sum string, size int64, open func(context.Context) (io.ReadCloser, error), st *Stats) (*os.File, error) {
 	tmp, err := c.reserve(ctx, sum, size)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	committing := false
 	defer func() {
@@ -193,7 +283,7 @@ func (c *Cache) fill(ctx context.Context, sum string, size int64, open func(cont
 	}()
 	r, err := open(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer r.Close()
 	h := sha256.New()
@@ -201,21 +291,33 @@ func (c *Cache) fill(ctx context.Context, sum string, size int64, open func(cont
 	// object; reading on would overrun the reservation.
 	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(r, size+1))
 	if err != nil {
-		return fmt.Errorf("fetch: %w", err)
+		return nil, fmt.Errorf("fetch: %w", err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != sum || n != size {
-		return fmt.Errorf("fetched object does not match its manifest: %d bytes with SHA-256 %s, want %d bytes with %s", n, got, size, sum)
+		return nil, fmt.Errorf("fetched object does not match its manifest: %d bytes with SHA-256 %s, want %d bytes with %s", n, got, size, sum)
 	}
 	// Read-only: lazy mounts serve it in place, and no job may change the
 	// bytes the others share.
 	tmp.Chmod(0o444)
 	committing = true
-	if err := c.commit(tmp, sum, size); err != nil {
-		return err
+	obj, err := c.commit(tmp, sum, size)
+	if err != nil {
+		return nil, err
 	}
 	st.Misses.Add(1)
 	st.BytesFetched.Add(n)
-	return nil
+	return obj, nil
+}
+
+// waiter is what one reservation remembers between its looks at the
+// state.
+type waiter struct {
+	id int64 // its claim's id, never 0
+	// The bytes in use and reserved after a walk that did not make room
+	// although the reservations left it (objects it could not remove):
+	// it walks again only once they change.
+	failed                 bool
+	failedUsed, failedRsvd int64
 }
 
 // reserve counts size more bytes as in use, evicting to make room, and
@@ -226,20 +328,18 @@ func (c *Cache) reserve(ctx context.Context, sum string, size int64) (*os.File, 
 	if c.limit > 0 && size > c.limit {
 		return nil, fmt.Errorf("cache: an object of %d bytes is larger than the cache (%d bytes)", size, c.limit)
 	}
+	w := waiter{id: rand.Int64N(math.MaxInt64) + 1}
 	for {
 		var tmp *os.File
 		var freed <-chan struct{}
-		err := c.locked(false, func(used *int64) error {
-			if c.limit > 0 && *used+size > c.limit {
-				// A tenth of the limit more than needed: the next misses
-				// then fit without walking again.
-				*used = c.walk(c.limit - c.limit/10 - size)
-				if *used+size > c.limit { // the rest is fetches under way
-					c.mu.Lock()
-					freed = c.freed
-					c.mu.Unlock()
-					return nil
-				}
+		err := c.locked(false, func(s *state) error {
+			if !c.room(s, size, &w, time.Now()) {
+				// Taken under the state lock, which a release of this
+				// process takes before it signals: no signal is missed.
+				c.mu.Lock()
+				freed = c.freed
+				c.mu.Unlock()
+				return nil
 			}
 			f, err := os.CreateTemp(filepath.Join(c.dir, "tmp"), sum[:12]+"-*")
 			if err != nil {
@@ -257,30 +357,97 @@ func (c *Cache) reserve(ctx context.Context, sum string, size int64) (*os.File, 
 				return fmt.Errorf("cache: reserve %d bytes: %w", size, err)
 			}
 			tmp = f
-			*used += size
+			s.used += size
+			s.reserved += size
+			if s.claimID == w.id {
+				s.claimID, s.claimSize, s.claimUntil = 0, 0, 0
+			}
 			return nil
 		})
 		if err != nil || tmp != nil {
-			return tmp, err
+			return tmp, err // a claim this fetch held lapses
 		}
+		c.waits.Add(1)
 		t := time.NewTimer(pollRoom)
 		select {
 		case <-freed:
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
+			c.locked(false, func(s *state) error {
+				if s.claimID == w.id {
+					s.claimID, s.claimSize, s.claimUntil = 0, 0, 0
+				}
+				return nil
+			})
 			return nil, fmt.Errorf("cache: waiting for room for %d bytes: %w", size, ctx.Err())
 		}
 		t.Stop()
 	}
 }
 
-// commit puts a verified temp file in place as the object sum; the
-// reservation becomes the object's bytes. On failure the reservation is
-// released.
-func (c *Cache) commit(tmp *os.File, sum string, size int64) error {
+// room reports whether size more bytes may be reserved, making room if a
+// walk can: every object may be evicted, no reservation may. If not, w
+// claims the room it needs unless another waiter's claim is live. Only
+// under the state lock.
+func (c *Cache) room(s *state, size int64, w *waiter, now time.Time) bool {
+	if c.limit <= 0 {
+		return true
+	}
+	ahead := s.claimed(w.id, now, c.claimTTL)
+	fits := func() bool { return s.used+size <= c.limit && s.reserved+size+ahead <= c.limit }
+	if fits() {
+		return true
+	}
+	// Fetches killed mid-way leave their reservations counted; a look at
+	// tmp/ alone finds them, far cheaper than a walk, and once a second
+	// is enough for every waiter of the node.
+	if since := now.UnixNano() - s.rescanned; since >= int64(rescanTemps) || since < 0 {
+		c.rescan(s, now)
+		if fits() {
+			return true
+		}
+	}
+	if s.reserved+size+ahead <= c.limit && !(w.failed && s.used == w.failedUsed && s.reserved == w.failedRsvd) {
+		// A tenth of the limit more than needed: the next misses then
+		// fit without walking again.
+		c.recount(s, c.limit-c.limit/10-size, now)
+		if fits() {
+			return true
+		}
+		w.failed, w.failedUsed, w.failedRsvd = true, s.used, s.reserved
+	}
+	if ahead == 0 { // no claim, a lapsed one, or w's own: (re)claim
+		s.claimID, s.claimSize, s.claimUntil = w.id, size, now.Add(c.claimTTL).UnixNano()
+	}
+	return false
+}
+
+// recount walks the dir (evicting down to keep bytes) into s.
+func (c *Cache) recount(s *state, keep int64, now time.Time) {
+	s.used, s.reserved = c.walk(keep)
+	s.rescanned = now.UnixNano()
+}
+
+// rescan recounts the reservations from tmp/ alone, removing the temp
+// files of dead fetches: what they reserved leaves the bytes in use too.
+func (c *Cache) rescan(s *state, now time.Time) {
+	reserved := c.temps()
+	s.used = max(s.used-(s.reserved-reserved), reserved)
+	s.reserved = reserved
+	s.rescanned = now.UnixNano()
+}
+
+// commit puts a verified temp file in place as the object sum and
+// returns the object open; the reservation becomes the object's bytes.
+// On failure the reservation is released.
+func (c *Cache) commit(tmp *os.File, sum string, size int64) (*os.File, error) {
 	p := c.Path(sum)
-	err := c.locked(false, func(used *int64) error {
+	var obj *os.File
+	ran := false
+	err := c.locked(false, func(s *state) error {
+		ran = true
+		s.reserved -= size
 		// Unlocked only under the state lock, which walks take too: no
 		// walk sees it unlocked and takes it for a dead fetch's. Closing
 		// before the rename also reports a failed write.
@@ -289,44 +456,64 @@ func (c *Cache) commit(tmp *os.File, sum string, size int64) error {
 			err = os.MkdirAll(filepath.Dir(p), 0o755)
 		}
 		var damaged int64
+		replace := true
 		if err == nil {
 			if info, serr := os.Lstat(p); serr == nil {
 				if info.Size() == size {
 					// Another process fetched it meanwhile: theirs is
 					// already counted.
 					os.Remove(tmp.Name())
-					*used -= size
-					return nil
+					s.used -= size
+					replace = false
+				} else {
+					// Objects never change: another size is a damaged
+					// copy (Get refetches it), which ours replaces.
+					damaged = info.Size()
 				}
-				// Objects never change: another size is a damaged copy
-				// (Get refetches it), which ours replaces.
-				damaged = info.Size()
 			}
-			err = os.Rename(tmp.Name(), p)
+			if replace {
+				err = os.Rename(tmp.Name(), p)
+			}
 		}
 		if err != nil {
 			os.Remove(tmp.Name())
-			*used -= size
+			s.used -= size
 			return fmt.Errorf("cache: %w", err)
 		}
-		*used -= damaged
+		s.used -= damaged
+		// Opened under the lock that commits it: a walk (of any process)
+		// waiting for room would otherwise be free to evict it before the
+		// caller opened it.
+		obj, err = os.Open(p)
+		if err != nil {
+			return fmt.Errorf("cache: %w", err)
+		}
 		return nil
 	})
+	if !ran {
+		// No lock: the state counts the reservation until the next look
+		// at tmp/, which finds its temp file gone. Without this the file
+		// and its flock would live as long as the process, and every
+		// walk would count it as a live fetch's.
+		tmp.Close()
+		os.Remove(tmp.Name())
+	}
 	c.signalFreed()
-	return err
+	return obj, err
 }
 
 // release gives back a reservation whose fetch failed.
 func (c *Cache) release(tmp *os.File, size int64) {
-	err := c.locked(false, func(used *int64) error {
+	err := c.locked(false, func(s *state) error {
 		tmp.Close()
 		os.Remove(tmp.Name())
-		*used -= size
+		s.used -= size
+		s.reserved -= size
 		return nil
 	})
 	if err != nil {
-		// No lock: the state counts the bytes until the next walk,
-		// which a fetch that does not fit makes.
+		// No lock: the state counts the bytes until the next look at
+		// tmp/, which a fetch that does not fit makes.
 		tmp.Close()
 		os.Remove(tmp.Name())
 	}
@@ -340,10 +527,10 @@ func (c *Cache) signalFreed() {
 	c.mu.Unlock()
 }
 
-// locked runs f with the state's flock held and the bytes in use,
-// recounted from the dir first if recount or if the state is new or
-// damaged, and stores what f leaves in *used.
-func (c *Cache) locked(recount bool, f func(used *int64) error) error {
+// locked runs f with the state's flock held and the state, recounted
+// from the dir first if recount or if the state is new or damaged, and
+// stores what f leaves in it.
+func (c *Cache) locked(recount bool, f func(s *state) error) error {
 	c.shared.Lock()
 	defer c.shared.Unlock()
 	for {
@@ -363,18 +550,20 @@ func (c *Cache) locked(recount bool, f func(used *int64) error) error {
 		}
 	}
 	defer flock(c.state, syscall.LOCK_UN)
-	var b [8]byte
-	used := int64(-1)
-	if n, _ := c.state.ReadAt(b[:], 0); n == len(b) {
-		used = int64(binary.LittleEndian.Uint64(b[:]))
+	var b [stateSize]byte
+	var s state
+	n, _ := c.state.ReadAt(b[:], 0)
+	valid := n == len(b) && s.decode(b[:])
+	if !valid {
+		s = state{} // new, damaged, or of an older layout
 	}
-	stored := used // -1: new or damaged
-	if recount || stored < 0 {
-		used = c.walk(math.MaxInt64)
+	stored := s
+	if recount || !valid {
+		c.recount(&s, math.MaxInt64, time.Now())
 	}
-	err := f(&used)
-	if used != stored {
-		binary.LittleEndian.PutUint64(b[:], uint64(used))
+	err := f(&s)
+	if s != stored || !valid {
+		s.encode(b[:])
 		if _, werr := c.state.WriteAt(b[:], 0); werr != nil {
 			// An empty state makes the next lock holder recount from the
 			// dir rather than trust a stale sum.
@@ -386,15 +575,12 @@ func (c *Cache) locked(recount bool, f func(used *int64) error) error {
 
 // walk recounts the bytes in use from the dir and evicts the least
 // recently used objects until at most keep bytes are used or no object
-// is left; it returns the bytes in use. Only under the state lock.
-func (c *Cache) walk(keep int64) int64 {
+// is left; it returns the bytes in use and those of reservations. Only
+// under the state lock.
+func (c *Cache) walk(keep int64) (used, reserved int64) {
 	c.walks.Add(1)
-	var used int64
-	tmpDir := filepath.Join(c.dir, "tmp")
-	tmps, _ := os.ReadDir(tmpDir)
-	for _, d := range tmps {
-		used += reservation(filepath.Join(tmpDir, d.Name()))
-	}
+	reserved = c.temps()
+	used = reserved
 	type object struct {
 		path string
 		size int64
@@ -412,7 +598,7 @@ func (c *Cache) walk(keep int64) int64 {
 		return nil
 	})
 	if used <= keep {
-		return used
+		return used, reserved
 	}
 	sort.Slice(objects, func(i, j int) bool { return objects[i].used.Before(objects[j].used) })
 	for _, o := range objects {
@@ -424,7 +610,19 @@ func (c *Cache) walk(keep int64) int64 {
 			used -= o.size
 		}
 	}
-	return used
+	return used, reserved
+}
+
+// temps is the bytes the temp files in tmp/ reserve, removing those of
+// dead fetches. Only under the state lock.
+func (c *Cache) temps() int64 {
+	var reserved int64
+	tmpDir := filepath.Join(c.dir, "tmp")
+	tmps, _ := os.ReadDir(tmpDir)
+	for _, d := range tmps {
+		reserved += reservation(filepath.Join(tmpDir, d.Name()))
+	}
+	return reserved
 }
 
 // reservation is the bytes the temp file p reserves: its size while its

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -24,6 +23,14 @@ import (
 )
 
 func sum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+// got closes the file Get returned, if any, and passes its error on.
+func got(f *os.File, err error) error {
+	if f != nil {
+		f.Close()
+	}
+	return err
+}
 
 func opener(b []byte, calls *atomic.Int64) func(context.Context) (io.ReadCloser, error) {
 	return func(context.Context) (io.ReadCloser, error) {
@@ -46,12 +53,13 @@ func TestGetFetchesOnceAndHits(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p, err := c.Get(context.Background(), sum(data), int64(len(data)), opener(data, &calls), &st)
+			f, err := c.Get(context.Background(), sum(data), int64(len(data)), opener(data, &calls), &st)
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			if b, _ := os.ReadFile(p); !bytes.Equal(b, data) {
+			defer f.Close()
+			if b, _ := io.ReadAll(f); !bytes.Equal(b, data) {
 				t.Errorf("cached %q", b)
 			}
 		}()
@@ -66,7 +74,7 @@ func TestWrongBytesAreRefused(t *testing.T) {
 	c, _ := New(t.TempDir(), 0)
 	var calls atomic.Int64
 	var st Stats
-	_, err := c.Get(context.Background(), sum([]byte("expected")), 8, opener([]byte("tampered"), &calls), &st)
+	err := got(c.Get(context.Background(), sum([]byte("expected")), 8, opener([]byte("tampered"), &calls), &st))
 	if err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("err %v", err)
 	}
@@ -82,7 +90,7 @@ func TestLeastRecentlyUsedIsEvicted(t *testing.T) {
 	objs := [][]byte{bytes.Repeat([]byte("a"), 100), bytes.Repeat([]byte("b"), 100), bytes.Repeat([]byte("c"), 100)}
 	get := func(b []byte) {
 		t.Helper()
-		if _, err := c.Get(context.Background(), sum(b), int64(len(b)), opener(b, &calls), &st); err != nil {
+		if err := got(c.Get(context.Background(), sum(b), int64(len(b)), opener(b, &calls), &st)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -100,7 +108,7 @@ func TestLeastRecentlyUsedIsEvicted(t *testing.T) {
 	if n, b := c.Usage(); n != 2 || b != 200 {
 		t.Fatalf("usage %d objects %d bytes", n, b)
 	}
-	if _, err := c.Get(context.Background(), sum(bytes.Repeat([]byte("x"), 300)), 300, opener(bytes.Repeat([]byte("x"), 300), &calls), &st); err == nil {
+	if err := got(c.Get(context.Background(), sum(bytes.Repeat([]byte("x"), 300)), 300, opener(bytes.Repeat([]byte("x"), 300), &calls), &st)); err == nil {
 		t.Fatal("an object larger than the cache was accepted")
 	}
 }
@@ -117,7 +125,14 @@ func fetcher(b []byte) func(context.Context) (io.ReadCloser, error) {
 // onDisk is what the dir holds, read under the state lock as a walk
 // would: the state's count, and the bytes of objects and of temp files
 // (each a reservation, sized to its object).
-func onDisk(t *testing.T, dir string) (state, objects, temps int64) {
+func onDisk(t *testing.T, dir string) (used, objects, temps int64) {
+	t.Helper()
+	s, objects, temps := onDiskState(t, dir)
+	return s.used, objects, temps
+}
+
+// onDiskState is onDisk with the whole state.
+func onDiskState(t *testing.T, dir string) (s state, objects, temps int64) {
 	t.Helper()
 	f, err := os.OpenFile(filepath.Join(dir, "state"), os.O_RDWR, 0)
 	if err != nil {
@@ -128,11 +143,13 @@ func onDisk(t *testing.T, dir string) (state, objects, temps int64) {
 		t.Fatal(err)
 	}
 	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	var b [8]byte
+	var b [stateSize]byte
 	if _, err := f.ReadAt(b[:], 0); err != nil {
 		t.Fatal(err)
 	}
-	state = int64(binary.LittleEndian.Uint64(b[:]))
+	if !s.decode(b[:]) {
+		t.Fatalf("damaged state %+v", s)
+	}
 	for _, sub := range []string{"sha256", "tmp"} {
 		filepath.WalkDir(filepath.Join(dir, sub), func(p string, d fs.DirEntry, err error) error {
 			if err == nil && !d.IsDir() {
@@ -147,7 +164,7 @@ func onDisk(t *testing.T, dir string) (state, objects, temps int64) {
 			return nil
 		})
 	}
-	return state, objects, temps
+	return s, objects, temps
 }
 
 // Every miss used to walk the whole dir: N inserts cost N walks of it.
@@ -164,7 +181,7 @@ func TestInsertsWalkOncePerTenthOfTheCache(t *testing.T) {
 	var st Stats
 	for i := 0; i < n; i++ {
 		b := object(i, size)
-		if _, err := c.Get(context.Background(), sum(b), size, fetcher(b), &st); err != nil {
+		if err := got(c.Get(context.Background(), sum(b), size, fetcher(b), &st)); err != nil {
 			t.Fatal(err)
 		}
 		if i%25 != 24 {
@@ -185,7 +202,7 @@ func TestInsertsWalkOncePerTenthOfTheCache(t *testing.T) {
 	defer c2.Close()
 	for i := 0; i < 100; i++ {
 		b := object(i, size)
-		if _, err := c2.Get(context.Background(), sum(b), size, fetcher(b), &st); err != nil {
+		if err := got(c2.Get(context.Background(), sum(b), size, fetcher(b), &st)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -202,7 +219,7 @@ func TestHitsKeepAnObject(t *testing.T) {
 	get := func(i int) {
 		t.Helper()
 		b := object(i, 100)
-		if _, err := c.Get(context.Background(), sum(b), 100, fetcher(b), &st); err != nil {
+		if err := got(c.Get(context.Background(), sum(b), 100, fetcher(b), &st)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -236,8 +253,12 @@ func TestLimitHoldsUnderConcurrentFetches(t *testing.T) {
 		caches = append(caches, c)
 	}
 	check := func() {
-		if state, objects, temps := onDisk(t, dir); objects+temps > limit || state > limit {
-			t.Errorf("state %d, objects %d bytes, reservations %d bytes: over the limit %d", state, objects, temps, limit)
+		s, objects, temps := onDiskState(t, dir)
+		if objects+temps > limit || s.used > limit {
+			t.Errorf("state %d, objects %d bytes, reservations %d bytes: over the limit %d", s.used, objects, temps, limit)
+		}
+		if s.reserved != temps {
+			t.Errorf("state counts %d bytes reserved, temp files hold %d", s.reserved, temps)
 		}
 	}
 	stop := make(chan struct{})
@@ -266,10 +287,10 @@ func TestLimitHoldsUnderConcurrentFetches(t *testing.T) {
 					k = i // the same object for every goroutine
 				}
 				b := object(k, 100+k%4*100)
-				_, err := c.Get(context.Background(), sum(b), int64(len(b)), func(context.Context) (io.ReadCloser, error) {
+				err := got(c.Get(context.Background(), sum(b), int64(len(b)), func(context.Context) (io.ReadCloser, error) {
 					check() // this fetch's reservation is in the view
 					return io.NopCloser(bytes.NewReader(b)), nil
-				}, &st)
+				}, &st))
 				if err != nil {
 					t.Error(err)
 					return
@@ -301,7 +322,7 @@ func TestFailedFetchesReleaseTheirReservations(t *testing.T) {
 		"too long":    fetcher(append(big, 'x')),
 	}
 	for name, open := range failures {
-		if _, err := c.Get(context.Background(), sum(big), limit, open, &st); err == nil {
+		if err := got(c.Get(context.Background(), sum(big), limit, open, &st)); err == nil {
 			t.Fatalf("%s: no error", name)
 		}
 		if state, objects, temps := onDisk(t, dir); state != 0 || objects != 0 || temps != 0 {
@@ -316,32 +337,29 @@ func TestFailedFetchesReleaseTheirReservations(t *testing.T) {
 	firstDone := make(chan error)
 	go func() {
 		b := object(3, 600)
-		_, err := c.Get(context.Background(), sum(b), 600, func(context.Context) (io.ReadCloser, error) {
+		err := got(c.Get(context.Background(), sum(b), 600, func(context.Context) (io.ReadCloser, error) {
 			close(first)
 			<-fail
 			return nil, errors.New("source gone")
-		}, &st)
+		}, &st))
 		firstDone <- err
 	}()
 	<-first
 	b := object(4, 600)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	_, err := c.Get(ctx, sum(b), 600, fetcher(b), &st)
+	err := got(c.Get(ctx, sum(b), 600, fetcher(b), &st))
 	cancel()
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a fetch that does not fit beside another: %v", err)
 	}
-	got := make(chan error)
-	go func() {
-		_, err := c.Get(context.Background(), sum(b), 600, fetcher(b), &st)
-		got <- err
-	}()
+	waited := make(chan error)
+	go func() { waited <- got(c.Get(context.Background(), sum(b), 600, fetcher(b), &st)) }()
 	time.Sleep(20 * time.Millisecond)
 	close(fail)
 	if err := <-firstDone; err == nil {
 		t.Fatal("the failing fetch succeeded")
 	}
-	if err := <-got; err != nil {
+	if err := <-waited; err != nil {
 		t.Fatalf("the waiting fetch: %v", err)
 	}
 	if state, objects, temps := onDisk(t, dir); state != 600 || objects != 600 || temps != 0 {
@@ -355,7 +373,7 @@ func TestReopenRecountsAndRemovesLeftoverTempFiles(t *testing.T) {
 	var st Stats
 	for i := 0; i < 3; i++ {
 		b := object(i, 100)
-		if _, err := c.Get(context.Background(), sum(b), 100, fetcher(b), &st); err != nil {
+		if err := got(c.Get(context.Background(), sum(b), 100, fetcher(b), &st)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -393,7 +411,7 @@ func TestReopenRecountsAndRemovesLeftoverTempFiles(t *testing.T) {
 		t.Fatalf("%d walks at open, want 1", w)
 	}
 	b := object(0, 100)
-	if _, err := c.Get(context.Background(), sum(b), 100, fetcher(b), &st); err != nil || st.Hits.Load() != 1 {
+	if err := got(c.Get(context.Background(), sum(b), 100, fetcher(b), &st)); err != nil || st.Hits.Load() != 1 {
 		t.Fatalf("a cached object after reopening: %v, %d hits", err, st.Hits.Load())
 	}
 }
@@ -463,7 +481,7 @@ func TestRemovedStateIsReopened(t *testing.T) {
 	get := func(c *Cache, i int) {
 		t.Helper()
 		b := object(i, 100)
-		if _, err := c.Get(context.Background(), sum(b), 100, fetcher(b), &st); err != nil {
+		if err := got(c.Get(context.Background(), sum(b), 100, fetcher(b), &st)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -478,5 +496,295 @@ func TestRemovedStateIsReopened(t *testing.T) {
 	get(c2, 2)
 	if state, objects, temps := onDisk(t, dir); state != 300 || objects != 300 || temps != 0 {
 		t.Fatalf("state %d, objects %d, temp files %d bytes; want 300, 300, 0", state, objects, temps)
+	}
+}
+
+// until polls cond (the state of other goroutines or processes, which
+// say nothing when they get there) until it holds.
+func until(cond func() bool) {
+	for !cond() {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// held is a fetch of b that lasts until the returned func is called.
+func held(b []byte) (func(context.Context) (io.ReadCloser, error), func()) {
+	release := make(chan struct{})
+	return func(context.Context) (io.ReadCloser, error) {
+		<-release
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}, func() { close(release) }
+}
+
+// A fetch waiting for room evicts every object it must, down to one
+// committed a moment ago: reservations cannot be evicted. Get used to
+// return that object's path, which its caller found gone when it opened
+// it; it returns the object open, which eviction leaves readable.
+func TestJustCommittedObjectStaysReadable(t *testing.T) {
+	dir := t.TempDir()
+	c, err := New(dir, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var st Stats
+	ctx := context.Background()
+	a, b, x := object(1, 40), object(2, 40), object(3, 40)
+	fetchA, releaseA := held(a)
+	fetchB, releaseB := held(b)
+	type result struct {
+		f   *os.File
+		err error
+	}
+	gotA := make(chan result, 1)
+	go func() {
+		f, err := c.Get(ctx, sum(a), 40, fetchA, &st)
+		gotA <- result{f, err}
+	}()
+	doneB := make(chan error, 1)
+	go func() { doneB <- got(c.Get(ctx, sum(b), 40, fetchB, &st)) }()
+	until(func() bool { _, _, temps := onDisk(t, dir); return temps == 80 })
+	doneX := make(chan error, 1)
+	go func() { doneX <- got(c.Get(ctx, sum(x), 40, fetcher(x), &st)) }()
+	until(func() bool { return c.waits.Load() > 0 }) // x waits for room
+	releaseA()
+	r := <-gotA
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.f.Close()
+	if err := <-doneX; err != nil {
+		t.Fatal(err)
+	}
+	// x's room could only come from a's object.
+	if _, err := os.Stat(c.Path(sum(a))); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a's object was not evicted (%v): the test did not test", err)
+	}
+	if data, err := io.ReadAll(r.f); err != nil || !bytes.Equal(data, a) {
+		t.Fatalf("a's object, returned by Get and evicted since: %d bytes, %v", len(data), err)
+	}
+	releaseB()
+	if err := <-doneB; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A walk cannot evict reservations: a fetch waiting for other fetches'
+// reservations used to walk the whole dir at every look (ten a second,
+// under the lock every fetch needs). It now reads the state, and walks
+// once those reservations leave room. The two caches are two processes:
+// the waiter hears nothing when the other's fetch ends.
+func TestWaiterWalksOnlyWhenAWalkMakesRoom(t *testing.T) {
+	dir := t.TempDir()
+	c1, _ := New(dir, 100)
+	defer c1.Close()
+	c2, _ := New(dir, 100)
+	defer c2.Close()
+	var st Stats
+	ctx := context.Background()
+	a, b := object(1, 60), object(2, 60)
+	fetchA, releaseA := held(a)
+	doneA := make(chan error, 1)
+	go func() { doneA <- got(c1.Get(ctx, sum(a), 60, fetchA, &st)) }()
+	until(func() bool { _, _, temps := onDisk(t, dir); return temps == 60 })
+	walks := c2.walks.Load()
+	doneB := make(chan error, 1)
+	go func() { doneB <- got(c2.Get(ctx, sum(b), 60, fetcher(b), &st)) }()
+	until(func() bool { return c2.waits.Load() >= 5 })
+	if w := c2.walks.Load() - walks; w != 0 {
+		t.Fatalf("a fetch waiting for another's reservation walked the dir %d times in 5 looks", w)
+	}
+	releaseA()
+	if err := <-doneA; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-doneB; err != nil {
+		t.Fatal(err)
+	}
+	if w := c2.walks.Load() - walks; w != 1 {
+		t.Fatalf("the waiter walked %d times, want once: to evict a's object once it was committed", w)
+	}
+	if s, objects, temps := onDiskState(t, dir); s.used != 60 || objects != 60 || s.reserved != 0 || temps != 0 || s.claimID != 0 {
+		t.Fatalf("state %+v, objects %d bytes, temp files %d bytes", s, objects, temps)
+	}
+}
+
+// A large fetch that waits claims its room: a small one that would fit
+// beside the reservations under way used to take it, and a stream of
+// them could starve the large one. Two caches: two processes.
+func TestWaiterClaimsItsRoom(t *testing.T) {
+	dir := t.TempDir()
+	var caches []*Cache
+	for i := 0; i < 2; i++ {
+		c, _ := New(dir, 100)
+		defer c.Close()
+		c.claimTTL = time.Hour // the big fetch keeps its claim however slow the machine
+		caches = append(caches, c)
+	}
+	small, big := caches[0], caches[1]
+	var st Stats
+	ctx := context.Background()
+	s1, s2, b := object(1, 30), object(2, 30), object(3, 80)
+	var mu sync.Mutex
+	var order []string
+	opened := func(name string, data []byte) func(context.Context) (io.ReadCloser, error) {
+		return func(context.Context) (io.ReadCloser, error) {
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+			return io.NopCloser(bytes.NewReader(data)), nil
+		}
+	}
+	fetchS1, releaseS1 := held(s1)
+	done := make(chan error, 3)
+	go func() { done <- got(small.Get(ctx, sum(s1), 30, fetchS1, &st)) }()
+	until(func() bool { _, _, temps := onDisk(t, dir); return temps == 30 })
+	go func() { done <- got(big.Get(ctx, sum(b), 80, opened("big", b), &st)) }()
+	until(func() bool { s, _, _ := onDiskState(t, dir); return s.claimSize == 80 })
+	go func() { done <- got(small.Get(ctx, sum(s2), 30, opened("s2", s2), &st)) }()
+	until(func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(order) > 0 || small.waits.Load() > 0
+	})
+	releaseS1()
+	for i := 0; i < 3; i++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(order) != 2 || order[0] != "big" {
+		t.Fatalf("fetches began in order %v: the small one took the room the big one waited for", order)
+	}
+	if s, _, _ := onDiskState(t, dir); s.claimID != 0 || s.reserved != 0 {
+		t.Fatalf("at rest: %+v", s)
+	}
+}
+
+// A claim lapses when its waiter stops renewing it (killed), and one
+// further ahead than a claim can be (the clock stepped back since) counts
+// as lapsed at once: neither holds other fetches up for good.
+func TestClaimsLapse(t *testing.T) {
+	for name, ahead := range map[string]time.Duration{"killed waiter": claimTTL, "clock stepped back": time.Hour} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			c, _ := New(dir, 100)
+			defer c.Close()
+			err := c.locked(false, func(s *state) error {
+				s.claimID, s.claimSize, s.claimUntil = 42, 80, time.Now().Add(ahead).UnixNano()
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := object(1, 30)
+			if err := got(c.Get(context.Background(), sum(b), 30, fetcher(b), &Stats{})); err != nil {
+				t.Fatal(err)
+			}
+			if w := c.waits.Load(); ahead == time.Hour && w != 0 {
+				t.Fatalf("a claim from before the clock stepped back held a fetch up for %d looks", w)
+			}
+		})
+	}
+}
+
+// A fetch killed with -9 leaves its reservation counted; a fetch waiting
+// for that room finds it gone by a look at tmp/, without a walk.
+func TestWaiterGetsAKilledFetchsRoom(t *testing.T) {
+	if dir := os.Getenv("HPCML_CACHE_KILL_DIR"); dir != "" {
+		c, err := New(dir, 10000)
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		b := object(7, 4000)
+		c.Get(context.Background(), sum(b), 4000, func(context.Context) (io.ReadCloser, error) {
+			fmt.Println("fetching")
+			select {} // until killed
+		}, &Stats{})
+		return
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWaiterGetsAKilledFetchsRoom$")
+	cmd.Env = append(os.Environ(), "HPCML_CACHE_KILL_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "fetching\n" {
+		t.Fatalf("helper said %q, %v", line, err)
+	}
+	c, err := New(dir, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	walks := c.walks.Load()
+	b := object(8, 8000)
+	done := make(chan error, 1)
+	go func() { done <- got(c.Get(context.Background(), sum(b), 8000, fetcher(b), &Stats{})) }()
+	until(func() bool { return c.waits.Load() > 0 })
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if w := c.walks.Load() - walks; w != 0 {
+		t.Fatalf("%d walks to find a killed fetch's room", w)
+	}
+	if s, objects, temps := onDiskState(t, dir); s.used != 8000 || s.reserved != 0 || objects != 8000 || temps != 0 {
+		t.Fatalf("state %+v, objects %d bytes, temp files %d bytes", s, objects, temps)
+	}
+}
+
+// A commit that cannot take the state lock (here the state cannot be
+// reopened) used to keep its temp file open and flocked for the life of
+// the process, which every walk then counted as a live fetch's
+// reservation. It lets go of it as a failed fetch does.
+func TestCommitWithoutTheLockLetsGoOfItsTempFile(t *testing.T) {
+	dir := t.TempDir()
+	c, err := New(dir, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b := object(1, 100)
+	err = got(c.Get(context.Background(), sum(b), 100, func(context.Context) (io.ReadCloser, error) {
+		// Removed (as a /tmp cleaner would) and replaced by what no
+		// process can open as the state.
+		if err := os.Remove(filepath.Join(dir, "state")); err != nil {
+			return nil, err
+		}
+		if err := os.Mkdir(filepath.Join(dir, "state"), 0o755); err != nil {
+			return nil, err
+		}
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}, &Stats{}))
+	if err == nil || !strings.Contains(err.Error(), "cache state") {
+		t.Fatalf("a commit without a state: %v", err)
+	}
+	if tmps, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(tmps) != 0 {
+		t.Fatalf("temp file %s left behind", tmps[0].Name())
+	}
+	fds, _ := os.ReadDir("/proc/self/fd")
+	for _, fd := range fds {
+		if p, _ := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); strings.HasPrefix(p, filepath.Join(dir, "tmp")) {
+			t.Fatalf("fd %s still open on %s", fd.Name(), p)
+		}
+	}
+	if err := os.Remove(filepath.Join(dir, "state")); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := New(dir, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if s, objects, temps := onDiskState(t, dir); s.used != 0 || s.reserved != 0 || objects != 0 || temps != 0 {
+		t.Fatalf("state %+v, objects %d bytes, temp files %d bytes", s, objects, temps)
 	}
 }

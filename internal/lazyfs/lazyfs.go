@@ -29,9 +29,11 @@ import (
 	"github.com/hpcml/hpcml/internal/dataset"
 )
 
-// Fetch makes an object's bytes a local file and returns its path. It is
-// called on each open of a file; the cache behind it fetches once.
-type Fetch func(ctx context.Context, o dataset.Object) (string, error)
+// Fetch makes an object's bytes a local file and returns it open for
+// reading; the mount closes it. Open rather than a path: the cache
+// behind it may evict the object before a path could be opened. It is
+// called on each open of a file; the cache fetches once.
+type Fetch func(ctx context.Context, o dataset.Object) (*os.File, error)
 
 // metadataTTL is how long the kernel may keep names and attributes: a
 // version never changes, so as long as the mount lives.
@@ -262,17 +264,12 @@ func (h *handle) local(ctx context.Context) (*os.File, syscall.Errno) {
 		return h.file, 0
 	}
 	o := h.node.object
-	p, err := h.node.fetch(ctx, o)
+	file, err := h.node.fetch(ctx, o)
 	if err != nil {
 		h.node.errs.add(fmt.Errorf("%s: %w", o.Key, err))
 		if errors.Is(err, context.Canceled) {
 			return nil, syscall.EINTR
 		}
-		return nil, syscall.EIO
-	}
-	file, err := os.Open(p)
-	if err != nil {
-		h.node.errs.add(fmt.Errorf("%s: %w", o.Key, err))
 		return nil, syscall.EIO
 	}
 	h.file = file

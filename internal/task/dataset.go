@@ -27,7 +27,7 @@ type datasetInput struct {
 	url     string
 	base    string // the input's path in the job dir
 	objects []dataset.Object
-	get     func(ctx context.Context, o dataset.Object, st *cache.Stats) (string, error)
+	get     func(ctx context.Context, o dataset.Object, st *cache.Stats) (*os.File, error)
 }
 
 // openDataset reads the manifest the server resolved at submission and
@@ -67,7 +67,7 @@ func (r *runner) openDataset(ctx context.Context, in job.Input, workDir string) 
 	if err != nil {
 		return nil, fmt.Errorf("%s: source: %w", in.URL, err)
 	}
-	get := func(ctx context.Context, o dataset.Object, st *cache.Stats) (string, error) {
+	get := func(ctx context.Context, o dataset.Object, st *cache.Stats) (*os.File, error) {
 		key := src.Prefix + o.Key
 		if src.Single() {
 			key = src.Prefix
@@ -89,11 +89,12 @@ func (d *datasetInput) prefetch(ctx context.Context, st *cache.Stats) error {
 	g.SetLimit(datasetFetches)
 	for _, o := range d.objects {
 		g.Go(func() error {
-			p, err := d.get(gctx, o, st)
+			f, err := d.get(gctx, o, st)
 			if err != nil {
 				return fmt.Errorf("%s: %s: %w", d.url, o.Key, err)
 			}
-			return copyFile(p, filepath.Join(d.base, filepath.FromSlash(o.Key)))
+			defer f.Close()
+			return copyFile(f, filepath.Join(d.base, filepath.FromSlash(o.Key)))
 		})
 	}
 	return g.Wait()
@@ -106,7 +107,7 @@ func (d *datasetInput) mount(ctx context.Context, st *cache.Stats) (*lazyfs.Moun
 	if err := os.MkdirAll(d.base, 0o755); err != nil {
 		return nil, err
 	}
-	return lazyfs.New(d.base, d.objects, func(rctx context.Context, o dataset.Object) (string, error) {
+	return lazyfs.New(d.base, d.objects, func(rctx context.Context, o dataset.Object) (*os.File, error) {
 		// Either the reader gives up (its request's ctx) or the attempt ends.
 		fctx, stop := context.WithCancel(rctx)
 		defer stop()
@@ -151,16 +152,12 @@ func (r *runner) stageDataset(ctx context.Context, in job.Input, workDir string,
 	return nil, nil
 }
 
-// copyFile copies src to dst (made with its parents), whole or not at all.
-func copyFile(src, dst string) error {
+// copyFile copies in (a cached object, open: the cache may evict it
+// meanwhile) to dst (made with its parents), whole or not at all.
+func copyFile(in io.Reader, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
 	tmp := dst + ".part"
 	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
