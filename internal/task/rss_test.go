@@ -1,14 +1,10 @@
 package task
 
 import (
-	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"testing"
-
-	"github.com/hpcml/hpcml/internal/blob"
 )
 
 // touchCommand makes this test binary (see TestMain) a program that
@@ -71,34 +67,16 @@ func TestJobPeakRSS(t *testing.T) {
 // attempts meanwhile): a 160 MiB command is reported at its size even
 // when the starter passes 300 MiB after starting it.
 func TestPeakRSSIgnoresLaterGrowth(t *testing.T) {
-	dir := t.TempDir()
-	work := filepath.Join(dir, WorkDir)
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	env := Env{Buckets: blob.NewCache(), Log: slog.New(slog.DiscardHandler)}
-	defer env.Buckets.Close()
-	journal, ok, err := Claim(dir, OwnerExecutor)
-	if err != nil || !ok {
-		t.Fatalf("claim: %v %v", ok, err)
-	}
 	var ballast []byte
-	grow := func(ev string) { // called once the command runs
+	grow := func(string) { // called once the command runs
 		ballast = make([]byte, 300<<20)
 		for i := 0; i < len(ballast); i += 4096 {
 			ballast[i] = 1
 		}
 	}
-	l := &Launch{Argv: []string{SelfProgram, touchCommand, "160"}, Env: []string{"PATH=/nonexistent"}, WorkDir: work}
-	if err := Run(env, journal, dir, l, make(chan struct{}), grow); err != nil {
-		t.Fatal(err)
-	}
+	res, _ := runAttemptNotify(t, &Launch{Argv: []string{SelfProgram, touchCommand, "160"}, Env: []string{"PATH=/nonexistent"}}, grow)
 	runtime.KeepAlive(ballast)
-	st, err := ReadStatus(dir)
-	if err != nil || st.Done == nil || st.Done.Result == nil {
-		t.Fatalf("status %+v %v", st, err)
-	}
-	if mib := st.Done.Result.MaxRSSBytes >> 20; mib < 160 {
+	if mib := res.MaxRSSBytes >> 20; mib < 160 {
 		t.Fatalf("a program touching 160 MiB reported %d MiB (this process's peak is now %d MiB)", mib, ownPeakRSS()>>20)
 	}
 }

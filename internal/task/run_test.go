@@ -47,6 +47,12 @@ func TestRunEventsAndClaim(t *testing.T) {
 // result and stdout.
 func runAttempt(t *testing.T, l *Launch) (*job.Result, string) {
 	t.Helper()
+	return runAttemptNotify(t, l, func(string) {})
+}
+
+// runAttemptNotify is runAttempt with Run's notify.
+func runAttemptNotify(t *testing.T, l *Launch, notify func(string)) (*job.Result, string) {
+	t.Helper()
 	dir := t.TempDir()
 	l.WorkDir = filepath.Join(dir, WorkDir)
 	if err := os.MkdirAll(l.WorkDir, 0o755); err != nil {
@@ -58,7 +64,7 @@ func runAttempt(t *testing.T, l *Launch) (*job.Result, string) {
 	if err != nil || !ok {
 		t.Fatalf("claim: %v %v", ok, err)
 	}
-	if err := Run(env, journal, dir, l, make(chan struct{}), func(string) {}); err != nil {
+	if err := Run(env, journal, dir, l, make(chan struct{}), notify); err != nil {
 		t.Fatal(err)
 	}
 	st, err := ReadStatus(dir)
