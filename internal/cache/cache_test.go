@@ -420,34 +420,7 @@ func TestReopenRecountsAndRemovesLeftoverTempFiles(t *testing.T) {
 // reservation: the next open removes the one and uncounts the other,
 // while an open during the fetch leaves both alone.
 func TestKilledFetchIsCleanedAtOpen(t *testing.T) {
-	if dir := os.Getenv("HPCML_CACHE_KILL_DIR"); dir != "" {
-		c, err := New(dir, 1<<20)
-		if err != nil {
-			fmt.Println(err)
-			os.Exit(1)
-		}
-		b := object(7, 4000)
-		c.Get(context.Background(), sum(b), 4000, func(context.Context) (io.ReadCloser, error) {
-			fmt.Println("fetching")
-			select {} // until killed
-		}, &Stats{})
-		return
-	}
-	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledFetchIsCleanedAtOpen$")
-	cmd.Env = append(os.Environ(), "HPCML_CACHE_KILL_DIR="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || line != "fetching\n" {
-		t.Fatalf("helper said %q, %v", line, err)
-	}
+	dir, cmd := startHangingFetch(t, "TestKilledFetchIsCleanedAtOpen", 1<<20)
 	during, err := New(dir, 1<<20)
 	if err != nil {
 		t.Fatal(err)
@@ -691,33 +664,7 @@ func TestClaimsLapse(t *testing.T) {
 // A fetch killed with -9 leaves its reservation counted; a fetch waiting
 // for that room finds it gone by a look at tmp/, without a walk.
 func TestWaiterGetsAKilledFetchsRoom(t *testing.T) {
-	if dir := os.Getenv("HPCML_CACHE_KILL_DIR"); dir != "" {
-		c, err := New(dir, 10000)
-		if err != nil {
-			fmt.Println(err)
-			os.Exit(1)
-		}
-		b := object(7, 4000)
-		c.Get(context.Background(), sum(b), 4000, func(context.Context) (io.ReadCloser, error) {
-			fmt.Println("fetching")
-			select {} // until killed
-		}, &Stats{})
-		return
-	}
-	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestWaiterGetsAKilledFetchsRoom$")
-	cmd.Env = append(os.Environ(), "HPCML_CACHE_KILL_DIR="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "fetching\n" {
-		t.Fatalf("helper said %q, %v", line, err)
-	}
+	dir, cmd := startHangingFetch(t, "TestWaiterGetsAKilledFetchsRoom", 10000)
 	c, err := New(dir, 10000)
 	if err != nil {
 		t.Fatal(err)
@@ -787,4 +734,42 @@ func TestCommitWithoutTheLockLetsGoOfItsTempFile(t *testing.T) {
 	if s, objects, temps := onDiskState(t, dir); s.used != 0 || s.reserved != 0 || objects != 0 || temps != 0 {
 		t.Fatalf("state %+v, objects %d bytes, temp files %d bytes", s, objects, temps)
 	}
+}
+
+// startHangingFetch runs test (the caller) again in a child process that
+// opens a cache of limit bytes on a fresh dir and starts a fetch of 4000
+// bytes that never ends, and returns once the fetch has begun: the caller
+// kills the child (-9) when it wants. The child's part of test is the
+// branch that finds HPCML_CACHE_KILL_DIR set.
+func startHangingFetch(t *testing.T, test string, limit int64) (string, *exec.Cmd) {
+	t.Helper()
+	if dir := os.Getenv("HPCML_CACHE_KILL_DIR"); dir != "" {
+		c, err := New(dir, limit)
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		b := object(7, 4000)
+		c.Get(context.Background(), sum(b), 4000, func(context.Context) (io.ReadCloser, error) {
+			fmt.Println("fetching")
+			select {} // until killed
+		}, &Stats{})
+		os.Exit(0)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), "HPCML_CACHE_KILL_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "fetching\n" {
+		cmd.Process.Kill()
+		t.Fatalf("the fetching process said %q, %v", line, err)
+	}
+	return dir, cmd
 }
