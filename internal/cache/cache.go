@@ -244,6 +244,11 @@ func (c *Cache) Get(ctx context.Context, sum string, size int64, open func(conte
 		select {
 		case <-f.done:
 			if f.err != nil {
+				if ctx.Err() == nil && (errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)) {
+					// The fetcher's own request ended (its job was
+					// cancelled), not this one's: fetch it here.
+					continue
+				}
 				return nil, f.err
 			}
 		case <-ctx.Done():
@@ -418,7 +423,9 @@ func (c *Cache) room(s *state, size int64, w *waiter, now time.Time) bool {
 		w.failed, w.failedUsed, w.failedRsvd = true, s.used, s.reserved
 	}
 	if ahead == 0 { // no claim, a lapsed one, or w's own: (re)claim
-		s.claimID, s.claimSize, s.claimUntil = w.id, size, now.Add(c.claimTTL).UnixNano()
+		// From now, not from before the walk above, which may have
+		// taken longer than the claim lives.
+		s.claimID, s.claimSize, s.claimUntil = w.id, size, time.Now().Add(c.claimTTL).UnixNano()
 	}
 	return false
 }
@@ -430,11 +437,14 @@ func (c *Cache) recount(s *state, keep int64, now time.Time) {
 }
 
 // rescan recounts the reservations from tmp/ alone, removing the temp
-// files of dead fetches: what they reserved leaves the bytes in use too.
+// files of dead fetches: what those reserved leaves the bytes in use too.
+// A reservation gone some other way stays in use: its fetch may have been
+// killed between renaming its object into place and counting it, and the
+// count must err high (a walk corrects it), never low.
 func (c *Cache) rescan(s *state, now time.Time) {
-	reserved := c.temps()
-	s.used = max(s.used-(s.reserved-reserved), reserved)
-	s.reserved = reserved
+	live, dead := c.temps()
+	s.used = max(s.used-dead, live)
+	s.reserved = live
 	s.rescanned = now.UnixNano()
 }
 
@@ -579,7 +589,7 @@ func (c *Cache) locked(recount bool, f func(s *state) error) error {
 // under the state lock.
 func (c *Cache) walk(keep int64) (used, reserved int64) {
 	c.walks.Add(1)
-	reserved = c.temps()
+	reserved, _ = c.temps()
 	used = reserved
 	type object struct {
 		path string
@@ -613,39 +623,44 @@ func (c *Cache) walk(keep int64) (used, reserved int64) {
 	return used, reserved
 }
 
-// temps is the bytes the temp files in tmp/ reserve, removing those of
-// dead fetches. Only under the state lock.
-func (c *Cache) temps() int64 {
-	var reserved int64
+// temps is the bytes the temp files in tmp/ reserve for live fetches,
+// and the bytes of dead fetches' temp files, which it removes. Only under
+// the state lock.
+func (c *Cache) temps() (live, dead int64) {
 	tmpDir := filepath.Join(c.dir, "tmp")
 	tmps, _ := os.ReadDir(tmpDir)
 	for _, d := range tmps {
-		reserved += reservation(filepath.Join(tmpDir, d.Name()))
+		l, dd := reservation(filepath.Join(tmpDir, d.Name()))
+		live += l
+		dead += dd
 	}
-	return reserved
+	return live, dead
 }
 
-// reservation is the bytes the temp file p reserves: its size while its
-// fetch lives (holds its flock), else nothing, and it is removed. Only
-// under the state lock: fetches make and lock their temp files under it.
-func reservation(p string) int64 {
+// reservation is what the temp file p reserves: its size as live while
+// its fetch lives (holds its flock); else its size as dead, and it is
+// removed. Only under the state lock: fetches make and lock their temp
+// files under it.
+func reservation(p string) (live, dead int64) {
 	f, err := os.Open(p)
 	if err != nil {
-		return 0 // committed or released meanwhile
+		return 0, 0 // committed or released meanwhile
 	}
 	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return 0, 0
+	}
 	if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		if info, err := f.Stat(); err == nil {
-			return info.Size()
-		}
-		return 0
+		return info.Size(), 0
 	}
 	if err := os.Remove(p); err != nil {
-		if info, err := f.Stat(); err == nil {
-			return info.Size() // still there, still taking room
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, 0 // its owner removed it meanwhile
 		}
+		return info.Size(), 0 // still there, still taking room
 	}
-	return 0
+	return 0, info.Size()
 }
 
 func flock(f *os.File, how int) error {

@@ -773,3 +773,68 @@ func startHangingFetch(t *testing.T, test string, limit int64) (string, *exec.Cm
 	}
 	return dir, cmd
 }
+
+// A Get waiting on another's fetch of the same object is not failed by
+// that fetch's own cancellation (one job cancelled must not fail another
+// job's staging): it fetches the object itself.
+func TestWaiterOutlivesCancelledFetch(t *testing.T) {
+	c, err := New(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b := object(3, 1000)
+	ctxA, cancelA := context.WithCancel(context.Background())
+	started := make(chan struct{})
+	go c.Get(ctxA, sum(b), 1000, func(ctx context.Context) (io.ReadCloser, error) {
+		close(started)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}, &Stats{})
+	<-started
+	res := make(chan error, 1)
+	go func() { res <- got(c.Get(context.Background(), sum(b), 1000, fetcher(b), &Stats{})) }()
+	time.Sleep(50 * time.Millisecond) // B waits on A's fetch (were it later, B would fetch alone: the test could only pass)
+	cancelA()
+	if err := <-res; err != nil {
+		t.Fatalf("a Get with a live context failed with the other's cancellation: %v", err)
+	}
+}
+
+// A fetch killed after renaming its object into place but before counting
+// it leaves a reservation without a temp file: a look at tmp/ keeps those
+// bytes counted (too many, until a walk), never drops them (too few: the
+// cache would pass its limit).
+func TestKillAfterRenameCountsHigh(t *testing.T) {
+	dir := t.TempDir()
+	c, err := New(dir, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b := object(4, 4000)
+	tmp, err := c.reserve(context.Background(), sum(b), 4000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp.Write(b)
+	tmp.Close() // killed: its flock goes with it
+	if err := os.MkdirAll(filepath.Dir(c.Path(sum(b))), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp.Name(), c.Path(sum(b))); err != nil {
+		t.Fatal(err)
+	}
+	var s state
+	c.locked(false, func(st *state) error { c.rescan(st, time.Now()); s = *st; return nil })
+	if s.used < 4000 || s.reserved != 0 {
+		t.Fatalf("after a look at tmp/: used %d, reserved %d; the object's 4000 bytes must stay counted", s.used, s.reserved)
+	}
+	big := object(5, 9000)
+	if err := got(c.Get(context.Background(), sum(big), 9000, fetcher(big), &Stats{})); err != nil {
+		t.Fatal(err)
+	}
+	if _, bytes := c.Usage(); bytes > 10000 {
+		t.Fatalf("the cache holds %d bytes, over its limit of 10000", bytes)
+	}
+}
