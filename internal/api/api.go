@@ -186,6 +186,12 @@ func (h *Handler) wrap(rt route) http.Handler {
 		if limit == 0 {
 			limit = job.MaxBodyBytes
 		}
+		if r.ContentLength > limit {
+			// Said up front: 413 whatever the body holds (a decoder would
+			// stop at its first bad byte and call it malformed).
+			writeError(w, h.cfg.Log, &http.MaxBytesError{Limit: limit})
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		if err := rt.h(w, r); err != nil {
 			writeError(w, h.cfg.Log, err)

@@ -60,6 +60,7 @@ func TestBadInput(t *testing.T) {
 		{name: "no command", method: "POST", path: "/api/v1/jobs", token: s.Token, body: []byte(`{"name":"x"}`), status: 400, field: "command"},
 		{name: "oversized body", method: "POST", path: "/api/v1/jobs", token: s.Token, body: big, status: 413, code: "too_large"},
 		{name: "oversized queue", method: "POST", path: "/api/v1/queues", token: s.Token, body: big, status: 413, code: "too_large"},
+		{name: "oversized body that is not JSON", method: "POST", path: "/api/v1/queues", token: s.Token, body: bytes.Repeat([]byte("x"), 2<<20), status: 413, code: "too_large"},
 		{name: "unknown queue", method: "POST", path: "/api/v1/jobs", token: s.Token,
 			body: []byte(`{"command":["true"],"queue":"nope"}`), status: 400, field: "queue", message: "nope"},
 		{name: "unknown dependency", method: "POST", path: "/api/v1/jobs", token: s.Token,
