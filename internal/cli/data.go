@@ -48,6 +48,7 @@ nothing is ever visible at the destination half-written.`,
 
 // transferFlags are the flags of sync, cp and verify.
 type transferFlags struct {
+	s3       s3Flags
 	opts     transfer.Options
 	bwlimit  string
 	report   string
@@ -62,6 +63,7 @@ func (f *transferFlags) add(cmd *cobra.Command, withCopy bool) {
 	fs.StringArrayVar(&f.opts.Include, "include", nil, "only keys matching this glob (repeatable; ** for any directories)")
 	fs.StringArrayVar(&f.opts.Exclude, "exclude", nil, "skip keys matching this glob (repeatable)")
 	fs.StringVar(&f.report, "report", "", "write the JSON task report to this file")
+	f.s3.add(fs)
 	if !withCopy {
 		return
 	}
@@ -78,10 +80,10 @@ func (f *transferFlags) prepareEndpoints(cmd *cobra.Command, args []string) (src
 	if err = f.prepare(cmd); err != nil {
 		return src, dst, err
 	}
-	if src, err = transfer.ParseEndpoint(args[0]); err != nil {
+	if src, err = f.s3.parse(args[0]); err != nil {
 		return src, dst, err
 	}
-	dst, err = transfer.ParseEndpoint(args[1])
+	dst, err = f.s3.parse(args[1])
 	return src, dst, err
 }
 
@@ -280,7 +282,8 @@ func printFailures(w io.Writer, label string, fs []transfer.Failure) {
 }
 
 func newDataLsCmd(o *rootOptions) *cobra.Command {
-	return &cobra.Command{
+	var s3 s3Flags
+	cmd := &cobra.Command{
 		Use:   "ls LOCATION",
 		Short: "List the files under a location, with sizes and times",
 		Args:  cobra.ExactArgs(1),
@@ -289,7 +292,7 @@ func newDataLsCmd(o *rootOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ep, err := transfer.ParseEndpoint(args[0])
+			ep, err := s3.parse(args[0])
 			if err != nil {
 				return err
 			}
@@ -312,10 +315,13 @@ func newDataLsCmd(o *rootOptions) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	s3.add(cmd.Flags())
+	return cmd
 }
 
 func newDataDuCmd(o *rootOptions) *cobra.Command {
-	return &cobra.Command{
+	var s3 s3Flags
+	cmd := &cobra.Command{
 		Use:   "du LOCATION",
 		Short: "Count the files and bytes under a location",
 		Args:  cobra.ExactArgs(1),
@@ -324,7 +330,7 @@ func newDataDuCmd(o *rootOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ep, err := transfer.ParseEndpoint(args[0])
+			ep, err := s3.parse(args[0])
 			if err != nil {
 				return err
 			}
@@ -339,6 +345,8 @@ func newDataDuCmd(o *rootOptions) *cobra.Command {
 			return nil
 		},
 	}
+	s3.add(cmd.Flags())
+	return cmd
 }
 
 func newDataRmCmd(o *rootOptions) *cobra.Command {
@@ -351,7 +359,7 @@ func newDataRmCmd(o *rootOptions) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			run := transferRun{op: "remove", src: args[0], started: time.Now()}
 			rep, err := func() (*transfer.Report, error) {
-				ep, err := transfer.ParseEndpoint(args[0])
+				ep, err := f.s3.parse(args[0])
 				if err != nil {
 					return nil, err
 				}

@@ -12,6 +12,7 @@ import (
 func newDataCleanupCmd(o *rootOptions) *cobra.Command {
 	var olderThan time.Duration
 	var dryRun bool
+	var s3 s3Flags
 	cmd := &cobra.Command{
 		Use:   "cleanup S3-LOCATION",
 		Short: "Abort the unfinished multipart uploads under an S3 location (what killed uploads leave)",
@@ -30,7 +31,7 @@ running and are kept. Finished objects are never touched.`,
 			if olderThan < 0 {
 				return fmt.Errorf("--older-than %v is negative", olderThan)
 			}
-			ep, err := transfer.ParseEndpoint(args[0])
+			ep, err := s3.parse(args[0])
 			if err != nil {
 				return err
 			}
@@ -70,5 +71,6 @@ running and are kept. Finished objects are never touched.`,
 	}
 	cmd.Flags().DurationVar(&olderThan, "older-than", 24*time.Hour, "abort only uploads begun longer ago than this (younger ones may be running)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be aborted; abort nothing")
+	s3.add(cmd.Flags())
 	return cmd
 }

@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hpcml/hpcml/internal/s3test"
+)
+
+// S3 settings given by flags reach locations whose URLs leave them out,
+// for every data command; a URL's own setting wins over a flag.
+func TestDataS3Flags(t *testing.T) {
+	srv := s3test.Start(t, "flagtest", "flagtestsecret", "bkt")
+	srv.URLEnv(t) // credentials in the environment; the URLs below carry no query
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "a.txt"), []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	flags := []string{"--endpoint-url", srv.Endpoint, "--region", "us-east-1", "--path-style"}
+	run := func(args ...string) result {
+		t.Helper()
+		return runCLI(t, nil, append(append([]string{"data"}, args...), flags...)...)
+	}
+	if r := run("sync", src+"/", "s3://bkt/flags/"); r.code != 0 {
+		t.Fatalf("sync: %d %s", r.code, r.stderr)
+	}
+	if r := run("ls", "s3://bkt/flags/"); r.code != 0 || !strings.Contains(r.stdout, "a.txt") {
+		t.Fatalf("ls: %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if r := run("du", "s3://bkt/flags/"); r.code != 0 || !strings.Contains(r.stdout, "1 files") {
+		t.Fatalf("du: %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if r := run("verify", src+"/", "s3://bkt/flags/"); r.code != 0 {
+		t.Fatalf("verify: %d %s", r.code, r.stderr)
+	}
+	if r := run("cleanup", "s3://bkt/flags/", "--dry-run"); r.code != 0 || !strings.Contains(r.stdout, "would abort 0") {
+		t.Fatalf("cleanup: %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	// The URL's endpoint wins: this one answers nothing.
+	if r := run("ls", "s3://bkt/flags/?endpoint=http://127.0.0.1:1"); r.code == 0 {
+		t.Fatalf("ls with the URL's dead endpoint succeeded: %q", r.stdout)
+	}
+	if r := run("rm", "--recursive", "s3://bkt/flags/"); r.code != 0 {
+		t.Fatalf("rm: %d %s", r.code, r.stderr)
+	}
+	if r := run("ls", "s3://bkt/flags/"); r.code != 0 || strings.Contains(r.stdout, "a.txt") {
+		t.Fatalf("ls after rm: %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if r := runCLI(t, nil, "data", "ls", "s3://bkt/flags/", "--endpoint-url", "127.0.0.1:7070"); r.code == 0 || !strings.Contains(r.stderr, "--endpoint-url") {
+		t.Fatalf("a bad --endpoint-url: %d %s", r.code, r.stderr)
+	}
+}
