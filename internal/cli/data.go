@@ -48,12 +48,13 @@ nothing is ever visible at the destination half-written.`,
 
 // transferFlags are the flags of sync, cp and verify.
 type transferFlags struct {
-	s3       s3Flags
-	opts     transfer.Options
-	bwlimit  string
-	report   string
-	progress bool
-	noProg   bool
+	s3        s3Flags
+	opts      transfer.Options
+	bwlimit   string
+	maxMemory string
+	report    string
+	progress  bool
+	noProg    bool
 }
 
 func (f *transferFlags) add(cmd *cobra.Command, withCopy bool) {
@@ -70,6 +71,7 @@ func (f *transferFlags) add(cmd *cobra.Command, withCopy bool) {
 	fs.BoolVar(&f.opts.Checksum, "checksum", false, "compare by SHA-256 instead of size and modification time")
 	fs.BoolVar(&f.opts.DryRun, "dry-run", false, "show what would be copied and deleted; change nothing")
 	fs.StringVar(&f.bwlimit, "bwlimit", "", "bandwidth limit, e.g. 10M (MiB/s) or 512K")
+	fs.StringVar(&f.maxMemory, "max-memory", "2G", "bound on the part buffers of the large uploads under way; a large file waits beyond it (one alone always goes)")
 	fs.IntVar(&f.opts.Retries, "retries", 3, "retries of a failed object, with doubling backoff")
 	fs.StringVar(&f.opts.Verify, "verify", transfer.VerifyNone, "after copying, verify: none, transferred (re-read what was written) or all (the whole destination)")
 	fs.BoolVar(&f.noProg, "no-progress", false, "no progress bar (the default when stderr is not a terminal)")
@@ -93,6 +95,13 @@ func (f *transferFlags) prepare(cmd *cobra.Command) error {
 		return err
 	}
 	f.opts.BwLimit = rate
+	if f.maxMemory != "" {
+		mem, err := transfer.ParseRate(f.maxMemory) // sizes read as rates do: 2G, 512M
+		if err != nil {
+			return fmt.Errorf("--max-memory %w", err)
+		}
+		f.opts.MaxMemory = mem
+	}
 	if f.opts.Transfers < 1 || f.opts.Checkers < 1 {
 		return fmt.Errorf("--transfers and --checkers must be at least 1")
 	}

@@ -17,10 +17,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gocloud.dev/gcerrors"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 )
@@ -48,6 +50,12 @@ type Options struct {
 	// BwLimit bounds the bytes per second read from the source, across
 	// all transfers (0: no limit).
 	BwLimit int64
+	// MaxMemory bounds the part buffers of the multipart uploads under
+	// way, across all transfers (0: DefaultMaxMemory). Parts grow with a
+	// file's size (to fit S3's 10,000), so without a bound a few huge
+	// files sent at once could take gigabytes; beyond it a large file
+	// waits for others to finish (one alone always goes).
+	MaxMemory int64
 	// Retries is how many times a failed object is tried again, with a
 	// doubling backoff from RetryDelay.
 	Retries    int
@@ -60,6 +68,9 @@ type Options struct {
 	// noTmpfile makes local writes go through a temporary name and a
 	// rename, as on file systems without O_TMPFILE (tests).
 	noTmpfile bool
+	// memoryProbe, if set, is told the upload buffer bytes in use each
+	// time a large upload takes its share (tests).
+	memoryProbe func(inUse int64)
 }
 
 func (o *Options) defaults() {
@@ -81,7 +92,15 @@ func (o *Options) defaults() {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	if o.MaxMemory <= 0 {
+		o.MaxMemory = DefaultMaxMemory
+	}
 }
+
+// DefaultMaxMemory is Options.MaxMemory's default: 16 transfers of large
+// files with the default 16 MiB parts (4 in flight and one filling each)
+// fit, with room to spare.
+const DefaultMaxMemory = 2 << 30
 
 // smallObject: objects up to this size are read into memory once, hashed
 // and written from there; larger ones are streamed (memory stays bounded
@@ -106,6 +125,11 @@ type engine struct {
 	src, dst *store
 	limiter  *rate.Limiter
 	filter   *filter
+	// memory counts the upload buffers of large objects under way
+	// against opts.MaxMemory; memoryInUse follows it (a semaphore does
+	// not say how much it holds).
+	memory      *semaphore.Weighted
+	memoryInUse atomic.Int64
 
 	mu  sync.Mutex
 	rep *Report
@@ -176,7 +200,7 @@ func runTransfer(ctx context.Context, op string, src, dst Endpoint, opts Options
 	}
 	defer d.close()
 	d.noTmpfile = opts.noTmpfile
-	e := &engine{opts: opts, src: s, dst: d, filter: f, rep: rep}
+	e := &engine{opts: opts, src: s, dst: d, filter: f, rep: rep, memory: semaphore.NewWeighted(opts.MaxMemory)}
 	if opts.BwLimit > 0 {
 		// A burst of 256 KiB: reads are at most that, so the limit holds
 		// to within a few reads.
@@ -771,6 +795,20 @@ func (e *engine) copyOne(ctx context.Context, o object) (string, int64, error) {
 			return "", 0, fmt.Errorf("checksum source: %w", err)
 		}
 		meta[MetaSHA256] = sum
+	}
+	if e.dst.ep.Kind == KindS3 {
+		need := min(uploadBuffers(o.Size), e.opts.MaxMemory) // one alone always fits
+		if err := e.memory.Acquire(ctx, need); err != nil {
+			return "", 0, err
+		}
+		inUse := e.memoryInUse.Add(need)
+		if e.opts.memoryProbe != nil {
+			e.opts.memoryProbe(inUse)
+		}
+		defer func() {
+			e.memoryInUse.Add(-need)
+			e.memory.Release(need)
+		}()
 	}
 	r, err := e.openSource(ctx, o.Key, 0, -1)
 	if err != nil {

@@ -3,11 +3,13 @@ package transfer
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -677,5 +679,41 @@ func TestCheckEndpointsSymlinks(t *testing.T) {
 			}
 		}
 		sameTree(t, "source", readDir(t, src), tree{"inner/f.txt": []byte("f"), "g.txt": []byte("g")})
+	}
+}
+
+// Large uploads to S3 take their part buffers from a budget: with room
+// for one file's buffers, four large files go one at a time (memory
+// bounded whatever the sizes and the transfers), and a file whose buffers
+// exceed the budget alone still goes.
+func TestUploadMemoryBudget(t *testing.T) {
+	srcDir := t.TempDir()
+	src := tree{}
+	for i := range 4 {
+		src[fmt.Sprintf("f%d.bin", i)] = randomBytes(uint64(30+i), smallObject+1<<20)
+	}
+	for k, v := range src {
+		writeFile(t, filepath.Join(srcDir, k), v)
+	}
+	s := startS3(t, "bkt")
+	d := &dest{name: "s3", s3: s, bucket: "bkt", b: s.open(t, "bkt")}
+	one := uploadBuffers(smallObject + 1<<20)
+	for _, budget := range []int64{one, one / 2} {
+		var mu sync.Mutex
+		var peak int64
+		opts := Options{Transfers: 4, MaxMemory: budget, memoryProbe: func(inUse int64) {
+			mu.Lock()
+			peak = max(peak, inUse)
+			mu.Unlock()
+		}}
+		prefix := fmt.Sprintf("mem%d/", budget)
+		rep := mustSync(t, mustEndpoint(t, srcDir), d.ep(t, prefix), opts)
+		if rep.Totals.FilesTransferred != 4 {
+			t.Fatalf("budget %d: %+v", budget, rep.Totals)
+		}
+		if peak == 0 || peak > budget {
+			t.Fatalf("budget %d MiB: upload buffers peaked at %d MiB", budget>>20, peak>>20)
+		}
+		sameTree(t, "under a memory budget", d.read(t, prefix), src)
 	}
 }

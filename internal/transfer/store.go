@@ -367,6 +367,10 @@ func describe(err error, what string) error {
 // part size × partsInFlight × transfers.
 const partsInFlight = 4
 
+// uploadBuffers is what the S3 writer holds for an object of size bytes:
+// its parts in flight and the one it fills.
+func uploadBuffers(size int64) int64 { return (partsInFlight + 1) * hblob.PartSize(size) }
+
 // keyToURL renders an endpoint and key for reports.
 func keyToURL(ep Endpoint, key string) string {
 	if ep.Single() || key == "" {
