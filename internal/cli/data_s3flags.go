@@ -36,7 +36,7 @@ func (f *s3Flags) parse(raw string) (transfer.Endpoint, error) {
 		}
 	}
 	withDefaults := raw
-	if strings.HasPrefix(raw, "s3://") {
+	if strings.HasPrefix(strings.ToLower(raw), "s3://") {
 		u, err := url.Parse(raw)
 		if err != nil {
 			return transfer.Endpoint{}, fmt.Errorf("location %q: %w", raw, err)

@@ -569,6 +569,16 @@ func TestInputsOutputs(t *testing.T) {
 				t.Fatalf("%s stored after a failure: %v", key, err)
 			}
 		}
+		// A command that never started wrote nothing: an input at the
+		// always output's path is not stored as if it had.
+		never := job.Spec{Command: []string{"no-such-program-hpcml"}}
+		never.Inputs = []job.Input{{URL: "in/data.txt", Path: "report.json"}}
+		never.Outputs = []job.Output{{Path: "report.json", URL: "results/never/report.json", Always: true}}
+		j = s.wait(s.submit(never), 10*time.Second)
+		expectState(t, j, job.Failed)
+		if _, err := os.Stat(filepath.Join(objects, "results/never/report.json")); !os.IsNotExist(err) {
+			t.Fatalf("an always output of a command that never started was stored: %v", err)
+		}
 	})
 
 	t.Run("missing output", func(t *testing.T) {

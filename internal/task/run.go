@@ -149,7 +149,9 @@ func (r *runner) execute(res *job.Result) {
 		return
 	}
 	if !r.runCommand(res) {
-		r.stageOutAfterFailure(stager, root)
+		if res.ExitCode != nil || res.Signal != "" { // it ran: one that never did wrote nothing
+			r.stageOutAfterFailure(stager, root)
+		}
 		return
 	}
 	for _, out := range l.Outputs {

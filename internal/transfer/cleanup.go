@@ -59,6 +59,9 @@ func CleanupUploads(ctx context.Context, ep Endpoint, olderThan time.Duration, d
 			if ep.Single() && key != ep.Prefix {
 				continue // one object: not the others its name begins
 			}
+			if up.Initiated == nil && olderThan > 0 {
+				continue // no date: it may be running
+			}
 			initiated := aws.ToTime(up.Initiated)
 			if !initiated.Before(cutoff) {
 				continue
@@ -76,6 +79,11 @@ func CleanupUploads(ctx context.Context, ep Endpoint, olderThan time.Duration, d
 		}
 		if !aws.ToBool(page.IsTruncated) {
 			return out, nil
+		}
+		if aws.ToString(page.NextKeyMarker) == aws.ToString(in.KeyMarker) && aws.ToString(page.NextUploadIdMarker) == aws.ToString(in.UploadIdMarker) {
+			// A server that says "more" without moving on would be asked
+			// for the same page for ever.
+			return out, fmt.Errorf("%s: the server's list of uploads does not advance (truncated at %q)", ep.Raw, aws.ToString(page.NextKeyMarker))
 		}
 		in.KeyMarker, in.UploadIdMarker = page.NextKeyMarker, page.NextUploadIdMarker
 	}
