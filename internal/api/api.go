@@ -4,7 +4,6 @@
 package api
 
 import (
-	"crypto/subtle"
 	_ "embed"
 	"fmt"
 	"log/slog"
@@ -157,12 +156,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 
 // ValidToken compares a presented token with the server's in constant time.
 func (h *Handler) ValidToken(tok string) bool {
-	return len(tok) > 0 && subtle.ConstantTimeCompare([]byte(tok), []byte(h.cfg.Token)) == 1
+	return httpauth.SameToken(tok, h.cfg.Token)
 }
 
 func (h *Handler) authorized(r *http.Request) bool {
-	tok, ok := httpauth.BearerToken(r)
-	return ok && h.ValidToken(tok)
+	return httpauth.Valid(r, h.cfg.Token)
 }
 
 func (h *Handler) auth(next http.Handler, routeName string) http.Handler {

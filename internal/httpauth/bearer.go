@@ -20,9 +20,14 @@ func BearerToken(r *http.Request) (string, bool) {
 	return tok, tok != ""
 }
 
-// Valid reports whether r carries want as its bearer token, comparing in
-// constant time. An empty want admits no one.
+// Valid reports whether r carries want as its bearer token (SameToken).
 func Valid(r *http.Request, want string) bool {
 	tok, ok := BearerToken(r)
-	return ok && want != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(want)) == 1
+	return ok && SameToken(tok, want)
+}
+
+// SameToken compares a presented token with the expected one in constant
+// time. An empty expected token admits no one.
+func SameToken(presented, want string) bool {
+	return want != "" && subtle.ConstantTimeCompare([]byte(presented), []byte(want)) == 1
 }

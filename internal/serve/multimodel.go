@@ -66,7 +66,7 @@ type MultiServer struct {
 	cache  *modelCache
 	slots  chan struct{}
 	ready  atomic.Bool
-	authz  []byte
+	authz  string
 
 	metrics    http.Handler
 	serverMeta []byte
@@ -103,7 +103,7 @@ func NewMulti(loader Loader, o MultiOptions) (*MultiServer, error) {
 	s := &MultiServer{loader: loader, opts: o, log: o.Logger, m: newMetrics(),
 		slots: make(chan struct{}, o.Concurrency), latest: map[string]latestVersion{}}
 	if o.Token != "" {
-		s.authz = []byte(o.Token)
+		s.authz = o.Token
 	}
 	s.metrics = promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{})
 	b := appendJSONString([]byte(`{"name":`), o.ServerName)

@@ -2,7 +2,6 @@ package serve
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -72,7 +71,7 @@ type Server struct {
 	ready   atomic.Bool
 	batched bool
 	metrics http.Handler
-	authz   []byte // the bearer token, nil without one
+	authz   string // the bearer token, "" without one
 
 	inputIndex  map[string]int
 	outputIndex map[string]int
@@ -139,7 +138,7 @@ func newServer(model Model, o Options, m *metrics, slots chan struct{}) (*Server
 	}
 	s.outputNames = strings.Join(names, ", ")
 	if o.Token != "" {
-		s.authz = []byte(o.Token)
+		s.authz = o.Token
 	}
 	s.serverMeta = s.encodeServerMeta()
 	s.modelMeta = s.encodeModelMeta()
@@ -277,7 +276,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 // routeCommon answers the routes every server has (health, /ping, the
 // token check, /v2 and /metrics); done is false when the request is the
 // caller's to route, its token checked.
-func routeCommon(w http.ResponseWriter, r *http.Request, ready *atomic.Bool, authz, serverMeta []byte, metrics http.Handler) (route string, done bool) {
+func routeCommon(w http.ResponseWriter, r *http.Request, ready *atomic.Bool, authz string, serverMeta []byte, metrics http.Handler) (route string, done bool) {
 	p := r.URL.Path
 	switch p {
 	case "/v2/health/live":
@@ -385,13 +384,9 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	return authorize(w, r, s.authz)
 }
 
-// authorize checks the bearer token (authz: the token, nil for none) and answers 401 when it is missing or wrong.
-func authorize(w http.ResponseWriter, r *http.Request, authz []byte) bool {
-	if authz == nil {
-		return true
-	}
-	got, presented := httpauth.BearerToken(r)
-	if presented && subtle.ConstantTimeCompare([]byte(got), authz) == 1 {
+// authorize checks the bearer token (authz: the token, "" for none) and answers 401 when it is missing or wrong.
+func authorize(w http.ResponseWriter, r *http.Request, authz string) bool {
+	if authz == "" || httpauth.Valid(r, authz) {
 		return true
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="hpcml serve"`)

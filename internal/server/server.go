@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"github.com/hpcml/hpcml/internal/backend/local"
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/deploy"
+	"github.com/hpcml/hpcml/internal/httpauth"
 	"github.com/hpcml/hpcml/internal/joblog"
 	"github.com/hpcml/hpcml/internal/registry"
 	"github.com/hpcml/hpcml/internal/sched"
@@ -136,7 +136,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// The gateway (/endpoints/{name}/...) takes the server's token, like
 	// the API; replicas take their endpoint's own, which it adds.
 	gateway := deploy.NewGateway(deploy.GatewayConfig{Log: log, Registry: reg,
-		Authorized: func(tok string) bool { return subtle.ConstantTimeCompare([]byte(tok), []byte(token)) == 1 }})
+		Authorized: func(tok string) bool { return httpauth.SameToken(tok, token) }})
 	defer gateway.Close()
 	endpoints := deploy.New(deploy.Config{Store: st, Scheduler: sch, Storage: bucket, Registry: models, Gateway: gateway, Log: log})
 	// Asynchronous inference: the durable queue's dispatcher, which the
