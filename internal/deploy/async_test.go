@@ -506,6 +506,20 @@ func TestAsyncBadRequests(t *testing.T) {
 	}
 }
 
+// createScaleToZero creates async endpoint "ep" (one model, half a CPU per
+// replica) that scales on its backlog between 0 and 2 replicas, scaling
+// in after scaleIn without requests.
+func createScaleToZero(t *testing.T, h *harness, scaleIn time.Duration) {
+	t.Helper()
+	auto := &endpoint.Autoscale{Min: 0, Max: 2, Target: 4, Metric: endpoint.MetricBacklog,
+		Window: job.Duration(200 * time.Millisecond), ScaleInWindow: job.Duration(scaleIn),
+		ScaleInCooldown: job.Duration(100 * time.Millisecond)}
+	if _, err := h.c.Create(t.Context(), CreateRequest{Name: "ep", Variants: []VariantRequest{{Model: "m:1", CPUs: 0.5}},
+		Autoscale: auto, Async: &endpoint.Async{}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Scale to zero and back, through the controller: an async endpoint
 // with min=0 loses its replica once the queue has been empty for the
 // scale-in window, and starts one at once when a request is queued,
@@ -513,13 +527,7 @@ func TestAsyncBadRequests(t *testing.T) {
 func TestAsyncScaleToZero(t *testing.T) {
 	h := newHarness(t)
 	ctx := t.Context()
-	auto := &endpoint.Autoscale{Min: 0, Max: 2, Target: 4, Metric: endpoint.MetricBacklog,
-		Window: job.Duration(200 * time.Millisecond), ScaleInWindow: job.Duration(400 * time.Millisecond),
-		ScaleInCooldown: job.Duration(100 * time.Millisecond)}
-	if _, err := h.c.Create(ctx, CreateRequest{Name: "ep", Variants: []VariantRequest{{Model: "m:1", CPUs: 0.5}},
-		Autoscale: auto, Async: &endpoint.Async{}}); err != nil {
-		t.Fatal(err)
-	}
+	createScaleToZero(t, h, 400*time.Millisecond)
 	h.wait("a ready replica", func(s *Status) bool { return len(ready(s)) == 1 })
 	st := h.wait("scaled to zero", func(s *Status) bool { return s.Spec.Variants[0].Replicas == 0 && len(s.Replicas) == 0 })
 	if st.State != endpoint.InService {
@@ -675,13 +683,7 @@ func TestAsyncBacklogUnreadableIsNoSample(t *testing.T) {
 	h.cfg.Store = fs
 	h.start()
 	ctx := t.Context()
-	auto := &endpoint.Autoscale{Min: 0, Max: 2, Target: 4, Metric: endpoint.MetricBacklog,
-		Window: job.Duration(200 * time.Millisecond), ScaleInWindow: job.Duration(300 * time.Millisecond),
-		ScaleInCooldown: job.Duration(100 * time.Millisecond)}
-	if _, err := h.c.Create(ctx, CreateRequest{Name: "ep", Variants: []VariantRequest{{Model: "m:1", CPUs: 0.5}},
-		Autoscale: auto, Async: &endpoint.Async{}}); err != nil {
-		t.Fatal(err)
-	}
+	createScaleToZero(t, h, 300*time.Millisecond)
 	// Two queued requests (no dispatcher runs them): backlog 2, one replica.
 	for i := range 2 {
 		r := &asyncq.Request{ID: fmt.Sprintf("r%d", i), Endpoint: "ep", Input: "in", Output: "out", Failure: "err", MaxAttempts: 3}
