@@ -53,6 +53,20 @@ func failureOf(rep *Report, key string) string {
 	return ""
 }
 
+// failedOnce checks a sync of ok.txt and key into dstDir: key alone
+// failed, its reason holding reason, and was not retried (why says why it
+// must not be); ok.txt was copied.
+func failedOnce(t *testing.T, rep *Report, l *retryLog, dstDir, key, reason, why string) {
+	t.Helper()
+	if got := failureKeys(rep.Failed); !equalStrings(got, []string{key}) || !strings.Contains(failureOf(rep, key), reason) {
+		t.Fatalf("failed %v%s; want %s, %s", got, failuresString(rep.Failed), key, reason)
+	}
+	if got := l.keys(); len(got) != 0 {
+		t.Fatalf("retried %v: %s", got, why)
+	}
+	sameTree(t, "destination", readDir(t, dstDir), tree{"ok.txt": []byte("ok")})
+}
+
 // TestPermanentErrorsNotRetried: a file that fails for a reason no retry
 // can mend is failed at once, not tried again after 1, 2 and 4 s: a
 // source file that is not there when read (a dangling symlink the
@@ -75,13 +89,7 @@ func TestPermanentErrorsNotRetried(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := failureKeys(rep.Failed); !equalStrings(got, []string{"dangling"}) || !strings.Contains(failureOf(rep, "dangling"), "no such file") {
-			t.Fatalf("failed %v%s; want dangling, not found", got, failuresString(rep.Failed))
-		}
-		if got := l.keys(); len(got) != 0 {
-			t.Fatalf("retried %v: a source file that is not there will not appear by retrying", got)
-		}
-		sameTree(t, "destination", readDir(t, dstDir), tree{"ok.txt": []byte("ok")})
+		failedOnce(t, rep, l, dstDir, "dangling", "no such file", "a source file that is not there will not appear by retrying")
 	})
 
 	t.Run("permission denied", func(t *testing.T) {
@@ -101,13 +109,7 @@ func TestPermanentErrorsNotRetried(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := failureKeys(rep.Failed); !equalStrings(got, []string{"secret.txt"}) || !strings.Contains(failureOf(rep, "secret.txt"), "permission denied") {
-			t.Fatalf("failed %v%s; want secret.txt, permission denied", got, failuresString(rep.Failed))
-		}
-		if got := l.keys(); len(got) != 0 {
-			t.Fatalf("retried %v: permission will not be granted by retrying", got)
-		}
-		sameTree(t, "destination", readDir(t, dstDir), tree{"ok.txt": []byte("ok")})
+		failedOnce(t, rep, l, dstDir, "secret.txt", "permission denied", "permission will not be granted by retrying")
 	})
 
 	t.Run("credentials refused", func(t *testing.T) {
