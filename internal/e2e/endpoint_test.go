@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -40,9 +41,43 @@ func TestEndpointLifecycle(t *testing.T) {
 		t.Fatalf("endpoint %+v", st)
 	}
 
-	// OIP through the gateway: any model name in the path reaches the
-	// variant's model; the answer is the model's.
-	req, _ := http.NewRequest("POST", s.URL+"/endpoints/ep/v2/models/ep/infer", bytes.NewReader(oipBody(3)))
+	// OIP through the gateway, on the model the engine trained: health,
+	// metadata and readiness routes answer as the protocol says, a bad
+	// shape is a 400 naming the input.
+	for path, want := range map[string]string{
+		"/endpoints/ep/v2/health/ready":       "",
+		"/endpoints/ep/v2/health/live":        "",
+		"/endpoints/ep/v2/models/ep":          `"datatype":"FP32","shape":[-1,2]`,
+		"/endpoints/ep/v2/models/moons/ready": `"ready":true`,
+	} {
+		req, _ := http.NewRequest("GET", s.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+s.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Fatalf("GET %s: %d %s; want 200 with %s", path, resp.StatusCode, body, want)
+		}
+	}
+	req, _ := http.NewRequest("POST", s.URL+"/endpoints/ep/v2/models/ep/infer",
+		strings.NewReader(`{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}`))
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 400 {
+		t.Fatalf("a wrong shape: %v %v", resp, err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), `"error"`) || !strings.Contains(string(body), "input") {
+			t.Fatalf("a wrong shape's error: %s", body)
+		}
+	}
+
+	// Inference: the endpoint's name (or its model's) in the path reaches
+	// the variant's model; the answer is the model's.
+	req, _ = http.NewRequest("POST", s.URL+"/endpoints/ep/v2/models/ep/infer", bytes.NewReader(oipBody(3)))
 	req.Header.Set("Authorization", "Bearer "+s.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
