@@ -321,9 +321,8 @@ func TestSlurm(t *testing.T) {
 		defer s.use(t)()
 		defer c.use(t)()
 		prog := buildMPIProgram(t)
-		spec := job.Spec{Command: []string{prog}, Type: job.TypeMPI, Nodes: 2, TasksPerNode: 2,
-			Env: map[string]string{"OMPI_MCA_btl": "self,tcp"}}
-		j := s.wait(s.submit(spec), 2*time.Minute)
+		j := s.wait(s.submit(allreduceSpec(prog)), 3*time.Minute)
+		s.logRetriedMPI(j)
 		if j.State != job.Succeeded {
 			t.Fatalf("MPI job %s (%s); stderr:\n%s", j.State, j.Reason, s.logs(id(j), client.LogOptions{Stream: "stderr"}))
 		}
