@@ -86,34 +86,39 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) error {
 		wait = min(d, maxWait)
 	}
 	var ended <-chan struct{}
+	active := false
 	if wait > 0 {
 		// A plain job id can be registered before the one read: an end
 		// in between then closes the signal. An array task's own id is
 		// known only after reading it, so it is read twice.
 		if id, _, isTask, err := job.ParseID(r.PathValue("id")); err == nil && !isTask {
 			var release func()
-			ended, release = h.cfg.Scheduler.EndSignal(id)
+			ended, release, active = h.cfg.Scheduler.EndSignal(id)
 			defer release()
 		}
 	}
-	j, err := h.lookup(r)
-	if err != nil || wait == 0 || j.State.Terminal() {
-		if err == nil {
-			h.writeJob(w, r, j)
-		}
-		return err
-	}
-	if ended == nil {
-		var release func()
-		ended, release = h.cfg.Scheduler.EndSignal(j.ID)
-		defer release()
-		// Read again now that the signal is registered: the task may
-		// have ended in between.
-		if j, err = h.lookup(r); err != nil || j.State.Terminal() {
+	// A job the scheduler knows to be active is not read until it ends
+	// (or the wait is over): the read would only say it still runs.
+	if !active {
+		j, err := h.lookup(r)
+		if err != nil || wait == 0 || j.State.Terminal() {
 			if err == nil {
 				h.writeJob(w, r, j)
 			}
 			return err
+		}
+		if ended == nil {
+			var release func()
+			ended, release, _ = h.cfg.Scheduler.EndSignal(j.ID)
+			defer release()
+			// Read again now that the signal is registered: the task may
+			// have ended in between.
+			if j, err = h.lookup(r); err != nil || j.State.Terminal() {
+				if err == nil {
+					h.writeJob(w, r, j)
+				}
+				return err
+			}
 		}
 	}
 	select {
@@ -122,7 +127,8 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) error {
 	case <-r.Context().Done():
 		return nil
 	}
-	if j, err = h.lookup(r); err != nil {
+	j, err := h.lookup(r)
+	if err != nil {
 		return err
 	}
 	h.writeJob(w, r, j)

@@ -69,7 +69,8 @@ func (s *Scheduler) turn(ctx context.Context, events []event) {
 		r.ch <- r.err
 	}
 	st.replies = st.replies[:0]
-	s.ended.notify(ended)
+	s.ended.update(st.entered, ended)
+	st.entered = st.entered[:0]
 	s.broadcast()
 }
 

@@ -237,3 +237,42 @@ func TestCancel(t *testing.T) {
 		t.Fatal("cancel of an ended job succeeded")
 	}
 }
+
+// TestEndSignalKnowsActiveJobs: a job the loop has taken in is reported
+// active (a long poll then waits without reading it), its signal closes
+// once its end is in the store, and from then on nothing is known of it.
+func TestEndSignalKnowsActiveJobs(t *testing.T) {
+	h := newHarness(t, 1)
+	j := h.submit(job.Spec{Command: cmd()})
+	l := h.nextLaunch() // launched: the loop has taken it in
+	ended, release, active := h.s.EndSignal(j.ID)
+	defer release()
+	if !active {
+		t.Fatal("a launched job is not reported active")
+	}
+	select {
+	case <-ended:
+		t.Fatal("the end signal closed before the job ended")
+	default:
+	}
+	h.end(l, 0)
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the end signal did not close")
+	}
+	got, err := h.st.GetJob(context.Background(), j.ID)
+	if err != nil || got.State != job.Succeeded {
+		t.Fatalf("after its end signal the store has %v (%v)", got, err)
+	}
+	_, release2, active := h.s.EndSignal(j.ID)
+	release2()
+	if active {
+		t.Fatal("an ended job is still reported active")
+	}
+	if _, release3, active := h.s.EndSignal(j.ID + 1000); active {
+		t.Fatal("an unknown job is reported active")
+	} else {
+		release3()
+	}
+}

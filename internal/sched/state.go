@@ -66,6 +66,8 @@ type state struct {
 	// gone holds this turn's jobs that reached a terminal state (and so
 	// left jobs) until they are written.
 	gone map[int64]*entry
+	// entered holds the jobs tracked since the waiters last heard of it.
+	entered []int64
 	// superseded holds attempts that ended this turn and were replaced by
 	// a new attempt of the same job (a retry started in the same pass)
 	// before being written; without it their final record would be lost.
@@ -191,6 +193,7 @@ func (s *Scheduler) loadQueues(ctx context.Context, st *state) error {
 func (st *state) track(e *entry) (holdsAttempt bool) {
 	j := e.j
 	st.jobs[j.ID] = e
+	st.entered = append(st.entered, j.ID)
 	if q := st.queues[j.Queue]; q != nil {
 		e.pool = st.pools[q.Backend]
 	}

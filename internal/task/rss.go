@@ -1,11 +1,6 @@
 package task
 
-import (
-	"bufio"
-	"bytes"
-	"os"
-	"strconv"
-)
+import "syscall"
 
 // jobPeakRSS is the job's peak resident memory from its ru_maxrss, or 0
 // when that cannot be told apart from this process's own.
@@ -25,28 +20,13 @@ func jobPeakRSS(childMaxRSS, ownPeak int64) int64 {
 	return 0
 }
 
-// ownPeakRSS is this process's resident high-water mark (VmHWM) in
-// bytes, 0 if it cannot be read.
+// ownPeakRSS is this process's resident high-water mark in bytes (its
+// own ru_maxrss, the VmHWM of /proc/self/status without opening and
+// parsing a file on every start), 0 if it cannot be read.
 func ownPeakRSS() int64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		rest, ok := bytes.CutPrefix(sc.Bytes(), []byte("VmHWM:"))
-		if !ok {
-			continue
-		}
-		kb, ok := bytes.CutSuffix(bytes.TrimSpace(rest), []byte(" kB"))
-		if !ok {
-			return 0
-		}
-		n, err := strconv.ParseInt(string(bytes.TrimSpace(kb)), 10, 64)
-		if err != nil {
-			return 0
-		}
-		return n * 1024
-	}
-	return 0
+	return ru.Maxrss * 1024
 }

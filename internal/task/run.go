@@ -39,9 +39,10 @@ type Env struct {
 // journal is the claim's), to its end: stage in, run, stage out, ship
 // logs, record the result in the journal, which Run closes. Closing
 // cancel cancels it (SIGTERM to the command's group, SIGKILL after the
-// grace period). notify is called with each event. The job's own outcome
-// is in the journal; an error means the attempt dir itself was unusable.
-func Run(env Env, journal *Journal, dir string, l *Launch, cancel <-chan struct{}, notify func(event string)) error {
+// grace period). notify is called with each event. It returns the job's
+// outcome as recorded in the journal; an error means the attempt dir
+// itself was unusable (then the journal holds no outcome).
+func Run(env Env, journal *Journal, dir string, l *Launch, cancel <-chan struct{}, notify func(event string)) (*job.Result, error) {
 	r := &runner{dir: dir, cancel: cancel, objects: env.Objects, notify: notify, log: env.Log, buckets: env.Buckets, launch: *l, status: journal, host: osHost()}
 	defer r.status.Close()
 	res := &job.Result{StartedAt: time.Now().UTC()}
@@ -49,9 +50,9 @@ func Run(env Env, journal *Journal, dir string, l *Launch, cancel <-chan struct{
 	r.shipLogs(res)
 	res.EndedAt = time.Now().UTC()
 	if err := r.status.append(Record{Stage: StageDone, At: res.EndedAt, Result: res}); err != nil {
-		return fmt.Errorf("record result: %w", err)
+		return nil, fmt.Errorf("record result: %w", err)
 	}
-	return nil
+	return res, nil
 }
 
 type runner struct {

@@ -27,7 +27,8 @@ func TestRunEventsAndClaim(t *testing.T) {
 		t.Fatalf("claim: %v %v", ok, err)
 	}
 	var events []string
-	if err := Run(env, journal, dir, l, make(chan struct{}), func(ev string) { events = append(events, ev) }); err != nil {
+	res, err := Run(env, journal, dir, l, make(chan struct{}), func(ev string) { events = append(events, ev) })
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(events, []string{EventStarted}) {
@@ -36,6 +37,10 @@ func TestRunEventsAndClaim(t *testing.T) {
 	st, err := ReadStatus(dir)
 	if err != nil || st.Owner != OwnerExecutor || st.Done == nil || st.Done.Result.ExitCode == nil || *st.Done.Result.ExitCode != 0 {
 		t.Fatalf("status %+v %v", st, err)
+	}
+	// What Run returns is what it recorded.
+	if *res.ExitCode != 0 || !res.EndedAt.Equal(st.Done.Result.EndedAt) || !res.EndedAt.Equal(st.Done.At) {
+		t.Fatalf("Run returned %+v, the journal holds %+v", res, st.Done.Result)
 	}
 	// Claimed already: a second claim fails, whoever makes it.
 	if _, ok, err := Claim(dir, OwnerAbandoned); ok || err != nil {
@@ -64,7 +69,7 @@ func runAttemptNotify(t *testing.T, l *Launch, notify func(string)) (*job.Result
 	if err != nil || !ok {
 		t.Fatalf("claim: %v %v", ok, err)
 	}
-	if err := Run(env, journal, dir, l, make(chan struct{}), notify); err != nil {
+	if _, err := Run(env, journal, dir, l, make(chan struct{}), notify); err != nil {
 		t.Fatal(err)
 	}
 	st, err := ReadStatus(dir)

@@ -338,12 +338,13 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, l *task.Launch) {
 			e.broadcast(m)
 		}
 		env := task.Env{Buckets: e.buckets, Objects: e.objects, Log: e.log.With("job", k.id, "attempt", k.attempt)}
-		if err := task.Run(env, journal, e.dir(k), l, r.cancel, notify); err != nil {
+		res, err := task.Run(env, journal, e.dir(k), l, r.cancel, notify)
+		if err != nil {
 			e.log.Error("attempt failed to run", "job", k.id, "attempt", k.attempt, "err", err)
 		}
 		e.mu.Lock()
 		delete(e.running, k)
 		e.mu.Unlock()
-		e.broadcast(message{Event: evDone, JobID: k.id, Attempt: k.attempt, At: time.Now().UTC()})
+		e.broadcast(message{Event: evDone, JobID: k.id, Attempt: k.attempt, At: time.Now().UTC(), Result: res})
 	}()
 }

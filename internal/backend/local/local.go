@@ -317,7 +317,9 @@ func (b *Backend) readEvents(conn net.Conn) {
 			tracked := b.inflight[k]
 			delete(b.inflight, k)
 			b.mu.Unlock()
-			if tracked {
+			if tracked && m.Event == evDone && m.Result != nil {
+				b.rep.Finished(m.JobID, m.Attempt, *m.Result)
+			} else if tracked {
 				dir := b.AttemptDir(m.JobID, m.Attempt)
 				r := readOutcome(dir)
 				if r.NodeLost && r.Error == errLostRunning {

@@ -3,6 +3,7 @@ package local
 import (
 	"time"
 
+	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/task"
 )
 
@@ -45,4 +46,8 @@ type message struct {
 	JobID   int64     `json:"id"`
 	Attempt int       `json:"attempt"`
 	At      time.Time `json:"at,omitzero"`
+	// Result: with done, the outcome the executor recorded in the
+	// attempt's journal, so that the server need not read it back. Without
+	// one (the attempt dir was unusable, or unknown) the files tell.
+	Result *job.Result `json:"result,omitempty"`
 }

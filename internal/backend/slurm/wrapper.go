@@ -78,11 +78,12 @@ func RunWrapper(args []string, log *slog.Logger) int {
 		objects = nil
 	}
 	env := task.Env{Buckets: buckets, Objects: objects, Log: log.With("job", l.JobID, "attempt", l.Attempt)}
-	if err := task.Run(env, journal, dir, &l, cancel, func(string) {}); err != nil {
+	res, err := task.Run(env, journal, dir, &l, cancel, func(string) {})
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "hpcml job wrapper:", err)
 		return 1
 	}
-	return exitStatus(dir)
+	return exitStatus(res)
 }
 
 // exitStatus is the batch script's exit status for the attempt's outcome:
@@ -91,12 +92,7 @@ func RunWrapper(args []string, log *slog.Logger) int {
 // hpcml holds behind a failed one could start before hpcml cancels it.
 // A command's exit code passes through, a signal is 128+its number (as a
 // shell reports it), any other failure is 1.
-func exitStatus(dir string) int {
-	st, err := task.ReadStatus(dir)
-	if err != nil || st.Done == nil || st.Done.Result == nil {
-		return 1
-	}
-	r := st.Done.Result
+func exitStatus(r *job.Result) int {
 	if state, _ := r.Outcome(); state == job.Succeeded {
 		return 0
 	}
