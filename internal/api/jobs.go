@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/sched"
 	"github.com/hpcml/hpcml/internal/store"
 )
 
@@ -70,6 +71,10 @@ func (h *Handler) lookup(r *http.Request) (*job.Job, error) {
 	if isTask {
 		return h.cfg.Store.GetArrayTask(r.Context(), id, index)
 	}
+	// A job that ended lately is in the scheduler's memory as committed.
+	if j := h.cfg.Scheduler.EndedJob(id); j != nil {
+		return j, nil
+	}
 	return h.cfg.Store.GetJob(r.Context(), id)
 }
 
@@ -85,21 +90,19 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) error {
 		}
 		wait = min(d, maxWait)
 	}
-	var ended <-chan struct{}
-	active := false
+	var ended *sched.EndWait
 	if wait > 0 {
 		// A plain job id can be registered before the one read: an end
 		// in between then closes the signal. An array task's own id is
 		// known only after reading it, so it is read twice.
 		if id, _, isTask, err := job.ParseID(r.PathValue("id")); err == nil && !isTask {
-			var release func()
-			ended, release, active = h.cfg.Scheduler.EndSignal(id)
-			defer release()
+			ended = h.cfg.Scheduler.EndSignal(id)
+			defer ended.Release()
 		}
 	}
 	// A job the scheduler knows to be active is not read until it ends
 	// (or the wait is over): the read would only say it still runs.
-	if !active {
+	if ended == nil || !ended.Active {
 		j, err := h.lookup(r)
 		if err != nil || wait == 0 || j.State.Terminal() {
 			if err == nil {
@@ -108,9 +111,8 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		if ended == nil {
-			var release func()
-			ended, release, _ = h.cfg.Scheduler.EndSignal(j.ID)
-			defer release()
+			ended = h.cfg.Scheduler.EndSignal(j.ID)
+			defer ended.Release()
 			// Read again now that the signal is registered: the task may
 			// have ended in between.
 			if j, err = h.lookup(r); err != nil || j.State.Terminal() {
@@ -122,7 +124,12 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	select {
-	case <-ended:
+	case <-ended.Ended:
+		// The loop's record of the end, as committed: no read.
+		if j := ended.Final(); j != nil {
+			h.writeJob(w, r, j)
+			return nil
+		}
 	case <-time.After(wait):
 	case <-r.Context().Done():
 		return nil

@@ -47,9 +47,9 @@ func (s *Scheduler) turn(ctx context.Context, events []event) {
 	}
 	clear(st.dirty)
 	clear(st.dirtyAttempt)
-	ended := make([]int64, 0, len(st.gone))
-	for id, e := range st.gone {
-		ended = append(ended, id)
+	ended := make([]*entry, 0, len(st.gone))
+	for _, e := range st.gone {
+		ended = append(ended, e)
 		if s.metrics != nil && !e.j.IsArrayParent() {
 			s.metrics.finished.WithLabelValues(string(e.j.State)).Inc()
 		}

@@ -2,6 +2,7 @@ package sched
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -245,34 +246,140 @@ func TestEndSignalKnowsActiveJobs(t *testing.T) {
 	h := newHarness(t, 1)
 	j := h.submit(job.Spec{Command: cmd()})
 	l := h.nextLaunch() // launched: the loop has taken it in
-	ended, release, active := h.s.EndSignal(j.ID)
-	defer release()
-	if !active {
+	ew := h.s.EndSignal(j.ID)
+	defer ew.Release()
+	if !ew.Active {
 		t.Fatal("a launched job is not reported active")
 	}
 	select {
-	case <-ended:
+	case <-ew.Ended:
 		t.Fatal("the end signal closed before the job ended")
 	default:
 	}
 	h.end(l, 0)
-	select {
-	case <-ended:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the end signal did not close")
-	}
+	h.waitEnd(ew)
 	got, err := h.st.GetJob(context.Background(), j.ID)
 	if err != nil || got.State != job.Succeeded {
 		t.Fatalf("after its end signal the store has %v (%v)", got, err)
 	}
-	_, release2, active := h.s.EndSignal(j.ID)
-	release2()
-	if active {
+	after := h.s.EndSignal(j.ID)
+	after.Release()
+	if after.Active {
 		t.Fatal("an ended job is still reported active")
 	}
-	if _, release3, active := h.s.EndSignal(j.ID + 1000); active {
+	if unknown := h.s.EndSignal(j.ID + 1000); unknown.Active {
 		t.Fatal("an unknown job is reported active")
-	} else {
-		release3()
+	}
+}
+
+func (h *harness) waitEnd(ew *EndWait) {
+	h.t.Helper()
+	select {
+	case <-ew.Ended:
+	case <-time.After(10 * time.Second):
+		h.t.Fatal("the end signal did not close")
+	}
+}
+
+// TestEndSignalFinalIsTheStoredJob: the record a long poll is answered
+// with at a job's end is, field for field, what the store returns for it
+// — or nil where the loop does not hold all of it.
+func TestEndSignalFinalIsTheStoredJob(t *testing.T) {
+	h := newHarness(t, 1)
+	ctx := context.Background()
+	same := func(what string, ew *EndWait, id int64) {
+		t.Helper()
+		h.waitEnd(ew)
+		stored, err := h.st.GetJob(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(stored)
+		got, _ := json.Marshal(ew.Final())
+		if string(got) != string(want) {
+			t.Fatalf("%s: the end signal's record\n%s\nthe store's\n%s", what, got, want)
+		}
+		kept, _ := json.Marshal(h.s.EndedJob(id))
+		if string(kept) != string(want) {
+			t.Fatalf("%s: the recent end kept\n%s\nthe store's\n%s", what, kept, want)
+		}
+	}
+
+	ok := h.submit(job.Spec{Command: cmd(), Name: "ok", Env: map[string]string{"A": "1"}})
+	okEnd := h.s.EndSignal(ok.ID)
+	h.end(h.nextLaunch(), 0)
+	same("succeeded", okEnd, ok.ID)
+
+	failed := h.submit(job.Spec{Command: cmd()})
+	failedEnd := h.s.EndSignal(failed.ID)
+	h.end(h.nextLaunch(), 3)
+	same("failed", failedEnd, failed.ID)
+
+	// Everything a real attempt reports: usage, logs, a signal, cache use.
+	killed := h.submit(job.Spec{Command: cmd(), Resources: job.Resources{CPUs: 0.5, MemoryMB: 64}})
+	killedEnd := h.s.EndSignal(killed.ID)
+	kl := h.nextLaunch()
+	start := time.Now().UTC()
+	h.s.Started(kl.id, kl.attempt, start)
+	h.s.Finished(kl.id, kl.attempt, job.Result{StartedAt: start, EndedAt: start.Add(1500 * time.Millisecond),
+		Signal: "SIGKILL", CPUSeconds: 1.25, MaxRSSBytes: 3 << 20, CacheHits: 2, CacheMisses: 1,
+		StdoutURL: "jobs/3/1/stdout", StderrURL: "jobs/3/1/stderr"})
+	same("killed by a signal", killedEnd, killed.ID)
+
+	// Cancelled while waiting behind a running job: no attempt at all.
+	blocker := h.submit(job.Spec{Command: cmd()})
+	bl := h.nextLaunch()
+	pending := h.submit(job.Spec{Command: cmd()})
+	h.until(pending.ID, "runnable", func(j *job.Job) bool { return j.State == job.Runnable })
+	pendingEnd := h.s.EndSignal(pending.ID)
+	if err := h.s.Cancel(ctx, pending.ID); err != nil {
+		t.Fatal(err)
+	}
+	same("cancelled before starting", pendingEnd, pending.ID)
+	h.end(bl, 0)
+	h.until(blocker.ID, "ended", func(j *job.Job) bool { return j.State.Terminal() })
+
+	// An array task; its parent's counts are the store's to tell.
+	arr := h.submit(job.Spec{Command: cmd(), Array: "0-1"})
+	tasks, err := h.st.ListJobs(ctx, store.JobFilter{Parent: arr.ID})
+	if err != nil || len(tasks) != 2 {
+		t.Fatalf("array tasks %v %v", tasks, err)
+	}
+	taskEnd := h.s.EndSignal(tasks[0].ID)
+	parentEnd := h.s.EndSignal(arr.ID)
+	h.end(h.nextLaunch(), 0)
+	h.end(h.nextLaunch(), 0)
+	same("array task", taskEnd, tasks[0].ID)
+	h.waitEnd(parentEnd)
+	if parentEnd.Final() != nil || h.s.EndedJob(arr.ID) != nil {
+		t.Fatal("an array parent's end came with a record: its counts are the store's")
+	}
+
+	// A retried job: its first attempt is the store's to tell.
+	retried := h.submit(job.Spec{Command: cmd(), Retry: job.RetryPolicy{Attempts: 2}})
+	retriedEnd := h.s.EndSignal(retried.ID)
+	h.end(h.nextLaunch(), 1)
+	h.end(h.nextLaunch(), 0)
+	h.waitEnd(retriedEnd)
+	if retriedEnd.Final() != nil || h.s.EndedJob(retried.ID) != nil {
+		t.Fatal("a retried job's end came with a record holding only its last attempt")
+	}
+	if h.s.EndedJob(blocker.ID+1000) != nil {
+		t.Fatal("a record for a job that does not exist")
+	}
+}
+
+// TestRecentEndsAreBounded: the ended jobs kept in memory are the last
+// recentEnds, oldest dropped first.
+func TestRecentEndsAreBounded(t *testing.T) {
+	var w endWaiters
+	for id := int64(1); id <= recentEnds+10; id++ {
+		w.remember(&job.Job{ID: id})
+	}
+	if len(w.recent) != recentEnds {
+		t.Fatalf("%d kept, want %d", len(w.recent), recentEnds)
+	}
+	if w.recent[10] != nil || w.recent[11] == nil || w.recent[recentEnds+10] == nil {
+		t.Fatal("not the last ones kept")
 	}
 }
