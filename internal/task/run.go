@@ -33,6 +33,9 @@ type Env struct {
 	// Objects is the node's content-addressed cache of dataset objects
 	// (nil: dataset inputs cannot be staged here).
 	Objects *cache.Cache
+	// DevNull, open for reading, is the commands' standard input, opened
+	// once for all of a node's attempts (nil: each command opens its own).
+	DevNull *os.File
 }
 
 // Run carries out the attempt in dir, which the caller has claimed (its
@@ -43,7 +46,8 @@ type Env struct {
 // outcome as recorded in the journal; an error means the attempt dir
 // itself was unusable (then the journal holds no outcome).
 func Run(env Env, journal *Journal, dir string, l *Launch, cancel <-chan struct{}, notify func(event string)) (*job.Result, error) {
-	r := &runner{dir: dir, cancel: cancel, objects: env.Objects, notify: notify, log: env.Log, buckets: env.Buckets, launch: *l, status: journal, host: osHost()}
+	r := &runner{dir: dir, cancel: cancel, objects: env.Objects, notify: notify, log: env.Log, buckets: env.Buckets,
+		devNull: env.DevNull, launch: *l, status: journal, host: osHost()}
 	defer r.status.Close()
 	res := &job.Result{StartedAt: time.Now().UTC()}
 	r.execute(res)
@@ -62,6 +66,7 @@ type runner struct {
 	log     *slog.Logger
 	buckets *blob.Cache
 	objects *cache.Cache
+	devNull *os.File
 	launch  Launch
 	status  *Journal
 	host    host // what starting the tasks of a job of several tasks needs
@@ -244,6 +249,9 @@ func (r *runner) runCommand(res *job.Result) bool {
 	cmd.Env = env
 	cmd.Dir = l.WorkDir
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if r.devNull != nil {
+		cmd.Stdin = r.devNull // else exec opens /dev/null itself
+	}
 	// Its own process group, so cancel and time-out reach every process
 	// the command started; Pdeathsig so that a command cannot outlive an
 	// executor killed with -9 (nobody could then collect its exit status).
@@ -400,20 +408,20 @@ func (r *runner) shipLogs(res *job.Result) {
 		file string
 		url  *string
 	}{{StdoutFile, &res.StdoutURL}, {StderrFile, &res.StderrURL}} {
-		f, err := os.Open(filepath.Join(r.dir, s.file))
-		if errors.Is(err, os.ErrNotExist) {
+		path := filepath.Join(r.dir, s.file)
+		// A stat first: most jobs' logs are empty, and a stat costs less
+		// than an open, a stat and a close.
+		if info, err := os.Stat(path); errors.Is(err, os.ErrNotExist) || err == nil && info.Size() == 0 {
 			continue
 		}
+		f, err := os.Open(path)
 		if err != nil {
 			r.log.Warn("ship logs", "err", err)
 			continue
 		}
 		size := int64(-1)
 		if info, err := f.Stat(); err == nil {
-			if size = info.Size(); size == 0 {
-				f.Close()
-				continue
-			}
+			size = info.Size()
 		}
 		key := l.LogPrefix + s.file
 		_, err = blob.UploadReader(ctx, b, key, f, size)

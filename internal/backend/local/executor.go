@@ -46,6 +46,7 @@ type Executor struct {
 	// server's --storage): other buckets are opened per attempt.
 	buckets *blob.Cache
 	objects *cache.Cache // dataset objects, shared by the node's jobs
+	devNull *os.File     // every command's stdin
 }
 
 // run is an attempt this executor has claimed and runs.
@@ -93,8 +94,13 @@ func ServeExecutor(ctx context.Context, jobsDir string, cacheBytes int64, log *s
 	defer ln.Close()
 	os.Chmod(sock, 0o600)
 
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		return fmt.Errorf("executor: %w", err)
+	}
+	defer devNull.Close()
 	e := &Executor{jobsDir: jobsDir, log: log, running: map[attemptKey]*run{}, conns: map[*clientConn]bool{},
-		idleFrom: time.Now(), grace: idleExit, buckets: blob.NewCache(), objects: objects}
+		idleFrom: time.Now(), grace: idleExit, buckets: blob.NewCache(), objects: objects, devNull: devNull}
 	defer e.buckets.Close()
 	go func() {
 		t := time.NewTicker(time.Second)
@@ -337,7 +343,7 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, l *task.Launch) {
 			e.mu.Unlock()
 			e.broadcast(m)
 		}
-		env := task.Env{Buckets: e.buckets, Objects: e.objects, Log: e.log.With("job", k.id, "attempt", k.attempt)}
+		env := task.Env{Buckets: e.buckets, Objects: e.objects, DevNull: e.devNull, Log: e.log.With("job", k.id, "attempt", k.attempt)}
 		res, err := task.Run(env, journal, e.dir(k), l, r.cancel, notify)
 		if err != nil {
 			e.log.Error("attempt failed to run", "job", k.id, "attempt", k.attempt, "err", err)

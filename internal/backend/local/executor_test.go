@@ -300,3 +300,40 @@ func TestExecutorEnvDropsHPCMLVariables(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 }
+
+// TestDoneCarriesTheRecordedResult: commands read an empty stdin (the
+// executor's one /dev/null, shared by every attempt, not a pipe that
+// could block them), and the done event carries the outcome exactly as
+// the attempt's journal records it.
+func TestDoneCarriesTheRecordedResult(t *testing.T) {
+	jobs := startTestExecutor(t)
+	tc := dialTest(t, jobs)
+	for id := int64(1); id <= 3; id++ {
+		dir := attemptDir(jobs, id, 1)
+		if err := makeAttemptDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		l := &task.Launch{JobID: id, Attempt: 1, WorkDir: filepath.Join(dir, task.WorkDir),
+			Argv: []string{"sh", "-c", "n=$(wc -c); echo $n; exit $((n + 2))"}, Env: []string{"PATH=/usr/bin:/bin"}}
+		tc.send(request{Op: opLaunch, JobID: id, Attempt: 1, Launch: l})
+	}
+	for done := 0; done < 3; {
+		m := tc.next()
+		if m.Event != evDone {
+			continue
+		}
+		done++
+		if m.Result == nil || m.Result.ExitCode == nil || *m.Result.ExitCode != 2 {
+			t.Fatalf("job %d: done with %+v, want exit code 2 (no byte read from stdin)", m.JobID, m.Result)
+		}
+		st, err := task.ReadStatus(attemptDir(jobs, m.JobID, 1))
+		if err != nil || st.Done == nil {
+			t.Fatalf("job %d: journal %+v %v", m.JobID, st, err)
+		}
+		got, _ := json.Marshal(m.Result)
+		want, _ := json.Marshal(st.Done.Result)
+		if string(got) != string(want) {
+			t.Fatalf("job %d: done carried\n%s\nthe journal has\n%s", m.JobID, got, want)
+		}
+	}
+}

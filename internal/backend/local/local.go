@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -109,16 +110,35 @@ func (b *Backend) AttemptDir(jobID int64, attempt int) string {
 // Launch prepares the attempt dir and hands the attempt to the executor.
 func (b *Backend) Launch(ctx context.Context, j *job.Job, _ *job.Queue) error {
 	dir := b.AttemptDir(j.ID, j.Attempt)
-	// A dir left by a launch that was abandoned (see Recover) is reused.
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("clear attempt dir: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Join(dir, task.WorkDir), 0o755); err != nil {
-		return fmt.Errorf("create attempt dir: %w", err)
+	if err := makeAttemptDir(dir); err != nil {
+		return err
 	}
 	l := task.Describe(j, dir, task.Site{Storage: b.cfg.Storage, KillGrace: job.Duration(b.cfg.KillGrace),
 		BaseEnv: b.cfg.BaseEnv, Launcher: task.LauncherLocal})
 	return b.request(ctx, request{Op: opLaunch, JobID: j.ID, Attempt: j.Attempt, Launch: &l}, true)
+}
+
+// makeAttemptDir creates an attempt's dir and its work dir: two mkdirs
+// in the common case (this runs once per job).
+func makeAttemptDir(dir string) error {
+	err := os.Mkdir(dir, 0o755)
+	if errors.Is(err, fs.ErrExist) {
+		// Left by a launch that was abandoned (see Recover): made anew.
+		if err = os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("clear attempt dir: %w", err)
+		}
+		err = os.Mkdir(dir, 0o755)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		err = os.MkdirAll(dir, 0o755) // the jobs dir itself is gone
+	}
+	if err == nil {
+		err = os.Mkdir(filepath.Join(dir, task.WorkDir), 0o755)
+	}
+	if err != nil {
+		return fmt.Errorf("create attempt dir: %w", err)
+	}
+	return nil
 }
 
 // Recover re-attaches to an attempt launched by an earlier server.

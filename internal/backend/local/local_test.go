@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hpcml/hpcml/internal/job"
+	"github.com/hpcml/hpcml/internal/task"
 )
 
 // reports records what a Backend reports.
@@ -79,5 +81,35 @@ func TestLaunchRetriedOnNewConnection(t *testing.T) {
 	}
 	if r := rep.finished[0]; r.NeverStarted || r.NodeLost || r.ExitCode == nil || *r.ExitCode != 0 {
 		t.Fatalf("reported %+v, want the command's real exit 0", r)
+	}
+}
+
+// TestMakeAttemptDir: a fresh dir and its work dir are made; one left by
+// an abandoned launch is made anew, empty; a missing jobs dir is made.
+func TestMakeAttemptDir(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "7.1")
+	if err := makeAttemptDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := os.Stat(filepath.Join(dir, task.WorkDir)); err != nil || !info.IsDir() {
+		t.Fatalf("work dir: %v", err)
+	}
+	stale := filepath.Join(dir, task.WorkDir, "left-over")
+	if err := os.WriteFile(stale, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := makeAttemptDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("an abandoned launch's file survived: %v", err)
+	}
+	deep := filepath.Join(root, "gone", "8.1")
+	if err := makeAttemptDir(deep); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(deep, task.WorkDir)); err != nil {
+		t.Fatal(err)
 	}
 }
