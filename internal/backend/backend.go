@@ -81,6 +81,18 @@ type DependencyHolder interface {
 	HoldsDependencies() bool
 }
 
+// Stager is a bounded Backend that keeps attempts handed to it beyond
+// its free capacity, in order, and starts each the moment it fits. The
+// scheduler may then launch up to StageAhead attempts that have not
+// started yet, whether they fit or not, so that a slot freed on the node
+// is filled at once instead of after a round trip through the scheduler
+// (on a machine running many short jobs that round trip is most of a
+// slot's idle time). It is asked at every pass, and may answer 0 (stage
+// nothing now).
+type Stager interface {
+	StageAhead() int
+}
+
 // ProgressReader is a Backend that can read what a launched attempt
 // reports of its progress (the file HPCML_PROGRESS_FILE names, see
 // job.Progress). It returns nil without error when the attempt reports

@@ -240,3 +240,66 @@ func TestQueueUpdate(t *testing.T) {
 		t.Fatalf("queue update without flags: %v: %s", err, out)
 	}
 }
+
+// TestStagedJobs: once short jobs have run, the server hands the node's
+// executor one job beyond its capacity; it says so, starts in order the
+// moment the CPU frees, never beside the job it waited for, and one
+// cancelled while staged never starts.
+func TestStagedJobs(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--cpus", "1")
+	ctx := ctxFor(t, 60*time.Second)
+	var warm []*job.Job
+	for range 8 { // staging starts once the last 8 runs were short
+		warm = append(warm, s.submit(job.Spec{Command: []string{"true"}}))
+	}
+	for _, j := range warm {
+		expectState(t, s.wait(j, 20*time.Second), job.Succeeded)
+	}
+	first := s.waitRunning(s.submit(job.Spec{Command: []string{"sleep", "0.8"}}))
+	// Two staged (two per CPU), in order.
+	var staged []*job.Job
+	for range 2 {
+		j := s.submit(job.Spec{Command: []string{"sleep", "0.2"}})
+		s.waitFor(id(j), 5*time.Second, "staged", func(j *job.Job) bool {
+			return j.State == job.Starting && strings.Contains(j.Reason, "staged")
+		})
+		staged = append(staged, j)
+	}
+	third := s.submit(job.Spec{Command: []string{"true"}}) // waits here: no more staged
+	if cur, err := s.Client.GetJob(ctx, id(third)); err != nil || cur.State != job.Runnable {
+		t.Fatalf("a third job beyond the CPU: %+v %v", cur, err)
+	}
+	done := []*job.Job{s.wait(first, 20*time.Second), s.wait(staged[0], 20*time.Second), s.wait(staged[1], 20*time.Second),
+		s.wait(third, 20*time.Second)}
+	for _, j := range done {
+		expectState(t, j, job.Succeeded)
+	}
+	if n := maxOverlap(attemptIntervals(t, done...)); n != 1 {
+		t.Fatalf("%d jobs ran at once on a 1-CPU server", n)
+	}
+	for i := 1; i < len(done); i++ {
+		if !done[i-1].Attempts[0].StartedAt.Before(*done[i].Attempts[0].StartedAt) {
+			t.Fatalf("job %d started before job %d, staged or waiting ahead of it", done[i].ID, done[i-1].ID)
+		}
+	}
+
+	// Cancelled while staged: it never starts, and the job behind it runs.
+	// (The runs so far include the 0.8 s one, still short.)
+	blocker := s.waitRunning(s.submit(job.Spec{Command: []string{"sleep", "0.8"}}))
+	victim := s.submit(job.Spec{Command: []string{"sleep", "5"}})
+	s.waitFor(id(victim), 5*time.Second, "staged", func(j *job.Job) bool {
+		return j.State == job.Starting && strings.Contains(j.Reason, "staged")
+	})
+	after := s.submit(job.Spec{Command: []string{"true"}})
+	if _, err := s.Client.CancelJob(ctx, id(victim)); err != nil {
+		t.Fatal(err)
+	}
+	v := s.wait(victim, 20*time.Second)
+	expectState(t, v, job.Cancelled)
+	if v.StartedAt != nil || (len(v.Attempts) > 0 && v.Attempts[0].StartedAt != nil) {
+		t.Fatalf("the job cancelled while staged started: %+v", v)
+	}
+	expectState(t, s.wait(blocker, 20*time.Second), job.Succeeded)
+	expectState(t, s.wait(after, 20*time.Second), job.Succeeded)
+}

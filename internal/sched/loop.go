@@ -142,6 +142,7 @@ func (s *Scheduler) apply(ctx context.Context, st *state, ev event) {
 		e.attempt.State = job.Running
 		st.dirtyAttempt[e.j.ID] = true
 		st.setState(e, job.Running, runningReason(e.j))
+		st.started(e)
 		if s.metrics != nil && e.j.Attempt == 1 {
 			s.metrics.submitToStart.Observe(at.Sub(e.j.SubmittedAt).Seconds())
 		}
@@ -246,6 +247,9 @@ func (s *Scheduler) finish(st *state, e *entry, r *job.Result) {
 		if !r.EndedAt.IsZero() {
 			ended := r.EndedAt
 			a.EndedAt = &ended
+			if e.pool != nil {
+				e.pool.ran(r.EndedAt.Sub(r.StartedAt))
+			}
 			if q := st.queues[j.Queue]; q != nil {
 				j.Cost += q.Cost(j.Spec.Allocation(), r.EndedAt.Sub(r.StartedAt))
 			}
@@ -542,7 +546,11 @@ func (s *Scheduler) start(st *state, e *entry) {
 	st.dirtyAttempt[j.ID] = true
 	j.ExitCode, j.Signal = nil, ""
 	// A backend that was unreachable says so until a launch gets through.
-	st.setState(e, job.Starting, e.pool.downReason)
+	reason := e.pool.downReason
+	if reason == "" && !e.pool.free(j.Spec.Allocation()) {
+		reason = ReasonStaged
+	}
+	st.setState(e, job.Starting, reason)
 	st.allocate(e)
 	e.launching = true
 	st.launch = append(st.launch, e)

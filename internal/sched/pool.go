@@ -20,6 +20,17 @@ type pool struct {
 	usedMilli, usedMem int64
 	usedGPUs           int
 	runq               runQueue
+	// stager, if the backend stages (backend.Stager), says how many
+	// attempts that have not started (unstarted) it takes beyond its free
+	// capacity. Staged attempts count in used like running ones.
+	stager    backend.Stager
+	unstarted int
+	// runs: how long the last attempts that ended here ran. Staging pays
+	// only while jobs are short (it hides the scheduler's round trip);
+	// with long ones it would let a job staged early take a slot that a
+	// higher-priority job submitted later should have got, so it stops.
+	runs  [8]time.Duration
+	nRuns int
 
 	// After a launch found the backend unreachable, its jobs wait until
 	// downUntil (doubling backoff) with downReason as their reason.
@@ -35,13 +46,51 @@ const (
 
 func newPool(b backend.Backend) *pool {
 	total := b.Capacity()
-	return &pool{b: b, total: total, bounded: total != (job.Resources{})}
+	p := &pool{b: b, total: total, bounded: total != (job.Resources{})}
+	if s, ok := b.(backend.Stager); ok && p.bounded {
+		p.stager = s
+	}
+	return p
 }
 
-// full: nothing more can start (every job asks for some CPU).
-func (p *pool) full() bool { return p.bounded && p.usedMilli >= p.total.MilliCPUs() }
+// quickRun is the longest run that still counts as short for staging.
+const quickRun = time.Second
 
+// ran records how long an attempt that ended here ran.
+func (p *pool) ran(d time.Duration) {
+	p.runs[p.nRuns%len(p.runs)] = d
+	p.nRuns++
+}
+
+// canStage: the backend stages, has room for one more, and every one of
+// the last attempts that ended here was short.
+func (p *pool) canStage() bool {
+	if p.stager == nil || p.nRuns < len(p.runs) || p.unstarted >= p.stager.StageAhead() {
+		return false
+	}
+	for _, d := range p.runs {
+		if d > quickRun {
+			return false
+		}
+	}
+	return true
+}
+
+// full: nothing more can start or be staged (every job asks for some CPU).
+func (p *pool) full() bool {
+	return p.bounded && p.usedMilli >= p.total.MilliCPUs() && !p.canStage()
+}
+
+// fits: a job asking r may be launched now — into free capacity, or
+// staged on a backend that keeps it until it fits (if it fits the
+// machine at all).
 func (p *pool) fits(r job.Resources) bool {
+	return p.free(r) || p.canStage() && r.MilliCPUs() <= p.total.MilliCPUs() &&
+		r.MemoryMB <= p.total.MemoryMB && r.GPUs <= p.total.GPUs
+}
+
+// free: r fits beside everything launched.
+func (p *pool) free(r job.Resources) bool {
 	return !p.bounded || p.usedMilli+r.MilliCPUs() <= p.total.MilliCPUs() &&
 		p.usedMem+r.MemoryMB <= p.total.MemoryMB &&
 		p.usedGPUs+r.GPUs <= p.total.GPUs
@@ -63,3 +112,13 @@ func (p *pool) markDown(now time.Time, reason string) {
 func (p *pool) markUp() { p.backoff, p.downUntil, p.downReason = 0, time.Time{}, "" }
 
 func (p *pool) down(now time.Time) bool { return now.Before(p.downUntil) }
+
+// backlogged: runnable jobs wait in some pool.
+func (st *state) backlogged() bool {
+	for _, p := range st.pools {
+		if len(p.runq.items) > 0 {
+			return true
+		}
+	}
+	return false
+}

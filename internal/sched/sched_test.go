@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcml/hpcml/internal/backend"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/store"
 )
@@ -56,6 +57,18 @@ type harness struct {
 
 func newHarness(t *testing.T, cpus float64, queues ...*job.Queue) *harness {
 	t.Helper()
+	return newHarnessOn(t, cpus, func(f *fakeBackend) backend.Backend { return f }, queues...)
+}
+
+// stagingBackend is a fakeBackend that takes one attempt beyond its
+// capacity (backend.Stager).
+type stagingBackend struct{ *fakeBackend }
+
+func (stagingBackend) StageAhead() int { return 1 }
+
+// newHarnessOn runs the scheduler on the backend wrap makes of the fake.
+func newHarnessOn(t *testing.T, cpus float64, wrap func(*fakeBackend) backend.Backend, queues ...*job.Queue) *harness {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "db"))
 	if err != nil {
@@ -68,7 +81,7 @@ func newHarness(t *testing.T, cpus float64, queues ...*job.Queue) *harness {
 	}
 	be := &fakeBackend{capacity: job.Resources{CPUs: cpus, MemoryMB: 1024}, launched: make(chan launched, 100)}
 	s := New(st, slog.New(slog.DiscardHandler), nil)
-	s.AddBackend(be)
+	s.AddBackend(wrap(be))
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; st.Close() })
@@ -382,4 +395,54 @@ func TestRecentEndsAreBounded(t *testing.T) {
 	if w.recent[10] != nil || w.recent[11] == nil || w.recent[recentEnds+10] == nil {
 		t.Fatal("not the last ones kept")
 	}
+}
+
+// TestStagingAheadOfAFreeSlot: a backend that stages gets one attempt
+// beyond its capacity, said to be staged, once the last attempts that
+// ended on it were all short, and never more than it takes; a long run
+// stops staging (it would hand a slot to whoever was staged first).
+func TestStagingAheadOfAFreeSlot(t *testing.T) {
+	h := newHarnessOn(t, 1, func(f *fakeBackend) backend.Backend { return stagingBackend{f} })
+	// Nothing has run yet: no staging, one at a time.
+	for range 8 {
+		h.submit(job.Spec{Command: cmd()})
+	}
+	for range 8 {
+		h.end(h.nextLaunch(), 0) // 1 ms each
+	}
+	running := h.submit(job.Spec{Command: cmd()})
+	rl := h.nextLaunch()
+	h.s.Started(rl.id, rl.attempt, time.Now().UTC()) // until then it waits to start itself
+	staged := h.submit(job.Spec{Command: cmd()})
+	sl := h.nextLaunch()
+	if sl.id != staged.ID {
+		t.Fatalf("launched %d, want the staged %d", sl.id, staged.ID)
+	}
+	got := h.until(staged.ID, "starting", func(j *job.Job) bool { return j.State == job.Starting })
+	if got.Reason != ReasonStaged {
+		t.Fatalf("staged job's reason %q", got.Reason)
+	}
+	waiting := h.submit(job.Spec{Command: cmd()})
+	h.noLaunch() // one staged at most
+	h.until(waiting.ID, "runnable", func(j *job.Job) bool { return j.State == job.Runnable })
+
+	// The running one ends and the staged one starts on the node: room
+	// to stage the next.
+	h.end(rl, 0)
+	now := time.Now().UTC()
+	h.s.Started(sl.id, sl.attempt, now)
+	wl := h.nextLaunch()
+	if wl.id != waiting.ID {
+		t.Fatalf("launched %d, want %d staged next", wl.id, waiting.ID)
+	}
+	h.until(running.ID, "ended", func(j *job.Job) bool { return j.State.Terminal() })
+
+	// A run of 2 s ends; the job staged behind it starts in its slot.
+	// Room to stage again, but a long run was seen: nothing is staged.
+	h.s.Finished(sl.id, sl.attempt, job.Result{StartedAt: now, EndedAt: now.Add(2 * time.Second), ExitCode: new(int)})
+	h.s.Started(wl.id, wl.attempt, time.Now().UTC())
+	h.until(waiting.ID, "running", func(j *job.Job) bool { return j.State == job.Running })
+	next := h.submit(job.Spec{Command: cmd()})
+	h.noLaunch()
+	h.until(next.ID, "runnable", func(j *job.Job) bool { return j.State == job.Runnable })
 }

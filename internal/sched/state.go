@@ -20,6 +20,8 @@ const (
 	ReasonThrottle   = "array at its %N throttle"
 	ReasonCancelling = "cancelling"
 	ReasonNoBackend  = "its queue's backend is not configured on this server"
+	// ReasonStaged: handed to the node ahead of a free slot (backend.Stager).
+	ReasonStaged = "staged on the node: starts when a slot frees"
 )
 
 // entry is an active job as the loop sees it.
@@ -37,6 +39,9 @@ type entry struct {
 	// must wait for that (see the launched event), or it would overtake
 	// the launch and be lost.
 	launching bool
+	// unstarted: it holds resources in its pool but has not started yet
+	// (counted in pool.unstarted).
+	unstarted bool
 
 	// early: launched before its dependencies ended, to a backend that
 	// holds it on heldOn (see canHold); failWith, once a dependency can
@@ -222,6 +227,16 @@ func (st *state) track(e *entry) (holdsAttempt bool) {
 	return false
 }
 
+// started: e's attempt no longer waits to start (it started, or ended
+// without starting), which leaves room to stage another.
+func (st *state) started(e *entry) {
+	if e.unstarted {
+		e.unstarted = false
+		e.pool.unstarted--
+		st.schedule = true
+	}
+}
+
 func (st *state) parentOf(e *entry) *entry {
 	if e.j.ParentID == 0 {
 		return nil
@@ -232,6 +247,10 @@ func (st *state) parentOf(e *entry) *entry {
 func (st *state) allocate(e *entry) {
 	if e.pool != nil {
 		e.pool.hold(e.j.Spec.Allocation(), +1)
+		if e.j.State == job.Starting {
+			e.unstarted = true
+			e.pool.unstarted++
+		}
 	}
 	st.running[e.j.Queue]++
 	if p := st.parentOf(e); p != nil {
@@ -243,6 +262,7 @@ func (st *state) release(e *entry) {
 	if e.pool != nil {
 		e.pool.hold(e.j.Spec.Allocation(), -1)
 	}
+	st.started(e)
 	st.running[e.j.Queue]--
 	if p := st.parentOf(e); p != nil {
 		p.active--

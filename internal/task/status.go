@@ -15,6 +15,11 @@ import (
 // Stages recorded in the status file, in the order they happen.
 const (
 	StageClaimed = "claimed" // first record: who owns the attempt (Owner)
+	// StageQueued: the owner holds the attempt until there is room for
+	// it on the node; StageBegun: it left that queue to run. An attempt
+	// queued and not begun has done nothing at all.
+	StageQueued  = "queued"
+	StageBegun   = "begun"
 	StageStarted = "started" // the command is running
 	StageExited  = "exited"  // the command ended; outputs and logs not yet shipped
 	StageDone    = "done"    // the attempt is over; Result is final
@@ -64,9 +69,29 @@ func (s *Journal) append(r Record) error {
 
 func (s *Journal) Close() error { return s.f.Close() }
 
+// Queue records that the attempt waits for room on the node.
+func (s *Journal) Queue() error {
+	return s.append(Record{Stage: StageQueued, At: time.Now().UTC()})
+}
+
+// Begin records that a queued attempt leaves the queue to run: from here
+// on, staging in may have effects.
+func (s *Journal) Begin() error {
+	return s.append(Record{Stage: StageBegun, At: time.Now().UTC()})
+}
+
+// Drop ends an attempt that never began (cancelled while queued) with
+// res, and closes the journal.
+func (s *Journal) Drop(res *job.Result) error {
+	err := s.append(Record{Stage: StageDone, At: res.EndedAt, Result: res})
+	return errors.Join(err, s.f.Close())
+}
+
 // Status is what the status file says of an attempt.
 type Status struct {
-	Owner   string  // who claimed it; "" if nobody yet
+	Owner string // who claimed it; "" if nobody yet
+	// Waiting: queued by its owner and never begun — nothing of it ran.
+	Waiting bool
 	Started *Record // the command started
 	Exited  *Record // the command ended
 	Done    *Record // the attempt is over
@@ -93,6 +118,10 @@ func ReadStatus(dir string) (Status, error) {
 			switch r.Stage {
 			case StageClaimed:
 				st.Owner = r.Owner
+			case StageQueued:
+				st.Waiting = true
+			case StageBegun:
+				st.Waiting = false
 			case StageStarted:
 				st.Started = &r
 			case StageExited:

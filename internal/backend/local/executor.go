@@ -10,12 +10,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/cache"
+	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/task"
 )
 
@@ -47,13 +49,24 @@ type Executor struct {
 	buckets *blob.Cache
 	objects *cache.Cache // dataset objects, shared by the node's jobs
 	devNull *os.File     // every command's stdin
+
+	// Attempts wait in queue, in launch order, until they fit beside
+	// those running (used) within capacity (the latest a server sent).
+	queue    []attemptKey
+	used     job.Resources
+	capacity job.Resources
 }
 
-// run is an attempt this executor has claimed and runs.
+// run is an attempt this executor has claimed, queued or running.
 type run struct {
 	cancel    chan struct{}
 	cancelled bool
 	startedAt time.Time
+
+	waiting bool // in the queue, not begun
+	need    job.Resources
+	launch  *task.Launch
+	journal *task.Journal
 }
 
 // clientConn is one connected server; writes go through a buffered
@@ -162,6 +175,7 @@ func (e *Executor) register(c net.Conn) *clientConn {
 	}
 	cc := &clientConn{c: c, out: make(chan message, 4096)}
 	e.conns[cc] = true
+	e.send(cc, message{Event: evHello, Queues: true})
 	// A server (re)connected: the shutdown_if_idle a previous one sent on
 	// its way out no longer holds.
 	e.grace = idleExit
@@ -250,6 +264,10 @@ func (e *Executor) send(cc *clientConn, m message) {
 func (e *Executor) broadcast(m message) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.broadcastLocked(m)
+}
+
+func (e *Executor) broadcastLocked(m message) {
 	for cc := range e.conns {
 		e.send(cc, m)
 	}
@@ -261,12 +279,15 @@ func (e *Executor) handle(cc *clientConn, req request) {
 	k := attemptKey{req.JobID, req.Attempt}
 	switch req.Op {
 	case opLaunch:
-		e.launch(cc, k, req.Launch)
+		e.launch(cc, k, req)
 	case opCancel:
 		e.mu.Lock()
 		if r := e.running[k]; r != nil && !r.cancelled {
 			r.cancelled = true
 			close(r.cancel)
+			if r.waiting {
+				e.dropLocked(k, r)
+			}
 		}
 		e.mu.Unlock()
 	case opAttach:
@@ -298,16 +319,16 @@ func (e *Executor) answerRunning(cc *clientConn, k attemptKey, r *run) {
 	}
 }
 
-// launch claims and starts an attempt. The claim is made here, before
-// the next request of any client is read, so that "this executor has
-// read the launch" and "the attempt is claimed" are one event: a server
-// that restarted and claimed the attempt as abandoned first makes a late
-// launch of the old server run nothing, and once the executor has
-// claimed it, the new server's claim fails and it attaches. A launch of
-// an attempt that runs here is answered as an attach; one whose claim
-// fails (someone else's, or its dir is gone) runs nothing and the client
-// is told to read the attempt's files.
-func (e *Executor) launch(cc *clientConn, k attemptKey, l *task.Launch) {
+// launch claims an attempt and starts it, or queues it until it fits.
+// The claim is made here, before the next request of any client is read,
+// so that "this executor has read the launch" and "the attempt is
+// claimed" are one event: a server that restarted and claimed the attempt
+// as abandoned first makes a late launch of the old server run nothing,
+// and once the executor has claimed it, the new server's claim fails and
+// it attaches. A launch of an attempt that is here is answered as an
+// attach; one whose claim fails (someone else's, or its dir is gone) runs
+// nothing and the client is told to read the attempt's files.
+func (e *Executor) launch(cc *clientConn, k attemptKey, req request) {
 	e.mu.Lock()
 	if r := e.running[k]; r != nil {
 		e.answerRunning(cc, k, r)
@@ -315,7 +336,7 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, l *task.Launch) {
 		return
 	}
 	e.mu.Unlock()
-	if l == nil {
+	if req.Launch == nil {
 		return
 	}
 	journal, ok, err := task.Claim(e.dir(k), task.OwnerExecutor)
@@ -328,10 +349,70 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, l *task.Launch) {
 		e.mu.Unlock()
 		return
 	}
-	r := &run{cancel: make(chan struct{})}
+	r := &run{cancel: make(chan struct{}), need: req.Need, launch: req.Launch, journal: journal}
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	if req.Capacity != (job.Resources{}) {
+		e.capacity = req.Capacity
+	}
 	e.running[k] = r
-	e.mu.Unlock()
+	if len(e.queue) == 0 && e.fitsLocked(r.need) {
+		e.beginLocked(k, r)
+		return
+	}
+	// Recorded before the attempt can be reported anything: if this
+	// executor dies while it waits, the attempt did nothing and may be
+	// launched again (see readOutcome).
+	if err := journal.Queue(); err != nil {
+		e.log.Warn("record queued attempt", "job", k.id, "attempt", k.attempt, "err", err)
+	}
+	r.waiting = true
+	e.queue = append(e.queue, k)
+}
+
+// fitsLocked: need fits beside what runs. Anything fits an idle node,
+// whatever it asks (the server checked it against the node).
+func (e *Executor) fitsLocked(need job.Resources) bool {
+	c, u := e.capacity, e.used
+	if c == (job.Resources{}) || u == (job.Resources{}) {
+		return true
+	}
+	return u.MilliCPUs()+need.MilliCPUs() <= c.MilliCPUs() && u.MemoryMB+need.MemoryMB <= c.MemoryMB && u.GPUs+need.GPUs <= c.GPUs
+}
+
+// admitLocked begins queued attempts, in order, while the first fits.
+func (e *Executor) admitLocked() {
+	for len(e.queue) > 0 {
+		k := e.queue[0]
+		r := e.running[k]
+		if !e.fitsLocked(r.need) {
+			return
+		}
+		e.queue = e.queue[1:]
+		if err := r.journal.Begin(); err != nil {
+			e.log.Warn("record begun attempt", "job", k.id, "attempt", k.attempt, "err", err)
+		}
+		r.waiting = false
+		e.beginLocked(k, r)
+	}
+}
+
+// dropLocked ends a queued attempt that was cancelled: it never began.
+func (e *Executor) dropLocked(k attemptKey, r *run) {
+	e.queue = slices.DeleteFunc(e.queue, func(q attemptKey) bool { return q == k })
+	now := time.Now().UTC()
+	res := &job.Result{Cancelled: true, EndedAt: now, Error: "cancelled before it started"}
+	if err := r.journal.Drop(res); err != nil {
+		e.log.Warn("record dropped attempt", "job", k.id, "attempt", k.attempt, "err", err)
+		res = nil // the client reads the files
+	}
+	delete(e.running, k)
+	e.broadcastLocked(message{Event: evDone, JobID: k.id, Attempt: k.attempt, At: now, Result: res})
+}
+
+// beginLocked runs an attempt that fits.
+func (e *Executor) beginLocked(k attemptKey, r *run) {
+	e.used = addResources(e.used, r.need, +1)
 	go func() {
 		notify := func(ev string) {
 			if ev != task.EventStarted {
@@ -344,13 +425,20 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, l *task.Launch) {
 			e.broadcast(m)
 		}
 		env := task.Env{Buckets: e.buckets, Objects: e.objects, DevNull: e.devNull, Log: e.log.With("job", k.id, "attempt", k.attempt)}
-		res, err := task.Run(env, journal, e.dir(k), l, r.cancel, notify)
+		res, err := task.Run(env, r.journal, e.dir(k), r.launch, r.cancel, notify)
 		if err != nil {
 			e.log.Error("attempt failed to run", "job", k.id, "attempt", k.attempt, "err", err)
 		}
 		e.mu.Lock()
+		defer e.mu.Unlock()
 		delete(e.running, k)
-		e.mu.Unlock()
-		e.broadcast(message{Event: evDone, JobID: k.id, Attempt: k.attempt, At: time.Now().UTC(), Result: res})
+		e.used = addResources(e.used, r.need, -1)
+		e.broadcastLocked(message{Event: evDone, JobID: k.id, Attempt: k.attempt, At: time.Now().UTC(), Result: res})
+		e.admitLocked()
 	}()
+}
+
+func addResources(a, b job.Resources, sign int) job.Resources {
+	return job.Resources{CPUs: float64(a.MilliCPUs()+int64(sign)*b.MilliCPUs()) / 1000,
+		MemoryMB: a.MemoryMB + int64(sign)*b.MemoryMB, GPUs: a.GPUs + sign*b.GPUs}
 }

@@ -4,15 +4,18 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/task"
 )
 
@@ -81,11 +84,15 @@ func (tc *testClient) send(req request) {
 func (tc *testClient) next() message {
 	tc.t.Helper()
 	tc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var m message
-	if err := tc.dec.Decode(&m); err != nil {
-		tc.t.Fatalf("read executor event: %v", err)
+	for {
+		var m message
+		if err := tc.dec.Decode(&m); err != nil {
+			tc.t.Fatalf("read executor event: %v", err)
+		}
+		if m.Event != evHello {
+			return m
+		}
 	}
-	return m
 }
 
 // abandonedAttempt creates the dir of an attempt that a restarted server
@@ -173,7 +180,9 @@ func queued(cc *clientConn) []string {
 	for {
 		select {
 		case m := <-cc.out:
-			evs = append(evs, m.Event)
+			if m.Event != evHello {
+				evs = append(evs, m.Event)
+			}
 		default:
 			return evs
 		}
@@ -190,7 +199,7 @@ func TestDuplicateLaunch(t *testing.T) {
 	// like an attach and runs nothing.
 	r := &run{cancel: make(chan struct{}), startedAt: time.Now()}
 	e.running[k] = r
-	e.launch(cur, k, l)
+	e.launch(cur, k, request{Launch: l})
 	if got := queued(cur); len(got) != 2 || got[0] != evRunning || got[1] != evStarted {
 		t.Fatalf("events %v, want [running started]", got)
 	}
@@ -212,13 +221,13 @@ func TestLaunchClaimsBeforeReturning(t *testing.T) {
 	}
 	l := &task.Launch{JobID: 2, Attempt: 1, Argv: []string{"sleep", "0.2"}, Env: []string{"PATH=/usr/bin:/bin"},
 		WorkDir: filepath.Join(dir, task.WorkDir)}
-	e.launch(cc, k, l)
+	e.launch(cc, k, request{Launch: l})
 	if _, abandoned, err := task.Claim(dir, task.OwnerAbandoned); err != nil || abandoned {
 		t.Fatalf("the attempt could still be abandoned after the launch returned (%v)", err)
 	}
 
 	gone := attemptKey{3, 1} // its dir does not exist
-	e.launch(cc, gone, l)
+	e.launch(cc, gone, request{Launch: l})
 	e.mu.Lock()
 	_, running := e.running[gone]
 	e.mu.Unlock()
@@ -335,5 +344,106 @@ func TestDoneCarriesTheRecordedResult(t *testing.T) {
 		if string(got) != string(want) {
 			t.Fatalf("job %d: done carried\n%s\nthe journal has\n%s", m.JobID, got, want)
 		}
+	}
+}
+
+// TestQueueBeyondCapacity: attempts handed over beyond the node's
+// capacity wait in the executor, in launch order, and each starts the
+// moment one ends; one cancelled while it waits never starts, ends
+// cancelled, and its journal says so; an executor that dies while one
+// waits leaves it readable as never started.
+func TestQueueBeyondCapacity(t *testing.T) {
+	jobs := startTestExecutor(t)
+	tc := dialTest(t, jobs)
+	one := job.Resources{CPUs: 1}
+	launch := func(id int64, argv ...string) {
+		dir := attemptDir(jobs, id, 1)
+		if err := makeAttemptDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		l := &task.Launch{JobID: id, Attempt: 1, WorkDir: filepath.Join(dir, task.WorkDir), Argv: argv, Env: []string{"PATH=/usr/bin:/bin"}}
+		tc.send(request{Op: opLaunch, JobID: id, Attempt: 1, Launch: l, Need: one, Capacity: one})
+	}
+	launch(1, "sleep", "0.3")
+	launch(2, "sleep", "0.1")
+	launch(3, "sleep", "5") // cancelled while it waits
+	launch(4, "true")
+	tc.send(request{Op: opCancel, JobID: 3, Attempt: 1})
+
+	var order []string
+	for done := 0; done < 4; {
+		m := tc.next()
+		switch m.Event {
+		case evStarted:
+			order = append(order, fmt.Sprintf("start %d", m.JobID))
+		case evDone:
+			done++
+			order = append(order, fmt.Sprintf("done %d", m.JobID))
+			if m.JobID == 3 && (m.Result == nil || !m.Result.Cancelled || !m.Result.StartedAt.IsZero()) {
+				t.Fatalf("the cancelled waiting attempt ended with %+v", m.Result)
+			}
+		}
+	}
+	// Job 3's end may come at any point after the cancel; the others run
+	// one at a time, in launch order.
+	var others []string
+	for _, o := range order {
+		if !strings.HasSuffix(o, " 3") {
+			others = append(others, o)
+		}
+	}
+	want := []string{"start 1", "done 1", "start 2", "done 2", "start 4", "done 4"}
+	if !slices.Equal(others, want) {
+		t.Fatalf("events %v, want %v around job 3's", order, want)
+	}
+	if slices.Contains(order, "start 3") {
+		t.Fatal("the cancelled waiting attempt started")
+	}
+	st, err := task.ReadStatus(attemptDir(jobs, 3, 1))
+	if err != nil || st.Started != nil || st.Done == nil || !st.Done.Result.Cancelled || st.Waiting != true {
+		t.Fatalf("journal of the cancelled waiting attempt: %+v %v", st, err)
+	}
+	if r := readOutcome(attemptDir(jobs, 2, 1)); r.NeverStarted || r.ExitCode == nil || *r.ExitCode != 0 {
+		t.Fatalf("an attempt that waited, then ran, reads %+v", r)
+	}
+
+	// The journal of an attempt claimed and queued by an executor that
+	// then died: nothing ran, so it may be launched again.
+	dir := attemptDir(jobs, 9, 1)
+	if err := makeAttemptDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	j, ok, err := task.Claim(dir, task.OwnerExecutor)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if err := j.Queue(); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	if r := readOutcome(dir); !r.NeverStarted {
+		t.Fatalf("a queued attempt of a dead executor reads %+v, want never started", r)
+	}
+}
+
+// TestHelloSaysItQueues: an executor's first word on every connection
+// says it queues attempts beyond its capacity; the backend stages nothing
+// until it has heard it (an older executor, still running across an
+// upgrade, would run staged attempts at once).
+func TestHelloSaysItQueues(t *testing.T) {
+	jobs := startTestExecutor(t)
+	tc := dialTest(t, jobs)
+	tc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var m message
+	if err := tc.dec.Decode(&m); err != nil || m.Event != evHello || !m.Queues {
+		t.Fatalf("first message %+v (%v), want a hello that queues", m, err)
+	}
+	b := &Backend{cfg: Config{Capacity: job.Resources{CPUs: 2}}}
+	if n := b.StageAhead(); n != 0 {
+		t.Fatalf("stages %d before any hello", n)
+	}
+	b.queues.Store(true)
+	if n := b.StageAhead(); n != 4 {
+		t.Fatalf("stages %d on 2 CPUs, want 4", n)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -29,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,6 +70,9 @@ type Backend struct {
 	enc      *json.Encoder
 	inflight map[attemptKey]bool // launched or attached, not yet reported done
 	closed   bool
+	// queues: the executor connected now keeps attempts beyond its
+	// capacity until they fit (its hello said so): staging is safe.
+	queues atomic.Bool
 }
 
 type attemptKey struct {
@@ -115,7 +120,20 @@ func (b *Backend) Launch(ctx context.Context, j *job.Job, _ *job.Queue) error {
 	}
 	l := task.Describe(j, dir, task.Site{Storage: b.cfg.Storage, KillGrace: job.Duration(b.cfg.KillGrace),
 		BaseEnv: b.cfg.BaseEnv, Launcher: task.LauncherLocal})
-	return b.request(ctx, request{Op: opLaunch, JobID: j.ID, Attempt: j.Attempt, Launch: &l}, true)
+	return b.request(ctx, request{Op: opLaunch, JobID: j.ID, Attempt: j.Attempt, Launch: &l,
+		Need: j.Spec.Allocation(), Capacity: b.cfg.Capacity}, true)
+}
+
+// StageAhead: two attempts per core may wait in the executor for a slot
+// (see backend.Stager): enough to cover the scheduler's round trip and
+// its commit batching while short jobs stream through, and few enough
+// that a higher-priority job submitted later waits behind little.
+// Nothing is staged on an executor that has not said it queues.
+func (b *Backend) StageAhead() int {
+	if !b.queues.Load() {
+		return 0
+	}
+	return 2 * max(1, int(math.Ceil(b.cfg.Capacity.CPUs)))
 }
 
 // makeAttemptDir creates an attempt's dir and its work dir: two mkdirs
@@ -275,6 +293,7 @@ func (b *Backend) connectLocked(ctx context.Context) error {
 		}
 	}
 	b.conn, b.enc = conn, json.NewEncoder(conn)
+	b.queues.Store(false) // until this executor's hello says otherwise
 	go b.readEvents(conn)
 	for k := range b.inflight {
 		if err := b.enc.Encode(request{Op: opAttach, JobID: k.id, Attempt: k.attempt}); err != nil {
@@ -330,6 +349,8 @@ func (b *Backend) readEvents(conn net.Conn) {
 		}
 		k := attemptKey{m.JobID, m.Attempt}
 		switch m.Event {
+		case evHello:
+			b.queues.Store(m.Queues)
 		case evStarted:
 			b.rep.Started(m.JobID, m.Attempt, m.At)
 		case evDone, evUnknown:
@@ -385,6 +406,9 @@ func readOutcome(dir string) job.Result {
 		return r
 	case st.Started != nil:
 		return job.Result{StartedAt: st.Started.At, EndedAt: time.Now().UTC(), NodeLost: true, Error: errLostRunning}
+	case st.Owner == task.OwnerExecutor && st.Waiting:
+		// Claimed, then queued until it would fit, and never begun.
+		return job.Result{NeverStarted: true, Error: "executor lost while the attempt waited for room"}
 	case st.Owner == task.OwnerExecutor:
 		// It was staging in: nothing of the command ran, but staging may
 		// have had effects, so this counts as a lost node, not a relaunch.

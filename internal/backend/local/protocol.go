@@ -28,6 +28,11 @@ const (
 // Events. started and done go to every client; running and unknown answer
 // the client that asked.
 const (
+	// hello is the executor's first word on a connection; Queues says it
+	// keeps attempts beyond its capacity until they fit (an executor of an
+	// older version, still running its jobs across an upgrade, says
+	// nothing, and is never handed more than fits).
+	evHello   = "hello"
 	evStarted = "started"
 	evDone    = "done"
 	evRunning = "running" // attached: started/done will follow
@@ -39,6 +44,14 @@ type request struct {
 	JobID   int64        `json:"id,omitempty"`
 	Attempt int          `json:"attempt,omitempty"`
 	Launch  *task.Launch `json:"launch,omitempty"` // with opLaunch
+	// With opLaunch: what the attempt holds while it runs, and the node's
+	// capacity. An attempt that does not fit beside those running waits in
+	// the executor, in launch order, and starts the moment it fits: the
+	// server hands over a few more than fit (Backend.StageAhead), so that
+	// a slot freed is filled without a round trip through it. A zero
+	// capacity (an older server) starts every attempt at once.
+	Need     job.Resources `json:"need,omitzero"`
+	Capacity job.Resources `json:"capacity,omitzero"`
 }
 
 type message struct {
@@ -46,6 +59,7 @@ type message struct {
 	JobID   int64     `json:"id"`
 	Attempt int       `json:"attempt"`
 	At      time.Time `json:"at,omitzero"`
+	Queues  bool      `json:"queues,omitempty"` // with hello
 	// Result: with done, the outcome the executor recorded in the
 	// attempt's journal, so that the server need not read it back. Without
 	// one (the attempt dir was unusable, or unknown) the files tell.
