@@ -91,6 +91,10 @@ type DependencyHolder interface {
 // nothing now).
 type Stager interface {
 	StageAhead() int
+	// Unstage takes back an attempt that has not begun: it then ends
+	// never started (reported as usual), to be placed again. One that has
+	// begun runs on.
+	Unstage(ctx context.Context, jobID int64, attempt int) error
 }
 
 // ProgressReader is a Backend that can read what a launched attempt

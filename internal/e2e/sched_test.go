@@ -256,11 +256,13 @@ func TestStagedJobs(t *testing.T) {
 	for _, j := range warm {
 		expectState(t, s.wait(j, 20*time.Second), job.Succeeded)
 	}
-	first := s.waitRunning(s.submit(job.Spec{Command: []string{"sleep", "0.8"}}))
+	// Short enough that the second staged job starts within the second
+	// after which a staged job is taken back.
+	first := s.waitRunning(s.submit(job.Spec{Command: []string{"sleep", "0.5"}}))
 	// Two staged (two per CPU), in order.
 	var staged []*job.Job
 	for range 2 {
-		j := s.submit(job.Spec{Command: []string{"sleep", "0.2"}})
+		j := s.submit(job.Spec{Command: []string{"sleep", "0.1"}})
 		s.waitFor(id(j), 5*time.Second, "staged", func(j *job.Job) bool {
 			return j.State == job.Starting && strings.Contains(j.Reason, "staged")
 		})

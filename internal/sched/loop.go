@@ -25,6 +25,7 @@ func (s *Scheduler) turn(ctx context.Context, events []event) {
 		}
 	}
 	clear(st.dirtyParents)
+	st.checkStaged(time.Now())
 	if st.schedule {
 		s.schedulePass(st)
 	}
@@ -65,6 +66,12 @@ func (s *Scheduler) turn(ctx context.Context, events []event) {
 		}
 	}
 	st.cancels = st.cancels[:0]
+	for _, e := range st.unstages {
+		if err := e.pool.stager.Unstage(ctx, e.j.ID, e.j.Attempt); err != nil {
+			s.log.Warn("take a staged job back", "job", e.j.ID, "err", err)
+		}
+	}
+	st.unstages = st.unstages[:0]
 	for _, r := range st.replies {
 		r.ch <- r.err
 	}
@@ -123,7 +130,7 @@ func (s *Scheduler) apply(ctx context.Context, st *state, ev event) {
 	switch {
 	case ev.submitted != nil:
 		for _, j := range ev.submitted { // the parent of an array comes first
-			e := &entry{j: j}
+			e := &entry{j: j, ownAttempts: true}
 			if j.IsArrayParent() {
 				e.tasks = map[job.State]int{j.State: j.ArraySize}
 			} else {
@@ -198,6 +205,7 @@ func (s *Scheduler) launched(st *state, e *entry, err error) {
 		e.attempt.State, e.attempt.Reason = job.Pending, "not launched: "+err.Error()
 		st.dirtyAttempt[j.ID] = true
 		j.Attempt--
+		e.ownAttempts = false // the store may hold a row this entry does not
 		// Not held again: the backend's word may run ahead of the
 		// dependency's end reaching the loop, and a retry now would spin.
 		e.early, e.heldOn, e.failWith, e.noHold = false, nil, "", true
@@ -210,6 +218,7 @@ func (s *Scheduler) launched(st *state, e *entry, err error) {
 		e.attempt.State, e.attempt.Reason = job.Runnable, "not launched: "+err.Error()
 		st.dirtyAttempt[j.ID] = true
 		j.Attempt--
+		e.ownAttempts = false // the store may hold a row this entry does not
 		st.setState(e, job.Runnable, err.Error())
 	default:
 		now := time.Now().UTC()
@@ -230,6 +239,7 @@ func (s *Scheduler) finish(st *state, e *entry, r *job.Result) {
 		// Nothing ran: launch the same attempt again.
 		a.State, a.Reason = job.Runnable, "relaunched: "+r.Error
 		j.Attempt--
+		e.ownAttempts = false // the store may hold a row this entry does not
 		st.setState(e, job.Runnable, ReasonResources)
 		return
 	}
@@ -547,11 +557,15 @@ func (s *Scheduler) start(st *state, e *entry) {
 	j.ExitCode, j.Signal = nil, ""
 	// A backend that was unreachable says so until a launch gets through.
 	reason := e.pool.downReason
-	if reason == "" && !e.pool.free(j.Spec.Allocation()) {
+	staged := reason == "" && !e.pool.free(j.Spec.Allocation())
+	if staged {
 		reason = ReasonStaged
 	}
 	st.setState(e, job.Starting, reason)
 	st.allocate(e)
+	if staged {
+		st.stage(e)
+	}
 	e.launching = true
 	st.launch = append(st.launch, e)
 }
@@ -581,6 +595,13 @@ func (s *Scheduler) publish(st *state) {
 			total.MemoryMB += p.total.MemoryMB
 			total.GPUs += p.total.GPUs
 			usedMilli, usedMem, usedGPUs = usedMilli+p.usedMilli, usedMem+p.usedMem, usedGPUs+p.usedGPUs
+			// Staged jobs hold their share in the pool's books, but do
+			// not run: what is reported is what runs.
+			for _, e := range p.staged {
+				r := e.j.Spec.Allocation()
+				usedMilli, usedMem, usedGPUs = usedMilli-r.MilliCPUs(), usedMem-r.MemoryMB, usedGPUs-r.GPUs
+				running--
+			}
 		}
 	}
 	s.snapshot.Store(&Snapshot{

@@ -25,6 +25,7 @@ type pool struct {
 	// capacity. Staged attempts count in used like running ones.
 	stager    backend.Stager
 	unstarted int
+	staged    []*entry // launched beyond free capacity, not started
 	// runs: how long the last attempts that ended here ran. Staging pays
 	// only while jobs are short (it hides the scheduler's round trip);
 	// with long ones it would let a job staged early take a slot that a
@@ -113,10 +114,11 @@ func (p *pool) markUp() { p.backoff, p.downUntil, p.downReason = 0, time.Time{},
 
 func (p *pool) down(now time.Time) bool { return now.Before(p.downUntil) }
 
-// backlogged: runnable jobs wait in some pool.
+// backlogged: runnable jobs wait for room on a machine that is full
+// (not for a queue's limit, nor for an unbounded or unreachable backend).
 func (st *state) backlogged() bool {
 	for _, p := range st.pools {
-		if len(p.runq.items) > 0 {
+		if p.bounded && len(p.runq.items) > 0 && p.usedMilli >= p.total.MilliCPUs() {
 			return true
 		}
 	}

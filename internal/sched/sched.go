@@ -186,7 +186,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		// a commit (most of a turn's cost) for each. Otherwise the loop
 		// turns at once.
 		if gap := time.Since(last); gap < minTurnGap && st.backlogged() {
-			time.Sleep(minTurnGap - gap)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(minTurnGap - gap):
+			}
 		}
 		last = time.Now()
 		s.turn(ctx, s.inbox.drain())

@@ -61,10 +61,17 @@ func newHarness(t *testing.T, cpus float64, queues ...*job.Queue) *harness {
 }
 
 // stagingBackend is a fakeBackend that takes one attempt beyond its
-// capacity (backend.Stager).
-type stagingBackend struct{ *fakeBackend }
+// capacity (backend.Stager); the attempts asked back go to unstaged.
+type stagingBackend struct {
+	*fakeBackend
+	unstaged chan launched
+}
 
 func (stagingBackend) StageAhead() int { return 1 }
+func (b stagingBackend) Unstage(ctx context.Context, id int64, attempt int) error {
+	b.unstaged <- launched{id, attempt}
+	return nil
+}
 
 // newHarnessOn runs the scheduler on the backend wrap makes of the fake.
 func newHarnessOn(t *testing.T, cpus float64, wrap func(*fakeBackend) backend.Backend, queues ...*job.Queue) *harness {
@@ -402,7 +409,7 @@ func TestRecentEndsAreBounded(t *testing.T) {
 // ended on it were all short, and never more than it takes; a long run
 // stops staging (it would hand a slot to whoever was staged first).
 func TestStagingAheadOfAFreeSlot(t *testing.T) {
-	h := newHarnessOn(t, 1, func(f *fakeBackend) backend.Backend { return stagingBackend{f} })
+	h := newHarnessOn(t, 1, func(f *fakeBackend) backend.Backend { return stagingBackend{f, make(chan launched, 10)} })
 	// Nothing has run yet: no staging, one at a time.
 	for range 8 {
 		h.submit(job.Spec{Command: cmd()})
@@ -445,4 +452,45 @@ func TestStagingAheadOfAFreeSlot(t *testing.T) {
 	next := h.submit(job.Spec{Command: cmd()})
 	h.noLaunch()
 	h.until(next.ID, "runnable", func(j *job.Job) bool { return j.State == job.Runnable })
+}
+
+// TestStagedTooLongIsTakenBack: a job staged behind one that turns out
+// not to be short is asked back after a second, placed again by priority
+// once it comes back never started, and staging stops meanwhile.
+func TestStagedTooLongIsTakenBack(t *testing.T) {
+	sb := stagingBackend{unstaged: make(chan launched, 10)}
+	h := newHarnessOn(t, 1, func(f *fakeBackend) backend.Backend { sb.fakeBackend = f; return sb },
+		&job.Queue{Name: "hi", Priority: 10, Backend: "local"})
+	for range 8 {
+		h.submit(job.Spec{Command: cmd()})
+	}
+	for range 8 {
+		h.end(h.nextLaunch(), 0)
+	}
+	h.submit(job.Spec{Command: cmd()})
+	rl := h.nextLaunch()
+	h.s.Started(rl.id, rl.attempt, time.Now().UTC()) // and it runs on
+	lo := h.submit(job.Spec{Command: cmd()})
+	sl := h.nextLaunch()
+	if sl.id != lo.ID {
+		t.Fatalf("launched %d, want %d staged", sl.id, lo.ID)
+	}
+	start := time.Now()
+	var back launched
+	select {
+	case back = <-sb.unstaged:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a job staged for seconds was not asked back")
+	}
+	if back != sl || time.Since(start) < quickRun-100*time.Millisecond {
+		t.Fatalf("asked back %+v after %v, want %+v after %v", back, time.Since(start), sl, quickRun)
+	}
+	hi := h.submit(job.Spec{Command: cmd(), Queue: "hi"})
+	h.s.Finished(sl.id, sl.attempt, job.Result{NeverStarted: true, EndedAt: time.Now().UTC(), Error: "taken back"})
+	h.until(lo.ID, "runnable again", func(j *job.Job) bool { return j.State == job.Runnable })
+	h.noLaunch() // staging stopped: both wait for the slot
+	h.end(rl, 0)
+	if l := h.nextLaunch(); l.id != hi.ID {
+		t.Fatalf("the freed slot went to %d, want the higher-priority %d", l.id, hi.ID)
+	}
 }

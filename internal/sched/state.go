@@ -3,6 +3,7 @@ package sched
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hpcml/hpcml/internal/backend"
@@ -40,8 +41,15 @@ type entry struct {
 	// the launch and be lost.
 	launching bool
 	// unstarted: it holds resources in its pool but has not started yet
-	// (counted in pool.unstarted).
+	// (counted in pool.unstarted). stagedAt: when it was launched beyond
+	// the free capacity (zero if it was not); unstaging: asked back.
 	unstarted bool
+	stagedAt  time.Time
+	unstaging bool
+	// ownAttempts: e.attempt is the only attempt row the store holds for
+	// the job (nil: none) — true for jobs submitted to this loop until
+	// an attempt number is given back.
+	ownAttempts bool
 
 	// early: launched before its dependencies ended, to a backend that
 	// holds it on heldOn (see canHold); failWith, once a dependency can
@@ -79,6 +87,7 @@ type state struct {
 	superseded []store.Change
 	launch     []*entry
 	cancels    []*entry
+	unstages   []*entry // staged too long: asked back from the node
 	replies    []reply
 	schedule   bool             // something may now fit
 	retryAt    <-chan time.Time // set after a failed commit
@@ -234,6 +243,43 @@ func (st *state) started(e *entry) {
 		e.unstarted = false
 		e.pool.unstarted--
 		st.schedule = true
+	}
+	if !e.stagedAt.IsZero() {
+		e.stagedAt, e.unstaging = time.Time{}, false
+		e.pool.staged = slices.DeleteFunc(e.pool.staged, func(x *entry) bool { return x == e })
+	}
+}
+
+// stage records that e was launched beyond its pool's free capacity.
+func (st *state) stage(e *entry) {
+	e.stagedAt = time.Now()
+	e.pool.staged = append(e.pool.staged, e)
+	st.wakeAt(e.stagedAt.Add(quickRun))
+}
+
+// checkStaged asks back the staged jobs that have waited on their node
+// longer than a short job runs: the jobs ahead of them are not short
+// after all, and the slot they wait for should go by priority. Staging
+// on that pool stops until short runs are the rule again.
+func (st *state) checkStaged(now time.Time) {
+	for _, p := range st.pools {
+		for _, e := range p.staged {
+			if e.unstaging {
+				continue
+			}
+			due := e.stagedAt.Add(quickRun)
+			if now.Before(due) {
+				st.wakeAt(due)
+				continue
+			}
+			if e.launching { // the request must not overtake the launch
+				st.wakeAt(now.Add(10 * time.Millisecond))
+				continue
+			}
+			e.unstaging = true
+			st.unstages = append(st.unstages, e)
+			p.nRuns = 0
+		}
 	}
 }
 

@@ -152,7 +152,8 @@ func (w *endWaiters) update(entered []int64, ended []*entry) {
 // shared with the entry, which no longer changes: readers must not
 // modify it.
 func finalRecord(e *entry) *job.Job {
-	if e.j.IsArrayParent() || e.j.Attempt > 1 || (e.j.Attempt == 1) != (e.attempt != nil) {
+	if !e.ownAttempts || e.j.IsArrayParent() || e.j.Attempt > 1 || (e.j.Attempt == 1) != (e.attempt != nil) ||
+		e.attempt != nil && e.attempt.Number != 1 {
 		return nil
 	}
 	j := *e.j

@@ -1,6 +1,12 @@
 package task
 
-import "syscall"
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"strconv"
+	"sync"
+)
 
 // jobPeakRSS is the job's peak resident memory from its ru_maxrss, or 0
 // when that cannot be told apart from this process's own.
@@ -20,13 +26,63 @@ func jobPeakRSS(childMaxRSS, ownPeak int64) int64 {
 	return 0
 }
 
-// ownPeakRSS is this process's resident high-water mark in bytes (its
-// own ru_maxrss, the VmHWM of /proc/self/status without opening and
-// parsing a file on every start), 0 if it cannot be read.
+// PeakReader reads this process's resident high-water mark (VmHWM)
+// through one /proc/self/status kept open: a read at offset 0 costs a
+// third of opening the file again for every job. (getrusage's own
+// ru_maxrss will not do: the same inheritance puts into it the peak of
+// the process this one was exec'd from — the server's, for an executor.)
+type PeakReader struct {
+	mu  sync.Mutex
+	f   *os.File
+	buf [8192]byte
+}
+
+// NewPeakReader opens /proc/self/status; nil if it cannot (Peak then
+// reads the file each time).
+func NewPeakReader() *PeakReader {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return nil
+	}
+	return &PeakReader{f: f}
+}
+
+// Peak is VmHWM in bytes, 0 if it cannot be read.
+func (p *PeakReader) Peak() int64 {
+	if p == nil {
+		return ownPeakRSS()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n, _ := p.f.ReadAt(p.buf[:], 0) // io.EOF with the whole file read
+	return parseVmHWM(p.buf[:n])
+}
+
+// ownPeakRSS is this process's VmHWM in bytes, 0 if it cannot be read.
 func ownPeakRSS() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
 		return 0
 	}
-	return ru.Maxrss * 1024
+	return parseVmHWM(data)
+}
+
+func parseVmHWM(status []byte) int64 {
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	for sc.Scan() {
+		rest, ok := bytes.CutPrefix(sc.Bytes(), []byte("VmHWM:"))
+		if !ok {
+			continue
+		}
+		kb, ok := bytes.CutSuffix(bytes.TrimSpace(rest), []byte(" kB"))
+		if !ok {
+			return 0
+		}
+		n, err := strconv.ParseInt(string(bytes.TrimSpace(kb)), 10, 64)
+		if err != nil {
+			return 0
+		}
+		return n * 1024
+	}
+	return 0
 }

@@ -4,6 +4,8 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -78,5 +80,46 @@ func TestPeakRSSIgnoresLaterGrowth(t *testing.T) {
 	runtime.KeepAlive(ballast)
 	if mib := res.MaxRSSBytes >> 20; mib < 160 {
 		t.Fatalf("a program touching 160 MiB reported %d MiB (this process's peak is now %d MiB)", mib, ownPeakRSS()>>20)
+	}
+}
+
+// TestPeakReaderIsVmHWM: the kept-open reader gives what a fresh read of
+// /proc/self/status gives, and sees the peak grow.
+func TestPeakReaderIsVmHWM(t *testing.T) {
+	p := NewPeakReader()
+	if p == nil {
+		t.Fatal("cannot open /proc/self/status")
+	}
+	before := p.Peak()
+	if before <= 0 || before > ownPeakRSS() {
+		t.Fatalf("reader says %d, a fresh read %d", before, ownPeakRSS())
+	}
+	// Touched beyond the peak so far (other tests may have set it high),
+	// in fresh pages (the Go heap may reuse pages still resident).
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rssKB int64
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			rssKB, _ = strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	size := int(max(0, before-rssKB*1024) + 64<<20)
+	grow, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Munmap(grow)
+	for i := 0; i < len(grow); i += 4096 {
+		grow[i] = 1
+	}
+	after := p.Peak()
+	if after < before+60<<20 {
+		t.Fatalf("peak %d MiB after touching 64 MiB beyond it, was %d MiB", after>>20, before>>20)
+	}
+	if fresh := ownPeakRSS(); after > fresh {
+		t.Fatalf("reader says %d, a fresh read after it %d", after, fresh)
 	}
 }

@@ -36,6 +36,9 @@ type Env struct {
 	// DevNull, open for reading, is the commands' standard input, opened
 	// once for all of a node's attempts (nil: each command opens its own).
 	DevNull *os.File
+	// Peak reads the starter's own peak RSS (see jobPeakRSS); nil reads
+	// /proc/self/status anew each time.
+	Peak *PeakReader
 }
 
 // Run carries out the attempt in dir, which the caller has claimed (its
@@ -47,7 +50,7 @@ type Env struct {
 // itself was unusable (then the journal holds no outcome).
 func Run(env Env, journal *Journal, dir string, l *Launch, cancel <-chan struct{}, notify func(event string)) (*job.Result, error) {
 	r := &runner{dir: dir, cancel: cancel, objects: env.Objects, notify: notify, log: env.Log, buckets: env.Buckets,
-		devNull: env.DevNull, launch: *l, status: journal, host: osHost()}
+		devNull: env.DevNull, peak: env.Peak, launch: *l, status: journal, host: osHost()}
 	defer r.status.Close()
 	res := &job.Result{StartedAt: time.Now().UTC()}
 	r.execute(res)
@@ -67,6 +70,7 @@ type runner struct {
 	buckets *blob.Cache
 	objects *cache.Cache
 	devNull *os.File
+	peak    *PeakReader
 	launch  Launch
 	status  *Journal
 	host    host // what starting the tasks of a job of several tasks needs
@@ -263,7 +267,7 @@ func (r *runner) runCommand(res *job.Result) bool {
 	// Read now, not at the end: Start returns once the child has exec'd,
 	// so this bounds the peak it inherited, and the executor's own peak
 	// may grow later with the other attempts it runs (see jobPeakRSS).
-	starterPeak := ownPeakRSS()
+	starterPeak := r.peak.Peak()
 	started := time.Now().UTC()
 	res.StartedAt = started
 	if err := r.status.append(Record{Stage: StageStarted, At: started, PID: cmd.Process.Pid}); err != nil {

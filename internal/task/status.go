@@ -27,9 +27,12 @@ const (
 
 // Record is one line of the status file.
 type Record struct {
-	Stage  string      `json:"stage"`
-	At     time.Time   `json:"at"`
-	Owner  string      `json:"owner,omitempty"`
+	Stage string    `json:"stage"`
+	At    time.Time `json:"at"`
+	Owner string    `json:"owner,omitempty"`
+	// Queued, with claimed: the owner holds the attempt for room on the
+	// node first (as StageQueued records later).
+	Queued bool        `json:"queued,omitempty"`
 	PID    int         `json:"pid,omitempty"`
 	Result *job.Result `json:"result,omitempty"`
 }
@@ -42,7 +45,15 @@ type Journal struct{ f *os.File }
 
 // Claim makes owner the one owner of an attempt: exactly one Claim on a
 // dir succeeds, whoever comes first. The winner gets the status log.
-func Claim(dir, owner string) (*Journal, bool, error) {
+func Claim(dir, owner string) (*Journal, bool, error) { return claim(dir, owner, false) }
+
+// ClaimQueued is Claim by an owner that will hold the attempt for room on
+// the node before it begins: claim and queue are one record, so that no
+// moment exists in which a crash would leave it claimed but not known to
+// have done nothing.
+func ClaimQueued(dir, owner string) (*Journal, bool, error) { return claim(dir, owner, true) }
+
+func claim(dir, owner string, queued bool) (*Journal, bool, error) {
 	f, err := os.OpenFile(filepath.Join(dir, StatusFile), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
 	if errors.Is(err, os.ErrExist) {
 		return nil, false, nil
@@ -51,7 +62,7 @@ func Claim(dir, owner string) (*Journal, bool, error) {
 		return nil, false, fmt.Errorf("claim attempt: %w", err)
 	}
 	s := &Journal{f: f}
-	if err := s.append(Record{Stage: StageClaimed, At: time.Now().UTC(), Owner: owner}); err != nil {
+	if err := s.append(Record{Stage: StageClaimed, At: time.Now().UTC(), Owner: owner, Queued: queued}); err != nil {
 		f.Close()
 		return nil, false, fmt.Errorf("claim attempt: %w", err)
 	}
@@ -80,8 +91,8 @@ func (s *Journal) Begin() error {
 	return s.append(Record{Stage: StageBegun, At: time.Now().UTC()})
 }
 
-// Drop ends an attempt that never began (cancelled while queued) with
-// res, and closes the journal.
+// Drop ends an attempt that never began (cancelled or taken back while
+// queued) with res, and closes the journal.
 func (s *Journal) Drop(res *job.Result) error {
 	err := s.append(Record{Stage: StageDone, At: res.EndedAt, Result: res})
 	return errors.Join(err, s.f.Close())
@@ -118,6 +129,7 @@ func ReadStatus(dir string) (Status, error) {
 			switch r.Stage {
 			case StageClaimed:
 				st.Owner = r.Owner
+				st.Waiting = r.Queued
 			case StageQueued:
 				st.Waiting = true
 			case StageBegun:

@@ -49,6 +49,7 @@ type Executor struct {
 	buckets *blob.Cache
 	objects *cache.Cache // dataset objects, shared by the node's jobs
 	devNull *os.File     // every command's stdin
+	peak    *task.PeakReader
 
 	// Attempts wait in queue, in launch order, until they fit beside
 	// those running (used) within capacity (the latest a server sent).
@@ -107,13 +108,15 @@ func ServeExecutor(ctx context.Context, jobsDir string, cacheBytes int64, log *s
 	defer ln.Close()
 	os.Chmod(sock, 0o600)
 
+	// Not closed: a command may still be starting as the executor
+	// returns, and the process's exit closes it.
 	devNull, err := os.Open(os.DevNull)
 	if err != nil {
 		return fmt.Errorf("executor: %w", err)
 	}
-	defer devNull.Close()
 	e := &Executor{jobsDir: jobsDir, log: log, running: map[attemptKey]*run{}, conns: map[*clientConn]bool{},
-		idleFrom: time.Now(), grace: idleExit, buckets: blob.NewCache(), objects: objects, devNull: devNull}
+		idleFrom: time.Now(), grace: idleExit, buckets: blob.NewCache(), objects: objects, devNull: devNull,
+		peak: task.NewPeakReader()}
 	defer e.buckets.Close()
 	go func() {
 		t := time.NewTicker(time.Second)
@@ -286,8 +289,17 @@ func (e *Executor) handle(cc *clientConn, req request) {
 			r.cancelled = true
 			close(r.cancel)
 			if r.waiting {
-				e.dropLocked(k, r)
+				e.dropLocked(k, r, &job.Result{Cancelled: true, Error: "cancelled before it started"})
 			}
+		}
+		e.mu.Unlock()
+	case opUnstage:
+		// Taken back while it waits, for the server to place again (a
+		// higher-priority job may deserve the slot); one that has begun
+		// runs on.
+		e.mu.Lock()
+		if r := e.running[k]; r != nil && r.waiting {
+			e.dropLocked(k, r, &job.Result{NeverStarted: true, Error: "taken back from the node's queue"})
 		}
 		e.mu.Unlock()
 	case opAttach:
@@ -339,7 +351,19 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, req request) {
 	if req.Launch == nil {
 		return
 	}
-	journal, ok, err := task.Claim(e.dir(k), task.OwnerExecutor)
+	// Whether it will wait, known before the claim so that both are one
+	// record; the queue is checked again under the lock below.
+	e.mu.Lock()
+	if req.Capacity != (job.Resources{}) {
+		e.capacity = req.Capacity
+	}
+	queued := len(e.queue) > 0 || !e.fitsLocked(req.Need)
+	e.mu.Unlock()
+	claim := task.Claim
+	if queued {
+		claim = task.ClaimQueued
+	}
+	journal, ok, err := claim(e.dir(k), task.OwnerExecutor)
 	if err != nil || !ok {
 		if err != nil {
 			e.log.Warn("claim attempt", "job", k.id, "attempt", k.attempt, "err", err)
@@ -352,22 +376,23 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, req request) {
 	r := &run{cancel: make(chan struct{}), need: req.Need, launch: req.Launch, journal: journal}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if req.Capacity != (job.Resources{}) {
-		e.capacity = req.Capacity
-	}
 	e.running[k] = r
-	if len(e.queue) == 0 && e.fitsLocked(r.need) {
+	if !queued && len(e.queue) == 0 && e.fitsLocked(r.need) {
 		e.beginLocked(k, r)
 		return
 	}
-	// Recorded before the attempt can be reported anything: if this
-	// executor dies while it waits, the attempt did nothing and may be
-	// launched again (see readOutcome).
-	if err := journal.Queue(); err != nil {
-		e.log.Warn("record queued attempt", "job", k.id, "attempt", k.attempt, "err", err)
+	if !queued {
+		// The room went to another attempt since the claim. Recorded
+		// before the attempt can be reported anything: if this executor
+		// dies while it waits, the attempt did nothing (see readOutcome).
+		if err := journal.Queue(); err != nil {
+			e.dropLocked(k, r, &job.Result{Error: "record queued attempt: " + err.Error()})
+			return
+		}
 	}
 	r.waiting = true
 	e.queue = append(e.queue, k)
+	e.admitLocked() // the queue may have emptied since the check
 }
 
 // fitsLocked: need fits beside what runs. Anything fits an idle node,
@@ -380,34 +405,42 @@ func (e *Executor) fitsLocked(need job.Resources) bool {
 	return u.MilliCPUs()+need.MilliCPUs() <= c.MilliCPUs() && u.MemoryMB+need.MemoryMB <= c.MemoryMB && u.GPUs+need.GPUs <= c.GPUs
 }
 
-// admitLocked begins queued attempts, in order, while the first fits.
+// admitLocked begins queued attempts, in order, while the first fits —
+// not once the executor is exiting: what it would start could not be
+// watched, and a new server may already have read it as never started.
 func (e *Executor) admitLocked() {
-	for len(e.queue) > 0 {
+	for len(e.queue) > 0 && !e.closing {
 		k := e.queue[0]
 		r := e.running[k]
 		if !e.fitsLocked(r.need) {
 			return
 		}
 		e.queue = e.queue[1:]
-		if err := r.journal.Begin(); err != nil {
-			e.log.Warn("record begun attempt", "job", k.id, "attempt", k.attempt, "err", err)
-		}
 		r.waiting = false
+		// From here a crash must not read as "did nothing": if that
+		// cannot be recorded, the attempt does not run.
+		if err := r.journal.Begin(); err != nil {
+			e.dropLocked(k, r, &job.Result{Error: "record begun attempt: " + err.Error()})
+			continue
+		}
 		e.beginLocked(k, r)
 	}
 }
 
-// dropLocked ends a queued attempt that was cancelled: it never began.
-func (e *Executor) dropLocked(k attemptKey, r *run) {
+// dropLocked ends an attempt that never began with res (its EndedAt set
+// here): cancelled or taken back while queued, or unable to begin. The
+// queue may move on.
+func (e *Executor) dropLocked(k attemptKey, r *run, res *job.Result) {
 	e.queue = slices.DeleteFunc(e.queue, func(q attemptKey) bool { return q == k })
 	now := time.Now().UTC()
-	res := &job.Result{Cancelled: true, EndedAt: now, Error: "cancelled before it started"}
+	res.EndedAt = now
 	if err := r.journal.Drop(res); err != nil {
 		e.log.Warn("record dropped attempt", "job", k.id, "attempt", k.attempt, "err", err)
 		res = nil // the client reads the files
 	}
 	delete(e.running, k)
 	e.broadcastLocked(message{Event: evDone, JobID: k.id, Attempt: k.attempt, At: now, Result: res})
+	e.admitLocked()
 }
 
 // beginLocked runs an attempt that fits.
@@ -424,7 +457,7 @@ func (e *Executor) beginLocked(k attemptKey, r *run) {
 			e.mu.Unlock()
 			e.broadcast(m)
 		}
-		env := task.Env{Buckets: e.buckets, Objects: e.objects, DevNull: e.devNull, Log: e.log.With("job", k.id, "attempt", k.attempt)}
+		env := task.Env{Buckets: e.buckets, Objects: e.objects, DevNull: e.devNull, Peak: e.peak, Log: e.log.With("job", k.id, "attempt", k.attempt)}
 		res, err := task.Run(env, r.journal, e.dir(k), r.launch, r.cancel, notify)
 		if err != nil {
 			e.log.Error("attempt failed to run", "job", k.id, "attempt", k.attempt, "err", err)

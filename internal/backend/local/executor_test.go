@@ -447,3 +447,52 @@ func TestHelloSaysItQueues(t *testing.T) {
 		t.Fatalf("stages %d on 2 CPUs, want 4", n)
 	}
 }
+
+// TestQueueMovesOnWhenItsHeadGoes: a queued attempt that does not fit
+// holds those behind it (launch order), until it is cancelled: then the
+// next starts at once, beside the one running. One taken back (unstage)
+// ends never started, its journal saying it waited and did nothing.
+func TestQueueMovesOnWhenItsHeadGoes(t *testing.T) {
+	jobs := startTestExecutor(t)
+	tc := dialTest(t, jobs)
+	capacity := job.Resources{CPUs: 2}
+	launch := func(id int64, cpus float64, argv ...string) {
+		dir := attemptDir(jobs, id, 1)
+		if err := makeAttemptDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		l := &task.Launch{JobID: id, Attempt: 1, WorkDir: filepath.Join(dir, task.WorkDir), Argv: argv, Env: []string{"PATH=/usr/bin:/bin"}}
+		tc.send(request{Op: opLaunch, JobID: id, Attempt: 1, Launch: l, Need: job.Resources{CPUs: cpus}, Capacity: capacity})
+	}
+	launch(1, 1, "sleep", "1")
+	launch(2, 2, "true") // waits for the whole node
+	launch(3, 1, "true") // waits behind it, though it would fit
+	launch(4, 2, "true") // taken back below
+	expect := func(event string, id int64) message {
+		t.Helper()
+		for {
+			m := tc.next()
+			if m.JobID == id && m.Event == event {
+				return m
+			}
+			if m.JobID == 1 && m.Event == evDone {
+				t.Fatalf("job 1 ended before job %d's %s", id, event)
+			}
+		}
+	}
+	expect(evStarted, 1)
+	tc.send(request{Op: opCancel, JobID: 2, Attempt: 1})
+	expect(evStarted, 3) // beside job 1, before it ends
+	tc.send(request{Op: opUnstage, JobID: 4, Attempt: 1})
+	m := expect(evDone, 4)
+	if m.Result == nil || !m.Result.NeverStarted || !m.Result.StartedAt.IsZero() {
+		t.Fatalf("the attempt taken back ended with %+v", m.Result)
+	}
+	st, err := task.ReadStatus(attemptDir(jobs, 4, 1))
+	if err != nil || !st.Waiting || st.Done == nil || !st.Done.Result.NeverStarted || st.Started != nil {
+		t.Fatalf("journal of the attempt taken back: %+v %v", st, err)
+	}
+	if r := readOutcome(attemptDir(jobs, 4, 1)); !r.NeverStarted {
+		t.Fatalf("it reads %+v", r)
+	}
+}

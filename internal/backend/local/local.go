@@ -159,6 +159,11 @@ func makeAttemptDir(dir string) error {
 	return nil
 }
 
+// Unstage asks the executor to take back an attempt still queued.
+func (b *Backend) Unstage(ctx context.Context, jobID int64, attempt int) error {
+	return b.request(ctx, request{Op: opUnstage, JobID: jobID, Attempt: attempt}, false)
+}
+
 // Recover re-attaches to an attempt launched by an earlier server.
 func (b *Backend) Recover(ctx context.Context, j *job.Job) error {
 	jobID, attempt := j.ID, j.Attempt

@@ -22,6 +22,7 @@ const (
 	opLaunch         = "launch"           // run an attempt (its dir exists, unclaimed)
 	opCancel         = "cancel"           // cancel a running attempt
 	opAttach         = "attach"           // is this attempt running? (after a server restart)
+	opUnstage        = "unstage"          // take back an attempt still queued (it ends never started)
 	opShutdownIfIdle = "shutdown_if_idle" // exit as soon as nothing runs and nobody is connected
 )
 
