@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -256,9 +257,20 @@ func TestStagedJobs(t *testing.T) {
 	for _, j := range warm {
 		expectState(t, s.wait(j, 20*time.Second), job.Succeeded)
 	}
-	// Short enough that the second staged job starts within the second
-	// after which a staged job is taken back.
-	first := s.waitRunning(s.submit(job.Spec{Command: []string{"sleep", "0.5"}}))
+	// A job that runs until the test opens its gate (staging looks only
+	// at runs that ended), so that what is staged can be seen at leisure
+	// — within the two seconds after which a staged job is taken back.
+	gated := func(name string) (job.Spec, func()) {
+		gate := filepath.Join(t.TempDir(), name)
+		return job.Spec{Command: []string{"while [ ! -e " + gate + " ]; do sleep 0.02; done"}, Shell: true},
+			func() {
+				if err := os.WriteFile(gate, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+	}
+	firstSpec, release := gated("first")
+	first := s.waitRunning(s.submit(firstSpec))
 	// Two staged (two per CPU), in order.
 	var staged []*job.Job
 	for range 2 {
@@ -272,6 +284,7 @@ func TestStagedJobs(t *testing.T) {
 	if cur, err := s.Client.GetJob(ctx, id(third)); err != nil || cur.State != job.Runnable {
 		t.Fatalf("a third job beyond the CPU: %+v %v", cur, err)
 	}
+	release()
 	done := []*job.Job{s.wait(first, 20*time.Second), s.wait(staged[0], 20*time.Second), s.wait(staged[1], 20*time.Second),
 		s.wait(third, 20*time.Second)}
 	for _, j := range done {
@@ -287,8 +300,12 @@ func TestStagedJobs(t *testing.T) {
 	}
 
 	// Cancelled while staged: it never starts, and the job behind it runs.
-	// (The runs so far include the 0.8 s one, still short.)
-	blocker := s.waitRunning(s.submit(job.Spec{Command: []string{"sleep", "0.8"}}))
+	// (The gated job's long run ended after the staging of this one.)
+	for range 8 { // short runs again: the gated one was not
+		expectState(t, s.wait(s.submit(job.Spec{Command: []string{"true"}}), 20*time.Second), job.Succeeded)
+	}
+	blockerSpec, releaseBlocker := gated("blocker")
+	blocker := s.waitRunning(s.submit(blockerSpec))
 	victim := s.submit(job.Spec{Command: []string{"sleep", "5"}})
 	s.waitFor(id(victim), 5*time.Second, "staged", func(j *job.Job) bool {
 		return j.State == job.Starting && strings.Contains(j.Reason, "staged")
@@ -297,6 +314,7 @@ func TestStagedJobs(t *testing.T) {
 	if _, err := s.Client.CancelJob(ctx, id(victim)); err != nil {
 		t.Fatal(err)
 	}
+	releaseBlocker()
 	v := s.wait(victim, 20*time.Second)
 	expectState(t, v, job.Cancelled)
 	if v.StartedAt != nil || (len(v.Attempts) > 0 && v.Attempts[0].StartedAt != nil) {

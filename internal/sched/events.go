@@ -11,9 +11,10 @@ type event struct {
 	submitted []*job.Job
 
 	started   bool
-	launched  bool  // the backend took the attempt, or failed to
-	launchErr error // why it failed to
-	queued    bool  // the attempt waits in the backend's queue
+	launched  bool   // the backend took the attempt, or failed to
+	launchErr error  // why it failed to
+	launchSeq uint64 // which launch of the attempt number (see entry.launchSeq)
+	queued    bool   // the attempt waits in the backend's queue
 	backendID string
 	reason    string
 	finished  *job.Result

@@ -68,7 +68,9 @@ func (s *Scheduler) turn(ctx context.Context, events []event) {
 	st.cancels = st.cancels[:0]
 	for _, e := range st.unstages {
 		if err := e.pool.stager.Unstage(ctx, e.j.ID, e.j.Attempt); err != nil {
-			s.log.Warn("take a staged job back", "job", e.j.ID, "err", err)
+			s.log.Warn("take a staged job back; will ask again", "job", e.j.ID, "err", err)
+			e.unstaging = false
+			st.wakeAt(time.Now().Add(time.Second))
 		}
 	}
 	st.unstages = st.unstages[:0]
@@ -90,6 +92,7 @@ func (s *Scheduler) launchAll(ctx context.Context, st *state, entries []*entry) 
 		p    *pool
 		q    *job.Queue
 		jobs []*job.Job
+		seqs []uint64
 	}
 	var groups []*group
 	byQueue := map[string]*group{}
@@ -99,7 +102,7 @@ func (s *Scheduler) launchAll(ctx context.Context, st *state, entries []*entry) 
 		cp.Spec.DependsOn = e.heldOn
 		q := st.queues[cp.Queue]
 		if _, batch := e.pool.b.(backend.BatchLauncher); !batch {
-			groups = append(groups, &group{p: e.pool, q: q, jobs: []*job.Job{&cp}})
+			groups = append(groups, &group{p: e.pool, q: q, jobs: []*job.Job{&cp}, seqs: []uint64{e.launchSeq}})
 			continue
 		}
 		g := byQueue[cp.Queue]
@@ -109,6 +112,7 @@ func (s *Scheduler) launchAll(ctx context.Context, st *state, entries []*entry) 
 			groups = append(groups, g)
 		}
 		g.jobs = append(g.jobs, &cp)
+		g.seqs = append(g.seqs, e.launchSeq)
 	}
 	for _, g := range groups {
 		qcp := *g.q
@@ -120,7 +124,7 @@ func (s *Scheduler) launchAll(ctx context.Context, st *state, entries []*entry) 
 				errs = []error{g.p.b.Launch(ctx, g.jobs[0], &qcp)}
 			}
 			for i, j := range g.jobs {
-				s.inbox.push(event{launched: true, jobID: j.ID, attempt: j.Attempt, launchErr: errs[i]})
+				s.inbox.push(event{launched: true, jobID: j.ID, attempt: j.Attempt, launchErr: errs[i], launchSeq: g.seqs[i]})
 			}
 		}()
 	}
@@ -155,7 +159,9 @@ func (s *Scheduler) apply(ctx context.Context, st *state, ev event) {
 		}
 	case ev.launched:
 		e := st.jobs[ev.jobID]
-		if e == nil || e.j.Attempt != ev.attempt || !e.launching {
+		// The sequence tells this launch from an earlier one of the same
+		// attempt number (given back and launched again meanwhile).
+		if e == nil || e.j.Attempt != ev.attempt || !e.launching || e.launchSeq != ev.launchSeq {
 			return
 		}
 		e.launching = false
@@ -232,6 +238,11 @@ func (s *Scheduler) finish(st *state, e *entry, r *job.Result) {
 	if s.metrics != nil {
 		s.metrics.cacheHits.Add(float64(r.CacheHits))
 		s.metrics.cacheMisses.Add(float64(r.CacheMisses))
+	}
+	if e.unstaging && r.NeverStarted && e.pool != nil {
+		// Taken back: the jobs it waited behind were not short after
+		// all. No more staging until short runs are the rule again.
+		e.pool.nRuns = 0
 	}
 	st.release(e)
 	st.dirtyAttempt[j.ID] = true
@@ -567,6 +578,8 @@ func (s *Scheduler) start(st *state, e *entry) {
 		st.stage(e)
 	}
 	e.launching = true
+	st.launchSeq++
+	e.launchSeq = st.launchSeq
 	st.launch = append(st.launch, e)
 }
 

@@ -54,8 +54,8 @@ func newPool(b backend.Backend) *pool {
 	return p
 }
 
-// quickRun is the longest run that still counts as short for staging.
-const quickRun = time.Second
+// stageRunMax is the longest run that still counts as short for staging.
+const stageRunMax = 500 * time.Millisecond
 
 // ran records how long an attempt that ended here ran.
 func (p *pool) ran(d time.Duration) {
@@ -70,7 +70,7 @@ func (p *pool) canStage() bool {
 		return false
 	}
 	for _, d := range p.runs {
-		if d > quickRun {
+		if d > stageRunMax {
 			return false
 		}
 	}

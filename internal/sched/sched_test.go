@@ -482,8 +482,8 @@ func TestStagedTooLongIsTakenBack(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a job staged for seconds was not asked back")
 	}
-	if back != sl || time.Since(start) < quickRun-100*time.Millisecond {
-		t.Fatalf("asked back %+v after %v, want %+v after %v", back, time.Since(start), sl, quickRun)
+	if back != sl || time.Since(start) < stagedWaitMax-100*time.Millisecond {
+		t.Fatalf("asked back %+v after %v, want %+v after %v", back, time.Since(start), sl, stagedWaitMax)
 	}
 	hi := h.submit(job.Spec{Command: cmd(), Queue: "hi"})
 	h.s.Finished(sl.id, sl.attempt, job.Result{NeverStarted: true, EndedAt: time.Now().UTC(), Error: "taken back"})

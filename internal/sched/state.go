@@ -40,6 +40,7 @@ type entry struct {
 	// must wait for that (see the launched event), or it would overtake
 	// the launch and be lost.
 	launching bool
+	launchSeq uint64 // the launch in flight, told from earlier ones of the same attempt number
 	// unstarted: it holds resources in its pool but has not started yet
 	// (counted in pool.unstarted). stagedAt: when it was launched beyond
 	// the free capacity (zero if it was not); unstaging: asked back.
@@ -88,6 +89,7 @@ type state struct {
 	launch     []*entry
 	cancels    []*entry
 	unstages   []*entry // staged too long: asked back from the node
+	launchSeq  uint64   // last launch handed out (entry.launchSeq)
 	replies    []reply
 	schedule   bool             // something may now fit
 	retryAt    <-chan time.Time // set after a failed commit
@@ -225,6 +227,9 @@ func (st *state) track(e *entry) (holdsAttempt bool) {
 		st.makeRunnable(e)
 	case job.Starting, job.Running:
 		st.allocate(e)
+		if j.State == job.Starting && j.Reason == ReasonStaged && e.pool != nil && e.pool.stager != nil {
+			st.stage(e) // recovered: asked back like any other if it waits too long
+		}
 		if len(j.Spec.DependsOn) > 0 {
 			// It may have been launched early, held by its backend on
 			// dependencies that ended while nobody watched: see again.
@@ -254,31 +259,36 @@ func (st *state) started(e *entry) {
 func (st *state) stage(e *entry) {
 	e.stagedAt = time.Now()
 	e.pool.staged = append(e.pool.staged, e)
-	st.wakeAt(e.stagedAt.Add(quickRun))
+	st.wakeAt(e.stagedAt.Add(stagedWaitMax))
 }
 
-// checkStaged asks back the staged jobs that have waited on their node
-// longer than a short job runs: the jobs ahead of them are not short
-// after all, and the slot they wait for should go by priority. Staging
-// on that pool stops until short runs are the rule again.
+// stagedWaitMax is how long a staged job may wait to start before it is
+// asked back. With runs under stageRunMax and two staged per core, one
+// waits about a second at most when all goes as it should.
+const stagedWaitMax = 2 * time.Second
+
+// checkStaged asks back the staged jobs that have not started within
+// stagedWaitMax: the jobs ahead of them are not short after all, and the
+// slot they wait for should go by priority. (One that has begun staging
+// in on the node runs on; see finish for what an attempt taken back
+// does to staging.)
 func (st *state) checkStaged(now time.Time) {
 	for _, p := range st.pools {
 		for _, e := range p.staged {
 			if e.unstaging {
 				continue
 			}
-			due := e.stagedAt.Add(quickRun)
+			due := e.stagedAt.Add(stagedWaitMax)
 			if now.Before(due) {
 				st.wakeAt(due)
 				continue
 			}
 			if e.launching { // the request must not overtake the launch
-				st.wakeAt(now.Add(10 * time.Millisecond))
+				st.wakeAt(now.Add(100 * time.Millisecond))
 				continue
 			}
 			e.unstaging = true
 			st.unstages = append(st.unstages, e)
-			p.nRuns = 0
 		}
 	}
 }

@@ -15,10 +15,8 @@ import (
 // Stages recorded in the status file, in the order they happen.
 const (
 	StageClaimed = "claimed" // first record: who owns the attempt (Owner)
-	// StageQueued: the owner holds the attempt until there is room for
-	// it on the node; StageBegun: it left that queue to run. An attempt
-	// queued and not begun has done nothing at all.
-	StageQueued  = "queued"
+	// StageBegun: an attempt claimed queued (ClaimQueued) left the
+	// owner's queue to run. One queued and not begun has done nothing.
 	StageBegun   = "begun"
 	StageStarted = "started" // the command is running
 	StageExited  = "exited"  // the command ended; outputs and logs not yet shipped
@@ -31,7 +29,7 @@ type Record struct {
 	At    time.Time `json:"at"`
 	Owner string    `json:"owner,omitempty"`
 	// Queued, with claimed: the owner holds the attempt for room on the
-	// node first (as StageQueued records later).
+	// node before it begins (StageBegun).
 	Queued bool        `json:"queued,omitempty"`
 	PID    int         `json:"pid,omitempty"`
 	Result *job.Result `json:"result,omitempty"`
@@ -80,11 +78,6 @@ func (s *Journal) append(r Record) error {
 
 func (s *Journal) Close() error { return s.f.Close() }
 
-// Queue records that the attempt waits for room on the node.
-func (s *Journal) Queue() error {
-	return s.append(Record{Stage: StageQueued, At: time.Now().UTC()})
-}
-
 // Begin records that a queued attempt leaves the queue to run: from here
 // on, staging in may have effects.
 func (s *Journal) Begin() error {
@@ -130,8 +123,6 @@ func ReadStatus(dir string) (Status, error) {
 			case StageClaimed:
 				st.Owner = r.Owner
 				st.Waiting = r.Queued
-			case StageQueued:
-				st.Waiting = true
 			case StageBegun:
 				st.Waiting = false
 			case StageStarted:

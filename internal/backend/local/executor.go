@@ -351,13 +351,23 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, req request) {
 	if req.Launch == nil {
 		return
 	}
-	// Whether it will wait, known before the claim so that both are one
-	// record; the queue is checked again under the lock below.
+	// Whether it will wait is decided before the claim, so that claim
+	// and queue are one record; room for one that will not is reserved
+	// here, so that the decision holds.
 	e.mu.Lock()
+	if e.closing {
+		// Exiting: not claimed, so it reads as a launch interrupted.
+		e.send(cc, message{Event: evUnknown, JobID: k.id, Attempt: k.attempt})
+		e.mu.Unlock()
+		return
+	}
 	if req.Capacity != (job.Resources{}) {
 		e.capacity = req.Capacity
 	}
 	queued := len(e.queue) > 0 || !e.fitsLocked(req.Need)
+	if !queued {
+		e.used = addResources(e.used, req.Need, +1)
+	}
 	e.mu.Unlock()
 	claim := task.Claim
 	if queued {
@@ -369,6 +379,10 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, req request) {
 			e.log.Warn("claim attempt", "job", k.id, "attempt", k.attempt, "err", err)
 		}
 		e.mu.Lock()
+		if !queued {
+			e.used = addResources(e.used, req.Need, -1)
+			e.admitLocked()
+		}
 		e.send(cc, message{Event: evUnknown, JobID: k.id, Attempt: k.attempt})
 		e.mu.Unlock()
 		return
@@ -377,18 +391,9 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, req request) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.running[k] = r
-	if !queued && len(e.queue) == 0 && e.fitsLocked(r.need) {
-		e.beginLocked(k, r)
-		return
-	}
 	if !queued {
-		// The room went to another attempt since the claim. Recorded
-		// before the attempt can be reported anything: if this executor
-		// dies while it waits, the attempt did nothing (see readOutcome).
-		if err := journal.Queue(); err != nil {
-			e.dropLocked(k, r, &job.Result{Error: "record queued attempt: " + err.Error()})
-			return
-		}
+		e.beginLocked(k, r) // its room is reserved
+		return
 	}
 	r.waiting = true
 	e.queue = append(e.queue, k)
@@ -423,6 +428,7 @@ func (e *Executor) admitLocked() {
 			e.dropLocked(k, r, &job.Result{Error: "record begun attempt: " + err.Error()})
 			continue
 		}
+		e.used = addResources(e.used, r.need, +1)
 		e.beginLocked(k, r)
 	}
 }
@@ -443,9 +449,8 @@ func (e *Executor) dropLocked(k attemptKey, r *run, res *job.Result) {
 	e.admitLocked()
 }
 
-// beginLocked runs an attempt that fits.
+// beginLocked runs an attempt whose room the caller has added to used.
 func (e *Executor) beginLocked(k attemptKey, r *run) {
-	e.used = addResources(e.used, r.need, +1)
 	go func() {
 		notify := func(ev string) {
 			if ev != task.EventStarted {

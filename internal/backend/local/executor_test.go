@@ -413,12 +413,9 @@ func TestQueueBeyondCapacity(t *testing.T) {
 	if err := makeAttemptDir(dir); err != nil {
 		t.Fatal(err)
 	}
-	j, ok, err := task.Claim(dir, task.OwnerExecutor)
+	j, ok, err := task.ClaimQueued(dir, task.OwnerExecutor)
 	if err != nil || !ok {
 		t.Fatal(ok, err)
-	}
-	if err := j.Queue(); err != nil {
-		t.Fatal(err)
 	}
 	j.Close()
 	if r := readOutcome(dir); !r.NeverStarted {
