@@ -94,6 +94,9 @@ func New(cfg Config, rep backend.Reporter, log *slog.Logger) (*Backend, error) {
 	if err := checkJobsDir(cfg.JobsDir); err != nil {
 		return nil, err
 	}
+	if err := attemptdir.Spread(cfg.JobsDir); err != nil {
+		log.Warn("attempt dirs will be made in their parent's block group", "err", err)
+	}
 	return &Backend{cfg: cfg, rep: rep, log: log, inflight: map[attemptKey]bool{}}, nil
 }
 
