@@ -316,3 +316,74 @@ func TestCrashWithArrayJob(t *testing.T) {
 		return err == nil && capacity.Used.CPUs == 0
 	})
 }
+
+// TestCrashWhileStaged: jobs staged on the node's executor (beyond its
+// one CPU) survive a kill -9 of the server — the restarted server finds
+// them queued there and they run after the job ahead, once each — and a
+// kill -9 of the executor leaves them never started: they are launched
+// again on a new executor and run once each.
+func TestCrashWhileStaged(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--cpus", "1")
+	runs := filepath.Join(t.TempDir(), "runs")
+	staging := func() {
+		for range 8 { // staging starts once the last 8 runs were short
+			expectState(t, s.wait(s.submit(job.Spec{Command: []string{"true"}}), 20*time.Second), job.Succeeded)
+		}
+	}
+	gate := filepath.Join(t.TempDir(), "gate")
+	stageTwo := func() (*job.Job, []*job.Job) {
+		os.Remove(gate)
+		blocker := s.waitRunning(s.submit(sh(recordRun(runs) + "while [ ! -e " + gate + " ]; do sleep 0.02; done")))
+		var staged []*job.Job
+		for range 2 {
+			j := s.submit(sh(recordRun(runs)))
+			s.waitFor(id(j), 5*time.Second, "staged", func(j *job.Job) bool {
+				return j.State == job.Starting && strings.Contains(j.Reason, "staged")
+			})
+			staged = append(staged, j)
+		}
+		return blocker, staged
+	}
+	ranOnce := func(jobs ...*job.Job) {
+		t.Helper()
+		got := readRuns(t, runs)
+		for _, j := range jobs {
+			if n := slices.Index(got, fmt.Sprintf("%d 1", j.ID)); n < 0 || slices.Contains(got[n+1:], got[n]) {
+				t.Fatalf("job %d: runs %q, want its attempt 1 once", j.ID, got)
+			}
+		}
+	}
+
+	// The server dies while two jobs are staged.
+	staging()
+	blocker, staged := stageTwo()
+	s.Kill9()
+	s.Restart()
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range append([]*job.Job{blocker}, staged...) {
+		expectState(t, s.wait(j, 30*time.Second), job.Succeeded)
+	}
+	ranOnce(append([]*job.Job{blocker}, staged...)...)
+
+	// The executor dies while two jobs are staged: the running one is
+	// lost with it, the staged ones had not begun and run on a new one.
+	staging()
+	blocker, staged = stageTwo()
+	s.KillExecutor()
+	b := s.wait(blocker, 30*time.Second)
+	expectState(t, b, job.Failed)
+	if !strings.HasPrefix(b.Reason, "node lost") {
+		t.Fatalf("the running job: %q", b.Reason)
+	}
+	for _, j := range staged {
+		got := s.wait(j, 30*time.Second)
+		expectState(t, got, job.Succeeded)
+		if got.Attempt != 1 {
+			t.Fatalf("job %d ran as attempt %d: a staged attempt that never began is launched again as itself", j.ID, got.Attempt)
+		}
+	}
+	ranOnce(staged...)
+}
