@@ -141,8 +141,10 @@ func TestAsyncInferenceSurvivesKill(t *testing.T) {
 	})
 	before, _ := s.Client.ListAsync(t.Context(), "ep", "", 1000)
 	counts := map[asyncq.State]int{}
+	firstLife := map[string]bool{}
 	for _, r := range before {
 		counts[r.State]++
+		firstLife[r.ID] = true
 	}
 	s.Kill9()
 	t.Logf("killed the server with %v", counts)
@@ -201,8 +203,14 @@ func TestAsyncInferenceSurvivesKill(t *testing.T) {
 		ended[m[1]]++
 	}
 	for id, i := range payload {
-		if ended[id] != 1 {
-			t.Fatalf("request %d (%s) ended %d times", i, id, ended[id])
+		if !firstLife[id] && ended[id] != 1 {
+			t.Fatalf("request %d (%s), submitted after the restart, ended %d times", i, id, ended[id])
+		}
+		// One of the first life may have committed its end and been
+		// killed before logging it (its record says it succeeded once,
+		// checked above); twice is never right.
+		if n := ended[id]; n > 1 {
+			t.Fatalf("request %d (%s) ended %d times", i, id, n)
 		}
 	}
 	waitFor(t, 60*time.Second, "every webhook", func() bool {

@@ -387,6 +387,15 @@ func TestEndSignalFinalIsTheStoredJob(t *testing.T) {
 	if h.s.EndedJob(blocker.ID+1000) != nil {
 		t.Fatal("a record for a job that does not exist")
 	}
+
+	// A big spec is not kept in memory (its waiter still gets the record).
+	big := h.submit(job.Spec{Command: cmd(), Env: map[string]string{"BIG": strings.Repeat("x", recentSpecMax)}})
+	bigEnd := h.s.EndSignal(big.ID)
+	h.end(h.nextLaunch(), 0)
+	h.waitEnd(bigEnd)
+	if bigEnd.Final() == nil || h.s.EndedJob(big.ID) != nil {
+		t.Fatal("a job with a big spec: its waiter's record missing, or kept in memory")
+	}
 }
 
 // TestRecentEndsAreBounded: the ended jobs kept in memory are the last

@@ -26,8 +26,30 @@ type endWaiters struct {
 	next   int
 }
 
-// recentEnds bounds the ended jobs kept in memory (~1-2 KB each).
-const recentEnds = 4096
+// recentEnds bounds the ended jobs kept in memory, and recentSpecMax
+// what one may hold: a record keeps its job's spec, which may be up to a
+// request's size (inline scripts, long environments), so a job with a
+// bigger spec is left to the store. At most ~64 MiB in all, ~2 KB each
+// for most jobs.
+const (
+	recentEnds    = 4096
+	recentSpecMax = 16 << 10
+)
+
+// specSize is about how many bytes a spec holds.
+func specSize(s *job.Spec) int {
+	n := len(s.Name) + len(s.Queue) + len(s.WorkDir) + len(s.Array) + 256*(len(s.Inputs)+len(s.Outputs)+len(s.DependsOn))
+	for _, a := range s.Command {
+		n += len(a)
+	}
+	for k, v := range s.Env {
+		n += len(k) + len(v)
+	}
+	for k, v := range s.Tags {
+		n += len(k) + len(v)
+	}
+	return n
+}
 
 // EndedJob is the final record of job id if it ended lately, as the store
 // would return it, or nil (then the store has it, or it has not ended).
@@ -133,7 +155,7 @@ func (w *endWaiters) update(entered []int64, ended []*entry) {
 		id := e.j.ID
 		delete(w.active, id)
 		rec := finalRecord(e)
-		if rec != nil {
+		if rec != nil && specSize(&rec.Spec) <= recentSpecMax {
 			w.remember(rec)
 		}
 		for _, ew := range w.m[id] {

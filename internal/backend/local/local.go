@@ -151,7 +151,10 @@ func makeAttemptDir(dir string) error {
 		err = os.Mkdir(dir, 0o755)
 	}
 	if errors.Is(err, fs.ErrNotExist) {
-		err = os.MkdirAll(dir, 0o755) // the jobs dir itself is gone
+		// The jobs dir itself is gone: made again, spread again.
+		if err = os.MkdirAll(dir, 0o755); err == nil {
+			attemptdir.Spread(filepath.Dir(dir))
+		}
 	}
 	if err == nil {
 		err = os.Mkdir(filepath.Join(dir, task.WorkDir), 0o755)
