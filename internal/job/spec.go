@@ -64,6 +64,18 @@ type Resources struct {
 // MilliCPUs is the CPU request in thousandths of a core.
 func (r Resources) MilliCPUs() int64 { return int64(math.Round(r.CPUs * 1000)) }
 
+// Add is r plus sign times o, CPUs summed in thousandths of a core (so
+// that adding and taking away the same requests comes back exactly).
+func (r Resources) Add(o Resources, sign int) Resources {
+	return Resources{CPUs: float64(r.MilliCPUs()+int64(sign)*o.MilliCPUs()) / 1000,
+		MemoryMB: r.MemoryMB + int64(sign)*o.MemoryMB, GPUs: r.GPUs + sign*o.GPUs}
+}
+
+// Within: r fits in total, in every dimension.
+func (r Resources) Within(total Resources) bool {
+	return r.MilliCPUs() <= total.MilliCPUs() && r.MemoryMB <= total.MemoryMB && r.GPUs <= total.GPUs
+}
+
 // RetryPolicy says how often and on what a failed attempt is retried.
 // With no conditions, any failure is retried (as AWS Batch does); with
 // conditions, a failure is retried only if one matches. Time-outs and

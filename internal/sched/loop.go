@@ -78,7 +78,9 @@ func (s *Scheduler) turn(ctx context.Context, events []event) {
 		r.ch <- r.err
 	}
 	st.replies = st.replies[:0]
-	s.ended.update(st.entered, ended)
+	finals := finalRecords(ended)
+	s.recent.add(finals)
+	s.ended.update(st.entered, ended, finals)
 	st.entered = st.entered[:0]
 	s.broadcast()
 }
@@ -153,7 +155,7 @@ func (s *Scheduler) apply(ctx context.Context, st *state, ev event) {
 		e.attempt.State = job.Running
 		st.dirtyAttempt[e.j.ID] = true
 		st.setState(e, job.Running, runningReason(e.j))
-		st.started(e)
+		st.doneStarting(e)
 		if s.metrics != nil && e.j.Attempt == 1 {
 			s.metrics.submitToStart.Observe(at.Sub(e.j.SubmittedAt).Seconds())
 		}
@@ -208,10 +210,7 @@ func (s *Scheduler) launched(st *state, e *entry, err error) {
 		// A dependency ended before the backend could hold the job on it:
 		// nothing was launched; decide again, on the dependency's outcome.
 		st.release(e)
-		e.attempt.State, e.attempt.Reason = job.Pending, "not launched: "+err.Error()
-		st.dirtyAttempt[j.ID] = true
-		j.Attempt--
-		e.ownAttempts = false // the store may hold a row this entry does not
+		st.giveBack(e, job.Pending, "not launched: "+err.Error())
 		// Not held again: the backend's word may run ahead of the
 		// dependency's end reaching the loop, and a retry now would spin.
 		e.early, e.heldOn, e.failWith, e.noHold = false, nil, "", true
@@ -221,10 +220,7 @@ func (s *Scheduler) launched(st *state, e *entry, err error) {
 		// Nothing was submitted: the same attempt waits for the backend.
 		e.pool.markDown(time.Now(), err.Error())
 		st.release(e)
-		e.attempt.State, e.attempt.Reason = job.Runnable, "not launched: "+err.Error()
-		st.dirtyAttempt[j.ID] = true
-		j.Attempt--
-		e.ownAttempts = false // the store may hold a row this entry does not
+		st.giveBack(e, job.Runnable, "not launched: "+err.Error())
 		st.setState(e, job.Runnable, err.Error())
 	default:
 		now := time.Now().UTC()
@@ -248,9 +244,7 @@ func (s *Scheduler) finish(st *state, e *entry, r *job.Result) {
 	st.dirtyAttempt[j.ID] = true
 	if r.NeverStarted && !j.CancelRequested && e.failWith == "" {
 		// Nothing ran: launch the same attempt again.
-		a.State, a.Reason = job.Runnable, "relaunched: "+r.Error
-		j.Attempt--
-		e.ownAttempts = false // the store may hold a row this entry does not
+		st.giveBack(e, job.Runnable, "relaunched: "+r.Error)
 		st.setState(e, job.Runnable, ReasonResources)
 		return
 	}
@@ -599,20 +593,14 @@ func (s *Scheduler) publish(st *state) {
 	for _, n := range st.running {
 		running += n
 	}
-	var total job.Resources
-	var usedMilli, usedMem int64
-	var usedGPUs int
+	var total, used job.Resources
 	for _, p := range st.pools {
 		if p.bounded {
-			total.CPUs += p.total.CPUs
-			total.MemoryMB += p.total.MemoryMB
-			total.GPUs += p.total.GPUs
-			usedMilli, usedMem, usedGPUs = usedMilli+p.usedMilli, usedMem+p.usedMem, usedGPUs+p.usedGPUs
+			total, used = total.Add(p.total, 1), used.Add(p.used, 1)
 			// Staged jobs hold their share in the pool's books, but do
 			// not run: what is reported is what runs.
 			for _, e := range p.staged {
-				r := e.j.Spec.Allocation()
-				usedMilli, usedMem, usedGPUs = usedMilli-r.MilliCPUs(), usedMem-r.MemoryMB, usedGPUs-r.GPUs
+				used = used.Add(e.j.Spec.Allocation(), -1)
 				running--
 			}
 		}
@@ -620,7 +608,7 @@ func (s *Scheduler) publish(st *state) {
 	s.snapshot.Store(&Snapshot{
 		Capacity: job.Capacity{
 			Total:   total,
-			Used:    job.Resources{CPUs: float64(usedMilli) / 1000, MemoryMB: usedMem, GPUs: usedGPUs},
+			Used:    used,
 			Running: running,
 		},
 		Counts: counts,

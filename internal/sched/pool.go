@@ -15,11 +15,9 @@ type pool struct {
 	// bounded: the scheduler places jobs within total (the local
 	// machine); an unbounded backend (Slurm) queues work itself and gets
 	// every runnable job at once.
-	bounded            bool
-	total              job.Resources
-	usedMilli, usedMem int64
-	usedGPUs           int
-	runq               runQueue
+	bounded     bool
+	total, used job.Resources
+	runq        runQueue
 	// stager, if the backend stages (backend.Stager), says how many
 	// attempts that have not started (unstarted) it takes beyond its free
 	// capacity. Staged attempts count in used like running ones.
@@ -77,31 +75,23 @@ func (p *pool) canStage() bool {
 	return true
 }
 
+// cpuFull: every CPU of a bounded pool is held.
+func (p *pool) cpuFull() bool { return p.bounded && p.used.MilliCPUs() >= p.total.MilliCPUs() }
+
 // full: nothing more can start or be staged (every job asks for some CPU).
-func (p *pool) full() bool {
-	return p.bounded && p.usedMilli >= p.total.MilliCPUs() && !p.canStage()
-}
+func (p *pool) full() bool { return p.cpuFull() && !p.canStage() }
 
 // fits: a job asking r may be launched now — into free capacity, or
 // staged on a backend that keeps it until it fits (if it fits the
 // machine at all).
 func (p *pool) fits(r job.Resources) bool {
-	return p.free(r) || p.canStage() && r.MilliCPUs() <= p.total.MilliCPUs() &&
-		r.MemoryMB <= p.total.MemoryMB && r.GPUs <= p.total.GPUs
+	return p.free(r) || p.canStage() && r.Within(p.total)
 }
 
 // free: r fits beside everything launched.
-func (p *pool) free(r job.Resources) bool {
-	return !p.bounded || p.usedMilli+r.MilliCPUs() <= p.total.MilliCPUs() &&
-		p.usedMem+r.MemoryMB <= p.total.MemoryMB &&
-		p.usedGPUs+r.GPUs <= p.total.GPUs
-}
+func (p *pool) free(r job.Resources) bool { return !p.bounded || p.used.Add(r, 1).Within(p.total) }
 
-func (p *pool) hold(r job.Resources, sign int64) {
-	p.usedMilli += sign * r.MilliCPUs()
-	p.usedMem += sign * r.MemoryMB
-	p.usedGPUs += int(sign) * r.GPUs
-}
+func (p *pool) hold(r job.Resources, sign int) { p.used = p.used.Add(r, sign) }
 
 // markDown holds the pool's jobs back after a launch found it unreachable.
 func (p *pool) markDown(now time.Time, reason string) {
@@ -113,14 +103,3 @@ func (p *pool) markDown(now time.Time, reason string) {
 func (p *pool) markUp() { p.backoff, p.downUntil, p.downReason = 0, time.Time{}, "" }
 
 func (p *pool) down(now time.Time) bool { return now.Before(p.downUntil) }
-
-// backlogged: runnable jobs wait for room on a machine that is full
-// (not for a queue's limit, nor for an unbounded or unreachable backend).
-func (st *state) backlogged() bool {
-	for _, p := range st.pools {
-		if p.bounded && len(p.runq.items) > 0 && p.usedMilli >= p.total.MilliCPUs() {
-			return true
-		}
-	}
-	return false
-}

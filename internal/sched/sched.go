@@ -51,7 +51,8 @@ type Scheduler struct {
 	changedMu sync.Mutex
 	changed   chan struct{}
 	// ended wakes those waiting for particular jobs to end.
-	ended endWaiters
+	ended  endWaiters
+	recent recentEnds
 
 	snapshot atomic.Pointer[Snapshot]
 	// queueDefs are copies of the queues the loop has loaded (queues are
@@ -201,6 +202,17 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // jobs wait for room: at most that much is added to what waits on the
 // loop then (a launch, a job's end seen), which staged launches hide.
 const minTurnGap = 5 * time.Millisecond
+
+// backlogged: runnable jobs wait for room on a machine that is full
+// (not for a queue's limit, nor for an unbounded or unreachable backend).
+func (st *state) backlogged() bool {
+	for _, p := range st.pools {
+		if len(p.runq.items) > 0 && p.cpuFull() {
+			return true
+		}
+	}
+	return false
+}
 
 // Submit validates spec, stores the job (and array tasks) and hands it to
 // the loop. The returned job is durable.

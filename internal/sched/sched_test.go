@@ -399,16 +399,16 @@ func TestEndSignalFinalIsTheStoredJob(t *testing.T) {
 }
 
 // TestRecentEndsAreBounded: the ended jobs kept in memory are the last
-// recentEnds, oldest dropped first.
+// recentEndsMax, oldest dropped first.
 func TestRecentEndsAreBounded(t *testing.T) {
-	var w endWaiters
-	for id := int64(1); id <= recentEnds+10; id++ {
-		w.remember(&job.Job{ID: id})
+	var r recentEnds
+	for id := int64(1); id <= recentEndsMax+10; id++ {
+		r.add([]*job.Job{{ID: id}})
 	}
-	if len(w.recent) != recentEnds {
-		t.Fatalf("%d kept, want %d", len(w.recent), recentEnds)
+	if len(r.byID) != recentEndsMax {
+		t.Fatalf("%d kept, want %d", len(r.byID), recentEndsMax)
 	}
-	if w.recent[10] != nil || w.recent[11] == nil || w.recent[recentEnds+10] == nil {
+	if r.byID[10] != nil || r.byID[11] == nil || r.byID[recentEndsMax+10] == nil {
 		t.Fatal("not the last ones kept")
 	}
 }

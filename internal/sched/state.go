@@ -241,9 +241,9 @@ func (st *state) track(e *entry) (holdsAttempt bool) {
 	return false
 }
 
-// started: e's attempt no longer waits to start (it started, or ended
+// doneStarting: e's attempt no longer waits to start (it started, or ended
 // without starting), which leaves room to stage another.
-func (st *state) started(e *entry) {
+func (st *state) doneStarting(e *entry) {
 	if e.unstarted {
 		e.unstarted = false
 		e.pool.unstarted--
@@ -253,6 +253,16 @@ func (st *state) started(e *entry) {
 		e.stagedAt, e.unstaging = time.Time{}, false
 		e.pool.staged = slices.DeleteFunc(e.pool.staged, func(x *entry) bool { return x == e })
 	}
+}
+
+// giveBack records why e's current attempt did not run (its row keeps
+// state and reason) and gives its number back, for the next launch to
+// use again.
+func (st *state) giveBack(e *entry, state job.State, reason string) {
+	e.attempt.State, e.attempt.Reason = state, reason
+	st.dirtyAttempt[e.j.ID] = true
+	e.j.Attempt--
+	e.ownAttempts = false // the store may hold a row this entry does not
 }
 
 // stage records that e was launched beyond its pool's free capacity.
@@ -318,7 +328,7 @@ func (st *state) release(e *entry) {
 	if e.pool != nil {
 		e.pool.hold(e.j.Spec.Allocation(), -1)
 	}
-	st.started(e)
+	st.doneStarting(e)
 	st.running[e.j.Queue]--
 	if p := st.parentOf(e); p != nil {
 		p.active--

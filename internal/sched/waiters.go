@@ -9,9 +9,7 @@ import (
 // endWaiters lets callers wait for particular jobs to end without
 // re-reading the store at every commit (a long poll per job would
 // otherwise cost two queries per scheduler turn), and hands them the
-// job's final record when the loop holds all of it. It also keeps the
-// final records of the jobs that ended last: an ended job never changes,
-// and the job a client asks about is most often one that just ended.
+// job's final record when the loop holds all of it (see ended.go).
 type endWaiters struct {
 	mu sync.Mutex
 	m  map[int64][]*EndWait
@@ -19,64 +17,6 @@ type endWaiters struct {
 	// committed: a long poll on one of them need not read it before
 	// waiting. A job the loop has not taken in yet is simply not there.
 	active map[int64]struct{}
-	// recent holds the final records of the last recentEnds jobs that
-	// ended (those finalRecord could build); order is its ring of ids.
-	recent map[int64]*job.Job
-	order  []int64
-	next   int
-}
-
-// recentEnds bounds the ended jobs kept in memory, and recentSpecMax
-// what one may hold: a record keeps its job's spec, which may be up to a
-// request's size (inline scripts, long environments), so a job with a
-// bigger spec is left to the store. At most ~64 MiB in all, ~2 KB each
-// for most jobs.
-const (
-	recentEnds    = 4096
-	recentSpecMax = 16 << 10
-)
-
-// specSize is about how many bytes a spec holds.
-func specSize(s *job.Spec) int {
-	n := len(s.Name) + len(s.Queue) + len(s.WorkDir) + len(s.Array) + 256*(len(s.Inputs)+len(s.Outputs)+len(s.DependsOn))
-	for _, a := range s.Command {
-		n += len(a)
-	}
-	for k, v := range s.Env {
-		n += len(k) + len(v)
-	}
-	for k, v := range s.Tags {
-		n += len(k) + len(v)
-	}
-	return n
-}
-
-// EndedJob is the final record of job id if it ended lately, as the store
-// would return it, or nil (then the store has it, or it has not ended).
-// Each call returns its own copy.
-func (s *Scheduler) EndedJob(id int64) *job.Job {
-	w := &s.ended
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if j := w.recent[id]; j != nil {
-		cp := *j
-		return &cp
-	}
-	return nil
-}
-
-// remember keeps j as a recent end, dropping the oldest. Callers hold mu.
-func (w *endWaiters) remember(j *job.Job) {
-	if w.recent == nil {
-		w.recent = make(map[int64]*job.Job, recentEnds)
-		w.order = make([]int64, recentEnds)
-	}
-	if old := w.order[w.next]; old != 0 {
-		delete(w.recent, old)
-	}
-	w.order[w.next] = j.ID
-	w.next = (w.next + 1) % recentEnds
-	w.recent[j.ID] = j
 }
 
 // EndWait is one caller's registration for the end of one job.
@@ -90,15 +30,21 @@ type EndWait struct {
 	Active bool
 
 	ch    chan struct{}
-	final *job.Job // set before ch closes
+	final *job.Job // set before ch closes; shared, copied by Final
 	drop  func()
 }
 
 // Final is the job as committed at its end, as the store would return it,
 // or nil when the caller must read the store (the loop does not hold all
 // of it: an array parent's counts, the earlier attempts of a retried
-// job). Valid once Ended is closed; each registration has its own copy.
-func (w *EndWait) Final() *job.Job { return w.final }
+// job). Valid once Ended is closed; each call returns its own copy.
+func (w *EndWait) Final() *job.Job {
+	if w.final == nil {
+		return nil
+	}
+	cp := *w.final
+	return &cp
+}
 
 // Release drops the registration.
 func (w *EndWait) Release() { w.drop() }
@@ -136,10 +82,10 @@ func (s *Scheduler) EndSignal(id int64) *EndWait {
 }
 
 // update records the jobs the loop took in (entered), then wakes the
-// waiters of jobs whose end was just committed (ended), in that order: a
-// job may enter and end in one turn. It runs on the loop, which owns the
-// entries.
-func (w *endWaiters) update(entered []int64, ended []*entry) {
+// waiters of jobs whose end was just committed (ended, with finals[i] the
+// record of ended[i] or nil), in that order: a job may enter and end in
+// one turn.
+func (w *endWaiters) update(entered []int64, ended []*entry, finals []*job.Job) {
 	if len(entered) == 0 && len(ended) == 0 {
 		return
 	}
@@ -151,37 +97,13 @@ func (w *endWaiters) update(entered []int64, ended []*entry) {
 	for _, id := range entered {
 		w.active[id] = struct{}{}
 	}
-	for _, e := range ended {
+	for i, e := range ended {
 		id := e.j.ID
 		delete(w.active, id)
-		rec := finalRecord(e)
-		if rec != nil && specSize(&rec.Spec) <= recentSpecMax {
-			w.remember(rec)
-		}
 		for _, ew := range w.m[id] {
-			if rec != nil {
-				cp := *rec
-				ew.final = &cp
-			}
+			ew.final = finals[i]
 			close(ew.ch)
 		}
 		delete(w.m, id)
 	}
-}
-
-// finalRecord is what the store returns for an ended job, built from the
-// loop's entry, or nil if the entry does not hold all of it. Its Spec is
-// shared with the entry, which no longer changes: readers must not
-// modify it.
-func finalRecord(e *entry) *job.Job {
-	if !e.ownAttempts || e.j.IsArrayParent() || e.j.Attempt > 1 || (e.j.Attempt == 1) != (e.attempt != nil) ||
-		e.attempt != nil && e.attempt.Number != 1 {
-		return nil
-	}
-	j := *e.j
-	j.Attempts = nil
-	if e.attempt != nil {
-		j.Attempts = []job.Attempt{*e.attempt}
-	}
-	return &j
 }

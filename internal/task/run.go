@@ -415,17 +415,19 @@ func (r *runner) shipLogs(res *job.Result) {
 		path := filepath.Join(r.dir, s.file)
 		// A stat first: most jobs' logs are empty, and a stat costs less
 		// than an open, a stat and a close.
-		if info, err := os.Stat(path); errors.Is(err, os.ErrNotExist) || err == nil && info.Size() == 0 {
+		// The command has ended: the size it has now is the size shipped.
+		info, err := os.Stat(path)
+		if errors.Is(err, os.ErrNotExist) || err == nil && info.Size() == 0 {
 			continue
+		}
+		size := int64(-1)
+		if err == nil {
+			size = info.Size()
 		}
 		f, err := os.Open(path)
 		if err != nil {
 			r.log.Warn("ship logs", "err", err)
 			continue
-		}
-		size := int64(-1)
-		if info, err := f.Stat(); err == nil {
-			size = info.Size()
 		}
 		key := l.LogPrefix + s.file
 		_, err = blob.UploadReader(ctx, b, key, f, size)

@@ -366,7 +366,7 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, req request) {
 	}
 	queued := len(e.queue) > 0 || !e.fitsLocked(req.Need)
 	if !queued {
-		e.used = addResources(e.used, req.Need, +1)
+		e.used = e.used.Add(req.Need, 1)
 	}
 	e.mu.Unlock()
 	claim := task.Claim
@@ -380,7 +380,7 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, req request) {
 		}
 		e.mu.Lock()
 		if !queued {
-			e.used = addResources(e.used, req.Need, -1)
+			e.used = e.used.Add(req.Need, -1)
 			e.admitLocked()
 		}
 		e.send(cc, message{Event: evUnknown, JobID: k.id, Attempt: k.attempt})
@@ -403,11 +403,10 @@ func (e *Executor) launch(cc *clientConn, k attemptKey, req request) {
 // fitsLocked: need fits beside what runs. Anything fits an idle node,
 // whatever it asks (the server checked it against the node).
 func (e *Executor) fitsLocked(need job.Resources) bool {
-	c, u := e.capacity, e.used
-	if c == (job.Resources{}) || u == (job.Resources{}) {
+	if e.capacity == (job.Resources{}) || e.used == (job.Resources{}) {
 		return true
 	}
-	return u.MilliCPUs()+need.MilliCPUs() <= c.MilliCPUs() && u.MemoryMB+need.MemoryMB <= c.MemoryMB && u.GPUs+need.GPUs <= c.GPUs
+	return e.used.Add(need, 1).Within(e.capacity)
 }
 
 // admitLocked begins queued attempts, in order, while the first fits —
@@ -428,7 +427,7 @@ func (e *Executor) admitLocked() {
 			e.dropLocked(k, r, &job.Result{Error: "record begun attempt: " + err.Error()})
 			continue
 		}
-		e.used = addResources(e.used, r.need, +1)
+		e.used = e.used.Add(r.need, 1)
 		e.beginLocked(k, r)
 	}
 }
@@ -470,13 +469,8 @@ func (e *Executor) beginLocked(k attemptKey, r *run) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		delete(e.running, k)
-		e.used = addResources(e.used, r.need, -1)
+		e.used = e.used.Add(r.need, -1)
 		e.broadcastLocked(message{Event: evDone, JobID: k.id, Attempt: k.attempt, At: time.Now().UTC(), Result: res})
 		e.admitLocked()
 	}()
-}
-
-func addResources(a, b job.Resources, sign int) job.Resources {
-	return job.Resources{CPUs: float64(a.MilliCPUs()+int64(sign)*b.MilliCPUs()) / 1000,
-		MemoryMB: a.MemoryMB + int64(sign)*b.MemoryMB, GPUs: a.GPUs + sign*b.GPUs}
 }
