@@ -90,7 +90,8 @@ func (r *Replica) release() { r.outstanding.Add(-1) }
 type Fleet struct {
 	Revision int64
 	// Model is the model's name in the replicas' OIP paths: the gateway
-	// rewrites /v2/models/ANY/... to it.
+	// rewrites /v2/models/NAME/... to it, NAME being the endpoint's name
+	// or a fleet's model (others are 404, see servesModel).
 	Model    string
 	Percent  int
 	Replicas []*Replica

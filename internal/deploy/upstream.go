@@ -58,17 +58,23 @@ func newUpstream() *upstream {
 // or dials a new one (always, when fresh).
 func (u *upstream) get(ctx context.Context, addr string, fresh bool) (*upConn, bool, error) {
 	now := time.Now()
-	u.mu.Lock()
-	for list := u.idle[addr]; !fresh && len(list) > 0; list = u.idle[addr] {
+	for !fresh {
+		u.mu.Lock()
+		list := u.idle[addr]
+		if len(list) == 0 {
+			u.mu.Unlock()
+			break
+		}
 		pc := list[len(list)-1]
 		u.idle[addr] = list[:len(list)-1]
+		u.mu.Unlock()
+		// Checked outside the lock that every replica's requests share:
+		// it is a syscall.
 		if now.Sub(pc.lastUsed) < idleFor && !closedByPeer(pc.c) {
-			u.mu.Unlock()
 			return pc, true, nil
 		}
 		pc.c.Close()
 	}
-	u.mu.Unlock()
 	c, err := u.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, false, err

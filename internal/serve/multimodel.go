@@ -66,7 +66,6 @@ type MultiServer struct {
 	cache  *modelCache
 	slots  chan struct{}
 	ready  atomic.Bool
-	authz  string
 
 	metrics    http.Handler
 	serverMeta []byte
@@ -102,9 +101,6 @@ func NewMulti(loader Loader, o MultiOptions) (*MultiServer, error) {
 	}
 	s := &MultiServer{loader: loader, opts: o, log: o.Logger, m: newMetrics(),
 		slots: make(chan struct{}, o.Concurrency), latest: map[string]latestVersion{}}
-	if o.Token != "" {
-		s.authz = o.Token
-	}
 	s.metrics = promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{})
 	b := appendJSONString([]byte(`{"name":`), o.ServerName)
 	b = appendJSONString(append(b, `,"version":`...), o.ServerVersion)
@@ -177,7 +173,7 @@ func (s *MultiServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *MultiServer) route(w http.ResponseWriter, r *http.Request) string {
-	if route, done := routeCommon(w, r, &s.ready, s.authz, s.serverMeta, s.metrics); done {
+	if route, done := routeCommon(w, r, &s.ready, s.opts.Token, s.serverMeta, s.metrics); done {
 		return route
 	}
 	p := r.URL.Path

@@ -71,7 +71,6 @@ type Server struct {
 	ready   atomic.Bool
 	batched bool
 	metrics http.Handler
-	authz   string // the bearer token, "" without one
 
 	inputIndex  map[string]int
 	outputIndex map[string]int
@@ -137,9 +136,6 @@ func newServer(model Model, o Options, m *metrics, slots chan struct{}) (*Server
 		names = append(names, out.Name)
 	}
 	s.outputNames = strings.Join(names, ", ")
-	if o.Token != "" {
-		s.authz = o.Token
-	}
 	s.serverMeta = s.encodeServerMeta()
 	s.modelMeta = s.encodeModelMeta()
 	ready := appendJSONString([]byte(`{"name":`), s.info.Name)
@@ -256,7 +252,7 @@ func serveCounted(w http.ResponseWriter, r *http.Request, m *metrics, route func
 
 // route dispatches a request and returns its route label.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
-	if route, done := routeCommon(w, r, &s.ready, s.authz, s.serverMeta, s.metrics); done {
+	if route, done := routeCommon(w, r, &s.ready, s.opts.Token, s.serverMeta, s.metrics); done {
 		return route
 	}
 	p := r.URL.Path
@@ -276,7 +272,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 // routeCommon answers the routes every server has (health, /ping, the
 // token check, /v2 and /metrics); done is false when the request is the
 // caller's to route, its token checked.
-func routeCommon(w http.ResponseWriter, r *http.Request, ready *atomic.Bool, authz string, serverMeta []byte, metrics http.Handler) (route string, done bool) {
+func routeCommon(w http.ResponseWriter, r *http.Request, ready *atomic.Bool, token string, serverMeta []byte, metrics http.Handler) (route string, done bool) {
 	p := r.URL.Path
 	switch p {
 	case "/v2/health/live":
@@ -295,7 +291,7 @@ func routeCommon(w http.ResponseWriter, r *http.Request, ready *atomic.Bool, aut
 		}
 		return routePing, true
 	}
-	if !authorize(w, r, authz) {
+	if !authorize(w, r, token) {
 		return routeOther, true
 	}
 	switch p {
@@ -381,12 +377,12 @@ func allowMethod(w http.ResponseWriter, r *http.Request, want string) bool {
 }
 
 func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
-	return authorize(w, r, s.authz)
+	return authorize(w, r, s.opts.Token)
 }
 
-// authorize checks the bearer token (authz: the token, "" for none) and answers 401 when it is missing or wrong.
-func authorize(w http.ResponseWriter, r *http.Request, authz string) bool {
-	if authz == "" || httpauth.Valid(r, authz) {
+// authorize checks the bearer token ("" for none) and answers 401 when it is missing or wrong.
+func authorize(w http.ResponseWriter, r *http.Request, token string) bool {
+	if token == "" || httpauth.Valid(r, token) {
 		return true
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="hpcml serve"`)

@@ -133,10 +133,11 @@ func (v *Variant) Check(prefix string) error {
 	case v.Batching.Concurrency < 0 || v.Batching.Concurrency > 4096:
 		return fieldErr(prefix+".batching.concurrency", "want 0..4096")
 	}
+	maxBatch := max(v.Batching.MaxBatch, 1)
 	for _, n := range v.Batching.PreferredBatch {
-		if n < 1 || n > max(v.Batching.MaxBatch, 1) {
+		if n < 1 || n > maxBatch {
 			// What hpcml serve refuses: the replicas would fail to start.
-			return fieldErr(prefix+".batching.preferred_batch", "preferred batch size %d is not between 1 and the max batch size %d", n, max(v.Batching.MaxBatch, 1))
+			return fieldErr(prefix+".batching.preferred_batch", "preferred batch size %d is not between 1 and the max batch size %d", n, maxBatch)
 		}
 	}
 	return nil
