@@ -326,21 +326,14 @@ func TestCrashWhileStaged(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "--cpus", "1")
 	runs := filepath.Join(t.TempDir(), "runs")
-	staging := func() {
-		for range 8 { // staging starts once the last 8 runs were short
-			expectState(t, s.wait(s.submit(job.Spec{Command: []string{"true"}}), 20*time.Second), job.Succeeded)
-		}
-	}
 	gate := filepath.Join(t.TempDir(), "gate")
 	stageTwo := func() (*job.Job, []*job.Job) {
 		os.Remove(gate)
-		blocker := s.waitRunning(s.submit(sh(recordRun(runs) + "while [ ! -e " + gate + " ]; do sleep 0.02; done")))
+		blocker := s.waitRunning(s.submit(sh(recordRun(runs) + gateScript(gate))))
 		var staged []*job.Job
 		for range 2 {
 			j := s.submit(sh(recordRun(runs)))
-			s.waitFor(id(j), 5*time.Second, "staged", func(j *job.Job) bool {
-				return j.State == job.Starting && strings.Contains(j.Reason, "staged")
-			})
+			s.waitStaged(j)
 			staged = append(staged, j)
 		}
 		return blocker, staged
@@ -356,7 +349,7 @@ func TestCrashWhileStaged(t *testing.T) {
 	}
 
 	// The server dies while two jobs are staged.
-	staging()
+	s.warmStaging()
 	blocker, staged := stageTwo()
 	s.Kill9()
 	s.Restart()
@@ -370,7 +363,7 @@ func TestCrashWhileStaged(t *testing.T) {
 
 	// The executor dies while two jobs are staged: the running one is
 	// lost with it, the staged ones had not begun and run on a new one.
-	staging()
+	s.warmStaging()
 	blocker, staged = stageTwo()
 	s.KillExecutor()
 	b := s.wait(blocker, 30*time.Second)

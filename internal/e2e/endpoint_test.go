@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -50,34 +49,22 @@ func TestEndpointLifecycle(t *testing.T) {
 		"/endpoints/ep/v2/models/ep":          `"datatype":"FP32","shape":[-1,2]`,
 		"/endpoints/ep/v2/models/moons/ready": `"ready":true`,
 	} {
-		req, _ := http.NewRequest("GET", s.URL+path, nil)
-		req.Header.Set("Authorization", "Bearer "+s.Token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
-			t.Fatalf("GET %s: %d %s; want 200 with %s", path, resp.StatusCode, body, want)
+		if code, _, body := s.raw("GET", path, s.Token, nil); code != 200 || !strings.Contains(string(body), want) {
+			t.Fatalf("GET %s: %d %s; want 200 with %s", path, code, body, want)
 		}
 	}
-	req, _ := http.NewRequest("POST", s.URL+"/endpoints/ep/v2/models/ep/infer",
-		strings.NewReader(`{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}`))
-	req.Header.Set("Authorization", "Bearer "+s.Token)
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 400 {
-		t.Fatalf("a wrong shape: %v %v", resp, err)
-	} else {
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if !strings.Contains(string(body), `"error"`) || !strings.Contains(string(body), "input") {
-			t.Fatalf("a wrong shape's error: %s", body)
-		}
+	code, _, body := s.raw("POST", "/endpoints/ep/v2/models/ep/infer", s.Token,
+		[]byte(`{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}`))
+	if code != 400 {
+		t.Fatalf("a wrong shape: %d %s", code, body)
+	}
+	if !strings.Contains(string(body), `"error"`) || !strings.Contains(string(body), "input") {
+		t.Fatalf("a wrong shape's error: %s", body)
 	}
 
 	// Inference: the endpoint's name (or its model's) in the path reaches
 	// the variant's model; the answer is the model's.
-	req, _ = http.NewRequest("POST", s.URL+"/endpoints/ep/v2/models/ep/infer", bytes.NewReader(oipBody(3)))
+	req, _ := http.NewRequest("POST", s.URL+"/endpoints/ep/v2/models/ep/infer", bytes.NewReader(oipBody(3)))
 	req.Header.Set("Authorization", "Bearer "+s.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -424,6 +424,26 @@ func (s *server) waitRunning(j *job.Job) *job.Job {
 	return s.waitFor(id(j), 10*time.Second, "RUNNING", func(j *job.Job) bool { return j.State == job.Running })
 }
 
+// warmStaging runs 8 trivial jobs to their end: staging starts once the
+// last 8 runs on the node were short (see docs/jobs.md, Staged jobs).
+func (s *server) warmStaging() {
+	s.t.Helper()
+	for range 8 {
+		expectState(s.t, s.wait(s.submit(job.Spec{Command: []string{"true"}}), 20*time.Second), job.Succeeded)
+	}
+}
+
+// waitStaged waits for j to be STARTING, staged on the node.
+func (s *server) waitStaged(j *job.Job) *job.Job {
+	s.t.Helper()
+	return s.waitFor(id(j), 5*time.Second, "staged", func(j *job.Job) bool {
+		return j.State == job.Starting && strings.Contains(j.Reason, "staged")
+	})
+}
+
+// gateScript is a shell loop that ends once the file gate exists.
+func gateScript(gate string) string { return "while [ ! -e " + gate + " ]; do sleep 0.02; done" }
+
 func (s *server) logs(jid string, opts client.LogOptions) string {
 	s.t.Helper()
 	rc, err := s.Client.Logs(ctxFor(s.t, 10*time.Second), jid, opts)

@@ -243,26 +243,20 @@ func TestQueueUpdate(t *testing.T) {
 }
 
 // TestStagedJobs: once short jobs have run, the server hands the node's
-// executor one job beyond its capacity; it says so, starts in order the
-// moment the CPU frees, never beside the job it waited for, and one
+// executor two jobs beyond its one CPU; they say so, start in order the
+// moment the CPU frees, never beside the job they waited for, and one
 // cancelled while staged never starts.
 func TestStagedJobs(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "--cpus", "1")
 	ctx := ctxFor(t, 60*time.Second)
-	var warm []*job.Job
-	for range 8 { // staging starts once the last 8 runs were short
-		warm = append(warm, s.submit(job.Spec{Command: []string{"true"}}))
-	}
-	for _, j := range warm {
-		expectState(t, s.wait(j, 20*time.Second), job.Succeeded)
-	}
+	s.warmStaging()
 	// A job that runs until the test opens its gate (staging looks only
 	// at runs that ended), so that what is staged can be seen at leisure
 	// — within the two seconds after which a staged job is taken back.
 	gated := func(name string) (job.Spec, func()) {
 		gate := filepath.Join(t.TempDir(), name)
-		return job.Spec{Command: []string{"while [ ! -e " + gate + " ]; do sleep 0.02; done"}, Shell: true},
+		return sh(gateScript(gate)),
 			func() {
 				if err := os.WriteFile(gate, nil, 0o644); err != nil {
 					t.Fatal(err)
@@ -275,9 +269,7 @@ func TestStagedJobs(t *testing.T) {
 	var staged []*job.Job
 	for range 2 {
 		j := s.submit(job.Spec{Command: []string{"sleep", "0.1"}})
-		s.waitFor(id(j), 5*time.Second, "staged", func(j *job.Job) bool {
-			return j.State == job.Starting && strings.Contains(j.Reason, "staged")
-		})
+		s.waitStaged(j)
 		staged = append(staged, j)
 	}
 	third := s.submit(job.Spec{Command: []string{"true"}}) // waits here: no more staged
@@ -301,15 +293,11 @@ func TestStagedJobs(t *testing.T) {
 
 	// Cancelled while staged: it never starts, and the job behind it runs.
 	// (The gated job's long run ended after the staging of this one.)
-	for range 8 { // short runs again: the gated one was not
-		expectState(t, s.wait(s.submit(job.Spec{Command: []string{"true"}}), 20*time.Second), job.Succeeded)
-	}
+	s.warmStaging() // short runs again: the gated one was not
 	blockerSpec, releaseBlocker := gated("blocker")
 	blocker := s.waitRunning(s.submit(blockerSpec))
 	victim := s.submit(job.Spec{Command: []string{"sleep", "5"}})
-	s.waitFor(id(victim), 5*time.Second, "staged", func(j *job.Job) bool {
-		return j.State == job.Starting && strings.Contains(j.Reason, "staged")
-	})
+	s.waitStaged(victim)
 	after := s.submit(job.Spec{Command: []string{"true"}})
 	if _, err := s.Client.CancelJob(ctx, id(victim)); err != nil {
 		t.Fatal(err)
