@@ -319,7 +319,7 @@ func newDataLsCmd(o *rootOptions) *cobra.Command {
 				if key == "" {
 					key = ep.Prefix
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\n", ob.Size, ob.ModTime.Local().Format("2006-01-02 15:04:05"), key)
+				fmt.Fprintf(tw, "%d\t%s\t%s\n", ob.Size, ob.ModTime.Local().Format(time.DateTime), key)
 			}
 			return tw.Flush()
 		},

@@ -54,7 +54,7 @@ running and are kept. Finished objects are never touched.`,
 				if !u.Aborted {
 					action = "would abort"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Initiated.Local().Format("2006-01-02 15:04:05"), u.Key, u.UploadID, action)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Initiated.Local().Format(time.DateTime), u.Key, u.UploadID, action)
 			}
 			tw.Flush()
 			if err != nil {
@@ -65,7 +65,7 @@ running and are kept. Finished objects are never touched.`,
 				verb = "would abort"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %d unfinished upload(s) begun before %s\n", verb, len(ups),
-				time.Now().Add(-olderThan).Local().Format("2006-01-02 15:04:05"))
+				time.Now().Add(-olderThan).Local().Format(time.DateTime))
 			return nil
 		},
 	}

@@ -175,8 +175,8 @@ func runTransfer(ctx context.Context, op string, src, dst Endpoint, opts Options
 	default:
 		return nil, fmt.Errorf("verify mode %q: want none, transferred or all", opts.Verify)
 	}
-	rep := &Report{Operation: op, Source: src.Raw, Destination: dst.Raw, DryRun: opts.DryRun, VerifyMode: opts.Verify,
-		Started: time.Now().UTC(), Transferred: []Entry{}, Failed: []Failure{}, Mismatched: []Failure{}}
+	rep := newReport(op, src.Raw, dst.Raw, opts.Verify, time.Now())
+	rep.DryRun = opts.DryRun
 	s, err := openStore(ctx, src, false)
 	if err != nil {
 		return nil, err
@@ -550,12 +550,18 @@ func (e *engine) dstKey(key string) string {
 // sum is an object's SHA-256: the one recorded with it, or read and
 // computed.
 func (e *engine) sum(ctx context.Context, s *store, key string) (string, error) {
+	return sumThrough(ctx, s, key, func(r io.Reader) io.Reader { return r })
+}
+
+// sumThrough is sum reading through wrap (a bandwidth limit) if it must
+// read.
+func sumThrough(ctx context.Context, s *store, key string, wrap func(io.Reader) io.Reader) (string, error) {
 	if meta, err := s.metadata(ctx, key); err != nil {
 		return "", err
 	} else if h := meta[MetaSHA256]; h != "" {
 		return h, nil
 	}
-	return hashObject(ctx, s, key)
+	return hashThrough(ctx, s, key, wrap)
 }
 
 // hashObject reads an object and returns its SHA-256.
@@ -582,12 +588,7 @@ func hashThrough(ctx context.Context, s *store, key string, wrap func(io.Reader)
 // bandwidth limit, since these are bytes read from the source as much as
 // the copy's own (a large file to S3 is read twice).
 func (e *engine) preSum(ctx context.Context, key string) (string, error) {
-	if meta, err := e.src.metadata(ctx, key); err != nil {
-		return "", sourceErr(err)
-	} else if h := meta[MetaSHA256]; h != "" {
-		return h, nil
-	}
-	sum, err := hashThrough(ctx, e.src, key, func(r io.Reader) io.Reader { return e.limited(ctx, r) })
+	sum, err := sumThrough(ctx, e.src, key, func(r io.Reader) io.Reader { return e.limited(ctx, r) })
 	return sum, sourceErr(err)
 }
 

@@ -65,8 +65,8 @@ func Remove(ctx context.Context, ep Endpoint, opts Options) (*Report, error) {
 		return nil, err
 	}
 	defer s.close()
-	rep := &Report{Operation: "remove", Source: ep.Raw, DryRun: opts.DryRun, VerifyMode: VerifyNone,
-		Started: time.Now().UTC(), Transferred: []Entry{}, Failed: []Failure{}, Mismatched: []Failure{}}
+	rep := newReport("remove", ep.Raw, "", VerifyNone, time.Now())
+	rep.DryRun = opts.DryRun
 	var keys []string
 	if err := s.list(ctx, func(o object) error {
 		if f.allows(o.Key) || ep.Single() {

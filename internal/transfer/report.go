@@ -72,8 +72,14 @@ func (r *Report) setError(err error) {
 // input, a missing source or bucket, refused credentials): nothing
 // listed, nothing done, and err at its top level.
 func FailedReport(operation, source, destination string, started time.Time, err error) *Report {
-	r := &Report{Operation: operation, Source: source, Destination: destination, VerifyMode: VerifyNone,
-		Started: started.UTC(), Transferred: []Entry{}, Failed: []Failure{}, Mismatched: []Failure{}}
+	r := newReport(operation, source, destination, VerifyNone, started)
 	r.setError(err)
 	return r
+}
+
+// newReport is an empty report begun at started, its lists empty rather
+// than null in JSON.
+func newReport(operation, source, destination, verify string, started time.Time) *Report {
+	return &Report{Operation: operation, Source: source, Destination: destination, VerifyMode: verify,
+		Started: started.UTC(), Transferred: []Entry{}, Failed: []Failure{}, Mismatched: []Failure{}}
 }

@@ -23,8 +23,7 @@ func Verify(ctx context.Context, src, dst Endpoint, opts Options) (*Report, erro
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Operation: "verify", Source: src.Raw, Destination: dst.Raw, VerifyMode: VerifyAll,
-		Started: time.Now().UTC(), Transferred: []Entry{}, Failed: []Failure{}, Mismatched: []Failure{}}
+	rep := newReport("verify", src.Raw, dst.Raw, VerifyAll, time.Now())
 	s, err := openStore(ctx, src, false)
 	if err != nil {
 		return nil, err
