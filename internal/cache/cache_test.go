@@ -173,11 +173,7 @@ func onDiskState(t *testing.T, dir string) (s state, objects, temps int64) {
 func TestInsertsWalkOncePerTenthOfTheCache(t *testing.T) {
 	const n, size, fit = 1000, 100, 100
 	dir := t.TempDir()
-	c, err := New(dir, fit*size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openCache(t, dir, fit*size)
 	var st Stats
 	for i := 0; i < n; i++ {
 		b := object(i, size)
@@ -245,11 +241,7 @@ func TestLimitHoldsUnderConcurrentFetches(t *testing.T) {
 	dir := t.TempDir()
 	var caches []*Cache
 	for i := 0; i < 2; i++ {
-		c, err := New(dir, limit)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := openCache(t, dir, limit)
 		caches = append(caches, c)
 	}
 	check := func() {
@@ -434,11 +426,7 @@ func TestKilledFetchIsCleanedAtOpen(t *testing.T) {
 	if state, _, temps := onDisk(t, dir); state != 4000 || temps != 4000 {
 		t.Fatalf("after kill -9: state %d, temp files %d bytes", state, temps)
 	}
-	c, err := New(dir, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	openCache(t, dir, 1<<20) // the open cleans up after the dead fetch
 	if state, _, temps := onDisk(t, dir); state != 0 || temps != 0 {
 		t.Fatalf("reopened: state %d, temp files %d bytes", state, temps)
 	}
@@ -495,11 +483,7 @@ func held(b []byte) (func(context.Context) (io.ReadCloser, error), func()) {
 // it; it returns the object open, which eviction leaves readable.
 func TestJustCommittedObjectStaysReadable(t *testing.T) {
 	dir := t.TempDir()
-	c, err := New(dir, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openCache(t, dir, 100)
 	var st Stats
 	ctx := context.Background()
 	a, b, x := object(1, 40), object(2, 40), object(3, 40)
@@ -665,11 +649,7 @@ func TestClaimsLapse(t *testing.T) {
 // for that room finds it gone by a look at tmp/, without a walk.
 func TestWaiterGetsAKilledFetchsRoom(t *testing.T) {
 	dir, cmd := startHangingFetch(t, "TestWaiterGetsAKilledFetchsRoom", 10000)
-	c, err := New(dir, 10000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openCache(t, dir, 10000)
 	walks := c.walks.Load()
 	b := object(8, 8000)
 	done := make(chan error, 1)
@@ -694,13 +674,9 @@ func TestWaiterGetsAKilledFetchsRoom(t *testing.T) {
 // reservation. It lets go of it as a failed fetch does.
 func TestCommitWithoutTheLockLetsGoOfItsTempFile(t *testing.T) {
 	dir := t.TempDir()
-	c, err := New(dir, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openCache(t, dir, 1000)
 	b := object(1, 100)
-	err = got(c.Get(context.Background(), sum(b), 100, func(context.Context) (io.ReadCloser, error) {
+	err := got(c.Get(context.Background(), sum(b), 100, func(context.Context) (io.ReadCloser, error) {
 		// Removed (as a /tmp cleaner would) and replaced by what no
 		// process can open as the state.
 		if err := os.Remove(filepath.Join(dir, "state")); err != nil {
@@ -778,11 +754,7 @@ func startHangingFetch(t *testing.T, test string, limit int64) (string, *exec.Cm
 // that fetch's own cancellation (one job cancelled must not fail another
 // job's staging): it fetches the object itself.
 func TestWaiterOutlivesCancelledFetch(t *testing.T) {
-	c, err := New(t.TempDir(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openCache(t, t.TempDir(), 0)
 	b := object(3, 1000)
 	ctxA, cancelA := context.WithCancel(context.Background())
 	started := make(chan struct{})
@@ -807,11 +779,7 @@ func TestWaiterOutlivesCancelledFetch(t *testing.T) {
 // cache would pass its limit).
 func TestKillAfterRenameCountsHigh(t *testing.T) {
 	dir := t.TempDir()
-	c, err := New(dir, 10000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openCache(t, dir, 10000)
 	b := object(4, 4000)
 	tmp, err := c.reserve(context.Background(), sum(b), 4000)
 	if err != nil {
@@ -837,4 +805,15 @@ func TestKillAfterRenameCountsHigh(t *testing.T) {
 	if _, bytes := c.Usage(); bytes > 10000 {
 		t.Fatalf("the cache holds %d bytes, over its limit of 10000", bytes)
 	}
+}
+
+// openCache opens a cache for the test, closed when it ends.
+func openCache(t *testing.T, dir string, limit int64) *Cache {
+	t.Helper()
+	c, err := New(dir, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
