@@ -243,7 +243,7 @@ func TestQueueUpdate(t *testing.T) {
 }
 
 // TestStagedJobs: once short jobs have run, the server hands the node's
-// executor two jobs beyond its one CPU; they say so, start in order the
+// executor four jobs beyond its one CPU; they say so, start in order the
 // moment the CPU frees, never beside the job they waited for, and one
 // cancelled while staged never starts.
 func TestStagedJobs(t *testing.T) {
@@ -265,20 +265,22 @@ func TestStagedJobs(t *testing.T) {
 	}
 	firstSpec, release := gated("first")
 	first := s.waitRunning(s.submit(firstSpec))
-	// Two staged (two per CPU), in order.
+	// Four staged (four per CPU), in order.
 	var staged []*job.Job
-	for range 2 {
+	for range 4 {
 		j := s.submit(job.Spec{Command: []string{"sleep", "0.1"}})
 		s.waitStaged(j)
 		staged = append(staged, j)
 	}
-	third := s.submit(job.Spec{Command: []string{"true"}}) // waits here: no more staged
-	if cur, err := s.Client.GetJob(ctx, id(third)); err != nil || cur.State != job.Runnable {
-		t.Fatalf("a third job beyond the CPU: %+v %v", cur, err)
+	next := s.submit(job.Spec{Command: []string{"true"}}) // waits here: no more staged
+	if cur, err := s.Client.GetJob(ctx, id(next)); err != nil || cur.State != job.Runnable {
+		t.Fatalf("a fifth job beyond the CPU: %+v %v", cur, err)
 	}
 	release()
-	done := []*job.Job{s.wait(first, 20*time.Second), s.wait(staged[0], 20*time.Second), s.wait(staged[1], 20*time.Second),
-		s.wait(third, 20*time.Second)}
+	done := []*job.Job{s.wait(first, 20*time.Second)}
+	for _, j := range append(staged, next) {
+		done = append(done, s.wait(j, 20*time.Second))
+	}
 	for _, j := range done {
 		expectState(t, j, job.Succeeded)
 	}

@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"slices"
 	"time"
 
 	"github.com/hpcml/hpcml/internal/backend"
@@ -55,6 +56,13 @@ func newPool(b backend.Backend) *pool {
 // stageRunMax is the longest run that still counts as short for staging.
 const stageRunMax = 500 * time.Millisecond
 
+// stagedWorkPerCPU bounds what is staged by time as well as by count: at
+// the longest recent run, the staged jobs are at most this much work per
+// CPU of the pool, so that the last of them starts well within
+// stagedWaitMax. Trivial jobs are staged up to the backend's count;
+// jobs of 0.25 s, two per CPU.
+const stagedWorkPerCPU = 500 * time.Millisecond
+
 // ran records how long an attempt that ended here ran.
 func (p *pool) ran(d time.Duration) {
 	p.runs[p.nRuns%len(p.runs)] = d
@@ -62,17 +70,18 @@ func (p *pool) ran(d time.Duration) {
 }
 
 // canStage: the backend stages, has room for one more, and every one of
-// the last attempts that ended here was short.
+// the last attempts that ended here was short — short enough that one
+// more staged stays within stagedWorkPerCPU.
 func (p *pool) canStage() bool {
 	if p.stager == nil || p.nRuns < len(p.runs) || p.unstarted >= p.stager.StageAhead() {
 		return false
 	}
-	for _, d := range p.runs {
-		if d > stageRunMax {
-			return false
-		}
+	longest := max(slices.Max(p.runs[:]), time.Millisecond)
+	if longest > stageRunMax {
+		return false
 	}
-	return true
+	work := time.Duration(p.unstarted+1) * longest
+	return work*1000 <= stagedWorkPerCPU*time.Duration(max(p.total.MilliCPUs(), 1000))
 }
 
 // cpuFull: every CPU of a bounded pool is held.

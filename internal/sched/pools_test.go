@@ -192,3 +192,57 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// countStager stages up to n attempts.
+type countStager int
+
+func (n countStager) StageAhead() int                         { return int(n) }
+func (countStager) Unstage(context.Context, int64, int) error { return nil }
+
+// TestStagingIsBoundedByCountAndTime: a pool stages while its last runs
+// were short, up to the backend's count for trivial jobs and fewer as the
+// runs grow, so that what is staged is at most stagedWorkPerCPU of work
+// per CPU.
+func TestStagingIsBoundedByCountAndTime(t *testing.T) {
+	staged := func(cpus float64, run time.Duration) int {
+		p := &pool{bounded: true, total: job.Resources{CPUs: cpus}, stager: countStager(8)}
+		for range len(p.runs) {
+			p.ran(run)
+		}
+		for p.canStage() {
+			p.unstarted++
+		}
+		return p.unstarted
+	}
+	for _, c := range []struct {
+		cpus float64
+		run  time.Duration
+		want int
+	}{
+		{1, 2 * time.Millisecond, 8}, // trivial: the backend's count
+		{1, 0, 8},
+		{1, 100 * time.Millisecond, 5},
+		{2, 100 * time.Millisecond, 8},
+		{1, 250 * time.Millisecond, 2},
+		{2, 250 * time.Millisecond, 4},
+		{1, 400 * time.Millisecond, 1},
+		{1, stageRunMax + time.Millisecond, 0}, // not short: none
+	} {
+		if got := staged(c.cpus, c.run); got != c.want {
+			t.Errorf("%g CPUs, runs of %v: %d staged, want %d", c.cpus, c.run, got, c.want)
+		}
+	}
+
+	// One long run among short ones stops staging.
+	p := &pool{bounded: true, total: job.Resources{CPUs: 1}, stager: countStager(8)}
+	for i := range len(p.runs) {
+		p.ran(time.Duration(i+1) * time.Millisecond)
+	}
+	if !p.canStage() {
+		t.Fatal("short runs: no staging")
+	}
+	p.ran(time.Second)
+	if p.canStage() {
+		t.Fatal("stages after a run of 1 s")
+	}
+}

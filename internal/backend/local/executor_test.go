@@ -440,8 +440,8 @@ func TestHelloSaysItQueues(t *testing.T) {
 		t.Fatalf("stages %d before any hello", n)
 	}
 	b.queues.Store(true)
-	if n := b.StageAhead(); n != 4 {
-		t.Fatalf("stages %d on 2 CPUs, want 4", n)
+	if n := b.StageAhead(); n != 8 {
+		t.Fatalf("stages %d on 2 CPUs, want 8", n)
 	}
 }
 

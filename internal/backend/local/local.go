@@ -127,16 +127,18 @@ func (b *Backend) Launch(ctx context.Context, j *job.Job, _ *job.Queue) error {
 		Need: j.Spec.Allocation(), Capacity: b.cfg.Capacity}, true)
 }
 
-// StageAhead: two attempts per core may wait in the executor for a slot
+// StageAhead: four attempts per core may wait in the executor for a slot
 // (see backend.Stager): enough to cover the scheduler's round trip and
-// its commit batching while short jobs stream through, and few enough
-// that a higher-priority job submitted later waits behind little.
+// its commit batching while trivial jobs stream through (with two, the
+// slots of a burst of `true` stood empty a tenth of the time), and few
+// enough that a higher-priority job submitted later waits behind little
+// (the scheduler also bounds them by time: stagedWorkPerCPU).
 // Nothing is staged on an executor that has not said it queues.
 func (b *Backend) StageAhead() int {
 	if !b.queues.Load() {
 		return 0
 	}
-	return 2 * max(1, int(math.Ceil(b.cfg.Capacity.CPUs)))
+	return 4 * max(1, int(math.Ceil(b.cfg.Capacity.CPUs)))
 }
 
 // makeAttemptDir creates an attempt's dir and its work dir: two mkdirs
