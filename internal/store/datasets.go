@@ -25,7 +25,7 @@ func scanVersion(row interface{ Scan(...any) error }) (dataset.Version, error) {
 func (s *SQLite) AddDatasetVersion(ctx context.Context, v *dataset.Version) (*dataset.Version, bool, error) {
 	var out *dataset.Version
 	created := false
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		now := time.Now().UTC()
 		if v.CreatedAt.IsZero() {
 			v.CreatedAt = now

@@ -189,7 +189,7 @@ func updateEndpoint(ctx context.Context, tx *sql.Tx, e *endpoint.Endpoint) error
 
 // UpdateEndpoint implements EndpointStore.
 func (s *SQLite) UpdateEndpoint(ctx context.Context, e *endpoint.Endpoint) error {
-	if err := s.tx(ctx, func(tx *sql.Tx) error { return updateEndpoint(ctx, tx, e) }); err != nil {
+	if err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return updateEndpoint(ctx, tx, e) }); err != nil {
 		return fmt.Errorf("update endpoint %s: %w", e.Name, err)
 	}
 	return nil
@@ -257,7 +257,7 @@ func (s *SQLite) StartDeployment(ctx context.Context, d *endpoint.Deployment, ev
 	alarms, _ := json.Marshal(d.Alarms)
 	now := time.Now().UTC()
 	d.CreatedAt, d.UpdatedAt, d.Outcome = now, now, endpoint.Running
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var state string
 		err := tx.QueryRowContext(ctx, `SELECT state FROM endpoints WHERE name = ?`, d.Endpoint).Scan(&state)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -310,7 +310,7 @@ func (s *SQLite) UpdateDeployment(ctx context.Context, d *endpoint.Deployment, e
 	if !d.EndedAt.IsZero() {
 		ended = d.EndedAt.UnixNano()
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE deployments SET phase = ?, step = ?, state = ?, outcome = ?, reason = ?,
 			updated_at = ?, ended_at = ? WHERE id = ?`,
 			d.Phase, d.Step, string(d.State), d.Outcome, d.Reason, d.UpdatedAt.UnixNano(), ended, d.ID)
@@ -415,7 +415,7 @@ func (s *SQLite) AddScaleEvent(ctx context.Context, ev *endpoint.ScaleEvent, ep 
 	if ev.At.IsZero() {
 		ev.At = time.Now().UTC()
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO scale_events(endpoint, variant, from_n, to_n, reason, at) VALUES (?,?,?,?,?,?)`,
 			ev.Endpoint, ev.Variant, ev.From, ev.To, ev.Reason, ev.At.UnixNano())
 		if err != nil {

@@ -87,7 +87,7 @@ func (s *SQLite) AddModelVersion(ctx context.Context, v *ModelVersionRow) error 
 	if v.CreatedAt.IsZero() {
 		v.CreatedAt = time.Now().UTC()
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO models(name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING`,
 			v.Model, v.CreatedAt.UnixNano()); err != nil {
 			return err
@@ -232,7 +232,7 @@ func (s *SQLite) ListModels(ctx context.Context) ([]*ModelRow, error) {
 // SetModelAlias implements ModelStore.
 func (s *SQLite) SetModelAlias(ctx context.Context, model, alias string, version int) (int, error) {
 	prev := 0
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var one int
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM model_versions WHERE model = ? AND version = ?`, model, version).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
