@@ -15,6 +15,7 @@ import (
 
 	"github.com/hpcml/hpcml/internal/batchtransform"
 	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/bytesize"
 	"github.com/hpcml/hpcml/internal/client"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/registry"
@@ -112,7 +113,7 @@ func runBatchTransform(ctx context.Context, cmd *cobra.Command, o *rootOptions, 
 	if f.cpus <= 0 {
 		return fmt.Errorf("--cpus must be positive")
 	}
-	partBytes, err := parseBytes(f.partSize)
+	partBytes, err := bytesize.Parse(f.partSize, bytesize.Byte)
 	if err != nil {
 		return fmt.Errorf("--part-size: %w", err)
 	}

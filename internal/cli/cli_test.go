@@ -427,3 +427,27 @@ func TestServerCommandIsAdded(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainMemoryIsASize: `train --memory` reads a size as `job submit
+// --memory` does, and a bad one submits nothing.
+func TestTrainMemoryIsASize(t *testing.T) {
+	srv := clienttest.NewServer(t)
+	if r := runCLI(t, serverEnv(srv), "train", "-a", "mlp", "--data", "s3://b/x.csv", "--memory", "lots"); r.code != 1 ||
+		!strings.Contains(r.stderr, `--memory: invalid size "lots"`) {
+		t.Fatalf("--memory lots: %+v", r)
+	}
+	if j := srv.Job(1); j != nil {
+		t.Fatalf("a bad --memory submitted %+v", j)
+	}
+	for i, c := range []struct {
+		memory string
+		want   int64
+	}{{"4G", 4096}, {"512", 512}, {"1.5GiB", 1536}} {
+		if r := runCLI(t, serverEnv(srv), "train", "-a", "mlp", "--data", "s3://b/x.csv", "--memory", c.memory); r.code != 0 {
+			t.Fatalf("--memory %s: %+v", c.memory, r)
+		}
+		if got := srv.Job(int64(i + 1)).Spec.Resources.MemoryMB; got != c.want {
+			t.Errorf("--memory %s: %d MB, want %d", c.memory, got, c.want)
+		}
+	}
+}

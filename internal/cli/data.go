@@ -10,6 +10,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
+	"github.com/hpcml/hpcml/internal/bytesize"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/transfer"
 )
@@ -96,7 +97,7 @@ func (f *transferFlags) prepare(cmd *cobra.Command) error {
 	}
 	f.opts.BwLimit = rate
 	if f.maxMemory != "" {
-		mem, err := transfer.ParseRate(f.maxMemory) // sizes read as rates do: 2G, 512M
+		mem, err := bytesize.Parse(f.maxMemory, bytesize.Byte)
 		if err != nil {
 			return fmt.Errorf("--max-memory %w", err)
 		}

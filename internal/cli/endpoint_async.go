@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/hpcml/hpcml/internal/bytesize"
 	"github.com/hpcml/hpcml/internal/client"
 	"github.com/hpcml/hpcml/internal/deploy"
 	"github.com/hpcml/hpcml/internal/deploy/asyncq"
@@ -61,7 +62,7 @@ func (a *asyncCreateFlags) spec(fl *pflag.FlagSet) (*endpoint.Async, error) {
 		}
 		return nil, nil
 	}
-	inline, err := parseBytes(a.maxInline)
+	inline, err := bytesize.Parse(a.maxInline, bytesize.Byte)
 	if err != nil {
 		return nil, fmt.Errorf("--max-inline-bytes: %w", err)
 	}
@@ -104,7 +105,7 @@ func (a *asyncCreateFlags) update(ctx context.Context, c *client.Client, fl *pfl
 		"invocation-timeout": func() error { next.InvocationTimeout = job.Duration(a.timeout); return nil },
 		"async-concurrency":  func() error { next.MaxConcurrency = a.concurrency; return nil },
 		"max-inline-bytes": func() (err error) {
-			if next.MaxInlineBytes, err = parseBytes(a.maxInline); err != nil {
+			if next.MaxInlineBytes, err = bytesize.Parse(a.maxInline, bytesize.Byte); err != nil {
 				return fmt.Errorf("--max-inline-bytes: %w", err)
 			}
 			return nil

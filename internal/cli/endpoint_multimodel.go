@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/hpcml/hpcml/internal/bytesize"
 	"github.com/hpcml/hpcml/internal/client"
 	"github.com/hpcml/hpcml/internal/deploy"
 	"github.com/hpcml/hpcml/internal/deploy/endpoint"
@@ -50,7 +51,7 @@ func (m *multiModelFlags) spec(fl *pflag.FlagSet, model string, variants []strin
 	}
 	mm := &endpoint.MultiModel{Models: m.models}
 	if m.cacheBytes != "" {
-		n, err := parseBytes(m.cacheBytes)
+		n, err := bytesize.Parse(m.cacheBytes, bytesize.Byte)
 		if err != nil {
 			return nil, fmt.Errorf("--model-cache-bytes: %w", err)
 		}

@@ -2,46 +2,23 @@ package cli
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 
+	"github.com/hpcml/hpcml/internal/bytesize"
 	"github.com/hpcml/hpcml/internal/job"
 )
 
-// parseMemoryMB reads a memory size as Slurm's --mem does: a plain number
-// is MB, and K, M, G, T (with or without B or iB) are binary units, so
-// "4G" is 4096 MB. Fractions round up to a whole MB: asking for a little
-// more is safe, a little less may get the job killed.
+// parseMemoryMB reads a memory size as Slurm's --mem does: a bare number
+// is MB, and K, M, G, T are binary units (bytesize), so "4G" is 4096 MB.
+// Fractions round up to a whole MB: asking for a little more is safe, a
+// little less may get the job killed.
 func parseMemoryMB(s string) (int64, error) {
-	in := strings.TrimSpace(s)
-	i := 0
-	for i < len(in) && (in[i] >= '0' && in[i] <= '9' || in[i] == '.') {
-		i++
-	}
-	num, unit := in[:i], strings.ToLower(strings.TrimSpace(in[i:]))
-	v, err := strconv.ParseFloat(num, 64)
+	n, err := bytesize.Parse(s, bytesize.MiB)
 	if err != nil {
-		return 0, fmt.Errorf("invalid memory size %q (want e.g. 512M, 4G, 1.5GiB or a number of MB)", s)
+		return 0, err
 	}
-	var factor float64
-	switch unit {
-	case "k", "kb", "kib":
-		factor = 1.0 / 1024
-	case "", "m", "mb", "mib":
-		factor = 1
-	case "g", "gb", "gib":
-		factor = 1024
-	case "t", "tb", "tib":
-		factor = 1024 * 1024
-	default:
-		return 0, fmt.Errorf("invalid memory size %q: unknown unit %q (use K, M, G or T)", s, in[i:])
-	}
-	mb := math.Ceil(v * factor)
-	if mb > 1<<40 {
-		return 0, fmt.Errorf("invalid memory size %q: too large", s)
-	}
-	return int64(mb), nil
+	return (n + int64(bytesize.MiB) - 1) / int64(bytesize.MiB), nil
 }
 
 // parseTimeLimit reads "1h30m", "90s" or a number of seconds, as a spec

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/bytesize"
 	"github.com/hpcml/hpcml/internal/registry"
 	"github.com/hpcml/hpcml/internal/serve"
 	"github.com/hpcml/hpcml/internal/task"
@@ -102,36 +103,6 @@ See docs/serving.md.`,
 	return cmd
 }
 
-// parseBytes reads a byte size: a plain number of bytes, or K, M, G (with
-// or without B or iB) as binary units, so 6MB is 6 MiB.
-func parseBytes(s string) (int64, error) {
-	in := strings.TrimSpace(s)
-	i := 0
-	for i < len(in) && in[i] >= '0' && in[i] <= '9' {
-		i++
-	}
-	n, err := strconv.ParseInt(in[:i], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("invalid size %q (want e.g. 6MB, 512K or a number of bytes)", s)
-	}
-	var shift uint
-	switch strings.ToLower(strings.TrimSpace(in[i:])) {
-	case "", "b":
-	case "k", "kb", "kib":
-		shift = 10
-	case "m", "mb", "mib":
-		shift = 20
-	case "g", "gb", "gib":
-		shift = 30
-	default:
-		return 0, fmt.Errorf("invalid size %q: unknown unit %q (use K, M or G)", s, in[i:])
-	}
-	if n > (1<<62)>>shift {
-		return 0, fmt.Errorf("invalid size %q: too large", s)
-	}
-	return n << shift, nil
-}
-
 // announcement is what a replica writes to storage once it is ready; the
 // deployment controller reads it to find the replica.
 type announcement struct {
@@ -152,7 +123,7 @@ func runServe(ctx context.Context, f *serveFlags, e env, stderr io.Writer) error
 	if f.model == "" && !f.multi {
 		return errors.New("--model is required (a path, a file:// or s3:// URL, or model://NAME/VERSION)")
 	}
-	maxPayload, err := parseBytes(f.maxPayload)
+	maxPayload, err := bytesize.Parse(f.maxPayload, bytesize.Byte)
 	if err != nil {
 		return fmt.Errorf("--max-payload: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/hpcml/hpcml/internal/blob"
+	"github.com/hpcml/hpcml/internal/bytesize"
 	"github.com/hpcml/hpcml/internal/deploy/endpoint"
 	"github.com/hpcml/hpcml/internal/registry"
 	"github.com/hpcml/hpcml/internal/serve"
@@ -34,7 +35,7 @@ func checkMultiFlags(f *serveFlags) error {
 		}
 	}
 	if f.cacheBytes != "" {
-		n, err := parseBytes(f.cacheBytes)
+		n, err := bytesize.Parse(f.cacheBytes, bytesize.Byte)
 		if err != nil {
 			return fmt.Errorf("--model-cache-bytes: %w", err)
 		}
@@ -64,7 +65,7 @@ func newMultiServer(ctx context.Context, f *serveFlags, storage string, opts ser
 	}
 	mo := serve.MultiOptions{Options: opts}
 	if f.cacheBytes != "" {
-		mo.CacheBytes, _ = parseBytes(f.cacheBytes) // checked by checkMultiFlags
+		mo.CacheBytes, _ = bytesize.Parse(f.cacheBytes, bytesize.Byte) // checked by checkMultiFlags
 	}
 	if f.models != "" {
 		filter, _ := endpoint.ParseFilter(f.models) // checked by checkMultiFlags

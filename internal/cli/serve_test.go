@@ -20,19 +20,6 @@ import (
 	"github.com/hpcml/hpcml/internal/onnx"
 )
 
-func TestParseBytes(t *testing.T) {
-	for in, want := range map[string]int64{"6MB": 6 << 20, "512K": 512 << 10, "100": 100, "1GiB": 1 << 30, "7b": 7, " 2 m ": 2 << 20} {
-		if got, err := parseBytes(in); err != nil || got != want {
-			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "MB", "6XB", "1.5M", "-1", "99999999999G"} {
-		if _, err := parseBytes(in); err == nil {
-			t.Errorf("parseBytes(%q): no error", in)
-		}
-	}
-}
-
 // serveTestModel writes a small MLP's ONNX to storage as the registry
 // lays it out (models/NAME/VERSION/model.onnx) and returns the storage URL.
 func serveTestModel(t *testing.T) (storageDir string, onnxBytes []byte) {

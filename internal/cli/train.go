@@ -39,7 +39,7 @@ type trainFlags struct {
 	table      tableFlags
 	queue      string
 	cpus       float64
-	memoryMB   int64
+	memory     string
 	name       string
 	attempts   int
 	wait       bool
@@ -96,7 +96,7 @@ and evaluation.json (accuracy, F1, confusion matrix; or RMSE, MAE, R²).
 	fl.IntVar(&f.stages, "pipeline-stages", 1, "pipeline (model-parallel) stages: the network is cut into this many parts, one per task")
 	fl.IntVar(&f.nodes, "nodes", 1, "nodes the workers or stages are spread over (they must divide evenly)")
 	fl.Float64Var(&f.cpus, "cpus", 0, "CPUs per task (default: 2 for one task, 1 per task for several)")
-	fl.Int64Var(&f.memoryMB, "memory", 0, "the job's memory in MB (default: the queue's)")
+	fl.StringVar(&f.memory, "memory", "", "the job's memory: 512M, 4G, or a number of MB (default: the queue's)")
 	fl.StringVar(&f.name, "name", "", "the job's name (default train-ALGORITHM)")
 	fl.IntVar(&f.attempts, "attempts", 3, "attempts of the job when killed or its node is lost; each resumes from the newest checkpoint")
 	fl.BoolVar(&f.wait, "wait", false, "wait for the run to end and print its evaluation")
@@ -229,6 +229,12 @@ func runTrain(ctx context.Context, cmd *cobra.Command, o *rootOptions, f *trainF
 			cpus = 1
 		}
 	}
+	var memoryMB int64
+	if f.memory != "" {
+		if memoryMB, err = parseMemoryMB(f.memory); err != nil {
+			return fmt.Errorf("--memory: %w", err)
+		}
+	}
 	body, err := json.Marshal(cfg)
 	if err != nil {
 		return err
@@ -239,7 +245,7 @@ func runTrain(ctx context.Context, cmd *cobra.Command, o *rootOptions, f *trainF
 	}
 	spec := &job.Spec{
 		Name: name, Queue: f.queue, Command: []string{task.SelfProgram, "train", "__run", "--config", string(body)},
-		Resources: job.Resources{CPUs: cpus, MemoryMB: f.memoryMB},
+		Resources: job.Resources{CPUs: cpus, MemoryMB: memoryMB},
 		// A killed attempt (or a lost node, or a rank that lost a peer)
 		// is retried and resumes from the newest checkpoint; bad data or
 		// a diverged run is not retried.

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/hpcml/hpcml/internal/bytesize"
 )
 
 // Object is one listed object.
@@ -110,28 +110,12 @@ func Remove(ctx context.Context, ep Endpoint, opts Options) (*Report, error) {
 	return rep, nil
 }
 
-// ParseRate reads a bandwidth such as "10M" (MiB/s), "512K", "1.5G" or a
-// plain number of bytes per second.
+// ParseRate reads a bandwidth in bytes per second, a size as bytesize
+// reads it ("10M" is 10 MiB/s, "512K", "1.5G", a bare number is bytes);
+// "", "0" and "off" are no limit (0).
 func ParseRate(s string) (int64, error) {
 	if s == "" || s == "0" || s == "off" {
 		return 0, nil
 	}
-	mult := int64(1)
-	switch strings.ToUpper(s[len(s)-1:]) {
-	case "K":
-		mult = 1 << 10
-	case "M":
-		mult = 1 << 20
-	case "G":
-		mult = 1 << 30
-	}
-	num := s
-	if mult > 1 {
-		num = s[:len(s)-1]
-	}
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || !(v >= 0) || v*float64(mult) > 1<<62 {
-		return 0, fmt.Errorf("%q: want e.g. 10M (MiB), 512K, or a plain number of bytes", s)
-	}
-	return int64(v * float64(mult)), nil
+	return bytesize.Parse(s, bytesize.Byte)
 }
