@@ -451,3 +451,15 @@ func TestTrainMemoryIsASize(t *testing.T) {
 		}
 	}
 }
+
+// TestDatasetCreateRefusesHTTP: an http(s) source is refused before it is
+// listed, with the reason the server would give.
+func TestDatasetCreateRefusesHTTP(t *testing.T) {
+	srv := clienttest.NewServer(t)
+	for _, src := range []string{"http://127.0.0.1:1/data/", "HTTPS://example.com/x"} {
+		r := runCLI(t, serverEnv(srv), "dataset", "create", "demo", src)
+		if r.code != 1 || !strings.Contains(r.stderr, "cannot hold a dataset") || !strings.Contains(r.stderr, src) {
+			t.Errorf("%s: %+v", src, r)
+		}
+	}
+}

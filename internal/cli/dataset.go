@@ -42,12 +42,12 @@ the latest version holds exactly the same objects, no version is added.`,
 			if !dataset.ValidName(args[0]) {
 				return fmt.Errorf("%q is not a valid dataset name (letters, digits, . _ -; at most 128)", args[0])
 			}
+			if err := dataset.CheckSource(args[1]); err != nil {
+				return err
+			}
 			ep, err := transfer.ParseEndpoint(args[1])
 			if err != nil {
 				return err
-			}
-			if ep.Kind == transfer.KindHTTP {
-				return fmt.Errorf("%s: an http(s) URL cannot hold a dataset (jobs fetch its objects by key); copy it to a bucket or directory first", args[1])
 			}
 			m, err := transfer.Manifest(ctx, ep, opts)
 			if err != nil {

@@ -71,11 +71,20 @@ var (
 // ValidName reports whether s can name a dataset.
 func ValidName(s string) bool { return nameRE.MatchString(s) }
 
+// CheckSource refuses a source that cannot hold a dataset: jobs fetch a
+// version's objects by key from its source, which an http(s) URL cannot
+// serve. (The CLI asks before it lists and checksums a whole source.)
+func CheckSource(source string) error {
+	if u, err := url.Parse(source); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+		return fmt.Errorf("%s: an http(s) URL cannot hold a dataset (its objects cannot be fetched by key); copy it to a bucket or directory first", source)
+	}
+	return nil
+}
+
 // Validate checks a manifest and puts its objects in key order.
 func (m *Manifest) Validate() error {
-	if u, err := url.Parse(m.Source); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
-		// Jobs fetch a version's objects by key from its source.
-		return fmt.Errorf("manifest source %s: an http(s) URL cannot hold a dataset (its objects cannot be fetched by key); copy it to a bucket or directory first", m.Source)
+	if err := CheckSource(m.Source); err != nil {
+		return fmt.Errorf("manifest source %w", err)
 	}
 	if len(m.Objects) > MaxObjects {
 		return fmt.Errorf("manifest: %d objects, at most %d", len(m.Objects), MaxObjects)
