@@ -184,7 +184,7 @@ func (s *source) listS3(ctx context.Context, ep transfer.Endpoint) error {
 			return nil
 		}
 		if gcerrors.Code(err) != gcerrors.NotFound {
-			return describe(err, "s3://"+bu.Host+"/"+ep.Prefix)
+			return hblob.Describe(err, "s3://"+bu.Host+"/"+ep.Prefix)
 		}
 		prefix += "/" // s3://b/data meaning the objects under data/
 	}
@@ -195,7 +195,7 @@ func (s *source) listS3(ctx context.Context, ep transfer.Endpoint) error {
 			break
 		}
 		if err != nil {
-			return describe(err, "s3://"+bu.Host+"/"+prefix)
+			return hblob.Describe(err, "s3://"+bu.Host+"/"+prefix)
 		}
 		if o.IsDir || strings.HasSuffix(o.Key, "/") {
 			continue
@@ -291,7 +291,7 @@ func (f *file) open(ctx context.Context, off, n int64) (io.ReadCloser, error) {
 	}
 	r, err := f.bucket.NewRangeReader(ctx, f.key, off, n, nil)
 	if err != nil {
-		return nil, describe(err, f.name)
+		return nil, hblob.Describe(err, f.name)
 	}
 	return r, nil
 }
@@ -498,7 +498,7 @@ func (o *objectReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	want := min(int64(len(p)), o.f.size-off)
 	r, err := o.f.bucket.NewRangeReader(o.ctx, o.f.key, off, want, nil)
 	if err != nil {
-		return 0, describe(err, o.f.name)
+		return 0, hblob.Describe(err, o.f.name)
 	}
 	defer r.Close()
 	n, err := io.ReadFull(r, p[:want])
@@ -527,21 +527,6 @@ func (o *objectReaderAt) Seek(offset int64, whence int) (int64, error) {
 }
 
 func (o *objectReaderAt) Close() error { return nil }
-
-// describe puts the storage's problem in words.
-func describe(err error, what string) error {
-	msg := err.Error()
-	switch {
-	case gcerrors.Code(err) == gcerrors.NotFound && strings.Contains(msg, "NoSuchBucket"):
-		return fmt.Errorf("%s: the bucket does not exist: %w", what, err)
-	case gcerrors.Code(err) == gcerrors.NotFound:
-		return fmt.Errorf("%s: not found: %w", what, err)
-	case gcerrors.Code(err) == gcerrors.PermissionDenied, strings.Contains(msg, "AccessDenied"),
-		strings.Contains(msg, "SignatureDoesNotMatch"), strings.Contains(msg, "InvalidAccessKeyId"):
-		return fmt.Errorf("%s: access denied (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY): %w", what, err)
-	}
-	return fmt.Errorf("%s: %w", what, err)
-}
 
 // openFile opens one file by the URL a Piece carries, sharing buckets
 // through the cache.
@@ -578,7 +563,7 @@ func (o *opener) file(ctx context.Context, raw string, format Format) (*file, er
 		name := "s3://" + bu.Host + "/" + ep.Prefix
 		a, err := b.Attributes(ctx, ep.Prefix)
 		if err != nil {
-			return nil, describe(err, name)
+			return nil, hblob.Describe(err, name)
 		}
 		f = &file{name: name, url: raw, size: a.Size, bucket: b, key: ep.Prefix}
 	default:

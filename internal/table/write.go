@@ -248,7 +248,7 @@ func (t *target) create(key string) (*out, error) {
 	bw, err := t.bucket.NewWriter(ctx, key, &gcblob.WriterOptions{ContentType: "application/octet-stream", DisableContentTypeDetection: true})
 	if err != nil {
 		cancel()
-		return nil, describe(err, t.show(key))
+		return nil, hblob.Describe(err, t.show(key))
 	}
 	o := &out{t: t, key: key, cancel: cancel, bw: bw}
 	// Only a writer: the Parquet writer closes a Closer, and closing the
@@ -342,7 +342,7 @@ func (o *out) commit() error {
 	o.done = true
 	defer o.cancel()
 	if err := o.bw.Close(); err != nil {
-		return describe(err, o.t.show(o.key))
+		return hblob.Describe(err, o.t.show(o.key))
 	}
 	return nil
 }

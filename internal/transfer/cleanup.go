@@ -39,7 +39,7 @@ func CleanupUploads(ctx context.Context, ep Endpoint, olderThan time.Duration, d
 	}
 	b, err := hblob.Open(ctx, ep.Bucket)
 	if err != nil {
-		return nil, describe(err, ep.Raw)
+		return nil, hblob.Describe(err, ep.Raw)
 	}
 	defer b.Close()
 	var client *s3.Client
@@ -52,7 +52,7 @@ func CleanupUploads(ctx context.Context, ep Endpoint, olderThan time.Duration, d
 	for {
 		page, err := client.ListMultipartUploads(ctx, in)
 		if err != nil {
-			return out, describe(err, ep.Raw)
+			return out, hblob.Describe(err, ep.Raw)
 		}
 		for _, up := range page.Uploads {
 			key := aws.ToString(up.Key)
@@ -71,7 +71,7 @@ func CleanupUploads(ctx context.Context, ep Endpoint, olderThan time.Duration, d
 				_, err := client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: in.Bucket, Key: up.Key, UploadId: up.UploadId})
 				var api smithy.APIError
 				if err != nil && !(errors.As(err, &api) && api.ErrorCode() == "NoSuchUpload") { // gone meanwhile: fine
-					return out, describe(err, fmt.Sprintf("%s: abort the upload of %s", ep.Raw, key))
+					return out, hblob.Describe(err, fmt.Sprintf("%s: abort the upload of %s", ep.Raw, key))
 				}
 				inc.Aborted = true
 			}

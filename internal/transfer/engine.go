@@ -25,6 +25,8 @@ import (
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
+
+	hblob "github.com/hpcml/hpcml/internal/blob"
 )
 
 // Verify modes, as DataSync's.
@@ -711,26 +713,7 @@ func permanent(err error) bool {
 	if _, full := fullErrno(err); full {
 		return true
 	}
-	return errors.Is(err, errNotFoundSource) || errors.Is(err, fs.ErrPermission) || refusedByStore(err)
-}
-
-// refusedByStore reports whether an object store refused a request for
-// good: a 401 or 403 (gocloud's PermissionDenied), or an S3 error code
-// that says the request will never be allowed as it is, matched as the
-// AWS SDK words it ("api error CODE:") so that a key merely containing
-// such a word does not match.
-func refusedByStore(err error) bool {
-	if gcerrors.Code(err) == gcerrors.PermissionDenied {
-		return true
-	}
-	msg := err.Error()
-	for _, code := range []string{"NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-		"XAdminUserNotFound"} { // versitygw's word for an unknown key
-		if strings.Contains(msg, "api error "+code+":") {
-			return true
-		}
-	}
-	return false
+	return errors.Is(err, errNotFoundSource) || errors.Is(err, fs.ErrPermission) || hblob.Refused(err)
 }
 
 var errNotFoundSource = errors.New("source object vanished")

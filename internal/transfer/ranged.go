@@ -6,13 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	hblob "github.com/hpcml/hpcml/internal/blob"
 	"io"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"gocloud.dev/blob"
 	"golang.org/x/sync/errgroup"
+
+	hblob "github.com/hpcml/hpcml/internal/blob"
 )
 
 // rangedMin is the size from which an object store's object is
@@ -74,7 +75,7 @@ func (e *engine) downloadRanges(ctx context.Context, key string, o object, f off
 	parts := int((o.Size + part - 1) / part)
 	attrs, err := e.src.bucket.Attributes(ctx, e.src.full(key))
 	if err != nil {
-		return "", sourceErr(describe(err, e.src.ep.Raw+" "+key))
+		return "", sourceErr(hblob.Describe(err, e.src.ep.Raw+" "+key))
 	}
 	if attrs.Size != o.Size {
 		return "", fmt.Errorf("source changed while copied: listed %d bytes, now %d", o.Size, attrs.Size)
@@ -117,7 +118,7 @@ func (e *engine) downloadPart(ctx context.Context, key, etag string, off, n int6
 		BeforeRead: ifMatch(etag),
 	})
 	if err != nil {
-		return sourceErr(describe(err, e.src.ep.Raw+" "+key))
+		return sourceErr(hblob.Describe(err, e.src.ep.Raw+" "+key))
 	}
 	defer r.Close()
 	buf := e.buffer()

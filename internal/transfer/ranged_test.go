@@ -3,7 +3,6 @@ package transfer
 import (
 	"bytes"
 	"context"
-	hblob "github.com/hpcml/hpcml/internal/blob"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	hblob "github.com/hpcml/hpcml/internal/blob"
 )
 
 // rangeLog is a loopback proxy in front of the S3 server that records

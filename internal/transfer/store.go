@@ -141,7 +141,7 @@ func (s *store) list(ctx context.Context, fn func(object) error) error {
 			if gcerrors.Code(err) == gcerrors.NotFound {
 				return nil
 			}
-			return describe(err, s.ep.Raw)
+			return hblob.Describe(err, s.ep.Raw)
 		}
 		return fn(object{Key: "", Size: a.Size, ModTime: a.ModTime})
 	}
@@ -152,7 +152,7 @@ func (s *store) list(ctx context.Context, fn func(object) error) error {
 			return nil
 		}
 		if err != nil {
-			return describe(err, s.ep.Raw)
+			return hblob.Describe(err, s.ep.Raw)
 		}
 		if o.IsDir || strings.HasSuffix(o.Key, "/") {
 			continue // S3 "folder" markers
@@ -184,7 +184,7 @@ func (s *store) stat(ctx context.Context, key string) (object, error) {
 	}
 	a, err := s.bucket.Attributes(ctx, s.full(key))
 	if err != nil {
-		return object{}, describe(err, s.ep.Raw+" "+key)
+		return object{}, hblob.Describe(err, s.ep.Raw+" "+key)
 	}
 	return object{Key: key, Size: a.Size, ModTime: a.ModTime}, nil
 }
@@ -197,7 +197,7 @@ func (s *store) metadata(ctx context.Context, key string) (map[string]string, er
 	}
 	a, err := s.bucket.Attributes(ctx, s.full(key))
 	if err != nil {
-		return nil, describe(err, s.ep.Raw+" "+key)
+		return nil, hblob.Describe(err, s.ep.Raw+" "+key)
 	}
 	return a.Metadata, nil
 }
@@ -228,7 +228,7 @@ func (s *store) open(ctx context.Context, key string, off, n int64) (io.ReadClos
 	}
 	r, err := s.bucket.NewRangeReader(ctx, s.full(key), off, n, nil)
 	if err != nil {
-		return nil, describe(err, s.ep.Raw+" "+key)
+		return nil, hblob.Describe(err, s.ep.Raw+" "+key)
 	}
 	return r, nil
 }
@@ -245,12 +245,12 @@ func (s *store) create(ctx context.Context, key string, size int64, meta map[str
 				return w, nil
 			}
 			if !errors.Is(err, errNoTmpfile) {
-				return nil, describe(err, s.ep.Raw+" "+key)
+				return nil, hblob.Describe(err, s.ep.Raw+" "+key)
 			}
 		}
 		w, err := newTempnameWriter(final, mtime)
 		if err != nil {
-			return nil, describe(err, s.ep.Raw+" "+key)
+			return nil, hblob.Describe(err, s.ep.Raw+" "+key)
 		}
 		return w, nil
 	}
@@ -279,7 +279,7 @@ func (s *store) create(ctx context.Context, key string, size int64, meta map[str
 	w, err := s.bucket.NewWriter(ctx, s.full(key), opts)
 	if err != nil {
 		cancel()
-		return nil, describe(err, s.ep.Raw+" "+key)
+		return nil, hblob.Describe(err, s.ep.Raw+" "+key)
 	}
 	bw.w, bw.cancel = w, cancel
 	return bw, nil
@@ -334,33 +334,9 @@ func (s *store) setModTime(key string, t time.Time) {
 
 func (s *store) remove(ctx context.Context, key string) error {
 	if err := s.bucket.Delete(ctx, s.full(key)); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
-		return describe(err, s.ep.Raw+" "+key)
+		return hblob.Describe(err, s.ep.Raw+" "+key)
 	}
 	return nil
-}
-
-// describe turns a storage error into a message naming the problem
-// first, then the store's own words.
-func describe(err error, what string) error {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "failed to refresh cached credentials"), strings.Contains(msg, "no EC2 IMDS role found"):
-		// The SDK tried every source of credentials and ended at the EC2
-		// instance metadata, which it names instead of the problem.
-		return fmt.Errorf("%s: no S3 credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE): %w", what, err)
-	case strings.Contains(msg, "NoSuchBucket"):
-		return fmt.Errorf("%s: the bucket does not exist: %w", what, err)
-	case strings.Contains(msg, "SignatureDoesNotMatch"), strings.Contains(msg, "InvalidAccessKeyId"),
-		strings.Contains(msg, "XAdminUserNotFound"): // versitygw's word for an unknown key
-		return fmt.Errorf("%s: the credentials were refused (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY): %w", what, err)
-	case gcerrors.Code(err) == gcerrors.PermissionDenied, strings.Contains(msg, "AccessDenied"), strings.Contains(msg, "permission denied"):
-		return fmt.Errorf("%s: permission denied: %w", what, err)
-	case strings.Contains(msg, "no space left on device"):
-		return fmt.Errorf("%s: the disk is full: %w", what, err)
-	case gcerrors.Code(err) == gcerrors.NotFound:
-		return fmt.Errorf("%s: not found: %w", what, err)
-	}
-	return fmt.Errorf("%s: %w", what, err)
 }
 
 // partsInFlight bounds the parts of one object sent at once: memory is
