@@ -91,6 +91,7 @@ func (b *bench) runSlurm(ctx context.Context, n, idle, conc int, cpus float64, a
 	if err != nil {
 		return nil, err
 	}
+	submitted := time.Since(start)
 	if err := waitAll(); err != nil {
 		return nil, err
 	}
@@ -105,7 +106,7 @@ func (b *bench) runSlurm(ctx context.Context, n, idle, conc int, cpus float64, a
 	}
 	slices.Sort(lat)
 	wall := end.Sub(start).Seconds()
-	res := &result{Tool: "slurm", Jobs: n, CPUs: float64(ncpu), WallSec: wall, JobsPerSec: float64(n) / wall,
+	res := &result{Tool: "slurm", Jobs: n, CPUs: float64(ncpu), SubmitSec: submitted.Seconds(), WallSec: wall, JobsPerSec: float64(n) / wall,
 		P50ms: load.Pct(lat, 0.50), P99ms: load.Pct(lat, 0.99), IdleP50ms: load.Pct(idleLat, 0.50), IdleP99ms: load.Pct(idleLat, 0.99)}
 	if arrayN > 0 {
 		at := time.Now()
