@@ -58,10 +58,11 @@ const stageRunMax = 500 * time.Millisecond
 
 // stagedWorkPerCPU bounds what is staged by time as well as by count: at
 // the longest recent run, the staged jobs are at most this much work per
-// CPU of the pool, so that the last of them starts well within
-// stagedWaitMax. Trivial jobs are staged up to the backend's count;
-// jobs of 0.25 s, two per CPU.
-const stagedWorkPerCPU = 500 * time.Millisecond
+// CPU of the pool, so that the last of them starts within stagedWaitMax
+// with room to spare. Trivial jobs are staged up to the backend's count;
+// jobs of 0.25 s, four per CPU; of 0.5 s, two. (One slow run of a trivial
+// job on a loaded machine lowers it for the next 8 ends.)
+const stagedWorkPerCPU = time.Second
 
 // ran records how long an attempt that ended here ran.
 func (p *pool) ran(d time.Duration) {

@@ -221,11 +221,14 @@ func TestStagingIsBoundedByCountAndTime(t *testing.T) {
 	}{
 		{1, 2 * time.Millisecond, 8}, // trivial: the backend's count
 		{1, 0, 8},
-		{1, 100 * time.Millisecond, 5},
-		{2, 100 * time.Millisecond, 8},
-		{1, 250 * time.Millisecond, 2},
-		{2, 250 * time.Millisecond, 4},
-		{1, 400 * time.Millisecond, 1},
+		{1, 100 * time.Millisecond, 8},
+		{1, 150 * time.Millisecond, 6},
+		{2, 150 * time.Millisecond, 8},
+		{1, 250 * time.Millisecond, 4},
+		{2, 250 * time.Millisecond, 8},
+		{1, 400 * time.Millisecond, 2},
+		{3, 400 * time.Millisecond, 7},
+		{1, stageRunMax, 2},
 		{1, stageRunMax + time.Millisecond, 0}, // not short: none
 	} {
 		if got := staged(c.cpus, c.run); got != c.want {

@@ -274,7 +274,7 @@ func (st *state) stage(e *entry) {
 
 // stagedWaitMax is how long a staged job may wait to start before it is
 // asked back. With at most stagedWorkPerCPU staged per core, one waits
-// about half a second at most when all goes as it should.
+// about a second at most when all goes as it should.
 const stagedWaitMax = 2 * time.Second
 
 // checkStaged asks back the staged jobs that have not started within

@@ -16,6 +16,7 @@ package local
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,6 +83,7 @@ type attemptKey struct {
 
 var (
 	_ backend.Backend        = (*Backend)(nil)
+	_ backend.BatchLauncher  = (*Backend)(nil)
 	_ backend.ProgressReader = (*Backend)(nil)
 )
 
@@ -116,15 +118,37 @@ func (b *Backend) AttemptDir(jobID int64, attempt int) string {
 }
 
 // Launch prepares the attempt dir and hands the attempt to the executor.
-func (b *Backend) Launch(ctx context.Context, j *job.Job, _ *job.Queue) error {
-	dir := b.AttemptDir(j.ID, j.Attempt)
-	if err := makeAttemptDir(dir); err != nil {
-		return err
+func (b *Backend) Launch(ctx context.Context, j *job.Job, q *job.Queue) error {
+	return b.LaunchBatch(ctx, []*job.Job{j}, q)[0]
+}
+
+// LaunchBatch prepares the attempts' dirs one after the other and hands
+// the attempts to the executor in one write (backend.BatchLauncher): while
+// short jobs stream through, a turn of the scheduler launches several,
+// and one goroutine, one write and one wakeup of the executor for all of
+// them cost less than one each (and mkdirs in one dir at once only
+// contend for its lock).
+func (b *Backend) LaunchBatch(ctx context.Context, jobs []*job.Job, _ *job.Queue) []error {
+	errs := make([]error, len(jobs))
+	reqs := make([]request, 0, len(jobs))
+	sent := make([]int, 0, len(jobs)) // the index in jobs of each of reqs
+	for i, j := range jobs {
+		dir := b.AttemptDir(j.ID, j.Attempt)
+		if errs[i] = makeAttemptDir(dir); errs[i] != nil {
+			continue
+		}
+		l := task.Describe(j, dir, task.Site{Storage: b.cfg.Storage, KillGrace: job.Duration(b.cfg.KillGrace),
+			BaseEnv: b.cfg.BaseEnv, Launcher: task.LauncherLocal})
+		reqs = append(reqs, request{Op: opLaunch, JobID: j.ID, Attempt: j.Attempt, Launch: &l,
+			Need: j.Spec.Allocation(), Capacity: b.cfg.Capacity})
+		sent = append(sent, i)
 	}
-	l := task.Describe(j, dir, task.Site{Storage: b.cfg.Storage, KillGrace: job.Duration(b.cfg.KillGrace),
-		BaseEnv: b.cfg.BaseEnv, Launcher: task.LauncherLocal})
-	return b.request(ctx, request{Op: opLaunch, JobID: j.ID, Attempt: j.Attempt, Launch: &l,
-		Need: j.Spec.Allocation(), Capacity: b.cfg.Capacity}, true)
+	if err := b.send(ctx, reqs, true); err != nil {
+		for _, i := range sent {
+			errs[i] = err
+		}
+	}
+	return errs
 }
 
 // StageAhead: four attempts per core may wait in the executor for a slot
@@ -233,13 +257,30 @@ func (b *Backend) LogPath(jobID int64, attempt int, stream string) string {
 	return filepath.Join(b.AttemptDir(jobID, attempt), name)
 }
 
-// request sends req to the executor, connecting (and starting it) if
-// needed. Requests that track an attempt mark it in flight first, so a
-// lost connection re-attaches it.
+// request sends one request to the executor (see send).
 func (b *Backend) request(ctx context.Context, req request, track bool) error {
+	return b.send(ctx, []request{req}, track)
+}
+
+// send writes reqs to the executor in one write, connecting (and starting
+// it) if needed, and once more on a new connection if the write fails.
+// Requests that track an attempt mark it in flight first, so a lost
+// connection re-attaches it. A request the executor got twice that way
+// is answered as a repeated launch or attach is: the attempt's claim is
+// taken once.
+func (b *Backend) send(ctx context.Context, reqs []request, track bool) error {
+	if len(reqs) == 0 {
+		return nil
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for _, r := range reqs {
+		if err := enc.Encode(r); err != nil {
+			return fmt.Errorf("encode %s request: %w", r.Op, err)
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	key := attemptKey{req.JobID, req.Attempt}
 	for try := 0; ; try++ {
 		if b.conn == nil {
 			if err := b.connectLocked(ctx); err != nil {
@@ -250,16 +291,21 @@ func (b *Backend) request(ctx context.Context, req request, track bool) error {
 		// attach ahead of this launch would be answered "unknown" — read
 		// as "never started" while the launch that follows runs it.
 		if track {
-			b.inflight[key] = true
+			for _, r := range reqs {
+				b.inflight[attemptKey{r.JobID, r.Attempt}] = true
+			}
 		}
-		err := b.enc.Encode(req)
+		_, err := b.conn.Write(buf.Bytes())
 		if err == nil {
 			return nil
 		}
 		if track {
-			// Not in flight until a connection has taken the request: the
-			// retry's connect must not attach it ahead of itself.
-			delete(b.inflight, key)
+			// Not in flight until a connection has taken the requests:
+			// the retry's connect must not attach them ahead of
+			// themselves.
+			for _, r := range reqs {
+				delete(b.inflight, attemptKey{r.JobID, r.Attempt})
+			}
 		}
 		b.conn.Close()
 		b.conn = nil

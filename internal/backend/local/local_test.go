@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -36,51 +37,64 @@ func (r *reports) Finished(_ int64, _ int, res job.Result) {
 	r.finished = append(r.finished, res)
 }
 
-// A launch whose first write meets a dead connection is sent again on a
-// new one, and the attempt's one report is its real end: the reconnect
-// must not attach the launch ahead of itself (the executor would answer
-// "unknown", reported as a launch that never started while the launch
-// right behind it runs the command — and the scheduler would launch the
-// attempt again over its live dir).
+// Launches whose first write meets a dead connection are sent again on a
+// new one, and each attempt's one report is its real end: the reconnect
+// must not attach the launches ahead of themselves (the executor would
+// answer "unknown", reported as a launch that never started while the
+// launch right behind it runs the command — and the scheduler would
+// launch the attempt again over its live dir). One launch, and a batch of
+// three in one write.
 func TestLaunchRetriedOnNewConnection(t *testing.T) {
-	jobs := startTestExecutor(t)
-	rep := &reports{}
-	b, err := New(Config{JobsDir: jobs, Executable: "/nonexistent", KillGrace: time.Second, BaseEnv: os.Environ()},
-		rep, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	dead, peer := net.Pipe()
-	peer.Close()
-	b.mu.Lock()
-	b.conn, b.enc = dead, json.NewEncoder(dead)
-	b.mu.Unlock()
-	j := &job.Job{ID: 7, Attempt: 1, State: job.Starting, Spec: job.Spec{Command: []string{"true"}}}
-	if err := b.Launch(context.Background(), j, nil); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	for _, n := range []int{1, 3} {
+		jobs := startTestExecutor(t)
+		rep := &reports{}
+		b, err := New(Config{JobsDir: jobs, Executable: "/nonexistent", KillGrace: time.Second, BaseEnv: os.Environ(),
+			Capacity: job.Resources{CPUs: 8}}, rep, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		dead, peer := net.Pipe()
+		peer.Close()
+		b.mu.Lock()
+		b.conn, b.enc = dead, json.NewEncoder(dead)
+		b.mu.Unlock()
+		var batch []*job.Job
+		for i := range n {
+			batch = append(batch, &job.Job{ID: int64(7 + i), Attempt: 1, State: job.Starting, Spec: job.Spec{Command: []string{"true"}}})
+		}
+		if n == 1 {
+			err = b.Launch(context.Background(), batch[0], nil)
+		} else {
+			err = errors.Join(b.LaunchBatch(context.Background(), batch, nil)...)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			rep.mu.Lock()
+			got := len(rep.finished)
+			rep.mu.Unlock()
+			if got >= n {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d attempts reported finished", got, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond) // a second report would come right behind
 		rep.mu.Lock()
-		n := len(rep.finished)
+		if len(rep.finished) != n {
+			t.Fatalf("%d reports of %d attempts' ends: %+v", len(rep.finished), n, rep.finished)
+		}
+		for _, r := range rep.finished {
+			if r.NeverStarted || r.NodeLost || r.ExitCode == nil || *r.ExitCode != 0 {
+				t.Fatalf("reported %+v, want the command's real exit 0", r)
+			}
+		}
 		rep.mu.Unlock()
-		if n > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the attempt was never reported finished")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond) // a second report would come right behind
-	rep.mu.Lock()
-	defer rep.mu.Unlock()
-	if len(rep.finished) != 1 {
-		t.Fatalf("%d reports of the attempt's end, want 1: %+v", len(rep.finished), rep.finished)
-	}
-	if r := rep.finished[0]; r.NeverStarted || r.NodeLost || r.ExitCode == nil || *r.ExitCode != 0 {
-		t.Fatalf("reported %+v, want the command's real exit 0", r)
 	}
 }
 
