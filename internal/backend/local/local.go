@@ -143,10 +143,9 @@ func (b *Backend) LaunchBatch(ctx context.Context, jobs []*job.Job, _ *job.Queue
 			Need: j.Spec.Allocation(), Capacity: b.cfg.Capacity})
 		sent = append(sent, i)
 	}
-	if err := b.send(ctx, reqs, true); err != nil {
-		for _, i := range sent {
-			errs[i] = err
-		}
+	n, err := b.send(ctx, reqs, true)
+	for _, i := range sent[n:] {
+		errs[i] = err
 	}
 	return errs
 }
@@ -259,60 +258,71 @@ func (b *Backend) LogPath(jobID int64, attempt int, stream string) string {
 
 // request sends one request to the executor (see send).
 func (b *Backend) request(ctx context.Context, req request, track bool) error {
-	return b.send(ctx, []request{req}, track)
+	_, err := b.send(ctx, []request{req}, track)
+	return err
 }
 
 // send writes reqs to the executor in one write, connecting (and starting
-// it) if needed, and once more on a new connection if the write fails.
-// Requests that track an attempt mark it in flight first, so a lost
-// connection re-attaches it. A request the executor got twice that way
-// is answered as a repeated launch or attach is: the attempt's claim is
-// taken once.
-func (b *Backend) send(ctx context.Context, reqs []request, track bool) error {
-	if len(reqs) == 0 {
-		return nil
-	}
+// it) if needed, and writes what was not written once more on a new
+// connection if the write fails. It returns how many of reqs, from the
+// first, were handed over, and the error that kept the rest back.
+//
+// Requests that track an attempt are in flight from the moment a
+// connection takes them, so that a lost connection re-attaches them: the
+// executor may have read one that a failed write had written whole, and
+// the attach says whether it runs (if not, the attempt never started and
+// is launched again). A request not yet written is not in flight when a
+// connection is made, or that connection's attach would come ahead of
+// it — answered "unknown", read as "never started" while the launch that
+// follows runs the command.
+func (b *Backend) send(ctx context.Context, reqs []request, track bool) (sent int, err error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
-	for _, r := range reqs {
+	ends := make([]int, len(reqs)) // where each request's line ends in buf
+	for i, r := range reqs {
 		if err := enc.Encode(r); err != nil {
-			return fmt.Errorf("encode %s request: %w", r.Op, err)
+			return 0, fmt.Errorf("encode %s request: %w", r.Op, err)
 		}
+		ends[i] = buf.Len()
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for try := 0; ; try++ {
+	for try := 0; sent < len(reqs); try++ {
 		if b.conn == nil {
 			if err := b.connectLocked(ctx); err != nil {
-				return err
+				return sent, err
 			}
 		}
-		// Tracked only now: connecting attaches what is in flight, and an
-		// attach ahead of this launch would be answered "unknown" — read
-		// as "never started" while the launch that follows runs it.
 		if track {
-			for _, r := range reqs {
+			for _, r := range reqs[sent:] {
 				b.inflight[attemptKey{r.JobID, r.Attempt}] = true
 			}
 		}
-		_, err := b.conn.Write(buf.Bytes())
+		from := 0
+		if sent > 0 {
+			from = ends[sent-1]
+		}
+		n, err := b.conn.Write(buf.Bytes()[from:])
+		written := sent
+		for written < len(reqs) && ends[written] <= from+n {
+			written++
+		}
 		if err == nil {
-			return nil
+			return len(reqs), nil
 		}
 		if track {
-			// Not in flight until a connection has taken the requests:
-			// the retry's connect must not attach them ahead of
-			// themselves.
-			for _, r := range reqs {
+			for _, r := range reqs[written:] {
 				delete(b.inflight, attemptKey{r.JobID, r.Attempt})
 			}
 		}
+		sent = written
 		b.conn.Close()
 		b.conn = nil
 		if try == 1 {
-			return fmt.Errorf("talk to executor: %w", err)
+			return sent, fmt.Errorf("talk to executor: %w", err)
 		}
 	}
+	return sent, nil
 }
 
 // connectLocked dials the executor, starting one if none answers, then
