@@ -127,13 +127,20 @@ func (s *SQLite) migrate(ctx context.Context) error {
 }
 
 // tx runs fn in a write transaction, with the context fn's statements
-// are to use. A write, once asked for, runs to its end whatever becomes of
-// the caller's context (it is bounded by the busy timeout): with a
-// context that can end, the driver would start a goroutine per statement
-// to watch it (about a tenth of the store's CPU on the jobs' hot path).
+// are to use. The wait for the one writer connection ends with the
+// caller's context; a write, once it has the connection, runs to its end
+// whatever becomes of that context (it is bounded by the busy timeout):
+// with a context that can end, the driver would start a goroutine per
+// statement to watch it (about a tenth of the store's CPU on the jobs'
+// hot path).
 func (s *SQLite) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
 	ctx = context.WithoutCancel(ctx)
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
