@@ -20,11 +20,13 @@ type pool struct {
 	total, used job.Resources
 	runq        runQueue
 	// stager, if the backend stages (backend.Stager), says how many
-	// attempts that have not started (unstarted) it takes beyond its free
-	// capacity. Staged attempts count in used like running ones.
-	stager    backend.Stager
-	unstarted int
-	staged    []*entry // launched beyond free capacity, not started
+	// attempts that have not started (unstarted, asking unstartedMilli
+	// thousandths of a CPU together) it takes beyond its free capacity.
+	// Staged attempts count in used like running ones.
+	stager         backend.Stager
+	unstarted      int
+	unstartedMilli int64
+	staged         []*entry // launched beyond free capacity, not started
 	// runs: how long the last attempts that ended here ran. Staging pays
 	// only while jobs are short (it hides the scheduler's round trip);
 	// with long ones it would let a job staged early take a slot that a
@@ -57,9 +59,10 @@ func newPool(b backend.Backend) *pool {
 const stageRunMax = 500 * time.Millisecond
 
 // stagedWorkPerCPU bounds what is staged by time as well as by count: at
-// the longest recent run, the staged jobs are at most this much work per
-// CPU of the pool, so that the last of them starts within stagedWaitMax
-// with room to spare. Trivial jobs are staged up to the backend's count;
+// the longest recent run, the jobs not started yet are at most this much
+// work per CPU of the pool (a job's work is the CPUs it asks for times
+// that run), so that the last of them starts within stagedWaitMax with
+// room to spare. Trivial jobs are staged up to the backend's count;
 // jobs of 0.25 s, four per CPU; of 0.5 s, two. (One slow run of a trivial
 // job on a loaded machine lowers it for the next 8 ends.)
 const stagedWorkPerCPU = time.Second
@@ -72,8 +75,8 @@ func (p *pool) ran(d time.Duration) {
 
 // canStage: the backend stages, has room for one more, and every one of
 // the last attempts that ended here was short — short enough that one
-// more staged stays within stagedWorkPerCPU.
-func (p *pool) canStage() bool {
+// more, asking r, stays within stagedWorkPerCPU.
+func (p *pool) canStage(r job.Resources) bool {
 	if p.stager == nil || p.nRuns < len(p.runs) || p.unstarted >= p.stager.StageAhead() {
 		return false
 	}
@@ -81,21 +84,21 @@ func (p *pool) canStage() bool {
 	if longest > stageRunMax {
 		return false
 	}
-	work := time.Duration(p.unstarted+1) * longest
-	return work*1000 <= stagedWorkPerCPU*time.Duration(max(p.total.MilliCPUs(), 1000))
+	work := time.Duration(p.unstartedMilli+r.MilliCPUs()) * longest
+	return work <= stagedWorkPerCPU*time.Duration(max(p.total.MilliCPUs(), 1000))
 }
 
 // cpuFull: every CPU of a bounded pool is held.
 func (p *pool) cpuFull() bool { return p.bounded && p.used.MilliCPUs() >= p.total.MilliCPUs() }
 
 // full: nothing more can start or be staged (every job asks for some CPU).
-func (p *pool) full() bool { return p.cpuFull() && !p.canStage() }
+func (p *pool) full() bool { return p.cpuFull() && !p.canStage(job.Resources{}) }
 
 // fits: a job asking r may be launched now — into free capacity, or
 // staged on a backend that keeps it until it fits (if it fits the
 // machine at all).
 func (p *pool) fits(r job.Resources) bool {
-	return p.free(r) || p.canStage() && r.Within(p.total)
+	return p.free(r) || p.canStage(r) && r.Within(p.total)
 }
 
 // free: r fits beside everything launched.

@@ -201,51 +201,59 @@ func (countStager) Unstage(context.Context, int64, int) error { return nil }
 
 // TestStagingIsBoundedByCountAndTime: a pool stages while its last runs
 // were short, up to the backend's count for trivial jobs and fewer as the
-// runs grow, so that what is staged is at most stagedWorkPerCPU of work
-// per CPU.
+// runs grow, so that what waits to start is at most stagedWorkPerCPU of
+// work per CPU — a job's work being the CPUs it asks for times the run.
 func TestStagingIsBoundedByCountAndTime(t *testing.T) {
-	staged := func(cpus float64, run time.Duration) int {
-		p := &pool{bounded: true, total: job.Resources{CPUs: cpus}, stager: countStager(8)}
+	staged := func(poolCPUs, jobCPUs float64, run time.Duration) int {
+		p := &pool{bounded: true, total: job.Resources{CPUs: poolCPUs}, stager: countStager(8)}
 		for range len(p.runs) {
 			p.ran(run)
 		}
-		for p.canStage() {
+		r := job.Resources{CPUs: jobCPUs}
+		for p.canStage(r) {
 			p.unstarted++
+			p.unstartedMilli += r.MilliCPUs()
 		}
 		return p.unstarted
 	}
 	for _, c := range []struct {
-		cpus float64
-		run  time.Duration
-		want int
+		poolCPUs, jobCPUs float64
+		run               time.Duration
+		want              int
 	}{
-		{1, 2 * time.Millisecond, 8}, // trivial: the backend's count
-		{1, 0, 8},
-		{1, 100 * time.Millisecond, 8},
-		{1, 150 * time.Millisecond, 6},
-		{2, 150 * time.Millisecond, 8},
-		{1, 250 * time.Millisecond, 4},
-		{2, 250 * time.Millisecond, 8},
-		{1, 400 * time.Millisecond, 2},
-		{3, 400 * time.Millisecond, 7},
-		{1, stageRunMax, 2},
-		{1, stageRunMax + time.Millisecond, 0}, // not short: none
+		{1, 1, 2 * time.Millisecond, 8}, // trivial: the backend's count
+		{1, 1, 0, 8},
+		{1, 1, 100 * time.Millisecond, 8},
+		{1, 1, 150 * time.Millisecond, 6},
+		{2, 1, 150 * time.Millisecond, 8},
+		{1, 1, 250 * time.Millisecond, 4},
+		{2, 1, 250 * time.Millisecond, 8},
+		{1, 1, 400 * time.Millisecond, 2},
+		{3, 1, 400 * time.Millisecond, 7},
+		{1, 1, stageRunMax, 2},
+		{1, 1, stageRunMax + time.Millisecond, 0}, // not short: none
+		{2, 2, 250 * time.Millisecond, 4},         // jobs of two CPUs weigh twice
+		{2, 0.5, 400 * time.Millisecond, 8},       // and of half a CPU half
+		{2, 0.5, stageRunMax, 8},
+		{1, 0.25, stageRunMax, 8},
+		{4, 4, stageRunMax, 2},
 	} {
-		if got := staged(c.cpus, c.run); got != c.want {
-			t.Errorf("%g CPUs, runs of %v: %d staged, want %d", c.cpus, c.run, got, c.want)
+		if got := staged(c.poolCPUs, c.jobCPUs, c.run); got != c.want {
+			t.Errorf("a pool of %g CPUs, jobs of %g CPUs, runs of %v: %d staged, want %d", c.poolCPUs, c.jobCPUs, c.run, got, c.want)
 		}
 	}
 
 	// One long run among short ones stops staging.
-	p := &pool{bounded: true, total: job.Resources{CPUs: 1}, stager: countStager(8)}
+	one := job.Resources{CPUs: 1}
+	p := &pool{bounded: true, total: one, stager: countStager(8)}
 	for i := range len(p.runs) {
 		p.ran(time.Duration(i+1) * time.Millisecond)
 	}
-	if !p.canStage() {
+	if !p.canStage(one) {
 		t.Fatal("short runs: no staging")
 	}
 	p.ran(time.Second)
-	if p.canStage() {
+	if p.canStage(one) {
 		t.Fatal("stages after a run of 1 s")
 	}
 }

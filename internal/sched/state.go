@@ -247,6 +247,7 @@ func (st *state) doneStarting(e *entry) {
 	if e.unstarted {
 		e.unstarted = false
 		e.pool.unstarted--
+		e.pool.unstartedMilli -= e.j.Spec.Allocation().MilliCPUs()
 		st.schedule = true
 	}
 	if !e.stagedAt.IsZero() {
@@ -316,6 +317,7 @@ func (st *state) allocate(e *entry) {
 		if e.j.State == job.Starting {
 			e.unstarted = true
 			e.pool.unstarted++
+			e.pool.unstartedMilli += e.j.Spec.Allocation().MilliCPUs()
 		}
 	}
 	st.running[e.j.Queue]++
