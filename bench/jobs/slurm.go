@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-
 	"fmt"
-	"github.com/hpcml/hpcml/bench/internal/load"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hpcml/hpcml/bench/internal/load"
 )
 
 // runSlurm runs the same load through plain sbatch on the Slurm cluster

@@ -9,11 +9,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/hpcml/hpcml/internal/bytesize"
 	"github.com/hpcml/hpcml/internal/cli"
 	"github.com/hpcml/hpcml/internal/job"
 	"github.com/hpcml/hpcml/internal/server"
-	"github.com/hpcml/hpcml/internal/transfer"
-	"github.com/spf13/cobra"
 )
 
 func runCLI() int {
@@ -52,8 +53,11 @@ sbatch (available when Slurm's client commands are installed here);
 			}
 			cfg.Backend = backendName
 			var err error
-			if cfg.CacheBytes, err = transfer.ParseRate(cacheSize); err != nil || cfg.CacheBytes <= 0 {
-				return fmt.Errorf("--cache-size %q: want a size such as 10G or 500M", cacheSize)
+			if cfg.CacheBytes, err = bytesize.Parse(cacheSize, bytesize.Byte); err != nil {
+				return fmt.Errorf("--cache-size: %w", err)
+			}
+			if cfg.CacheBytes <= 0 {
+				return fmt.Errorf("--cache-size %s: must be more than 0", cacheSize)
 			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {

@@ -22,7 +22,11 @@ func Describe(err error, what string) error {
 		return fmt.Errorf("%s: the bucket does not exist: %w", what, err)
 	case hasCode(msg, "SignatureDoesNotMatch", "InvalidAccessKeyId", "XAdminUserNotFound"):
 		return fmt.Errorf("%s: the credentials were refused (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY): %w", what, err)
-	case gcerrors.Code(err) == gcerrors.PermissionDenied, hasCode(msg, "AccessDenied"), strings.Contains(msg, "permission denied"):
+	case gcerrors.Code(err) == gcerrors.PermissionDenied, hasCode(msg, "AccessDenied"):
+		// A 403 without a code (a HEAD's answer) is also what a wrong
+		// secret key gets.
+		return fmt.Errorf("%s: permission denied (check the credentials, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and what they may access): %w", what, err)
+	case strings.Contains(msg, "permission denied"):
 		return fmt.Errorf("%s: permission denied: %w", what, err)
 	case strings.Contains(msg, "no space left on device"):
 		return fmt.Errorf("%s: the disk is full: %w", what, err)

@@ -6,6 +6,7 @@
 package bytesize
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -27,8 +28,9 @@ const (
 // below math.MaxInt64 that callers may add sizes up.
 const largest = 1 << 62
 
-// Parse returns the size s names, in bytes, rounded up to a whole byte.
-// A bare number counts in units of bare.
+// Parse returns the size s names, in bytes, rounded up to a whole byte
+// (a number of bytes itself must be whole). A bare number counts in units
+// of bare.
 func Parse(s string, bare Unit) (int64, error) {
 	in := strings.TrimSpace(s)
 	i := 0
@@ -39,6 +41,9 @@ func Parse(s string, bare Unit) (int64, error) {
 	// "inf" and "0x10".
 	num, unit := in[:i], strings.ToLower(strings.TrimSpace(in[i:]))
 	v, err := strconv.ParseFloat(num, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("invalid size %q: too large", s)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("invalid size %q (want e.g. 512M, 1.5G, 6MB or a number of %s)", s, bare.plural())
 	}
@@ -56,7 +61,12 @@ func Parse(s string, bare Unit) (int64, error) {
 	case "t", "tb", "tib":
 		factor = TiB
 	default:
-		return 0, fmt.Errorf("invalid size %q: unknown unit %q (use K, M, G or T)", s, in[i:])
+		return 0, fmt.Errorf("invalid size %q: unknown unit %q (use K, M, G or T)", s, strings.TrimSpace(in[i:]))
+	}
+	if factor == Byte && v != math.Trunc(v) {
+		// Rounding would turn "0.5" into 1: a limit of one byte a second
+		// where 0 meant none.
+		return 0, fmt.Errorf("invalid size %q: not a whole number of bytes", s)
 	}
 	n := math.Ceil(v * float64(factor))
 	if n > largest {

@@ -22,7 +22,7 @@ func TestParse(t *testing.T) {
 		{"0.5M", Byte, 512 << 10},
 		{"2T", Byte, 2 << 40},
 		{"0", Byte, 0},
-		{"0.4", Byte, 1}, // rounds up to a whole byte
+		{"0.1K", Byte, 103}, // rounds up to a whole byte
 		{"512", MiB, 512 << 20},
 		{"1.5", MiB, 3 << 19},
 		{"4 GiB", MiB, 4 << 30},
@@ -33,7 +33,7 @@ func TestParse(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", " ", "M", "x", "ten", "-1", "-5M", "1,5M", "4.5.1G", "1e3", "NaN", "inf", "0x10",
-		"6XB", "4X", "99999999999G", "9999999T"} {
+		"6XB", "4X", "99999999999G", "9999999T", "0.5", "1.5B", "1" + strings.Repeat("0", 400)} {
 		if got, err := Parse(bad, Byte); err == nil {
 			t.Errorf("Parse(%q) = %d, want an error", bad, got)
 		}
@@ -41,7 +41,16 @@ func TestParse(t *testing.T) {
 	if _, err := Parse("ten", MiB); err == nil || !strings.Contains(err.Error(), `"ten"`) || !strings.Contains(err.Error(), "number of MB") {
 		t.Errorf("error %v: want the input and what a bare number counts", err)
 	}
-	if _, err := Parse("4X", Byte); err == nil || !strings.Contains(err.Error(), `unknown unit "X"`) {
+	if _, err := Parse("1e400", Byte); err == nil || !strings.Contains(err.Error(), "invalid size") {
+		t.Errorf("error %v", err)
+	}
+	if _, err := Parse("1"+strings.Repeat("0", 400), Byte); err == nil || !strings.Contains(err.Error(), "too large") {
+		t.Errorf("error %v: want too large", err)
+	}
+	if _, err := Parse("0.5", Byte); err == nil || !strings.Contains(err.Error(), "not a whole number of bytes") {
+		t.Errorf("error %v: want a fraction of a byte refused", err)
+	}
+	if _, err := Parse("4 X", Byte); err == nil || !strings.Contains(err.Error(), `unknown unit "X"`) {
 		t.Errorf("error %v: want the unknown unit named", err)
 	}
 }

@@ -93,13 +93,13 @@ func (f *transferFlags) prepareEndpoints(cmd *cobra.Command, args []string) (src
 func (f *transferFlags) prepare(cmd *cobra.Command) error {
 	rate, err := transfer.ParseRate(f.bwlimit)
 	if err != nil {
-		return err
+		return fmt.Errorf("--bwlimit: %w", err)
 	}
 	f.opts.BwLimit = rate
 	if f.maxMemory != "" {
 		mem, err := bytesize.Parse(f.maxMemory, bytesize.Byte)
 		if err != nil {
-			return fmt.Errorf("--max-memory %w", err)
+			return fmt.Errorf("--max-memory: %w", err)
 		}
 		f.opts.MaxMemory = mem
 	}

@@ -75,7 +75,8 @@ func ValidName(s string) bool { return nameRE.MatchString(s) }
 // version's objects by key from its source, which an http(s) URL cannot
 // serve. (The CLI asks before it lists and checksums a whole source.)
 func CheckSource(source string) error {
-	if u, err := url.Parse(source); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+	// "://": a local dir may be named "http:data".
+	if u, err := url.Parse(source); err == nil && (u.Scheme == "http" || u.Scheme == "https") && strings.Contains(source, "://") {
 		return fmt.Errorf("%s: an http(s) URL cannot hold a dataset (its objects cannot be fetched by key); copy it to a bucket or directory first", source)
 	}
 	return nil

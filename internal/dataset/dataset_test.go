@@ -20,3 +20,14 @@ func TestValidateSource(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckSource: http(s) URLs cannot hold a dataset; a local dir whose
+// name only begins like one, or any other URL, can.
+func TestCheckSource(t *testing.T) {
+	for src, refused := range map[string]bool{"http://h/x": true, "HTTPS://h/x/": true, "http:data": false,
+		"/srv/http://x": false, "s3://b/p/": false, "file:///d": false, "data": false} {
+		if err := CheckSource(src); (err != nil) != refused {
+			t.Errorf("CheckSource(%q) = %v, want refused %v", src, err, refused)
+		}
+	}
+}
