@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/hpcml/hpcml/bench/internal/load"
@@ -204,13 +205,19 @@ func (b *bench) runHPCML(ctx context.Context, exe, scratchBase string, n, idle, 
 		return nil, fmt.Errorf("submit: %w", err)
 	}
 	submitted := time.Since(start)
+	// Waited for as `hpcml job wait` does: one long poll for all of them.
+	names := make([]string, n)
+	for i, id := range ids {
+		names[i] = strconv.FormatInt(id, 10)
+	}
+	ended, err := c.WaitJobs(ctx, names)
+	if err != nil {
+		return nil, err
+	}
 	var lat []float64
 	var lastEnd time.Time
-	for _, id := range ids {
-		j, err := c.WaitJob(ctx, fmt.Sprint(id))
-		if err != nil {
-			return nil, err
-		}
+	for i, j := range ended {
+		id := ids[i]
 		if j.State != job.Succeeded || j.StartedAt == nil || j.EndedAt == nil {
 			return nil, fmt.Errorf("job %d ended %s: %s", id, j.State, j.Reason)
 		}

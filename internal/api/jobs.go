@@ -1,10 +1,12 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hpcml/hpcml/internal/job"
@@ -31,6 +33,12 @@ func (h *Handler) submitJob(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
+	if q.Has("ids") {
+		return h.listJobsByID(w, r)
+	}
+	if q.Has("wait") {
+		return badRequest("invalid", "wait goes with ids (the jobs to wait for)")
+	}
 	f := store.JobFilter{State: job.State(q.Get("state")), Queue: q.Get("queue")}
 	if f.State != "" && !f.State.Valid() {
 		return badRequest("invalid", fmt.Sprintf("unknown state %q", f.State))
@@ -62,64 +70,138 @@ func (h *Handler) listJobs(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// lookup resolves "42" or "41_3".
+// maxListIDs bounds ?ids= (as ?limit= bounds a list).
+const maxListIDs = 1000
+
+// listJobsByID answers ?ids=1,2,41_3 with those jobs, in that order; with
+// ?wait=, once every one of them has ended or the wait is over (a client
+// waits for many jobs with one long poll rather than one each). An id
+// that names no job is a 404 naming it.
+func (h *Handler) listJobsByID(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	for _, name := range []string{"state", "queue", "parent", "before", "limit"} {
+		if q.Has(name) {
+			return badRequest("invalid", fmt.Sprintf("ids does not combine with %s", name))
+		}
+	}
+	ids := strings.Split(q.Get("ids"), ",")
+	if len(ids) > maxListIDs {
+		return badRequest("invalid", fmt.Sprintf("%d ids, at most %d", len(ids), maxListIDs))
+	}
+	wait, err := waitParam(r)
+	if err != nil {
+		return err
+	}
+	for _, raw := range ids {
+		if _, _, _, err := job.ParseID(raw); err != nil {
+			return badRequest("invalid", fmt.Sprintf("ids: %v", err))
+		}
+	}
+	ctx := r.Context()
+	if wait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wait)
+		defer cancel()
+	}
+	// One after the other: the total wait is the longest job's either way.
+	jobs := make([]*job.Job, len(ids))
+	for i, raw := range ids {
+		if jobs[i], err = h.awaitJob(ctx, raw, wait > 0); err != nil {
+			return err
+		}
+	}
+	if r.Context().Err() != nil {
+		return nil // the client went away
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": jobs})
+	return nil
+}
+
+// lookup resolves the request's {id}, "42" or "41_3".
 func (h *Handler) lookup(r *http.Request) (*job.Job, error) {
-	id, index, isTask, err := job.ParseID(r.PathValue("id"))
+	return h.lookupID(r.Context(), r.PathValue("id"))
+}
+
+// lookupID resolves "42" or "41_3".
+func (h *Handler) lookupID(ctx context.Context, raw string) (*job.Job, error) {
+	id, index, isTask, err := job.ParseID(raw)
 	if err != nil {
 		return nil, badRequest("invalid", err.Error())
 	}
 	if isTask {
-		return h.cfg.Store.GetArrayTask(r.Context(), id, index)
+		return h.cfg.Store.GetArrayTask(ctx, id, index)
 	}
 	// A job that ended lately is in the scheduler's memory as committed.
 	if j := h.cfg.Scheduler.EndedJob(id); j != nil {
 		return j, nil
 	}
-	return h.cfg.Store.GetJob(r.Context(), id)
+	return h.cfg.Store.GetJob(ctx, id)
 }
 
 // maxWait bounds a long poll, below common proxy timeouts.
 const maxWait = 60 * time.Second
 
 func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) error {
-	var wait time.Duration
-	if v := r.URL.Query().Get("wait"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return badRequest("invalid", fmt.Sprintf("wait %q is not a duration like 30s", v))
-		}
-		wait = min(d, maxWait)
+	wait, err := waitParam(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	if wait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wait)
+		defer cancel()
+	}
+	j, err := h.awaitJob(ctx, r.PathValue("id"), wait > 0)
+	if err != nil || r.Context().Err() != nil {
+		return err
+	}
+	h.writeJob(w, r, j)
+	return nil
+}
+
+// waitParam reads a long poll's ?wait=, capped at maxWait; 0 if absent.
+func waitParam(r *http.Request) (time.Duration, error) {
+	v := r.URL.Query().Get("wait")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, badRequest("invalid", fmt.Sprintf("wait %q is not a duration like 30s", v))
+	}
+	return min(d, maxWait), nil
+}
+
+// awaitJob returns job raw ("42" or "41_3") — with wait, once it has
+// ended or ctx is done, as it is then.
+func (h *Handler) awaitJob(ctx context.Context, raw string, wait bool) (*job.Job, error) {
+	id, _, isTask, err := job.ParseID(raw)
+	if err != nil {
+		return nil, badRequest("invalid", err.Error())
 	}
 	var ended *sched.EndWait
-	if wait > 0 {
+	if wait && !isTask {
 		// A plain job id can be registered before the one read: an end
 		// in between then closes the signal. An array task's own id is
 		// known only after reading it, so it is read twice.
-		if id, _, isTask, err := job.ParseID(r.PathValue("id")); err == nil && !isTask {
-			ended = h.cfg.Scheduler.EndSignal(id)
-			defer ended.Release()
-		}
+		ended = h.cfg.Scheduler.EndSignal(id)
+		defer ended.Release()
 	}
 	// A job the scheduler knows to be active is not read until it ends
 	// (or the wait is over): the read would only say it still runs.
 	if ended == nil || !ended.Active {
-		j, err := h.lookup(r)
-		if err != nil || wait == 0 || j.State.Terminal() {
-			if err == nil {
-				h.writeJob(w, r, j)
-			}
-			return err
+		j, err := h.lookupID(ctx, raw)
+		if err != nil || !wait || j.State.Terminal() {
+			return j, err
 		}
 		if ended == nil {
 			ended = h.cfg.Scheduler.EndSignal(j.ID)
 			defer ended.Release()
 			// Read again now that the signal is registered: the task may
 			// have ended in between.
-			if j, err = h.lookup(r); err != nil || j.State.Terminal() {
-				if err == nil {
-					h.writeJob(w, r, j)
-				}
-				return err
+			if j, err = h.lookupID(ctx, raw); err != nil || j.State.Terminal() {
+				return j, err
 			}
 		}
 	}
@@ -127,19 +209,12 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) error {
 	case <-ended.Ended:
 		// The loop's record of the end, as committed: no read.
 		if j := ended.Final(); j != nil {
-			h.writeJob(w, r, j)
-			return nil
+			return j, nil
 		}
-	case <-time.After(wait):
-	case <-r.Context().Done():
-		return nil
+	case <-ctx.Done():
 	}
-	j, err := h.lookup(r)
-	if err != nil {
-		return err
-	}
-	h.writeJob(w, r, j)
-	return nil
+	// Read with a context of its own: ctx may be over (the wait is).
+	return h.lookupID(context.WithoutCancel(ctx), raw)
 }
 
 // writeJob answers a job get: the job with, while it runs, the progress

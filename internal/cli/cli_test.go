@@ -276,6 +276,21 @@ func TestJobLogsCancelWait(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &jobs); err != nil || len(jobs) != 2 || r.code != 1 {
 		t.Errorf("wait 2 1: %+v (%v)", r, err)
 	}
+
+	// Many jobs are waited for with one long poll for all (?ids=); an id
+	// that names no job is then waited for one by one, which names it.
+	before := len(srv.Requests())
+	r = runCLI(t, serverEnv(srv), "job", "wait", "1", "2")
+	if r.code != 1 || r.stdout != "Job 1 CANCELLED: cancelled by user\nJob 2 SUCCEEDED\n" {
+		t.Errorf("wait 1 2: %+v", r)
+	}
+	if got := srv.Requests()[before:]; len(got) != 1 || got[0].Path != "/api/v1/jobs" || !strings.Contains(got[0].RawQuery, "ids=1%2C2") {
+		t.Errorf("wait 1 2 sent %+v, want one GET /api/v1/jobs?ids=1,2", got)
+	}
+	r = runCLI(t, serverEnv(srv), "job", "wait", "2", "99")
+	if r.code != 1 || r.stdout != "Job 2 SUCCEEDED\n" || !strings.Contains(r.stderr, "job 99 does not exist") {
+		t.Errorf("wait 2 99: %+v", r)
+	}
 }
 
 func TestQueueAndCapacity(t *testing.T) {

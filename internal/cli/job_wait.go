@@ -10,6 +10,8 @@ import (
 	"github.com/hpcml/hpcml/internal/job"
 )
 
+func succeeded(j *job.Job) bool { return j.State == job.Succeeded }
+
 func newJobWaitCmd(o *rootOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "wait ID...",
@@ -22,6 +24,27 @@ The exit status is 0 only if every job SUCCEEDED.`,
 			if err != nil {
 				return err
 			}
+			status := format == formatTable && isTerminal(cmd.ErrOrStderr())
+			if len(args) > 1 && !status {
+				// Many jobs, nobody watching a status line: one long poll
+				// for all of them. If that fails for a job's sake (an id
+				// that names none), the one-by-one wait below says which.
+				jobs, err := c.WaitJobs(ctx, args)
+				if err == nil {
+					next := 0 // forEachJob goes through args in order
+					return forEachJob(cmd, args, format, func(string) (*job.Job, error) {
+						j := jobs[next]
+						next++
+						if format == formatTable {
+							fmt.Fprintln(cmd.OutOrStdout(), finalLine(j))
+						}
+						return j, nil
+					}, succeeded)
+				}
+				if affectsAll(err) || ctx.Err() != nil {
+					return err
+				}
+			}
 			// One after the other: the total wait is the longest job's
 			// either way, and the output stays in the order given.
 			return forEachJob(cmd, args, format, func(id string) (*job.Job, error) {
@@ -30,7 +53,7 @@ The exit status is 0 only if every job SUCCEEDED.`,
 					fmt.Fprintln(cmd.OutOrStdout(), finalLine(j))
 				}
 				return j, err
-			}, func(j *job.Job) bool { return j.State == job.Succeeded })
+			}, succeeded)
 		}),
 	}
 }

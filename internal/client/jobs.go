@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hpcml/hpcml/internal/job"
@@ -43,6 +44,32 @@ func (c *Client) getJob(ctx context.Context, id string, wait time.Duration) (*jo
 		return nil, fmt.Errorf("get job %s: %w", id, err)
 	}
 	return &j, nil
+}
+
+// jobsByID gets the jobs ids names, in that order; with wait > 0 the
+// server answers once all have ended or wait is over.
+func (c *Client) jobsByID(ctx context.Context, ids []string, wait time.Duration) ([]*job.Job, error) {
+	for _, id := range ids {
+		if _, err := jobPath(id); err != nil {
+			return nil, err
+		}
+	}
+	q := url.Values{"ids": {strings.Join(ids, ",")}}
+	timeout := c.timeout
+	if wait > 0 {
+		q.Set("wait", wait.String())
+		timeout += wait
+	}
+	var out struct {
+		Jobs []*job.Job `json:"jobs"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/api/v1/jobs", q, nil, &out, timeout); err != nil {
+		return nil, err
+	}
+	if len(out.Jobs) != len(ids) {
+		return nil, fmt.Errorf("asked for %d jobs, got %d", len(ids), len(out.Jobs))
+	}
+	return out.Jobs, nil
 }
 
 // ListOptions filters ListJobs. Zero values mean no filter.

@@ -31,52 +31,112 @@ func (c *Client) WaitJob(ctx context.Context, id string) (*job.Job, error) {
 // that sees the job at once and then after every poll (e.g. to show its
 // state while waiting). A shorter poll shows state changes sooner at the
 // cost of more requests.
-//
+func (c *Client) WatchJob(ctx context.Context, id string, poll time.Duration, fn func(*job.Job)) (*job.Job, error) {
+	var j *job.Job
+	// With a callback, the first request does not wait, so that the
+	// caller can show the job's state straight away.
+	err := longPoll(ctx, poll, fn != nil, func(wait time.Duration) (bool, error) {
+		got, err := c.getJob(ctx, id, wait)
+		if err != nil {
+			return false, err
+		}
+		j = got
+		if fn != nil {
+			fn(j)
+		}
+		return j.State.Terminal(), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("wait for job %s: %w", id, err)
+	}
+	return j, nil
+}
+
+// WaitJobs blocks until every one of the jobs has ended and returns them
+// in the order of ids: one long poll for up to 1,000 jobs at a time
+// (GET /api/v1/jobs?ids=...&wait=...), each asking again only for those
+// still active. An id that names no job fails it (IsNotFound).
+func (c *Client) WaitJobs(ctx context.Context, ids []string) ([]*job.Job, error) {
+	out := make([]*job.Job, len(ids))
+	for from := 0; from < len(ids); from += maxIDsPerRequest {
+		chunk := ids[from:min(from+maxIDsPerRequest, len(ids))]
+		pending := make([]int, len(chunk)) // indices into chunk still active
+		for i := range pending {
+			pending[i] = i
+		}
+		err := longPoll(ctx, DefaultWaitPoll, false, func(wait time.Duration) (bool, error) {
+			ask := make([]string, len(pending))
+			for k, i := range pending {
+				ask[k] = chunk[i]
+			}
+			got, err := c.jobsByID(ctx, ask, wait)
+			if err != nil {
+				return false, err
+			}
+			still := pending[:0]
+			for k, i := range pending {
+				out[from+i] = got[k]
+				if !got[k].State.Terminal() {
+					still = append(still, i)
+				}
+			}
+			pending = still
+			return len(pending) == 0, nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("wait for jobs: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// maxIDsPerRequest is the server's bound on ?ids=.
+const maxIDsPerRequest = 1000
+
+// longPoll calls fetch with the wait to ask of the server until it says
+// done. If the server held a request for less than half the poll (an
+// older one that ignores wait), the next waits for a gap that doubles.
 // A server restart must not fail a wait (a killed server resumes its
 // jobs), so unreachable-server and 502/503/504 answers are retried with
 // backoff; only after maxTransientErrs in a row is the error returned.
-func (c *Client) WatchJob(ctx context.Context, id string, poll time.Duration, fn func(*job.Job)) (*job.Job, error) {
+// With first, the first request does not wait.
+func longPoll(ctx context.Context, poll time.Duration, first bool, fetch func(wait time.Duration) (done bool, err error)) error {
 	if poll <= 0 {
 		poll = DefaultWaitPoll
 	}
 	gap := minPollGap
 	failures := 0
-	// With a callback, the first request does not wait, so that the
-	// caller can show the job's state straight away.
 	wait := poll
-	if fn != nil {
+	if first {
 		wait = 0
 	}
 	for {
 		start := time.Now()
-		j, err := c.getJob(ctx, id, wait)
-		first := wait == 0
+		done, err := fetch(wait)
+		asked := wait
 		wait = poll
 		switch {
 		case err == nil:
 			failures = 0
-			if fn != nil {
-				fn(j)
-			}
-			if j.State.Terminal() {
-				return j, nil
+			if done {
+				return nil
 			}
 			// A server that held the request for most of the poll is
 			// doing the waiting; one that answered at once is not, and
 			// must not be asked again in a tight loop.
-			if first || time.Since(start) >= poll/2 {
+			if asked == 0 || time.Since(start) >= poll/2 {
 				gap = minPollGap
 				continue
 			}
 		case ctx.Err() != nil:
-			return nil, fmt.Errorf("wait for job %s: %w", id, ctx.Err())
+			return ctx.Err()
 		case transient(err) && failures < maxTransientErrs:
 			failures++
 		default:
-			return nil, fmt.Errorf("wait for job %s: %w", id, err)
+			return err
 		}
 		if err := sleep(ctx, gap); err != nil {
-			return nil, fmt.Errorf("wait for job %s: %w", id, err)
+			return err
 		}
 		gap = min(gap*2, maxPollGap)
 	}

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -311,4 +313,41 @@ func TestStagedJobs(t *testing.T) {
 	}
 	expectState(t, s.wait(blocker, 20*time.Second), job.Succeeded)
 	expectState(t, s.wait(after, 20*time.Second), job.Succeeded)
+}
+
+// TestWaitForManyJobs: GET /api/v1/jobs?ids=...&wait= answers with the
+// jobs in the order asked once all have ended — plain jobs, an array
+// task and an array job — and, when the wait is over first, with the
+// jobs as they are then.
+func TestWaitForManyJobs(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	ctx := ctxFor(t, 60*time.Second)
+	slow := s.submit(job.Spec{Command: []string{"sleep", "0.5"}})
+	quick := s.submit(job.Spec{Command: []string{"true"}})
+	arr := s.submit(job.Spec{Command: []string{"true"}, Array: "0-1"})
+	ids := []string{id(slow), id(arr) + "_1", id(quick), id(arr)}
+	got, err := s.Client.WaitJobs(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, j := range got {
+		if j.DisplayID() != ids[i] || j.State != job.Succeeded {
+			t.Fatalf("job %d of the answer: %s %s, want %s SUCCEEDED", i, j.DisplayID(), j.State, ids[i])
+		}
+	}
+
+	// A wait that is over first: the running job as it is, with the ended one.
+	gate := filepath.Join(t.TempDir(), "gate")
+	running := s.waitRunning(s.submit(sh(gateScript(gate))))
+	status, _, body := s.raw("GET", fmt.Sprintf("/api/v1/jobs?ids=%s,%s&wait=300ms", id(running), id(quick)), s.Token, nil)
+	var doc struct{ Jobs []*job.Job }
+	if err := json.Unmarshal(body, &doc); status != 200 || err != nil || len(doc.Jobs) != 2 ||
+		doc.Jobs[0].State != job.Running || doc.Jobs[1].State != job.Succeeded {
+		t.Fatalf("a wait that ran out: %d %s", status, body)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	expectState(t, s.wait(running, 20*time.Second), job.Succeeded)
 }

@@ -113,6 +113,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if q.Has("ids") {
+		s.listByID(w, r)
+		return
+	}
 	limit := 100
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -146,6 +150,53 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		out = out[:limit]
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"jobs": out})
+}
+
+// listByID answers ?ids=1,2,41_3 with those jobs in that order; with
+// ?wait=, once all have ended or the wait is over.
+func (s *Server) listByID(w http.ResponseWriter, r *http.Request) {
+	ids := strings.Split(r.URL.Query().Get("ids"), ",")
+	if len(ids) > 1000 {
+		writeError(w, http.StatusBadRequest, "invalid", "at most 1000 ids", "")
+		return
+	}
+	var wait time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			writeError(w, http.StatusBadRequest, "invalid", "wait must be a duration", "")
+			return
+		}
+		wait = min(d, time.Minute)
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		out := make([]*job.Job, len(ids))
+		ended := true
+		for i, id := range ids {
+			if out[i] = s.lookupLocked(w, id); out[i] == nil {
+				s.mu.Unlock()
+				return
+			}
+			ended = ended && out[i].State.Terminal()
+		}
+		if wait == 0 || ended {
+			writeJSON(w, http.StatusOK, map[string]any{"jobs": out})
+			s.mu.Unlock()
+			return
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		select {
+		case <-changed:
+		case <-r.Context().Done():
+			return
+		case <-deadline.C:
+			wait = 0
+		}
+	}
 }
 
 // lookupLocked finds a job by "42" or "41_3".
