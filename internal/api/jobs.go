@@ -97,21 +97,21 @@ func (h *Handler) listJobsByID(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("invalid", fmt.Sprintf("ids: %v", err))
 		}
 	}
-	ctx := r.Context()
-	if wait > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, wait)
-		defer cancel()
-	}
+	deadline, cancel := waitDeadline(r, wait)
+	defer cancel()
 	// One after the other: the total wait is the longest job's either way.
+	// Once the deadline is done, the rest are only read.
 	jobs := make([]*job.Job, len(ids))
 	for i, raw := range ids {
-		if jobs[i], err = h.awaitJob(ctx, raw, wait > 0); err != nil {
+		if r.Context().Err() != nil {
+			return nil // the client went away
+		}
+		if jobs[i], err = h.awaitJob(r.Context(), deadline, raw); err != nil {
 			return err
 		}
 	}
 	if r.Context().Err() != nil {
-		return nil // the client went away
+		return nil
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"jobs": jobs})
 	return nil
@@ -146,18 +146,23 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ctx := r.Context()
-	if wait > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, wait)
-		defer cancel()
-	}
-	j, err := h.awaitJob(ctx, r.PathValue("id"), wait > 0)
+	deadline, cancel := waitDeadline(r, wait)
+	defer cancel()
+	j, err := h.awaitJob(r.Context(), deadline, r.PathValue("id"))
 	if err != nil || r.Context().Err() != nil {
 		return err
 	}
 	h.writeJob(w, r, j)
 	return nil
+}
+
+// waitDeadline is the context a long poll of wait waits under; nil for
+// no wait.
+func waitDeadline(r *http.Request, wait time.Duration) (context.Context, context.CancelFunc) {
+	if wait <= 0 {
+		return nil, func() {}
+	}
+	return context.WithTimeout(r.Context(), wait)
 }
 
 // waitParam reads a long poll's ?wait=, capped at maxWait; 0 if absent.
@@ -173,13 +178,15 @@ func waitParam(r *http.Request) (time.Duration, error) {
 	return min(d, maxWait), nil
 }
 
-// awaitJob returns job raw ("42" or "41_3") — with wait, once it has
-// ended or ctx is done, as it is then.
-func (h *Handler) awaitJob(ctx context.Context, raw string, wait bool) (*job.Job, error) {
+// awaitJob returns job raw ("42" or "41_3"), read under ctx — with a
+// deadline, once it has ended or the deadline is done, as it is then. (A
+// deadline already done only reads: the job as it is.)
+func (h *Handler) awaitJob(ctx, deadline context.Context, raw string) (*job.Job, error) {
 	id, _, isTask, err := job.ParseID(raw)
 	if err != nil {
 		return nil, badRequest("invalid", err.Error())
 	}
+	wait := deadline != nil && deadline.Err() == nil
 	var ended *sched.EndWait
 	if wait && !isTask {
 		// A plain job id can be registered before the one read: an end
@@ -211,10 +218,9 @@ func (h *Handler) awaitJob(ctx context.Context, raw string, wait bool) (*job.Job
 		if j := ended.Final(); j != nil {
 			return j, nil
 		}
-	case <-ctx.Done():
+	case <-deadline.Done():
 	}
-	// Read with a context of its own: ctx may be over (the wait is).
-	return h.lookupID(context.WithoutCancel(ctx), raw)
+	return h.lookupID(ctx, raw)
 }
 
 // writeJob answers a job get: the job with, while it runs, the progress

@@ -66,10 +66,29 @@ func (c *Client) jobsByID(ctx context.Context, ids []string, wait time.Duration)
 	if err := c.do(ctx, http.MethodGet, "/api/v1/jobs", q, nil, &out, timeout); err != nil {
 		return nil, err
 	}
+	// A server from before ?ids= answers with its newest jobs instead.
 	if len(out.Jobs) != len(ids) {
-		return nil, fmt.Errorf("asked for %d jobs, got %d", len(ids), len(out.Jobs))
+		return nil, fmt.Errorf("asked for %d jobs by id, got %d (a server that lists jobs by id is needed)", len(ids), len(out.Jobs))
+	}
+	for i, j := range out.Jobs {
+		if !isJob(j, ids[i]) {
+			return nil, fmt.Errorf("asked for job %s, got another (a server that lists jobs by id is needed)", ids[i])
+		}
 	}
 	return out.Jobs, nil
+}
+
+// isJob reports whether j is the job raw names ("42", or "41_3" for a
+// task, which its own id names too).
+func isJob(j *job.Job, raw string) bool {
+	n, index, isTask, err := job.ParseID(raw)
+	switch {
+	case err != nil || j == nil:
+		return false
+	case isTask:
+		return j.ParentID == n && j.ArrayIndex != nil && *j.ArrayIndex == index
+	}
+	return j.ID == n
 }
 
 // ListOptions filters ListJobs. Zero values mean no filter.

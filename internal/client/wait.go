@@ -53,13 +53,13 @@ func (c *Client) WatchJob(ctx context.Context, id string, poll time.Duration, fn
 }
 
 // WaitJobs blocks until every one of the jobs has ended and returns them
-// in the order of ids: one long poll for up to 1,000 jobs at a time
-// (GET /api/v1/jobs?ids=...&wait=...), each asking again only for those
-// still active. An id that names no job fails it (IsNotFound).
+// in the order of ids: one long poll for up to idsPerRequest jobs at a
+// time (GET /api/v1/jobs?ids=...&wait=...), each asking again only for
+// those still active. An id that names no job fails it (IsNotFound).
 func (c *Client) WaitJobs(ctx context.Context, ids []string) ([]*job.Job, error) {
 	out := make([]*job.Job, len(ids))
-	for from := 0; from < len(ids); from += maxIDsPerRequest {
-		chunk := ids[from:min(from+maxIDsPerRequest, len(ids))]
+	for from := 0; from < len(ids); from += idsPerRequest {
+		chunk := ids[from:min(from+idsPerRequest, len(ids))]
 		pending := make([]int, len(chunk)) // indices into chunk still active
 		for i := range pending {
 			pending[i] = i
@@ -90,8 +90,9 @@ func (c *Client) WaitJobs(ctx context.Context, ids []string) ([]*job.Job, error)
 	return out, nil
 }
 
-// maxIDsPerRequest is the server's bound on ?ids=.
-const maxIDsPerRequest = 1000
+// idsPerRequest keeps a request's URL under 4 KB (proxies refuse long
+// ones: nginx's default is 8 KB); the server takes up to 1,000.
+const idsPerRequest = 250
 
 // longPoll calls fetch with the wait to ask of the server until it says
 // done. If the server held a request for less than half the poll (an

@@ -340,10 +340,12 @@ func TestWaitForManyJobs(t *testing.T) {
 	// A wait that is over first: the running job as it is, with the ended one.
 	gate := filepath.Join(t.TempDir(), "gate")
 	running := s.waitRunning(s.submit(sh(gateScript(gate))))
-	status, _, body := s.raw("GET", fmt.Sprintf("/api/v1/jobs?ids=%s,%s&wait=300ms", id(running), id(quick)), s.Token, nil)
+	// The ids after the running one are read once the wait is over: an
+	// array task (always read from the store) and a job.
+	status, _, body := s.raw("GET", fmt.Sprintf("/api/v1/jobs?ids=%s,%s_0,%s&wait=300ms", id(running), id(arr), id(quick)), s.Token, nil)
 	var doc struct{ Jobs []*job.Job }
-	if err := json.Unmarshal(body, &doc); status != 200 || err != nil || len(doc.Jobs) != 2 ||
-		doc.Jobs[0].State != job.Running || doc.Jobs[1].State != job.Succeeded {
+	if err := json.Unmarshal(body, &doc); status != 200 || err != nil || len(doc.Jobs) != 3 ||
+		doc.Jobs[0].State != job.Running || doc.Jobs[1].State != job.Succeeded || doc.Jobs[2].State != job.Succeeded {
 		t.Fatalf("a wait that ran out: %d %s", status, body)
 	}
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
