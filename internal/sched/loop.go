@@ -234,6 +234,11 @@ func (s *Scheduler) finish(st *state, e *entry, r *job.Result) {
 	if s.metrics != nil {
 		s.metrics.cacheHits.Add(float64(r.CacheHits))
 		s.metrics.cacheMisses.Add(float64(r.CacheMisses))
+		// A job that ends moments after it started may be reported
+		// started only by its end (the local executor's done carries it).
+		if j.State == job.Starting && j.Attempt == 1 && !r.StartedAt.IsZero() {
+			s.metrics.submitToStart.Observe(r.StartedAt.Sub(j.SubmittedAt).Seconds())
+		}
 	}
 	if e.unstaging && r.NeverStarted && e.pool != nil {
 		// Taken back: the jobs it waited behind were not short after

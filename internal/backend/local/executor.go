@@ -63,6 +63,9 @@ type run struct {
 	cancel    chan struct{}
 	cancelled bool
 	startedAt time.Time
+	// startReport says "started" startedReportDelay after the command
+	// started, unless the attempt ends first (see beginLocked).
+	startReport *time.Timer
 
 	waiting bool // in the queue, not begun
 	need    job.Resources
@@ -264,12 +267,6 @@ func (e *Executor) send(cc *clientConn, m message) {
 	}
 }
 
-func (e *Executor) broadcast(m message) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.broadcastLocked(m)
-}
-
 func (e *Executor) broadcastLocked(m message) {
 	for cc := range e.conns {
 		e.send(cc, m)
@@ -448,6 +445,13 @@ func (e *Executor) dropLocked(k attemptKey, r *run, res *job.Result) {
 	e.admitLocked()
 }
 
+// startedReportDelay is how long after its command started an attempt is
+// said to have started. One that ends sooner is said only to be done, and
+// its done event carries the start (Result.StartedAt): for a trivial job
+// the server then makes one state change where it would have made two.
+// A job shows RUNNING that much later; its recorded start is exact.
+const startedReportDelay = 20 * time.Millisecond
+
 // beginLocked runs an attempt whose room the caller has added to used.
 func (e *Executor) beginLocked(k attemptKey, r *run) {
 	go func() {
@@ -457,9 +461,15 @@ func (e *Executor) beginLocked(k attemptKey, r *run) {
 			}
 			m := message{Event: ev, JobID: k.id, Attempt: k.attempt, At: time.Now().UTC()}
 			e.mu.Lock()
+			defer e.mu.Unlock()
 			r.startedAt = m.At
-			e.mu.Unlock()
-			e.broadcast(m)
+			r.startReport = time.AfterFunc(startedReportDelay, func() {
+				e.mu.Lock()
+				defer e.mu.Unlock()
+				if e.running[k] == r { // not ended meanwhile (its done went out)
+					e.broadcastLocked(m)
+				}
+			})
 		}
 		env := task.Env{Buckets: e.buckets, Objects: e.objects, DevNull: e.devNull, Peak: e.peak, Log: e.log.With("job", k.id, "attempt", k.attempt)}
 		res, err := task.Run(env, r.journal, e.dir(k), r.launch, r.cancel, notify)
@@ -468,6 +478,9 @@ func (e *Executor) beginLocked(k attemptKey, r *run) {
 		}
 		e.mu.Lock()
 		defer e.mu.Unlock()
+		if r.startReport != nil {
+			r.startReport.Stop()
+		}
 		delete(e.running, k)
 		e.used = e.used.Add(r.need, -1)
 		e.broadcastLocked(message{Event: evDone, JobID: k.id, Attempt: k.attempt, At: time.Now().UTC(), Result: res})
