@@ -169,21 +169,34 @@ func (s *Server) listByID(w http.ResponseWriter, r *http.Request) {
 		}
 		wait = min(d, time.Minute)
 	}
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
-	for {
-		s.mu.Lock()
+	s.longPoll(w, r, wait, func() (any, bool) {
 		out := make([]*job.Job, len(ids))
 		ended := true
 		for i, id := range ids {
 			if out[i] = s.lookupLocked(w, id); out[i] == nil {
-				s.mu.Unlock()
-				return
+				return nil, false
 			}
 			ended = ended && out[i].State.Terminal()
 		}
+		return map[string]any{"jobs": out}, ended
+	})
+}
+
+// longPoll answers with what look finds (under s.mu) once it says the
+// jobs have ended, or at once without a wait, or when wait is over; look
+// returns a nil document when it has written an error itself.
+func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, wait time.Duration, look func() (doc any, ended bool)) {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		doc, ended := look()
+		if doc == nil {
+			s.mu.Unlock()
+			return
+		}
 		if wait == 0 || ended {
-			writeJSON(w, http.StatusOK, map[string]any{"jobs": out})
+			writeJSON(w, http.StatusOK, doc)
 			s.mu.Unlock()
 			return
 		}
@@ -230,30 +243,13 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		}
 		wait = d
 	}
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
-	for {
-		s.mu.Lock()
+	s.longPoll(w, r, wait, func() (any, bool) {
 		j := s.lookupLocked(w, r.PathValue("id"))
 		if j == nil {
-			s.mu.Unlock()
-			return
+			return nil, false
 		}
-		if wait == 0 || j.State.Terminal() {
-			writeJSON(w, http.StatusOK, j)
-			s.mu.Unlock()
-			return
-		}
-		changed := s.changed
-		s.mu.Unlock()
-		select {
-		case <-changed:
-		case <-r.Context().Done():
-			return
-		case <-deadline.C:
-			wait = 0
-		}
-	}
+		return j, j.State.Terminal()
+	})
 }
 
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
