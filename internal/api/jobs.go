@@ -88,16 +88,15 @@ func (h *Handler) listJobsByID(w http.ResponseWriter, r *http.Request) error {
 	if len(ids) > maxListIDs {
 		return badRequest("invalid", fmt.Sprintf("%d ids, at most %d", len(ids), maxListIDs))
 	}
-	wait, err := waitParam(r)
-	if err != nil {
-		return err
-	}
 	for _, raw := range ids {
 		if _, _, _, err := job.ParseID(raw); err != nil {
 			return badRequest("invalid", fmt.Sprintf("ids: %v", err))
 		}
 	}
-	deadline, cancel := waitDeadline(r, wait)
+	deadline, cancel, err := waitParam(r)
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	// One after the other: the total wait is the longest job's either way.
 	// Once the deadline is done, the rest are only read.
@@ -142,11 +141,10 @@ func (h *Handler) lookupID(ctx context.Context, raw string) (*job.Job, error) {
 const maxWait = 60 * time.Second
 
 func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) error {
-	wait, err := waitParam(r)
+	deadline, cancel, err := waitParam(r)
 	if err != nil {
 		return err
 	}
-	deadline, cancel := waitDeadline(r, wait)
 	defer cancel()
 	j, err := h.awaitJob(r.Context(), deadline, r.PathValue("id"))
 	if err != nil || r.Context().Err() != nil {
@@ -156,26 +154,22 @@ func (h *Handler) getJob(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// waitDeadline is the context a long poll of wait waits under; nil for
-// no wait.
-func waitDeadline(r *http.Request, wait time.Duration) (context.Context, context.CancelFunc) {
-	if wait <= 0 {
-		return nil, func() {}
-	}
-	return context.WithTimeout(r.Context(), wait)
-}
-
-// waitParam reads a long poll's ?wait=, capped at maxWait; 0 if absent.
-func waitParam(r *http.Request) (time.Duration, error) {
+// waitParam reads a long poll's ?wait= (capped at maxWait) as the
+// context to wait under: nil without a wait.
+func waitParam(r *http.Request) (context.Context, context.CancelFunc, error) {
 	v := r.URL.Query().Get("wait")
 	if v == "" {
-		return 0, nil
+		return nil, func() {}, nil
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 {
-		return 0, badRequest("invalid", fmt.Sprintf("wait %q is not a duration like 30s", v))
+		return nil, nil, badRequest("invalid", fmt.Sprintf("wait %q is not a duration like 30s", v))
 	}
-	return min(d, maxWait), nil
+	if d == 0 {
+		return nil, func() {}, nil
+	}
+	deadline, cancel := context.WithTimeout(r.Context(), min(d, maxWait))
+	return deadline, cancel, nil
 }
 
 // awaitJob returns job raw ("42" or "41_3"), read under ctx — with a
