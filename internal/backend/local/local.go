@@ -131,7 +131,7 @@ func (b *Backend) Launch(ctx context.Context, j *job.Job, q *job.Queue) error {
 func (b *Backend) LaunchBatch(ctx context.Context, jobs []*job.Job, _ *job.Queue) []error {
 	errs := make([]error, len(jobs))
 	reqs := make([]request, 0, len(jobs))
-	sent := make([]int, 0, len(jobs)) // the index in jobs of each of reqs
+	reqJob := make([]int, 0, len(jobs)) // the index in jobs of each of reqs
 	for i, j := range jobs {
 		dir := b.AttemptDir(j.ID, j.Attempt)
 		if errs[i] = makeAttemptDir(dir); errs[i] != nil {
@@ -141,10 +141,10 @@ func (b *Backend) LaunchBatch(ctx context.Context, jobs []*job.Job, _ *job.Queue
 			BaseEnv: b.cfg.BaseEnv, Launcher: task.LauncherLocal})
 		reqs = append(reqs, request{Op: opLaunch, JobID: j.ID, Attempt: j.Attempt, Launch: &l,
 			Need: j.Spec.Allocation(), Capacity: b.cfg.Capacity})
-		sent = append(sent, i)
+		reqJob = append(reqJob, i)
 	}
 	n, err := b.send(ctx, reqs, true)
-	for _, i := range sent[n:] {
+	for _, i := range reqJob[n:] {
 		errs[i] = err
 	}
 	return errs
