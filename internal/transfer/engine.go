@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/zeebo/xxh3"
 	"gocloud.dev/gcerrors"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
@@ -73,6 +75,9 @@ type Options struct {
 	// memoryProbe, if set, is told the upload buffer bytes in use each
 	// time a large upload takes its share (tests).
 	memoryProbe func(inUse int64)
+	// afterPreSum, if set, runs after a large object's first read, before
+	// its copy (tests).
+	afterPreSum func(key string)
 }
 
 func (o *Options) defaults() {
@@ -585,13 +590,38 @@ func hashThrough(ctx context.Context, s *store, key string, wrap func(io.Reader)
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// preSum is the SHA-256 of a source object that must be known before
-// its copy starts: the one recorded with it, else read — under the
+// preSum is what must be known of a source object before its copy
+// starts. sha256 is the one recorded with it, else read — under the
 // bandwidth limit, since these are bytes read from the source as much as
-// the copy's own (a large file to S3 is read twice).
-func (e *engine) preSum(ctx context.Context, key string) (string, error) {
-	sum, err := sumThrough(ctx, e.src, key, func(r io.Reader) io.Reader { return e.limited(ctx, r) })
-	return sum, sourceErr(err)
+// the copy's own (a large file to S3 is read twice). fingerprint is the
+// XXH3-128 of the bytes, when this read them: the copy's own read is
+// checked against it instead of hashing SHA-256 a second time (XXH3 costs
+// a tenth of SHA-256's CPU, and a change by a writer meanwhile shows in
+// either). Without one, the copy checks the recorded SHA-256.
+type preSum struct {
+	sha256      string
+	fingerprint *xxh3.Uint128
+}
+
+func (e *engine) preSum(ctx context.Context, key string) (preSum, error) {
+	meta, err := e.src.metadata(ctx, key)
+	if err != nil {
+		return preSum{}, sourceErr(err)
+	}
+	if h := meta[MetaSHA256]; h != "" {
+		return preSum{sha256: h}, nil
+	}
+	r, err := e.src.open(ctx, key, 0, -1)
+	if err != nil {
+		return preSum{}, sourceErr(err)
+	}
+	defer r.Close()
+	sha, fp := sha256.New(), xxh3.New()
+	if _, err := io.Copy(io.MultiWriter(sha, fp), e.limited(ctx, r)); err != nil {
+		return preSum{}, sourceErr(err)
+	}
+	sum := fp.Sum128()
+	return preSum{sha256: hex.EncodeToString(sha.Sum(nil)), fingerprint: &sum}, nil
 }
 
 // openSource opens a source object for reading (see store.open).
@@ -773,12 +803,16 @@ func (e *engine) copyOne(ctx context.Context, o object) (string, int64, error) {
 	// A large object. Where the destination keeps metadata, the checksum
 	// must be known before the write starts: read the source twice (from
 	// the page cache, for a local file) unless it carries one already.
+	var pre preSum
 	if e.dst.ep.Kind != KindLocal {
-		sum, err := e.preSum(ctx, o.Key)
-		if err != nil {
+		var err error
+		if pre, err = e.preSum(ctx, o.Key); err != nil {
 			return "", 0, fmt.Errorf("checksum source: %w", err)
 		}
-		meta[MetaSHA256] = sum
+		meta[MetaSHA256] = pre.sha256
+		if e.opts.afterPreSum != nil {
+			e.opts.afterPreSum(o.Key)
+		}
 	}
 	if e.dst.ep.Kind == KindS3 {
 		need := min(uploadBuffers(o.Size), e.opts.MaxMemory) // one alone always fits
@@ -799,19 +833,37 @@ func (e *engine) copyOne(ctx context.Context, o object) (string, int64, error) {
 		return "", 0, err
 	}
 	defer r.Close()
+	h, check := readCheck(pre, meta)
+	n, err := e.write(ctx, key, o, meta, io.TeeReader(e.limited(ctx, r), h), check)
+	if err != nil {
+		return "", 0, err
+	}
+	return meta[MetaSHA256], n, nil
+}
+
+// readCheck is what the copy's own read of a source is hashed with, and
+// the check of that hash, run after the last byte and before the object
+// is committed: against the fingerprint of the first read if there was
+// one, else against the recorded SHA-256 (if any), which it then sets.
+func readCheck(pre preSum, meta map[string]string) (hash.Hash, func() error) {
+	if pre.fingerprint != nil {
+		fp := xxh3.New()
+		return fp, func() error {
+			if fp.Sum128() != *pre.fingerprint {
+				return fmt.Errorf("source changed while copied (SHA-256 %s when first read, other bytes since)", pre.sha256)
+			}
+			return nil
+		}
+	}
 	h := sha256.New()
-	n, err := e.write(ctx, key, o, meta, io.TeeReader(e.limited(ctx, r), h), func() error {
+	return h, func() error {
 		got := hex.EncodeToString(h.Sum(nil))
 		if want := meta[MetaSHA256]; want != "" && want != got {
 			return fmt.Errorf("source changed while copied (SHA-256 %s, then %s)", want, got)
 		}
 		meta[MetaSHA256] = got
 		return nil
-	})
-	if err != nil {
-		return "", 0, err
 	}
-	return meta[MetaSHA256], n, nil
 }
 
 // write writes r to key and returns the bytes written; check, if set,

@@ -3,6 +3,8 @@ package transfer
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -609,6 +611,59 @@ func TestBandwidthLimitHashPass(t *testing.T) {
 	}
 	t.Logf("%d MiB read at 6 MiB/s: %v (ideal %v)", read>>20, elapsed, ideal)
 	sameTree(t, "limited", d.read(t, "bw/"), tree{"large.bin": data})
+}
+
+// TestSourceChangedWhileCopied: a large file changed between the read
+// that takes its SHA-256 and the copy (same size, same time) is not
+// stored under the old checksum; tried again, it is stored with the new
+// one.
+func TestSourceChangedWhileCopied(t *testing.T) {
+	srcDir := t.TempDir()
+	data := randomBytes(22, smallObject+1<<20)
+	path := filepath.Join(srcDir, "large.bin")
+	writeFile(t, path, data)
+	s := startS3(t, "bkt")
+	d := &dest{name: "s3", s3: s, bucket: "bkt", b: s.open(t, "bkt")}
+	flips, at := 0, len(data)-1
+	opts := Options{afterPreSum: func(string) {
+		if flips == 0 {
+			flipFile(t, path, at)
+		}
+		flips++
+	}}
+
+	rep, err := Sync(context.Background(), mustEndpoint(t, srcDir), d.ep(t, "once/"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Failed) != 1 || !strings.Contains(rep.Failed[0].Reason, "source changed while copied") {
+		t.Fatalf("a source changed during its copy: failures %+v", rep.Failed)
+	}
+	if got := d.read(t, "once/"); len(got) != 0 {
+		t.Fatalf("a copy of a changed source left %d objects", len(got))
+	}
+
+	flips, at = 0, 0 // another byte: the file must differ from data
+	opts.Retries, opts.RetryDelay = 1, time.Millisecond
+	rep = mustSync(t, mustEndpoint(t, srcDir), d.ep(t, "retried/"), opts)
+	if flips != 2 || rep.Totals.FilesTransferred != 1 {
+		t.Fatalf("%d first reads, %+v", flips, rep.Totals)
+	}
+	changed, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(changed, data) { // flipped twice: a test that proves nothing
+		t.Fatal("the source is as it was")
+	}
+	sameTree(t, "changed, then copied again", d.read(t, "retried/"), tree{"large.bin": changed})
+	a, err := d.b.Attributes(context.Background(), "retried/large.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(changed); a.Metadata[MetaSHA256] != hex.EncodeToString(sum[:]) {
+		t.Fatalf("recorded SHA-256 %s is not the new content's", a.Metadata[MetaSHA256])
+	}
 }
 
 // TestHTTPSource copies from an http(s) URL.
