@@ -13,8 +13,7 @@ import (
 	"strings"
 
 	gcblob "gocloud.dev/blob"
-	_ "gocloud.dev/blob/fileblob" // file:// URLs
-	_ "gocloud.dev/blob/s3blob"   // s3:// URLs
+	_ "gocloud.dev/blob/fileblob" // file:// URLs (s3:// URLs: s3.go)
 	"gocloud.dev/gcerrors"
 )
 
@@ -35,7 +34,12 @@ func Open(ctx context.Context, bucketURL string) (*Bucket, error) {
 	default:
 		return nil, fmt.Errorf("storage URL %q: scheme must be file:// or s3://", bucketURL)
 	}
-	b, err := gcblob.OpenBucket(ctx, u.String())
+	var b *Bucket
+	if u.Scheme == "s3" {
+		b, err = openS3(ctx, u)
+	} else {
+		b, err = gcblob.OpenBucket(ctx, u.String())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open storage %s: %w", Redact(bucketURL), err)
 	}

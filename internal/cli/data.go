@@ -31,13 +31,13 @@ nothing is ever visible at the destination half-written.`,
 	}
 	cmd.PersistentPreRun = func(*cobra.Command, []string) {
 		// hpcml checksums every object with SHA-256 end to end; the S3
-		// SDK's own CRCs would be computed a second time on every request,
-		// and cannot be checked on multipart objects anyway (it warns on
-		// each such read). Left to the SDK when the user chose otherwise.
-		for _, k := range []string{"AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION"} {
-			if _, set := o.lookupEnv(k); !set {
-				os.Setenv(k, "when_required")
-			}
+		// SDK's own CRCs of what it reads cannot be checked on multipart
+		// objects anyway (it warns on each such read). Left to the SDK
+		// when the user chose otherwise. (What protects request bodies is
+		// decided where buckets are opened: internal/blob/s3.go.)
+		const k = "AWS_RESPONSE_CHECKSUM_VALIDATION"
+		if _, set := o.lookupEnv(k); !set {
+			os.Setenv(k, "when_required")
 		}
 	}
 	cmd.AddCommand(newDataTransferCmd(o, "sync"), newDataTransferCmd(o, "cp"), newDataVerifyCmd(o),

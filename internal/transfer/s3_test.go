@@ -32,9 +32,8 @@ func startS3(t *testing.T, buckets ...string) *s3Server {
 	srv := s3test.Start(t, testAccess, testSecret, buckets...)
 	t.Setenv("AWS_ACCESS_KEY_ID", testAccess)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", testSecret)
-	// As `hpcml data` sets them (internal/cli/data.go): hpcml's own
-	// SHA-256 instead of the SDK's CRCs.
-	t.Setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+	// As `hpcml data` sets it (internal/cli/data.go): hpcml's own
+	// SHA-256 instead of the SDK's CRCs of what it reads.
 	t.Setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
 	return &s3Server{endpoint: srv.Endpoint, client: srv.Client}
 }
