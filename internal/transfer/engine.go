@@ -78,6 +78,9 @@ type Options struct {
 	// afterPreSum, if set, runs after a large object's first read, before
 	// its copy (tests).
 	afterPreSum func(key string)
+	// beforeHashPart, if set, runs before a ranged download hashes each of
+	// its parts (tests).
+	beforeHashPart func(part int)
 }
 
 func (o *Options) defaults() {

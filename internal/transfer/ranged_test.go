@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -99,6 +100,64 @@ func TestRangedDownload(t *testing.T) {
 	rep = mustSync(t, src, mustEndpoint(t, dst), Options{})
 	if rep.Totals.FilesTransferred != 0 || len(log.list()) != before {
 		t.Fatalf("second sync transferred %d, fetched %d ranges", rep.Totals.FilesTransferred, len(log.list())-before)
+	}
+}
+
+// TestRangedDownloadWaitsForTheHash: a ranged download begins no part
+// more than hashWindow ahead of the hash of what arrived (else, on a small
+// machine, the hash falls behind and is left to finish alone), and goes
+// on as the hash does.
+func TestRangedDownloadWaitsForTheHash(t *testing.T) {
+	s := startS3(t, "window")
+	log := &rangeLog{}
+	via := log.proxy(t, s.endpoint)
+	size := (hashWindow+2)*hblob.DefaultPart + 1 // more parts than the window
+	data := randomBytes(8, size)
+	if _, err := s.client.PutObject(context.Background(), &s3.PutObjectInput{
+		Bucket: aws.String("window"), Key: aws.String("w.bin"), Body: bytes.NewReader(data),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stalled, release := make(chan struct{}), make(chan struct{})
+	opts := Options{beforeHashPart: func(part int) {
+		if part == 0 {
+			close(stalled)
+			<-release
+		}
+	}}
+	src := mustEndpoint(t, "s3://window/?endpoint="+via+"&region=us-east-1&use_path_style=true")
+	dst := t.TempDir()
+	type result struct {
+		rep *Report
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		rep, err := Sync(context.Background(), src, mustEndpoint(t, dst), opts)
+		res <- result{rep, err}
+	}()
+	<-stalled
+	for deadline := time.Now().Add(10 * time.Second); len(log.list()) < hashWindow; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d parts begun while the hash waits, want %d", len(log.list()), hashWindow)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // time to begin more, were it allowed
+	if n := len(log.list()); n != hashWindow {
+		t.Fatalf("%d parts begun while the first was not hashed, want at most %d", n, hashWindow)
+	}
+	close(release)
+	r := <-res
+	if r.err != nil || !r.rep.OK() {
+		t.Fatalf("download: %v %+v", r.err, r.rep)
+	}
+	got, err := os.ReadFile(filepath.Join(dst, "w.bin"))
+	if err != nil || !bytes.Equal(got, data) || r.rep.Transferred[0].SHA256 != sha256hex(data) {
+		t.Fatalf("downloaded %d bytes (err %v), want the %d put with their SHA-256", len(got), err, len(data))
+	}
+	if n := len(log.list()); n != hashWindow+3 {
+		t.Fatalf("%d ranges fetched, want %d", n, hashWindow+3)
 	}
 }
 
