@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
+
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -82,16 +86,27 @@ func loopbackS3(q url.Values) bool {
 
 // openLoopbackS3 opens an s3:// bucket on a loopback endpoint as gocloud's
 // s3blob URL opener would, with unsigned, CRC32-checked bodies (see
-// openS3).
-// The query parameters are the opener's: its own (ssetype, kmskeyid,
+// openS3), through a URL mux of its own so that gocloud's prefix and key
+// parameters work as they do on any other bucket URL.
+func openLoopbackS3(ctx context.Context, u *url.URL) (*Bucket, error) {
+	mux := new(gcblob.URLMux)
+	mux.RegisterBucket("s3", loopbackOpener{})
+	return mux.OpenBucketURL(ctx, u)
+}
+
+// loopbackOpener is gocloud's s3blob URL opener for loopback endpoints.
+// Its parameters are that opener's: its own (ssetype, kmskeyid,
 // accelerate, use_path_style, s3ForcePathStyle, disable_https) are
 // applied here, the rest go to gocloud's AWS config, which refuses
-// unknown ones.
-func openLoopbackS3(ctx context.Context, u *url.URL) (*Bucket, error) {
+// unknown ones and bad values.
+type loopbackOpener struct{}
+
+func (loopbackOpener) OpenBucketURL(ctx context.Context, u *url.URL) (*Bucket, error) {
 	q := u.Query()
 	var opts s3blob.Options
 	var clientOpts []func(*s3.Options)
-	if v := q.Get("ssetype"); v != "" {
+	if q.Has("ssetype") {
+		v := q.Get("ssetype")
 		for _, t := range types.ServerSideEncryptionAes256.Values() {
 			if strings.EqualFold(string(t), v) {
 				opts.EncryptionType = t
@@ -103,11 +118,10 @@ func openLoopbackS3(ctx context.Context, u *url.URL) (*Bucket, error) {
 	}
 	opts.KMSEncryptionID = q.Get("kmskeyid")
 	for _, key := range []string{"accelerate", "disable_https", "use_path_style", "s3ForcePathStyle"} {
-		v := q.Get(key)
-		if v == "" {
+		if !q.Has(key) {
 			continue
 		}
-		on, err := strconv.ParseBool(v)
+		on, err := strconv.ParseBool(q.Get(key))
 		if err != nil {
 			return nil, fmt.Errorf("invalid value for %q: %w", key, err)
 		}
@@ -123,14 +137,38 @@ func openLoopbackS3(ctx context.Context, u *url.URL) (*Bucket, error) {
 	for _, key := range []string{"ssetype", "kmskeyid", "accelerate", "disable_https", "use_path_style", "s3ForcePathStyle"} {
 		q.Del(key)
 	}
-	q.Set(checksumParam, "when_supported") // a CRC32 with every body
+	if !q.Has(checksumParam) {
+		q.Set(checksumParam, "when_supported") // a CRC32 with every body
+	}
 	cfg, err := gcaws.V2ConfigFromURLParams(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %v: %w", u, err)
 	}
+	// The bodies go unsigned only over a connection that stays on this
+	// machine: no proxy, and a dial to anything but a loopback address
+	// refused — whatever the endpoint's name resolves to, and whatever
+	// host the bucket's name is put in.
+	cfg.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.Proxy = nil
+	}).WithDialerOptions(func(d *net.Dialer) {
+		d.Control = loopbackOnly
+	})
 	cfg.APIOptions = append(cfg.APIOptions, addUnsignedBodies)
 	opts.RequestChecksumCalculation = cfg.RequestChecksumCalculation
 	return s3blob.OpenBucket(ctx, s3.NewFromConfig(cfg, clientOpts...), u.Host, &opts)
+}
+
+// loopbackOnly refuses a connection to an address that is not loopback
+// (a net.Dialer's Control: it sees the address resolved).
+func loopbackOnly(network, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("S3 endpoint taken for this machine's resolved to %s, not a loopback address: refused", host)
+	}
+	return nil
 }
 
 // addUnsignedBodies marks the bodies of object writes unsigned before the
