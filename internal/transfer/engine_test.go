@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"gocloud.dev/blob"
+
+	hblob "github.com/hpcml/hpcml/internal/blob"
 )
 
 func TestCheckEndpoints(t *testing.T) {
@@ -618,8 +620,14 @@ func TestBandwidthLimitHashPass(t *testing.T) {
 // stored under the old checksum; tried again, it is stored with the new
 // one.
 func TestSourceChangedWhileCopied(t *testing.T) {
+	for _, size := range []int{smallObject + 1<<20, 2*hblob.DefaultPart + 1} { // one PUT; a multipart upload
+		t.Run(fmt.Sprintf("%dMiB", size>>20), func(t *testing.T) { testSourceChangedWhileCopied(t, size) })
+	}
+}
+
+func testSourceChangedWhileCopied(t *testing.T, size int) {
 	srcDir := t.TempDir()
-	data := randomBytes(22, smallObject+1<<20)
+	data := randomBytes(22, size)
 	path := filepath.Join(srcDir, "large.bin")
 	writeFile(t, path, data)
 	s := startS3(t, "bkt")

@@ -119,6 +119,9 @@ func TestRangedDownloadWaitsForTheHash(t *testing.T) {
 		t.Fatal(err)
 	}
 	stalled, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	unstall := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(unstall) // a failed check lets the download end
 	opts := Options{beforeHashPart: func(part int) {
 		if part == 0 {
 			close(stalled)
@@ -127,13 +130,14 @@ func TestRangedDownloadWaitsForTheHash(t *testing.T) {
 	}}
 	src := mustEndpoint(t, "s3://window/?endpoint="+via+"&region=us-east-1&use_path_style=true")
 	dst := t.TempDir()
+	dstEp := mustEndpoint(t, dst)
 	type result struct {
 		rep *Report
 		err error
 	}
 	res := make(chan result, 1)
 	go func() {
-		rep, err := Sync(context.Background(), src, mustEndpoint(t, dst), opts)
+		rep, err := Sync(context.Background(), src, dstEp, opts)
 		res <- result{rep, err}
 	}()
 	<-stalled
@@ -147,7 +151,7 @@ func TestRangedDownloadWaitsForTheHash(t *testing.T) {
 	if n := len(log.list()); n != hashWindow {
 		t.Fatalf("%d parts begun while the first was not hashed, want at most %d", n, hashWindow)
 	}
-	close(release)
+	unstall()
 	r := <-res
 	if r.err != nil || !r.rep.OK() {
 		t.Fatalf("download: %v %+v", r.err, r.rep)
