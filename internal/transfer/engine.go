@@ -486,17 +486,13 @@ func (e *engine) plan(ctx context.Context, srcObjs []object, dstObjs map[string]
 	}
 	if len(toCheck) > 0 {
 		differ := make([]bool, len(toCheck))
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(e.opts.Checkers)
-		for i, o := range toCheck {
-			g.Go(func() error {
-				a, err1 := e.sum(gctx, e.src, o.Key)
-				b, err2 := e.sum(gctx, e.dst, e.dstKey(o.Key))
-				differ[i] = err1 != nil || err2 != nil || a != b
-				return nil
-			})
-		}
-		g.Wait()
+		inParallel(ctx, e.opts.Checkers, len(toCheck), func(ctx context.Context, i int) error {
+			key := toCheck[i].Key
+			a, err1 := e.sum(ctx, e.src, key)
+			b, err2 := e.sum(ctx, e.dst, e.dstKey(key))
+			differ[i] = err1 != nil || err2 != nil || a != b
+			return nil
+		})
 		for i, o := range toCheck {
 			if differ[i] {
 				toCopy = append(toCopy, o)
@@ -652,40 +648,12 @@ func sourceErr(err error) error {
 // take time and bury the cause. Free space and run the same command
 // again: what was completed is skipped.
 func (e *engine) copyAll(ctx context.Context, objs []object) {
-	// A fixed set of workers, not a goroutine per object: the S3 SDK's
-	// calls run deep, and a new goroutine grew its stack to that depth
-	// again for every object (7 % of the CPU of a download of 10,000
-	// small files).
-	g, gctx := errgroup.WithContext(ctx)
-	next := make(chan object)
-	for range min(e.opts.Transfers, len(objs)) {
-		g.Go(func() error {
-			for o := range next {
-				// Checked again: the destination may have been found full
-				// while o waited.
-				if !e.notAttempted(o) {
-					e.copyAndRecord(gctx, o)
-				}
-			}
-			return nil
-		})
-	}
-feed:
-	for _, o := range objs {
-		if gctx.Err() != nil {
-			break
+	inParallel(ctx, e.opts.Transfers, len(objs), func(ctx context.Context, i int) error {
+		if o := objs[i]; !e.notAttempted(o) {
+			e.copyAndRecord(ctx, o)
 		}
-		if e.notAttempted(o) {
-			continue
-		}
-		select {
-		case next <- o:
-		case <-gctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	g.Wait()
+		return nil
+	})
 	sort.Slice(e.rep.Transferred, func(i, j int) bool { return e.rep.Transferred[i].Key < e.rep.Transferred[j].Key })
 	sort.Slice(e.rep.Failed, func(i, j int) bool { return e.rep.Failed[i].Key < e.rep.Failed[j].Key })
 }
@@ -964,21 +932,17 @@ func (e *engine) deleteAll(ctx context.Context, keys []string) {
 		return
 	}
 	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(e.opts.Checkers)
-	for _, k := range keys {
-		g.Go(func() error {
-			err := e.dst.remove(gctx, k)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				e.rep.Failed = append(e.rep.Failed, Failure{Key: k, Reason: "delete: " + err.Error()})
-			} else {
-				e.rep.Deleted = append(e.rep.Deleted, k)
-			}
-			return nil
-		})
-	}
-	g.Wait()
+	inParallel(ctx, e.opts.Checkers, len(keys), func(ctx context.Context, i int) error {
+		k := keys[i]
+		err := e.dst.remove(ctx, k)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			e.rep.Failed = append(e.rep.Failed, Failure{Key: k, Reason: "delete: " + err.Error()})
+		} else {
+			e.rep.Deleted = append(e.rep.Deleted, k)
+		}
+		return nil
+	})
 	sort.Strings(e.rep.Deleted)
 }

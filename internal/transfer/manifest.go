@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/hpcml/hpcml/internal/dataset"
 )
 
@@ -47,19 +45,16 @@ func Manifest(ctx context.Context, ep Endpoint, opts Options) (*dataset.Manifest
 	}
 	m := &dataset.Manifest{Source: source, Objects: make([]dataset.Object, len(objs))}
 	e := &engine{opts: opts}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.Checkers)
-	for i, o := range objs {
-		g.Go(func() error {
-			sum, err := e.sum(gctx, s, o.Key)
-			if err != nil {
-				return fmt.Errorf("checksum %s: %w", o.Key, err)
-			}
-			m.Objects[i] = dataset.Object{Key: o.Key, Size: o.Size, SHA256: sum}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+	err = inParallel(ctx, opts.Checkers, len(objs), func(ctx context.Context, i int) error {
+		o := objs[i]
+		sum, err := e.sum(ctx, s, o.Key)
+		if err != nil {
+			return fmt.Errorf("checksum %s: %w", o.Key, err)
+		}
+		m.Objects[i] = dataset.Object{Key: o.Key, Size: o.Size, SHA256: sum}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return m, m.Validate()

@@ -6,8 +6,6 @@ import (
 	"sort"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/hpcml/hpcml/internal/bytesize"
 )
 
@@ -84,16 +82,11 @@ func Remove(ctx context.Context, ep Endpoint, opts Options) (*Report, error) {
 	if opts.DryRun {
 		rep.Deleted = keys
 	} else {
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(opts.Checkers)
 		results := make([]error, len(keys))
-		for i, k := range keys {
-			g.Go(func() error {
-				results[i] = e.dst.remove(gctx, k)
-				return nil
-			})
-		}
-		g.Wait()
+		inParallel(ctx, opts.Checkers, len(keys), func(ctx context.Context, i int) error {
+			results[i] = e.dst.remove(ctx, keys[i])
+			return nil
+		})
 		for i, k := range keys {
 			if results[i] != nil {
 				rep.Failed = append(rep.Failed, Failure{Key: k, Reason: results[i].Error()})

@@ -7,8 +7,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 )
 
 // Verify compares dst with src object by object (SHA-256, from recorded
@@ -50,21 +48,17 @@ func Verify(ctx context.Context, src, dst Endpoint, opts Options) (*Report, erro
 // checksums taken while copying.
 func (e *engine) verifyEntries(ctx context.Context, entries []Entry) {
 	bad := make([]string, len(entries))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(e.opts.Checkers)
-	for i, en := range entries {
-		g.Go(func() error {
-			got, err := e.readSum(gctx, e.dst, e.dstKey(en.Key))
-			switch {
-			case err != nil:
-				bad[i] = err.Error()
-			case got != en.SHA256:
-				bad[i] = fmt.Sprintf("SHA-256 %s at the destination, %s copied", got, en.SHA256)
-			}
-			return nil
-		})
-	}
-	g.Wait()
+	inParallel(ctx, e.opts.Checkers, len(entries), func(ctx context.Context, i int) error {
+		en := entries[i]
+		got, err := e.readSum(ctx, e.dst, e.dstKey(en.Key))
+		switch {
+		case err != nil:
+			bad[i] = err.Error()
+		case got != en.SHA256:
+			bad[i] = fmt.Sprintf("SHA-256 %s at the destination, %s copied", got, en.SHA256)
+		}
+		return nil
+	})
 	for i, en := range entries {
 		if bad[i] != "" {
 			e.rep.Mismatched = append(e.rep.Mismatched, Failure{Key: en.Key, Reason: bad[i]})
@@ -89,30 +83,26 @@ func (e *engine) verifyAll(ctx context.Context) error {
 		}
 	}
 	bad := make([]string, len(keys))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(e.opts.Checkers)
-	for i, k := range keys {
+	inParallel(ctx, e.opts.Checkers, len(keys), func(ctx context.Context, i int) error {
+		k := keys[i]
 		if _, ok := dstObjs[e.dstKey(k)]; !ok && !e.dst.ep.Single() {
 			bad[i] = "missing at the destination"
-			continue
-		}
-		g.Go(func() error {
-			want, err := e.sum(gctx, e.src, k)
-			if err != nil {
-				bad[i] = "source: " + err.Error()
-				return nil
-			}
-			got, err := e.readSum(gctx, e.dst, e.dstKey(k))
-			switch {
-			case err != nil:
-				bad[i] = "destination: " + err.Error()
-			case got != want:
-				bad[i] = fmt.Sprintf("content differs: SHA-256 %s at the destination, %s at the source", got, want)
-			}
 			return nil
-		})
-	}
-	g.Wait()
+		}
+		want, err := e.sum(ctx, e.src, k)
+		if err != nil {
+			bad[i] = "source: " + err.Error()
+			return nil
+		}
+		got, err := e.readSum(ctx, e.dst, e.dstKey(k))
+		switch {
+		case err != nil:
+			bad[i] = "destination: " + err.Error()
+		case got != want:
+			bad[i] = fmt.Sprintf("content differs: SHA-256 %s at the destination, %s at the source", got, want)
+		}
+		return nil
+	})
 	if e.rep.Operation == "verify" {
 		e.rep.Totals.FilesListed = len(keys)
 	}
