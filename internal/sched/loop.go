@@ -118,7 +118,13 @@ func (s *Scheduler) launchAll(ctx context.Context, st *state, entries []*entry) 
 	}
 	for _, g := range groups {
 		qcp := *g.q
+		prev, done := g.p.lastLaunch, make(chan struct{})
+		g.p.lastLaunch = done
 		go func() {
+			defer close(done)
+			if prev != nil {
+				<-prev // the batches of one backend launch one after the other, in order
+			}
 			var errs []error
 			if bl, ok := g.p.b.(backend.BatchLauncher); ok {
 				errs = bl.LaunchBatch(ctx, g.jobs, &qcp)

@@ -26,6 +26,11 @@ type pool struct {
 	stager         backend.Stager
 	unstarted      int
 	unstartedMilli int64
+	// lastLaunch is closed when the last batch handed to the backend has
+	// been launched: the next waits for it, so that attempts reach the
+	// backend in the order the loop placed them (a node's executor starts
+	// what it holds in the order it got it). Loop goroutine only.
+	lastLaunch chan struct{}
 	staged         []*entry // launched beyond free capacity, not started
 	// runs: how long the last attempts that ended here ran. Staging pays
 	// only while jobs are short (it hides the scheduler's round trip);

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -255,5 +256,45 @@ func TestStagingIsBoundedByCountAndTime(t *testing.T) {
 	p.ran(time.Second)
 	if p.canStage(one) {
 		t.Fatal("stages after a run of 1 s")
+	}
+}
+
+// TestTakeBackKeepsOrder: a staged job asked back takes the jobs staged
+// after it back with it (left on the node, they would start ahead of
+// it), and none goes while one of them is still being launched.
+func TestTakeBackKeepsOrder(t *testing.T) {
+	t0 := time.Now()
+	p := &pool{}
+	var entries []*entry
+	for i, after := range []time.Duration{0, 500 * time.Millisecond, 1900 * time.Millisecond} {
+		e := &entry{j: &job.Job{ID: int64(10 + i)}, pool: p, stagedAt: t0.Add(after)}
+		p.staged = append(p.staged, e)
+		entries = append(entries, e)
+	}
+	st := &state{pools: map[string]*pool{"local": p}}
+
+	st.checkStaged(t0.Add(stagedWaitMax - time.Millisecond))
+	if len(st.unstages) != 0 {
+		t.Fatalf("asked back %d before any waited %v", len(st.unstages), stagedWaitMax)
+	}
+
+	entries[2].launching = true
+	st.checkStaged(t0.Add(stagedWaitMax + time.Millisecond))
+	if len(st.unstages) != 0 {
+		t.Fatalf("asked back %d while a job staged after them was still being launched", len(st.unstages))
+	}
+
+	entries[2].launching = false
+	st.checkStaged(t0.Add(stagedWaitMax + time.Millisecond))
+	var ids []int64
+	for _, e := range st.unstages {
+		ids = append(ids, e.j.ID)
+	}
+	if !slices.Equal(ids, []int64{10, 11, 12}) {
+		t.Fatalf("asked back %v once the first had waited %v, want all three in order", ids, stagedWaitMax)
+	}
+	st.checkStaged(t0.Add(stagedWaitMax + time.Second))
+	if len(st.unstages) != 3 {
+		t.Fatalf("asked back twice: %d requests", len(st.unstages))
 	}
 }

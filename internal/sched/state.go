@@ -280,26 +280,42 @@ const stagedWaitMax = 2 * time.Second
 
 // checkStaged asks back the staged jobs that have not started within
 // stagedWaitMax: the jobs ahead of them are not short after all, and the
-// slot they wait for should go by priority. (One that has begun staging
-// in on the node runs on; see finish for what an attempt taken back
-// does to staging.)
+// slot they wait for should go by priority. The jobs staged after one
+// asked back are asked back with it, whatever their own wait: left on the
+// node, they would start before it, ahead of their turn. (One that has
+// begun staging in on the node runs on; see finish for what an attempt
+// taken back does to staging.)
 func (st *state) checkStaged(now time.Time) {
 	for _, p := range st.pools {
-		for _, e := range p.staged {
+		// p.staged is in staging order: from the first one due, all go.
+		first := -1
+		for i, e := range p.staged {
 			if e.unstaging {
 				continue
 			}
-			due := e.stagedAt.Add(stagedWaitMax)
-			if now.Before(due) {
+			if due := e.stagedAt.Add(stagedWaitMax); now.Before(due) {
 				st.wakeAt(due)
 				continue
 			}
-			if e.launching { // the request must not overtake the launch
-				st.wakeAt(now.Add(100 * time.Millisecond))
-				continue
+			first = i
+			break
+		}
+		if first < 0 {
+			continue
+		}
+		rest := p.staged[first:]
+		if slices.ContainsFunc(rest, func(e *entry) bool { return e.launching && !e.unstaging }) {
+			// A take-back request must not overtake the launch it takes
+			// back, nor leave a later launch to arrive ahead of the jobs
+			// taken back: all of them wait for the launches to be sent.
+			st.wakeAt(now.Add(100 * time.Millisecond))
+			continue
+		}
+		for _, e := range rest {
+			if !e.unstaging {
+				e.unstaging = true
+				st.unstages = append(st.unstages, e)
 			}
-			e.unstaging = true
-			st.unstages = append(st.unstages, e)
 		}
 	}
 }
