@@ -31,7 +31,7 @@ type pool struct {
 	// backend in the order the loop placed them (a node's executor starts
 	// what it holds in the order it got it). Loop goroutine only.
 	lastLaunch chan struct{}
-	staged         []*entry // launched beyond free capacity, not started
+	staged     []*entry // launched beyond free capacity, not started
 	// runs: how long the last attempts that ended here ran. Staging pays
 	// only while jobs are short (it hides the scheduler's round trip);
 	// with long ones it would let a job staged early take a slot that a
