@@ -556,34 +556,23 @@ func (e *engine) dstKey(key string) string {
 // sum is an object's SHA-256: the one recorded with it, or read and
 // computed.
 func (e *engine) sum(ctx context.Context, s *store, key string) (string, error) {
-	return sumThrough(ctx, s, key, func(r io.Reader) io.Reader { return r })
-}
-
-// sumThrough is sum reading through wrap (a bandwidth limit) if it must
-// read.
-func sumThrough(ctx context.Context, s *store, key string, wrap func(io.Reader) io.Reader) (string, error) {
 	if meta, err := s.metadata(ctx, key); err != nil {
 		return "", err
 	} else if h := meta[MetaSHA256]; h != "" {
 		return h, nil
 	}
-	return hashThrough(ctx, s, key, wrap)
+	return hashObject(ctx, s, key)
 }
 
 // hashObject reads an object and returns its SHA-256.
 func hashObject(ctx context.Context, s *store, key string) (string, error) {
-	return hashThrough(ctx, s, key, func(r io.Reader) io.Reader { return r })
-}
-
-// hashThrough is hashObject reading through wrap (a bandwidth limit).
-func hashThrough(ctx context.Context, s *store, key string, wrap func(io.Reader) io.Reader) (string, error) {
 	r, err := s.open(ctx, key, 0, -1)
 	if err != nil {
 		return "", err
 	}
 	defer r.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, wrap(r)); err != nil {
+	if _, err := io.Copy(h, r); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
