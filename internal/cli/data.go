@@ -72,7 +72,7 @@ func (f *transferFlags) add(cmd *cobra.Command, withCopy bool) {
 	fs.BoolVar(&f.opts.Checksum, "checksum", false, "compare by SHA-256 instead of size and modification time")
 	fs.BoolVar(&f.opts.DryRun, "dry-run", false, "show what would be copied and deleted; change nothing")
 	fs.StringVar(&f.bwlimit, "bwlimit", "", "bandwidth limit, e.g. 10M (MiB/s) or 512K")
-	fs.StringVar(&f.maxMemory, "max-memory", "2G", "bound on the part buffers of the large uploads under way; a large file waits beyond it (one alone always goes; 0: the default)")
+	fs.StringVar(&f.maxMemory, "max-memory", "2G", "bound on the part buffers of the large uploads and downloads under way; a large file waits beyond it (one alone always goes; 0: the default)")
 	fs.IntVar(&f.opts.Retries, "retries", 3, "retries of a failed object, with doubling backoff")
 	fs.StringVar(&f.opts.Verify, "verify", transfer.VerifyNone, "after copying, verify: none, transferred (re-read what was written) or all (the whole destination)")
 	fs.BoolVar(&f.noProg, "no-progress", false, "no progress bar (the default when stderr is not a terminal)")

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -54,8 +55,9 @@ type Options struct {
 	// BwLimit bounds the bytes per second read from the source, across
 	// all transfers (0: no limit).
 	BwLimit int64
-	// MaxMemory bounds the part buffers of the multipart uploads under
-	// way, across all transfers (0: DefaultMaxMemory). Parts grow with a
+	// MaxMemory bounds the part buffers of the multipart uploads and
+	// ranged downloads under way, across all transfers (0:
+	// DefaultMaxMemory). Parts grow with a
 	// file's size (to fit S3's 10,000), so without a bound a few huge
 	// files sent at once could take gigabytes; beyond it a large file
 	// waits for others to finish (one alone always goes).
@@ -72,8 +74,8 @@ type Options struct {
 	// noTmpfile makes local writes go through a temporary name and a
 	// rename, as on file systems without O_TMPFILE (tests).
 	noTmpfile bool
-	// memoryProbe, if set, is told the upload buffer bytes in use each
-	// time a large upload takes its share (tests).
+	// memoryProbe, if set, is told the part buffer bytes in use each
+	// time a large upload or download takes its share (tests).
 	memoryProbe func(inUse int64)
 	// afterPreSum, if set, runs after a large object's first read, before
 	// its copy (tests).
@@ -135,8 +137,8 @@ type engine struct {
 	src, dst *store
 	limiter  *rate.Limiter
 	filter   *filter
-	// memory counts the upload buffers of large objects under way
-	// against opts.MaxMemory; memoryInUse follows it (a semaphore does
+	// memory counts the part buffers of large objects under way (uploads
+	// and ranged downloads) against opts.MaxMemory; memoryInUse follows it (a semaphore does
 	// not say how much it holds).
 	memory      *semaphore.Weighted
 	memoryInUse atomic.Int64
@@ -437,10 +439,11 @@ func (e *engine) listBoth(ctx context.Context) ([]object, map[string]object, err
 	if err := e.checkSourceExists(len(srcObjs)); err != nil {
 		return nil, nil, err
 	}
-	// A single source copied into a tree lands under its own name.
+	// A single source copied into a tree lands under its own name (the
+	// last element of an S3 key, as with cp and rclone copy).
 	if e.src.ep.Single() && !e.dst.ep.Single() {
 		for i := range srcObjs {
-			srcObjs[i].Key = e.src.ep.Prefix
+			srcObjs[i].Key = path.Base(e.src.ep.Prefix)
 		}
 	}
 	sort.Slice(srcObjs, func(i, j int) bool { return srcObjs[i].Key < srcObjs[j].Key })
@@ -649,7 +652,7 @@ func (e *engine) copyAll(ctx context.Context, objs []object) {
 
 // copyAndRecord copies o and records the outcome in the report.
 func (e *engine) copyAndRecord(ctx context.Context, o object) {
-	sum, size, err := e.copyWithRetries(ctx, o)
+	c, err := e.copyWithRetries(ctx, o)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err != nil {
@@ -663,8 +666,8 @@ func (e *engine) copyAndRecord(ctx context.Context, o object) {
 		}
 		return
 	}
-	e.rep.Transferred = append(e.rep.Transferred, Entry{Key: o.Key, Size: size, SHA256: sum})
-	e.rep.Totals.BytesTransferred += size
+	e.rep.Transferred = append(e.rep.Transferred, Entry{Key: o.Key, Size: c.size, SHA256: c.sha256, Checksum: c.s3.String(), s3: c.s3})
+	e.rep.Totals.BytesTransferred += c.size
 	if e.opts.Progress != nil {
 		e.opts.Progress.FileDone()
 	}
@@ -692,21 +695,21 @@ func (e *engine) destFull() bool {
 	return e.full != nil
 }
 
-func (e *engine) copyWithRetries(ctx context.Context, o object) (string, int64, error) {
+func (e *engine) copyWithRetries(ctx context.Context, o object) (copied, error) {
 	delay := e.opts.RetryDelay
 	for try := 0; ; try++ {
-		sum, size, err := e.copyOne(ctx, o)
+		c, err := e.copyOne(ctx, o)
 		if err == nil || try >= e.opts.Retries || ctx.Err() != nil || permanent(err) || e.destFull() {
-			return sum, size, err
+			return c, err
 		}
 		e.opts.Log.Warn("transfer failed; retrying", "key", o.Key, "try", try+1, "err", err)
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
-			return "", 0, ctx.Err()
+			return copied{}, ctx.Err()
 		}
 		if e.destFull() {
-			return "", 0, err // no new attempt on a full destination
+			return copied{}, err // no new attempt on a full destination
 		}
 		delay *= 2
 	}
@@ -727,16 +730,24 @@ func permanent(err error) bool {
 
 var errNotFoundSource = errors.New("source object vanished")
 
-// copyOne copies one object and returns its SHA-256 and size. The
-// checksum is of the bytes read from the source, computed as they pass;
-// it is recorded with the destination object (where the store keeps
-// metadata), so that verification and later syncs can compare without
-// reading the source. An object of unknown size (o.Size < 0: an http(s)
-// source that sent no Content-Length) is streamed, and its size is what
-// was read.
-func (e *engine) copyOne(ctx context.Context, o object) (string, int64, error) {
+// copied is what a copy of one object checked it by, and its size: the
+// SHA-256 of the bytes read, or (for a large download of an object
+// without one of hpcml's) the S3 checksum the source carried.
+type copied struct {
+	sha256 string
+	s3     *s3Sum
+	size   int64
+}
+
+// copyOne copies one object. Its checksum is of the bytes read from the
+// source, computed as they pass; a SHA-256 is recorded with the
+// destination object (where the store keeps metadata), so that
+// verification and later syncs can compare without reading the source.
+// An object of unknown size (o.Size < 0: an http(s) source that sent no
+// Content-Length) is streamed, and its size is what was read.
+func (e *engine) copyOne(ctx context.Context, o object) (copied, error) {
 	if e.opts.DryRun {
-		return "", o.Size, nil
+		return copied{size: o.Size}, nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // an unfinished write is aborted: nothing lands
@@ -746,7 +757,7 @@ func (e *engine) copyOne(ctx context.Context, o object) (string, int64, error) {
 	if o.Size >= 0 && o.Size <= smallObject {
 		r, err := e.openSource(ctx, o.Key, 0, -1)
 		if err != nil {
-			return "", 0, err
+			return copied{}, err
 		}
 		// Exactly the listed size, read into a buffer of that size (no
 		// doubling growth), then one byte more to catch a grown source.
@@ -764,19 +775,18 @@ func (e *engine) copyOne(ctx context.Context, o object) (string, int64, error) {
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 				err = fmt.Errorf("source changed while copied: fewer than the listed %d bytes", o.Size)
 			}
-			return "", 0, fmt.Errorf("read source: %w", err)
+			return copied{}, fmt.Errorf("read source: %w", err)
 		}
 		sum := sha256.Sum256(data)
 		meta[MetaSHA256] = hex.EncodeToString(sum[:])
 		if _, err := e.write(ctx, key, o, meta, countedReader{bytes.NewReader(data)}, nil); err != nil {
-			return "", 0, err
+			return copied{}, err
 		}
-		return meta[MetaSHA256], o.Size, nil
+		return copied{sha256: meta[MetaSHA256], size: o.Size}, nil
 	}
 
 	if o.Size >= rangedMin && e.src.ep.Kind == KindS3 && e.dst.ep.Kind == KindLocal {
-		sum, err := e.copyRanged(ctx, key, o, meta)
-		return sum, o.Size, err
+		return e.copyRanged(ctx, key, o, meta)
 	}
 
 	// A large object. Where the destination keeps metadata, the checksum
@@ -786,7 +796,7 @@ func (e *engine) copyOne(ctx context.Context, o object) (string, int64, error) {
 	if e.dst.ep.Kind != KindLocal {
 		var err error
 		if pre, err = e.preSum(ctx, o.Key); err != nil {
-			return "", 0, fmt.Errorf("checksum source: %w", err)
+			return copied{}, fmt.Errorf("checksum source: %w", err)
 		}
 		meta[MetaSHA256] = pre.sha256
 		if e.opts.afterPreSum != nil {
@@ -794,30 +804,41 @@ func (e *engine) copyOne(ctx context.Context, o object) (string, int64, error) {
 		}
 	}
 	if e.dst.ep.Kind == KindS3 {
-		need := min(uploadBuffers(o.Size), e.opts.MaxMemory) // one alone always fits
-		if err := e.memory.Acquire(ctx, need); err != nil {
-			return "", 0, err
+		release, err := e.reserveMemory(ctx, uploadBuffers(o.Size))
+		if err != nil {
+			return copied{}, err
 		}
-		inUse := e.memoryInUse.Add(need)
-		if e.opts.memoryProbe != nil {
-			e.opts.memoryProbe(inUse)
-		}
-		defer func() {
-			e.memoryInUse.Add(-need)
-			e.memory.Release(need)
-		}()
+		defer release()
 	}
 	r, err := e.openSource(ctx, o.Key, 0, -1)
 	if err != nil {
-		return "", 0, err
+		return copied{}, err
 	}
 	defer r.Close()
 	h, check := readCheck(pre, meta)
 	n, err := e.write(ctx, key, o, meta, io.TeeReader(e.limited(ctx, r), h), check)
 	if err != nil {
-		return "", 0, err
+		return copied{}, err
 	}
-	return meta[MetaSHA256], n, nil
+	return copied{sha256: meta[MetaSHA256], size: n}, nil
+}
+
+// reserveMemory takes n bytes of buffers (at most MaxMemory: one object
+// alone always goes) from the budget, waiting for other large objects to
+// give theirs back, and returns what gives them back.
+func (e *engine) reserveMemory(ctx context.Context, n int64) (release func(), err error) {
+	n = min(n, e.opts.MaxMemory)
+	if err := e.memory.Acquire(ctx, n); err != nil {
+		return nil, err
+	}
+	inUse := e.memoryInUse.Add(n)
+	if e.opts.memoryProbe != nil {
+		e.opts.memoryProbe(inUse)
+	}
+	return func() {
+		e.memoryInUse.Add(-n)
+		e.memory.Release(n)
+	}, nil
 }
 
 // readCheck is what the copy's own read of a source is hashed with, and

@@ -58,8 +58,6 @@ func (w *tmpfileWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
 
 func (w *tmpfileWriter) WriteAt(p []byte, off int64) (int, error) { return w.f.WriteAt(p, off) }
 
-func (w *tmpfileWriter) ReadAt(p []byte, off int64) (int, error) { return w.f.ReadAt(p, off) }
-
 func (w *tmpfileWriter) Abort() { w.f.Close() }
 
 func (w *tmpfileWriter) Commit() error {

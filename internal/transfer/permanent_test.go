@@ -145,7 +145,7 @@ func TestPermanentErrorsNotRetried(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, _, err = e.copyWithRetries(ctx, object{Key: key, Size: info.Size(), ModTime: info.ModTime()})
+			_, err = e.copyWithRetries(ctx, object{Key: key, Size: info.Size(), ModTime: info.ModTime()})
 			if err == nil || !permanent(err) {
 				t.Fatalf("%s: error %v; want a refusal, taken as permanent", key, err)
 			}
@@ -161,7 +161,7 @@ func TestPermanentErrorsNotRetried(t *testing.T) {
 		}
 		defer gone.close()
 		e.dst = gone
-		if _, _, err := e.copyWithRetries(ctx, object{Key: "a.bin", Size: 1000}); err == nil || !permanent(err) || !strings.Contains(err.Error(), "NoSuchBucket") {
+		if _, err := e.copyWithRetries(ctx, object{Key: "a.bin", Size: 1000}); err == nil || !permanent(err) || !strings.Contains(err.Error(), "NoSuchBucket") {
 			t.Fatalf("write into a missing bucket: %v; want NoSuchBucket, taken as permanent", err)
 		}
 		if got := l.keys(); len(got) != 0 {

@@ -5,14 +5,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"hash"
 	"io"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"gocloud.dev/blob"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sync/semaphore"
 
 	hblob "github.com/hpcml/hpcml/internal/blob"
 )
@@ -22,102 +23,233 @@ import (
 // stream is as fast and costs fewer requests.
 const rangedMin = 2 * hblob.DefaultPart
 
-// offsetFile is a destination written at offsets and read back: a
-// local file being made (tmpfileWriter).
+// offsetFile is a destination written at offsets: a local file being
+// made (tmpfileWriter).
 type offsetFile interface {
 	objectWriter
 	io.WriterAt
-	io.ReaderAt
 }
 
 // copyRanged copies a large object from an object store to a local
 // file: as parallel ranges where the file can be written at offsets
 // (an unnamed file), else as one stream.
-func (e *engine) copyRanged(ctx context.Context, key string, o object, meta map[string]string) (string, error) {
+func (e *engine) copyRanged(ctx context.Context, key string, o object, meta map[string]string) (copied, error) {
 	w, err := e.dst.create(ctx, key, o.Size, meta, o.ModTime)
 	if err != nil {
-		return "", err
+		return copied{}, err
 	}
 	f, ok := w.(offsetFile)
 	if !ok {
 		r, err := e.openSource(ctx, o.Key, 0, -1)
 		if err != nil {
 			w.Abort()
-			return "", err
+			return copied{}, err
 		}
 		defer r.Close()
 		h := sha256.New()
-		if _, err := e.fill(key, o, w, io.TeeReader(e.limited(ctx, r), h), nil); err != nil {
-			return "", err
+		n, err := e.fill(key, o, w, io.TeeReader(e.limited(ctx, r), h), nil)
+		if err != nil {
+			return copied{}, err
 		}
-		return hex.EncodeToString(h.Sum(nil)), nil
+		return copied{sha256: hex.EncodeToString(h.Sum(nil)), size: n}, nil
 	}
-	sum, err := e.downloadRanges(ctx, o.Key, o, f)
+	c, err := e.downloadRanges(ctx, o.Key, o, f)
 	if err != nil {
 		w.Abort()
-		return "", err
+		return copied{}, err
 	}
 	if err := w.Commit(); err != nil {
-		return "", fmt.Errorf("write %s: %w", keyToURL(e.dst.ep, key), err)
+		return copied{}, fmt.Errorf("write %s: %w", keyToURL(e.dst.ep, key), err)
 	}
-	return sum, nil
+	return c, nil
 }
 
-// downloadRanges fetches the object key (o.Size bytes) in parts,
-// partsInFlight at a time, each written at its offset in f, and returns
-// the SHA-256 of the bytes written. The hash follows the written prefix
-// as parts complete (reading it back from the page cache), so hashing
-// overlaps the download instead of following it; and the download runs
-// at most hashWindow parts ahead of the hash. Without that bound the
-// hash, one goroutine among the parts' (and the server's, on a small
-// machine), fell behind: on two cores it still had 0.6 s of a 1 GiB
-// object to hash after the last part had arrived, with one core idle.
-// Every part is read under the ETag the object had when the copy began:
-// an object replaced meanwhile fails the copy rather than mixing two
-// versions, and one that carries hpcml's SHA-256 is checked against it.
-func (e *engine) downloadRanges(ctx context.Context, key string, o object, f offsetFile) (string, error) {
-	part := hblob.PartSize(o.Size)
-	parts := int((o.Size + part - 1) / part)
+// downloadRanges fetches the object key (o.Size bytes) into f in
+// parallel parts and checks it end to end, by the strongest checksum
+// the object carries: hpcml's recorded SHA-256, else the S3 checksum its
+// writer and the store agreed (s3Sum), else none, and then it takes the
+// SHA-256 for the report. Every part is read under the ETag the object
+// had when the copy began: an object replaced meanwhile fails the copy
+// rather than mixing two versions.
+func (e *engine) downloadRanges(ctx context.Context, key string, o object, f offsetFile) (copied, error) {
 	attrs, err := e.src.bucket.Attributes(ctx, e.src.full(key))
 	if err != nil {
-		return "", sourceErr(hblob.Describe(err, e.src.ep.Raw+" "+key))
+		return copied{}, sourceErr(hblob.Describe(err, e.src.ep.Raw+" "+key))
 	}
 	if attrs.Size != o.Size {
-		return "", fmt.Errorf("source changed while copied: listed %d bytes, now %d", o.Size, attrs.Size)
+		return copied{}, fmt.Errorf("source changed while copied: listed %d bytes, now %d", o.Size, attrs.Size)
 	}
-	etag, recorded := attrs.ETag, attrs.Metadata[MetaSHA256]
+	if recorded := attrs.Metadata[MetaSHA256]; recorded != "" {
+		h := sha256.New()
+		err := e.downloadHashed(ctx, key, attrs.ETag, o, f, h)
+		sum := hex.EncodeToString(h.Sum(nil))
+		if err == nil && sum != recorded {
+			err = fmt.Errorf("source does not match its recorded SHA-256 (%s, read %s)", recorded, sum)
+		}
+		return copied{sha256: sum, size: o.Size}, err
+	}
+	switch want := e.src.s3Sum(ctx, key, attrs.ETag); {
+	case want != nil && want.parts > 0:
+		got, err := e.downloadParts(ctx, key, attrs.ETag, o, f, want)
+		if !errors.Is(err, errNoPartReads) {
+			return copied{s3: got, size: o.Size}, err
+		}
+		// A store that does not read parts by number: as if no checksum.
+	case want != nil:
+		h := want.newHash()
+		err := e.downloadHashed(ctx, key, attrs.ETag, o, f, h)
+		if err == nil {
+			err = want.check(encode(h))
+		}
+		return copied{s3: want, size: o.Size}, err
+	}
+	h := sha256.New()
+	err = e.downloadHashed(ctx, key, attrs.ETag, o, f, h)
+	return copied{sha256: hex.EncodeToString(h.Sum(nil)), size: o.Size}, err
+}
 
-	done := make(chan int, parts)              // parts written, in any order
-	ahead := semaphore.NewWeighted(hashWindow) // parts begun and not yet hashed
+// downloadHashed fetches the object key (o.Size bytes) in ranges,
+// partsInFlight at a time, each received into a buffer of its own and
+// written at its offset in f, and writes the bytes received to h. The
+// hash takes the
+// ranges in order from their buffers as they arrive, so hashing overlaps
+// the download instead of following it, and reads no byte back from the
+// file. A range's buffer is free again once it is hashed, and there are
+// hashWindow of them: the download runs at most that many ranges ahead
+// of the hash. Without that bound the hash, one goroutine among the
+// ranges' (and the server's, on a small machine), fell behind: on two
+// cores it still had 0.6 s of a 1 GiB object's SHA-256 to do after the
+// last range had arrived, with one core idle.
+func (e *engine) downloadHashed(ctx context.Context, key, etag string, o object, f offsetFile, h hash.Hash) error {
+	part := hblob.PartSize(o.Size)
+	parts := int((o.Size + part - 1) / part)
+	window := min(hashWindow, parts)
+	release, err := e.reserveMemory(ctx, int64(window)*part)
+	if err != nil {
+		return err
+	}
+	defer release()
+	free := make(chan []byte, window) // buffers not holding an unhashed range
+	for range window {
+		free <- make([]byte, part)
+	}
+	done := make(chan receivedPart, parts)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(partsInFlight + 1) // and the hash
-	var sum string
-	g.Go(func() (err error) {
-		sum, err = e.hashPrefix(gctx, f, o.Size, part, parts, done, ahead)
-		return err
-	})
+	g.Go(func() error { return e.hashParts(gctx, parts, done, free, h) })
 	var begun error
 	for i := range parts {
-		if begun = ahead.Acquire(gctx, 1); begun != nil {
-			break // the group's error says why, if it has one
+		var buf []byte
+		select {
+		case buf = <-free:
+		case <-gctx.Done():
+			begun = gctx.Err() // the group's error says why, if it has one
+		}
+		if begun != nil {
+			break
 		}
 		off := int64(i) * part
-		n := min(part, o.Size-off)
+		buf = buf[:min(part, o.Size-off)]
 		g.Go(func() error {
-			if err := e.downloadPart(gctx, key, etag, off, n, f); err != nil {
+			if err := e.downloadPart(gctx, key, etag, off, buf, f); err != nil {
 				return err
 			}
-			done <- i
+			done <- receivedPart{i, buf}
 			return nil
 		})
 	}
-	if err := cmp.Or(g.Wait(), begun); err != nil {
-		return "", err
+	return cmp.Or(g.Wait(), begun)
+}
+
+// errNoPartReads is a store that answered a read of a part by number
+// (GET ?partNumber=) with something else than that part.
+var errNoPartReads = errors.New("the store does not read parts by number")
+
+// downloadParts fetches a multipart object with a composite checksum
+// part by part (GET ?partNumber=N, partsInFlight at once), each streamed
+// into f at the offset its Content-Range gives, its CRC taken on the way;
+// the CRC of the parts' CRCs must be the object's checksum, and the parts
+// must tile the object. It returns the checksum with the part sizes.
+func (e *engine) downloadParts(ctx context.Context, key, etag string, o object, f offsetFile, want *s3Sum) (*s3Sum, error) {
+	sums := make([][]byte, want.parts)
+	spans := make([][2]int64, want.parts) // offset, size
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(partsInFlight)
+	for i := range want.parts {
+		g.Go(func() (err error) {
+			sums[i], spans[i], err = e.downloadPartNumber(gctx, key, etag, i+1, o.Size, f, want)
+			return err
+		})
 	}
-	if recorded != "" && recorded != sum {
-		return "", fmt.Errorf("source does not match its recorded SHA-256 (%s, read %s)", recorded, sum)
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
-	return sum, nil
+	got := *want
+	got.partSizes = make([]int64, want.parts)
+	var at int64
+	for i, sp := range spans {
+		if sp[0] != at {
+			return nil, fmt.Errorf("source changed while copied: part %d at byte %d, want %d", i+1, sp[0], at)
+		}
+		at += sp[1]
+		got.partSizes[i] = sp[1]
+	}
+	if at != o.Size {
+		return nil, fmt.Errorf("source changed while copied: %d parts of %d bytes, want %d", want.parts, at, o.Size)
+	}
+	if err := want.check(want.combine(sums)); err != nil {
+		return nil, err
+	}
+	return &got, nil
+}
+
+// downloadPartNumber copies part n of the object into f where its
+// Content-Range places it, and returns the part's CRC and span.
+func (e *engine) downloadPartNumber(ctx context.Context, key, etag string, n int, size int64, f offsetFile, want *s3Sum) ([]byte, [2]int64, error) {
+	r, err := e.src.bucket.NewRangeReader(ctx, e.src.full(key), 0, -1, &blob.ReaderOptions{
+		BeforeRead: func(as func(any) bool) error {
+			var in *s3.GetObjectInput
+			if as(&in) {
+				in.PartNumber = aws.Int32(int32(n))
+			}
+			return ifMatch(etag)(as)
+		},
+	})
+	if err != nil {
+		return nil, [2]int64{}, sourceErr(hblob.Describe(err, e.src.ep.Raw+" "+key))
+	}
+	defer r.Close()
+	var out s3.GetObjectOutput
+	if !r.As(&out) {
+		return nil, [2]int64{}, errNoPartReads
+	}
+	off, length, total, ok := parseContentRange(aws.ToString(out.ContentRange))
+	if !ok || aws.ToInt32(out.PartsCount) != int32(want.parts) {
+		return nil, [2]int64{}, fmt.Errorf("part %d: %w", n, errNoPartReads)
+	}
+	if total != size {
+		return nil, [2]int64{}, fmt.Errorf("source changed while copied: listed %d bytes, now %d", size, total)
+	}
+	h := want.newHash()
+	buf := e.buffer()
+	defer e.bufs.Put(buf)
+	got, err := io.CopyBuffer(io.NewOffsetWriter(f, off), io.TeeReader(&progressReader{r: e.limited(ctx, r), p: e.opts.Progress}, h), *buf)
+	if err != nil {
+		return nil, [2]int64{}, fmt.Errorf("copy part %d: %w", n, err)
+	}
+	if got != length {
+		return nil, [2]int64{}, fmt.Errorf("source changed while copied: %d bytes in part %d, want %d", got, n, length)
+	}
+	return h.Sum(nil), [2]int64{off, length}, nil
+}
+
+// parseContentRange reads "bytes FIRST-LAST/TOTAL".
+func parseContentRange(s string) (off, length, total int64, ok bool) {
+	var first, last int64
+	if _, err := fmt.Sscanf(s, "bytes %d-%d/%d", &first, &last, &total); err != nil || first < 0 || last < first || total <= last {
+		return 0, 0, 0, false
+	}
+	return first, last - first + 1, total, true
 }
 
 // hashWindow is how many parts a ranged download may have begun beyond
@@ -125,55 +257,63 @@ func (e *engine) downloadRanges(ctx context.Context, key string, o object, f off
 // catches up.
 const hashWindow = partsInFlight + 2
 
-// downloadPart copies n bytes at off of the object into f at off.
-func (e *engine) downloadPart(ctx context.Context, key, etag string, off, n int64, f offsetFile) error {
-	r, err := e.src.bucket.NewRangeReader(ctx, e.src.full(key), off, n, &blob.ReaderOptions{
+// receivedPart is part i of a ranged download, received and written.
+type receivedPart struct {
+	i    int
+	data []byte
+}
+
+// downloadPart receives len(buf) bytes at off of the object into buf and
+// writes them into f at off.
+func (e *engine) downloadPart(ctx context.Context, key, etag string, off int64, buf []byte, f offsetFile) error {
+	r, err := e.src.bucket.NewRangeReader(ctx, e.src.full(key), off, int64(len(buf)), &blob.ReaderOptions{
 		BeforeRead: ifMatch(etag),
 	})
 	if err != nil {
 		return sourceErr(hblob.Describe(err, e.src.ep.Raw+" "+key))
 	}
 	defer r.Close()
-	buf := e.buffer()
-	defer e.bufs.Put(buf)
-	got, err := io.CopyBuffer(io.NewOffsetWriter(f, off), &progressReader{r: e.limited(ctx, r), p: e.opts.Progress}, *buf)
+	got, err := io.ReadFull(&progressReader{r: e.limited(ctx, r), p: e.opts.Progress}, buf)
+	if err == nil {
+		// A range is exactly its length; more is a server that ignored it.
+		if n, _ := r.Read(make([]byte, 1)); n > 0 {
+			return fmt.Errorf("source changed while copied: more than %d bytes at %d", len(buf), off)
+		}
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return fmt.Errorf("source changed while copied: %d bytes at %d, want %d", got, off, len(buf))
+	}
 	if err != nil {
 		return fmt.Errorf("copy range at %d: %w", off, err)
 	}
-	if got != n {
-		return fmt.Errorf("source changed while copied: %d bytes at %d, want %d", got, off, n)
+	if _, err := f.WriteAt(buf, off); err != nil {
+		return fmt.Errorf("copy range at %d: %w", off, err)
 	}
 	return nil
 }
 
-// hashPrefix hashes f's parts in order as they are reported done, each
-// hashed part releasing its place in ahead, until all are hashed or ctx
-// ends.
-func (e *engine) hashPrefix(ctx context.Context, f io.ReaderAt, size, part int64, parts int, done <-chan int, ahead *semaphore.Weighted) (string, error) {
-	h := sha256.New()
-	ready := make([]bool, parts)
-	buf := e.buffer()
-	defer e.bufs.Put(buf)
+// hashParts writes the parts of a ranged download to h in order as they
+// are received, giving each one's buffer back to free once hashed, until
+// all are hashed or ctx ends.
+func (e *engine) hashParts(ctx context.Context, parts int, done <-chan receivedPart, free chan<- []byte, h hash.Hash) error {
+	received := make([][]byte, parts)
 	for next := 0; next < parts; {
 		select {
-		case i := <-done:
-			ready[i] = true
+		case p := <-done:
+			received[p.i] = p.data
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return ctx.Err()
 		}
-		for ; next < parts && ready[next]; next++ {
+		for ; next < parts && received[next] != nil; next++ {
 			if e.opts.beforeHashPart != nil {
 				e.opts.beforeHashPart(next)
 			}
-			off := int64(next) * part
-			sec := io.NewSectionReader(f, off, min(part, size-off))
-			if _, err := io.CopyBuffer(h, sec, *buf); err != nil {
-				return "", fmt.Errorf("read back downloaded part at %d: %w", off, err)
-			}
-			ahead.Release(1)
+			h.Write(received[next])
+			free <- received[next][:cap(received[next])]
+			received[next] = nil
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return nil
 }
 
 // ifMatch makes an S3 GET conditional on the object's ETag (a 412 if it

@@ -12,11 +12,13 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	hblob "github.com/hpcml/hpcml/internal/blob"
 )
@@ -71,14 +73,26 @@ func TestRangedDownload(t *testing.T) {
 	}
 	dst := t.TempDir()
 	src := mustEndpoint(t, "s3://ranged/big/?endpoint="+via+"&region=us-east-1&use_path_style=true")
-	rep := mustSync(t, src, mustEndpoint(t, dst), Options{Transfers: 2})
+	var inUse atomic.Int64 // the part buffers taken from the memory budget
+	rep := mustSync(t, src, mustEndpoint(t, dst), Options{Transfers: 2, memoryProbe: func(n int64) { inUse.Store(n) }})
+	if part := hblob.PartSize(int64(size)); inUse.Load() != 3*part {
+		t.Fatalf("the download took %d bytes of buffers from the memory budget, want its 3 parts' %d", inUse.Load(), 3*part)
+	}
 
 	got, err := os.ReadFile(filepath.Join(dst, "model.bin"))
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("downloaded %d bytes (err %v), want the %d put", len(got), err, len(data))
 	}
-	if len(rep.Transferred) != 1 || rep.Transferred[0].SHA256 != sha256hex(data) {
-		t.Fatalf("report %+v, want the object's SHA-256", rep.Transferred)
+	// The SDK that put it had the store keep a CRC64NVME of it: the
+	// download is checked against that, and reports it.
+	head, err := s.client.HeadObject(context.Background(), &s3.HeadObjectInput{
+		Bucket: aws.String("ranged"), Key: aws.String("big/model.bin"), ChecksumMode: types.ChecksumModeEnabled,
+	})
+	if err != nil || head.ChecksumCRC64NVME == nil {
+		t.Fatalf("head: %v (want a CRC64NVME: %+v)", err, head)
+	}
+	if len(rep.Transferred) != 1 || rep.Transferred[0].Checksum != "crc64nvme:"+*head.ChecksumCRC64NVME || rep.Transferred[0].SHA256 != "" {
+		t.Fatalf("report %+v, want the object's CRC64NVME %s", rep.Transferred, *head.ChecksumCRC64NVME)
 	}
 	part := hblob.PartSize(int64(size))
 	want := []string{
@@ -113,8 +127,9 @@ func TestRangedDownloadWaitsForTheHash(t *testing.T) {
 	via := log.proxy(t, s.endpoint)
 	size := (hashWindow+2)*hblob.DefaultPart + 1 // more parts than the window
 	data := randomBytes(8, size)
-	if _, err := s.client.PutObject(context.Background(), &s3.PutObjectInput{
+	if _, err := s.client.PutObject(context.Background(), &s3.PutObjectInput{ // as hpcml records it
 		Bucket: aws.String("window"), Key: aws.String("w.bin"), Body: bytes.NewReader(data),
+		Metadata: map[string]string{MetaSHA256: sha256hex(data)},
 	}); err != nil {
 		t.Fatal(err)
 	}

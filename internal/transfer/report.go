@@ -41,11 +41,16 @@ type Totals struct {
 	BytesSkipped     int64 `json:"bytes_skipped"`
 }
 
-// Entry is one file.
+// Entry is one file, and the checksum its copy was checked by: its
+// SHA-256, or for a large download of an object that has none of
+// hpcml's, the object's S3 checksum ("crc32:l5YxQA==-128").
 type Entry struct {
-	Key    string `json:"key"`
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256,omitempty"`
+	Key      string `json:"key"`
+	Size     int64  `json:"size"`
+	SHA256   string `json:"sha256,omitempty"`
+	Checksum string `json:"checksum,omitempty"`
+	// s3 is Checksum as checked, with what verifying the copy needs.
+	s3 *s3Sum
 }
 
 // Failure is a file and what went wrong with it.

@@ -50,6 +50,16 @@ func (e *engine) verifyEntries(ctx context.Context, entries []Entry) {
 	bad := make([]string, len(entries))
 	inParallel(ctx, e.opts.Checkers, len(entries), func(ctx context.Context, i int) error {
 		en := entries[i]
+		if en.s3 != nil {
+			got, err := e.readS3Sum(ctx, e.dst, e.dstKey(en.Key), en.s3)
+			switch {
+			case err != nil:
+				bad[i] = err.Error()
+			case got != en.Checksum:
+				bad[i] = fmt.Sprintf("checksum %s at the destination, %s copied", got, en.Checksum)
+			}
+			return nil
+		}
 		got, err := e.readSum(ctx, e.dst, e.dstKey(en.Key))
 		switch {
 		case err != nil:
@@ -121,6 +131,19 @@ func (e *engine) verifyAll(ctx context.Context) error {
 // checksum is recorded with it.
 func (e *engine) readSum(ctx context.Context, s *store, key string) (string, error) {
 	return hashObject(ctx, s, key)
+}
+
+// readS3Sum reads an object and returns its checksum of the kind (and,
+// for a composite, over the parts) of c.
+func (e *engine) readS3Sum(ctx context.Context, s *store, key string, c *s3Sum) (string, error) {
+	r, err := s.open(ctx, key, 0, -1)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	buf := e.buffer()
+	defer e.bufs.Put(buf)
+	return c.of(r, *buf)
 }
 
 // relPath reports whether dir is inside (or is) root.

@@ -1,0 +1,176 @@
+package transfer
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"hash/crc64"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+)
+
+// s3Sum is an S3 checksum of an object's content as the store keeps it
+// (x-amz-checksum-*, agreed by the client that wrote the object and the
+// store): a CRC of the whole content (FULL_OBJECT), or for a multipart
+// object the CRC of its parts' CRCs (COMPOSITE, written "value-N").
+//
+// A large download from an object that carries no SHA-256 of hpcml's is
+// checked against this instead of being SHA-256'd: the SHA-256 would be
+// checked against nothing (it would only be reported), and on one core
+// it is most of a large download's CPU, where a CRC is a tenth of it.
+type s3Sum struct {
+	alg   string // crc32, crc32c or crc64nvme
+	value string // base64, as S3 gives it (without a composite's "-N")
+	// parts is a composite's part count (0 for a full-object CRC), and
+	// partSizes, once a copy has read the parts, their sizes: what a
+	// later verification of the copy hashes it by.
+	parts     int
+	partSizes []int64
+}
+
+// String is the checksum as the report gives it: "crc32:l5YxQA==-128".
+func (c *s3Sum) String() string {
+	if c == nil {
+		return ""
+	}
+	s := c.alg + ":" + c.value
+	if c.parts > 0 {
+		s += "-" + strconv.Itoa(c.parts)
+	}
+	return s
+}
+
+// s3SumOf is the checksum a HEAD (with checksum mode enabled) gave, of
+// the kinds hpcml checks, or nil. CRC64NVME exists only whole-object;
+// SHA-1 and SHA-256 checksums (rare, and no cheaper than hpcml's own
+// SHA-256) are not used.
+func s3SumOf(out *s3.HeadObjectOutput) *s3Sum {
+	for _, c := range []struct {
+		alg   string
+		value *string
+	}{{"crc64nvme", out.ChecksumCRC64NVME}, {"crc32c", out.ChecksumCRC32C}, {"crc32", out.ChecksumCRC32}} {
+		if c.value == nil || *c.value == "" {
+			continue
+		}
+		v, parts := *c.value, 0
+		if i := strings.LastIndexByte(v, '-'); i >= 0 {
+			n, err := strconv.Atoi(v[i+1:])
+			if err != nil || n < 1 {
+				return nil
+			}
+			v, parts = v[:i], n
+		}
+		if (parts > 0) != (out.ChecksumType == types.ChecksumTypeComposite) && out.ChecksumType != "" {
+			return nil // the value's form and the type it is said to be disagree
+		}
+		if parts > 0 && c.alg == "crc64nvme" {
+			return nil
+		}
+		if _, err := base64.StdEncoding.DecodeString(v); err != nil {
+			return nil
+		}
+		return &s3Sum{alg: c.alg, value: v, parts: parts}
+	}
+	return nil
+}
+
+// newHash is a hash of the checksum's kind (of the whole content, or of
+// one part of a composite).
+func (c *s3Sum) newHash() hash.Hash {
+	switch c.alg {
+	case "crc32c":
+		return crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	case "crc64nvme":
+		// CRC-64/NVME: the reflected form of 0xAD93D23594C93659; Go's
+		// crc64 inverts before and after, as the standard does.
+		return crc64.New(crc64.MakeTable(0x9a6c9329ac4bc9b5))
+	default:
+		return crc32.NewIEEE()
+	}
+}
+
+// encode is a hash's sum in S3's form.
+func encode(h hash.Hash) string { return base64.StdEncoding.EncodeToString(h.Sum(nil)) }
+
+// combine is a composite's value: the checksum of its parts' checksums,
+// each as the bytes S3 encodes.
+func (c *s3Sum) combine(partSums [][]byte) string {
+	h := c.newHash()
+	for _, s := range partSums {
+		h.Write(s)
+	}
+	return encode(h)
+}
+
+// check compares the checksum got of the bytes read with c.
+func (c *s3Sum) check(got string) error {
+	if got != c.value {
+		want := c.String()
+		return fmt.Errorf("content does not match the source's S3 checksum (%s, read %s)", want, strings.Replace(want, c.value, got, 1))
+	}
+	return nil
+}
+
+// of computes the checksum of r's content the way c is computed, over
+// the same parts for a composite (whose sizes a copy recorded), and
+// returns it in c's form.
+func (c *s3Sum) of(r io.Reader, buf []byte) (string, error) {
+	if c.parts == 0 {
+		h := c.newHash()
+		if _, err := io.CopyBuffer(h, r, buf); err != nil {
+			return "", err
+		}
+		return (&s3Sum{alg: c.alg, value: encode(h)}).String(), nil
+	}
+	if len(c.partSizes) != c.parts {
+		return "", fmt.Errorf("the sizes of the %d parts of %s are not known", c.parts, c)
+	}
+	sums := make([][]byte, c.parts)
+	for i, n := range c.partSizes {
+		h := c.newHash()
+		got, err := io.CopyBuffer(h, io.LimitReader(r, n), buf)
+		if err != nil {
+			return "", err
+		}
+		if got != n {
+			return "", fmt.Errorf("%d bytes in part %d, want %d", got, i+1, n)
+		}
+		sums[i] = h.Sum(nil)
+	}
+	if n, _ := r.Read(make([]byte, 1)); n > 0 {
+		return "", fmt.Errorf("more bytes than the %d parts of %s", c.parts, c)
+	}
+	return (&s3Sum{alg: c.alg, value: c.combine(sums), parts: c.parts}).String(), nil
+}
+
+// s3Sum asks the store for an object's S3 checksum (a HEAD with checksum
+// mode enabled, which gocloud's attributes do not ask for) and returns
+// it if the object still has the ETag etag; nil if it has none, or the
+// store does not say, or the key is one the raw client would not spell
+// as gocloud does (control characters, which gocloud escapes).
+func (s *store) s3Sum(ctx context.Context, key, etag string) *s3Sum {
+	var client *s3.Client
+	full := s.full(key)
+	if s.ep.Kind != KindS3 || !s.bucket.As(&client) || strings.IndexFunc(full, func(r rune) bool { return r < 32 }) >= 0 {
+		return nil
+	}
+	u, err := url.Parse(s.ep.Bucket)
+	if err != nil {
+		return nil
+	}
+	out, err := client.HeadObject(ctx, &s3.HeadObjectInput{
+		Bucket: aws.String(u.Host), Key: aws.String(full), ChecksumMode: types.ChecksumModeEnabled,
+	})
+	if err != nil || aws.ToString(out.ETag) != etag {
+		return nil
+	}
+	return s3SumOf(out)
+}
