@@ -36,6 +36,10 @@
 // objects without user metadata, as any S3 client writes them), or those of
 // the first tool run if awscli is not among -tools.
 //
+// Before every timed run the page cache's dirty pages are written back
+// (sync(2), untimed), so that no run pays for the writeback of what an
+// earlier one wrote.
+//
 // Nothing is deleted until exit: on ext4 without a journal, files created
 // right after many deletions are slow to allocate (docs/benchmarks.md), and a
 // tool must not pay for the previous one's cleanup.
@@ -663,6 +667,12 @@ func (b *bench) runTool(tool, dir string, ds *dataset, prefix, local string) mea
 	cmd.Env = b.env
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	// Write back what earlier runs left dirty, untimed: on this kind of
+	// VM writeback costs a core for about a second per GiB (a 1 GiB dd
+	// with fdatasync: 1.7 s of system CPU), and the kernel does it 30 s
+	// after the write, so without this a run pays at random for the data
+	// a previous tool wrote. What the run itself writes stays its cost.
+	syscall.Sync()
 	cpu0 := b.serverCPU()
 	start := time.Now()
 	b.mu.Lock()

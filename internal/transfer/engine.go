@@ -752,7 +752,7 @@ func (e *engine) copyOne(ctx context.Context, o object) (copied, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // an unfinished write is aborted: nothing lands
 	key := e.dstKey(o.Key)
-	meta := map[string]string{MetaMtime: o.ModTime.UTC().Format(time.RFC3339Nano)}
+	meta := map[string]string{MetaMtime: mtimeValue(o.ModTime)}
 
 	if o.Size >= 0 && o.Size <= smallObject {
 		r, err := e.openSource(ctx, o.Key, 0, -1)

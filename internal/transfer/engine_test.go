@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -223,8 +224,10 @@ func TestSyncRoundTrip(t *testing.T) {
 				if got, want := a.Metadata[MetaSHA256], sha256hex(src[k]); got != want {
 					t.Errorf("%s: metadata sha256 %q, want %q", k, got, want)
 				}
-				if a.Metadata[MetaMtime] == "" {
-					t.Errorf("%s: no mtime metadata", k)
+				// As rclone records and reads it: seconds.nanoseconds.
+				si, _ := os.Stat(filepath.Join(srcDir, k))
+				if got, want := a.Metadata[MetaMtime], mtimeValue(si.ModTime()); got != want || !strings.HasPrefix(got, strconv.FormatInt(si.ModTime().Unix(), 10)) {
+					t.Errorf("%s: metadata mtime %q, want %q", k, got, want)
 				}
 			}
 			// The large ones went up in three 16 MiB parts (a multipart

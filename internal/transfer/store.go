@@ -23,8 +23,20 @@ import (
 // Metadata keys hpcml records with every object it writes.
 const (
 	MetaSHA256 = "sha256" // hex SHA-256 of the content
-	MetaMtime  = "mtime"  // the source's modification time, RFC 3339
+	MetaMtime  = "mtime"  // the source's modification time (mtimeValue)
 )
+
+// mtimeValue is a modification time as MetaMtime holds it: Unix seconds
+// with up to nine decimals ("1795764715.6179"), the form rclone writes
+// and reads under the same key (s3fs reads its whole seconds), so that
+// they restore the times of what hpcml uploaded.
+func mtimeValue(t time.Time) string {
+	sec, ns := t.Unix(), t.Nanosecond()
+	if ns == 0 {
+		return strconv.FormatInt(sec, 10)
+	}
+	return strings.TrimRight(fmt.Sprintf("%d.%09d", sec, ns), "0")
+}
 
 // object is one object of an endpoint. Key is relative to the
 // endpoint's prefix ("" for an endpoint that names one object). Size is
