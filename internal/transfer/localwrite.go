@@ -147,6 +147,15 @@ func (w *tempnameWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// WriteAt, for ranged downloads; errors as Write's.
+func (w *tempnameWriter) WriteAt(p []byte, off int64) (int, error) {
+	n, err := w.f.WriteAt(p, off)
+	if err != nil {
+		err = &os.PathError{Op: "write", Path: w.final, Err: pathErrno(err)}
+	}
+	return n, err
+}
+
 func (w *tempnameWriter) Abort() {
 	w.f.Close()
 	os.Remove(w.tmp)

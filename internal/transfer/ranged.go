@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -32,7 +33,9 @@ type offsetFile interface {
 
 // copyRanged copies a large object from an object store to a local
 // file: as parallel ranges where the file can be written at offsets
-// (an unnamed file), else as one stream.
+// (any file hpcml names itself), else (a key gocloud's fileblob must
+// escape, see plainKey) as one stream, SHA-256'd and checked against a
+// recorded one.
 func (e *engine) copyRanged(ctx context.Context, key string, o object, meta map[string]string) (copied, error) {
 	w, err := e.dst.create(ctx, key, o.Size, meta, o.ModTime)
 	if err != nil {
@@ -40,14 +43,19 @@ func (e *engine) copyRanged(ctx context.Context, key string, o object, meta map[
 	}
 	f, ok := w.(offsetFile)
 	if !ok {
+		recorded, err := e.src.metadata(ctx, o.Key)
+		if err != nil {
+			w.Abort()
+			return copied{}, sourceErr(err)
+		}
 		r, err := e.openSource(ctx, o.Key, 0, -1)
 		if err != nil {
 			w.Abort()
 			return copied{}, err
 		}
 		defer r.Close()
-		h := sha256.New()
-		n, err := e.fill(key, o, w, io.TeeReader(e.limited(ctx, r), h), nil)
+		h, check := readCheck(preSum{}, map[string]string{MetaSHA256: recorded[MetaSHA256]})
+		n, err := e.fill(key, o, w, io.TeeReader(e.limited(ctx, r), h), check)
 		if err != nil {
 			return copied{}, err
 		}
@@ -162,7 +170,8 @@ func (e *engine) downloadHashed(ctx context.Context, key, etag string, o object,
 }
 
 // errNoPartReads is a store that answered a read of a part by number
-// (GET ?partNumber=) with something else than that part.
+// (GET ?partNumber=) with something else than that part, or refused it
+// as a bad or unknown request.
 var errNoPartReads = errors.New("the store does not read parts by number")
 
 // downloadParts fetches a multipart object with a composite checksum
@@ -215,6 +224,10 @@ func (e *engine) downloadPartNumber(ctx context.Context, key, etag string, n int
 			return ifMatch(etag)(as)
 		},
 	})
+	var status interface{ HTTPStatusCode() int }
+	if errors.As(err, &status) && (status.HTTPStatusCode() == http.StatusBadRequest || status.HTTPStatusCode() == http.StatusNotImplemented) {
+		return nil, [2]int64{}, fmt.Errorf("part %d: %w: %w", n, errNoPartReads, err)
+	}
 	if err != nil {
 		return nil, [2]int64{}, sourceErr(hblob.Describe(err, e.src.ep.Raw+" "+key))
 	}

@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/minio/crc64nvme"
+
+	hblob "github.com/hpcml/hpcml/internal/blob"
 )
 
 // s3Sum is an S3 checksum of an object's content as the store keeps it
@@ -63,7 +65,7 @@ func s3SumOf(out *s3.HeadObjectOutput) *s3Sum {
 		v, parts := *c.value, 0
 		if i := strings.LastIndexByte(v, '-'); i >= 0 {
 			n, err := strconv.Atoi(v[i+1:])
-			if err != nil || n < 1 {
+			if err != nil || n < 1 || n > hblob.MaxParts {
 				return nil
 			}
 			v, parts = v[:i], n
@@ -154,12 +156,14 @@ func (c *s3Sum) of(r io.Reader, buf []byte) (string, error) {
 // s3Sum asks the store for an object's S3 checksum (a HEAD with checksum
 // mode enabled, which gocloud's attributes do not ask for) and returns
 // it if the object still has the ETag etag; nil if it has none, or the
-// store does not say, or the key is one the raw client would not spell
-// as gocloud does (control characters, which gocloud escapes).
+// store does not say, or the key is one the raw client might not spell
+// as gocloud does (gocloud escapes control characters and "../", and
+// writes escapes as "__0x..__").
 func (s *store) s3Sum(ctx context.Context, key, etag string) *s3Sum {
 	var client *s3.Client
 	full := s.full(key)
-	if s.ep.Kind != KindS3 || !s.bucket.As(&client) || strings.IndexFunc(full, func(r rune) bool { return r < 32 }) >= 0 {
+	if s.ep.Kind != KindS3 || !s.bucket.As(&client) || strings.IndexFunc(full, func(r rune) bool { return r < 32 }) >= 0 ||
+		strings.Contains(full, "../") || strings.Contains(full, "__0x") {
 		return nil
 	}
 	u, err := url.Parse(s.ep.Bucket)

@@ -35,7 +35,11 @@ func mtimeValue(t time.Time) string {
 	if ns == 0 {
 		return strconv.FormatInt(sec, 10)
 	}
-	return strings.TrimRight(fmt.Sprintf("%d.%09d", sec, ns), "0")
+	sign := ""
+	if sec < 0 { // -0.25 s is second -1 and 750 ms; written -0.25
+		sign, sec, ns = "-", -(sec + 1), 1e9-ns
+	}
+	return strings.TrimRight(fmt.Sprintf("%s%d.%09d", sign, sec, ns), "0")
 }
 
 // object is one object of an endpoint. Key is relative to the
