@@ -181,3 +181,31 @@ func TestRangedDownloadWaitsForTheHash(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestRangedDownloadTempName: where files are made under a temporary
+// name (no O_TMPFILE), a large download still comes as ranges, checked
+// against the recorded SHA-256, and leaves only the final file.
+func TestRangedDownloadTempName(t *testing.T) {
+	s := startS3(t, "tempname")
+	log := &rangeLog{}
+	via := log.proxy(t, s.endpoint)
+	data := randomBytes(9, int(rangedMin)+7)
+	if _, err := s.client.PutObject(context.Background(), &s3.PutObjectInput{
+		Bucket: aws.String("tempname"), Key: aws.String("t.bin"), Body: bytes.NewReader(data),
+		Metadata: map[string]string{MetaSHA256: sha256hex(data)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	src := mustEndpoint(t, "s3://tempname/?endpoint="+via+"&region=us-east-1&use_path_style=true")
+	rep := mustSync(t, src, mustEndpoint(t, dst), Options{noTmpfile: true})
+	if got, err := os.ReadFile(filepath.Join(dst, "t.bin")); err != nil || !bytes.Equal(got, data) || rep.Transferred[0].SHA256 != sha256hex(data) {
+		t.Fatalf("downloaded %d bytes (err %v), report %+v; want the %d put with their SHA-256", len(got), err, rep.Transferred, len(data))
+	}
+	if n := len(log.list()); n != 3 {
+		t.Fatalf("%d ranges fetched, want 3", n)
+	}
+	if entries, _ := os.ReadDir(dst); len(entries) != 1 {
+		t.Fatalf("destination holds %d entries, want the one file", len(entries))
+	}
+}
