@@ -52,3 +52,60 @@ func TestDataS3Flags(t *testing.T) {
 		t.Fatalf("a bad --endpoint-url: %d %s", r.code, r.stderr)
 	}
 }
+
+// TestDataTreeWithoutSlash: s3://bucket/dir names the objects under
+// dir/ when there is no object "dir", for every data command, as aws s3
+// and rclone read it; rm asks for --recursive before removing a tree so
+// named.
+func TestDataTreeWithoutSlash(t *testing.T) {
+	srv := s3test.Start(t, "treetest", "treetestsecret", "bkt")
+	srv.URLEnv(t)
+	src := t.TempDir()
+	for _, f := range []string{"a.txt", "sub/b.txt"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, f), []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flags := []string{"--endpoint-url", srv.Endpoint, "--region", "us-east-1", "--path-style"}
+	run := func(args ...string) result {
+		t.Helper()
+		return runCLI(t, nil, append(append([]string{"data"}, args...), flags...)...)
+	}
+	if r := run("sync", src+"/", "s3://bkt/dir/"); r.code != 0 {
+		t.Fatalf("sync up: %d %s", r.code, r.stderr)
+	}
+	if r := run("ls", "s3://bkt/dir"); r.code != 0 || !strings.Contains(r.stdout, "a.txt") || !strings.Contains(r.stdout, "sub/b.txt") {
+		t.Fatalf("ls without the slash: %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if r := run("du", "s3://bkt/dir"); r.code != 0 || !strings.Contains(r.stdout, "2 files") {
+		t.Fatalf("du without the slash: %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	down := filepath.Join(t.TempDir(), "down")
+	if r := run("sync", "s3://bkt/dir", down); r.code != 0 {
+		t.Fatalf("sync down without the slash: %d %s", r.code, r.stderr)
+	}
+	if got, err := os.ReadFile(filepath.Join(down, "sub", "b.txt")); err != nil || string(got) != "sub/b.txt" {
+		t.Fatalf("sync down: sub/b.txt %q (%v)", got, err)
+	}
+	if r := run("verify", "s3://bkt/dir", down); r.code != 0 {
+		t.Fatalf("verify without the slash: %d %s", r.code, r.stderr)
+	}
+	if r := run("ls", "s3://bkt/di"); r.code == 0 || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("ls of a name that is neither: %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if r := run("rm", "s3://bkt/dir"); r.code == 0 || !strings.Contains(r.stderr, "--recursive") {
+		t.Fatalf("rm of a tree without --recursive: %d %s", r.code, r.stderr)
+	}
+	if r := run("ls", "s3://bkt/dir/"); r.code != 0 || !strings.Contains(r.stdout, "a.txt") {
+		t.Fatalf("rm without --recursive removed something: %q", r.stdout)
+	}
+	if r := run("rm", "-r", "s3://bkt/dir"); r.code != 0 {
+		t.Fatalf("rm -r without the slash: %d %s", r.code, r.stderr)
+	}
+	if r := run("ls", "s3://bkt/"); r.code != 0 || strings.Contains(r.stdout, "a.txt") {
+		t.Fatalf("ls after rm -r: %d %q %s", r.code, r.stdout, r.stderr)
+	}
+}

@@ -9,12 +9,18 @@
 package transfer
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+
+	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
+
+	hblob "github.com/hpcml/hpcml/internal/blob"
 )
 
 // Kinds of endpoint.
@@ -54,6 +60,31 @@ func (e Endpoint) AsTree() Endpoint {
 	}
 	e.Prefix += "/"
 	return e
+}
+
+// Locate reads an S3 endpoint that names one object as the tree under
+// it when there is no such object but there are objects under "name/":
+// s3://bucket/dir for the objects in dir/, as `aws s3` and rclone read
+// it (an object store has no directories to tell the two apart). Every
+// other endpoint is returned as it is; so is one whose object exists, or
+// whose look-up fails (the transfer's own read reports that).
+func Locate(ctx context.Context, ep Endpoint) Endpoint {
+	if ep.Kind != KindS3 || !ep.Single() {
+		return ep
+	}
+	b, err := hblob.Open(ctx, ep.Bucket)
+	if err != nil {
+		return ep
+	}
+	defer b.Close()
+	if _, err := b.Attributes(ctx, ep.Prefix); gcerrors.Code(err) != gcerrors.NotFound {
+		return ep
+	}
+	objs, _, err := b.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: ep.Prefix + "/"})
+	if err != nil || len(objs) == 0 {
+		return ep
+	}
+	return ep.AsTree()
 }
 
 // Single reports whether the endpoint names one object rather than a tree.

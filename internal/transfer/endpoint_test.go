@@ -1,10 +1,14 @@
 package transfer
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 func TestParseEndpointLocal(t *testing.T) {
@@ -175,5 +179,42 @@ func TestAsTree(t *testing.T) {
 		if got := ep.AsTree(); got != ep {
 			t.Errorf("%s: AsTree changed a tree: %+v -> %+v", raw, ep, got)
 		}
+	}
+}
+
+// TestLocate: an S3 name that is no object but a prefix of some is the
+// tree under it; an object's name, or a name that is neither, is left.
+// (An object that is also a tree's name cannot be made on versitygw's
+// posix backend; there the object wins, since its HEAD succeeds.)
+func TestLocate(t *testing.T) {
+	s := startS3(t, "loc")
+	ctx := context.Background()
+	for _, k := range []string{"dir/a", "dir/sub/b"} {
+		if _, err := s.client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("loc"), Key: aws.String(k), Body: strings.NewReader(k)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for key, wantPrefix := range map[string]string{
+		"dir":   "dir/", // a tree named without its slash
+		"dir/":  "dir/",
+		"dir/a": "dir/a", // an object
+		"none":  "none",  // neither: left for the transfer to report
+		"di":    "di",    // a prefix of names, not of a tree
+	} {
+		if got := Locate(ctx, mustEndpoint(t, s.url("loc", key))); got.Prefix != wantPrefix {
+			t.Errorf("Locate(%s): prefix %q, want %q", key, got.Prefix, wantPrefix)
+		}
+	}
+	// A dataset manifest of such a name records the tree's URL, which
+	// jobs read again.
+	m, err := Manifest(ctx, mustEndpoint(t, s.url("loc", "dir")), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(m.Source, "s3://loc/dir/?") || len(m.Objects) != 2 || m.Objects[0].Key != "a" {
+		t.Fatalf("manifest of s3://loc/dir: source %q, objects %+v", m.Source, m.Objects)
+	}
+	if again := mustEndpoint(t, m.Source); again.Single() {
+		t.Fatalf("the manifest's source %q reads as one object", m.Source)
 	}
 }

@@ -172,6 +172,7 @@ func run(ctx context.Context, op string, src, dst Endpoint, opts Options) (*Repo
 
 func runTransfer(ctx context.Context, op string, src, dst Endpoint, opts Options) (*Report, error) {
 	opts.defaults()
+	src = Locate(ctx, src)
 	if !src.Single() {
 		dst = dst.AsTree()
 	}

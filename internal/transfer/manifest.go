@@ -3,6 +3,7 @@ package transfer
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"path/filepath"
 
 	"github.com/hpcml/hpcml/internal/dataset"
@@ -16,6 +17,17 @@ func Manifest(ctx context.Context, ep Endpoint, opts Options) (*dataset.Manifest
 	f, err := newFilter(opts.Include, opts.Exclude)
 	if err != nil {
 		return nil, err
+	}
+	if tree := Locate(ctx, ep); !tree.Single() && ep.Single() {
+		// The manifest's source is read again by jobs (internal/task):
+		// it names the tree, as s3://bucket/dir/.
+		u, err := url.Parse(ep.Raw)
+		if err != nil {
+			return nil, err
+		}
+		u.Path += "/"
+		tree.Raw = u.String()
+		ep = tree
 	}
 	s, err := openStore(ctx, ep, false)
 	if err != nil {

@@ -18,6 +18,7 @@ type Object struct {
 
 // List lists the objects of ep (keys relative to its prefix), in order.
 func List(ctx context.Context, ep Endpoint) ([]Object, error) {
+	ep = Locate(ctx, ep)
 	s, err := openStore(ctx, ep, false)
 	if err != nil {
 		return nil, err
@@ -48,7 +49,9 @@ func Usage(ctx context.Context, ep Endpoint) (files int, bytes int64, err error)
 	return files, bytes, err
 }
 
-// Remove deletes the objects of ep that the filter allows.
+// Remove deletes the objects of ep that the filter allows. An endpoint
+// that names one object removes that object alone, or fails: a caller
+// that means the tree under such a name says so (Locate, then AsTree).
 func Remove(ctx context.Context, ep Endpoint, opts Options) (*Report, error) {
 	opts.defaults()
 	if ep.Kind == KindHTTP {

@@ -14,6 +14,7 @@ import (
 // at the destination with the same content. Nothing is written.
 func Verify(ctx context.Context, src, dst Endpoint, opts Options) (*Report, error) {
 	opts.defaults()
+	src = Locate(ctx, src)
 	if !src.Single() {
 		dst = dst.AsTree()
 	}
