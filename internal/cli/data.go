@@ -373,7 +373,9 @@ func newDataRmCmd(o *rootOptions) *cobra.Command {
 				if err != nil {
 					return nil, err
 				}
-				ep = transfer.Locate(cmd.Context(), ep)
+				if ep, err = transfer.Locate(cmd.Context(), ep); err != nil {
+					return nil, err
+				}
 				if !ep.Single() && !recursive {
 					return nil, fmt.Errorf("%s is a tree: give --recursive to remove everything under it", args[0])
 				}

@@ -42,6 +42,9 @@ func CleanupUploads(ctx context.Context, ep Endpoint, olderThan time.Duration, d
 		return nil, hblob.Describe(err, ep.Raw)
 	}
 	defer b.Close()
+	if ep, err = locate(ctx, b, ep); err != nil {
+		return nil, err
+	}
 	var client *s3.Client
 	if !b.As(&client) {
 		return nil, fmt.Errorf("%s: the S3 client is not available", ep.Raw)

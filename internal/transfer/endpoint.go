@@ -64,27 +64,54 @@ func (e Endpoint) AsTree() Endpoint {
 
 // Locate reads an S3 endpoint that names one object as the tree under
 // it when there is no such object but there are objects under "name/":
-// s3://bucket/dir for the objects in dir/, as `aws s3` and rclone read
-// it (an object store has no directories to tell the two apart). Every
-// other endpoint is returned as it is; so is one whose object exists, or
-// whose look-up fails (the transfer's own read reports that).
-func Locate(ctx context.Context, ep Endpoint) Endpoint {
+// s3://bucket/dir for the objects in dir/, as `aws s3 sync` and rclone
+// read it (an object store has no directories to tell the two apart).
+// Every other endpoint is returned as it is, and so is one whose object
+// exists. (Transfers, verification, listings and manifests locate their
+// sources themselves, with the bucket they open.)
+func Locate(ctx context.Context, ep Endpoint) (Endpoint, error) {
 	if ep.Kind != KindS3 || !ep.Single() {
-		return ep
+		return ep, nil
 	}
 	b, err := hblob.Open(ctx, ep.Bucket)
 	if err != nil {
-		return ep
+		return ep, hblob.Describe(err, ep.Raw)
 	}
 	defer b.Close()
-	if _, err := b.Attributes(ctx, ep.Prefix); gcerrors.Code(err) != gcerrors.NotFound {
-		return ep
+	return locate(ctx, b, ep)
+}
+
+// locate is Locate with ep's bucket open. A HEAD refused for want of
+// permission is looked past too: access granted on dir/* alone is a
+// common reason to name a prefix. If the listing then fails where the
+// HEAD found nothing, its error is the one to report.
+func locate(ctx context.Context, b *blob.Bucket, ep Endpoint) (Endpoint, error) {
+	if ep.Kind != KindS3 || !ep.Single() {
+		return ep, nil
 	}
-	objs, _, err := b.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: ep.Prefix + "/"})
-	if err != nil || len(objs) == 0 {
-		return ep
+	_, err := b.Attributes(ctx, ep.Prefix)
+	code := gcerrors.Code(err)
+	if code != gcerrors.NotFound && code != gcerrors.PermissionDenied {
+		return ep, nil // there, or an error its own read will report
 	}
-	return ep.AsTree()
+	objs, _, lerr := b.ListPage(ctx, blob.FirstPageToken, 1, &blob.ListOptions{Prefix: ep.Prefix + "/"})
+	switch {
+	case lerr != nil && code == gcerrors.NotFound:
+		return ep, hblob.Describe(lerr, ep.Raw)
+	case lerr != nil || len(objs) == 0:
+		return ep, nil
+	}
+	return ep.AsTree(), nil
+}
+
+// locate reads the store's endpoint as Locate does, and returns it.
+func (s *store) locate(ctx context.Context) (Endpoint, error) {
+	if s.bucket == nil {
+		return s.ep, nil
+	}
+	ep, err := locate(ctx, s.bucket, s.ep)
+	s.ep = ep
+	return ep, err
 }
 
 // Single reports whether the endpoint names one object rather than a tree.

@@ -201,8 +201,8 @@ func TestLocate(t *testing.T) {
 		"none":  "none",  // neither: left for the transfer to report
 		"di":    "di",    // a prefix of names, not of a tree
 	} {
-		if got := Locate(ctx, mustEndpoint(t, s.url("loc", key))); got.Prefix != wantPrefix {
-			t.Errorf("Locate(%s): prefix %q, want %q", key, got.Prefix, wantPrefix)
+		if got, err := Locate(ctx, mustEndpoint(t, s.url("loc", key))); err != nil || got.Prefix != wantPrefix {
+			t.Errorf("Locate(%s): prefix %q (%v), want %q", key, got.Prefix, err, wantPrefix)
 		}
 	}
 	// A dataset manifest of such a name records the tree's URL, which
@@ -216,5 +216,38 @@ func TestLocate(t *testing.T) {
 	}
 	if again := mustEndpoint(t, m.Source); again.Single() {
 		t.Fatalf("the manifest's source %q reads as one object", m.Source)
+	}
+}
+
+// TestSingleSourceDeletesNothing: sync --delete of one object into a
+// directory copies it and deletes nothing there (no tree to mirror),
+// whether the object was named directly or was a tree's only member.
+func TestSingleSourceDeletesNothing(t *testing.T) {
+	s := startS3(t, "one")
+	if _, err := s.client.PutObject(context.Background(), &s3.PutObjectInput{
+		Bucket: aws.String("one"), Key: aws.String("in/x.bin"), Body: strings.NewReader("x"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dst, "keep.txt"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep := mustSync(t, mustEndpoint(t, s.url("one", "in/x.bin")), mustEndpoint(t, dst), Options{Delete: true})
+	if rep.Totals.FilesTransferred != 1 || rep.Totals.FilesDeleted != 0 {
+		t.Fatalf("sync --delete of one object: %+v", rep.Totals)
+	}
+	for _, name := range []string{"keep.txt", "x.bin"} {
+		if _, err := os.Stat(filepath.Join(dst, name)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	// The tree named without its slash mirrors, deletes included.
+	rep = mustSync(t, mustEndpoint(t, s.url("one", "in")), mustEndpoint(t, dst), Options{Delete: true})
+	if rep.Totals.FilesDeleted != 1 {
+		t.Fatalf("sync --delete of the tree s3://one/in: %+v", rep.Totals)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "keep.txt")); err == nil {
+		t.Fatal("keep.txt survived a sync --delete of a tree that lacks it")
 	}
 }

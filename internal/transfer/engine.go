@@ -172,13 +172,6 @@ func run(ctx context.Context, op string, src, dst Endpoint, opts Options) (*Repo
 
 func runTransfer(ctx context.Context, op string, src, dst Endpoint, opts Options) (*Report, error) {
 	opts.defaults()
-	src = Locate(ctx, src)
-	if !src.Single() {
-		dst = dst.AsTree()
-	}
-	if err := checkEndpoints(src, dst); err != nil {
-		return nil, err
-	}
 	f, err := newFilter(opts.Include, opts.Exclude)
 	if err != nil {
 		return nil, err
@@ -190,11 +183,23 @@ func runTransfer(ctx context.Context, op string, src, dst Endpoint, opts Options
 	}
 	rep := newReport(op, src.Raw, dst.Raw, opts.Verify, time.Now())
 	rep.DryRun = opts.DryRun
+	if err := checkEndpoints(src, dst.AsTree()); err != nil {
+		return nil, err // before any request: this much is known locally
+	}
 	s, err := openStore(ctx, src, false)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
+	if src, err = s.locate(ctx); err != nil {
+		return nil, err
+	}
+	if !src.Single() {
+		dst = dst.AsTree()
+	}
+	if err := checkEndpoints(src, dst); err != nil {
+		return nil, err
+	}
 	if src.Single() {
 		// Before the destination is opened (a missing object is named as
 		// the problem, rather than whatever the destination may say).
@@ -505,7 +510,9 @@ func (e *engine) plan(ctx context.Context, srcObjs []object, dstObjs map[string]
 			}
 		}
 	}
-	if e.opts.Delete && !e.dst.ep.Single() {
+	// One object as the source deletes nothing: there is no tree to
+	// mirror, and the directory it lands in holds other files.
+	if e.opts.Delete && !e.src.ep.Single() && !e.dst.ep.Single() {
 		for k := range dstObjs {
 			if !inSrc[k] && e.filter.allows(k) {
 				toDelete = append(toDelete, k)

@@ -18,7 +18,16 @@ func Manifest(ctx context.Context, ep Endpoint, opts Options) (*dataset.Manifest
 	if err != nil {
 		return nil, err
 	}
-	if tree := Locate(ctx, ep); !tree.Single() && ep.Single() {
+	s, err := openStore(ctx, ep, false)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	tree, err := s.locate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ep.Single() && !tree.Single() {
 		// The manifest's source is read again by jobs (internal/task):
 		// it names the tree, as s3://bucket/dir/.
 		u, err := url.Parse(ep.Raw)
@@ -27,13 +36,8 @@ func Manifest(ctx context.Context, ep Endpoint, opts Options) (*dataset.Manifest
 		}
 		u.Path += "/"
 		tree.Raw = u.String()
-		ep = tree
+		ep, s.ep = tree, tree
 	}
-	s, err := openStore(ctx, ep, false)
-	if err != nil {
-		return nil, err
-	}
-	defer s.close()
 	var objs []object
 	if err := s.list(ctx, func(o object) error {
 		if f.allows(o.Key) {

@@ -18,12 +18,14 @@ type Object struct {
 
 // List lists the objects of ep (keys relative to its prefix), in order.
 func List(ctx context.Context, ep Endpoint) ([]Object, error) {
-	ep = Locate(ctx, ep)
 	s, err := openStore(ctx, ep, false)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
+	if ep, err = s.locate(ctx); err != nil {
+		return nil, err
+	}
 	out := []Object{}
 	err = s.list(ctx, func(o object) error {
 		out = append(out, Object{Key: o.Key, Size: o.Size, ModTime: o.ModTime})
@@ -51,7 +53,7 @@ func Usage(ctx context.Context, ep Endpoint) (files int, bytes int64, err error)
 
 // Remove deletes the objects of ep that the filter allows. An endpoint
 // that names one object removes that object alone, or fails: a caller
-// that means the tree under such a name says so (Locate, then AsTree).
+// that means the tree under such a name says so (Locate).
 func Remove(ctx context.Context, ep Endpoint, opts Options) (*Report, error) {
 	opts.defaults()
 	if ep.Kind == KindHTTP {

@@ -14,10 +14,6 @@ import (
 // at the destination with the same content. Nothing is written.
 func Verify(ctx context.Context, src, dst Endpoint, opts Options) (*Report, error) {
 	opts.defaults()
-	src = Locate(ctx, src)
-	if !src.Single() {
-		dst = dst.AsTree()
-	}
 	f, err := newFilter(opts.Include, opts.Exclude)
 	if err != nil {
 		return nil, err
@@ -28,6 +24,12 @@ func Verify(ctx context.Context, src, dst Endpoint, opts Options) (*Report, erro
 		return nil, err
 	}
 	defer s.close()
+	if src, err = s.locate(ctx); err != nil {
+		return nil, err
+	}
+	if !src.Single() {
+		dst = dst.AsTree()
+	}
 	d, err := openStore(ctx, dst, false)
 	if err != nil {
 		return nil, err
