@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -117,17 +118,19 @@ func (e *engine) downloadRanges(ctx context.Context, key string, o object, f off
 }
 
 // downloadHashed fetches the object key (o.Size bytes) in ranges,
-// partsInFlight at a time, each received into a buffer of its own and
-// written at its offset in f, and writes the bytes received to h. The
-// hash takes the
-// ranges in order from their buffers as they arrive, so hashing overlaps
-// the download instead of following it, and reads no byte back from the
-// file. A range's buffer is free again once it is hashed, and there are
-// hashWindow of them: the download runs at most that many ranges ahead
-// of the hash. Without that bound the hash, one goroutine among the
-// ranges' (and the server's, on a small machine), fell behind: on two
-// cores it still had 0.6 s of a 1 GiB object's SHA-256 to do after the
-// last range had arrived, with one core idle.
+// partsInFlight at a time, each received into a buffer of its own, from
+// which it is both hashed (into h, in the object's order) and written
+// at its offset in f, by one goroutine each. Hashing from the buffers
+// overlaps the download instead of following it and reads no byte back
+// from the file; one writer keeps the receivers off the file's lock
+// (four writers into one file spent a fifth more system CPU than one,
+// spinning on it), and it does not wait for the hash. A buffer is free
+// again once its range is hashed and written, and there are hashWindow
+// of them: the download runs at most that many ranges ahead of the
+// hash. Without that bound the hash, one goroutine among the ranges'
+// (and the server's, on a small machine), fell behind: on two cores it
+// still had 0.6 s of a 1 GiB object's SHA-256 to do after the last
+// range had arrived, with one core idle.
 func (e *engine) downloadHashed(ctx context.Context, key, etag string, o object, f offsetFile, h hash.Hash) error {
 	part := hblob.PartSize(o.Size)
 	parts := int((o.Size + part - 1) / part)
@@ -137,14 +140,29 @@ func (e *engine) downloadHashed(ctx context.Context, key, etag string, o object,
 		return err
 	}
 	defer release()
-	free := make(chan []byte, window) // buffers not holding an unhashed range
+	free := make(chan []byte, window) // buffers not holding a range still to hash or write
 	for range window {
 		free <- make([]byte, part)
 	}
-	done := make(chan receivedPart, parts)
+	toHash := make(chan *receivedPart, window)
+	toWrite := make(chan *receivedPart, window)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(partsInFlight + 1) // and the hash
-	g.Go(func() error { return e.hashParts(gctx, parts, done, free, h) })
+	g.SetLimit(partsInFlight + 2) // and the hash and the writer
+	g.Go(func() error { return e.hashParts(gctx, parts, toHash, h, free) })
+	g.Go(func() error {
+		for range parts {
+			select {
+			case p := <-toWrite:
+				if _, err := f.WriteAt(p.data, p.off); err != nil {
+					return fmt.Errorf("write range at %d: %w", p.off, err)
+				}
+				p.done(free)
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
 	var begun error
 	for i := range parts {
 		var buf []byte
@@ -157,12 +175,14 @@ func (e *engine) downloadHashed(ctx context.Context, key, etag string, o object,
 			break
 		}
 		off := int64(i) * part
-		buf = buf[:min(part, o.Size-off)]
+		p := &receivedPart{i: i, off: off, data: buf[:min(part, o.Size-off)]}
+		p.users.Store(2) // the hash and the writer
 		g.Go(func() error {
-			if err := e.downloadPart(gctx, key, etag, off, buf, f); err != nil {
+			if err := e.downloadPart(gctx, key, etag, off, p.data); err != nil {
 				return err
 			}
-			done <- receivedPart{i, buf}
+			toHash <- p
+			toWrite <- p
 			return nil
 		})
 	}
@@ -270,15 +290,25 @@ func parseContentRange(s string) (off, length, total int64, ok bool) {
 // catches up.
 const hashWindow = partsInFlight + 2
 
-// receivedPart is part i of a ranged download, received and written.
+// receivedPart is range i of a ranged download, at off, received.
 type receivedPart struct {
 	i    int
+	off  int64
 	data []byte
+	// users are those yet to be done with data: the buffer is free for
+	// another range once the last of them is.
+	users atomic.Int32
 }
 
-// downloadPart receives len(buf) bytes at off of the object into buf and
-// writes them into f at off.
-func (e *engine) downloadPart(ctx context.Context, key, etag string, off int64, buf []byte, f offsetFile) error {
+// done is one user done with the range's buffer; the last gives it back.
+func (p *receivedPart) done(free chan<- []byte) {
+	if p.users.Add(-1) == 0 {
+		free <- p.data[:cap(p.data)]
+	}
+}
+
+// downloadPart receives len(buf) bytes at off of the object into buf.
+func (e *engine) downloadPart(ctx context.Context, key, etag string, off int64, buf []byte) error {
 	r, err := e.src.bucket.NewRangeReader(ctx, e.src.full(key), off, int64(len(buf)), &blob.ReaderOptions{
 		BeforeRead: ifMatch(etag),
 	})
@@ -299,31 +329,29 @@ func (e *engine) downloadPart(ctx context.Context, key, etag string, off int64, 
 	if err != nil {
 		return fmt.Errorf("copy range at %d: %w", off, err)
 	}
-	if _, err := f.WriteAt(buf, off); err != nil {
-		return fmt.Errorf("copy range at %d: %w", off, err)
-	}
 	return nil
 }
 
-// hashParts writes the parts of a ranged download to h in order as they
-// are received, giving each one's buffer back to free once hashed, until
-// all are hashed or ctx ends.
-func (e *engine) hashParts(ctx context.Context, parts int, done <-chan receivedPart, free chan<- []byte, h hash.Hash) error {
-	received := make([][]byte, parts)
+// hashParts writes the ranges of a ranged download to h in the order of
+// the object as they are received, done with each once hashed, until
+// all are or ctx ends.
+func (e *engine) hashParts(ctx context.Context, parts int, received <-chan *receivedPart, h hash.Hash, free chan<- []byte) error {
+	waiting := make(map[int]*receivedPart, hashWindow) // received ahead of their turn
 	for next := 0; next < parts; {
 		select {
-		case p := <-done:
-			received[p.i] = p.data
+		case p := <-received:
+			waiting[p.i] = p
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		for ; next < parts && received[next] != nil; next++ {
+		for p, ok := waiting[next]; ok; p, ok = waiting[next] {
 			if e.opts.beforeHashPart != nil {
 				e.opts.beforeHashPart(next)
 			}
-			h.Write(received[next])
-			free <- received[next][:cap(received[next])]
-			received[next] = nil
+			h.Write(p.data)
+			delete(waiting, next)
+			p.done(free)
+			next++
 		}
 	}
 	return nil
