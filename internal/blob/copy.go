@@ -9,9 +9,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	gcblob "gocloud.dev/blob"
 )
 
@@ -61,9 +64,27 @@ func (c *Cache) Close() error {
 // URL any job ever named.
 type Stager struct {
 	DefaultBucket string
-	shared        *Cache
-	own           *Cache
+	// Objects, if set, serves the downloads from object stores (s3://)
+	// through the node's cache of objects, shared by its jobs. Files
+	// (file://) are read where they are.
+	Objects ObjectCache
+	shared  *Cache
+	own     *Cache
 }
+
+// ObjectCache keeps what downloads read on the node, by content
+// (internal/cache, through the task runner, which counts its hits and
+// misses): Get an object by its SHA-256, GetTagged one whose SHA-256 is
+// not known by what names its content (URL, ETag, size). Both return
+// the object's bytes open for reading, fetched with open on a miss.
+type ObjectCache interface {
+	Get(ctx context.Context, sum string, size int64, open func(context.Context) (io.ReadCloser, error)) (*os.File, error)
+	GetTagged(ctx context.Context, tag string, size int64, open func(context.Context) (io.ReadCloser, error)) (*os.File, error)
+}
+
+// MetaSHA256 is the object metadata key hpcml records an object's SHA-256
+// under (internal/transfer writes it): the content address of the cache.
+const MetaSHA256 = "sha256"
 
 // NewStager returns a Stager resolving bare keys against defaultBucket,
 // which it takes from shared. Close it when done.
@@ -95,8 +116,9 @@ func (s *Stager) Download(ctx context.Context, rawURL string, root *os.Root, rel
 	if err != nil {
 		return 0, err
 	}
+	fetch := s.fetcher(loc.Bucket, b)
 	if !loc.IsPrefix() {
-		return downloadOne(ctx, b, loc.Key, root, rel)
+		return downloadOne(ctx, fetch, loc.Key, root, rel)
 	}
 	var total int64
 	it := b.List(&gcblob.ListOptions{Prefix: loc.Key})
@@ -120,7 +142,7 @@ func (s *Stager) Download(ctx context.Context, rawURL string, root *os.Root, rel
 		if !filepath.IsLocal(sub) {
 			return total, fmt.Errorf("object %q would land outside %s", obj.Key, rel)
 		}
-		n, err := downloadOne(ctx, b, obj.Key, root, path.Join(rel, sub))
+		n, err := downloadOne(ctx, fetch, obj.Key, root, path.Join(rel, sub))
 		total += n
 		if err != nil {
 			return total, err
@@ -132,8 +154,48 @@ func (s *Stager) Download(ctx context.Context, rawURL string, root *os.Root, rel
 	return total, nil
 }
 
-func downloadOne(ctx context.Context, b *Bucket, key string, root *os.Root, rel string) (int64, error) {
-	r, err := b.NewReader(ctx, key, nil)
+// fetcher is how the objects of bucketURL (open as b) are read: from the
+// node's cache for an object store, when the Stager has one, else from
+// the bucket.
+func (s *Stager) fetcher(bucketURL string, b *Bucket) func(ctx context.Context, key string) (io.ReadCloser, error) {
+	direct := func(ctx context.Context, key string) (io.ReadCloser, error) { return b.NewReader(ctx, key, nil) }
+	if s.Objects == nil || !strings.HasPrefix(bucketURL, "s3://") {
+		return direct
+	}
+	return func(ctx context.Context, key string) (io.ReadCloser, error) {
+		attrs, err := b.Attributes(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		// Read under the ETag looked at: bytes of another version must
+		// not be kept under this one's tag.
+		open := func(ctx context.Context) (io.ReadCloser, error) {
+			return b.NewReader(ctx, key, &gcblob.ReaderOptions{BeforeRead: ifMatch(attrs.ETag)})
+		}
+		if sum := attrs.Metadata[MetaSHA256]; len(sum) == 64 {
+			return s.Objects.Get(ctx, sum, attrs.Size, open)
+		}
+		if attrs.ETag == "" {
+			return direct(ctx, key)
+		}
+		tag := strings.Join([]string{bucketURL, key, attrs.ETag, strconv.FormatInt(attrs.Size, 10)}, "\x00")
+		return s.Objects.GetTagged(ctx, tag, attrs.Size, open)
+	}
+}
+
+// ifMatch makes an S3 GET conditional on the ETag etag.
+func ifMatch(etag string) func(as func(any) bool) error {
+	return func(as func(any) bool) error {
+		var in *s3.GetObjectInput
+		if etag != "" && as(&in) {
+			in.IfMatch = aws.String(etag)
+		}
+		return nil
+	}
+}
+
+func downloadOne(ctx context.Context, fetch func(context.Context, string) (io.ReadCloser, error), key string, root *os.Root, rel string) (int64, error) {
+	r, err := fetch(ctx, key)
 	if err != nil {
 		if IsNotFound(err) {
 			return 0, fmt.Errorf("object %q does not exist", key)

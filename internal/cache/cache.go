@@ -62,6 +62,7 @@
 package cache
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -108,7 +109,7 @@ type Cache struct {
 	shared sync.Mutex
 
 	mu       sync.Mutex
-	inflight map[string]*fetch // by checksum: one download per object at a time
+	inflight map[string]*fetch // by checksum (or tag): one download per object at a time
 	freed    chan struct{}     // closed (and replaced) when reserved bytes are released or become evictable
 
 	claimTTL time.Duration // claimTTL; longer in tests, so a slow machine's waiter keeps its claim
@@ -215,25 +216,60 @@ func (c *Cache) Path(sum string) string { return filepath.Join(c.dir, "sha256", 
 // readable if one does. A fetched object whose bytes do not hash to sum
 // is refused. A miss waits while the cache is full of other fetches.
 func (c *Cache) Get(ctx context.Context, sum string, size int64, open func(context.Context) (io.ReadCloser, error), st *Stats) (*os.File, error) {
-	if len(sum) != 64 {
+	if !isSum(sum) {
 		return nil, fmt.Errorf("cache: %q is not a SHA-256", sum)
 	}
 	p := c.Path(sum)
+	return c.get(ctx, sum, func() *os.File { return hit(p, size) }, func() (*os.File, error) {
+		obj, _, err := c.fill(ctx, sum, size, open, st)
+		return obj, err
+	}, st)
+}
+
+// GetTagged is Get for an object whose SHA-256 is not known before it
+// is read (one of a store that records none), named instead by tag:
+// what identifies its content where it is kept, such as its URL, ETag
+// and size (an ETag changes with the content). Its bytes are kept by
+// their SHA-256 like any other object's, and so shared with every other
+// copy of them; the SHA-256 of its fetch is remembered under the tag,
+// so that a later read of the same content is a hit. A fetched object
+// of another size than size is refused.
+func (c *Cache) GetTagged(ctx context.Context, tag string, size int64, open func(context.Context) (io.ReadCloser, error), st *Stats) (*os.File, error) {
+	tp := c.tagPath(tag)
+	return c.get(ctx, "tag "+tp, func() *os.File {
+		b, err := os.ReadFile(tp)
+		if err != nil || !isSum(string(b)) {
+			return nil
+		}
+		return hit(c.Path(string(b)), size)
+	}, func() (*os.File, error) {
+		obj, sum, err := c.fill(ctx, "", size, open, st)
+		if err == nil {
+			// Not kept, the tag costs the next read a fetch: no more.
+			c.writeTag(tp, sum)
+		}
+		return obj, err
+	}, st)
+}
+
+// get returns what look finds, else what fill gets, filling each key
+// once at a time in this process.
+func (c *Cache) get(ctx context.Context, key string, look func() *os.File, fill func() (*os.File, error), st *Stats) (*os.File, error) {
 	for {
-		if f := hit(p, size); f != nil {
+		if f := look(); f != nil {
 			st.Hits.Add(1)
 			return f, nil
 		}
 		c.mu.Lock()
-		f := c.inflight[sum]
+		f := c.inflight[key]
 		if f == nil {
 			f = &fetch{done: make(chan struct{})}
-			c.inflight[sum] = f
+			c.inflight[key] = f
 			c.mu.Unlock()
-			obj, err := c.fill(ctx, sum, size, open, st)
+			obj, err := fill()
 			f.err = err
 			c.mu.Lock()
-			delete(c.inflight, sum)
+			delete(c.inflight, key)
 			c.mu.Unlock()
 			close(f.done)
 			return obj, err
@@ -257,6 +293,43 @@ func (c *Cache) Get(ctx context.Context, sum string, size int64, open func(conte
 	}
 }
 
+// isSum reports whether s is a SHA-256 in hex.
+func isSum(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// tagPath is where the SHA-256 of the object tag names is remembered.
+func (c *Cache) tagPath(tag string) string {
+	h := sha256.Sum256([]byte(tag))
+	x := hex.EncodeToString(h[:])
+	return filepath.Join(c.dir, "tags", x[:2], x)
+}
+
+// writeTag remembers sum at tp, whole or not at all.
+func (c *Cache) writeTag(tp, sum string) {
+	if err := os.MkdirAll(filepath.Dir(tp), 0o755); err != nil {
+		return
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(tp), ".tag-*")
+	if err != nil {
+		return
+	}
+	_, err = tmp.WriteString(sum)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), tp)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+}
+
 // hit opens the cached object at p if it is there with its size (another
 // size is a damaged copy, which a fetch replaces).
 func hit(p string, size int64) *os.File {
@@ -275,10 +348,12 @@ func hit(p string, size int64) *os.File {
 	return f
 }
 
-func (c *Cache) fill(ctx context.Context, sum string, size int64, open func(context.Context) (io.ReadCloser, error), st *Stats) (*os.File, error) {
-	tmp, err := c.reserve(ctx, sum, size)
+// fill fetches an object into the cache and returns it open, with its
+// SHA-256: which must be want, if want is given.
+func (c *Cache) fill(ctx context.Context, want string, size int64, open func(context.Context) (io.ReadCloser, error), st *Stats) (*os.File, string, error) {
+	tmp, err := c.reserve(ctx, cmp.Or(want, "untagged0000"), size)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	committing := false
 	defer func() {
@@ -288,7 +363,7 @@ func (c *Cache) fill(ctx context.Context, sum string, size int64, open func(cont
 	}()
 	r, err := open(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer r.Close()
 	h := sha256.New()
@@ -296,10 +371,11 @@ func (c *Cache) fill(ctx context.Context, sum string, size int64, open func(cont
 	// object; reading on would overrun the reservation.
 	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(r, size+1))
 	if err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
+		return nil, "", fmt.Errorf("fetch: %w", err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != sum || n != size {
-		return nil, fmt.Errorf("fetched object does not match its manifest: %d bytes with SHA-256 %s, want %d bytes with %s", n, got, size, sum)
+	sum := hex.EncodeToString(h.Sum(nil))
+	if want != "" && sum != want || n != size {
+		return nil, "", fmt.Errorf("fetched object does not match its manifest: %d bytes with SHA-256 %s, want %d bytes with %s", n, sum, size, cmp.Or(want, "any SHA-256"))
 	}
 	// Read-only: lazy mounts serve it in place, and no job may change the
 	// bytes the others share.
@@ -307,11 +383,11 @@ func (c *Cache) fill(ctx context.Context, sum string, size int64, open func(cont
 	committing = true
 	obj, err := c.commit(tmp, sum, size)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	st.Misses.Add(1)
 	st.BytesFetched.Add(n)
-	return obj, nil
+	return obj, sum, nil
 }
 
 // waiter is what one reservation remembers between its looks at the

@@ -817,3 +817,67 @@ func openCache(t *testing.T, dir string, limit int64) *Cache {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// TestGetTagged: an object known by a tag, not a checksum, is fetched
+// once (however many ask at once), kept by its SHA-256 — shared with a
+// Get of the same bytes — and a hit afterwards; another tag (new
+// content) fetches again; a fetch of the wrong size is refused and
+// leaves no tag.
+func TestGetTagged(t *testing.T) {
+	dir := t.TempDir()
+	c, err := New(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	data := []byte("an object of a store that records no checksum")
+	var calls atomic.Int64
+	var st Stats
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f, err := c.GetTagged(ctx, "s3://b k etag1", int64(len(data)), opener(data, &calls), &st)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer f.Close()
+			if b, _ := io.ReadAll(f); !bytes.Equal(b, data) {
+				t.Errorf("read %q", b)
+			}
+		}()
+	}
+	wg.Wait()
+	if calls.Load() != 1 || st.Misses.Load() != 1 || st.Hits.Load() != 5 {
+		t.Fatalf("6 tagged gets at once: %d fetches, %d misses, %d hits; want 1, 1, 5", calls.Load(), st.Misses.Load(), st.Hits.Load())
+	}
+	if _, err := os.Stat(c.Path(sum(data))); err != nil {
+		t.Fatalf("the object is not kept by its SHA-256: %v", err)
+	}
+	// The same bytes asked for by checksum: a hit.
+	if err := got(c.Get(ctx, sum(data), int64(len(data)), opener(data, &calls), &st)); err != nil || calls.Load() != 1 {
+		t.Fatalf("get by checksum after the tagged fetch: %v, %d fetches", err, calls.Load())
+	}
+	// A reopened cache (another process) remembers the tag.
+	c2, err := New(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := got(c2.GetTagged(ctx, "s3://b k etag1", int64(len(data)), opener(data, &calls), &st)); err != nil || calls.Load() != 1 {
+		t.Fatalf("tagged get in a reopened cache: %v, %d fetches", err, calls.Load())
+	}
+	// New content comes with a new tag: fetched.
+	newer := []byte("the same key, rewritten")
+	if err := got(c.GetTagged(ctx, "s3://b k etag2", int64(len(newer)), opener(newer, &calls), &st)); err != nil || calls.Load() != 2 {
+		t.Fatalf("tagged get of new content: %v, %d fetches", err, calls.Load())
+	}
+	// The wrong size: refused, and no tag left to point at it.
+	if err := got(c.GetTagged(ctx, "s3://b short etag", int64(len(data))+1, opener(data, &calls), &st)); err == nil {
+		t.Fatal("a fetch one byte short was accepted")
+	}
+	if _, err := os.Stat(c.tagPath("s3://b short etag")); err == nil {
+		t.Fatal("a refused fetch left a tag")
+	}
+}

@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	gcblob "gocloud.dev/blob"
 
 	"github.com/hpcml/hpcml/internal/blob"
 	"github.com/hpcml/hpcml/internal/client"
@@ -75,5 +79,62 @@ func TestS3Storage(t *testing.T) {
 	expectState(t, bad, job.Failed)
 	if !strings.Contains(bad.Reason, "stage-in") || !strings.Contains(bad.Reason, "missing.txt") {
 		t.Errorf("reason %q should name the stage-in and the object", bad.Reason)
+	}
+}
+
+// TestURLInputsThroughCache: a job's S3 URL inputs are served from the
+// node's object cache, by the SHA-256 an object records or, for one
+// that records none, by its ETag: the first job fetches (misses), the
+// next reads from the cache (hits, in /metrics); an object rewritten
+// since is fetched again, and the job reads its new bytes.
+func TestURLInputsThroughCache(t *testing.T) {
+	const access, secret, bucket = "hpcmltest", "hpcmltestsecret", "hpcml-urlcache"
+	endpoint := startS3(t, access, secret, bucket)
+	storage := fmt.Sprintf("s3://%s?endpoint=%s&use_path_style=true&region=us-east-1", bucket, endpoint)
+	env := []string{"AWS_ACCESS_KEY_ID=" + access, "AWS_SECRET_ACCESS_KEY=" + secret}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	ctx := ctxFor(t, 60*time.Second)
+	b, err := blob.Open(ctx, storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	recorded := []byte("with hpcml's checksum\n")
+	sum := sha256.Sum256(recorded)
+	if err := b.WriteAll(ctx, "in/a.txt", recorded, &gcblob.WriterOptions{Metadata: map[string]string{blob.MetaSHA256: hex.EncodeToString(sum[:])}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.WriteAll(ctx, "in/b.txt", []byte("without one\n"), nil); err != nil {
+		t.Fatal(err)
+	}
+
+	s := startServerEnv(t, env, "--storage", storage)
+	spec := sh("cat data/a.txt data/b.txt")
+	spec.Inputs = []job.Input{{URL: "in/", Path: "data"}}
+	run := func(want string) {
+		t.Helper()
+		j := s.wait(s.submit(spec), 30*time.Second)
+		expectState(t, j, job.Succeeded)
+		if got := s.logs(id(j), client.LogOptions{}); got != want {
+			t.Fatalf("job read %q, want %q", got, want)
+		}
+	}
+	run("with hpcml's checksum\nwithout one\n")
+	if hits, misses := cacheMetrics(t, s); hits != 0 || misses != 2 {
+		t.Fatalf("first job: cache hits %d misses %d, want 0 and 2", hits, misses)
+	}
+	run("with hpcml's checksum\nwithout one\n")
+	if hits, misses := cacheMetrics(t, s); hits != 2 || misses != 2 {
+		t.Fatalf("second job: cache hits %d misses %d, want 2 and 2", hits, misses)
+	}
+	if err := b.WriteAll(ctx, "in/b.txt", []byte("rewritten!!\n"), nil); err != nil {
+		t.Fatal(err)
+	}
+	run("with hpcml's checksum\nrewritten!!\n")
+	if hits, misses := cacheMetrics(t, s); hits != 3 || misses != 3 {
+		t.Fatalf("after a rewrite: cache hits %d misses %d, want 3 and 3", hits, misses)
 	}
 }

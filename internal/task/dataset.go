@@ -173,3 +173,18 @@ func copyFile(in io.Reader, dst string) error {
 	}
 	return os.Rename(tmp, dst)
 }
+
+// countedCache is the node's object cache as URL inputs' downloads use
+// it (blob.ObjectCache), counting the attempt's hits and misses.
+type countedCache struct {
+	c  *cache.Cache
+	st *cache.Stats
+}
+
+func (cc countedCache) Get(ctx context.Context, sum string, size int64, open func(context.Context) (io.ReadCloser, error)) (*os.File, error) {
+	return cc.c.Get(ctx, sum, size, open, cc.st)
+}
+
+func (cc countedCache) GetTagged(ctx context.Context, tag string, size int64, open func(context.Context) (io.ReadCloser, error)) (*os.File, error) {
+	return cc.c.GetTagged(ctx, tag, size, open, cc.st)
+}

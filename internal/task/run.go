@@ -100,12 +100,15 @@ func (r *runner) execute(res *job.Result) {
 		return
 	}
 	defer root.Close()
+	var st cache.Stats
 	var stager *blob.Stager
 	if len(l.Inputs)+len(l.Outputs) > 0 {
 		stager = blob.NewStager(l.Storage, r.buckets)
 		defer stager.Close() // the buckets this attempt alone named
+		if r.objects != nil {
+			stager.Objects = countedCache{r.objects, &st}
+		}
 	}
-	var st cache.Stats
 	defer func() {
 		res.CacheHits += st.Hits.Load()
 		res.CacheMisses += st.Misses.Load()
