@@ -669,6 +669,7 @@ func (e *engine) copyAndRecord(ctx context.Context, o object) {
 			e.opts.Log.Warn("destination full: starting no more transfers", "key", o.Key, "err", err)
 		}
 		e.rep.Failed = append(e.rep.Failed, Failure{Key: o.Key, Reason: err.Error()})
+		e.rep.Totals.BytesFailed += max(o.Size, 0)
 		if e.opts.Progress != nil {
 			e.opts.Progress.FileFailed()
 		}
@@ -690,6 +691,7 @@ func (e *engine) notAttempted(o object) bool {
 		return false
 	}
 	e.rep.Failed = append(e.rep.Failed, Failure{Key: o.Key, Reason: "not attempted: " + e.full.Error()})
+	e.rep.Totals.BytesFailed += max(o.Size, 0)
 	if e.opts.Progress != nil {
 		e.opts.Progress.FileFailed()
 	}

@@ -110,6 +110,9 @@ func TestPermanentErrorsNotRetried(t *testing.T) {
 			t.Fatal(err)
 		}
 		failedOnce(t, rep, l, dstDir, "secret.txt", "permission denied", "permission will not be granted by retrying")
+		if rep.Totals.BytesFailed != int64(len("secret")) {
+			t.Fatalf("bytes failed %d, want the %d of secret.txt", rep.Totals.BytesFailed, len("secret"))
+		}
 	})
 
 	t.Run("credentials refused", func(t *testing.T) {

@@ -39,6 +39,8 @@ type Totals struct {
 	FilesVerified    int   `json:"files_verified"`
 	BytesTransferred int64 `json:"bytes_transferred"`
 	BytesSkipped     int64 `json:"bytes_skipped"`
+	// BytesFailed is the listed size of the files that failed.
+	BytesFailed int64 `json:"bytes_failed"`
 }
 
 // Entry is one file, and the checksum its copy was checked by: its
