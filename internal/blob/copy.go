@@ -170,7 +170,7 @@ func (s *Stager) fetcher(bucketURL string, b *Bucket) func(ctx context.Context, 
 		// Read under the ETag looked at: bytes of another version must
 		// not be kept under this one's tag.
 		open := func(ctx context.Context) (io.ReadCloser, error) {
-			return b.NewReader(ctx, key, &gcblob.ReaderOptions{BeforeRead: ifMatch(attrs.ETag)})
+			return b.NewReader(ctx, key, &gcblob.ReaderOptions{BeforeRead: IfMatch(attrs.ETag)})
 		}
 		if sum := attrs.Metadata[MetaSHA256]; len(sum) == 64 {
 			return s.Objects.Get(ctx, sum, attrs.Size, open)
@@ -183,8 +183,10 @@ func (s *Stager) fetcher(bucketURL string, b *Bucket) func(ctx context.Context, 
 	}
 }
 
-// ifMatch makes an S3 GET conditional on the ETag etag.
-func ifMatch(etag string) func(as func(any) bool) error {
+// IfMatch makes an S3 GET conditional on the object's ETag (a 412 if it
+// changed), as a gocloud reader's BeforeRead. Other stores have no ETag
+// here and read unconditionally.
+func IfMatch(etag string) func(as func(any) bool) error {
 	return func(as func(any) bool) error {
 		var in *s3.GetObjectInput
 		if etag != "" && as(&in) {

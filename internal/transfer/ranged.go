@@ -241,7 +241,7 @@ func (e *engine) downloadPartNumber(ctx context.Context, key, etag string, n int
 			if as(&in) {
 				in.PartNumber = aws.Int32(int32(n))
 			}
-			return ifMatch(etag)(as)
+			return hblob.IfMatch(etag)(as)
 		},
 	})
 	var status interface{ HTTPStatusCode() int }
@@ -310,7 +310,7 @@ func (p *receivedPart) done(free chan<- []byte) {
 // downloadPart receives len(buf) bytes at off of the object into buf.
 func (e *engine) downloadPart(ctx context.Context, key, etag string, off int64, buf []byte) error {
 	r, err := e.src.bucket.NewRangeReader(ctx, e.src.full(key), off, int64(len(buf)), &blob.ReaderOptions{
-		BeforeRead: ifMatch(etag),
+		BeforeRead: hblob.IfMatch(etag),
 	})
 	if err != nil {
 		return sourceErr(hblob.Describe(err, e.src.ep.Raw+" "+key))
@@ -355,16 +355,4 @@ func (e *engine) hashParts(ctx context.Context, parts int, received <-chan *rece
 		}
 	}
 	return nil
-}
-
-// ifMatch makes an S3 GET conditional on the object's ETag (a 412 if it
-// changed). Other stores have no ETag here and read unconditionally.
-func ifMatch(etag string) func(as func(any) bool) error {
-	return func(as func(any) bool) error {
-		var in *s3.GetObjectInput
-		if etag != "" && as(&in) {
-			in.IfMatch = aws.String(etag)
-		}
-		return nil
-	}
 }

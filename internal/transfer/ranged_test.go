@@ -3,10 +3,6 @@ package transfer
 import (
 	"bytes"
 	"context"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,46 +19,12 @@ import (
 	hblob "github.com/hpcml/hpcml/internal/blob"
 )
 
-// rangeLog is a loopback proxy in front of the S3 server that records
-// the Range of every GET.
-type rangeLog struct {
-	mu     sync.Mutex
-	ranges []string
-}
-
-func (l *rangeLog) proxy(t *testing.T, target string) string {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := httputil.NewSingleHostReverseProxy(u) // keeps the Host the client signed
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && r.Header.Get("Range") != "" {
-			l.mu.Lock()
-			l.ranges = append(l.ranges, r.Header.Get("Range"))
-			l.mu.Unlock()
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
-
-func (l *rangeLog) list() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := slices.Clone(l.ranges)
-	slices.Sort(out)
-	return out
-}
-
 // TestRangedDownload downloads an object over the ranged threshold to a
 // local file: it arrives in parallel part-sized ranges, whole and with
 // the right checksum, and nothing but the final file is left.
 func TestRangedDownload(t *testing.T) {
 	s := startS3(t, "ranged")
-	log := &rangeLog{}
+	log := &getLog{}
 	via := log.proxy(t, s.endpoint)
 	size := rangedMin + 5<<20 + 123 // three parts, the last a short one
 	data := randomBytes(7, int(size))
@@ -123,7 +85,7 @@ func TestRangedDownload(t *testing.T) {
 // on as the hash does.
 func TestRangedDownloadWaitsForTheHash(t *testing.T) {
 	s := startS3(t, "window")
-	log := &rangeLog{}
+	log := &getLog{}
 	via := log.proxy(t, s.endpoint)
 	size := (hashWindow+2)*hblob.DefaultPart + 1 // more parts than the window
 	data := randomBytes(8, size)
@@ -187,7 +149,7 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // against the recorded SHA-256, and leaves only the final file.
 func TestRangedDownloadTempName(t *testing.T) {
 	s := startS3(t, "tempname")
-	log := &rangeLog{}
+	log := &getLog{}
 	via := log.proxy(t, s.endpoint)
 	data := randomBytes(9, int(rangedMin)+7)
 	if _, err := s.client.PutObject(context.Background(), &s3.PutObjectInput{

@@ -53,22 +53,20 @@ func (e *engine) verifyEntries(ctx context.Context, entries []Entry) {
 	bad := make([]string, len(entries))
 	inParallel(ctx, e.opts.Checkers, len(entries), func(ctx context.Context, i int) error {
 		en := entries[i]
-		if en.s3 != nil {
-			got, err := e.readS3Sum(ctx, e.dst, e.dstKey(en.Key), en.s3)
-			switch {
-			case err != nil:
-				bad[i] = err.Error()
-			case got != en.Checksum:
-				bad[i] = fmt.Sprintf("checksum %s at the destination, %s copied", got, en.Checksum)
-			}
-			return nil
+		var got string
+		var err error
+		want, what := en.SHA256, "SHA-256"
+		if en.s3 != nil { // the copy was checked by the source's S3 checksum
+			want, what = en.Checksum, "checksum"
+			got, err = e.readS3Sum(ctx, e.dst, e.dstKey(en.Key), en.s3)
+		} else {
+			got, err = e.readSum(ctx, e.dst, e.dstKey(en.Key))
 		}
-		got, err := e.readSum(ctx, e.dst, e.dstKey(en.Key))
 		switch {
 		case err != nil:
 			bad[i] = err.Error()
-		case got != en.SHA256:
-			bad[i] = fmt.Sprintf("SHA-256 %s at the destination, %s copied", got, en.SHA256)
+		case got != want:
+			bad[i] = fmt.Sprintf("%s %s at the destination, %s copied", what, got, want)
 		}
 		return nil
 	})
