@@ -109,3 +109,52 @@ func TestDataTreeWithoutSlash(t *testing.T) {
 		t.Fatalf("ls after rm -r: %d %q %s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestDataCp: cp copies a tree and a single file, to S3 and back, and
+// never deletes: a file only the destination has survives; its report
+// says "copy".
+func TestDataCp(t *testing.T) {
+	srv := s3test.Start(t, "cptest", "cptestsecret", "bkt")
+	srv.URLEnv(t)
+	src := t.TempDir()
+	for f, body := range map[string]string{"a.txt": "alpha", "sub/b.txt": "beta"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, f), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flags := []string{"--endpoint-url", srv.Endpoint, "--region", "us-east-1", "--path-style"}
+	run := func(args ...string) result {
+		t.Helper()
+		return runCLI(t, nil, append(append([]string{"data"}, args...), flags...)...)
+	}
+	if r := run("cp", src+"/", "s3://bkt/cp/"); r.code != 0 {
+		t.Fatalf("cp up: %d %s", r.code, r.stderr)
+	}
+	down := t.TempDir()
+	if err := os.WriteFile(filepath.Join(down, "mine.txt"), []byte("only here"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	report := filepath.Join(t.TempDir(), "report.json")
+	if r := run("cp", "s3://bkt/cp/", down, "--report", report); r.code != 0 {
+		t.Fatalf("cp down: %d %s", r.code, r.stderr)
+	}
+	for f, want := range map[string]string{"a.txt": "alpha", "sub/b.txt": "beta", "mine.txt": "only here"} {
+		if got, err := os.ReadFile(filepath.Join(down, f)); err != nil || string(got) != want {
+			t.Fatalf("%s after cp: %q (%v), want %q", f, got, err, want)
+		}
+	}
+	if b, err := os.ReadFile(report); err != nil || !strings.Contains(string(b), `"operation": "copy"`) || !strings.Contains(string(b), `"files_transferred": 2`) {
+		t.Fatalf("cp report: %s (%v)", b, err)
+	}
+	// One object into a directory lands under its own name.
+	one := t.TempDir()
+	if r := run("cp", "s3://bkt/cp/sub/b.txt", one+"/"); r.code != 0 {
+		t.Fatalf("cp of one object: %d %s", r.code, r.stderr)
+	}
+	if got, err := os.ReadFile(filepath.Join(one, "b.txt")); err != nil || string(got) != "beta" {
+		t.Fatalf("one object copied into a directory: %q (%v)", got, err)
+	}
+}
