@@ -3,6 +3,7 @@ package transfer
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBytes(t *testing.T) {
@@ -56,5 +57,24 @@ func TestProgressEmpty(t *testing.T) {
 	p.Done()
 	if !strings.Contains(buf.String(), "100.0%") || !strings.Contains(buf.String(), "files 0/0") {
 		t.Errorf("%q", buf.String())
+	}
+}
+
+// TestProgressRateAndETA: a line drawn mid-transfer gives the rate since
+// the start and the time left at that rate.
+func TestProgressRateAndETA(t *testing.T) {
+	var buf strings.Builder
+	p := NewProgress(&buf)
+	// As Start sets them, without its drawing goroutine: 1 MiB in 2 s.
+	p.files, p.total, p.start = 4, 4<<20, time.Now().Add(-2*time.Second)
+	p.Add(1 << 20)
+	p.FileDone()
+	p.draw(false)
+	out := buf.String()
+	line := out[strings.LastIndex(out, "\r")+1:]
+	for _, want := range []string{"25.0%", "1.0 MiB / 4.0 MiB", "512.0 KiB/s", "ETA 6s", "files 1/4"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("line %q lacks %q", line, want)
+		}
 	}
 }
