@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	gcblob "gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
 )
 
 // Cache keeps buckets open by URL, so that work repeated per job (log
@@ -74,12 +75,12 @@ type Stager struct {
 
 // ObjectCache keeps what downloads read on the node, by content
 // (internal/cache, through the task runner, which counts its hits and
-// misses): Get an object by its SHA-256, GetTagged one whose SHA-256 is
-// not known by what names its content (URL, ETag, size). Both return
-// the object's bytes open for reading, fetched with open on a miss.
+// misses). Fetch returns the bytes of the object tag names (its URL,
+// ETag and size), from the cache or fetched with open on a miss, and
+// checked against want, the SHA-256 the store recorded, if any. An
+// object the cache cannot hold is read from open directly.
 type ObjectCache interface {
-	Get(ctx context.Context, sum string, size int64, open func(context.Context) (io.ReadCloser, error)) (*os.File, error)
-	GetTagged(ctx context.Context, tag string, size int64, open func(context.Context) (io.ReadCloser, error)) (*os.File, error)
+	Fetch(ctx context.Context, tag, want string, size int64, open func(context.Context) (io.ReadCloser, error)) (io.ReadCloser, error)
 }
 
 // MetaSHA256 is the object metadata key hpcml records an object's SHA-256
@@ -154,32 +155,39 @@ func (s *Stager) Download(ctx context.Context, rawURL string, root *os.Root, rel
 	return total, nil
 }
 
-// fetcher is how the objects of bucketURL (open as b) are read: from the
-// node's cache for an object store, when the Stager has one, else from
-// the bucket.
+// fetcher is how the objects of bucketURL (open as b) are read: through
+// the node's cache for an object store, when the Stager has one, else
+// from the bucket.
 func (s *Stager) fetcher(bucketURL string, b *Bucket) func(ctx context.Context, key string) (io.ReadCloser, error) {
 	direct := func(ctx context.Context, key string) (io.ReadCloser, error) { return b.NewReader(ctx, key, nil) }
 	if s.Objects == nil || !strings.HasPrefix(bucketURL, "s3://") {
 		return direct
 	}
 	return func(ctx context.Context, key string) (io.ReadCloser, error) {
-		attrs, err := b.Attributes(ctx, key)
-		if err != nil {
-			return nil, err
+		// An object rewritten between its HEAD and its GET fails the GET
+		// (If-Match): look again, a few times.
+		for try := 1; ; try++ {
+			attrs, err := b.Attributes(ctx, key)
+			if err != nil {
+				return nil, err
+			}
+			if attrs.ETag == "" {
+				return direct(ctx, key)
+			}
+			// Read under the ETag looked at: bytes of another version
+			// must not be kept under this one's tag.
+			open := func(ctx context.Context) (io.ReadCloser, error) {
+				return b.NewReader(ctx, key, &gcblob.ReaderOptions{BeforeRead: IfMatch(attrs.ETag)})
+			}
+			tag := strings.Join([]string{bucketURL, key, attrs.ETag, strconv.FormatInt(attrs.Size, 10)}, "\x00")
+			r, err := s.Objects.Fetch(ctx, tag, attrs.Metadata[MetaSHA256], attrs.Size, open)
+			if gcerrors.Code(err) != gcerrors.FailedPrecondition {
+				return r, err
+			}
+			if try == 3 {
+				return nil, fmt.Errorf("object %q changed while it was read, three times: %w", key, err)
+			}
 		}
-		// Read under the ETag looked at: bytes of another version must
-		// not be kept under this one's tag.
-		open := func(ctx context.Context) (io.ReadCloser, error) {
-			return b.NewReader(ctx, key, &gcblob.ReaderOptions{BeforeRead: IfMatch(attrs.ETag)})
-		}
-		if sum := attrs.Metadata[MetaSHA256]; len(sum) == 64 {
-			return s.Objects.Get(ctx, sum, attrs.Size, open)
-		}
-		if attrs.ETag == "" {
-			return direct(ctx, key)
-		}
-		tag := strings.Join([]string{bucketURL, key, attrs.ETag, strconv.FormatInt(attrs.Size, 10)}, "\x00")
-		return s.Objects.GetTagged(ctx, tag, attrs.Size, open)
 	}
 }
 
@@ -188,10 +196,15 @@ func (s *Stager) fetcher(bucketURL string, b *Bucket) func(ctx context.Context, 
 // here and read unconditionally.
 func IfMatch(etag string) func(as func(any) bool) error {
 	return func(as func(any) bool) error {
-		var in *s3.GetObjectInput
-		if etag != "" && as(&in) {
-			in.IfMatch = aws.String(etag)
+		if etag == "" {
+			return nil
 		}
+		var in *s3.GetObjectInput
+		if !as(&in) {
+			// Not S3's request: the read would not be conditional.
+			return errors.New("a conditional read (If-Match) needs an S3 store")
+		}
+		in.IfMatch = aws.String(etag)
 		return nil
 	}
 }

@@ -76,6 +76,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -226,24 +227,27 @@ func (c *Cache) Get(ctx context.Context, sum string, size int64, open func(conte
 	}, st)
 }
 
-// GetTagged is Get for an object whose SHA-256 is not known before it
-// is read (one of a store that records none), named instead by tag:
-// what identifies its content where it is kept, such as its URL, ETag
-// and size (an ETag changes with the content). Its bytes are kept by
-// their SHA-256 like any other object's, and so shared with every other
-// copy of them; the SHA-256 of its fetch is remembered under the tag,
-// so that a later read of the same content is a hit. A fetched object
-// of another size than size is refused.
-func (c *Cache) GetTagged(ctx context.Context, tag string, size int64, open func(context.Context) (io.ReadCloser, error), st *Stats) (*os.File, error) {
+// GetTagged is Get for an object named by tag rather than by its
+// SHA-256: by what identifies its content where it is kept, such as its
+// URL, ETag and size (an ETag changes with the content). Its bytes are
+// kept by their SHA-256 like any other object's, and so shared with
+// every other copy of them; the SHA-256 of its fetch is remembered under
+// the tag, so that a later read of the same content is a hit. A fetched
+// object of another size than size is refused, and so is one whose
+// SHA-256 is not want, if want is given (what the store recorded).
+func (c *Cache) GetTagged(ctx context.Context, tag, want string, size int64, open func(context.Context) (io.ReadCloser, error), st *Stats) (*os.File, error) {
+	if want != "" && !isSum(want) {
+		return nil, fmt.Errorf("cache: %q is not a SHA-256", want)
+	}
 	tp := c.tagPath(tag)
 	return c.get(ctx, "tag "+tp, func() *os.File {
 		b, err := os.ReadFile(tp)
-		if err != nil || !isSum(string(b)) {
+		if err != nil || !isSum(string(b)) || want != "" && string(b) != want {
 			return nil
 		}
 		return hit(c.Path(string(b)), size)
 	}, func() (*os.File, error) {
-		obj, sum, err := c.fill(ctx, "", size, open, st)
+		obj, sum, err := c.fill(ctx, want, size, open, st)
 		if err == nil {
 			// Not kept, the tag costs the next read a fetch: no more.
 			c.writeTag(tp, sum)
@@ -251,6 +255,9 @@ func (c *Cache) GetTagged(ctx context.Context, tag string, size int64, open func
 		return obj, err
 	}, st)
 }
+
+// Holds reports whether an object of size bytes can be kept at all.
+func (c *Cache) Holds(size int64) bool { return c.limit <= 0 || size <= c.limit }
 
 // get returns what look finds, else what fill gets, filling each key
 // once at a time in this process.
@@ -293,13 +300,18 @@ func (c *Cache) get(ctx context.Context, key string, look func() *os.File, fill 
 	}
 }
 
-// isSum reports whether s is a SHA-256 in hex.
+// isSum reports whether s is a SHA-256 in lower-case hex (the form
+// fill computes and objects are kept under).
 func isSum(s string) bool {
 	if len(s) != 64 {
 		return false
 	}
-	_, err := hex.DecodeString(s)
-	return err == nil
+	for _, r := range s {
+		if (r < '0' || r > '9') && (r < 'a' || r > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // tagPath is where the SHA-256 of the object tag names is remembered.
@@ -374,8 +386,11 @@ func (c *Cache) fill(ctx context.Context, want string, size int64, open func(con
 		return nil, "", fmt.Errorf("fetch: %w", err)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	if want != "" && sum != want || n != size {
-		return nil, "", fmt.Errorf("fetched object does not match its manifest: %d bytes with SHA-256 %s, want %d bytes with %s", n, sum, size, cmp.Or(want, "any SHA-256"))
+	switch {
+	case want != "" && (sum != want || n != size):
+		return nil, "", fmt.Errorf("fetched object does not match its manifest: %d bytes with SHA-256 %s, want %d bytes with %s", n, sum, size, want)
+	case n != size:
+		return nil, "", fmt.Errorf("fetched object changed: %d bytes, where the store said %d", n, size)
 	}
 	// Read-only: lazy mounts serve it in place, and no job may change the
 	// bytes the others share.
@@ -683,6 +698,7 @@ func (c *Cache) walk(keep int64) (used, reserved int64) {
 		}
 		return nil
 	})
+	defer c.pruneTags()
 	if used <= keep {
 		return used, reserved
 	}
@@ -746,6 +762,34 @@ func flock(f *os.File, how int) error {
 			return err
 		}
 	}
+}
+
+// pruneTags removes the tags whose object is no longer kept, and the
+// temp files of tag writes that did not finish (a killed process's):
+// tags are not counted against the limit, so they must not outlive what
+// they name. Only under the state lock (with a walk).
+func (c *Cache) pruneTags() {
+	filepath.WalkDir(filepath.Join(c.dir, "tags"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), ".tag-") {
+			if info, err := d.Info(); err == nil && time.Since(info.ModTime()) > time.Minute {
+				os.Remove(p)
+			}
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		if !isSum(string(b)) {
+			os.Remove(p)
+		} else if _, err := os.Stat(c.Path(string(b))); errors.Is(err, fs.ErrNotExist) {
+			os.Remove(p)
+		}
+		return nil
+	})
 }
 
 // Usage is the cache's object count and bytes, by a walk of the dir.

@@ -453,6 +453,7 @@ func TestRemovedStateIsReopened(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
+	defer c2.Close()
 	get(c, 1)
 	get(c2, 2)
 	if state, objects, temps := onDisk(t, dir); state != 300 || objects != 300 || temps != 0 {
@@ -838,7 +839,7 @@ func TestGetTagged(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f, err := c.GetTagged(ctx, "s3://b k etag1", int64(len(data)), opener(data, &calls), &st)
+			f, err := c.GetTagged(ctx, "s3://b k etag1", "", int64(len(data)), opener(data, &calls), &st)
 			if err != nil {
 				t.Error(err)
 				return
@@ -865,19 +866,39 @@ func TestGetTagged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := got(c2.GetTagged(ctx, "s3://b k etag1", int64(len(data)), opener(data, &calls), &st)); err != nil || calls.Load() != 1 {
+	defer c2.Close()
+	if err := got(c2.GetTagged(ctx, "s3://b k etag1", "", int64(len(data)), opener(data, &calls), &st)); err != nil || calls.Load() != 1 {
 		t.Fatalf("tagged get in a reopened cache: %v, %d fetches", err, calls.Load())
 	}
 	// New content comes with a new tag: fetched.
 	newer := []byte("the same key, rewritten")
-	if err := got(c.GetTagged(ctx, "s3://b k etag2", int64(len(newer)), opener(newer, &calls), &st)); err != nil || calls.Load() != 2 {
+	if err := got(c.GetTagged(ctx, "s3://b k etag2", sum(newer), int64(len(newer)), opener(newer, &calls), &st)); err != nil || calls.Load() != 2 {
 		t.Fatalf("tagged get of new content: %v, %d fetches", err, calls.Load())
 	}
 	// The wrong size: refused, and no tag left to point at it.
-	if err := got(c.GetTagged(ctx, "s3://b short etag", int64(len(data))+1, opener(data, &calls), &st)); err == nil {
+	if err := got(c.GetTagged(ctx, "s3://b short etag", "", int64(len(data))+1, opener(data, &calls), &st)); err == nil {
 		t.Fatal("a fetch one byte short was accepted")
 	}
 	if _, err := os.Stat(c.tagPath("s3://b short etag")); err == nil {
 		t.Fatal("a refused fetch left a tag")
+	}
+	// Bytes that are not what the store recorded: refused, not kept.
+	other := []byte("recorded for something else!")
+	if err := got(c.GetTagged(ctx, "s3://b lie etag", sum(data), int64(len(other)), opener(other, &calls), &st)); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("bytes other than the recorded SHA-256: %v", err)
+	}
+	if _, err := os.Stat(c.Path(sum(other))); err == nil {
+		t.Fatal("bytes that did not match the recorded SHA-256 were kept")
+	}
+	// A walk forgets the tags of evicted objects.
+	if err := os.Remove(c.Path(sum(newer))); err != nil {
+		t.Fatal(err)
+	}
+	c.locked(true, func(*state) error { return nil })
+	if _, err := os.Stat(c.tagPath("s3://b k etag2")); err == nil {
+		t.Fatal("the tag of an evicted object outlived a walk")
+	}
+	if _, err := os.Stat(c.tagPath("s3://b k etag1")); err != nil {
+		t.Fatalf("the tag of a kept object: %v", err)
 	}
 }

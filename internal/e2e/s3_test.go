@@ -137,4 +137,15 @@ func TestURLInputsThroughCache(t *testing.T) {
 	if hits, misses := cacheMetrics(t, s); hits != 3 || misses != 3 {
 		t.Fatalf("after a rewrite: cache hits %d misses %d, want 3 and 3", hits, misses)
 	}
+
+	// Objects larger than the whole cache are read directly.
+	small := startServerEnv(t, env, "--storage", storage, "--cache-size", "8")
+	j := small.wait(small.submit(spec), 30*time.Second)
+	expectState(t, j, job.Succeeded)
+	if got := small.logs(id(j), client.LogOptions{}); got != "with hpcml's checksum\nrewritten!!\n" {
+		t.Fatalf("job on a node with an 8-byte cache read %q", got)
+	}
+	if hits, misses := cacheMetrics(t, small); hits != 0 || misses != 0 {
+		t.Fatalf("8-byte cache: hits %d misses %d, want none", hits, misses)
+	}
 }

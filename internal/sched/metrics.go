@@ -22,9 +22,9 @@ func NewMetrics(reg prometheus.Registerer, snap func() *Snapshot) *Metrics {
 		submitted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hpcml_jobs_submitted_total", Help: "Jobs and array tasks submitted."}),
 		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "hpcml_dataset_cache_hits_total", Help: "Dataset objects staged from a node's cache."}),
+			Name: "hpcml_dataset_cache_hits_total", Help: "Objects of job inputs (datasets, and URLs on S3) served from a node's cache."}),
 		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "hpcml_dataset_cache_misses_total", Help: "Dataset objects fetched into a node's cache."}),
+			Name: "hpcml_dataset_cache_misses_total", Help: "Objects of job inputs (datasets, and URLs on S3) fetched into a node's cache."}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hpcml_jobs_finished_total", Help: "Jobs and array tasks that reached a terminal state."}, []string{"state"}),
 		submitToStart: prometheus.NewHistogram(prometheus.HistogramOpts{

@@ -175,16 +175,21 @@ func copyFile(in io.Reader, dst string) error {
 }
 
 // countedCache is the node's object cache as URL inputs' downloads use
-// it (blob.ObjectCache), counting the attempt's hits and misses.
+// it (blob.ObjectCache), counting the attempt's hits and misses. An
+// object larger than the whole cache is read directly, as it was before
+// URL inputs went through the cache.
 type countedCache struct {
 	c  *cache.Cache
 	st *cache.Stats
 }
 
-func (cc countedCache) Get(ctx context.Context, sum string, size int64, open func(context.Context) (io.ReadCloser, error)) (*os.File, error) {
-	return cc.c.Get(ctx, sum, size, open, cc.st)
-}
-
-func (cc countedCache) GetTagged(ctx context.Context, tag string, size int64, open func(context.Context) (io.ReadCloser, error)) (*os.File, error) {
-	return cc.c.GetTagged(ctx, tag, size, open, cc.st)
+func (cc countedCache) Fetch(ctx context.Context, tag, want string, size int64, open func(context.Context) (io.ReadCloser, error)) (io.ReadCloser, error) {
+	if !cc.c.Holds(size) {
+		return open(ctx)
+	}
+	f, err := cc.c.GetTagged(ctx, tag, want, size, open, cc.st)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
 }
