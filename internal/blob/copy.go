@@ -12,11 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	gcblob "gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
+	"golang.org/x/sync/errgroup"
 )
 
 // Cache keeps buckets open by URL, so that work repeated per job (log
@@ -121,16 +123,18 @@ func (s *Stager) Download(ctx context.Context, rawURL string, root *os.Root, rel
 	if !loc.IsPrefix() {
 		return downloadOne(ctx, fetch, loc.Key, root, rel)
 	}
-	var total int64
+	// Listed first (an object that would land outside fails the input
+	// before any byte is copied), then copied downloadsAtOnce at a time.
+	var keys, rels []string
+	at := map[string]int{} // rels' indexes
 	it := b.List(&gcblob.ListOptions{Prefix: loc.Key})
-	found := false
 	for {
 		obj, err := it.Next(ctx)
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return total, fmt.Errorf("list %s: %w", loc, err)
+			return 0, fmt.Errorf("list %s: %w", loc, err)
 		}
 		if strings.HasSuffix(obj.Key, "/") && obj.Size == 0 {
 			// A "folder marker" (what S3 consoles create for an empty
@@ -138,22 +142,40 @@ func (s *Stager) Download(ctx context.Context, rawURL string, root *os.Root, rel
 			// create their directories themselves.
 			continue
 		}
-		found = true
 		sub := strings.TrimPrefix(obj.Key, loc.Key)
 		if !filepath.IsLocal(sub) {
-			return total, fmt.Errorf("object %q would land outside %s", obj.Key, rel)
+			return 0, fmt.Errorf("object %q would land outside %s", obj.Key, rel)
 		}
-		n, err := downloadOne(ctx, fetch, obj.Key, root, path.Join(rel, sub))
-		total += n
-		if err != nil {
-			return total, err
+		dst := path.Join(rel, sub)
+		if i, ok := at[dst]; ok {
+			// Keys that land on one path ("a//b", "a/b"): the last listed
+			// wins, as when they were copied one after the other.
+			keys[i] = obj.Key
+			continue
 		}
+		at[dst] = len(keys)
+		keys, rels = append(keys, obj.Key), append(rels, dst)
 	}
-	if !found {
+	if len(keys) == 0 {
 		return 0, fmt.Errorf("no objects under %s", loc)
 	}
-	return total, nil
+	var total atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(downloadsAtOnce)
+	for i := range keys {
+		g.Go(func() error {
+			n, err := downloadOne(gctx, fetch, keys[i], root, rels[i])
+			total.Add(n)
+			return err
+		})
+	}
+	err = g.Wait()
+	return total.Load(), err
 }
+
+// downloadsAtOnce is how many objects of a prefix are copied at once:
+// a prefix of many small objects is bound by requests, not bytes.
+const downloadsAtOnce = 8
 
 // fetcher is how the objects of bucketURL (open as b) are read: through
 // the node's cache for an object store, when the Stager has one, else

@@ -2,10 +2,13 @@ package blob
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -201,5 +204,49 @@ func TestFileURLsCreateDirectoriesOnlyForOutputs(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(target, "out.txt")); err != nil || string(b) != "result" {
 		t.Errorf("uploaded file: %q, %v", b, err)
+	}
+}
+
+// TestDownloadPrefixInParallel: a prefix of many objects in nested dirs
+// arrives whole (copied several at a time), with every byte counted, and
+// no temporary file left.
+func TestDownloadPrefixInParallel(t *testing.T) {
+	ctx := context.Background()
+	store := "file://" + t.TempDir()
+	shared := NewCache()
+	defer shared.Close()
+	b, err := shared.Open(ctx, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	var bytes int64
+	for i := range 40 {
+		key := fmt.Sprintf("d%d/s%d/f%02d.txt", i%3, i%5, i)
+		body := strings.Repeat(strconv.Itoa(i), i+1)
+		put(t, b, "in/"+key, body)
+		want[key] = body
+		bytes += int64(len(body))
+	}
+	dir, root := openRoot(t)
+	s := NewStager(store, shared)
+	defer s.Close()
+	n, err := s.Download(ctx, "in/", root, "data")
+	if err != nil || n != bytes {
+		t.Fatalf("download: %d bytes (%v), want %d", n, err, bytes)
+	}
+	files := 0
+	filepath.WalkDir(filepath.Join(dir, "data"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files++
+			rel, _ := filepath.Rel(filepath.Join(dir, "data"), p)
+			if got, _ := os.ReadFile(p); string(got) != want[filepath.ToSlash(rel)] {
+				t.Errorf("%s: %q, want %q", rel, got, want[filepath.ToSlash(rel)])
+			}
+		}
+		return nil
+	})
+	if files != len(want) {
+		t.Fatalf("%d files in the job dir, want %d (no temporaries)", files, len(want))
 	}
 }
