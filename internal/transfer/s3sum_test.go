@@ -293,6 +293,11 @@ func TestDownloadCheckedByS3Checksum(t *testing.T) {
 			t.Fatalf("GETs %q: the composite's %s was not read by number", gets, p)
 		}
 	}
+	// The whole-object CRC came as partsInFlight streams, CRC'd apart
+	// and combined.
+	if ranges := slices.DeleteFunc(gets, func(g string) bool { return !strings.HasPrefix(g, "bytes=") }); len(ranges) != partsInFlight {
+		t.Fatalf("GETs %q: want full.bin in %d ranges", gets, partsInFlight)
+	}
 
 	// A store that keeps no checksums: SHA-256s, checked against nothing
 	// but reported (and verified).
@@ -355,7 +360,8 @@ func TestDownloadS3ChecksumCatchesCorruption(t *testing.T) {
 	}
 	for _, prefix := range []string{"c/", "f/"} {
 		log := &getLog{corrupt: func(r *http.Request) bool {
-			return r.URL.Query().Get("partNumber") == "2" || strings.HasPrefix(r.Header.Get("Range"), "bytes=16777216-")
+			rg := r.Header.Get("Range")
+			return r.URL.Query().Get("partNumber") == "2" || rg != "" && !strings.HasPrefix(rg, "bytes=0-")
 		}}
 		via := log.proxy(t, s.endpoint)
 		dst := t.TempDir()
@@ -369,6 +375,26 @@ func TestDownloadS3ChecksumCatchesCorruption(t *testing.T) {
 		}
 		if entries, _ := os.ReadDir(dst); len(entries) != 0 {
 			t.Fatalf("%s: the destination holds %d entries after a failed copy", prefix, len(entries))
+		}
+	}
+}
+
+// TestCombineCRC: the CRC of two pieces, combined, is the CRC of the
+// whole, for each kind and for pieces of any length.
+func TestCombineCRC(t *testing.T) {
+	data := randomBytes(31, 100_000)
+	for _, alg := range []string{"crc32", "crc32c", "crc64nvme"} {
+		c := &s3Sum{alg: alg}
+		whole := c.newHash()
+		whole.Write(data)
+		for _, cut := range []int{0, 1, 7, 4096, 65_537, 99_999, 100_000} {
+			a, b := c.newHash(), c.newHash()
+			a.Write(data[:cut])
+			b.Write(data[cut:])
+			got := c.combineCRC(sumOf(a.Sum(nil)), sumOf(b.Sum(nil)), int64(len(data)-cut))
+			if enc := c.encodeCRC(got); enc != encode(whole) {
+				t.Errorf("%s cut at %d: %s, want %s", alg, cut, enc, encode(whole))
+			}
 		}
 	}
 }
