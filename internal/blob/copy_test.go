@@ -43,6 +43,20 @@ func listAll(t *testing.T, b *Bucket) map[string]string {
 	}
 }
 
+// fileStore is a file:// store in a temp dir, opened in a bucket cache
+// closed when the test ends.
+func fileStore(t *testing.T) (store string, shared *Cache, b *Bucket) {
+	t.Helper()
+	store = "file://" + t.TempDir()
+	shared = NewCache()
+	t.Cleanup(func() { shared.Close() })
+	b, err := shared.Open(context.Background(), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, shared, b
+}
+
 func openRoot(t *testing.T) (string, *os.Root) {
 	t.Helper()
 	dir := t.TempDir()
@@ -56,13 +70,7 @@ func openRoot(t *testing.T) (string, *os.Root) {
 
 func TestDownloadSkipsFolderMarkers(t *testing.T) {
 	ctx := context.Background()
-	store := "file://" + t.TempDir()
-	shared := NewCache()
-	defer shared.Close()
-	b, err := shared.Open(ctx, store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, shared, b := fileStore(t)
 	// What an S3 console leaves for folders: empty objects named "x/".
 	put(t, b, "in/", "")
 	put(t, b, "in/sub/", "")
@@ -212,13 +220,7 @@ func TestFileURLsCreateDirectoriesOnlyForOutputs(t *testing.T) {
 // no temporary file left.
 func TestDownloadPrefixInParallel(t *testing.T) {
 	ctx := context.Background()
-	store := "file://" + t.TempDir()
-	shared := NewCache()
-	defer shared.Close()
-	b, err := shared.Open(ctx, store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, shared, b := fileStore(t)
 	want := map[string]string{}
 	var bytes int64
 	for i := range 40 {

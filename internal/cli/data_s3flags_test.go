@@ -53,27 +53,35 @@ func TestDataS3Flags(t *testing.T) {
 	}
 }
 
+// s3DataRig starts an S3 server with the bucket "bkt" (credentials in
+// the environment), writes files into a local source dir, and returns
+// the dir and a runner of `hpcml data ...` with the server's flags.
+func s3DataRig(t *testing.T, access string, files map[string]string) (src string, run func(args ...string) result) {
+	t.Helper()
+	srv := s3test.Start(t, access, access+"secret", "bkt")
+	srv.URLEnv(t)
+	src = t.TempDir()
+	for f, body := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, f), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flags := []string{"--endpoint-url", srv.Endpoint, "--region", "us-east-1", "--path-style"}
+	return src, func(args ...string) result {
+		t.Helper()
+		return runCLI(t, nil, append(append([]string{"data"}, args...), flags...)...)
+	}
+}
+
 // TestDataTreeWithoutSlash: s3://bucket/dir names the objects under
 // dir/ when there is no object "dir", for every data command, as aws s3
 // and rclone read it; rm asks for --recursive before removing a tree so
 // named.
 func TestDataTreeWithoutSlash(t *testing.T) {
-	srv := s3test.Start(t, "treetest", "treetestsecret", "bkt")
-	srv.URLEnv(t)
-	src := t.TempDir()
-	for _, f := range []string{"a.txt", "sub/b.txt"} {
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, f)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(src, f), []byte(f), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	flags := []string{"--endpoint-url", srv.Endpoint, "--region", "us-east-1", "--path-style"}
-	run := func(args ...string) result {
-		t.Helper()
-		return runCLI(t, nil, append(append([]string{"data"}, args...), flags...)...)
-	}
+	src, run := s3DataRig(t, "treetest", map[string]string{"a.txt": "a.txt", "sub/b.txt": "sub/b.txt"})
 	if r := run("sync", src+"/", "s3://bkt/dir/"); r.code != 0 {
 		t.Fatalf("sync up: %d %s", r.code, r.stderr)
 	}
@@ -114,22 +122,7 @@ func TestDataTreeWithoutSlash(t *testing.T) {
 // never deletes: a file only the destination has survives; its report
 // says "copy".
 func TestDataCp(t *testing.T) {
-	srv := s3test.Start(t, "cptest", "cptestsecret", "bkt")
-	srv.URLEnv(t)
-	src := t.TempDir()
-	for f, body := range map[string]string{"a.txt": "alpha", "sub/b.txt": "beta"} {
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, f)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(src, f), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	flags := []string{"--endpoint-url", srv.Endpoint, "--region", "us-east-1", "--path-style"}
-	run := func(args ...string) result {
-		t.Helper()
-		return runCLI(t, nil, append(append([]string{"data"}, args...), flags...)...)
-	}
+	src, run := s3DataRig(t, "cptest", map[string]string{"a.txt": "alpha", "sub/b.txt": "beta"})
 	if r := run("cp", src+"/", "s3://bkt/cp/"); r.code != 0 {
 		t.Fatalf("cp up: %d %s", r.code, r.stderr)
 	}

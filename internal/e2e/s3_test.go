@@ -26,19 +26,27 @@ func startS3(t *testing.T, access, secret, bucket string) string {
 	return s3test.Start(t, access, secret, bucket).Endpoint
 }
 
+// s3Storage starts versitygw with bucket and returns the bucket as the
+// server's --storage, and the environment that gives a server its
+// credentials (set in this process too, for its own blob.Open).
+func s3Storage(t *testing.T, bucket string) (storage string, env []string) {
+	t.Helper()
+	const access, secret = "hpcmltest", "hpcmltestsecret"
+	endpoint := startS3(t, access, secret, bucket)
+	env = []string{"AWS_ACCESS_KEY_ID=" + access, "AWS_SECRET_ACCESS_KEY=" + secret}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	return fmt.Sprintf("s3://%s?endpoint=%s&use_path_style=true&region=us-east-1", bucket, endpoint), env
+}
+
 // TestS3Storage runs the server on an S3-compatible store (a real
 // versitygw on loopback): job inputs are read from it, outputs and logs
 // are written to it by the executor with the server's credentials, and
 // logs are still served once the job's local dir is gone.
 func TestS3Storage(t *testing.T) {
-	const access, secret, bucket = "hpcmltest", "hpcmltestsecret", "hpcml-e2e"
-	endpoint := startS3(t, access, secret, bucket)
-	storage := fmt.Sprintf("s3://%s?endpoint=%s&use_path_style=true&region=us-east-1", bucket, endpoint)
-	env := []string{"AWS_ACCESS_KEY_ID=" + access, "AWS_SECRET_ACCESS_KEY=" + secret}
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v) // for this process's own blob.Open below
-	}
+	storage, env := s3Storage(t, "hpcml-e2e")
 	ctx := ctxFor(t, 60*time.Second)
 	b, err := blob.Open(ctx, storage)
 	if err != nil {
@@ -83,19 +91,13 @@ func TestS3Storage(t *testing.T) {
 }
 
 // TestURLInputsThroughCache: a job's S3 URL inputs are served from the
-// node's object cache, by the SHA-256 an object records or, for one
-// that records none, by its ETag: the first job fetches (misses), the
-// next reads from the cache (hits, in /metrics); an object rewritten
-// since is fetched again, and the job reads its new bytes.
+// node's object cache, found by URL, ETag and size (and checked against
+// a recorded SHA-256 where there is one): the first job fetches
+// (misses), the next reads from the cache (hits, in /metrics); an
+// object rewritten since is fetched again, and the job reads its new
+// bytes; objects larger than the cache are read directly.
 func TestURLInputsThroughCache(t *testing.T) {
-	const access, secret, bucket = "hpcmltest", "hpcmltestsecret", "hpcml-urlcache"
-	endpoint := startS3(t, access, secret, bucket)
-	storage := fmt.Sprintf("s3://%s?endpoint=%s&use_path_style=true&region=us-east-1", bucket, endpoint)
-	env := []string{"AWS_ACCESS_KEY_ID=" + access, "AWS_SECRET_ACCESS_KEY=" + secret}
-	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	storage, env := s3Storage(t, "hpcml-urlcache")
 	ctx := ctxFor(t, 60*time.Second)
 	b, err := blob.Open(ctx, storage)
 	if err != nil {

@@ -22,8 +22,8 @@ import (
 
 // Metadata keys hpcml records with every object it writes.
 const (
-	MetaSHA256 = "sha256" // hex SHA-256 of the content
-	MetaMtime  = "mtime"  // the source's modification time (mtimeValue)
+	MetaSHA256 = hblob.MetaSHA256 // hex SHA-256 of the content (what the node cache checks too)
+	MetaMtime  = "mtime"          // the source's modification time (mtimeValue)
 )
 
 // mtimeValue is a modification time as MetaMtime holds it: Unix seconds
