@@ -765,9 +765,9 @@ func (e *engine) copyOne(ctx context.Context, o object) (copied, error) {
 	meta := map[string]string{MetaMtime: mtimeValue(o.ModTime)}
 
 	if o.Size >= 0 && o.Size <= smallObject {
-		r, err := e.openSource(ctx, o.Key, 0, -1)
+		r, err := e.src.openWhole(ctx, o.Key)
 		if err != nil {
-			return copied{}, err
+			return copied{}, sourceErr(err)
 		}
 		// Exactly the listed size, read into a buffer of that size (no
 		// doubling growth), then one byte more to catch a grown source.

@@ -7,7 +7,6 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -157,21 +156,16 @@ func (c *s3Sum) of(r io.Reader, buf []byte) (string, error) {
 // mode enabled, which gocloud's attributes do not ask for) and returns
 // it if the object still has the ETag etag; nil if it has none, or the
 // store does not say, or the key is one the raw client might not spell
-// as gocloud does (gocloud escapes control characters and "../", and
-// writes escapes as "__0x..__").
+// as gocloud does (see blob.PlainS3Key).
 func (s *store) s3Sum(ctx context.Context, key, etag string) *s3Sum {
 	var client *s3.Client
 	full := s.full(key)
-	if s.ep.Kind != KindS3 || !s.bucket.As(&client) || strings.IndexFunc(full, func(r rune) bool { return r < 32 }) >= 0 ||
-		strings.Contains(full, "../") || strings.Contains(full, "__0x") {
-		return nil
-	}
-	u, err := url.Parse(s.ep.Bucket)
-	if err != nil {
+	name, ok := s.s3Name()
+	if !ok || !s.bucket.As(&client) || !hblob.PlainS3Key(full) {
 		return nil
 	}
 	out, err := client.HeadObject(ctx, &s3.HeadObjectInput{
-		Bucket: aws.String(u.Host), Key: aws.String(full), ChecksumMode: types.ChecksumModeEnabled,
+		Bucket: aws.String(name), Key: aws.String(full), ChecksumMode: types.ChecksumModeEnabled,
 	})
 	if err != nil || aws.ToString(out.ETag) != etag {
 		return nil

@@ -65,6 +65,8 @@ type store struct {
 	// noTmpfile: local writes take a temporary name even where O_TMPFILE
 	// works (tests of that path).
 	noTmpfile bool
+	// get reads small S3 objects by direct GETs (nil: through gocloud).
+	get *hblob.Getter
 }
 
 func openStore(ctx context.Context, ep Endpoint, forWriting bool) (*store, error) {
@@ -105,7 +107,25 @@ func (s *store) openBucket(ctx context.Context) error {
 		return err
 	}
 	s.bucket = b
+	if name, ok := s.s3Name(); ok && !s.writing {
+		s.get = hblob.NewGetter(ctx, b, name)
+	}
 	return nil
+}
+
+// s3Name is the name of an S3 store's bucket, for the requests hpcml
+// builds itself (direct GETs, a HEAD with checksum mode) with keys as
+// full returns them: false for any other store, and for a bucket URL
+// with gocloud's prefix parameter, whose prefix those would miss.
+func (s *store) s3Name() (string, bool) {
+	if s.ep.Kind != KindS3 {
+		return "", false
+	}
+	u, err := url.Parse(s.ep.Bucket)
+	if err != nil || u.Query().Has("prefix") {
+		return "", false
+	}
+	return u.Host, true
 }
 
 // prepare makes a local destination directory that does not exist yet:
@@ -247,6 +267,23 @@ func (s *store) open(ctx context.Context, key string, off, n int64) (io.ReadClos
 		return nil, hblob.Describe(err, s.ep.Raw+" "+key)
 	}
 	return r, nil
+}
+
+// openWhole reads a whole object as open does: a small S3 object by a
+// direct GET (blob.Getter) where one can be sent, and through gocloud
+// where not or where that did not answer 200 (a missing object, a
+// refusal, throttling), whose retries and errors then apply.
+func (s *store) openWhole(ctx context.Context, key string) (io.ReadCloser, error) {
+	if s.get != nil {
+		r, err := s.get.Get(ctx, s.full(key))
+		if err == nil {
+			return r, nil
+		}
+		if !hblob.NotDirect(err) {
+			return nil, err
+		}
+	}
+	return s.open(ctx, key, 0, -1)
 }
 
 // create writes an object: nothing appears under its name until Commit
