@@ -2,8 +2,7 @@ package blob
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -40,13 +39,19 @@ type Getter struct {
 	creds  aws.CredentialsProvider
 	client s3.HTTPClient
 	signer *v4.Signer
-	// off: the server refused a signature of ours (400 or 403); every GET
-	// goes through the SDK from then on, so that none pays twice.
+	// off: the server refused a signature of ours; every GET goes through
+	// the SDK from then on, so that none pays twice.
 	off atomic.Bool
+	// pausedUntil (Unix ns): after a 5xx (throttling, an overloaded
+	// server) reads go through the SDK, whose retries back off, for
+	// serverPause, instead of each paying a direct GET first.
+	pausedUntil atomic.Int64
 }
 
+const serverPause = time.Second
+
 // emptySHA256 is SigV4's payload hash of a request without a body.
-var emptySHA256 = func() string { s := sha256.Sum256(nil); return hex.EncodeToString(s[:]) }()
+const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 // errNoDirectGet: the Getter did not read the object (see Get).
 var errNoDirectGet = errors.New("direct GET not taken")
@@ -59,6 +64,9 @@ const (
 // NewGetter returns a Getter for bucket name of b, or nil if b is not an
 // S3 bucket that can take one (see Getter).
 func NewGetter(ctx context.Context, b *Bucket, name string) *Getter {
+	if strings.HasSuffix(name, "--x-s3") {
+		return nil // an S3 Express directory bucket: session auth, not SigV4
+	}
 	var client *s3.Client
 	if !b.As(&client) {
 		return nil
@@ -104,57 +112,81 @@ func NewGetter(ctx context.Context, b *Bucket, name string) *Getter {
 
 // PlainS3Key reports whether a request built outside gocloud (Get, a
 // HEAD with checksum mode) names the object gocloud's would: true for a
-// key gocloud does not escape. It escapes control characters, "../",
-// invalid UTF-8 and anything that looks like its own "__0x..__" escapes.
+// key gocloud leaves as it is. It escapes control characters, "../" and
+// anything that looks like its own "__0x..__" escapes; invalid UTF-8,
+// which it may rewrite, is left to it too.
 func PlainS3Key(key string) bool {
 	return utf8.ValidString(key) && !strings.Contains(key, "../") && !strings.Contains(key, "__0x") &&
 		strings.IndexFunc(key, func(r rune) bool { return r < 32 }) < 0
 }
 
-// Get reads the whole object key. Any answer but 200 (a missing object,
-// throttling, a server error) and any failure to send returns an error
-// wrapping errNoDirectGet, and the caller reads through the SDK, whose
-// retries and error mapping then apply; this costs a second request only
+// Get reads the whole object key, and returns its body and the
+// response's headers (its metadata as x-amz-meta-*, and the S3 checksum
+// it carries: the GET asks for it with x-amz-checksum-mode). Any answer
+// but 200 (a missing object, throttling, a server error) and any failure
+// to send returns an error, and the caller is to read through the SDK,
+// whose retries and error mapping then apply: a second request only
 // where the first failed.
-func (g *Getter) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	if g.off.Load() || !PlainS3Key(key) {
-		return nil, errNoDirectGet
+func (g *Getter) Get(ctx context.Context, key string) (io.ReadCloser, http.Header, error) {
+	if g.off.Load() || time.Now().UnixNano() < g.pausedUntil.Load() || !PlainS3Key(key) {
+		return nil, nil, errNoDirectGet
 	}
 	u := g.base
 	u.Path += key
 	u.RawPath += httpbinding.EscapePath(key, false)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errNoDirectGet, err)
+		return nil, nil, fmt.Errorf("%w: %w", errNoDirectGet, err)
 	}
 	req.URL = &u // the escaping above, not Go's
 	// Bytes as stored: without this Go's transport would ask for gzip and
 	// inflate a gzip-encoded object.
 	req.Header.Set("Accept-Encoding", "identity")
 	req.Header.Set("User-Agent", userAgent)
+	req.Header.Set("X-Amz-Checksum-Mode", "ENABLED")
 	req.Header.Set("X-Amz-Content-Sha256", emptySHA256)
 	creds, err := g.creds.Retrieve(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errNoDirectGet, err)
+		return nil, nil, fmt.Errorf("%w: %w", errNoDirectGet, err)
 	}
 	if err := g.signer.SignHTTP(ctx, creds, req, emptySHA256, "s3", g.region, time.Now().UTC()); err != nil {
-		return nil, fmt.Errorf("%w: %w", errNoDirectGet, err)
+		return nil, nil, fmt.Errorf("%w: %w", errNoDirectGet, err)
 	}
 	resp, err := g.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errNoDirectGet, err)
+		return nil, nil, fmt.Errorf("%w: %w", errNoDirectGet, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // S3's XML error; the SDK reads its own
+		code := errorCode(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusForbidden {
+		switch {
+		case resp.StatusCode >= 500:
+			g.pausedUntil.Store(time.Now().Add(serverPause).UnixNano())
+		case signatureRefused(code):
 			g.off.Store(true)
 		}
-		return nil, fmt.Errorf("%w: %s", errNoDirectGet, resp.Status)
+		return nil, nil, fmt.Errorf("%w: %s %s", errNoDirectGet, resp.Status, code)
 	}
-	return resp.Body, nil
+	return resp.Body, resp.Header, nil
 }
 
-// NotDirect reports whether err says that Get did not read the object
-// and the SDK should.
-func NotDirect(err error) bool { return errors.Is(err, errNoDirectGet) }
+// signatureRefused reports whether an S3 error code says a request's
+// signature (not the caller's rights to one object) was refused: direct
+// GETs then stop for the bucket. The SDK corrects a skewed clock, which
+// they do not.
+func signatureRefused(code string) bool {
+	switch code {
+	case "SignatureDoesNotMatch", "AuthorizationHeaderMalformed", "IncompleteSignature",
+		"InvalidAccessKeyId", "RequestTimeTooSkewed":
+		return true
+	}
+	return false
+}
+
+// errorCode is the Code of an S3 error body ("" if there is none).
+func errorCode(body io.Reader) string {
+	var e struct{ Code string }
+	xml.NewDecoder(io.LimitReader(body, 64<<10)).Decode(&e)
+	io.Copy(io.Discard, io.LimitReader(body, 64<<10)) // the rest, so that the connection can be reused
+	return e.Code
+}

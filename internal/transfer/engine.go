@@ -765,18 +765,22 @@ func (e *engine) copyOne(ctx context.Context, o object) (copied, error) {
 	meta := map[string]string{MetaMtime: mtimeValue(o.ModTime)}
 
 	if o.Size >= 0 && o.Size <= smallObject {
-		r, err := e.src.openWhole(ctx, o.Key)
+		r, want, err := e.src.openWhole(ctx, o.Key)
 		if err != nil {
 			return copied{}, sourceErr(err)
 		}
 		// Exactly the listed size, read into a buffer of that size (no
-		// doubling growth), then one byte more to catch a grown source.
-		// Counted as read, not as written: a file is read whole before
-		// it is written, and a throttled read of a few MiB takes a while.
+		// doubling growth), then to the end, which must come at once:
+		// more bytes mean a grown source, and an error there (a checksum
+		// the reader checks at the end) would be lost by ReadFull, which
+		// drops an error that comes with the last bytes. Counted as read,
+		// not as written: a file is read whole before it is written, and
+		// a throttled read of a few MiB takes a while.
 		data := make([]byte, o.Size)
 		_, err = io.ReadFull(&progressReader{r: e.limited(ctx, r), p: e.opts.Progress}, data)
 		if err == nil {
-			if n, _ := r.Read(make([]byte, 1)); n > 0 {
+			var more int64
+			if more, err = io.Copy(io.Discard, io.LimitReader(r, 1)); err == nil && more > 0 {
 				err = fmt.Errorf("source changed while copied: more than the listed %d bytes", o.Size)
 			}
 		}
@@ -789,6 +793,9 @@ func (e *engine) copyOne(ctx context.Context, o object) (copied, error) {
 		}
 		sum := sha256.Sum256(data)
 		meta[MetaSHA256] = hex.EncodeToString(sum[:])
+		if err := want.check(data, meta[MetaSHA256]); err != nil {
+			return copied{}, fmt.Errorf("read source: %w", err)
+		}
 		if _, err := e.write(ctx, key, o, meta, countedReader{bytes.NewReader(data)}, nil); err != nil {
 			return copied{}, err
 		}

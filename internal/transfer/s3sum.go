@@ -7,6 +7,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -79,6 +80,63 @@ func s3SumOf(out *s3.HeadObjectOutput) *s3Sum {
 			return nil
 		}
 		return &s3Sum{alg: c.alg, value: v, parts: parts}
+	}
+	return nil
+}
+
+// carried is what a source object carries to check a copy of it by: the
+// SHA-256 hpcml recorded with it, and the S3 checksum the store keeps.
+type carried struct {
+	sha256 string
+	s3     *s3Sum
+}
+
+// carriedIn reads what an object carries from the headers of a GET of
+// it (with checksum mode enabled).
+func carriedIn(h http.Header) carried {
+	get := func(k string) *string {
+		if v := h.Get(k); v != "" {
+			return &v
+		}
+		return nil
+	}
+	return carried{
+		sha256: h.Get("X-Amz-Meta-" + MetaSHA256),
+		s3: s3SumOf(&s3.HeadObjectOutput{
+			ChecksumCRC64NVME: get("X-Amz-Checksum-Crc64nvme"),
+			ChecksumCRC32C:    get("X-Amz-Checksum-Crc32c"),
+			ChecksumCRC32:     get("X-Amz-Checksum-Crc32"),
+			ChecksumType:      types.ChecksumType(h.Get("X-Amz-Checksum-Type")),
+		}),
+	}
+}
+
+// carriedBy reads what an object carries from the SDK's answer to a GET
+// (its checksum only if the GET asked for it).
+func carriedBy(out *s3.GetObjectOutput) carried {
+	return carried{
+		sha256: out.Metadata[MetaSHA256],
+		s3: s3SumOf(&s3.HeadObjectOutput{
+			ChecksumCRC64NVME: out.ChecksumCRC64NVME, ChecksumCRC32C: out.ChecksumCRC32C,
+			ChecksumCRC32: out.ChecksumCRC32, ChecksumType: out.ChecksumType,
+		}),
+	}
+}
+
+// check compares a whole object's bytes as read (data, whose SHA-256 is
+// sha) with the strongest checksum it carries: the recorded SHA-256, else
+// a whole-object S3 checksum. A composite one (a multipart upload's)
+// needs the part sizes, which a whole read does not see: not checked.
+func (c carried) check(data []byte, sha string) error {
+	switch {
+	case c.sha256 != "":
+		if !strings.EqualFold(c.sha256, sha) {
+			return fmt.Errorf("content does not match the SHA-256 recorded with the source (%s, read %s)", c.sha256, sha)
+		}
+	case c.s3 != nil && c.s3.parts == 0:
+		h := c.s3.newHash()
+		h.Write(data)
+		return c.s3.check(encode(h))
 	}
 	return nil
 }

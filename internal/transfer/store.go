@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
 
@@ -116,13 +117,13 @@ func (s *store) openBucket(ctx context.Context) error {
 // s3Name is the name of an S3 store's bucket, for the requests hpcml
 // builds itself (direct GETs, a HEAD with checksum mode) with keys as
 // full returns them: false for any other store, and for a bucket URL
-// with gocloud's prefix parameter, whose prefix those would miss.
+// with gocloud's prefix or key parameter, which those would not apply.
 func (s *store) s3Name() (string, bool) {
 	if s.ep.Kind != KindS3 {
 		return "", false
 	}
 	u, err := url.Parse(s.ep.Bucket)
-	if err != nil || u.Query().Has("prefix") {
+	if err != nil || u.Query().Has("prefix") || u.Query().Has("key") {
 		return "", false
 	}
 	return u.Host, true
@@ -269,21 +270,26 @@ func (s *store) open(ctx context.Context, key string, off, n int64) (io.ReadClos
 	return r, nil
 }
 
-// openWhole reads a whole object as open does: a small S3 object by a
+// openWhole reads a whole object as open does, and returns with it what
+// the object carries to check the bytes by: a small S3 object by a
 // direct GET (blob.Getter) where one can be sent, and through gocloud
 // where not or where that did not answer 200 (a missing object, a
 // refusal, throttling), whose retries and errors then apply.
-func (s *store) openWhole(ctx context.Context, key string) (io.ReadCloser, error) {
+func (s *store) openWhole(ctx context.Context, key string) (io.ReadCloser, carried, error) {
 	if s.get != nil {
-		r, err := s.get.Get(ctx, s.full(key))
-		if err == nil {
-			return r, nil
-		}
-		if !hblob.NotDirect(err) {
-			return nil, err
+		if r, h, err := s.get.Get(ctx, s.full(key)); err == nil {
+			return r, carriedIn(h), nil
 		}
 	}
-	return s.open(ctx, key, 0, -1)
+	r, err := s.open(ctx, key, 0, -1)
+	if err != nil {
+		return nil, carried{}, err
+	}
+	var out s3.GetObjectOutput
+	if br, ok := r.(*blob.Reader); ok && br.As(&out) {
+		return r, carriedBy(&out), nil
+	}
+	return r, carried{}, nil
 }
 
 // create writes an object: nothing appears under its name until Commit
