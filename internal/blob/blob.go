@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/config"
 	gcblob "gocloud.dev/blob"
 	_ "gocloud.dev/blob/fileblob" // file:// URLs (s3:// URLs: s3.go)
 	"gocloud.dev/gcerrors"
@@ -39,6 +40,11 @@ func Open(ctx context.Context, bucketURL string) (*Bucket, error) {
 		b, err = openS3(ctx, u)
 	} else {
 		b, err = gcblob.OpenBucket(ctx, u.String())
+	}
+	var noProfile config.SharedConfigProfileNotExistError
+	if errors.As(err, &noProfile) {
+		return nil, fmt.Errorf("open storage %s: AWS profile %q not found in the AWS config and credentials files (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE, else ~/.aws)",
+			Redact(bucketURL), noProfile.Profile)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open storage %s: %w", Redact(bucketURL), err)

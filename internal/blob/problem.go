@@ -21,11 +21,11 @@ func Describe(err error, what string) error {
 	case hasCode(msg, "NoSuchBucket"):
 		return fmt.Errorf("%s: the bucket does not exist: %w", what, err)
 	case hasCode(msg, "SignatureDoesNotMatch", "InvalidAccessKeyId", "XAdminUserNotFound"):
-		return fmt.Errorf("%s: the credentials were refused (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY): %w", what, err)
+		return fmt.Errorf("%s: the credentials were refused (check the access key and secret: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the profile's): %w", what, err)
 	case gcerrors.Code(err) == gcerrors.PermissionDenied, hasCode(msg, "AccessDenied"):
 		// A 403 without a code (a HEAD's answer) is also what a wrong
 		// secret key gets.
-		return fmt.Errorf("%s: permission denied (check the credentials, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and what they may access): %w", what, err)
+		return fmt.Errorf("%s: permission denied (check the credentials, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the profile's, and what they may access): %w", what, err)
 	case strings.Contains(msg, "permission denied"):
 		return fmt.Errorf("%s: permission denied: %w", what, err)
 	case strings.Contains(msg, "no space left on device"):

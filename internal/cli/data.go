@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -115,6 +116,13 @@ func (f *transferFlags) prepare(cmd *cobra.Command) error {
 		// Running as a job: a line every few seconds, for `job logs`.
 		f.opts.Progress = transfer.NewProgressLines(cmd.OutOrStdout(), 5*time.Second)
 	}
+	// Warnings (a file retried, a full destination) on stderr, as they
+	// happen; the report has every failure's reason at the end.
+	var notes io.Writer = cmd.ErrOrStderr()
+	if f.opts.Progress != nil {
+		notes = f.opts.Progress.Notes(notes)
+	}
+	f.opts.Log = slog.New(slog.NewTextHandler(notes, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return nil
 }
 

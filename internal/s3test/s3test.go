@@ -58,6 +58,30 @@ func Binary(t testing.TB) string {
 // Start starts versitygw with the given credentials and creates buckets.
 func Start(t testing.TB, access, secret string, buckets ...string) *Server {
 	t.Helper()
+	return start(t, nil, access, secret, buckets)
+}
+
+// StartWithIAM is Start with versitygw's own IAM: access and secret are
+// its root account's, and AddUser makes accounts that may do only what a
+// bucket policy grants them — a real server's AccessDenied.
+func StartWithIAM(t testing.TB, access, secret string, buckets ...string) *Server {
+	t.Helper()
+	return start(t, []string{"--iam-dir", t.TempDir()}, access, secret, buckets)
+}
+
+// AddUser creates an account of role "user" (it owns no bucket) through
+// versitygw's admin API. The server must have been started with IAM.
+func (s *Server) AddUser(t testing.TB, access, secret string) {
+	t.Helper()
+	cmd := exec.Command(Binary(t), "admin", "--access", s.access, "--secret", s.secret, "--endpoint-url", s.Endpoint,
+		"create-user", "--access", access, "--secret", secret, "--role", "user")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("versitygw admin create-user %s: %v: %s", access, err, out)
+	}
+}
+
+func start(t testing.TB, extraArgs []string, access, secret string, buckets []string) *Server {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +93,8 @@ func Start(t testing.TB, access, secret string, buckets ...string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(Binary(t), "--access", access, "--secret", secret, "--port", addr, "posix", t.TempDir())
+	args := append([]string{"--access", access, "--secret", secret, "--port", addr}, extraArgs...)
+	cmd := exec.Command(Binary(t), append(args, "posix", t.TempDir())...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -27,6 +27,9 @@ type Progress struct {
 	start                  time.Time
 	stop                   chan struct{}
 	wg                     sync.WaitGroup
+	// writing: one write to the terminal at a time, the progress line's
+	// or a note's (see Notes), so that neither cuts into the other.
+	writing sync.Mutex
 }
 
 // Stats is a snapshot of a transfer's progress.
@@ -155,6 +158,8 @@ func (p *Progress) draw(last bool) {
 	if s.FilesFailed > 0 {
 		line += fmt.Sprintf("  failed %d", s.FilesFailed)
 	}
+	p.writing.Lock()
+	defer p.writing.Unlock()
 	if p.lines {
 		fmt.Fprintln(p.w, time.Now().UTC().Format(time.TimeOnly), line)
 		return
@@ -163,6 +168,26 @@ func (p *Progress) draw(last bool) {
 	if last {
 		fmt.Fprintln(p.w)
 	}
+}
+
+// Notes returns a writer for messages (a transfer's warnings) to w, the
+// writer p draws on: each write goes whole, and on a terminal on a line
+// of its own in place of the progress line, which the next redraw puts
+// back below it.
+func (p *Progress) Notes(w io.Writer) io.Writer { return noteWriter{p: p, w: w} }
+
+type noteWriter struct {
+	p *Progress
+	w io.Writer
+}
+
+func (n noteWriter) Write(b []byte) (int, error) {
+	n.p.writing.Lock()
+	defer n.p.writing.Unlock()
+	if n.p.w != nil && !n.p.lines {
+		io.WriteString(n.w, "\r\x1b[K")
+	}
+	return n.w.Write(b)
 }
 
 // progressReader counts bytes read.

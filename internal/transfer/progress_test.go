@@ -1,6 +1,8 @@
 package transfer
 
 import (
+	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -76,5 +78,28 @@ func TestProgressRateAndETA(t *testing.T) {
 		if !strings.Contains(line, want) {
 			t.Errorf("line %q lacks %q", line, want)
 		}
+	}
+}
+
+// TestProgressNotes: a warning printed while the progress line is drawn
+// on a terminal clears that line and takes one of its own; in log mode
+// and without a drawn line it goes as written.
+func TestProgressNotes(t *testing.T) {
+	var term bytes.Buffer
+	p := NewProgress(&term)
+	p.Start(2, 10)
+	fmt.Fprint(p.Notes(&term), "WARN retrying\n")
+	p.Done()
+	out := term.String()
+	if !strings.Contains(out, "\r\x1b[KWARN retrying\n") {
+		t.Fatalf("terminal: %q: want the warning on a cleared line", out)
+	}
+	var logs bytes.Buffer
+	if fmt.Fprint(NewProgressLines(&logs, time.Hour).Notes(&logs), "WARN x\n"); logs.String() != "WARN x\n" {
+		t.Fatalf("log lines: %q", logs.String())
+	}
+	var plain bytes.Buffer
+	if fmt.Fprint(new(Progress).Notes(&plain), "WARN y\n"); plain.String() != "WARN y\n" {
+		t.Fatalf("nothing drawn: %q", plain.String())
 	}
 }
