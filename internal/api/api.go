@@ -107,6 +107,7 @@ func (h *Handler) routes() []route {
 		{"GET", "/api/v1/jobs/{id}", false, h.getJob, 0},
 		{"POST", "/api/v1/jobs/{id}/cancel", false, h.cancelJob, 0},
 		{"GET", "/api/v1/jobs/{id}/logs", false, h.jobLogs, 0},
+		{"GET", "/api/v1/jobs/{id}/outputs/{path...}", false, h.jobOutput, 0},
 		{"GET", "/api/v1/queues", false, h.listQueues, 0},
 		{"POST", "/api/v1/queues", false, h.createQueue, 0},
 		{"GET", "/api/v1/queues/{name}", false, h.getQueue, 0},
@@ -142,14 +143,18 @@ func (h *Handler) routes() []route {
 	}
 }
 
-// Routes lists "METHOD /path" of every route served, /metrics included.
+// Routes lists "METHOD /path" of every route served, /metrics included,
+// as openapi.yaml writes paths: a wildcard matching the rest of the path
+// ({path...}) is {path} there.
 func (h *Handler) Routes() []string {
 	var out []string
 	for _, r := range h.routes() {
-		out = append(out, r.method+" "+r.path)
+		out = append(out, r.method+" "+openapiPath(r.path))
 	}
 	return append(out, "GET /metrics")
 }
+
+func openapiPath(pattern string) string { return strings.ReplaceAll(pattern, "...}", "}") }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }

@@ -75,12 +75,12 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 
 	// Routes() must tell the truth about the mux: each spec operation,
 	// with its path parameters filled in, reaches the pattern it names.
-	fill := strings.NewReplacer("{id}", "7", "{name}", "default")
+	fill := strings.NewReplacer("{id}", "7", "{name}", "default", "{path}", "out/report.json")
 	for _, r := range spec {
 		method, path, _ := strings.Cut(r, " ")
 		req := httptest.NewRequest(method, fill.Replace(path), nil)
 		_, pattern := h.mux.Handler(req)
-		if pattern != r {
+		if openapiPath(pattern) != r {
 			t.Errorf("%s %s is routed to %q", method, fill.Replace(path), pattern)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	gcblob "gocloud.dev/blob"
@@ -141,8 +142,12 @@ func Resolve(raw, defaultBucket string) (Location, error) {
 	}
 }
 
-// IsNotFound reports whether err means the object does not exist.
-func IsNotFound(err error) bool { return gcerrors.Code(err) == gcerrors.NotFound }
+// IsNotFound reports whether err means the object does not exist. On a
+// file:// bucket a key under another object's ("a/b" where "a" is a
+// file) fails as "not a directory" instead: no such object either.
+func IsNotFound(err error) bool {
+	return gcerrors.Code(err) == gcerrors.NotFound || errors.Is(err, syscall.ENOTDIR)
+}
 
 // Redact hides credentials that may sit in a URL's query.
 func Redact(raw string) string {

@@ -83,7 +83,7 @@ func submitTransfer(ctx context.Context, cmd *cobra.Command, o *rootOptions, nam
 		return err
 	}
 	if format == formatTable {
-		fmt.Fprintf(cmd.OutOrStdout(), "The report will be stored at %s when the job ends.\n", reportKey)
+		fmt.Fprintf(cmd.OutOrStdout(), "The report will be stored at %s when the job ends (hpcml job output JOB report.json prints it).\n", reportKey)
 	}
 	return explain(submit(ctx, cmd, o, c, spec, s.wait, format), cfg)
 }

@@ -12,6 +12,7 @@ func newJobCmd(o *rootOptions) *cobra.Command {
 		newJobListCmd(o),
 		newJobGetCmd(o),
 		newJobLogsCmd(o),
+		newJobOutputCmd(o),
 		newJobCancelCmd(o),
 		newJobWaitCmd(o),
 	)

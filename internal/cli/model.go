@@ -448,25 +448,14 @@ and the command fails. (-o names the file here, not an output format.)`,
 				_, _, err := c.DownloadModel(ctx, ref, cmd.OutOrStdout())
 				return err
 			}
-			// Into a temporary file beside FILE, renamed once the
-			// checksum matched: FILE is never a partial or wrong model.
-			f, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*")
-			if err != nil {
-				return fmt.Errorf("download: %w", err)
-			}
-			defer os.Remove(f.Name())
-			if err := f.Chmod(0o644); err != nil {
-				f.Close()
-				return fmt.Errorf("download: %w", err)
-			}
-			version, n, err := c.DownloadModel(ctx, ref, f)
-			if cerr := f.Close(); err == nil && cerr != nil {
-				err = fmt.Errorf("download: %w", cerr)
-			}
-			if err != nil {
+			// FILE is never a partial or wrong model: renamed into place
+			// once the checksum matched.
+			var version int
+			var n int64
+			if err := writeWhole(out, func(w io.Writer) (err error) {
+				version, n, err = c.DownloadModel(ctx, ref, w)
 				return err
-			}
-			if err := os.Rename(f.Name(), out); err != nil {
+			}); err != nil {
 				return fmt.Errorf("download: %w", err)
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "Wrote %s:%d to %s (%s, SHA-256 checked).\n", ref.Name, version, out, transfer.Bytes(n))

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,5 +75,25 @@ func TestDataSyncSubmit(t *testing.T) {
 	b, _ := os.ReadFile(reports[0])
 	if err := json.Unmarshal(b, &rep); err != nil || rep.Result != "SUCCESS" || rep.Totals.FilesTransferred != 10 {
 		t.Fatalf("report %+v (%v)", rep.Totals, err)
+	}
+
+	// `hpcml job output` reads it through the API, to stdout or whole
+	// into a file; what the job did not declare is not served.
+	if got := s.cli("job", "output", id(j), "report.json"); got != string(b) {
+		t.Fatalf("job output report.json printed %q, want the stored report", got)
+	}
+	saved := filepath.Join(t.TempDir(), "report.json")
+	s.cli("job", "output", id(j), "report.json", "--to", saved)
+	if got, err := os.ReadFile(saved); err != nil || string(got) != string(b) {
+		t.Fatalf("job output --to wrote %q (%v)", got, err)
+	}
+	for path, status := range map[string]int{"other.json": http.StatusNotFound, "report.json/x": http.StatusNotFound, "..%2Fobjects%2Fx": http.StatusBadRequest} {
+		code, _, body := s.raw("GET", "/api/v1/jobs/"+id(j)+"/outputs/"+path, s.Token, nil)
+		if code != status {
+			t.Errorf("output %s: %d %s, want %d", path, code, body, status)
+		}
+	}
+	if code, _, _ := s.raw("GET", "/api/v1/jobs/"+id(j)+"/outputs/report.json", "", nil); code != http.StatusUnauthorized {
+		t.Errorf("output without the token: %d, want 401", code)
 	}
 }

@@ -116,6 +116,14 @@ func TestDataSyncSubmitProgress(t *testing.T) {
 	if seen.Unit != job.UnitBytes || seen.Total != files*size || seen.FilesTotal != files || seen.Done > seen.Total || seen.FilesDone > files {
 		t.Errorf("progress %+v, want bytes of %d in %d files", *seen, files*size, files)
 	}
+	// The dashboard's job page draws the transfer's bar and amounts (the
+	// bar's live refresh in a browser: dashboard's TestBrowser).
+	code, _, page := s.raw("GET", "/jobs/"+id(&sub), s.Token, nil)
+	for _, want := range []string{`role="progressbar"`, "of 6 MiB", "of 6 files"} {
+		if code != http.StatusOK || !bytes.Contains(page, []byte(want)) {
+			t.Errorf("the transfer job's page (%d) lacks %q", code, want)
+		}
+	}
 
 	final := s.waitID(id(&sub), 2*time.Minute)
 	expectState(t, final, job.Succeeded)
