@@ -1,36 +1,53 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 )
 
-// writeWhole writes the file path through a temporary file beside it
-// (mode 0644), renamed into place only once fill has written every byte
-// without error: path is never left partial, and an old file there stays
-// until the new one is complete.
+// writeWhole writes the file path through a temporary file beside it,
+// renamed into place only once fill has written every byte without
+// error: path is never left partial, and an old file there stays until
+// the new one is complete. The file gets mode 0644 less the umask, as
+// os.WriteFile gives. fill's error is returned as it is; the file's own
+// operations' name the file.
 func writeWhole(path string, fill func(w io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	tmp, err := createBeside(path)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name()) // gone once renamed; else the leftover
-	err = tmp.Chmod(0o644)
-	if err == nil {
-		err = fill(tmp)
+	if err := fill(tmp); err != nil {
+		tmp.Close()
+		return err
 	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// createBeside creates a new, uniquely named hidden file in path's
+// directory. Not os.CreateTemp: its files are 0600 whatever the umask.
+func createBeside(path string) (*os.File, error) {
+	dir, base := filepath.Split(path)
+	for try := 0; ; try++ {
+		name := filepath.Join(dir, "."+base+"."+strconv.FormatUint(rand.Uint64(), 36))
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, fs.ErrExist) && try < 100 {
+			continue
+		}
+		return f, err
+	}
 }
 
 // writeFileAtomic writes data to path whole or not at all (writeWhole).

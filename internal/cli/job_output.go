@@ -30,7 +30,12 @@ func newJobOutputCmd(o *rootOptions) *cobra.Command {
 				}
 				return nil
 			}
-			return writeWhole(to, func(w io.Writer) error { _, err := io.Copy(w, rc); return err })
+			return writeWhole(to, func(w io.Writer) error {
+				if _, err := io.Copy(w, rc); err != nil {
+					return fmt.Errorf("output %s of job %s: %w", args[1], args[0], err)
+				}
+				return nil
+			})
 		}),
 	}
 	cmd.Flags().StringVar(&to, "to", "", "write the file here instead of to stdout (whole or not at all)")

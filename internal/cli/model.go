@@ -456,7 +456,7 @@ and the command fails. (-o names the file here, not an output format.)`,
 				version, n, err = c.DownloadModel(ctx, ref, w)
 				return err
 			}); err != nil {
-				return fmt.Errorf("download: %w", err)
+				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "Wrote %s:%d to %s (%s, SHA-256 checked).\n", ref.Name, version, out, transfer.Bytes(n))
 			return nil

@@ -440,3 +440,33 @@ func TestConfigFromEnv(t *testing.T) {
 		})
 	}
 }
+
+// TestJobOutputPaths: an output path is sent with its elements escaped
+// (spaces, ?, #, % reach the server as parts of the path), and one with
+// . or .. elements is refused before anything is sent: the server's
+// router would redirect it to wherever it leads, another job's outputs.
+func TestJobOutputPaths(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.URL.EscapedPath())
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	c := client.New(srv.URL, "t")
+	rc, err := c.JobOutput(t.Context(), "12", "out dir/a?b#c%d.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	if want := "/api/v1/jobs/12/outputs/out%20dir/a%3Fb%23c%25d.txt"; len(got) != 1 || got[0] != want {
+		t.Fatalf("sent %v, want %s", got, want)
+	}
+	for _, bad := range []string{"../13/outputs/report.json", "./a", "a//b", "a/../b", ".", "/abs", ""} {
+		if _, err := c.JobOutput(t.Context(), "12", bad); err == nil {
+			t.Errorf("path %q was accepted", bad)
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("requests sent for refused paths: %v", got[1:])
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	pathpkg "path"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -19,6 +21,11 @@ func (c *Client) JobOutput(ctx context.Context, id, path string) (io.ReadCloser,
 	p, err := jobPath(id)
 	if err != nil {
 		return nil, err
+	}
+	// Refused here, not sent: the server's router would redirect a path
+	// with . or .. elements to wherever it leads — another job's.
+	if path == "." || !filepath.IsLocal(path) || pathpkg.Clean(path) != path {
+		return nil, fmt.Errorf("output path %q: a relative path without . or .. elements", path)
 	}
 	segs := strings.Split(path, "/")
 	for i, s := range segs {

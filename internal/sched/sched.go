@@ -252,7 +252,11 @@ func (s *Scheduler) Submit(ctx context.Context, spec *job.Spec) (*job.Job, error
 		}
 	}
 	for i, out := range spec.Outputs {
-		if _, err := blob.Resolve(out.URL, ""); err != nil {
+		loc, err := blob.Resolve(out.URL, "")
+		if err == nil && loc.Bucket == "" && (loc.Key == "." || loc.Key == "./") {
+			err = fmt.Errorf("%q is the whole of the server's storage: name a prefix in it (results/run1/)", out.URL)
+		}
+		if err != nil {
 			return nil, &job.FieldError{Field: fmt.Sprintf("outputs[%d].url", i), Message: err.Error()}
 		}
 	}
