@@ -175,10 +175,12 @@ func submitTransform(ctx context.Context, cmd *cobra.Command, o *rootOptions, p 
 		// Stop what still runs or waits, let the pass's units end (they
 		// may be writing to the staging area), then remove what was
 		// staged, with a job of its own.
+		var cancelled []string
 		for _, id := range jobs {
 			sid := strconv.FormatInt(id, 10)
 			if j, err := c.GetJob(ctx, sid); err == nil && !j.State.Terminal() {
 				c.CancelJob(ctx, sid)
+				cancelled = append(cancelled, sid)
 			}
 		}
 		for _, id := range units[k] {
@@ -186,6 +188,12 @@ func submitTransform(ctx context.Context, cmd *cobra.Command, o *rootOptions, p 
 		}
 		if id, err := submit(cleanupSpec()); err == nil {
 			c.WatchJob(ctx, strconv.FormatInt(id, 10), quietPoll, nil)
+		}
+		// Every job cancelled above has ended before this returns, the
+		// safety-net cleanup too (the commit's cancel may have started it
+		// before its own cancel came): no transform job is left running.
+		for _, sid := range cancelled {
+			c.WatchJob(ctx, sid, quietPoll, nil)
 		}
 		for _, id := range units[k] { // the first unit that failed is the cause
 			sid := strconv.FormatInt(id, 10)

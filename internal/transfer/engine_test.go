@@ -592,6 +592,38 @@ func TestBandwidthLimit(t *testing.T) {
 	sameTree(t, "limited", d.read(t, "bw/"), src)
 }
 
+// TestBandwidthLimitDownloads: the limit holds on downloads from S3 too,
+// by direct GETs of small objects and by the ranges of a large one (4
+// at a time). Only a lower bound on the time is asserted.
+func TestBandwidthLimitDownloads(t *testing.T) {
+	ctx := context.Background()
+	s := startS3(t, "bkt")
+	b := s.open(t, "bkt")
+	want := tree{"large.bin": randomBytes(31, rangedMin+1<<20)}
+	for i := range 4 {
+		want[fmt.Sprintf("small%d.bin", i)] = randomBytes(uint64(32+i), 1<<20)
+	}
+	for k, data := range want {
+		if err := b.WriteAll(ctx, "bw/"+k, data, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const limit = 16 << 20
+	dstDir := t.TempDir()
+	start := time.Now()
+	rep := mustSync(t, mustEndpoint(t, s.url("bkt", "bw/")), mustEndpoint(t, dstDir+"/"), Options{BwLimit: limit, Transfers: 4})
+	elapsed := time.Since(start)
+	if rep.Totals.BytesTransferred != want.bytes() {
+		t.Fatalf("%+v", rep.Totals)
+	}
+	ideal := time.Duration(float64(want.bytes()) / limit * float64(time.Second))
+	if elapsed < ideal*9/10 {
+		t.Fatalf("%d MiB at 16 MiB/s took %v: faster than the limit allows (ideal %v)", want.bytes()>>20, elapsed, ideal)
+	}
+	t.Logf("%d MiB down at 16 MiB/s: %v (ideal %v)", want.bytes()>>20, elapsed, ideal)
+	sameTree(t, "limited", readDir(t, dstDir), want)
+}
+
 // TestBandwidthLimitHashPass: a large file going to S3 from a source
 // that records no SHA-256 is read twice — once to hash it (the checksum
 // goes with the upload), once to copy it — and the limit holds over both
