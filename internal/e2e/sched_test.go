@@ -305,8 +305,12 @@ func TestStagedJobs(t *testing.T) {
 	if _, err := s.Client.CancelJob(ctx, id(victim)); err != nil {
 		t.Fatal(err)
 	}
-	releaseBlocker()
+	// The slot frees only once the cancel has reached the node (the job
+	// ends CANCELLED there, taken out of the node's queue). Freed before,
+	// the node may start the job first and kill it a moment later, when
+	// the cancel arrives: the API's cancel of a staged job is a request.
 	v := s.wait(victim, 20*time.Second)
+	releaseBlocker()
 	expectState(t, v, job.Cancelled)
 	if v.StartedAt != nil || (len(v.Attempts) > 0 && v.Attempts[0].StartedAt != nil) {
 		t.Fatalf("the job cancelled while staged started: %+v", v)
