@@ -12,8 +12,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -173,20 +171,9 @@ func TestGetterServerErrors(t *testing.T) {
 // path for path-style endpoints; no Getter where requests go unsigned
 // or the bucket is not S3.
 func TestGetterBase(t *testing.T) {
-	// Nothing from this machine's AWS configuration.
-	empty := filepath.Join(t.TempDir(), "empty")
-	if err := os.WriteFile(empty, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{"AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_USE_DUALSTACK_ENDPOINT", "AWS_USE_FIPS_ENDPOINT", "AWS_S3_US_EAST_1_REGIONAL_ENDPOINT"} {
-		t.Setenv(k, "")
-		os.Unsetenv(k)
-	}
-	t.Setenv("AWS_CONFIG_FILE", empty)
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", empty)
+	s3test.IsolateAWS(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKBASE")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "base-secret")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	ctx := context.Background()
 	for _, c := range []struct {
 		url, want, region string

@@ -174,10 +174,9 @@ func TestDataS3Profile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	unsetAWS(t)
+	s3test.IsolateAWS(t)
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", creds)
 	t.Setenv("AWS_CONFIG_FILE", config)
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	t.Setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
 	src := t.TempDir()
 	if err := os.WriteFile(filepath.Join(src, "a.txt"), []byte("from a profile"), 0o644); err != nil {
@@ -235,7 +234,7 @@ func TestDataAccessDenied(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	unsetAWS(t)
+	s3test.IsolateAWS(t)
 	srv.URLEnv(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "reader")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "readersecret")
@@ -297,20 +296,5 @@ func TestDataAccessDenied(t *testing.T) {
 	})
 	if len(files) != 0 {
 		t.Fatalf("files at the destination after denied reads: %v", files)
-	}
-}
-
-// unsetAWS clears, for the test, every variable through which the AWS
-// SDK could find credentials, a profile, a region or an endpoint other
-// than what the test sets.
-func unsetAWS(t *testing.T) {
-	for _, k := range []string{
-		"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY", "AWS_SECRET_KEY", "AWS_SESSION_TOKEN",
-		"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION",
-		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-		"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-	} {
-		t.Setenv(k, "")
-		os.Unsetenv(k)
 	}
 }

@@ -135,3 +135,28 @@ func start(t testing.TB, extraArgs []string, access, secret string, buckets []st
 	}
 	return s
 }
+
+// IsolateAWS clears, for the test, every setting through which the AWS
+// SDK could find credentials, a profile, a region or an endpoint other
+// than what the test then sets, and points the AWS config files at an
+// empty file: nothing of this machine's AWS configuration applies.
+func IsolateAWS(t testing.TB) {
+	t.Helper()
+	for _, k := range []string{
+		"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY", "AWS_SECRET_KEY", "AWS_SESSION_TOKEN",
+		"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION",
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+		"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+		"AWS_USE_DUALSTACK_ENDPOINT", "AWS_USE_FIPS_ENDPOINT", "AWS_S3_US_EAST_1_REGIONAL_ENDPOINT",
+	} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CONFIG_FILE", empty)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", empty)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+}
