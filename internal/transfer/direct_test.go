@@ -178,7 +178,7 @@ func TestSmallDownloadsDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.close()
-	if store.get == nil {
+	if store.directGetter(ctx) == nil {
 		t.Fatal("an S3 source without a direct getter")
 	}
 	dst, err := openStore(ctx, mustEndpoint(t, filepath.Join(t.TempDir(), "out")+"/"), true)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -66,8 +67,12 @@ type store struct {
 	// noTmpfile: local writes take a temporary name even where O_TMPFILE
 	// works (tests of that path).
 	noTmpfile bool
-	// get reads small S3 objects by direct GETs (nil: through gocloud).
-	get *hblob.Getter
+	// getter reads small S3 objects by direct GETs (nil: through
+	// gocloud), made on the first such read: a presign asks for the
+	// credentials, which a listing that failed for want of them (or a
+	// command that reads nothing) should not ask for a second time.
+	getter     *hblob.Getter
+	getterOnce sync.Once
 }
 
 func openStore(ctx context.Context, ep Endpoint, forWriting bool) (*store, error) {
@@ -108,10 +113,18 @@ func (s *store) openBucket(ctx context.Context) error {
 		return err
 	}
 	s.bucket = b
-	if name, ok := s.s3Name(); ok && !s.writing {
-		s.get = hblob.NewGetter(ctx, b, name)
-	}
 	return nil
+}
+
+// directGetter is the store's Getter, made on the first call (nil for a
+// store that cannot take one: not S3, a destination, see s3Name).
+func (s *store) directGetter(ctx context.Context) *hblob.Getter {
+	s.getterOnce.Do(func() {
+		if name, ok := s.s3Name(); ok && !s.writing && s.bucket != nil {
+			s.getter = hblob.NewGetter(ctx, s.bucket, name)
+		}
+	})
+	return s.getter
 }
 
 // s3Name is the name of an S3 store's bucket, for the requests hpcml
@@ -276,8 +289,8 @@ func (s *store) open(ctx context.Context, key string, off, n int64) (io.ReadClos
 // where not or where that did not answer 200 (a missing object, a
 // refusal, throttling), whose retries and errors then apply.
 func (s *store) openWhole(ctx context.Context, key string) (io.ReadCloser, carried, error) {
-	if s.get != nil {
-		if r, h, err := s.get.Get(ctx, s.full(key)); err == nil {
+	if g := s.directGetter(ctx); g != nil {
+		if r, h, err := g.Get(ctx, s.full(key)); err == nil {
 			return r, carriedIn(h), nil
 		}
 	}
