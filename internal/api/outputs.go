@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -38,8 +37,8 @@ func (h *Handler) jobOutput(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("invalid", fmt.Sprintf("job %d is an array: ask for a task's outputs, e.g. %d_0", j.ID, j.ID))
 	}
 	want := r.PathValue("path")
-	if want == "." || !filepath.IsLocal(want) || path.Clean(want) != want {
-		return badRequest("invalid", fmt.Sprintf("output path %q: a relative path without . or .. elements", want))
+	if err := job.CheckOutputPath(want); err != nil {
+		return badRequest("invalid", err.Error())
 	}
 	if !j.State.Terminal() || j.StartedAt == nil {
 		return &apiError{http.StatusConflict, "conflict", fmt.Sprintf("job %s is %s: its outputs are stored when it ends", j.DisplayID(), j.State), ""}

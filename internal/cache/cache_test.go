@@ -453,7 +453,6 @@ func TestRemovedStateIsReopened(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	defer c2.Close()
 	get(c, 1)
 	get(c2, 2)
 	if state, objects, temps := onDisk(t, dir); state != 300 || objects != 300 || temps != 0 {
@@ -826,10 +825,7 @@ func openCache(t *testing.T, dir string, limit int64) *Cache {
 // leaves no tag.
 func TestGetTagged(t *testing.T) {
 	dir := t.TempDir()
-	c, err := New(dir, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := openCache(t, dir, 1<<20)
 	ctx := context.Background()
 	data := []byte("an object of a store that records no checksum")
 	var calls atomic.Int64
@@ -862,11 +858,7 @@ func TestGetTagged(t *testing.T) {
 		t.Fatalf("get by checksum after the tagged fetch: %v, %d fetches", err, calls.Load())
 	}
 	// A reopened cache (another process) remembers the tag.
-	c2, err := New(dir, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Close()
+	c2 := openCache(t, dir, 1<<20)
 	if err := got(c2.GetTagged(ctx, "s3://b k etag1", "", int64(len(data)), opener(data, &calls), &st)); err != nil || calls.Load() != 1 {
 		t.Fatalf("tagged get in a reopened cache: %v, %d fetches", err, calls.Load())
 	}

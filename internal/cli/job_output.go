@@ -24,18 +24,16 @@ func newJobOutputCmd(o *rootOptions) *cobra.Command {
 				return err
 			}
 			defer rc.Close()
-			if to == "" {
-				if _, err := io.Copy(cmd.OutOrStdout(), rc); err != nil {
-					return fmt.Errorf("output %s of job %s: %w", args[1], args[0], err)
-				}
-				return nil
-			}
-			return writeWhole(to, func(w io.Writer) error {
+			copyOut := func(w io.Writer) error {
 				if _, err := io.Copy(w, rc); err != nil {
 					return fmt.Errorf("output %s of job %s: %w", args[1], args[0], err)
 				}
 				return nil
-			})
+			}
+			if to == "" {
+				return copyOut(cmd.OutOrStdout())
+			}
+			return writeWhole(to, copyOut)
 		}),
 	}
 	cmd.Flags().StringVar(&to, "to", "", "write the file here instead of to stdout (whole or not at all)")

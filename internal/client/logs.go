@@ -39,17 +39,26 @@ func (c *Client) Logs(ctx context.Context, id string, opts LogOptions) (io.ReadC
 	if opts.Follow {
 		q.Set("follow", "true")
 	}
+	return c.openStream(ctx, p+"/logs", q, "text/plain", "logs of job "+id, !opts.Follow)
+}
+
+// openStream sends a GET whose body the caller reads at its own pace and
+// must close. With boundHeaders only the wait for the response headers is
+// bounded by the client's timeout (a large body may take longer than that
+// to read); otherwise nothing but ctx bounds it. A failure to get an
+// answer is wrapped as what's.
+func (c *Client) openStream(ctx context.Context, path string, q url.Values, accept, what string, boundHeaders bool) (io.ReadCloser, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var headerTimer *time.Timer
-	if !opts.Follow {
+	if boundHeaders {
 		headerTimer = time.AfterFunc(c.timeout, cancel)
 	}
-	req, err := c.newRequest(ctx, http.MethodGet, p+"/logs", q, nil)
+	req, err := c.newRequest(ctx, http.MethodGet, path, q, nil)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	req.Header.Set("Accept", "text/plain")
+	req.Header.Set("Accept", accept)
 	resp, err := c.send(req)
 	if headerTimer != nil && !headerTimer.Stop() {
 		// The timer fired: ctx is cancelled, so whatever arrived is
@@ -61,7 +70,7 @@ func (c *Client) Logs(ctx context.Context, id string, opts LogOptions) (io.ReadC
 	}
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("logs of job %s: %w", id, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}, nil
 }

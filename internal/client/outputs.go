@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
-	pathpkg "path"
-	"path/filepath"
 	"strings"
-	"time"
+
+	"github.com/hpcml/hpcml/internal/job"
 )
 
 // JobOutput opens a file job id stored as an output in the server's
@@ -24,31 +22,12 @@ func (c *Client) JobOutput(ctx context.Context, id, path string) (io.ReadCloser,
 	}
 	// Refused here, not sent: the server's router would redirect a path
 	// with . or .. elements to wherever it leads — another job's.
-	if path == "." || !filepath.IsLocal(path) || pathpkg.Clean(path) != path {
-		return nil, fmt.Errorf("output path %q: a relative path without . or .. elements", path)
+	if err := job.CheckOutputPath(path); err != nil {
+		return nil, err
 	}
 	segs := strings.Split(path, "/")
 	for i, s := range segs {
 		segs[i] = url.PathEscape(s)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	headerTimer := time.AfterFunc(c.timeout, cancel)
-	req, err := c.newRequest(ctx, http.MethodGet, p+"/outputs/"+strings.Join(segs, "/"), nil, nil)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	req.Header.Set("Accept", "*/*")
-	resp, err := c.send(req)
-	if !headerTimer.Stop() {
-		if err == nil {
-			resp.Body.Close()
-		}
-		err = fmt.Errorf("no answer from %s in %s: %w", c.BaseURL(), c.timeout, context.DeadlineExceeded)
-	}
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("output %s of job %s: %w", path, id, err)
-	}
-	return &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}, nil
+	return c.openStream(ctx, p+"/outputs/"+strings.Join(segs, "/"), nil, "*/*", fmt.Sprintf("output %s of job %s", path, id), true)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -512,4 +513,14 @@ func defaultName(prog string) string {
 		name = name[:MaxNameLen]
 	}
 	return name
+}
+
+// CheckOutputPath checks a path naming a file of a job's outputs, as
+// GET /api/v1/jobs/{id}/outputs/{path} reads it: relative, without . or
+// .. elements (which an HTTP router would resolve to some other path).
+func CheckOutputPath(p string) error {
+	if p == "." || !filepath.IsLocal(p) || path.Clean(p) != p {
+		return fmt.Errorf("output path %q: a relative path without . or .. elements", p)
+	}
+	return nil
 }

@@ -668,11 +668,7 @@ func (e *engine) copyAndRecord(ctx context.Context, o object) {
 			e.full = &FullError{Errno: errno, Path: keyToURL(e.dst.ep, e.dstKey(o.Key))}
 			e.opts.Log.Warn("destination full: starting no more transfers", "key", o.Key, "err", err)
 		}
-		e.rep.Failed = append(e.rep.Failed, Failure{Key: o.Key, Reason: err.Error()})
-		e.rep.Totals.BytesFailed += max(o.Size, 0)
-		if e.opts.Progress != nil {
-			e.opts.Progress.FileFailed()
-		}
+		e.recordFailed(o, err.Error())
 		return
 	}
 	e.rep.Transferred = append(e.rep.Transferred, Entry{Key: o.Key, Size: c.size, SHA256: c.sha256, Checksum: c.s3.String(), s3: c.s3})
@@ -690,12 +686,18 @@ func (e *engine) notAttempted(o object) bool {
 	if e.full == nil {
 		return false
 	}
-	e.rep.Failed = append(e.rep.Failed, Failure{Key: o.Key, Reason: "not attempted: " + e.full.Error()})
+	e.recordFailed(o, "not attempted: "+e.full.Error())
+	return true
+}
+
+// recordFailed records o as failed for reason in the report and the
+// progress. The caller holds e.mu.
+func (e *engine) recordFailed(o object, reason string) {
+	e.rep.Failed = append(e.rep.Failed, Failure{Key: o.Key, Reason: reason})
 	e.rep.Totals.BytesFailed += max(o.Size, 0)
 	if e.opts.Progress != nil {
 		e.opts.Progress.FileFailed()
 	}
-	return true
 }
 
 // destFull reports whether a write has found the destination full.

@@ -201,11 +201,9 @@ func (e *engine) downloadStreams(ctx context.Context, key, etag string, o object
 		off := i * span
 		length := min(span, o.Size-off)
 		g.Go(func() error {
-			r, err := e.src.bucket.NewRangeReader(gctx, e.src.full(key), off, length, &blob.ReaderOptions{
-				BeforeRead: hblob.IfMatch(etag),
-			})
+			r, err := e.openRange(gctx, key, etag, off, length)
 			if err != nil {
-				return sourceErr(hblob.Describe(err, e.src.ep.Raw+" "+key))
+				return err
 			}
 			defer r.Close()
 			h := want.newHash()
@@ -350,13 +348,23 @@ func (p *receivedPart) done(free chan<- []byte) {
 	}
 }
 
-// downloadPart receives len(buf) bytes at off of the object into buf.
-func (e *engine) downloadPart(ctx context.Context, key, etag string, off int64, buf []byte) error {
-	r, err := e.src.bucket.NewRangeReader(ctx, e.src.full(key), off, int64(len(buf)), &blob.ReaderOptions{
+// openRange opens n bytes at off of the source object key, read only
+// while it still has the ETag etag.
+func (e *engine) openRange(ctx context.Context, key, etag string, off, n int64) (*blob.Reader, error) {
+	r, err := e.src.bucket.NewRangeReader(ctx, e.src.full(key), off, n, &blob.ReaderOptions{
 		BeforeRead: hblob.IfMatch(etag),
 	})
 	if err != nil {
-		return sourceErr(hblob.Describe(err, e.src.ep.Raw+" "+key))
+		return nil, sourceErr(hblob.Describe(err, e.src.ep.Raw+" "+key))
+	}
+	return r, nil
+}
+
+// downloadPart receives len(buf) bytes at off of the object into buf.
+func (e *engine) downloadPart(ctx context.Context, key, etag string, off int64, buf []byte) error {
+	r, err := e.openRange(ctx, key, etag, off, int64(len(buf)))
+	if err != nil {
+		return err
 	}
 	defer r.Close()
 	got, err := io.ReadFull(&progressReader{r: e.limited(ctx, r), p: e.opts.Progress}, buf)
